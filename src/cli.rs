@@ -1,0 +1,91 @@
+//! The command line: `tmai-pay <command>`. Each command's documentation is its `--help`.
+
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+use clap::{Args, Parser, Subcommand};
+
+/// tmai-pay: subscription checkout paid on-chain, with soulbound membership badges.
+#[derive(Debug, Parser)]
+#[command(name = "tmai-pay", version, about, long_about = None)]
+pub struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "TMAI_PAY_LOG_JSON")]
+    pub log_json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile the Solidity contracts or check the committed artifacts.
+    #[command(subcommand)]
+    Contracts(ContractsCommand),
+    /// Deploy the contracts to a chain (keys from the environment).
+    Deploy(DeployArgs),
+    /// Regenerate or check the local chain fixtures in anvil-fixtures/.
+    #[command(subcommand)]
+    Fixtures(FixturesCommand),
+    /// Run the local chain with the contracts deployed; stop with Ctrl-C.
+    Dev(DevArgs),
+}
+
+/// `tmai-pay contracts …`
+#[derive(Debug, Subcommand)]
+pub enum ContractsCommand {
+    /// Compile contracts/ and write contracts/artifacts/ (the bindings' source).
+    Build,
+    /// Compile afresh and fail when contracts/artifacts/ differs.
+    Check,
+}
+
+/// `tmai-pay fixtures …`
+#[derive(Debug, Subcommand)]
+pub enum FixturesCommand {
+    /// Deploy on a fresh anvil and rewrite anvil-fixtures/.
+    Regenerate,
+    /// Deploy on a fresh anvil and fail when anvil-fixtures/ differs.
+    Check,
+}
+
+/// `tmai-pay deploy`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// JSON-RPC endpoint of the target chain (http, https, ws or wss).
+    #[arg(long, env = "TMAI_PAY_RPC_URL")]
+    pub rpc_url: String,
+    /// Where to write the deployment file.
+    #[arg(long, default_value = "deployment.json")]
+    pub out: PathBuf,
+    /// Account that receives payments (default: the deployer).
+    #[arg(long)]
+    pub treasury: Option<Address>,
+    /// Owner of the checkout and admin of the badge (default: the deployer).
+    #[arg(long)]
+    pub owner: Option<Address>,
+    /// Quote signer address (default: the address of TMAI_PAY_QUOTE_SIGNER_KEY).
+    #[arg(long)]
+    pub quote_signer: Option<Address>,
+    /// Badge issuer address (default: the address of TMAI_PAY_ISSUER_KEY).
+    #[arg(long)]
+    pub issuer: Option<Address>,
+    /// An existing ERC-20 token the checkout takes; repeat for several.
+    #[arg(long = "token", conflicts_with = "test_tokens")]
+    pub tokens: Vec<Address>,
+    /// Deploy TMAI and USD test tokens instead (test chains only).
+    #[arg(long)]
+    pub test_tokens: bool,
+}
+
+/// `tmai-pay dev`
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Port of the local chain's JSON-RPC endpoint.
+    #[arg(long, default_value_t = 8545, env = "TMAI_PAY_DEV_RPC_PORT")]
+    pub rpc_port: u16,
+    /// Seconds between blocks (default: a block per transaction).
+    #[arg(long)]
+    pub block_time: Option<u64>,
+}

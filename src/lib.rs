@@ -1,0 +1,12 @@
+//! tmai-pay: a self-hosted service that sells subscription plans paid on-chain in TMAI
+//! (and stablecoins) or by card, and records each member's plan as a soulbound badge.
+//!
+//! Layout by capability: [`chain`] holds the contract bindings, compilation, deployment
+//! and the local chain; [`toolchain`] finds the pinned Foundry and solc commands;
+//! [`cli`] is the command line.
+
+pub mod chain;
+pub mod cli;
+pub mod commands;
+pub mod telemetry;
+pub mod toolchain;

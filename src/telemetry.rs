@@ -1,0 +1,11 @@
+//! Logging set-up: `tracing` with an `RUST_LOG`-style filter, human or JSON output.
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// Installs the global subscriber. `json` switches to one JSON object per line.
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs tmai-pay's pinned toolchain into tools/ and links the commands into tools/bin:
+# anvil, forge and cast (Foundry 1.7.1 from npm), solc (solc-js behind a solc-compatible
+# command, or a native compiler), and OpenZeppelin Contracts. Idempotent: when everything is
+# in place and the lock file has not changed it does nothing and prints nothing.
+#
+# Native tools win when asked for: TMAI_PAY_SOLC=/path/to/solc, TMAI_PAY_ANVIL=/path/to/anvil,
+# TMAI_PAY_FORGE=..., TMAI_PAY_CAST=... are linked instead of the npm builds.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+need_node() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "tools/install.sh: installing Node.js and npm from Debian" >&2
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    else
+      echo "tools/install.sh: node and npm are required (apt-get install nodejs npm)" >&2
+      exit 1
+    fi
+  fi
+}
+
+stamp=node_modules/.tmai-pay-lock
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  need_node
+  echo "tools/install.sh: installing pinned tools (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  cp package-lock.json "$stamp"
+fi
+
+link() { # name, override variable value, npm path
+  local name=$1 override=$2 default=$3 target
+  target=${override:-$here/$default}
+  if [ ! -x "$target" ]; then
+    echo "tools/install.sh: $name not executable at $target" >&2
+    exit 1
+  fi
+  if [ "$(readlink "bin/$name" 2>/dev/null)" != "$target" ]; then
+    ln -sfn "$target" "bin/$name"
+  fi
+}
+mkdir -p bin
+link anvil "${TMAI_PAY_ANVIL:-}" node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+link forge "${TMAI_PAY_FORGE:-}" node_modules/@foundry-rs/forge-linux-amd64/bin/forge
+link cast "${TMAI_PAY_CAST:-}" node_modules/@foundry-rs/cast-linux-amd64/bin/cast
+link solc "${TMAI_PAY_SOLC:-}" solc-js.js
