@@ -24,4 +24,10 @@ contract ReferenceBadge is ERC721 {
         _mint(to, id);
         dataOf[id] = Data(tier, expiresAt);
     }
+
+    /// @notice Sets the tier and expiry of badge `id`.
+    function update(uint256 id, uint8 tier, uint64 expiresAt) external {
+        _requireOwned(id);
+        dataOf[id] = Data(tier, expiresAt);
+    }
 }
