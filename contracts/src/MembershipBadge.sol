@@ -223,12 +223,7 @@ contract MembershipBadge is IMembershipBadge, ERC721, AccessControl, IERC5192, I
 
     /// @notice Returns whether this contract implements `interfaceId`: ERC-165, ERC-721,
     /// ERC-721 Metadata, AccessControl, ERC-5192, ERC-4906 and ERC-5643.
-    function supportsInterface(bytes4 interfaceId)
-        public
-        view
-        override(ERC721, AccessControl, IERC165)
-        returns (bool)
-    {
+    function supportsInterface(bytes4 interfaceId) public view override(ERC721, AccessControl, IERC165) returns (bool) {
         return interfaceId == type(IERC5192).interfaceId || interfaceId == bytes4(0x49064906)
             || interfaceId == type(IERC5643).interfaceId || ERC721.supportsInterface(interfaceId)
             || AccessControl.supportsInterface(interfaceId);

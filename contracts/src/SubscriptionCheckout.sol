@@ -138,9 +138,15 @@ contract SubscriptionCheckout is ISubscriptionCheckout, Ownable2Step, EIP712, Pa
     /// @dev Checks the quote, marks the order paid, moves the tokens and emits {OrderPaid}.
     function _settle(Quote calldata quote, bytes calldata signature) private {
         if (msg.sender != quote.payer) revert SubscriptionCheckout__WrongPayer(quote.payer, msg.sender);
-        if (block.timestamp > quote.deadline) revert SubscriptionCheckout__QuoteExpired(quote.deadline, block.timestamp);
+        if (block.timestamp > quote.deadline) {
+            revert SubscriptionCheckout__QuoteExpired(quote.deadline, block.timestamp);
+        }
         if (quote.amount == 0 || quote.periods == 0) revert SubscriptionCheckout__EmptyQuote();
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(quoteDigest(quote), signature);
+        if (signature.length != 65) revert SubscriptionCheckout__InvalidSignature();
+        // Split the signature in calldata rather than copying it to memory.
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(
+            quoteDigest(quote), uint8(signature[64]), bytes32(signature[0:32]), bytes32(signature[32:64])
+        );
         if (err != ECDSA.RecoverError.NoError || signer != _quoteSigner) {
             revert SubscriptionCheckout__InvalidSignature();
         }

@@ -65,6 +65,7 @@ pub fn compile(toolchain: &Toolchain) -> Result<BTreeMap<String, String>, Compil
     settings.optimizer = Optimizer { enabled: Some(true), runs: Some(20_000), ..Default::default() };
     settings.evm_version = Some(EvmVersion::Prague);
     settings.metadata = Some(SettingsMetadata::new(BytecodeHash::None, false));
+    settings.via_ir = Some(true);
 
     let solc = Solc::new(toolchain.solc()).map_err(|e| CompileError::Compiler(e.to_string()))?;
     let project = ProjectBuilder::<SolcCompiler, ConfigurableArtifacts>::new(ConfigurableArtifacts::default())
@@ -75,7 +76,10 @@ pub fn compile(toolchain: &Toolchain) -> Result<BTreeMap<String, String>, Compil
         .offline()
         .build(SolcCompiler::Specific(solc))
         .map_err(|e| CompileError::Compiler(e.to_string()))?;
-    let output = project.compile().map_err(|e| CompileError::Compiler(e.to_string()))?;
+    // Only what is exported and what it imports: the forge tests are compiled by forge.
+    let mut files = sol_files(&dir.join("src"))?;
+    files.push(dir.join("test/bench/ReferenceBadge.sol"));
+    let output = project.compile_files(files).map_err(|e| CompileError::Compiler(e.to_string()))?;
     if output.has_compiler_errors() {
         return Err(CompileError::Sources(output.to_string()));
     }
@@ -140,6 +144,22 @@ pub fn check(toolchain: &Toolchain) -> Result<Vec<PathBuf>, CompileError> {
         }
     }
     Ok(stale)
+}
+
+/// Returns the Solidity files under `dir`, recursively, in a stable order.
+fn sol_files(dir: &Path) -> Result<Vec<PathBuf>, CompileError> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| CompileError::Io { path: dir.to_path_buf(), source })?;
+    for entry in entries {
+        let path = entry.map_err(|source| CompileError::Io { path: dir.to_path_buf(), source })?.path();
+        if path.is_dir() {
+            files.extend(sol_files(&path)?);
+        } else if path.extension().is_some_and(|e| e == "sol") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn read(path: &Path) -> Result<Option<String>, CompileError> {
