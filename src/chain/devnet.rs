@@ -101,10 +101,18 @@ pub fn key(anvil: &AnvilInstance, index: usize) -> PrivateKeySigner {
     anvil.keys()[index].clone().into()
 }
 
-/// Returns a provider for `anvil` that signs with the key at `index`.
+/// Returns a provider for `anvil` that signs with the key at `index`. It asks the chain
+/// for the nonce on every transaction (no cache), so it stays right across
+/// `anvil_revert`, reorgs and transactions sent by other tools.
 pub fn provider_for(anvil: &AnvilInstance, index: usize) -> DynProvider {
     let wallet = EthereumWallet::from(key(anvil, index));
-    ProviderBuilder::new().wallet(wallet).connect_http(anvil.endpoint_url()).erased()
+    ProviderBuilder::default()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased()
 }
 
 /// Deploys the contracts and test tokens on a fresh `anvil` the way the fixtures are made:

@@ -6,3 +6,4 @@ pub mod compile;
 pub mod deploy;
 pub mod deployment;
 pub mod devnet;
+pub mod signing;

@@ -1,0 +1,286 @@
+//! Gas benchmark: deploys on a fresh anvil and prints the gas of `pay`, `payWithPermit`,
+//! one badge issue, a batch of 100 and one update, each beside a baseline measured in the
+//! same run on the same chain state, with the ratio and its target.
+//!
+//! Run: `cargo bench --bench gas` (or `scripts/bench-gas`).
+
+use alloy::{
+    primitives::{Address, U256, keccak256},
+    network::Ethereum,
+    providers::{DynProvider, PendingTransactionBuilder, Provider, ext::AnvilApi},
+    rpc::types::TransactionReceipt,
+    signers::local::PrivateKeySigner,
+};
+use anyhow::{Context, Result, ensure};
+use tmai_pay::{
+    chain::{
+        bindings::{
+            IMembershipBadge::Membership, ISubscriptionCheckout::Quote, MembershipBadge, ReferenceBadge,
+            SubscriptionCheckout, TestToken,
+        },
+        deployment::Deployment,
+        devnet::{self, AnvilOptions},
+        signing::{PermitRequest, quote_domain, sign_permit, sign_quote},
+    },
+    toolchain::Toolchain,
+};
+
+const PAYMENTS: u64 = 100;
+const SAMPLES: u64 = 20;
+const BATCH: usize = 100;
+const EXPIRY: u64 = 2_000_000_000;
+
+struct Row {
+    name: String,
+    gas: f64,
+    baseline_name: String,
+    baseline: f64,
+    target: Option<f64>,
+    absolute_target: Option<f64>,
+}
+
+/// Returns the gas a sent transaction used. Polls for the receipt directly: after
+/// `anvil_revert` block numbers repeat, which alloy's block heartbeat does not follow.
+async fn gas(pending: alloy::contract::Result<PendingTransactionBuilder<Ethereum>>) -> Result<u64> {
+    let pending = pending?;
+    let hash = *pending.tx_hash();
+    let receipt: TransactionReceipt = loop {
+        if let Some(receipt) = pending.provider().get_transaction_receipt(hash).await? {
+            break receipt;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    ensure!(receipt.status(), "transaction reverted: {:?}", receipt.transaction_hash);
+    Ok(receipt.gas_used)
+}
+
+fn mean(values: &[u64]) -> f64 {
+    values.iter().sum::<u64>() as f64 / values.len() as f64
+}
+
+fn member(i: u64) -> Address {
+    Address::from_word(keccak256(format!("bench-member-{i}")))
+}
+
+struct Env {
+    anvil: alloy::node_bindings::AnvilInstance,
+    deployment: Deployment,
+    payer: DynProvider,
+    payer_key: PrivateKeySigner,
+    spender: DynProvider,
+    issuer: DynProvider,
+    signer: PrivateKeySigner,
+}
+
+impl Env {
+    async fn snapshot(&self) -> Result<U256> {
+        Ok(self.payer.anvil_snapshot().await?)
+    }
+
+    async fn revert(&self, id: U256) -> Result<()> {
+        ensure!(self.payer.anvil_revert(id).await?, "anvil_revert failed");
+        Ok(())
+    }
+
+    async fn quote(&self, order_id: u64, amount: U256) -> Result<(Quote, alloy::primitives::Bytes)> {
+        let quote = Quote {
+            orderId: U256::from(order_id),
+            payer: self.payer_key.address(),
+            token: self.deployment.token("TMAI").context("TMAI")?.address,
+            amount,
+            planId: 3,
+            periods: 1,
+            deadline: EXPIRY,
+        };
+        let domain = quote_domain(self.deployment.chain_id, self.deployment.checkout);
+        let signature = sign_quote(&self.signer, &quote, &domain).await?;
+        Ok((quote, signature))
+    }
+}
+
+async fn bench_pay(env: &Env, amount: U256) -> Result<Row> {
+    let token_address = env.deployment.token("TMAI").context("TMAI")?.address;
+    let checkout = SubscriptionCheckout::new(env.deployment.checkout, &env.payer);
+    let token = TestToken::new(token_address, &env.payer);
+    let total = amount * U256::from(PAYMENTS);
+
+    let snapshot = env.snapshot().await?;
+    gas(token.approve(env.deployment.checkout, total).send().await).await?;
+    let mut pays = Vec::new();
+    for i in 0..PAYMENTS {
+        let (quote, signature) = env.quote(i + 1, amount).await?;
+        pays.push(gas(checkout.pay(quote, signature).send().await).await?);
+    }
+    env.revert(snapshot).await?;
+
+    let snapshot = env.snapshot().await?;
+    let payer = env.payer_key.address();
+    gas(token.approve(payer, total).send().await).await?;
+    let mut transfers = Vec::new();
+    for _ in 0..PAYMENTS {
+        transfers.push(gas(token.transferFrom(payer, env.deployment.treasury, amount).send().await).await?);
+    }
+    env.revert(snapshot).await?;
+
+    Ok(Row {
+        name: format!("pay (mean of {PAYMENTS} consecutive)"),
+        gas: mean(&pays),
+        baseline_name: "ERC-20 transferFrom tx".into(),
+        baseline: mean(&transfers),
+        target: Some(1.5),
+        absolute_target: None,
+    })
+}
+
+async fn bench_permit(env: &Env, amount: U256) -> Result<Row> {
+    let info = env.deployment.token("TMAI").context("TMAI")?.clone();
+    let checkout = SubscriptionCheckout::new(env.deployment.checkout, &env.payer);
+    let token_for_payer = TestToken::new(info.address, &env.payer);
+    let token_for_spender = TestToken::new(info.address, &env.spender);
+    let token_name = token_for_payer.name().call().await?;
+    let payer = env.payer_key.address();
+    let spender = env.anvil.addresses()[1];
+    let request = |spender: Address, nonce: u64| PermitRequest {
+        token_name: token_name.clone(),
+        token: info.address,
+        chain_id: env.deployment.chain_id,
+        spender,
+        value: amount,
+        nonce: U256::from(nonce),
+        deadline: U256::from(EXPIRY),
+    };
+
+    let snapshot = env.snapshot().await?;
+    let mut with_permit = Vec::new();
+    for i in 0..SAMPLES {
+        let (quote, signature) = env.quote(i + 1, amount).await?;
+        let permit = sign_permit(&env.payer_key, &request(env.deployment.checkout, i)).await?;
+        let call = checkout.payWithPermit(quote, signature, U256::from(EXPIRY), permit.v, permit.r, permit.s);
+        with_permit.push(gas(call.send().await).await?);
+    }
+    env.revert(snapshot).await?;
+
+    let snapshot = env.snapshot().await?;
+    let mut two_txs = Vec::new();
+    for i in 0..SAMPLES {
+        let permit = sign_permit(&env.payer_key, &request(spender, i)).await?;
+        let permit_gas = gas(
+            token_for_spender.permit(payer, spender, amount, U256::from(EXPIRY), permit.v, permit.r, permit.s).send().await,
+        )
+        .await?;
+        let transfer_gas = gas(token_for_spender.transferFrom(payer, env.deployment.treasury, amount).send().await).await?;
+        two_txs.push(permit_gas + transfer_gas);
+    }
+    env.revert(snapshot).await?;
+
+    Ok(Row {
+        name: format!("payWithPermit (mean of {SAMPLES})"),
+        gas: mean(&with_permit),
+        baseline_name: "permit tx + transferFrom tx".into(),
+        baseline: mean(&two_txs),
+        target: Some(1.0),
+        absolute_target: None,
+    })
+}
+
+async fn bench_badges(env: &Env) -> Result<Vec<Row>> {
+    let badge = MembershipBadge::new(env.deployment.badge, &env.issuer);
+    let reference = ReferenceBadge::deploy(&env.issuer).await?;
+    let membership = |i: u64, tier: u8, expiry: u64| Membership { wallet: member(i), tier, expiresAt: expiry };
+
+    let snapshot = env.snapshot().await?;
+    let mut issues = Vec::new();
+    let mut reference_issues = Vec::new();
+    let mut updates = Vec::new();
+    let mut reference_updates = Vec::new();
+    for i in 0..SAMPLES {
+        issues.push(gas(badge.issue(vec![membership(i, 3, EXPIRY)]).send().await).await?);
+        reference_issues.push(gas(reference.issue(member(i), 3, EXPIRY).send().await).await?);
+    }
+    for i in 0..SAMPLES {
+        updates.push(gas(badge.update(vec![membership(i, 4, EXPIRY + 86_400)]).send().await).await?);
+        reference_updates.push(gas(reference.update(U256::from(i + 1), 4, EXPIRY + 86_400).send().await).await?);
+    }
+    let batch: Vec<Membership> = (1_000..1_000 + BATCH as u64).map(|i| membership(i, 2, EXPIRY)).collect();
+    let batch_gas = gas(badge.issue(batch).send().await).await?;
+    env.revert(snapshot).await?;
+
+    let reference_issue = mean(&reference_issues);
+    Ok(vec![
+        Row {
+            name: format!("issue 1 badge (mean of {SAMPLES})"),
+            gas: mean(&issues),
+            baseline_name: "OZ ERC721._mint + tier/expiry".into(),
+            baseline: reference_issue,
+            target: Some(0.75),
+            absolute_target: None,
+        },
+        Row {
+            name: format!("issue {BATCH} in one batch, per badge"),
+            gas: batch_gas as f64 / BATCH as f64,
+            baseline_name: "OZ ERC721._mint + tier/expiry".into(),
+            baseline: reference_issue,
+            target: None,
+            absolute_target: Some(30_000.0),
+        },
+        Row {
+            name: format!("update 1 badge (mean of {SAMPLES})"),
+            gas: mean(&updates),
+            baseline_name: "OZ reference: rewrite tier/expiry".into(),
+            baseline: mean(&reference_updates),
+            target: None,
+            absolute_target: None,
+        },
+    ])
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let toolchain = Toolchain::locate()?;
+    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions::default())?;
+    let deployment = devnet::deploy_fixture_contracts(&anvil).await?;
+    let env = Env {
+        payer: devnet::provider_for(&anvil, 0),
+        payer_key: devnet::key(&anvil, 0),
+        spender: devnet::provider_for(&anvil, 1),
+        issuer: devnet::provider_for(&anvil, devnet::ISSUER),
+        signer: devnet::key(&anvil, devnet::QUOTE_SIGNER),
+        deployment,
+        anvil,
+    };
+    let amount = U256::from(25) * U256::from(10).pow(U256::from(18));
+
+    let mut rows = vec![bench_pay(&env, amount).await?, bench_permit(&env, amount).await?];
+    rows.extend(bench_badges(&env).await?);
+
+    println!("gas benchmark (anvil {}, chain {})", env.anvil.endpoint(), env.deployment.chain_id);
+    println!("{:<38} {:>10}  {:<34} {:>10} {:>7}  {:<14}", "operation", "gas", "baseline (same run)", "gas", "ratio", "target");
+    let mut missed = 0;
+    for row in &rows {
+        let ratio = row.gas / row.baseline;
+        let (target, ok) = match (row.target, row.absolute_target) {
+            (Some(t), _) => (format!("≤ {t:.2}×"), ratio <= t),
+            (None, Some(a)) => (format!("≤ {a:.0} gas"), row.gas <= a),
+            (None, None) => ("(reported)".to_string(), true),
+        };
+        if !ok {
+            missed += 1;
+        }
+        println!(
+            "{:<38} {:>10.0}  {:<34} {:>10.0} {:>6.3}×  {:<14} {}",
+            row.name,
+            row.gas,
+            row.baseline_name,
+            row.baseline,
+            ratio,
+            target,
+            if ok { "met" } else { "MISSED" }
+        );
+    }
+    if missed > 0 {
+        println!("{missed} target(s) missed");
+    } else {
+        println!("all targets met");
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! The command line as a person uses it: deploy (and its refusals), dev, bad input.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use alloy::{
+    hex,
+    primitives::B256,
+    providers::{Provider, ProviderBuilder},
+};
+use tmai_pay::chain::{
+    bindings::{MembershipBadge, SubscriptionCheckout},
+    deployment::Deployment,
+    devnet::{self, AnvilOptions},
+};
+
+use crate::helpers::{free_port, spawn_chain, text, tmai_pay, toolchain};
+
+fn key_hex(anvil: &alloy::node_bindings::AnvilInstance, index: usize) -> String {
+    hex::encode_prefixed(devnet::key(anvil, index).to_bytes())
+}
+
+#[tokio::test]
+async fn deploy_writes_a_deployment_file_that_matches_the_chain() {
+    // Arrange
+    let anvil = devnet::spawn_anvil(&toolchain(), &AnvilOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deployment.json");
+    let (deployer, signer, issuer) = (key_hex(&anvil, 10), key_hex(&anvil, 11), key_hex(&anvil, 12));
+
+    // Act
+    let output = tmai_pay(
+        &["deploy", "--rpc-url", &anvil.endpoint(), "--test-tokens", "--out", out.to_str().unwrap()],
+        &[("TMAI_PAY_DEPLOYER_KEY", &deployer), ("TMAI_PAY_QUOTE_SIGNER_KEY", &signer), ("TMAI_PAY_ISSUER_KEY", &issuer)],
+    );
+
+    // Assert
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "deploy failed: {stderr}");
+    for secret in [&deployer, &signer, &issuer] {
+        assert!(!stdout.contains(&secret[2..]) && !stderr.contains(&secret[2..]), "a key was printed");
+    }
+    let deployment = Deployment::read(&out).unwrap();
+    assert_eq!(deployment.chain_id, devnet::CHAIN_ID);
+    assert_eq!(deployment.quote_signer, anvil.addresses()[11]);
+    assert_eq!(deployment.issuer, anvil.addresses()[12]);
+    assert_eq!(deployment.treasury, anvil.addresses()[10]);
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let checkout = SubscriptionCheckout::new(deployment.checkout, &provider);
+    assert_eq!(checkout.quoteSigner().call().await.unwrap(), deployment.quote_signer);
+    assert_eq!(checkout.treasury().call().await.unwrap(), deployment.treasury);
+    let badge = MembershipBadge::new(deployment.badge, &provider);
+    let issuer_role = badge.ISSUER_ROLE().call().await.unwrap();
+    assert!(badge.hasRole(issuer_role, deployment.issuer).call().await.unwrap());
+    assert!(badge.hasRole(B256::ZERO, deployment.owner).call().await.unwrap());
+    let symbols: Vec<&str> = deployment.tokens.iter().map(|t| t.symbol.as_str()).collect();
+    assert_eq!(symbols, ["TMAI", "USD"]);
+}
+
+#[tokio::test]
+async fn deploy_with_existing_tokens_reads_their_symbol_and_decimals() {
+    let chain = spawn_chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.json");
+    let usd = chain.deployment.token("USD").unwrap().address.to_string();
+    let deployer = key_hex(&chain.anvil, 5);
+
+    let output = tmai_pay(
+        &[
+            "deploy",
+            "--rpc-url",
+            &chain.anvil.endpoint(),
+            "--token",
+            &usd,
+            "--quote-signer",
+            &chain.anvil.addresses()[11].to_string(),
+            "--issuer",
+            &chain.anvil.addresses()[12].to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("TMAI_PAY_DEPLOYER_KEY", &deployer)],
+    );
+
+    assert!(output.status.success(), "{}", text(&output).1);
+    let deployment = Deployment::read(&out).unwrap();
+    assert_eq!(deployment.tokens.len(), 1);
+    assert_eq!(deployment.tokens[0].symbol, "USD");
+    assert_eq!(deployment.tokens[0].decimals, 6);
+    assert!(deployment.tokens[0].permit);
+}
+
+/// Runs a deploy that must fail; returns stderr after checking that nothing was written.
+fn failed_deploy(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.json");
+    let mut all = vec!["deploy", "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let output = tmai_pay(&all, env);
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success(), "deploy should fail");
+    assert!(!out.exists(), "a failed deploy wrote a deployment file");
+    stderr
+}
+
+const SOME_KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
+
+#[test]
+fn deploy_refuses_an_unreachable_rpc_url() {
+    let port = free_port().to_string();
+    let url = format!("http://127.0.0.1:{port}");
+    let stderr = failed_deploy(
+        &["--rpc-url", &url, "--test-tokens"],
+        &[("TMAI_PAY_DEPLOYER_KEY", SOME_KEY), ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY), ("TMAI_PAY_ISSUER_KEY", SOME_KEY)],
+    );
+    assert!(stderr.contains("cannot reach the RPC endpoint"), "{stderr}");
+}
+
+#[test]
+fn deploy_refuses_a_malformed_rpc_url() {
+    let stderr = failed_deploy(&["--rpc-url", "not a url", "--test-tokens"], &[
+        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
+        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
+        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
+    ]);
+    assert!(stderr.contains("is not a URL"), "{stderr}");
+}
+
+#[test]
+fn deploy_refuses_a_missing_deployer_key() {
+    let stderr = failed_deploy(&["--rpc-url", "http://127.0.0.1:1", "--test-tokens"], &[]);
+    assert!(stderr.contains("TMAI_PAY_DEPLOYER_KEY is not set"), "{stderr}");
+}
+
+#[test]
+fn deploy_refuses_an_invalid_key_without_printing_it() {
+    let bad = "0xnot-a-key-but-a-secret-looking-string";
+    let stderr = failed_deploy(&["--rpc-url", "http://127.0.0.1:1", "--test-tokens"], &[("TMAI_PAY_DEPLOYER_KEY", bad)]);
+    assert!(stderr.contains("TMAI_PAY_DEPLOYER_KEY is not a valid private key"), "{stderr}");
+    assert!(!stderr.contains("secret-looking"), "the key was printed: {stderr}");
+}
+
+#[test]
+fn deploy_refuses_without_tokens() {
+    let stderr = failed_deploy(&["--rpc-url", "http://127.0.0.1:1"], &[
+        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
+        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
+        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
+    ]);
+    assert!(stderr.contains("no tokens"), "{stderr}");
+}
+
+#[tokio::test]
+async fn deploy_refuses_an_unfunded_deployer() {
+    let anvil = devnet::spawn_anvil(&toolchain(), &AnvilOptions::default()).unwrap();
+    let stderr = failed_deploy(&["--rpc-url", &anvil.endpoint(), "--test-tokens"], &[
+        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
+        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
+        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
+    ]);
+    assert!(stderr.contains("has 0.000000000000000000 ETH") && stderr.contains("fund it first"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_command_fails_with_usage() {
+    let output = tmai_pay(&["launch-rockets"], &[]);
+    assert!(!output.status.success());
+    assert!(text(&output).1.contains("Usage"), "{}", text(&output).1);
+}
+
+#[tokio::test]
+async fn dev_serves_the_fixture_contracts_and_stops_on_ctrl_c() {
+    // Arrange
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
+        .args(["dev", "--rpc-port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let fixture = Deployment::read(&toolchain().fixtures_dir().join(devnet::DEPLOYMENT_FILE)).unwrap();
+
+    // Act
+    let provider = ProviderBuilder::new().connect_http(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let signer = SubscriptionCheckout::new(fixture.checkout, &provider).quoteSigner().call().await;
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+
+    // Assert
+    assert_eq!(signer.unwrap(), fixture.quote_signer);
+    assert!(printed.contains(&format!("127.0.0.1:{port}")) || printed.contains(&format!("localhost:{port}")), "{printed}");
+    assert!(printed.contains(&fixture.checkout.to_string()), "{printed}");
+    assert!(printed.contains(&fixture.test_wallets[0].private_key.to_string()), "{printed}");
+    assert!(exit.success(), "dev exited with {exit}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(provider.get_block_number().await.is_err(), "anvil still answers after Ctrl-C");
+}
