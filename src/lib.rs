@@ -5,8 +5,11 @@
 //! and the local chain; [`toolchain`] finds the pinned Foundry and solc commands;
 //! [`cli`] is the command line.
 
+pub mod billing;
 pub mod chain;
 pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod store;
 pub mod telemetry;
 pub mod toolchain;

@@ -7,3 +7,4 @@ pub mod deploy;
 pub mod deployment;
 pub mod devnet;
 pub mod signing;
+pub mod watcher;

@@ -1,6 +1,10 @@
 #![allow(missing_docs)]
-//! Integration tests: one binary, real anvil, real compiled contracts.
+//! Integration tests: one binary, real anvil, real compiled contracts, real databases.
 
+mod activation;
 mod chain;
 mod cli;
+mod db;
+mod harness;
 mod helpers;
+mod watcher;

@@ -1,0 +1,318 @@
+//! What a confirmed payment does to the payer's subscription, applied in the transaction
+//! that confirms the payment: create or extend it, queue the badge job, write the events.
+//!
+//! Rules (DESIGN.md flow 4):
+//! - no subscription, or an expired one: **activated** for `periods` from now;
+//! - same tier: **renewed** from the later of now and the current expiry;
+//! - higher tier: **upgraded** at once; the unused time of the old tier (and of a scheduled
+//!   downgrade) is credited at the ratio of the two plans' per-second prices in the paid
+//!   token (card prices when the token prices are missing; no credit when neither is);
+//! - lower tier: **downgrade scheduled**; it takes effect when the current period ends.
+//!
+//! Exactly once: the `activations` row is keyed by the payment; if it exists, nothing runs.
+
+use alloy::primitives::{Address, U256};
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::plans::{Catalog, Plan};
+use crate::store::{StoreError, address_bytes, outbox, to_address};
+
+/// A subscription row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subscription {
+    /// Member wallet.
+    pub wallet: Address,
+    /// Current plan.
+    pub plan_id: u32,
+    /// Current tier.
+    pub tier: u8,
+    /// `trialing`, `active`, `expired` or `canceled`.
+    pub status: String,
+    /// When the subscription first started.
+    pub started_at: u64,
+    /// When the current tier's paid time ends.
+    pub expires_at: u64,
+    /// Plan that takes over at `expires_at` (a scheduled downgrade).
+    pub next_plan_id: Option<u32>,
+    /// When the scheduled plan's time ends.
+    pub next_expires_at: Option<u64>,
+}
+
+/// What kind of change a payment made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A new (or lapsed) subscription.
+    Activated,
+    /// More time at the same tier.
+    Renewed,
+    /// A higher tier at once, with credit.
+    Upgraded,
+    /// A lower tier from the end of the current period.
+    DowngradeScheduled,
+}
+
+impl ChangeKind {
+    /// Returns the outbox event name.
+    pub fn event(self) -> &'static str {
+        match self {
+            Self::Activated => "subscription.activated",
+            Self::Renewed => "subscription.renewed",
+            Self::Upgraded => "subscription.upgraded",
+            Self::DowngradeScheduled => "subscription.downgrade_scheduled",
+        }
+    }
+}
+
+/// The subscription after a payment, and how it got there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Kind of change.
+    pub kind: ChangeKind,
+    /// The subscription afterwards.
+    pub after: Subscription,
+    /// Expiry before the payment (None for a new subscription).
+    pub old_expires_at: Option<u64>,
+    /// Seconds credited from unused time (upgrades).
+    pub credit_seconds: u64,
+}
+
+/// Returns the per-second price ratio `old / new` as (numerator, denominator), in the paid
+/// token when both plans are priced in it, else in card cents.
+fn price_ratio(old: &Plan, new: &Plan, token: Address) -> Option<(U256, U256)> {
+    let per_period = |p: &Plan| -> Option<U256> {
+        match (old.prices.get(&token), new.prices.get(&token)) {
+            (Some(_), Some(_)) => p.prices.get(&token).copied(),
+            _ => Some(U256::from(p.card_price_cents?)),
+        }
+    };
+    let (o, n) = (per_period(old)?, per_period(new)?);
+    // (o / old_len) / (n / new_len) = o * new_len / (old_len * n)
+    Some((o * U256::from(new.period.seconds()), U256::from(old.period.seconds()) * n))
+}
+
+/// Returns `seconds` of `old`'s time converted into `new`'s time, rounded down.
+pub fn credit(seconds: u64, old: &Plan, new: &Plan, token: Address) -> u64 {
+    match price_ratio(old, new, token) {
+        Some((num, den)) if !den.is_zero() => {
+            u64::try_from(U256::from(seconds) * num / den).unwrap_or(u64::MAX)
+        }
+        _ => 0,
+    }
+}
+
+/// Computes what paying `periods` of `plan` in `token` at `now` does to `current`.
+pub fn plan_change(
+    current: Option<&Subscription>,
+    catalog: &Catalog,
+    wallet: Address,
+    plan: &Plan,
+    periods: u32,
+    token: Address,
+    now: u64,
+) -> Change {
+    let bought = plan.period.seconds() * u64::from(periods);
+    let fresh = |kind| Change {
+        kind,
+        after: Subscription {
+            wallet,
+            plan_id: plan.id,
+            tier: plan.tier,
+            status: "active".into(),
+            started_at: now,
+            expires_at: now + bought,
+            next_plan_id: None,
+            next_expires_at: None,
+        },
+        old_expires_at: current.map(|c| c.expires_at),
+        credit_seconds: 0,
+    };
+    let Some(cur) = current.filter(|c| c.expires_at > now && c.status != "expired") else {
+        return fresh(ChangeKind::Activated);
+    };
+    let mut after = cur.clone();
+    after.status = "active".into();
+    if plan.tier == cur.tier {
+        after.plan_id = plan.id;
+        after.expires_at = cur.expires_at.max(now) + bought;
+        if let Some(next) = after.next_expires_at.as_mut() {
+            *next += bought;
+        }
+        return Change { kind: ChangeKind::Renewed, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 };
+    }
+    if plan.tier > cur.tier {
+        let mut credit_seconds = catalog.get(cur.plan_id).map_or(0, |old| credit(cur.expires_at - now, old, plan, token));
+        if let (Some(next_id), Some(next_end)) = (cur.next_plan_id, cur.next_expires_at)
+            && let Some(next) = catalog.get(next_id) {
+                credit_seconds += credit(next_end.saturating_sub(cur.expires_at), next, plan, token);
+            }
+        after.plan_id = plan.id;
+        after.tier = plan.tier;
+        after.expires_at = now + bought + credit_seconds;
+        after.next_plan_id = None;
+        after.next_expires_at = None;
+        return Change { kind: ChangeKind::Upgraded, after, old_expires_at: Some(cur.expires_at), credit_seconds };
+    }
+    // A downgrade: queue the lower plan after the current (and any already scheduled) time.
+    let start = cur.next_expires_at.unwrap_or(cur.expires_at);
+    after.next_plan_id = Some(plan.id);
+    after.next_expires_at = Some(start + bought);
+    Change { kind: ChangeKind::DowngradeScheduled, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }
+}
+
+/// Loads the subscription of `wallet`.
+pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Subscription>, StoreError> {
+    let row = sqlx::query(
+        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at \
+         FROM subscriptions WHERE wallet = $1",
+    )
+    .bind(address_bytes(wallet))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Subscription {
+            wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
+            plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+            tier: r.try_get::<i64, _>("tier")? as u8,
+            status: r.try_get("status")?,
+            started_at: r.try_get::<i64, _>("started_at")? as u64,
+            expires_at: r.try_get::<i64, _>("expires_at")? as u64,
+            next_plan_id: r.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
+            next_expires_at: r.try_get::<Option<i64>, _>("next_expires_at")?.map(|v| v as u64),
+        })
+    })
+    .transpose()
+}
+
+/// Writes `s` (insert or replace).
+pub async fn save(conn: &mut AnyConnection, s: &Subscription, now: u64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, status = excluded.status, \
+         expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, next_expires_at = excluded.next_expires_at, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(address_bytes(s.wallet))
+    .bind(i64::from(s.plan_id))
+    .bind(i64::from(s.tier))
+    .bind(&s.status)
+    .bind(s.started_at as i64)
+    .bind(s.expires_at as i64)
+    .bind(s.next_plan_id.map(i64::from))
+    .bind(s.next_expires_at.map(|v| v as i64))
+    .bind(now as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues a badge job setting `wallet`'s badge to `tier` until `expires_at`.
+pub async fn queue_badge(conn: &mut AnyConnection, wallet: Address, action: &str, tier: u8, expires_at: u64, now: u64) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(address_bytes(wallet))
+        .bind(action)
+        .bind(i64::from(tier))
+        .bind(expires_at as i64)
+        .bind(now as i64)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The confirmed, matched payment being activated.
+#[derive(Debug, Clone)]
+pub struct PaidOrder {
+    /// `payments.id`.
+    pub payment_id: i64,
+    /// Stable key of the payment for event ids (`chain:tx:log`).
+    pub payment_key: String,
+    /// The payer, who receives the plan.
+    pub wallet: Address,
+    /// Plan bought.
+    pub plan_id: u32,
+    /// Periods bought.
+    pub periods: u32,
+    /// Token paid in.
+    pub token: Address,
+}
+
+/// Activates `paid` inside the caller's transaction; returns the change, or None when the
+/// payment was activated before (or its plan is no longer in the catalog).
+pub async fn activate(conn: &mut AnyConnection, catalog: &Catalog, paid: &PaidOrder, now: u64) -> Result<Option<Change>, StoreError> {
+    let Some(plan) = catalog.get(paid.plan_id) else {
+        tracing::error!(plan_id = paid.plan_id, payment = %paid.payment_key, "paid plan is not in the catalog; not activated");
+        return Ok(None);
+    };
+    let current = load(conn, paid.wallet).await?;
+    let change = plan_change(current.as_ref(), catalog, paid.wallet, plan, paid.periods, paid.token, now);
+    let inserted = sqlx::query(
+        "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (payment_id) DO NOTHING",
+    )
+    .bind(paid.payment_id)
+    .bind(address_bytes(paid.wallet))
+    .bind(change.kind.event())
+    .bind(i64::from(plan.id))
+    .bind(change.old_expires_at.map(|v| v as i64))
+    .bind(change.after.expires_at as i64)
+    .bind(change.credit_seconds as i64)
+    .bind(now as i64)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(None);
+    }
+    save(conn, &change.after, now).await?;
+    if change.kind != ChangeKind::DowngradeScheduled {
+        let action = if current.is_none() { "issue" } else { "update" };
+        queue_badge(conn, paid.wallet, action, change.after.tier, change.after.expires_at, now).await?;
+    }
+    let id = outbox::event_id(&[change.kind.event(), &paid.payment_key]);
+    outbox::write(conn, &id, change.kind.event(), &serde_json::json!({
+        "wallet": paid.wallet,
+        "plan_id": change.after.plan_id,
+        "tier": change.after.tier,
+        "expires_at": change.after.expires_at,
+        "previous_expires_at": change.old_expires_at,
+        "credit_seconds": change.credit_seconds,
+        "next_plan_id": change.after.next_plan_id,
+        "next_expires_at": change.after.next_expires_at,
+        "payment": paid.payment_key,
+    }))
+    .await?;
+    Ok(Some(change))
+}
+
+/// Applies scheduled downgrades whose time has come: the next plan becomes current, its
+/// badge job is queued and `subscription.renewed` (change `downgrade`) is written.
+pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, now: u64) -> Result<usize, StoreError> {
+    let rows = sqlx::query("SELECT wallet FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1")
+        .bind(now as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut applied = 0;
+    for row in rows {
+        let wallet = to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?;
+        let Some(mut sub) = load(conn, wallet).await? else { continue };
+        let (Some(next_id), Some(next_end)) = (sub.next_plan_id, sub.next_expires_at) else { continue };
+        let Some(next) = catalog.get(next_id) else { continue };
+        let previous = sub.expires_at;
+        sub.plan_id = next.id;
+        sub.tier = next.tier;
+        sub.expires_at = next_end;
+        sub.next_plan_id = None;
+        sub.next_expires_at = None;
+        save(conn, &sub, now).await?;
+        queue_badge(conn, wallet, "update", sub.tier, sub.expires_at, now).await?;
+        let id = outbox::event_id(&["subscription.renewed", "downgrade", &wallet.to_string(), &previous.to_string()]);
+        outbox::write(conn, &id, "subscription.renewed", &serde_json::json!({
+            "wallet": wallet, "plan_id": sub.plan_id, "tier": sub.tier, "expires_at": sub.expires_at,
+            "previous_expires_at": previous, "change": "downgrade",
+        }))
+        .await?;
+        applied += 1;
+    }
+    Ok(applied)
+}

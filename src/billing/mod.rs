@@ -1,0 +1,5 @@
+//! Plans, quotes and what a confirmed payment does to a subscription.
+
+pub mod activation;
+pub mod plans;
+pub mod quotes;

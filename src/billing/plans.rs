@@ -1,0 +1,185 @@
+//! The plans catalog: read from the configuration, checked against the deployment's tokens
+//! at start-up. A bad catalog stops the service with an error naming the field.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::{Address, U256, utils::parse_units};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::deployment::TokenInfo;
+
+/// Seconds in a monthly period (30 days: the badge and the database count in seconds).
+pub const MONTH_SECS: u64 = 30 * 86_400;
+/// Seconds in a yearly period (365 days).
+pub const YEAR_SECS: u64 = 365 * 86_400;
+
+/// One plan as written in the configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Catalog id; also `Quote.planId` on-chain.
+    pub id: u32,
+    /// Display name ("Premium monthly").
+    pub name: String,
+    /// Tier rank: 1 Basic, 2 Advanced, 3 Premium, 4 VIP; a higher rank is an upgrade.
+    pub tier: u8,
+    /// Billing period: `monthly` or `yearly`.
+    pub period: String,
+    /// Price per period by token symbol, in whole tokens as a decimal string ("49.99").
+    /// A TMAI discount is simply a lower TMAI price.
+    #[serde(default)]
+    pub prices: BTreeMap<String, String>,
+    /// Card price per period in cents; no card payments when absent.
+    #[serde(default)]
+    pub card_price_cents: Option<u64>,
+    /// Free trial days for card payments (never for on-chain payments).
+    #[serde(default)]
+    pub trial_days: u32,
+}
+
+/// A billing period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// 30 days.
+    Monthly,
+    /// 365 days.
+    Yearly,
+}
+
+impl Period {
+    /// Returns the period's length in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Self::Monthly => MONTH_SECS,
+            Self::Yearly => YEAR_SECS,
+        }
+    }
+}
+
+/// A validated plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Catalog id.
+    pub id: u32,
+    /// Display name.
+    pub name: String,
+    /// Tier rank (1 or more).
+    pub tier: u8,
+    /// Billing period.
+    pub period: Period,
+    /// Price per period in the token's smallest unit, by token address.
+    pub prices: BTreeMap<Address, U256>,
+    /// Card price per period in cents.
+    pub card_price_cents: Option<u64>,
+    /// Trial days for card payments.
+    pub trial_days: u32,
+}
+
+impl Plan {
+    /// Returns the price of `periods` periods in `token`, if the plan is sold in it.
+    pub fn price(&self, token: Address, periods: u32) -> Option<U256> {
+        self.prices.get(&token).map(|p| *p * U256::from(periods))
+    }
+}
+
+/// Why the catalog is invalid; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("plans catalog: {field}: {message}")]
+pub struct CatalogError {
+    /// The offending field, e.g. `plans[2].prices.DOGE`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The validated plans, by id.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    plans: BTreeMap<u32, Plan>,
+    tokens: Vec<TokenInfo>,
+}
+
+impl Catalog {
+    /// Validates `configs` against the deployment's `tokens`.
+    pub fn new(configs: &[PlanConfig], tokens: &[TokenInfo]) -> Result<Self, CatalogError> {
+        let mut plans = BTreeMap::new();
+        for (i, config) in configs.iter().enumerate() {
+            let err = |field: &str, message: String| CatalogError { field: format!("plans[{i}].{field}"), message };
+            if config.id == 0 {
+                return Err(err("id", "must be 1 or more".into()));
+            }
+            if config.name.trim().is_empty() {
+                return Err(err("name", "must not be empty".into()));
+            }
+            if config.tier == 0 {
+                return Err(err("tier", "must be 1 or more (1 Basic … 4 VIP)".into()));
+            }
+            let period = match config.period.trim().to_ascii_lowercase().as_str() {
+                "monthly" | "month" => Period::Monthly,
+                "yearly" | "year" | "annual" => Period::Yearly,
+                other => return Err(err("period", format!("{other:?} is not a period; use monthly or yearly"))),
+            };
+            if config.prices.is_empty() && config.card_price_cents.is_none() {
+                return Err(err("prices", "a plan needs a token price or a card price".into()));
+            }
+            let mut prices = BTreeMap::new();
+            for (symbol, text) in &config.prices {
+                let field = format!("prices.{symbol}");
+                let token = tokens.iter().find(|t| t.symbol.eq_ignore_ascii_case(symbol)).ok_or_else(|| {
+                    let known: Vec<&str> = tokens.iter().map(|t| t.symbol.as_str()).collect();
+                    err(&field, format!("unknown token (the deployment has {})", known.join(", ")))
+                })?;
+                let trimmed = text.trim();
+                if trimmed.starts_with('-') {
+                    return Err(err(&field, format!("{text:?} is negative")));
+                }
+                // parse_units would silently drop digits past the token's decimals.
+                if trimmed.split_once('.').is_some_and(|(_, frac)| frac.len() > usize::from(token.decimals)) {
+                    return Err(err(&field, format!("{text:?} has more than the token's {} decimals", token.decimals)));
+                }
+                let units: U256 = parse_units(trimmed, token.decimals)
+                    .map_err(|e| err(&field, format!("{text:?} is not an amount with at most {} decimals: {e}", token.decimals)))?
+                    .into();
+                if units.is_zero() {
+                    return Err(err(&field, "price must be greater than zero".into()));
+                }
+                prices.insert(token.address, units);
+            }
+            if config.card_price_cents == Some(0) {
+                return Err(err("card_price_cents", "must be greater than zero".into()));
+            }
+            let plan = Plan {
+                id: config.id,
+                name: config.name.trim().to_string(),
+                tier: config.tier,
+                period,
+                prices,
+                card_price_cents: config.card_price_cents,
+                trial_days: config.trial_days,
+            };
+            if plans.insert(config.id, plan).is_some() {
+                return Err(err("id", format!("{} is used by another plan", config.id)));
+            }
+        }
+        if plans.is_empty() {
+            return Err(CatalogError { field: "plans".into(), message: "the catalog has no plans".into() });
+        }
+        Ok(Self { plans, tokens: tokens.to_vec() })
+    }
+
+    /// Returns the plan with `id`.
+    pub fn get(&self, id: u32) -> Option<&Plan> {
+        self.plans.get(&id)
+    }
+
+    /// Returns every plan, by id.
+    pub fn plans(&self) -> impl Iterator<Item = &Plan> {
+        self.plans.values()
+    }
+
+    /// Returns the token with `symbol` (case-insensitive).
+    pub fn token(&self, symbol: &str) -> Option<&TokenInfo> {
+        self.tokens.iter().find(|t| t.symbol.eq_ignore_ascii_case(symbol))
+    }
+}

@@ -1,0 +1,150 @@
+//! Configuration in layers: a TOML file (default `tmai-pay.toml`), then environment
+//! variables `TMAI_PAY__SECTION__FIELD` (for example `TMAI_PAY__CHAIN__RPC_URL`). Keys and
+//! secrets are [`SecretString`] and never printed. Every field is documented here; the
+//! example file `tmai-pay.example.toml` shows them all.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::billing::plans::PlanConfig;
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite://path/to/file.db` (created when missing) or `postgres://user@host/db`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Deployment file written by `tmai-pay deploy` (contracts, roles, tokens).
+    #[serde(default = "default_deployment_file")]
+    pub deployment_file: PathBuf,
+    /// Chain connection and watcher settings.
+    pub chain: ChainSettings,
+    /// The plans catalog.
+    #[serde(default)]
+    pub plans: Vec<PlanConfig>,
+}
+
+/// Chain connection and watcher settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSettings {
+    /// HTTP JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// WebSocket endpoint for new-head notifications; polling when absent.
+    #[serde(default)]
+    pub ws_url: Option<String>,
+    /// Chain id the endpoint must report (checked at start-up).
+    pub chain_id: u64,
+    /// Blocks a payment must be deep to count (1 = in the latest block); default by chain.
+    #[serde(default)]
+    pub confirmations: Option<u64>,
+    /// Milliseconds between polls when no new-head subscription is available.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Largest block range asked of `eth_getLogs`; shrunk when the provider refuses.
+    #[serde(default = "default_max_block_range")]
+    pub max_block_range: u64,
+    /// Seconds a quote stays payable.
+    #[serde(default = "default_quote_ttl_secs")]
+    pub quote_ttl_secs: u64,
+    /// Private key (hex) that signs quotes; must match the checkout's quote signer.
+    #[serde(default)]
+    pub quote_signer_key: Option<SecretString>,
+}
+
+fn default_database_url() -> String {
+    "sqlite://tmai-pay.db".to_string()
+}
+fn default_deployment_file() -> PathBuf {
+    PathBuf::from("deployment.json")
+}
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+fn default_max_block_range() -> u64 {
+    2_000
+}
+fn default_quote_ttl_secs() -> u64 {
+    1_800
+}
+
+/// Returns the confirmations to wait for on `chain_id` when none are configured: 12 on
+/// Ethereum mainnet and its testnets, fewer on L2s whose sequencer orders blocks, 2 locally.
+pub fn default_confirmations(chain_id: u64) -> u64 {
+    match chain_id {
+        1 | 11_155_111 | 17_000 => 12,
+        10 | 8453 | 42_161 | 11_155_420 | 84_532 => 6,
+        137 => 64,
+        31_337 | 1337 => 2,
+        _ => 12,
+    }
+}
+
+impl ChainSettings {
+    /// Returns the confirmations to wait for.
+    pub fn confirmations(&self) -> u64 {
+        self.confirmations.unwrap_or_else(|| default_confirmations(self.chain_id))
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable is malformed or a field is missing.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is out of range.
+    #[error("configuration: {field}: {message}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads `file` (optional when it does not exist and `required` is false), then the
+    /// `TMAI_PAY__…` environment variables on top.
+    pub fn load(file: &Path, required: bool) -> Result<Self, ConfigError> {
+        let settings: Self = config::Config::builder()
+            .add_source(config::File::from(file).format(config::FileFormat::Toml).required(required))
+            .add_source(config::Environment::with_prefix("TMAI_PAY").prefix_separator("__").separator("__"))
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses settings from TOML text (tests and embedded defaults).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let settings: Self = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: &str| ConfigError::Invalid { field: field.into(), message: message.into() };
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:")
+            || self.database_url.starts_with("postgresql:"))
+        {
+            return Err(invalid("database_url", "must start with sqlite: or postgres:"));
+        }
+        if self.chain.max_block_range == 0 {
+            return Err(invalid("chain.max_block_range", "must be at least 1"));
+        }
+        if self.chain.confirmations == Some(0) {
+            return Err(invalid("chain.confirmations", "must be at least 1 (1 = in the latest block)"));
+        }
+        if self.chain.quote_ttl_secs == 0 {
+            return Err(invalid("chain.quote_ttl_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! Storage: one sqlx `AnyPool` over SQLite (a file, nothing to install) or PostgreSQL,
+//! migrated at start-up. Chain values are stored as fixed-width big-endian bytes so they
+//! round-trip without loss; the helpers here convert.
+
+use std::str::FromStr;
+
+use alloy::primitives::{Address, B256, U256};
+use sqlx::{
+    AnyPool,
+    any::{AnyPoolOptions, install_default_drivers},
+    migrate::Migrator,
+};
+
+pub mod outbox;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or opened.
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// Migrating the schema failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A stored value does not decode (a corrupted row).
+    #[error("corrupt stored value in {0}")]
+    Corrupt(&'static str),
+    /// The URL is not a supported database.
+    #[error("unsupported database URL (use sqlite:… or postgres:…)")]
+    Unsupported,
+}
+
+/// A migrated connection pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url` (creating an SQLite file when missing) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let (backend, url) = if url.starts_with("sqlite:") {
+            let url = if url.contains('?') || url.contains(":memory:") { url.to_string() } else { format!("{url}?mode=rwc") };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::Unsupported);
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(std::time::Duration::from_secs(10));
+        let pool = options.connect(&url).await.map_err(StoreError::Connect)?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the one writer; it is a property of the file.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// Returns the pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Returns which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Encodes an address as its 20 bytes.
+pub fn address_bytes(a: Address) -> Vec<u8> {
+    a.to_vec()
+}
+
+/// Encodes a 256-bit value as 32 big-endian bytes.
+pub fn u256_bytes(v: U256) -> Vec<u8> {
+    v.to_be_bytes::<32>().to_vec()
+}
+
+/// Encodes a hash as its 32 bytes.
+pub fn b256_bytes(h: B256) -> Vec<u8> {
+    h.to_vec()
+}
+
+/// Decodes a stored address.
+pub fn to_address(bytes: &[u8], column: &'static str) -> Result<Address, StoreError> {
+    (bytes.len() == 20).then(|| Address::from_slice(bytes)).ok_or(StoreError::Corrupt(column))
+}
+
+/// Decodes a stored 256-bit value.
+pub fn to_u256(bytes: &[u8], column: &'static str) -> Result<U256, StoreError> {
+    (bytes.len() == 32).then(|| U256::from_be_slice(bytes)).ok_or(StoreError::Corrupt(column))
+}
+
+/// Decodes a stored hash.
+pub fn to_b256(bytes: &[u8], column: &'static str) -> Result<B256, StoreError> {
+    (bytes.len() == 32).then(|| B256::from_slice(bytes)).ok_or(StoreError::Corrupt(column))
+}
+
+/// Parses a stored decimal (kept for forward compatibility of text columns).
+pub fn parse_u256(text: &str, column: &'static str) -> Result<U256, StoreError> {
+    U256::from_str(text).map_err(|_| StoreError::Corrupt(column))
+}
+
+/// Returns the current unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

@@ -1,0 +1,65 @@
+//! The outbox: events written in the same transaction as the state change they report,
+//! each with a stable id derived from what happened, so a retried transaction or a
+//! re-run after a crash writes the same id and the insert is a no-op.
+
+use alloy::primitives::keccak256;
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use super::{StoreError, unix_now};
+
+/// Returns a stable event id: `evt_` and 24 hex digits of the hash of the parts.
+pub fn event_id(parts: &[&str]) -> String {
+    let digest = keccak256(parts.join("|").as_bytes());
+    format!("evt_{}", alloy::hex::encode(&digest[..12]))
+}
+
+/// Writes one event unless an event with the same id exists; returns whether it wrote.
+pub async fn write(
+    conn: &mut AnyConnection,
+    id: &str,
+    event_type: &str,
+    payload: &impl Serialize,
+) -> Result<bool, StoreError> {
+    let body = serde_json::json!({ "id": id, "type": event_type, "data": payload });
+    let done = sqlx::query(
+        "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(body.to_string())
+    .bind(unix_now())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// One stored event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Position in the outbox.
+    pub seq: i64,
+    /// Stable id.
+    pub id: String,
+    /// Event name (`payment.confirmed`, …).
+    pub event_type: String,
+    /// JSON body: `{"id", "type", "data"}`.
+    pub payload: serde_json::Value,
+}
+
+/// Returns every event in order (tests and the future delivery worker's backfill).
+pub async fn all(pool: &sqlx::AnyPool) -> Result<Vec<StoredEvent>, StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT seq, id, event_type, payload FROM outbox_events ORDER BY seq").fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            let payload: String = r.try_get("payload")?;
+            Ok(StoredEvent {
+                seq: r.try_get("seq")?,
+                id: r.try_get("id")?,
+                event_type: r.try_get("event_type")?,
+                payload: serde_json::from_str(&payload).map_err(|_| StoreError::Corrupt("outbox_events.payload"))?,
+            })
+        })
+        .collect()
+}

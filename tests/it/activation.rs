@@ -1,0 +1,157 @@
+//! Plan changes (renew, upgrade credit, downgrade) and catalog validation, as pure
+//! functions, plus the scheduled downgrade applied in the database.
+
+use alloy::primitives::Address;
+use tmai_pay::{
+    billing::{
+        activation::{self, ChangeKind, Subscription, plan_change},
+        plans::{Catalog, MONTH_SECS, PlanConfig, YEAR_SECS},
+    },
+    chain::deployment::TokenInfo,
+};
+
+use crate::{
+    db::{DbKind, fresh_db, on_both_databases},
+    harness::{plan_configs, units},
+};
+
+const TMAI: Address = Address::repeat_byte(0x7a);
+const USD: Address = Address::repeat_byte(0x05);
+const WALLET: Address = Address::repeat_byte(0xaa);
+const NOW: u64 = 1_800_000_000;
+
+fn tokens() -> Vec<TokenInfo> {
+    vec![
+        TokenInfo { symbol: "TMAI".into(), address: TMAI, decimals: 18, permit: true },
+        TokenInfo { symbol: "USD".into(), address: USD, decimals: 6, permit: true },
+    ]
+}
+
+fn catalog() -> Catalog {
+    Catalog::new(&plan_configs(), &tokens()).unwrap()
+}
+
+fn subscription(plan_id: u32, tier: u8, expires_at: u64) -> Subscription {
+    Subscription {
+        wallet: WALLET,
+        plan_id,
+        tier,
+        status: "active".into(),
+        started_at: NOW - 1_000,
+        expires_at,
+        next_plan_id: None,
+        next_expires_at: None,
+    }
+}
+
+#[test]
+fn a_first_payment_activates_for_the_periods_bought() {
+    let c = catalog();
+    let change = plan_change(None, &c, WALLET, c.get(13).unwrap(), 2, TMAI, NOW);
+    assert_eq!(change.kind, ChangeKind::Activated);
+    assert_eq!(change.after.expires_at, NOW + 2 * YEAR_SECS);
+    assert_eq!(change.after.tier, 3);
+}
+
+#[test]
+fn a_renewal_extends_from_the_later_of_now_and_expiry() {
+    let c = catalog();
+    let early = subscription(1, 1, NOW + 10 * 86_400);
+    assert_eq!(plan_change(Some(&early), &c, WALLET, c.get(1).unwrap(), 1, USD, NOW).after.expires_at, NOW + 10 * 86_400 + MONTH_SECS);
+    let lapsed = subscription(1, 1, NOW - 5);
+    let change = plan_change(Some(&lapsed), &c, WALLET, c.get(1).unwrap(), 1, USD, NOW);
+    assert_eq!(change.kind, ChangeKind::Activated);
+    assert_eq!(change.after.expires_at, NOW + MONTH_SECS);
+}
+
+#[test]
+fn an_upgrade_credits_unused_time_by_price_to_the_second() {
+    // Basic (80 TMAI / 30 d) with 12 days left, upgraded to Premium (400 TMAI / 30 d):
+    // 12 d × (80/400) = 2.4 d = 207,360 s of Premium.
+    let c = catalog();
+    let current = subscription(1, 1, NOW + 12 * 86_400);
+    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, TMAI, NOW);
+    assert_eq!(change.kind, ChangeKind::Upgraded);
+    assert_eq!(change.credit_seconds, 207_360);
+    assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 207_360);
+    assert_eq!(change.after.tier, 3);
+
+    // Premium monthly (400/30 d) → VIP (800/30 d) with 1,000,001 s left: floor(1,000,001/2).
+    let premium = subscription(3, 3, NOW + 1_000_001);
+    assert_eq!(plan_change(Some(&premium), &c, WALLET, c.get(4).unwrap(), 1, TMAI, NOW).credit_seconds, 500_000);
+
+    // Across periods, in USD: Premium yearly (490 USD / 365 d) → VIP monthly (99 USD / 30 d),
+    // 100 days left: 8,640,000 × 490 × 2,592,000 / (31,536,000 × 99) = 3,514,819.4… → 3,514,819.
+    let yearly = subscription(13, 3, NOW + 100 * 86_400);
+    assert_eq!(plan_change(Some(&yearly), &c, WALLET, c.get(4).unwrap(), 1, USD, NOW).credit_seconds, 3_514_819);
+}
+
+#[test]
+fn a_downgrade_is_scheduled_for_the_end_of_the_period() {
+    let c = catalog();
+    let current = subscription(4, 4, NOW + 20 * 86_400);
+    let change = plan_change(Some(&current), &c, WALLET, c.get(2).unwrap(), 3, TMAI, NOW);
+    assert_eq!(change.kind, ChangeKind::DowngradeScheduled);
+    assert_eq!((change.after.tier, change.after.expires_at), (4, NOW + 20 * 86_400));
+    assert_eq!(change.after.next_plan_id, Some(2));
+    assert_eq!(change.after.next_expires_at, Some(NOW + 20 * 86_400 + 3 * MONTH_SECS));
+}
+
+async fn a_scheduled_downgrade_takes_effect_at_period_end(kind: DbKind) {
+    let test_db = fresh_db(kind).await;
+    let c = catalog();
+    let mut conn = test_db.db.pool().acquire().await.unwrap();
+    let mut sub = subscription(4, 4, NOW + 100);
+    sub.next_plan_id = Some(2);
+    sub.next_expires_at = Some(NOW + 100 + MONTH_SECS);
+    activation::save(&mut conn, &sub, NOW).await.unwrap();
+
+    let before = activation::apply_due_downgrades(&mut conn, &c, NOW + 99).await.unwrap();
+    let at_end = activation::apply_due_downgrades(&mut conn, &c, NOW + 100).await.unwrap();
+    let again = activation::apply_due_downgrades(&mut conn, &c, NOW + 101).await.unwrap();
+
+    assert_eq!((before, at_end, again), (0, 1, 0));
+    let after = activation::load(&mut conn, WALLET).await.unwrap().unwrap();
+    assert_eq!((after.plan_id, after.tier, after.expires_at), (2, 2, NOW + 100 + MONTH_SECS));
+    assert_eq!(after.next_plan_id, None);
+}
+on_both_databases!(a_scheduled_downgrade_takes_effect_at_period_end);
+
+fn catalog_error(edit: impl FnOnce(&mut Vec<PlanConfig>)) -> String {
+    let mut configs = plan_configs();
+    edit(&mut configs);
+    Catalog::new(&configs, &tokens()).expect_err("catalog must be refused").to_string()
+}
+
+#[test]
+fn a_bad_catalog_is_refused_with_the_field_named() {
+    let unknown = catalog_error(|c| {
+        c[1].prices.insert("DOGE".into(), "1".into());
+    });
+    assert!(unknown.contains("plans[1].prices.DOGE") && unknown.contains("unknown token"), "{unknown}");
+    let zero = catalog_error(|c| {
+        c[0].prices.insert("USD".into(), "0.00".into());
+    });
+    assert!(zero.contains("plans[0].prices.USD") && zero.contains("greater than zero"), "{zero}");
+    let negative_price = catalog_error(|c| {
+        c[2].prices.insert("TMAI".into(), "-5".into());
+    });
+    assert!(negative_price.contains("plans[2].prices.TMAI") && negative_price.contains("negative"), "{negative_price}");
+    let period = catalog_error(|c| c[3].period = "-1 month".into());
+    assert!(period.contains("plans[3].period") && period.contains("monthly or yearly"), "{period}");
+    let precision = catalog_error(|c| {
+        c[0].prices.insert("USD".into(), "9.0000001".into());
+    });
+    assert!(precision.contains("plans[0].prices.USD"), "{precision}");
+    let duplicate = catalog_error(|c| c[4].id = 1);
+    assert!(duplicate.contains("plans[4].id"), "{duplicate}");
+    let tier = catalog_error(|c| c[0].tier = 0);
+    assert!(tier.contains("plans[0].tier"), "{tier}");
+}
+
+#[test]
+fn prices_are_kept_in_the_tokens_smallest_unit() {
+    let c = catalog();
+    assert_eq!(c.get(3).unwrap().price(TMAI, 2), Some(units(800, 18)));
+    assert_eq!(c.get(3).unwrap().price(USD, 1), Some(units(49, 6)));
+}

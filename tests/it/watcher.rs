@@ -1,0 +1,179 @@
+//! The payment watcher and plan activation on a real anvil, on SQLite and PostgreSQL.
+
+use alloy::providers::{Provider, ext::AnvilApi};
+use tmai_pay::{
+    billing::{activation, plans::MONTH_SECS},
+    store::address_bytes,
+};
+
+use crate::{
+    db::{DbKind, on_both_databases},
+    harness::{CONFIRMATIONS, Harness},
+};
+
+async fn a_paid_checkout_confirms_after_n_blocks_and_activates_the_plan(kind: DbKind) {
+    // Arrange
+    let h = Harness::start(kind).await;
+    let quote = h.quote(0, 3, "TMAI", 1).await;
+
+    // Act: paid, then watched before and after it is deep enough
+    let receipt = h.pay(0, &quote).await;
+    h.catch_up().await;
+    let detected_status = h.payment_status(receipt.transaction_hash).await;
+    let subscriptions_before = h.count("SELECT COUNT(*) FROM subscriptions").await;
+    h.mine(CONFIRMATIONS - 1).await;
+    h.catch_up().await;
+
+    // Assert
+    assert_eq!(detected_status, "detected");
+    assert_eq!(subscriptions_before, 0, "a payment is never acted on before it is confirmed");
+    assert_eq!(h.payment_status(receipt.transaction_hash).await, "confirmed");
+    let mut conn = h.test_db.db.pool().acquire().await.unwrap();
+    let sub = activation::load(&mut conn, h.wallet(0)).await.unwrap().expect("subscription");
+    assert_eq!((sub.plan_id, sub.tier, sub.status.as_str()), (3, 3, "active"));
+    let started = sub.started_at;
+    assert_eq!(sub.expires_at, started + MONTH_SECS);
+    assert_eq!(h.count("SELECT COUNT(*) FROM badge_jobs WHERE action = 'issue' AND tier = 3").await, 1);
+    assert_eq!(h.count("SELECT COUNT(*) FROM orders WHERE status = 'paid'").await, 1);
+    for event in ["checkout.created", "payment.detected", "payment.confirmed", "subscription.activated"] {
+        assert_eq!(h.events(event).await.len(), 1, "{event}");
+    }
+    let activated = &h.events("subscription.activated").await[0].payload;
+    assert_eq!(activated["data"]["tier"], 3);
+}
+on_both_databases!(a_paid_checkout_confirms_after_n_blocks_and_activates_the_plan);
+
+async fn a_renewal_extends_from_the_current_expiry(kind: DbKind) {
+    let h = Harness::start(kind).await;
+    h.pay(1, &h.quote(1, 1, "USD", 1).await).await;
+    h.mine(CONFIRMATIONS).await;
+    h.catch_up().await;
+    let mut conn = h.test_db.db.pool().acquire().await.unwrap();
+    let first = activation::load(&mut conn, h.wallet(1)).await.unwrap().unwrap();
+
+    h.pay(1, &h.quote(1, 1, "TMAI", 2).await).await;
+    h.mine(CONFIRMATIONS).await;
+    h.catch_up().await;
+
+    let renewed = activation::load(&mut conn, h.wallet(1)).await.unwrap().unwrap();
+    assert_eq!(renewed.expires_at, first.expires_at + 2 * MONTH_SECS);
+    assert_eq!(h.events("subscription.renewed").await.len(), 1);
+    assert_eq!(h.count("SELECT COUNT(*) FROM badge_jobs").await, 2);
+}
+on_both_databases!(a_renewal_extends_from_the_current_expiry);
+
+async fn a_reorg_that_drops_a_detected_payment_never_activates_it(kind: DbKind) {
+    // Arrange: a payment detected one block deep (fewer than N)
+    let h = Harness::start(kind).await;
+    let quote = h.quote(2, 2, "TMAI", 1).await;
+    let snapshot = h.rpc.anvil_snapshot().await.unwrap();
+    let (approval, receipt) = h.approve_and_pay(2, &quote).await;
+    let raw_approval = h.rpc.get_raw_transaction_by_hash(approval.transaction_hash).await.unwrap().unwrap();
+    let raw_payment = h.rpc.get_raw_transaction_by_hash(receipt.transaction_hash).await.unwrap().unwrap();
+    h.catch_up().await;
+    assert_eq!(h.payment_status(receipt.transaction_hash).await, "detected");
+
+    // Act: the chain drops the payment's blocks and grows past N on another branch
+    assert!(h.rpc.anvil_revert(snapshot).await.unwrap());
+    h.mine(CONFIRMATIONS + 3).await;
+    h.catch_up().await;
+
+    // Assert
+    assert_eq!(h.payment_status(receipt.transaction_hash).await, "reorged");
+    assert_eq!(h.count("SELECT COUNT(*) FROM subscriptions").await, 0);
+    assert_eq!(h.count("SELECT COUNT(*) FROM badge_jobs").await, 0);
+    assert_eq!(h.events("payment.reorged").await.len(), 1);
+    assert_eq!(h.events("subscription.activated").await.len(), 0);
+
+    // And when the same transaction is included again, it activates exactly once.
+    for raw in [raw_approval, raw_payment] {
+        h.rpc.send_raw_transaction(&raw).await.unwrap().get_receipt().await.unwrap();
+    }
+    h.catch_up().await;
+    assert_eq!(h.payment_status(receipt.transaction_hash).await, "detected");
+    h.mine(CONFIRMATIONS).await;
+    h.catch_up().await;
+    h.mine(2).await;
+    h.catch_up().await;
+    assert_eq!(h.payment_status(receipt.transaction_hash).await, "confirmed");
+    assert_eq!(h.count("SELECT COUNT(*) FROM subscriptions").await, 1);
+    assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 1);
+    assert_eq!(h.events("subscription.activated").await.len(), 1);
+}
+on_both_databases!(a_reorg_that_drops_a_detected_payment_never_activates_it);
+
+async fn a_watcher_stopped_abruptly_mid_pass_misses_nothing_and_doubles_nothing(kind: DbKind) {
+    // Arrange: several payments waiting to be read
+    let h = Harness::start_with(kind, 3).await;
+    for i in 0..4 {
+        let quote = h.quote(i, 1 + (i as u32 % 4), "USD", 1).await;
+        h.pay(i, &quote).await;
+    }
+    h.mine(CONFIRMATIONS).await;
+
+    // Act: passes cut off at many points (the task is dropped mid-flight), then run out
+    for delay_ms in [0u64, 1, 2, 3, 5, 8, 13, 21, 34] {
+        let watcher = h.watcher.clone();
+        let task = tokio::spawn(async move { watcher.pass().await });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        task.abort();
+        let _ = task.await;
+    }
+    h.catch_up().await;
+
+    // Assert
+    assert_eq!(h.count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await, 4);
+    assert_eq!(h.count("SELECT COUNT(*) FROM subscriptions").await, 4);
+    assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 4);
+    assert_eq!(h.count("SELECT COUNT(*) FROM badge_jobs").await, 4);
+    assert_eq!(h.events("payment.detected").await.len(), 4);
+    assert_eq!(h.events("payment.confirmed").await.len(), 4);
+}
+on_both_databases!(a_watcher_stopped_abruptly_mid_pass_misses_nothing_and_doubles_nothing);
+
+async fn a_watcher_far_behind_backfills_every_payment(kind: DbKind) {
+    let h = Harness::start_with(kind, 7).await;
+    for i in 0..6 {
+        h.pay(i, &h.quote(i, 4, "TMAI", 1).await).await;
+        h.mine(40).await;
+    }
+    let head = h.rpc.get_block_number().await.unwrap();
+
+    h.catch_up().await;
+
+    assert!(head > h.chain.deployment.deploy_block + 200);
+    assert_eq!(h.count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await, 6);
+    assert_eq!(h.count("SELECT COUNT(*) FROM subscriptions WHERE tier = 4").await, 6);
+    let stored_blocks = h.count("SELECT COUNT(*) FROM chain_blocks").await;
+    assert!(stored_blocks as u64 <= CONFIRMATIONS + 65, "only the reorg window is kept: {stored_blocks}");
+}
+on_both_databases!(a_watcher_far_behind_backfills_every_payment);
+
+async fn a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated(kind: DbKind) {
+    // Arrange: a quote signed by the right key but not stored in this database
+    let h = Harness::start(kind).await;
+    let other = crate::db::fresh_db(kind).await;
+    let request = tmai_pay::billing::quotes::QuoteRequest { plan_id: 3, token: "USD".into(), payer: h.wallet(5), periods: 1 };
+    let stray = h.quotes.issue(&other.db, &h.catalog, &request, h.chain_now().await).await.unwrap();
+    sqlx::query("DELETE FROM orders").execute(h.test_db.db.pool()).await.unwrap();
+
+    // Act
+    let receipt = h.pay(5, &stray).await;
+    h.mine(CONFIRMATIONS).await;
+    h.catch_up().await;
+
+    // Assert
+    assert_eq!(h.payment_status(receipt.transaction_hash).await, "confirmed");
+    let unmatched = h.events("payment.unmatched").await;
+    assert_eq!(unmatched.len(), 1);
+    assert_eq!(unmatched[0].payload["data"]["reason"], "unknown order");
+    assert_eq!(h.count("SELECT COUNT(*) FROM subscriptions").await, 0);
+    let wallet_rows = sqlx::query("SELECT COUNT(*) FROM payments WHERE payer = $1")
+        .bind(address_bytes(h.wallet(5)))
+        .fetch_one(h.test_db.db.pool())
+        .await
+        .unwrap();
+    use sqlx::Row;
+    assert_eq!(wallet_rows.try_get::<i64, _>(0).unwrap(), 1);
+}
+on_both_databases!(a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated);
