@@ -30,6 +30,16 @@ pub enum Command {
     Fixtures(FixturesCommand),
     /// Run the local chain with the contracts deployed; stop with Ctrl-C.
     Dev(DevArgs),
+    /// Run the payment watcher (leader-elected on PostgreSQL); stop with Ctrl-C.
+    Watch(WatchArgs),
+}
+
+/// `tmai-pay watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Configuration file (TOML); TMAI_PAY__… environment variables override it.
+    #[arg(long, default_value = "tmai-pay.toml", env = "TMAI_PAY_CONFIG")]
+    pub config: PathBuf,
 }
 
 /// `tmai-pay contracts …`

@@ -18,7 +18,10 @@ use crate::{
         deployment::Deployment,
         devnet::{self, AnvilOptions},
     },
-    cli::{Command, ContractsCommand, DeployArgs, DevArgs, FixturesCommand},
+    cli::{Command, ContractsCommand, DeployArgs, DevArgs, FixturesCommand, WatchArgs},
+    config::Settings,
+    startup::Service,
+    store,
     toolchain::Toolchain,
 };
 
@@ -29,7 +32,34 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy_cmd(args).await,
         Command::Fixtures(c) => fixtures(c).await,
         Command::Dev(args) => dev(args).await,
+        Command::Watch(args) => watch(args).await,
     }
+}
+
+async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
+    let service = Service::build(settings).await?;
+    let watcher = service.watcher();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    tracing::info!(chain_id = service.deployment.chain_id, checkout = %service.deployment.checkout, "watcher starting");
+    let heads = tokio::sync::Mutex::new(service.heads().await);
+    store::leader::run_as_leader(&service.db, store::leader::WATCHER_LOCK, std::time::Duration::from_secs(1), cancel, |token| {
+        let watcher = watcher.clone();
+        let heads = &heads;
+        async move {
+            let receiver = heads.lock().await.take();
+            watcher.run(token, receiver).await;
+        }
+    })
+    .await?;
+    service.db.close().await;
+    Ok(())
 }
 
 fn contracts(command: ContractsCommand) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod toolchain;

@@ -61,11 +61,13 @@ pub fn compile(toolchain: &Toolchain) -> Result<BTreeMap<String, String>, Compil
         .remapping(remapping)
         .build_with_root(&dir);
 
-    let mut settings = Settings::default();
-    settings.optimizer = Optimizer { enabled: Some(true), runs: Some(20_000), ..Default::default() };
-    settings.evm_version = Some(EvmVersion::Prague);
-    settings.metadata = Some(SettingsMetadata::new(BytecodeHash::None, false));
-    settings.via_ir = Some(true);
+    let settings = Settings {
+        optimizer: Optimizer { enabled: Some(true), runs: Some(20_000), ..Default::default() },
+        evm_version: Some(EvmVersion::Prague),
+        metadata: Some(SettingsMetadata::new(BytecodeHash::None, false)),
+        via_ir: Some(true),
+        ..Default::default()
+    };
 
     let solc = Solc::new(toolchain.solc()).map_err(|e| CompileError::Compiler(e.to_string()))?;
     let project = ProjectBuilder::<SolcCompiler, ConfigurableArtifacts>::new(ConfigurableArtifacts::default())

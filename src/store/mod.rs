@@ -11,6 +11,7 @@ use sqlx::{
     migrate::Migrator,
 };
 
+pub mod leader;
 pub mod outbox;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -13,6 +13,7 @@ pub(crate) enum DbKind {
 /// A fresh, migrated database; an SQLite file is deleted with the guard.
 pub(crate) struct TestDb {
     pub(crate) db: Db,
+    pub(crate) url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -27,7 +28,7 @@ pub(crate) async fn fresh_db(kind: DbKind) -> TestDb {
         DbKind::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("test.db").display());
-            TestDb { db: Db::connect(&url).await.unwrap(), _dir: Some(dir) }
+            TestDb { db: Db::connect(&url).await.unwrap(), url, _dir: Some(dir) }
         }
         DbKind::Postgres => {
             sqlx::any::install_default_drivers();
@@ -37,7 +38,7 @@ pub(crate) async fn fresh_db(kind: DbKind) -> TestDb {
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
             admin.close().await;
             let url = format!("{server}/{name}");
-            TestDb { db: Db::connect(&url).await.unwrap(), _dir: None }
+            TestDb { db: Db::connect(&url).await.unwrap(), url, _dir: None }
         }
     }
 }

@@ -1,0 +1,134 @@
+//! Building the service from its configuration, refusing to start on anything that would
+//! make it silently wrong: a bad catalog, a deployment for another chain, an unreachable
+//! RPC or one on the wrong chain, no checkout contract, a quote key the contract does not
+//! trust.
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use alloy::{
+    providers::{DynProvider, Provider, ProviderBuilder, WsConnect},
+    signers::local::PrivateKeySigner,
+};
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+use tokio::sync::mpsc;
+
+use crate::{
+    billing::plans::Catalog,
+    chain::{
+        bindings::SubscriptionCheckout,
+        deployment::Deployment,
+        watcher::{Watcher, WatcherConfig},
+    },
+    config::Settings,
+    store::Db,
+};
+
+/// The parts of a running service.
+#[derive(Debug)]
+pub struct Service {
+    /// The configuration it was built from.
+    pub settings: Settings,
+    /// The deployment it serves.
+    pub deployment: Deployment,
+    /// The plans.
+    pub catalog: Arc<Catalog>,
+    /// The database.
+    pub db: Db,
+    /// The chain.
+    pub provider: DynProvider,
+    /// The quote signer, when configured.
+    pub quote_signer: Option<PrivateKeySigner>,
+}
+
+impl Service {
+    /// Checks the configuration against the deployment, the chain and the database.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let deployment = Deployment::read(&settings.deployment_file)?;
+        let catalog = Arc::new(Catalog::new(&settings.plans, &deployment.tokens)?);
+        if deployment.chain_id != settings.chain.chain_id {
+            bail!(
+                "{} is a deployment on chain {}, but chain.chain_id is {}",
+                settings.deployment_file.display(),
+                deployment.chain_id,
+                settings.chain.chain_id
+            );
+        }
+        let url = settings.chain.rpc_url.parse().with_context(|| format!("chain.rpc_url {:?} is not a URL", settings.chain.rpc_url))?;
+        let provider = ProviderBuilder::new().connect_http(url).erased();
+        let reported = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
+            .await
+            .map_err(|_| anyhow::anyhow!("cannot reach the RPC endpoint {}: no answer in 10 s", settings.chain.rpc_url))?
+            .with_context(|| format!("cannot reach the RPC endpoint {}", settings.chain.rpc_url))?;
+        if reported != settings.chain.chain_id {
+            bail!(
+                "the RPC endpoint {} reports chain id {reported}, but chain.chain_id is {}",
+                settings.chain.rpc_url,
+                settings.chain.chain_id
+            );
+        }
+        let code = provider.get_code_at(deployment.checkout).await.context("reading the checkout contract")?;
+        if code.is_empty() {
+            bail!("no contract at the checkout address {} on chain {reported}; is the deployment file for this chain?", deployment.checkout);
+        }
+        let quote_signer = match &settings.chain.quote_signer_key {
+            Some(key) => {
+                let signer = PrivateKeySigner::from_str(key.expose_secret().trim())
+                    .map_err(|_| anyhow::anyhow!("chain.quote_signer_key is not a valid private key"))?;
+                let trusted = SubscriptionCheckout::new(deployment.checkout, &provider).quoteSigner().call().await?;
+                if trusted != signer.address() {
+                    bail!("chain.quote_signer_key belongs to {}, but the checkout trusts {trusted}", signer.address());
+                }
+                Some(signer)
+            }
+            None => None,
+        };
+        let db = Db::connect(&settings.database_url).await?;
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer })
+    }
+
+    /// Returns the watcher for this service.
+    pub fn watcher(&self) -> Watcher {
+        Watcher::new(self.db.clone(), self.provider.clone(), self.catalog.clone(), WatcherConfig {
+            chain_id: self.deployment.chain_id,
+            checkout: self.deployment.checkout,
+            confirmations: self.settings.chain.confirmations(),
+            max_block_range: self.settings.chain.max_block_range,
+            start_block: self.deployment.deploy_block,
+            poll_interval: Duration::from_millis(self.settings.chain.poll_interval_ms),
+        })
+    }
+
+    /// Subscribes to new heads over the websocket endpoint, when one is configured; the
+    /// watcher polls without it.
+    pub async fn heads(&self) -> Option<mpsc::Receiver<u64>> {
+        let url = self.settings.chain.ws_url.clone()?;
+        let ws = match ProviderBuilder::new().connect_ws(WsConnect::new(url.clone())).await {
+            Ok(ws) => ws,
+            Err(error) => {
+                tracing::warn!(%error, url, "no websocket; polling for new blocks");
+                return None;
+            }
+        };
+        let subscription = match ws.subscribe_blocks().await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(%error, "block subscription refused; polling");
+                return None;
+            }
+        };
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let _keep = ws;
+            let mut stream = subscription.into_stream();
+            use futures::StreamExt;
+            while let Some(header) = stream.next().await {
+                if tx.send(header.number).await.is_err() {
+                    return;
+                }
+            }
+            tracing::warn!("block subscription ended; polling");
+        });
+        Some(rx)
+    }
+}

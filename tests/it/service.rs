@@ -1,0 +1,180 @@
+//! `tmai-pay watch` as an operator runs it: start-up refusals, and two instances on one
+//! PostgreSQL database where one leads, dies, and the other takes over.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use sqlx::Row;
+
+use crate::{
+    db::{DbKind, fresh_db},
+    harness::{CONFIRMATIONS, Harness},
+    helpers::{spawn_chain, text, tmai_pay},
+};
+
+/// Writes a configuration for `h` (or for a plain chain) and returns its path.
+fn write_config(parent: &std::path::Path, database_url: &str, rpc_url: &str, chain_id: u64, deployment: &tmai_pay::chain::deployment::Deployment, extra_plan: &str) -> std::path::PathBuf {
+    // Each configuration gets its own folder, so several can exist side by side.
+    let dir = tempfile::tempdir_in(parent).unwrap().keep();
+    let deployment_file = dir.join("deployment.json");
+    deployment.write(&deployment_file).unwrap();
+    let text = format!(
+        r#"database_url = "{database_url}"
+deployment_file = "{}"
+
+[chain]
+rpc_url = "{rpc_url}"
+chain_id = {chain_id}
+confirmations = {CONFIRMATIONS}
+poll_interval_ms = 100
+
+[[plans]]
+id = 3
+name = "Premium monthly"
+tier = 3
+period = "monthly"
+prices = {{ TMAI = "400", USD = "49" }}
+{extra_plan}
+"#,
+        deployment_file.display()
+    );
+    let path = dir.join("tmai-pay.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn watch_refuses_to_start_on_bad_configuration() {
+    let chain = spawn_chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("w.db").display());
+    let d = &chain.deployment;
+    let cases: Vec<(String, &str)> = vec![
+        (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"monthly\"\nprices = { DOGE = \"1\" }").display().to_string(), "plans[1].prices.DOGE: unknown token"),
+        (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"monthly\"\nprices = { TMAI = \"0\" }").display().to_string(), "plans[1].prices.TMAI: price must be greater than zero"),
+        (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"-1\"\nprices = { TMAI = \"1\" }").display().to_string(), "plans[1].period"),
+        (write_config(dir.path(), &db, "http://127.0.0.1:9", d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint"),
+    ];
+    for (config, expected) in cases {
+        let output = tmai_pay(&["watch", "--config", &config], &[]);
+        let (_, stderr) = text(&output);
+        assert!(!output.status.success(), "watch should refuse: {expected}");
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+    }
+    // A deployment for another chain, and an RPC on another chain than configured.
+    let mut other = d.clone();
+    other.chain_id = 5;
+    let config = write_config(dir.path(), &db, &chain.anvil.endpoint(), 5, &other, "");
+    let stderr = text(&tmai_pay(&["watch", "--config", config.to_str().unwrap()], &[])).1;
+    assert!(stderr.contains("reports chain id 31337, but chain.chain_id is 5"), "{stderr}");
+    let config = write_config(dir.path(), &db, &chain.anvil.endpoint(), 5, d, "");
+    let stderr = text(&tmai_pay(&["watch", "--config", config.to_str().unwrap()], &[])).1;
+    assert!(stderr.contains("is a deployment on chain 31337, but chain.chain_id is 5"), "{stderr}");
+}
+
+/// A running `tmai-pay watch` whose log lines arrive on a channel; killed on drop.
+struct Instance {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Instance {
+    fn start(config: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
+            .args(["watch", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits up to `limit` for a log line containing `needle`.
+    fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for_count(pool: &sqlx::AnyPool, sql: &str, want: i64, limit: Duration) -> i64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got: i64 = sqlx::query(sql).fetch_one(pool).await.unwrap().try_get(0).unwrap();
+        if got >= want || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_watchers_on_one_postgres_elect_one_leader_and_fail_over() {
+    // Arrange: one chain, one PostgreSQL database, two instances
+    let h = Harness::start(DbKind::Postgres).await;
+    let shared = fresh_db(DbKind::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = &h.chain.deployment;
+    let url = shared.url.clone();
+    let config = write_config(dir.path(), &url, &h.chain.anvil.endpoint(), d.chain_id, d, "");
+    let first = Instance::start(&config);
+    assert!(first.wait_for("became leader", Duration::from_secs(30)), "first instance never led");
+    let second = Instance::start(&config);
+    assert!(second.wait_for("standing by", Duration::from_secs(30)) || !second.wait_for("became leader", Duration::from_secs(2)));
+
+    // Act 1: a payment while the first leads
+    let quote = h.quotes.issue(&shared.db, &h.catalog, &request(&h, 0), h.chain_now().await).await.unwrap();
+    h.pay(0, &quote).await;
+    h.mine(CONFIRMATIONS).await;
+    let activated = wait_for_count(shared.db.pool(), "SELECT COUNT(*) FROM activations", 1, Duration::from_secs(20)).await;
+
+    // Act 2: the leader dies without warning; another payment arrives
+    drop(first);
+    let quote = h.quotes.issue(&shared.db, &h.catalog, &request(&h, 1), h.chain_now().await).await.unwrap();
+    h.pay(1, &quote).await;
+    h.mine(CONFIRMATIONS).await;
+    assert!(second.wait_for("became leader", Duration::from_secs(15)), "the standby never took over");
+    let after_failover = wait_for_count(shared.db.pool(), "SELECT COUNT(*) FROM activations", 2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Assert: each payment activated once, no duplicate effects
+    assert_eq!(activated, 1);
+    assert_eq!(after_failover, 2);
+    let count = |sql: &'static str| {
+        let pool = shared.db.pool().clone();
+        async move { sqlx::query(sql).fetch_one(&pool).await.unwrap().try_get::<i64, _>(0).unwrap() }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await, 2);
+    assert_eq!(count("SELECT COUNT(*) FROM badge_jobs").await, 2);
+    assert_eq!(count("SELECT COUNT(*) FROM outbox_events WHERE event_type = 'subscription.activated'").await, 2);
+    assert_eq!(count("SELECT COUNT(*) FROM outbox_events WHERE event_type = 'payment.detected'").await, 2);
+}
+
+fn request(h: &Harness, index: usize) -> tmai_pay::billing::quotes::QuoteRequest {
+    tmai_pay::billing::quotes::QuoteRequest { plan_id: 3, token: "TMAI".into(), payer: h.wallet(index), periods: 1 }
+}
