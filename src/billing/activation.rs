@@ -16,7 +16,12 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use super::plans::{Catalog, Plan};
-use crate::store::{StoreError, address_bytes, outbox, to_address};
+use crate::store::{
+    StoreError, address_bytes,
+    bulk::{Value, column_i64, fetch_in, insert},
+    outbox::{self, NewEvent},
+    to_address,
+};
 
 /// A subscription row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,30 +175,25 @@ pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Su
     .bind(address_bytes(wallet))
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Subscription {
-            wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
-            plan_id: r.try_get::<i64, _>("plan_id")? as u32,
-            tier: r.try_get::<i64, _>("tier")? as u8,
-            status: r.try_get("status")?,
-            started_at: r.try_get::<i64, _>("started_at")? as u64,
-            expires_at: r.try_get::<i64, _>("expires_at")? as u64,
-            next_plan_id: r.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
-            next_expires_at: r.try_get::<Option<i64>, _>("next_expires_at")?.map(|v| v as u64),
-        })
+    row.as_ref().map(subscription_from).transpose()
+}
+
+fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreError> {
+    Ok(Subscription {
+        wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
+        plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+        tier: r.try_get::<i64, _>("tier")? as u8,
+        status: r.try_get("status")?,
+        started_at: r.try_get::<i64, _>("started_at")? as u64,
+        expires_at: r.try_get::<i64, _>("expires_at")? as u64,
+        next_plan_id: r.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
+        next_expires_at: r.try_get::<Option<i64>, _>("next_expires_at")?.map(|v| v as u64),
     })
-    .transpose()
 }
 
 /// Writes `s` (insert or replace).
 pub async fn save(conn: &mut AnyConnection, s: &Subscription, now: u64) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, status = excluded.status, \
-         expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, next_expires_at = excluded.next_expires_at, \
-         updated_at = excluded.updated_at",
-    )
+    sqlx::query(&format!("{SAVE_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {SAVE_TAIL}"))
     .bind(address_bytes(s.wallet))
     .bind(i64::from(s.plan_id))
     .bind(i64::from(s.tier))
@@ -241,49 +241,130 @@ pub struct PaidOrder {
 /// Activates `paid` inside the caller's transaction; returns the change, or None when the
 /// payment was activated before (or its plan is no longer in the catalog).
 pub async fn activate(conn: &mut AnyConnection, catalog: &Catalog, paid: &PaidOrder, now: u64) -> Result<Option<Change>, StoreError> {
-    let Some(plan) = catalog.get(paid.plan_id) else {
-        tracing::error!(plan_id = paid.plan_id, payment = %paid.payment_key, "paid plan is not in the catalog; not activated");
-        return Ok(None);
-    };
-    let current = load(conn, paid.wallet).await?;
-    let change = plan_change(current.as_ref(), catalog, paid.wallet, plan, paid.periods, paid.token, now);
-    let inserted = sqlx::query(
-        "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (payment_id) DO NOTHING",
-    )
-    .bind(paid.payment_id)
-    .bind(address_bytes(paid.wallet))
-    .bind(change.kind.event())
-    .bind(i64::from(plan.id))
-    .bind(change.old_expires_at.map(|v| v as i64))
-    .bind(change.after.expires_at as i64)
-    .bind(change.credit_seconds as i64)
-    .bind(now as i64)
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(None);
-    }
-    save(conn, &change.after, now).await?;
-    if change.kind != ChangeKind::DowngradeScheduled {
-        let action = if current.is_none() { "issue" } else { "update" };
-        queue_badge(conn, paid.wallet, action, change.after.tier, change.after.expires_at, now).await?;
-    }
-    let id = outbox::event_id(&[change.kind.event(), &paid.payment_key]);
-    outbox::write(conn, &id, change.kind.event(), &serde_json::json!({
-        "wallet": paid.wallet,
-        "plan_id": change.after.plan_id,
-        "tier": change.after.tier,
-        "expires_at": change.after.expires_at,
-        "previous_expires_at": change.old_expires_at,
-        "credit_seconds": change.credit_seconds,
-        "next_plan_id": change.after.next_plan_id,
-        "next_expires_at": change.after.next_expires_at,
-        "payment": paid.payment_key,
-    }))
-    .await?;
-    Ok(Some(change))
+    Ok(activate_all(conn, catalog, std::slice::from_ref(paid), now).await?.pop())
 }
+
+/// Activates confirmed payments in order, inside the caller's transaction, with set-based
+/// SQL: one read of the wallets' subscriptions, the changes computed in memory (a wallet
+/// paying twice in the batch sees its first change), then one write per table. Payments
+/// activated before are skipped, so running a batch twice changes nothing.
+pub async fn activate_all(conn: &mut AnyConnection, catalog: &Catalog, paid: &[PaidOrder], now: u64) -> Result<Vec<Change>, StoreError> {
+    if paid.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Value> = paid.iter().map(|p| Value::I64(p.payment_id)).collect();
+    let done: std::collections::HashSet<i64> = column_i64(
+        &fetch_in(conn, "SELECT payment_id FROM activations WHERE payment_id IN", "", &[], &ids).await?,
+        "payment_id",
+    )?
+    .into_iter()
+    .collect();
+    let mut wallets: Vec<Address> = paid.iter().map(|p| p.wallet).collect();
+    wallets.sort();
+    wallets.dedup();
+    let list: Vec<Value> = wallets.iter().map(|w| Value::Bytes(address_bytes(*w))).collect();
+    let rows = fetch_in(
+        conn,
+        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at FROM subscriptions WHERE wallet IN",
+        "",
+        &[],
+        &list,
+    )
+    .await?;
+    let mut state = std::collections::HashMap::new();
+    for row in &rows {
+        let sub = subscription_from(row)?;
+        state.insert(sub.wallet, sub);
+    }
+
+    let (mut changes, mut activations, mut jobs, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut touched = Vec::new();
+    for p in paid {
+        if done.contains(&p.payment_id) {
+            continue;
+        }
+        let Some(plan) = catalog.get(p.plan_id) else {
+            tracing::error!(plan_id = p.plan_id, payment = %p.payment_key, "paid plan is not in the catalog; not activated");
+            continue;
+        };
+        let current = state.get(&p.wallet);
+        let change = plan_change(current, catalog, p.wallet, plan, p.periods, p.token, now);
+        activations.push(vec![
+            Value::I64(p.payment_id),
+            Value::Bytes(address_bytes(p.wallet)),
+            Value::Text(change.kind.event().to_string()),
+            Value::I64(i64::from(plan.id)),
+            Value::OptI64(change.old_expires_at.map(|v| v as i64)),
+            Value::I64(change.after.expires_at as i64),
+            Value::I64(change.credit_seconds as i64),
+            Value::I64(now as i64),
+        ]);
+        if change.kind != ChangeKind::DowngradeScheduled {
+            let action = if current.is_none() { "issue" } else { "update" };
+            jobs.push(vec![
+                Value::Bytes(address_bytes(p.wallet)),
+                Value::Text(action.to_string()),
+                Value::I64(i64::from(change.after.tier)),
+                Value::I64(change.after.expires_at as i64),
+                Value::I64(now as i64),
+            ]);
+        }
+        events.push(NewEvent {
+            id: outbox::event_id(&[change.kind.event(), &p.payment_key]),
+            event_type: change.kind.event(),
+            data: serde_json::json!({
+                "wallet": p.wallet,
+                "plan_id": change.after.plan_id,
+                "tier": change.after.tier,
+                "expires_at": change.after.expires_at,
+                "previous_expires_at": change.old_expires_at,
+                "credit_seconds": change.credit_seconds,
+                "next_plan_id": change.after.next_plan_id,
+                "next_expires_at": change.after.next_expires_at,
+                "payment": p.payment_key,
+            }),
+        });
+        if !touched.contains(&p.wallet) {
+            touched.push(p.wallet);
+        }
+        state.insert(p.wallet, change.after.clone());
+        changes.push(change);
+    }
+    insert(
+        conn,
+        "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at)",
+        &activations,
+        "",
+    )
+    .await?;
+    let subscriptions: Vec<Vec<Value>> = touched
+        .iter()
+        .filter_map(|w| state.get(w))
+        .map(|s| {
+            vec![
+                Value::Bytes(address_bytes(s.wallet)),
+                Value::I64(i64::from(s.plan_id)),
+                Value::I64(i64::from(s.tier)),
+                Value::Text(s.status.clone()),
+                Value::I64(s.started_at as i64),
+                Value::I64(s.expires_at as i64),
+                Value::OptI64(s.next_plan_id.map(i64::from)),
+                Value::OptI64(s.next_expires_at.map(|v| v as i64)),
+                Value::I64(now as i64),
+            ]
+        })
+        .collect();
+    insert(conn, SAVE_HEAD, &subscriptions, SAVE_TAIL).await?;
+    insert(conn, "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at)", &jobs, "").await?;
+    outbox::write_all(conn, &events).await?;
+    Ok(changes)
+}
+
+const SAVE_HEAD: &str =
+    "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, updated_at)";
+const SAVE_TAIL: &str = "ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, \
+    status = excluded.status, expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, \
+    next_expires_at = excluded.next_expires_at, updated_at = excluded.updated_at";
 
 /// Applies scheduled downgrades whose time has come: the next plan becomes current, its
 /// badge job is queued and `subscription.renewed` (change `downgrade`) is written.

@@ -135,7 +135,7 @@ impl QuoteIssuer {
         let deadline = now + self.ttl_secs;
         let checkout_id = new_checkout_id();
 
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO orders (checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING order_id",

@@ -8,7 +8,7 @@
 //! anvil's log subscription does not report removed logs, so reorgs are found by comparing
 //! the stored hash of recent blocks with the node's, at start-up and on every pass.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use alloy::{
     primitives::{Address, B256},
@@ -22,7 +22,12 @@ use tokio_util::sync::CancellationToken;
 use super::bindings::SubscriptionCheckout::OrderPaid;
 use crate::{
     billing::{activation, plans::Catalog},
-    store::{Db, StoreError, address_bytes, b256_bytes, outbox, to_address, to_b256, to_u256, u256_bytes, unix_now},
+    store::{
+        Db, StoreError, address_bytes, b256_bytes,
+        bulk::{Value, execute_in, fetch_in, insert},
+        outbox::{self, NewEvent},
+        to_address, to_b256, to_u256, u256_bytes, unix_now,
+    },
 };
 
 /// Why a watcher pass failed. Every failure is retried on the next pass.
@@ -170,7 +175,7 @@ impl Watcher {
         let now = unix_now() as u64;
         let mut report = PassReport { head, ..Default::default() };
 
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let chain = self.config.chain_id as i64;
         let cursor = match sqlx::query("SELECT next_block FROM chain_cursor WHERE chain_id = $1")
             .bind(chain)
@@ -200,11 +205,9 @@ impl Watcher {
                         return Err(WatchError::Moved(format!("block {} changed while reading", log.block_number)));
                     }
             }
-            for log in &logs {
-                if self.record(&mut tx, log, now).await? {
-                    report.detected += 1;
-                }
-            }
+            let t = std::time::Instant::now();
+            report.detected = self.record_all(&mut tx, &logs, now).await?;
+            tracing::debug!(logs = logs.len(), elapsed_ms = t.elapsed().as_millis() as u64, "recorded");
             for (hash, (number, parent)) in &hashes {
                 sqlx::query(
                     "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash) VALUES ($1, $2, $3, $4) \
@@ -228,7 +231,9 @@ impl Watcher {
 
         // 3. Confirm what is deep enough (and was read), activate matched payments.
         let deep = (head + 1).saturating_sub(self.config.confirmations);
+        let t = std::time::Instant::now();
         report.confirmed = self.confirm(&mut tx, deep.min(next.saturating_sub(1)), now).await?;
+        tracing::debug!(confirmed = report.confirmed, elapsed_ms = t.elapsed().as_millis() as u64, "confirmed");
         activation::apply_due_downgrades(&mut tx, &self.catalog, now).await?;
 
         // 4. Acknowledge: move the cursor with the effects.
@@ -364,110 +369,102 @@ impl Watcher {
         Ok(out)
     }
 
-    /// Records one log as a detected payment (or re-detects a reorged one); matches it to
-    /// its order and reports unmatched payments. Returns whether anything changed.
-    async fn record(&self, conn: &mut AnyConnection, log: &PaidLog, now: u64) -> Result<bool, WatchError> {
+    /// Records logs as detected payments (a reorged one found again turns back to
+    /// detected in its new block), matched to their orders; writes `payment.detected` and,
+    /// for payments that match no order, `payment.unmatched`. Set-based: one read of the
+    /// orders, one upsert, one event insert. Returns the rows inserted or re-detected.
+    async fn record_all(&self, conn: &mut AnyConnection, logs: &[PaidLog], now: u64) -> Result<usize, WatchError> {
+        if logs.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Value> = logs.iter().filter_map(|l| i64::try_from(l.event.orderId).ok()).map(Value::I64).collect();
+        let mut orders = HashMap::new();
+        for row in fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods FROM orders WHERE order_id IN", "", &[], &ids).await? {
+            let order = StoredOrder {
+                chain_id: row.try_get::<i64, _>("chain_id")? as u64,
+                payer: to_address(&row.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
+                token: to_address(&row.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
+                amount: to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
+                plan_id: row.try_get::<i64, _>("plan_id")? as u32,
+                periods: row.try_get::<i64, _>("periods")? as u32,
+            };
+            orders.insert(row.try_get::<i64, _>("order_id")?, order);
+        }
         let chain = self.config.chain_id as i64;
-        let e = &log.event;
-        let existing = sqlx::query("SELECT id, status, block_hash FROM payments WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3")
-            .bind(chain)
-            .bind(b256_bytes(log.tx_hash))
-            .bind(log.log_index as i64)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let (matched, reason) = self.match_order(conn, log).await?;
-        match existing {
-            Some(row) => {
-                let status: String = row.try_get("status")?;
-                let hash = to_b256(&row.try_get::<Vec<u8>, _>("block_hash")?, "payments.block_hash")?;
-                if status != "reorged" && hash == log.block_hash {
-                    return Ok(false);
-                }
-                if status == "confirmed" {
-                    return Ok(false);
-                }
-                sqlx::query("UPDATE payments SET status = 'detected', block_number = $1, block_hash = $2 WHERE id = $3")
-                    .bind(log.block_number as i64)
-                    .bind(b256_bytes(log.block_hash))
-                    .bind(row.try_get::<i64, _>("id")?)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO payments (chain_id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, amount, \
-                     plan_id, periods, status, matched_order, unmatched_reason, detected_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'detected', $12, $13, $14)",
-                )
-                .bind(chain)
-                .bind(b256_bytes(log.tx_hash))
-                .bind(log.log_index as i64)
-                .bind(log.block_number as i64)
-                .bind(b256_bytes(log.block_hash))
-                .bind(u256_bytes(e.orderId))
-                .bind(address_bytes(e.payer))
-                .bind(address_bytes(e.token))
-                .bind(u256_bytes(e.amount))
-                .bind(i64::from(e.planId))
-                .bind(i64::from(e.periods))
-                .bind(matched)
-                .bind(reason.clone())
-                .bind(now as i64)
-                .execute(&mut *conn)
-                .await?;
+        let mut rows = Vec::with_capacity(logs.len());
+        let mut events = Vec::with_capacity(logs.len());
+        for log in logs {
+            let e = &log.event;
+            let (matched, reason) = self.match_order(&orders, log);
+            rows.push(vec![
+                Value::I64(chain),
+                Value::Bytes(b256_bytes(log.tx_hash)),
+                Value::I64(log.log_index as i64),
+                Value::I64(log.block_number as i64),
+                Value::Bytes(b256_bytes(log.block_hash)),
+                Value::Bytes(u256_bytes(e.orderId)),
+                Value::Bytes(address_bytes(e.payer)),
+                Value::Bytes(address_bytes(e.token)),
+                Value::Bytes(u256_bytes(e.amount)),
+                Value::I64(i64::from(e.planId)),
+                Value::I64(i64::from(e.periods)),
+                Value::Text("detected".into()),
+                Value::OptI64(matched),
+                Value::OptText(reason.clone()),
+                Value::I64(now as i64),
+            ]);
+            let key = payment_key(self.config.chain_id, log.tx_hash, log.log_index);
+            let data = serde_json::json!({
+                "payment": key,
+                "tx_hash": log.tx_hash,
+                "block_number": log.block_number,
+                "block_hash": log.block_hash,
+                "order_id": e.orderId.to_string(),
+                "payer": e.payer,
+                "token": e.token,
+                "amount": e.amount.to_string(),
+                "plan_id": e.planId,
+                "periods": e.periods,
+                "confirmations_required": self.config.confirmations,
+            });
+            let id = outbox::event_id(&["payment.detected", &key, &log.block_hash.to_string()]);
+            events.push(NewEvent { id, event_type: "payment.detected", data: data.clone() });
+            if let Some(reason) = reason {
+                let mut data = data;
+                data["reason"] = serde_json::Value::String(reason);
+                events.push(NewEvent { id: outbox::event_id(&["payment.unmatched", &key]), event_type: "payment.unmatched", data });
             }
         }
-        let key = payment_key(self.config.chain_id, log.tx_hash, log.log_index);
-        let payload = serde_json::json!({
-            "payment": key,
-            "tx_hash": log.tx_hash,
-            "block_number": log.block_number,
-            "block_hash": log.block_hash,
-            "order_id": e.orderId.to_string(),
-            "payer": e.payer,
-            "token": e.token,
-            "amount": e.amount.to_string(),
-            "plan_id": e.planId,
-            "periods": e.periods,
-            "confirmations_required": self.config.confirmations,
-        });
-        let id = outbox::event_id(&["payment.detected", &key, &log.block_hash.to_string()]);
-        outbox::write(conn, &id, "payment.detected", &payload).await?;
-        if let Some(reason) = reason {
-            let mut payload = payload;
-            payload["reason"] = serde_json::Value::String(reason);
-            let id = outbox::event_id(&["payment.unmatched", &key]);
-            outbox::write(conn, &id, "payment.unmatched", &payload).await?;
-        }
-        Ok(true)
+        let (_, changed) = insert(
+            conn,
+            "INSERT INTO payments (chain_id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, amount, \
+             plan_id, periods, status, matched_order, unmatched_reason, detected_at)",
+            &rows,
+            "ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET status = 'detected', \
+             block_number = excluded.block_number, block_hash = excluded.block_hash WHERE payments.status = 'reorged'",
+        )
+        .await?;
+        outbox::write_all(conn, &events).await?;
+        Ok(changed as usize)
     }
 
     /// Returns the order a log pays (or None with the reason it matches none).
-    async fn match_order(&self, conn: &mut AnyConnection, log: &PaidLog) -> Result<(Option<i64>, Option<String>), WatchError> {
+    fn match_order(&self, orders: &HashMap<i64, StoredOrder>, log: &PaidLog) -> (Option<i64>, Option<String>) {
         let e = &log.event;
-        let Ok(order_id) = i64::try_from(e.orderId) else {
-            return Ok((None, Some("unknown order".into())));
+        let Some((id, order)) = i64::try_from(e.orderId).ok().and_then(|id| orders.get(&id).map(|o| (id, o))) else {
+            return (None, Some("unknown order".into()));
         };
-        let Some(row) = sqlx::query("SELECT chain_id, payer, token, amount, plan_id, periods FROM orders WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
-            return Ok((None, Some("unknown order".into())));
-        };
-        let same = row.try_get::<i64, _>("chain_id")? as u64 == self.config.chain_id
-            && to_address(&row.try_get::<Vec<u8>, _>("payer")?, "orders.payer")? == e.payer
-            && to_address(&row.try_get::<Vec<u8>, _>("token")?, "orders.token")? == e.token
-            && to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "orders.amount")? == e.amount
-            && row.try_get::<i64, _>("plan_id")? == i64::from(e.planId)
-            && row.try_get::<i64, _>("periods")? == i64::from(e.periods);
-        if !same {
-            return Ok((None, Some("payment does not match its order".into())));
-        }
-        Ok((Some(order_id), None))
+        let same = order.chain_id == self.config.chain_id
+            && order.payer == e.payer
+            && order.token == e.token
+            && order.amount == e.amount
+            && order.plan_id == e.planId
+            && order.periods == e.periods;
+        if same { (Some(id), None) } else { (None, Some("payment does not match its order".into())) }
     }
 
-    /// Confirms detected payments at or below `deep`, activating matched ones.
+    /// Confirms detected payments at or below `deep` and activates matched ones, with
+    /// set-based updates.
     async fn confirm(&self, conn: &mut AnyConnection, deep: u64, now: u64) -> Result<usize, WatchError> {
         let rows = sqlx::query(
             "SELECT id, tx_hash, log_index, block_number, order_id, payer, token, plan_id, periods, matched_order \
@@ -477,46 +474,64 @@ impl Watcher {
         .bind(deep as i64)
         .fetch_all(&mut *conn)
         .await?;
-        let mut confirmed = 0;
-        for row in rows {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (mut ids, mut orders, mut events, mut paid) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
             let id: i64 = row.try_get("id")?;
             let tx_hash = to_b256(&row.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?;
-            let log_index = row.try_get::<i64, _>("log_index")? as u64;
-            let key = payment_key(self.config.chain_id, tx_hash, log_index);
-            let done = sqlx::query("UPDATE payments SET status = 'confirmed', confirmed_at = $1 WHERE id = $2 AND status = 'detected'")
-                .bind(now as i64)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            if done.rows_affected() == 0 {
-                continue;
-            }
-            confirmed += 1;
+            let key = payment_key(self.config.chain_id, tx_hash, row.try_get::<i64, _>("log_index")? as u64);
             let payer = to_address(&row.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?;
-            let order_id = to_u256(&row.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?;
-            outbox::write(conn, &outbox::event_id(&["payment.confirmed", &key]), "payment.confirmed", &serde_json::json!({
-                "payment": key,
-                "tx_hash": tx_hash,
-                "block_number": row.try_get::<i64, _>("block_number")?,
-                "order_id": order_id.to_string(),
-                "payer": payer,
-                "confirmations": self.config.confirmations,
-            }))
-            .await?;
-            let Some(order) = row.try_get::<Option<i64>, _>("matched_order")? else { continue };
-            sqlx::query("UPDATE orders SET status = 'paid' WHERE order_id = $1").bind(order).execute(&mut *conn).await?;
-            let paid = activation::PaidOrder {
-                payment_id: id,
-                payment_key: key,
-                wallet: payer,
-                plan_id: row.try_get::<i64, _>("plan_id")? as u32,
-                periods: row.try_get::<i64, _>("periods")? as u32,
-                token: to_address(&row.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
-            };
-            activation::activate(conn, &self.catalog, &paid, now).await?;
+            ids.push(Value::I64(id));
+            events.push(NewEvent {
+                id: outbox::event_id(&["payment.confirmed", &key]),
+                event_type: "payment.confirmed",
+                data: serde_json::json!({
+                    "payment": key,
+                    "tx_hash": tx_hash,
+                    "block_number": row.try_get::<i64, _>("block_number")?,
+                    "order_id": to_u256(&row.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?.to_string(),
+                    "payer": payer,
+                    "confirmations": self.config.confirmations,
+                }),
+            });
+            if let Some(order) = row.try_get::<Option<i64>, _>("matched_order")? {
+                orders.push(Value::I64(order));
+                paid.push(activation::PaidOrder {
+                    payment_id: id,
+                    payment_key: key,
+                    wallet: payer,
+                    plan_id: row.try_get::<i64, _>("plan_id")? as u32,
+                    periods: row.try_get::<i64, _>("periods")? as u32,
+                    token: to_address(&row.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
+                });
+            }
         }
-        Ok(confirmed)
+        let confirmed = execute_in(
+            conn,
+            "UPDATE payments SET status = 'confirmed', confirmed_at = $1 WHERE status = 'detected' AND id IN",
+            "",
+            &[Value::I64(now as i64)],
+            &ids,
+        )
+        .await?;
+        execute_in(conn, "UPDATE orders SET status = 'paid' WHERE order_id IN", "", &[], &orders).await?;
+        outbox::write_all(conn, &events).await?;
+        activation::activate_all(conn, &self.catalog, &paid, now).await?;
+        Ok(confirmed as usize)
     }
+}
+
+/// An order as stored, for matching payments.
+#[derive(Debug)]
+struct StoredOrder {
+    chain_id: u64,
+    payer: Address,
+    token: Address,
+    amount: alloy::primitives::U256,
+    plan_id: u32,
+    periods: u32,
 }
 
 /// Returns the stable key of a payment: `chain:tx_hash:log_index`.

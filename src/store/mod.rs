@@ -11,6 +11,7 @@ use sqlx::{
     migrate::Migrator,
 };
 
+pub mod bulk;
 pub mod leader;
 pub mod outbox;
 
@@ -88,6 +89,17 @@ impl Db {
     /// Returns which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first fails with
+    /// `SQLITE_BUSY_SNAPSHOT` when another writer commits before its first write, while an
+    /// immediate one waits its turn (busy timeout). PostgreSQL needs nothing special.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Closes the pool, waiting for connections to be returned.

@@ -14,6 +14,33 @@ pub fn event_id(parts: &[&str]) -> String {
     format!("evt_{}", alloy::hex::encode(&digest[..12]))
 }
 
+/// An event to write with [`write_all`].
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Stable id.
+    pub id: String,
+    /// Event name.
+    pub event_type: &'static str,
+    /// The `data` part of the body.
+    pub data: serde_json::Value,
+}
+
+/// Writes events in bulk, skipping ids that exist; returns how many were written.
+pub async fn write_all(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<u64, StoreError> {
+    use super::bulk::{Value, insert};
+    let now = unix_now();
+    let rows: Vec<Vec<Value>> = events
+        .iter()
+        .map(|e| {
+            let body = serde_json::json!({ "id": e.id, "type": e.event_type, "data": e.data });
+            vec![Value::Text(e.id.clone()), Value::Text(e.event_type.to_string()), Value::Text(body.to_string()), Value::I64(now)]
+        })
+        .collect();
+    let (_, written) =
+        insert(conn, "INSERT INTO outbox_events (id, event_type, payload, created_at)", &rows, "ON CONFLICT (id) DO NOTHING").await?;
+    Ok(written)
+}
+
 /// Writes one event unless an event with the same id exists; returns whether it wrote.
 pub async fn write(
     conn: &mut AnyConnection,

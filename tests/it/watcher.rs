@@ -177,3 +177,37 @@ async fn a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated(k
     assert_eq!(wallet_rows.try_get::<i64, _>(0).unwrap(), 1);
 }
 on_both_databases!(a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated);
+
+async fn quotes_issued_while_the_watcher_runs_never_fail_its_passes(kind: DbKind) {
+    // Arrange: payments to watch, and a second writer issuing quotes at the same time
+    let h = Harness::start(kind).await;
+    for i in 0..3 {
+        h.pay(i, &h.quote(i, 2, "USD", 1).await).await;
+    }
+    let (db, quotes, catalog, payer) = (h.test_db.db.clone(), h.quotes.clone(), h.catalog.clone(), h.wallet(7));
+    let now = h.chain_now().await;
+    let writer = tokio::spawn(async move {
+        for _ in 0..150 {
+            let request = tmai_pay::billing::quotes::QuoteRequest { plan_id: 1, token: "TMAI".into(), payer, periods: 1 };
+            quotes.issue(&db, &catalog, &request, now).await.expect("quote issued beside the watcher");
+        }
+    });
+
+    // Act: passes while the writer runs
+    let mut failures = Vec::new();
+    while !writer.is_finished() {
+        if let Err(error) = h.watcher.pass().await {
+            failures.push(error.to_string());
+        }
+        h.mine(1).await;
+    }
+    writer.await.unwrap();
+    h.mine(CONFIRMATIONS).await;
+    h.catch_up().await;
+
+    // Assert
+    assert!(failures.is_empty(), "passes failed under a concurrent writer: {failures:?}");
+    assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 3);
+    assert_eq!(h.count("SELECT COUNT(*) FROM orders").await, 153);
+}
+on_both_databases!(quotes_issued_while_the_watcher_runs_never_fail_its_passes);

@@ -1,0 +1,296 @@
+//! Watcher benchmark.
+//!
+//! Backfill: 10,000 payments on a local anvil, read from the deployment block by the
+//! watcher into SQLite and into PostgreSQL (detected, confirmed and activated), each beside
+//! the raw limit measured in the same run: the same block range fetched with `eth_getLogs`
+//! and decoded, nothing stored. Also the peak resident memory of this process during each
+//! backfill.
+//!
+//! Live: anvil mines a block on demand; for each of 500 payments the benchmark mines the
+//! block that makes it N deep and measures the time until the activation is committed,
+//! with the watcher following new heads over a websocket. p50 and p99 are printed.
+//!
+//! Run: `cargo bench --bench watcher` (`PAYMENTS=2000` for a quicker run).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::U256,
+    providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi},
+    rpc::types::Filter,
+    sol_types::SolEvent,
+};
+use anyhow::{Context, Result};
+use sqlx::Row;
+use tmai_pay::{
+    billing::{
+        plans::{Catalog, PlanConfig},
+        quotes::{IssuedQuote, QuoteIssuer, QuoteRequest},
+    },
+    chain::{
+        bindings::{SubscriptionCheckout::{self, OrderPaid}, TestToken},
+        devnet::{self, AnvilOptions},
+        watcher::{Watcher, WatcherConfig, decode_logs},
+    },
+    store::Db,
+    toolchain::Toolchain,
+};
+
+const CONFIRMATIONS: u64 = 2;
+const PER_BLOCK: usize = 250;
+const RANGE: u64 = 2_000;
+
+fn plans() -> Vec<PlanConfig> {
+    (1..=4u8)
+        .map(|tier| PlanConfig {
+            id: u32::from(tier),
+            name: format!("Tier {tier}"),
+            tier,
+            period: "monthly".into(),
+            prices: [("TMAI".to_string(), format!("{}", 10 * u32::from(tier)))].into(),
+            card_price_cents: None,
+            trial_days: 0,
+        })
+        .collect()
+}
+
+/// Peak resident set of this process in MiB (VmHWM), after resetting it when asked.
+fn peak_mib(reset: bool) -> f64 {
+    if reset {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn postgres_db() -> Result<Db> {
+    sqlx::any::install_default_drivers();
+    let server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("tmai_bench_{}", std::process::id());
+    let admin = sqlx::AnyPool::connect(&format!("{server}/postgres")).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    admin.close().await;
+    Ok(Db::connect(&format!("{server}/{name}")).await?)
+}
+
+struct Bench {
+    anvil: alloy::node_bindings::AnvilInstance,
+    deployment: tmai_pay::chain::deployment::Deployment,
+    catalog: Arc<Catalog>,
+    issuer: QuoteIssuer,
+    rpc: DynProvider,
+}
+
+impl Bench {
+    fn watcher(&self, db: &Db, range: u64) -> Watcher {
+        Watcher::new(db.clone(), self.rpc.clone(), self.catalog.clone(), WatcherConfig {
+            chain_id: self.deployment.chain_id,
+            checkout: self.deployment.checkout,
+            confirmations: CONFIRMATIONS,
+            max_block_range: range,
+            start_block: self.deployment.deploy_block,
+            poll_interval: Duration::from_millis(20),
+        })
+    }
+
+    /// Issues `count` quotes into each database (same order ids in each) and returns them.
+    async fn quotes(&self, dbs: &[&Db], count: usize, first_wallet: usize) -> Result<Vec<(usize, IssuedQuote)>> {
+        let now = self.rpc.get_block_by_number(Default::default()).await?.context("head")?.header.timestamp;
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            let wallet = first_wallet + i % 5;
+            let request = QuoteRequest {
+                plan_id: 1 + (i % 4) as u32,
+                token: "TMAI".into(),
+                payer: self.anvil.addresses()[wallet],
+                periods: 1,
+            };
+            let mut issued = None;
+            for db in dbs {
+                issued = Some(self.issuer.issue(db, &self.catalog, &request, now).await?);
+            }
+            out.push((wallet, issued.context("a database")?));
+        }
+        Ok(out)
+    }
+
+    /// Sends the payments, `PER_BLOCK` to a block, with automine off.
+    async fn pay_all(&self, quotes: &[(usize, IssuedQuote)]) -> Result<()> {
+        let payers: Vec<DynProvider> = (0..devnet::TEST_WALLETS)
+            .map(|i| {
+                ProviderBuilder::new()
+                    .wallet(EthereumWallet::from(devnet::key(&self.anvil, i)))
+                    .connect_http(self.anvil.endpoint_url())
+                    .erased()
+            })
+            .collect();
+        let tmai = self.deployment.token("TMAI").context("TMAI")?.address;
+        for payer in &payers {
+            TestToken::new(tmai, payer).approve(self.deployment.checkout, U256::MAX).send().await?.get_receipt().await?;
+        }
+        self.rpc.anvil_set_auto_mine(false).await?;
+        for chunk in quotes.chunks(PER_BLOCK) {
+            for (wallet, q) in chunk {
+                // Mined in the next evm_mine; receipts are checked through the backfill counts.
+                let _pending = SubscriptionCheckout::new(q.checkout, &payers[*wallet])
+                    .pay(q.quote.clone(), q.signature.clone())
+                    .gas(150_000)
+                    .send()
+                    .await?;
+            }
+            self.rpc.evm_mine(None).await?;
+        }
+        self.rpc.anvil_set_auto_mine(true).await?;
+        Ok(())
+    }
+}
+
+async fn count(db: &Db, sql: &str) -> Result<i64> {
+    Ok(sqlx::query(sql).fetch_one(db.pool()).await?.try_get(0)?)
+}
+
+/// Reads `[from, to]` with eth_getLogs in `RANGE`-block pieces and decodes; returns logs.
+async fn raw_read(b: &Bench, from: u64, to: u64) -> Result<usize> {
+    let mut total = 0;
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start + RANGE - 1);
+        let filter = Filter::new()
+            .address(b.deployment.checkout)
+            .event_signature(OrderPaid::SIGNATURE_HASH)
+            .from_block(start)
+            .to_block(end);
+        total += decode_logs(&b.rpc.get_logs(&filter).await?).len();
+        start = end + 1;
+    }
+    Ok(total)
+}
+
+async fn backfill(b: &Bench, db: &Db) -> Result<(Duration, f64)> {
+    let watcher = b.watcher(db, RANGE);
+    peak_mib(true);
+    let started = Instant::now();
+    loop {
+        if watcher.pass().await?.caught_up {
+            break;
+        }
+    }
+    Ok((started.elapsed(), peak_mib(false)))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let payments: usize = std::env::var("PAYMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let live: usize = std::env::var("LIVE_PAYMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    tmai_pay::telemetry::init(false);
+    let toolchain = Toolchain::locate()?;
+    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions::default())?;
+    let deployment = devnet::deploy_fixture_contracts(&anvil).await?;
+    let catalog = Arc::new(Catalog::new(&plans(), &deployment.tokens)?);
+    let issuer = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 86_400);
+    let rpc = devnet::provider_for(&anvil, devnet::DEPLOYER);
+    let b = Bench { anvil, deployment, catalog, issuer, rpc };
+
+    // Backfill set-up: the same orders in both databases, then the payments on chain.
+    let dir = tempfile::tempdir()?;
+    let sqlite = Db::connect(&format!("sqlite://{}", dir.path().join("bench.db").display())).await?;
+    let postgres = postgres_db().await?;
+    eprintln!("issuing {payments} quotes into SQLite and PostgreSQL…");
+    let quotes = b.quotes(&[&sqlite, &postgres], payments, 0).await?;
+    eprintln!("paying {payments} orders on anvil…");
+    b.pay_all(&quotes).await?;
+    b.rpc.anvil_mine(Some(CONFIRMATIONS), None).await?;
+    let head = b.rpc.get_block_number().await?;
+
+    // Raw limit, measured between the two backfills (best of three).
+    let mut raw = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let n = raw_read(&b, b.deployment.deploy_block, head).await?;
+        raw = raw.min(started.elapsed());
+        anyhow::ensure!(n == payments, "raw read found {n} of {payments} payments");
+    }
+    let (sqlite_time, sqlite_peak) = backfill(&b, &sqlite).await?;
+    let (pg_time, pg_peak) = backfill(&b, &postgres).await?;
+    for (name, db) in [("SQLite", &sqlite), ("PostgreSQL", &postgres)] {
+        let confirmed = count(db, "SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await?;
+        let activated = count(db, "SELECT COUNT(*) FROM activations").await?;
+        anyhow::ensure!(confirmed as usize == payments && activated as usize == payments, "{name}: {confirmed} confirmed, {activated} activated");
+    }
+    let rate = |d: Duration| payments as f64 / d.as_secs_f64();
+    println!("watcher backfill: {payments} payments over {} blocks (range {RANGE}), each detected, confirmed and activated", head - b.deployment.deploy_block);
+    println!("{:<40} {:>12} {:>10} {:>10}  {}", "", "payments/s", "ratio", "peak MiB", "target");
+    println!("{:<40} {:>12.0} {:>10} {:>10}", "raw eth_getLogs + decode (baseline)", rate(raw), "1.000×", "-");
+    println!("{:<40} {:>12.0} {:>9.3}× {:>10.1}  ≥ 0.5× raw, ≤ 200 MiB", "watcher into SQLite", rate(sqlite_time), raw.as_secs_f64() / sqlite_time.as_secs_f64(), sqlite_peak);
+    println!("{:<40} {:>12.0} {:>9.3}× {:>10.1}  (reported)", "watcher into PostgreSQL", rate(pg_time), raw.as_secs_f64() / pg_time.as_secs_f64(), pg_peak);
+
+    // Live: websocket heads; the block that makes a payment N deep starts the clock.
+    // Live on the backfilled SQLite database: order ids are unique per checkout contract,
+    // so a fresh database would hand out ids the contract has already seen paid.
+    let live_db = sqlite.clone();
+    let live_base = count(&live_db, "SELECT COUNT(*) FROM activations").await?;
+    let watcher = b.watcher(&live_db, RANGE);
+    while !watcher.pass().await?.caught_up {}
+    let ws = ProviderBuilder::new().connect_ws(alloy::providers::WsConnect::new(b.anvil.ws_endpoint())).await?;
+    let mut stream = ws.subscribe_blocks().await?.into_stream();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(h) = stream.next().await {
+            if tx.send(h.number).await.is_err() {
+                return;
+            }
+        }
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runner = {
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        tokio::spawn(async move { watcher.run(cancel, Some(rx)).await })
+    };
+    let live_quotes = b.quotes(&[&live_db], live, 5).await?;
+    let tmai = b.deployment.token("TMAI").context("TMAI")?.address;
+    let payers: Vec<DynProvider> = (0..devnet::TEST_WALLETS).map(|i| devnet::provider_for(&b.anvil, i)).collect();
+    for payer in &payers[5..] {
+        TestToken::new(tmai, payer).approve(b.deployment.checkout, U256::MAX).send().await?.get_receipt().await?;
+    }
+    let mut latencies = Vec::with_capacity(live);
+    for (i, (wallet, q)) in live_quotes.iter().enumerate() {
+        SubscriptionCheckout::new(q.checkout, &payers[*wallet]).pay(q.quote.clone(), q.signature.clone()).send().await?.get_receipt().await?;
+        // The payment's block is its first confirmation; mine up to one short of N.
+        if CONFIRMATIONS > 2 {
+            b.rpc.anvil_mine(Some(CONFIRMATIONS - 2), None).await?;
+        }
+        let want = live_base + (i + 1) as i64;
+        let started = Instant::now();
+        b.rpc.anvil_mine(Some(1), None).await?;
+        loop {
+            if count(&live_db, "SELECT COUNT(*) FROM activations").await? >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    cancel.cancel();
+    let _ = runner.await;
+    latencies.sort();
+    println!("live (websocket heads, SQLite): confirming block → activation committed, {live} payments");
+    println!("  p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   target p99 ≤ 100 ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3);
+    Ok(())
+}
