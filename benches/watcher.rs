@@ -232,7 +232,7 @@ async fn main() -> Result<()> {
     }
     let rate = |d: Duration| payments as f64 / d.as_secs_f64();
     println!("watcher backfill: {payments} payments over {} blocks (range {RANGE}), each detected, confirmed and activated", head - b.deployment.deploy_block);
-    println!("{:<40} {:>12} {:>10} {:>10}  {}", "", "payments/s", "ratio", "peak MiB", "target");
+    println!("{:<40} {:>12} {:>10} {:>10}  target", "", "payments/s", "ratio", "peak MiB");
     println!("{:<40} {:>12.0} {:>10} {:>10}", "raw eth_getLogs + decode (baseline)", rate(raw), "1.000×", "-");
     println!("{:<40} {:>12.0} {:>9.3}× {:>10.1}  ≥ 0.5× raw, ≤ 200 MiB", "watcher into SQLite", rate(sqlite_time), raw.as_secs_f64() / sqlite_time.as_secs_f64(), sqlite_peak);
     println!("{:<40} {:>12.0} {:>9.3}× {:>10.1}  (reported)", "watcher into PostgreSQL", rate(pg_time), raw.as_secs_f64() / pg_time.as_secs_f64(), pg_peak);
