@@ -34,7 +34,8 @@ use tmai_pay::{
     chain::{
         bindings::{SubscriptionCheckout::{self, OrderPaid}, TestToken},
         devnet::{self, AnvilOptions},
-        watcher::{Watcher, WatcherConfig, decode_logs},
+        paid_log::decode_logs,
+        watcher::{Watcher, WatcherConfig},
     },
     store::Db,
     toolchain::Toolchain,

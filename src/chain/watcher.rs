@@ -13,13 +13,16 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use alloy::{
     primitives::{Address, B256},
     providers::{DynProvider, Provider},
-    rpc::types::{Filter, Log},
+    rpc::types::Filter,
     sol_types::SolEvent,
 };
 use sqlx::{AnyConnection, Row};
 use tokio_util::sync::CancellationToken;
 
-use super::bindings::SubscriptionCheckout::OrderPaid;
+use super::{
+    bindings::SubscriptionCheckout::OrderPaid,
+    paid_log::{PaidLog, decode_logs, payment_key},
+};
 use crate::{
     billing::{activation, plans::Catalog},
     store::{
@@ -99,39 +102,6 @@ pub struct Watcher {
     catalog: Arc<Catalog>,
     config: WatcherConfig,
     range: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// A decoded `OrderPaid` log with its position.
-#[derive(Debug, Clone)]
-pub struct PaidLog {
-    /// Block number.
-    pub block_number: u64,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Transaction hash.
-    pub tx_hash: B256,
-    /// Log index in the block.
-    pub log_index: u64,
-    /// The event.
-    pub event: OrderPaid,
-}
-
-/// Decodes `OrderPaid` logs; logs without a position (pending) or of another shape are
-/// skipped. Pure, so it is tested on its own.
-pub fn decode_logs(logs: &[Log]) -> Vec<PaidLog> {
-    logs.iter()
-        .filter(|l| !l.removed)
-        .filter_map(|l| {
-            let event = OrderPaid::decode_log(&l.inner).ok()?.data;
-            Some(PaidLog {
-                block_number: l.block_number?,
-                block_hash: l.block_hash?,
-                tx_hash: l.transaction_hash?,
-                log_index: l.log_index?,
-                event,
-            })
-        })
-        .collect()
 }
 
 impl Watcher {
@@ -532,9 +502,4 @@ struct StoredOrder {
     amount: alloy::primitives::U256,
     plan_id: u32,
     periods: u32,
-}
-
-/// Returns the stable key of a payment: `chain:tx_hash:log_index`.
-pub fn payment_key(chain_id: u64, tx_hash: B256, log_index: u64) -> String {
-    format!("{chain_id}:{tx_hash}:{log_index}")
 }
