@@ -238,12 +238,6 @@ pub struct PaidOrder {
     pub token: Address,
 }
 
-/// Activates `paid` inside the caller's transaction; returns the change, or None when the
-/// payment was activated before (or its plan is no longer in the catalog).
-pub async fn activate(conn: &mut AnyConnection, catalog: &Catalog, paid: &PaidOrder, now: u64) -> Result<Option<Change>, StoreError> {
-    Ok(activate_all(conn, catalog, std::slice::from_ref(paid), now).await?.pop())
-}
-
 /// Activates confirmed payments in order, inside the caller's transaction, with set-based
 /// SQL: one read of the wallets' subscriptions, the changes computed in memory (a wallet
 /// paying twice in the batch sees its first change), then one write per table. Payments

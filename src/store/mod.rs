@@ -2,8 +2,6 @@
 //! migrated at start-up. Chain values are stored as fixed-width big-endian bytes so they
 //! round-trip without loss; the helpers here convert.
 
-use std::str::FromStr;
-
 use alloy::primitives::{Address, B256, U256};
 use sqlx::{
     AnyPool,
@@ -136,11 +134,6 @@ pub fn to_u256(bytes: &[u8], column: &'static str) -> Result<U256, StoreError> {
 /// Decodes a stored hash.
 pub fn to_b256(bytes: &[u8], column: &'static str) -> Result<B256, StoreError> {
     (bytes.len() == 32).then(|| B256::from_slice(bytes)).ok_or(StoreError::Corrupt(column))
-}
-
-/// Parses a stored decimal (kept for forward compatibility of text columns).
-pub fn parse_u256(text: &str, column: &'static str) -> Result<U256, StoreError> {
-    U256::from_str(text).map_err(|_| StoreError::Corrupt(column))
 }
 
 /// Returns the current unix time in seconds.
