@@ -175,21 +175,20 @@ impl Watcher {
                         return Err(WatchError::Moved(format!("block {} changed while reading", log.block_number)));
                     }
             }
-            let t = std::time::Instant::now();
             report.detected = self.record_all(&mut tx, &logs, now).await?;
-            tracing::debug!(logs = logs.len(), elapsed_ms = t.elapsed().as_millis() as u64, "recorded");
-            for (hash, (number, parent)) in &hashes {
-                sqlx::query(
-                    "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (chain_id, number) DO UPDATE SET hash = excluded.hash, parent_hash = excluded.parent_hash",
-                )
-                .bind(chain)
-                .bind(*number as i64)
-                .bind(b256_bytes(*hash))
-                .bind(b256_bytes(*parent))
-                .execute(&mut *tx)
-                .await?;
-            }
+            let blocks: Vec<Vec<Value>> = hashes
+                .iter()
+                .map(|(hash, (number, parent))| {
+                    vec![Value::I64(chain), Value::I64(*number as i64), Value::Bytes(b256_bytes(*hash)), Value::Bytes(b256_bytes(*parent))]
+                })
+                .collect();
+            insert(
+                &mut tx,
+                "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash)",
+                &blocks,
+                "ON CONFLICT (chain_id, number) DO UPDATE SET hash = excluded.hash, parent_hash = excluded.parent_hash",
+            )
+            .await?;
             sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND number < $2")
                 .bind(chain)
                 .bind(head.saturating_sub(self.config.window()) as i64)
@@ -201,9 +200,7 @@ impl Watcher {
 
         // 3. Confirm what is deep enough (and was read), activate matched payments.
         let deep = (head + 1).saturating_sub(self.config.confirmations);
-        let t = std::time::Instant::now();
         report.confirmed = self.confirm(&mut tx, deep.min(next.saturating_sub(1)), now).await?;
-        tracing::debug!(confirmed = report.confirmed, elapsed_ms = t.elapsed().as_millis() as u64, "confirmed");
         activation::apply_due_downgrades(&mut tx, &self.catalog, now).await?;
 
         // 4. Acknowledge: move the cursor with the effects.

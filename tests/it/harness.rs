@@ -19,7 +19,7 @@ use tmai_pay::{
         devnet,
         watcher::{Watcher, WatcherConfig},
     },
-    store::{outbox, unix_now},
+    store::outbox,
 };
 
 use crate::{
@@ -157,12 +157,7 @@ impl Harness {
     }
 }
 
-/// Keeps `U256` and `unix_now` reachable for tests that need them.
+/// Returns `whole` tokens in the smallest unit of a token with `decimals`.
 pub(crate) fn units(whole: u64, decimals: u8) -> U256 {
     U256::from(whole) * U256::from(10).pow(U256::from(decimals))
-}
-
-#[allow(dead_code)]
-pub(crate) fn wall_now() -> u64 {
-    unix_now() as u64
 }
