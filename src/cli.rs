@@ -32,9 +32,12 @@ pub enum Command {
     Dev(DevArgs),
     /// Run the payment watcher (leader-elected on PostgreSQL); stop with Ctrl-C.
     Watch(WatchArgs),
+    /// Run the service: the payment watcher and the badge minter (each leader-elected on
+    /// PostgreSQL); stop with Ctrl-C.
+    Run(WatchArgs),
 }
 
-/// `tmai-pay watch`
+/// `tmai-pay watch` and `tmai-pay run`
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Configuration file (TOML); TMAI_PAY__… environment variables override it.

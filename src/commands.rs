@@ -33,6 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Fixtures(c) => fixtures(c).await,
         Command::Dev(args) => dev(args).await,
         Command::Watch(args) => watch(args).await,
+        Command::Run(args) => serve(args).await,
     }
 }
 
@@ -58,6 +59,41 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
     })
     .await?;
+    service.db.close().await;
+    Ok(())
+}
+
+async fn serve(args: WatchArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
+    let service = Service::build(settings).await?;
+    let Some(minter) = service.minter() else {
+        bail!("chain.issuer_key is not set: the badge minter needs the issuer key (or run `tmai-pay watch` for the watcher alone)");
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    tracing::info!(chain_id = service.deployment.chain_id, issuer = %minter.issuer(), "watcher and minter starting");
+    let watcher = service.watcher();
+    let watcher_heads = tokio::sync::Mutex::new(service.heads().await);
+    let minter_heads = tokio::sync::Mutex::new(service.heads().await);
+    let retry = std::time::Duration::from_secs(1);
+    let watching = store::leader::run_as_leader(&service.db, store::leader::WATCHER_LOCK, retry, cancel.clone(), |token| {
+        let watcher = watcher.clone();
+        let heads = &watcher_heads;
+        async move { watcher.run(token, heads.lock().await.take()).await }
+    });
+    let minting = store::leader::run_as_leader(&service.db, store::leader::MINTER_LOCK, retry, cancel.clone(), |token| {
+        let minter = minter.clone();
+        let heads = &minter_heads;
+        async move { minter.run(token, heads.lock().await.take()).await }
+    });
+    let (w, m) = tokio::join!(watching, minting);
+    w?;
+    m?;
     service.db.close().await;
     Ok(())
 }

@@ -25,6 +25,52 @@ pub struct Settings {
     /// The plans catalog.
     #[serde(default)]
     pub plans: Vec<PlanConfig>,
+    /// Badge minter settings.
+    #[serde(default)]
+    pub minter: MinterSettings,
+}
+
+/// Badge minter settings (the `[minter]` table); every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinterSettings {
+    /// Most jobs in one batch call.
+    pub max_batch_size: usize,
+    /// Most gas one batch may use.
+    pub max_batch_gas: u64,
+    /// Most batches in flight (sent, not yet confirmed) at once.
+    pub max_in_flight: usize,
+    /// Highest `maxFeePerGas` paid, in gwei; a first transaction is priced at most 10/11 of
+    /// it so that one replacement always fits under it.
+    pub fee_cap_gwei: f64,
+    /// Seconds a transaction may stay unmined before it is replaced with a 10 % higher fee;
+    /// doubles with each replacement.
+    pub stuck_after_secs: u64,
+    /// Seconds before the first retry of a failed job; doubles with each attempt.
+    pub retry_base_secs: u64,
+    /// Longest retry delay in seconds.
+    pub retry_max_secs: u64,
+}
+
+impl Default for MinterSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 250,
+            max_batch_gas: 12_000_000,
+            max_in_flight: 8,
+            fee_cap_gwei: 500.0,
+            stuck_after_secs: 45,
+            retry_base_secs: 2,
+            retry_max_secs: 600,
+        }
+    }
+}
+
+impl MinterSettings {
+    /// The fee cap in wei.
+    pub fn fee_cap_wei(&self) -> u128 {
+        (self.fee_cap_gwei * 1e9).round() as u128
+    }
 }
 
 /// Chain connection and watcher settings.
@@ -53,6 +99,10 @@ pub struct ChainSettings {
     /// Private key (hex) that signs quotes; must match the checkout's quote signer.
     #[serde(default)]
     pub quote_signer_key: Option<SecretString>,
+    /// Private key (hex) of the badge issuer; must hold the badge's ISSUER_ROLE. The minter
+    /// runs only when it is set.
+    #[serde(default)]
+    pub issuer_key: Option<SecretString>,
 }
 
 fn default_database_url() -> String {
@@ -141,6 +191,22 @@ impl Settings {
         }
         if self.chain.confirmations == Some(0) {
             return Err(invalid("chain.confirmations", "must be at least 1 (1 = in the latest block)"));
+        }
+        let m = &self.minter;
+        if m.max_batch_size == 0 {
+            return Err(invalid("minter.max_batch_size", "must be at least 1"));
+        }
+        if m.max_in_flight == 0 {
+            return Err(invalid("minter.max_in_flight", "must be at least 1"));
+        }
+        if m.max_batch_gas < 100_000 {
+            return Err(invalid("minter.max_batch_gas", "must be at least 100000"));
+        }
+        if !(m.fee_cap_gwei.is_finite() && m.fee_cap_gwei > 0.0) {
+            return Err(invalid("minter.fee_cap_gwei", "must be a positive number of gwei"));
+        }
+        if m.retry_base_secs == 0 || m.retry_max_secs < m.retry_base_secs {
+            return Err(invalid("minter.retry_base_secs", "must be at least 1 and at most minter.retry_max_secs"));
         }
         if self.chain.quote_ttl_secs == 0 {
             return Err(invalid("chain.quote_ttl_secs", "must be at least 1"));

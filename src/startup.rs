@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use crate::{
     billing::plans::Catalog,
     chain::{
-        bindings::SubscriptionCheckout,
+        bindings::{MembershipBadge, SubscriptionCheckout},
         deployment::Deployment,
+        minter::{Minter, MinterConfig},
         watcher::{Watcher, WatcherConfig},
     },
     config::Settings,
@@ -39,6 +40,8 @@ pub struct Service {
     pub provider: DynProvider,
     /// The quote signer, when configured.
     pub quote_signer: Option<PrivateKeySigner>,
+    /// The badge issuer, when configured.
+    pub issuer: Option<PrivateKeySigner>,
 }
 
 impl Service {
@@ -83,8 +86,21 @@ impl Service {
             }
             None => None,
         };
+        let issuer = match &settings.chain.issuer_key {
+            Some(key) => {
+                let signer = PrivateKeySigner::from_str(key.expose_secret().trim())
+                    .map_err(|_| anyhow::anyhow!("chain.issuer_key is not a valid private key"))?;
+                let badge = MembershipBadge::new(deployment.badge, &provider);
+                let role = badge.ISSUER_ROLE().call().await.context("reading the badge's ISSUER_ROLE")?;
+                if !badge.hasRole(role, signer.address()).call().await? {
+                    bail!("chain.issuer_key belongs to {}, which does not hold ISSUER_ROLE on the badge {}", signer.address(), deployment.badge);
+                }
+                Some(signer)
+            }
+            None => None,
+        };
         let db = Db::connect(&settings.database_url).await?;
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer })
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer })
     }
 
     /// Returns the watcher for this service.
@@ -97,6 +113,22 @@ impl Service {
             start_block: self.deployment.deploy_block,
             poll_interval: Duration::from_millis(self.settings.chain.poll_interval_ms),
         })
+    }
+
+    /// Returns the badge minter, when an issuer key is configured.
+    pub fn minter(&self) -> Option<Minter> {
+        let issuer = self.issuer.clone()?;
+        let m = &self.settings.minter;
+        let mut config = MinterConfig::new(self.deployment.chain_id, self.deployment.badge, self.settings.chain.confirmations());
+        config.max_batch_size = m.max_batch_size;
+        config.max_batch_gas = m.max_batch_gas;
+        config.max_in_flight = m.max_in_flight;
+        config.fee_cap = m.fee_cap_wei();
+        config.stuck_after = Duration::from_secs(m.stuck_after_secs);
+        config.retry_base = Duration::from_secs(m.retry_base_secs);
+        config.retry_max = Duration::from_secs(m.retry_max_secs);
+        config.poll_interval = Duration::from_millis(self.settings.chain.poll_interval_ms);
+        Some(Minter::new(self.db.clone(), self.provider.clone(), alloy::network::EthereumWallet::from(issuer), config))
     }
 
     /// Subscribes to new heads over the websocket endpoint, when one is configured; the

@@ -7,5 +7,6 @@ pub mod deploy;
 pub mod deployment;
 pub mod devnet;
 pub mod paid_log;
+pub mod minter;
 pub mod signing;
 pub mod watcher;

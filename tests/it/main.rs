@@ -7,5 +7,6 @@ mod cli;
 mod db;
 mod harness;
 mod helpers;
+mod minter;
 mod service;
 mod watcher;

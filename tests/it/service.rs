@@ -1,5 +1,6 @@
-//! `tmai-pay watch` as an operator runs it: start-up refusals, and two instances on one
-//! PostgreSQL database where one leads, dies, and the other takes over.
+//! `tmai-pay watch` and `tmai-pay run` as an operator runs them: start-up refusals, two
+//! instances on one PostgreSQL database where one leads, dies, and the other takes over,
+//! and the whole path from payment to badge.
 
 use std::{
     io::{BufRead, BufReader},
@@ -84,8 +85,13 @@ struct Instance {
 
 impl Instance {
     fn start(config: &std::path::Path) -> Self {
+        Self::start_with("watch", config, &[])
+    }
+
+    fn start_with(command: &str, config: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
-            .args(["watch", "--config", config.to_str().unwrap()])
+            .args([command, "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -177,4 +183,73 @@ async fn two_watchers_on_one_postgres_elect_one_leader_and_fail_over() {
 
 fn request(h: &Harness, index: usize) -> tmai_pay::billing::quotes::QuoteRequest {
     tmai_pay::billing::quotes::QuoteRequest { plan_id: 3, token: "TMAI".into(), payer: h.wallet(index), periods: 1 }
+}
+
+fn key_hex(h: &Harness, index: usize) -> String {
+    format!("0x{}", alloy::hex::encode(tmai_pay::chain::devnet::key(&h.chain.anvil, index).to_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_to_start_without_a_usable_issuer() {
+    let h = Harness::start(DbKind::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("r.db").display());
+    let d = &h.chain.deployment;
+    let config = write_config(dir.path(), &db, &h.chain.anvil.endpoint(), d.chain_id, d, "");
+    let config = config.to_str().unwrap();
+    let cases = [
+        (None, "chain.issuer_key is not set"),
+        (Some("0x1234".to_string()), "chain.issuer_key is not a valid private key"),
+        (Some(key_hex(&h, tmai_pay::chain::devnet::QUOTE_SIGNER)), "does not hold ISSUER_ROLE"),
+    ];
+    for (key, expected) in cases {
+        let env: Vec<(&str, &str)> = key.iter().map(|k| ("TMAI_PAY__CHAIN__ISSUER_KEY", k.as_str())).collect();
+        let output = tmai_pay(&["run", "--config", config], &env);
+        let stderr = text(&output).1;
+        assert!(!output.status.success(), "run should refuse: {expected}");
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+        if let Some(k) = &key {
+            assert!(!stderr.contains(k.trim_start_matches("0x")), "the key must never be printed");
+        }
+    }
+    let issuer = key_hex(&h, tmai_pay::chain::devnet::ISSUER);
+    let output = tmai_pay(&["run", "--config", config], &[("TMAI_PAY__CHAIN__ISSUER_KEY", &issuer), ("TMAI_PAY__MINTER__FEE_CAP_GWEI", "0")]);
+    let stderr = text(&output).1;
+    assert!(stderr.contains("minter.fee_cap_gwei: must be a positive number of gwei"), "{stderr}");
+}
+
+/// `tmai-pay run`: a wallet pays, the watcher activates the plan, the minter issues the
+/// badge, and the chain shows the database's tier and expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_a_payment_to_a_badge() {
+    // Arrange
+    let h = Harness::start(DbKind::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("run.db").display());
+    let d = &h.chain.deployment;
+    let config = write_config(dir.path(), &db_url, &h.chain.anvil.endpoint(), d.chain_id, d, "");
+    let issuer = key_hex(&h, tmai_pay::chain::devnet::ISSUER);
+    let instance = Instance::start_with("run", &config, &[("TMAI_PAY__CHAIN__ISSUER_KEY", &issuer)]);
+    assert!(instance.wait_for("watcher and minter starting", Duration::from_secs(30)));
+    let db = tmai_pay::store::Db::connect(&db_url).await.unwrap();
+
+    // Act: pay; blocks keep coming, as on a live chain
+    let quote = h.quotes.issue(&db, &h.catalog, &request(&h, 2), h.chain_now().await).await.unwrap();
+    h.pay(2, &quote).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut confirmed = 0;
+    while confirmed == 0 && Instant::now() < deadline {
+        h.mine(1).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        confirmed = sqlx::query("SELECT COUNT(*) FROM badge_jobs WHERE status = 'confirmed'").fetch_one(db.pool()).await.unwrap().try_get::<i64, _>(0).unwrap();
+    }
+
+    // Assert
+    assert_eq!(confirmed, 1, "the badge job was not confirmed in time");
+    let expires: i64 = sqlx::query("SELECT expires_at FROM subscriptions").fetch_one(db.pool()).await.unwrap().try_get(0).unwrap();
+    let badge = tmai_pay::chain::bindings::MembershipBadge::new(d.badge, h.rpc.clone());
+    let m = badge.membershipOf(h.wallet(2)).call().await.unwrap();
+    assert_eq!((m.tier, m.expiresAt_ as i64), (3, expires));
+    let minted = tmai_pay::store::outbox::all(db.pool()).await.unwrap().into_iter().filter(|e| e.event_type == "badge.minted").count();
+    assert_eq!(minted, 1);
 }
