@@ -214,3 +214,35 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_is_valid_and_documents_the_defaults() {
+        let settings = Settings::from_toml(include_str!("../tmai-pay.example.toml")).unwrap();
+        let defaults = MinterSettings::default();
+        assert_eq!(settings.minter.fee_cap_wei(), 500_000_000_000);
+        assert_eq!(settings.minter.max_batch_size, defaults.max_batch_size);
+        assert_eq!(settings.minter.stuck_after_secs, defaults.stuck_after_secs);
+        assert_eq!(settings.chain.confirmations(), 2);
+    }
+
+    #[test]
+    fn bad_minter_settings_name_the_field() {
+        let base = "[chain]\nrpc_url = \"http://x\"\nchain_id = 1\n[minter]\n";
+        for (extra, field) in [
+            ("max_batch_size = 0", "minter.max_batch_size"),
+            ("max_in_flight = 0", "minter.max_in_flight"),
+            ("fee_cap_gwei = -1.0", "minter.fee_cap_gwei"),
+            ("max_batch_gas = 10", "minter.max_batch_gas"),
+            ("retry_base_secs = 0", "minter.retry_base_secs"),
+        ] {
+            let error = Settings::from_toml(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(error.contains(field), "{extra}: {error}");
+        }
+        let error = Settings::from_toml(&format!("{base}fee_cap = 1")).unwrap_err().to_string();
+        assert!(error.contains("fee_cap"), "{error}");
+    }
+}

@@ -314,16 +314,17 @@ impl Minter {
         if sends_ok {
             self.plan(head, latest_nonce, &mut report).await?;
         }
-        let row = sqlx::query(&format!(
-            "SELECT (SELECT COUNT(*) FROM badge_batches WHERE chain_id = $1 AND issuer = $2 AND status IN {OPEN}) AS open, \
-             (SELECT COUNT(*) FROM badge_jobs WHERE status IN ('queued', 'failed')) AS waiting"
-        ))
-        .bind(self.config.chain_id as i64)
-        .bind(address_bytes(self.issuer))
-        .fetch_one(self.db.pool())
-        .await?;
-        report.open = row.try_get::<i64, _>("open")? as usize;
-        report.waiting = row.try_get::<i64, _>("waiting")? as usize;
+        let open: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM badge_batches WHERE chain_id = $1 AND issuer = $2 AND status IN {OPEN}"))
+            .bind(self.config.chain_id as i64)
+            .bind(address_bytes(self.issuer))
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get(0)?;
+        let counts = job_counts(&self.db).await?;
+        report.open = open as usize;
+        report.waiting = (counts.get("queued").copied().unwrap_or(0) + counts.get("failed").copied().unwrap_or(0)) as usize;
+        metrics::gauge!("tmai_badge_batches_open").set(open as f64);
+        metrics::gauge!("tmai_minter_fee_capped").set(if report.fee_capped { 1.0 } else { 0.0 });
         Ok(report)
     }
 
@@ -1119,15 +1120,16 @@ impl Minter {
     }
 }
 
-/// Returns how many badge jobs are in each status.
+/// Returns how many badge jobs are in each status, and sets the `tmai_badge_jobs{status}`
+/// gauges (`failed` counts jobs waiting to be retried after a failure).
 pub async fn job_counts(db: &Db) -> Result<BTreeMap<String, i64>, StoreError> {
     let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM badge_jobs GROUP BY status").fetch_all(db.pool()).await?;
     let mut counts = BTreeMap::new();
     for row in rows {
         counts.insert(row.try_get::<String, _>("status")?, row.try_get::<i64, _>("n")?);
     }
-    for (status, n) in &counts {
-        metrics::gauge!("tmai_badge_jobs", "status" => status.clone()).set(*n as f64);
+    for status in ["queued", "sent", "mined", "confirmed", "failed", "superseded", "rejected"] {
+        metrics::gauge!("tmai_badge_jobs", "status" => status).set(counts.get(status).copied().unwrap_or(0) as f64);
     }
     Ok(counts)
 }
