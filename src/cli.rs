@@ -35,6 +35,37 @@ pub enum Command {
     /// Run the service: the payment watcher and the badge minter (each leader-elected on
     /// PostgreSQL); stop with Ctrl-C.
     Run(WatchArgs),
+    /// Create, list or revoke merchant API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+/// `tmai-pay api-key …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// Configuration file (for the database).
+        #[arg(long, default_value = "tmai-pay.toml", env = "TMAI_PAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// List keys (ids, names, prefixes; never the keys).
+    List {
+        /// Configuration file (for the database).
+        #[arg(long, default_value = "tmai-pay.toml", env = "TMAI_PAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Revoke a key by id; requests with it are refused from then on.
+    Revoke {
+        /// Key id, from `tmai-pay api-key list`.
+        id: i64,
+        /// Configuration file (for the database).
+        #[arg(long, default_value = "tmai-pay.toml", env = "TMAI_PAY_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// `tmai-pay watch` and `tmai-pay run`
@@ -98,7 +129,10 @@ pub struct DevArgs {
     /// Port of the local chain's JSON-RPC endpoint.
     #[arg(long, default_value_t = 8545, env = "TMAI_PAY_DEV_RPC_PORT")]
     pub rpc_port: u16,
-    /// Seconds between blocks (default: a block per transaction).
-    #[arg(long)]
-    pub block_time: Option<u64>,
+    /// Seconds between blocks (0: a block per transaction only).
+    #[arg(long, default_value_t = 1)]
+    pub block_time: u64,
+    /// Port of the HTTP API and checkout page.
+    #[arg(long, default_value_t = 8080, env = "TMAI_PAY_DEV_HTTP_PORT")]
+    pub http_port: u16,
 }

@@ -18,7 +18,7 @@ use crate::{
         deployment::Deployment,
         devnet::{self, AnvilOptions},
     },
-    cli::{Command, ContractsCommand, DeployArgs, DevArgs, FixturesCommand, WatchArgs},
+    cli::{ApiKeyCommand, Command, ContractsCommand, DeployArgs, DevArgs, FixturesCommand, WatchArgs},
     config::Settings,
     startup::Service,
     store,
@@ -34,6 +34,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev(args) => dev(args).await,
         Command::Watch(args) => watch(args).await,
         Command::Run(args) => serve(args).await,
+        Command::ApiKey(command) => api_key(command).await,
     }
 }
 
@@ -66,35 +67,69 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 async fn serve(args: WatchArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
     let service = Service::build(settings).await?;
-    let Some(minter) = service.minter() else {
+    if service.issuer.is_none() {
         bail!("chain.issuer_key is not set: the badge minter needs the issuer key (or run `tmai-pay watch` for the watcher alone)");
-    };
+    }
+    let bind = service.settings.http.bind.clone();
+    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("listening on {bind} (http.bind); is the port free?"))?;
+    let address = listener.local_addr()?;
+    let cancel = stop_on_ctrl_c();
+    tracing::info!(chain_id = service.deployment.chain_id, %address, "watcher and minter starting");
+    println!("tmai-pay: API on http://{address}, checkout page at http://{address}/checkout");
+    service.run_until_stopped(listener, cancel).await
+}
+
+fn stop_on_ctrl_c() -> tokio_util::sync::CancellationToken {
     let cancel = tokio_util::sync::CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.cancel();
+        let terminate = async {
+            #[cfg(unix)]
+            if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                signal.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
         }
+        stop.cancel();
     });
-    tracing::info!(chain_id = service.deployment.chain_id, issuer = %minter.issuer(), "watcher and minter starting");
-    let watcher = service.watcher();
-    let watcher_heads = tokio::sync::Mutex::new(service.heads().await);
-    let minter_heads = tokio::sync::Mutex::new(service.heads().await);
-    let retry = std::time::Duration::from_secs(1);
-    let watching = store::leader::run_as_leader(&service.db, store::leader::WATCHER_LOCK, retry, cancel.clone(), |token| {
-        let watcher = watcher.clone();
-        let heads = &watcher_heads;
-        async move { watcher.run(token, heads.lock().await.take()).await }
-    });
-    let minting = store::leader::run_as_leader(&service.db, store::leader::MINTER_LOCK, retry, cancel.clone(), |token| {
-        let minter = minter.clone();
-        let heads = &minter_heads;
-        async move { minter.run(token, heads.lock().await.take()).await }
-    });
-    let (w, m) = tokio::join!(watching, minting);
-    w?;
-    m?;
-    service.db.close().await;
+    cancel
+}
+
+async fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
+    let (config, action) = match &command {
+        ApiKeyCommand::Create { config, .. } | ApiKeyCommand::List { config } | ApiKeyCommand::Revoke { config, .. } => (config, &command),
+    };
+    let settings = Settings::load(config, false).with_context(|| format!("loading {}", config.display()))?;
+    let db = store::Db::connect(&settings.database_url).await?;
+    match action {
+        ApiKeyCommand::Create { name, .. } => {
+            let name = name.trim();
+            if name.is_empty() || name.len() > 100 {
+                bail!("--name must be 1 to 100 characters");
+            }
+            let (id, key) = crate::http::keys::create(&db, name).await?;
+            println!("created API key {id} ({name}). It is shown once; store it now:");
+            println!("{key}");
+        }
+        ApiKeyCommand::List { .. } => {
+            for k in crate::http::keys::list(&db).await? {
+                let state = if k.revoked_at.is_some() { "revoked" } else { "live" };
+                println!("{:>4}  {:<7}  {}…  {}", k.id, state, k.prefix, k.name);
+            }
+        }
+        ApiKeyCommand::Revoke { id, .. } => {
+            if !crate::http::keys::revoke(&db, *id).await? {
+                bail!("no live API key with id {id}");
+            }
+            println!("revoked API key {id}");
+        }
+    }
+    db.close().await;
     Ok(())
 }
 
@@ -219,25 +254,54 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let options = AnvilOptions {
         port: Some(args.rpc_port),
         load_state: Some(dir.join(devnet::STATE_FILE)),
-        block_time: args.block_time,
+        block_time: (args.block_time > 0).then_some(args.block_time),
         public: false,
     };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.http_port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{} (is the port free? --http-port picks another)", args.http_port))?;
     let anvil = devnet::spawn_anvil(&toolchain, &options)
         .with_context(|| format!("starting anvil on port {} (is the port free?)", args.rpc_port))?;
     check_fixture_code(&anvil, &deployment).await?;
-    println!("tmai-pay dev: local chain running");
-    println!("  RPC URL        {}", anvil.endpoint());
-    println!("  chain id       {}", deployment.chain_id);
+
+    // The chain starts from the fixtures every time, so the service starts from an empty
+    // database every time (order ids must not run ahead of or behind the chain).
+    let db_path = std::env::temp_dir().join(format!("tmai-pay-dev-{}.db", args.http_port));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
+    let mut settings = Settings::from_toml(include_str!("../tmai-pay.example.toml")).context("the built-in dev configuration")?;
+    settings.database_url = format!("sqlite://{}", db_path.display());
+    settings.deployment_file = dir.join(devnet::DEPLOYMENT_FILE);
+    settings.chain.rpc_url = anvil.endpoint();
+    settings.chain.ws_url = Some(anvil.ws_endpoint());
+    settings.chain.quote_signer_key = Some(SecretString::from(hex_key(&devnet::key(&anvil, devnet::QUOTE_SIGNER))));
+    settings.chain.issuer_key = Some(SecretString::from(hex_key(&devnet::key(&anvil, devnet::ISSUER))));
+    settings.http.bind = listener.local_addr()?.to_string();
+    settings.http.web_dir = toolchain.root().join("web").join("dist");
+    let service = Service::build(settings).await?;
+    let address = listener.local_addr()?;
+
+    println!("tmai-pay dev: local chain and service running");
+    println!("  checkout page  http://{address}/checkout");
+    println!("  API            http://{address}/v1/plans   (docs http://{address}/docs)");
+    println!("  RPC URL        {}   (chain id {}, a block every {} s)", anvil.endpoint(), deployment.chain_id, args.block_time);
+    println!("  database       {}", db_path.display());
     print_deployment(&deployment);
     println!("  funded test wallets (anvil's public test keys; import one into your wallet):");
     for wallet in &deployment.test_wallets {
         println!("    {}  {}", wallet.address, wallet.private_key);
     }
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    let cancel = stop_on_ctrl_c();
+    service.run_until_stopped(listener, cancel).await?;
     drop(anvil);
     println!("stopped");
     Ok(())
+}
+
+fn hex_key(signer: &PrivateKeySigner) -> String {
+    format!("0x{}", alloy::hex::encode(signer.to_bytes()))
 }
 
 /// Fails when the loaded state does not hold the contracts the deployment file names.

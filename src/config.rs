@@ -28,6 +28,46 @@ pub struct Settings {
     /// Badge minter settings.
     #[serde(default)]
     pub minter: MinterSettings,
+    /// HTTP API settings.
+    #[serde(default)]
+    pub http: HttpSettings,
+}
+
+/// HTTP API settings (the `[http]` table); every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Chain name shown to wallets when the page asks them to add the chain.
+    pub chain_name: String,
+    /// JSON-RPC URL wallets should use (default: `chain.rpc_url`).
+    pub public_rpc_url: String,
+    /// Requests per second each client address may make to the public routes (0: no limit).
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Seconds before a request is answered 408.
+    pub request_timeout_secs: u64,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Folder of the built checkout page (`tools/install.sh` builds `web/dist`).
+    pub web_dir: PathBuf,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            chain_name: "tmai-pay local".into(),
+            public_rpc_url: String::new(),
+            rate_limit_per_second: 20,
+            rate_limit_burst: 40,
+            request_timeout_secs: 10,
+            body_limit_bytes: 16 * 1024,
+            web_dir: PathBuf::from("web/dist"),
+        }
+    }
 }
 
 /// Badge minter settings (the `[minter]` table); every field has a default.
@@ -207,6 +247,15 @@ impl Settings {
         }
         if m.retry_base_secs == 0 || m.retry_max_secs < m.retry_base_secs {
             return Err(invalid("minter.retry_base_secs", "must be at least 1 and at most minter.retry_max_secs"));
+        }
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("http.bind", "must be an address and port such as 127.0.0.1:8080"));
+        }
+        if self.http.request_timeout_secs == 0 {
+            return Err(invalid("http.request_timeout_secs", "must be at least 1"));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return Err(invalid("http.body_limit_bytes", "must be at least 1024"));
         }
         if self.chain.quote_ttl_secs == 0 {
             return Err(invalid("chain.quote_ttl_secs", "must be at least 1"));

@@ -2,7 +2,8 @@
 //! (and stablecoins) or by card, and records each member's plan as a soulbound badge.
 //!
 //! Layout by capability: [`chain`] holds the contract bindings, compilation, deployment
-//! and the local chain; [`toolchain`] finds the pinned Foundry and solc commands;
+//! and the local chain, the watcher and the minter; [`http`] the API and the checkout page;
+//! [`toolchain`] finds the pinned Foundry and solc commands;
 //! [`cli`] is the command line.
 
 pub mod billing;
@@ -10,6 +11,7 @@ pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod http;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

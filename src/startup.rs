@@ -13,8 +13,11 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
-    billing::plans::Catalog,
+    billing::{plans::Catalog, quotes::QuoteIssuer},
+    http::AppState,
     chain::{
         bindings::{MembershipBadge, SubscriptionCheckout},
         deployment::Deployment,
@@ -113,6 +116,61 @@ impl Service {
             start_block: self.deployment.deploy_block,
             poll_interval: Duration::from_millis(self.settings.chain.poll_interval_ms),
         })
+    }
+
+    /// Returns the HTTP state for this service.
+    pub fn app_state(&self, cancel: CancellationToken) -> AppState {
+        let chain = &self.settings.chain;
+        let quotes = self
+            .quote_signer
+            .clone()
+            .map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs));
+        let mut http = self.settings.http.clone();
+        if http.public_rpc_url.is_empty() {
+            http.public_rpc_url = chain.rpc_url.clone();
+        }
+        AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), quotes, self.provider.clone(), chain.confirmations(), http, cancel)
+    }
+
+    /// Runs the HTTP server on `listener`, the watcher and the minter (when an issuer key
+    /// is set; each leader-elected on PostgreSQL) until `cancel` fires; in-flight requests
+    /// finish first.
+    pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+        let router = crate::http::router(self.app_state(cancel.clone()));
+        let server = crate::http::serve(listener, router, cancel.clone());
+        let watcher = self.watcher();
+        let watcher_heads = tokio::sync::Mutex::new(self.heads().await);
+        let minter_heads = tokio::sync::Mutex::new(self.heads().await);
+        let retry = Duration::from_secs(1);
+        let watching = crate::store::leader::run_as_leader(&self.db, crate::store::leader::WATCHER_LOCK, retry, cancel.clone(), |token| {
+            let watcher = watcher.clone();
+            let heads = &watcher_heads;
+            async move { watcher.run(token, heads.lock().await.take()).await }
+        });
+        let minter = self.minter();
+        let minting = async {
+            let Some(minter) = minter else {
+                tracing::warn!("chain.issuer_key is not set: badges are not minted");
+                return Ok(());
+            };
+            crate::store::leader::run_as_leader(&self.db, crate::store::leader::MINTER_LOCK, retry, cancel.clone(), |token| {
+                let minter = minter.clone();
+                let heads = &minter_heads;
+                async move { minter.run(token, heads.lock().await.take()).await }
+            })
+            .await
+        };
+        let server = async {
+            let result = server.await;
+            cancel.cancel();
+            result
+        };
+        let (s, w, m) = tokio::join!(server, watching, minting);
+        s.context("HTTP server")?;
+        w?;
+        m?;
+        self.db.close().await;
+        Ok(())
     }
 
     /// Returns the badge minter, when an issuer key is configured.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs tmai-pay's pinned toolchain into tools/ and links the commands into tools/bin:
 # anvil, forge and cast (Foundry 1.7.1 from npm), solc (solc-js behind a solc-compatible
-# command, or a native compiler), and OpenZeppelin Contracts. Idempotent: when everything is
-# in place and the lock file has not changed it does nothing and prints nothing.
+# command, or a native compiler), and OpenZeppelin Contracts. Then installs the checkout
+# page's pinned packages (web/package-lock.json), bundles the page into web/dist/, and makes
+# sure a Chromium is there for the browser test (Debian's package, as root). Idempotent: when
+# everything is in place and nothing has changed it does nothing and prints nothing.
 #
 # Native tools win when asked for: TMAI_PAY_SOLC=/path/to/solc, TMAI_PAY_ANVIL=/path/to/anvil,
 # TMAI_PAY_FORGE=..., TMAI_PAY_CAST=... are linked instead of the npm builds.
@@ -46,3 +48,33 @@ link anvil "${TMAI_PAY_ANVIL:-}" node_modules/@foundry-rs/anvil-linux-amd64/bin/
 link forge "${TMAI_PAY_FORGE:-}" node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 link cast "${TMAI_PAY_CAST:-}" node_modules/@foundry-rs/cast-linux-amd64/bin/cast
 link solc "${TMAI_PAY_SOLC:-}" solc-js.js
+
+# The checkout page: pinned packages, then the bundle in web/dist/ that the service serves.
+web="$here/../web"
+if [ ! -d "$web/node_modules" ] || [ "$web/package-lock.json" -nt "$web/node_modules" ]; then
+  need_node
+  echo "tools/install.sh: installing the checkout page's packages (npm ci in web/)" >&2
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  touch "$web/node_modules"
+fi
+if [ ! -f "$web/dist/checkout.js" ] || [ -n "$(find "$web/src" "$web/checkout.html" \
+    "$web/checkout.css" "$web/build.mjs" "$web/package-lock.json" \
+    -newer "$web/dist/checkout.js" -print -quit)" ]; then
+  need_node
+  echo "tools/install.sh: building the checkout page (node web/build.mjs)" >&2
+  node "$web/build.mjs"
+fi
+
+# The browser test (web/e2e/checkout.mjs) drives Chromium; CHROMIUM=/path overrides it.
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "tools/install.sh: installing chromium from Debian (for the browser test)" >&2
+    apt_chromium() {
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    }
+    apt_chromium || { apt-get update -qq && apt_chromium; }
+  else
+    echo "tools/install.sh: the browser test needs chromium at /usr/bin/chromium" \
+      "(as root: apt-get install --no-install-recommends chromium, or set CHROMIUM=/path)" >&2
+  fi
+fi

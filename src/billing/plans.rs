@@ -47,6 +47,15 @@ pub enum Period {
     Yearly,
 }
 
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Monthly => "monthly",
+            Self::Yearly => "yearly",
+        })
+    }
+}
+
 impl Period {
     /// Returns the period's length in seconds.
     pub fn seconds(self) -> u64 {

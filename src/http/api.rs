@@ -1,0 +1,640 @@
+//! The `/v1` routes: plans, checkouts (with their progress stream), subscriptions, badges,
+//! and the merchant's payments list. Inputs are parsed at the edge into chain types; every
+//! bad input is a 4xx in the one error shape.
+
+use std::{convert::Infallible, str::FromStr, time::Duration};
+
+use alloy::primitives::{Address, U256, utils::format_units};
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    AppState,
+    error::{ApiError, ApiJson, ErrorBody},
+};
+use crate::{
+    billing::quotes::{QuoteError, QuoteRequest},
+    chain::bindings::MembershipBadge,
+    store::{address_bytes, to_address, to_b256, to_u256, unix_now},
+};
+
+/// The chain the checkout runs on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainInfo {
+    /// Chain id.
+    pub id: u64,
+    /// Name shown to wallets.
+    pub name: String,
+    /// Public JSON-RPC URL wallets may add.
+    pub rpc_url: String,
+    /// Checkout contract.
+    pub checkout: String,
+    /// Badge contract.
+    pub badge: String,
+}
+
+/// A token the checkout takes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// Symbol (`TMAI`, `USD`).
+    pub symbol: String,
+    /// Contract address.
+    pub address: String,
+    /// Decimals.
+    pub decimals: u8,
+    /// Whether it supports EIP-2612 `permit` (one-transaction checkout).
+    pub permit: bool,
+}
+
+/// A plan's price in one token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceView {
+    /// Token symbol.
+    pub token: String,
+    /// Price per period in the token's smallest unit (decimal string).
+    pub amount: String,
+    /// Price per period in whole tokens.
+    pub display: String,
+}
+
+/// A plan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanView {
+    /// Plan id.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Tier rank (1 Basic … 4 VIP).
+    pub tier: u8,
+    /// Tier name.
+    pub tier_name: String,
+    /// `monthly` or `yearly`.
+    pub period: String,
+    /// Price per accepted token.
+    pub prices: Vec<PriceView>,
+    /// Card price in cents, when sold by card.
+    pub card_price_cents: Option<u64>,
+    /// Free trial days (card payments only).
+    pub trial_days: u32,
+}
+
+/// `GET /v1/plans`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlansResponse {
+    /// The chain.
+    pub chain: ChainInfo,
+    /// Accepted tokens.
+    pub tokens: Vec<TokenView>,
+    /// Plans on sale.
+    pub plans: Vec<PlanView>,
+}
+
+/// Returns the tier's name.
+pub fn tier_name(tier: u8) -> &'static str {
+    match tier {
+        1 => "Basic",
+        2 => "Advanced",
+        3 => "Premium",
+        4 => "VIP",
+        _ => "Member",
+    }
+}
+
+/// Lists the plans, the accepted tokens and the chain.
+#[utoipa::path(get, path = "/v1/plans", tag = "public", responses((status = 200, body = PlansResponse)))]
+pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
+    let d = &state.deployment;
+    let tokens: Vec<TokenView> = d
+        .tokens
+        .iter()
+        .map(|t| TokenView { symbol: t.symbol.clone(), address: t.address.to_string(), decimals: t.decimals, permit: t.permit })
+        .collect();
+    let plans = state
+        .catalog
+        .plans()
+        .map(|p| PlanView {
+            id: p.id,
+            name: p.name.clone(),
+            tier: p.tier,
+            tier_name: tier_name(p.tier).to_string(),
+            period: p.period.to_string(),
+            prices: d
+                .tokens
+                .iter()
+                .filter_map(|t| {
+                    let amount = p.prices.get(&t.address)?;
+                    Some(PriceView {
+                        token: t.symbol.clone(),
+                        amount: amount.to_string(),
+                        display: trim_units(*amount, t.decimals),
+                    })
+                })
+                .collect(),
+            card_price_cents: p.card_price_cents,
+            trial_days: p.trial_days,
+        })
+        .collect();
+    Json(PlansResponse {
+        chain: ChainInfo {
+            id: d.chain_id,
+            name: state.http.chain_name.clone(),
+            rpc_url: state.http.public_rpc_url.clone(),
+            checkout: d.checkout.to_string(),
+            badge: d.badge.to_string(),
+        },
+        tokens,
+        plans,
+    })
+}
+
+fn trim_units(amount: U256, decimals: u8) -> String {
+    let text = format_units(amount, decimals).unwrap_or_else(|_| amount.to_string());
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+}
+
+/// `POST /v1/checkouts` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCheckout {
+    /// Plan id from `GET /v1/plans`.
+    pub plan_id: u32,
+    /// Token symbol to pay in.
+    pub token: String,
+    /// The wallet that pays and receives the plan (0x-prefixed address).
+    pub wallet: String,
+    /// Periods to buy (default 1).
+    #[serde(default)]
+    pub periods: Option<u32>,
+}
+
+/// The EIP-712 quote, field for field as the contract takes it.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct QuoteView {
+    /// Order id (decimal string).
+    pub orderId: String,
+    /// Payer.
+    pub payer: String,
+    /// Token address.
+    pub token: String,
+    /// Amount in the token's smallest unit (decimal string).
+    pub amount: String,
+    /// Plan id.
+    pub planId: u32,
+    /// Periods.
+    pub periods: u32,
+    /// Unix deadline.
+    pub deadline: u64,
+}
+
+/// A checkout's progress, as the event stream reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Progress {
+    /// `open`, `expired`, `detected`, `confirming`, `active` or `badge_issued`.
+    pub stage: String,
+    /// Confirmations the payment has.
+    pub confirmations: u64,
+    /// Confirmations required.
+    pub required: u64,
+    /// Payment transaction.
+    pub tx_hash: Option<String>,
+    /// Badge transaction, once issued.
+    pub badge_tx_hash: Option<String>,
+    /// Plan expiry, once active.
+    pub expires_at: Option<u64>,
+}
+
+/// A checkout.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckoutView {
+    /// Public checkout id.
+    pub id: String,
+    /// `open`, `paid` or `expired`.
+    pub status: String,
+    /// On-chain order id (decimal string).
+    pub order_id: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Checkout contract to call.
+    pub contract: String,
+    /// Token to pay in.
+    pub token: TokenView,
+    /// Amount in the token's smallest unit (decimal string).
+    pub amount: String,
+    /// Unix time after which the quote cannot be paid.
+    pub expires_at: u64,
+    /// The signed quote.
+    pub quote: QuoteView,
+    /// The quote signer's signature (hex).
+    pub signature: String,
+    /// Server-sent event stream of this checkout's progress.
+    pub events_url: String,
+    /// Progress now.
+    pub progress: Progress,
+}
+
+fn parse_wallet(field: &str, text: &str) -> Result<Address, ApiError> {
+    let text = text.trim();
+    if !(text.len() == 42 && text.starts_with("0x")) {
+        return Err(ApiError::invalid(format!("{field}: {text:?} is not an address (0x and 40 hex digits)")));
+    }
+    let address = Address::from_str(text).map_err(|_| ApiError::invalid(format!("{field}: {text:?} is not an address (0x and 40 hex digits)")))?;
+    if address == Address::ZERO {
+        return Err(ApiError::invalid(format!("{field}: the zero address cannot subscribe")));
+    }
+    Ok(address)
+}
+
+/// Creates a checkout: an order and a signed quote for the wallet to pay.
+#[utoipa::path(post, path = "/v1/checkouts", tag = "public", request_body = CreateCheckout, responses(
+    (status = 201, body = CheckoutView),
+    (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+))]
+pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJson<CreateCheckout>) -> Result<(StatusCode, Json<CheckoutView>), ApiError> {
+    let payer = parse_wallet("wallet", &body.wallet)?;
+    let Some(issuer) = &state.quotes else {
+        return Err(ApiError::unavailable("checkout is not configured: set chain.quote_signer_key"));
+    };
+    let request = QuoteRequest { plan_id: body.plan_id, token: body.token.trim().to_string(), payer, periods: body.periods.unwrap_or(1) };
+    let issued = issuer.issue(&state.db, &state.catalog, &request, unix_now() as u64).await.map_err(|e| match e {
+        QuoteError::UnknownPlan(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_plan", format!("{e}; see GET /v1/plans")),
+        QuoteError::UnsupportedToken(_) | QuoteError::NotSoldInToken { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_token", format!("{e}; see GET /v1/plans"))
+        }
+        QuoteError::BadPeriods | QuoteError::ZeroPayer => ApiError::invalid(e.to_string()),
+        QuoteError::Store(e) => ApiError::internal(&e),
+        QuoteError::Sign(_) => ApiError::internal(&e),
+    })?;
+    let view = load_checkout(&state, &issued.checkout_id).await?.ok_or_else(|| ApiError::not_found("checkout vanished"))?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Returns a checkout and its progress.
+#[utoipa::path(get, path = "/v1/checkouts/{id}", tag = "public", params(("id" = String, Path, description = "checkout id")), responses(
+    (status = 200, body = CheckoutView), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+))]
+pub async fn get_checkout(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CheckoutView>, ApiError> {
+    load_checkout(&state, &id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no checkout {id:?}")))
+}
+
+/// Streams a checkout's progress as server-sent `progress` events until the badge is
+/// issued or the quote expires unpaid.
+#[utoipa::path(get, path = "/v1/checkouts/{id}/events", tag = "public", params(("id" = String, Path, description = "checkout id")), responses(
+    (status = 200, description = "text/event-stream of `progress` events whose data is a Progress", content_type = "text/event-stream"),
+    (status = 404, body = ErrorBody),
+))]
+pub async fn checkout_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if load_order(&state, &id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no checkout {id:?}")));
+    }
+    let stream = futures::stream::unfold((state, id, None::<Progress>, false), |(state, id, last, done)| async move {
+        if done {
+            return None;
+        }
+        let mut last = last;
+        loop {
+            let progress = match load_order(&state, &id).await {
+                Ok(Some(order)) => progress_of(&state, &order).await.ok(),
+                _ => None,
+            };
+            if let Some(progress) = progress
+                && last.as_ref() != Some(&progress)
+            {
+                let finished = progress.stage == "badge_issued" || progress.stage == "expired";
+                let event = Event::default().event("progress").json_data(&progress).unwrap_or_default();
+                last = Some(progress);
+                return Some((Ok(event), (state, id, last, finished)));
+            }
+            tokio::select! {
+                _ = state.cancel.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One stored order.
+#[derive(Debug)]
+struct Order {
+    order_id: i64,
+    checkout_id: String,
+    payer: Address,
+    token: Address,
+    amount: U256,
+    plan_id: u32,
+    periods: u32,
+    deadline: u64,
+    signature: Vec<u8>,
+    status: String,
+}
+
+async fn load_order(state: &AppState, checkout_id: &str) -> Result<Option<Order>, ApiError> {
+    if checkout_id.len() > 100 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1",
+    )
+    .bind(checkout_id)
+    .fetch_optional(state.db.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(Order {
+        order_id: r.try_get("order_id")?,
+        checkout_id: r.try_get("checkout_id")?,
+        payer: to_address(&r.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
+        token: to_address(&r.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
+        amount: to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
+        plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+        periods: r.try_get::<i64, _>("periods")? as u32,
+        deadline: r.try_get::<i64, _>("deadline")? as u64,
+        signature: r.try_get("signature")?,
+        status: r.try_get("status")?,
+    }))
+}
+
+async fn load_checkout(state: &AppState, checkout_id: &str) -> Result<Option<CheckoutView>, ApiError> {
+    let Some(order) = load_order(state, checkout_id).await? else { return Ok(None) };
+    let d = &state.deployment;
+    let token = d.tokens.iter().find(|t| t.address == order.token);
+    let progress = progress_of(state, &order).await?;
+    let status = if order.status == "open" && order.deadline < unix_now() as u64 { "expired".to_string() } else { order.status.clone() };
+    Ok(Some(CheckoutView {
+        id: order.checkout_id.clone(),
+        status,
+        order_id: order.order_id.to_string(),
+        chain_id: d.chain_id,
+        contract: d.checkout.to_string(),
+        token: TokenView {
+            symbol: token.map(|t| t.symbol.clone()).unwrap_or_default(),
+            address: order.token.to_string(),
+            decimals: token.map(|t| t.decimals).unwrap_or(18),
+            permit: token.is_some_and(|t| t.permit),
+        },
+        amount: order.amount.to_string(),
+        expires_at: order.deadline,
+        quote: QuoteView {
+            orderId: order.order_id.to_string(),
+            payer: order.payer.to_string(),
+            token: order.token.to_string(),
+            amount: order.amount.to_string(),
+            planId: order.plan_id,
+            periods: order.periods,
+            deadline: order.deadline,
+        },
+        signature: format!("0x{}", alloy::hex::encode(&order.signature)),
+        events_url: format!("/v1/checkouts/{}/events", order.checkout_id),
+        progress,
+    }))
+}
+
+async fn progress_of(state: &AppState, order: &Order) -> Result<Progress, ApiError> {
+    let required = state.confirmations;
+    let mut progress = Progress { stage: "open".into(), confirmations: 0, required, tx_hash: None, badge_tx_hash: None, expires_at: None };
+    let payment = sqlx::query(
+        "SELECT id, tx_hash, block_number, status FROM payments WHERE matched_order = $1 AND status IN ('detected', 'confirmed') ORDER BY id DESC LIMIT 1",
+    )
+    .bind(order.order_id)
+    .fetch_optional(state.db.pool())
+    .await?;
+    let Some(payment) = payment else {
+        if order.deadline < unix_now() as u64 {
+            progress.stage = "expired".into();
+        }
+        return Ok(progress);
+    };
+    progress.tx_hash = Some(to_b256(&payment.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?.to_string());
+    let status: String = payment.try_get("status")?;
+    if status == "detected" {
+        let block = payment.try_get::<i64, _>("block_number")? as u64;
+        let head = state.head().await.unwrap_or(block);
+        progress.confirmations = (head + 1).saturating_sub(block).min(required);
+        progress.stage = if progress.confirmations == 0 { "detected".into() } else { "confirming".into() };
+        return Ok(progress);
+    }
+    progress.confirmations = required;
+    progress.stage = "active".into();
+    let activation = sqlx::query("SELECT new_expires_at, created_at FROM activations WHERE payment_id = $1")
+        .bind(payment.try_get::<i64, _>("id")?)
+        .fetch_optional(state.db.pool())
+        .await?;
+    if let Some(a) = activation {
+        progress.expires_at = Some(a.try_get::<i64, _>("new_expires_at")? as u64);
+        let job = sqlx::query(
+            "SELECT tx_hash FROM badge_jobs WHERE wallet = $1 AND created_at >= $2 AND status = 'confirmed' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(address_bytes(order.payer))
+        .bind(a.try_get::<i64, _>("created_at")?)
+        .fetch_optional(state.db.pool())
+        .await?;
+        if let Some(job) = job {
+            progress.stage = "badge_issued".into();
+            progress.badge_tx_hash = job
+                .try_get::<Option<Vec<u8>>, _>("tx_hash")?
+                .map(|h| to_b256(&h, "badge_jobs.tx_hash").map(|h| h.to_string()))
+                .transpose()?;
+        }
+    }
+    Ok(progress)
+}
+
+/// A wallet's subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    /// Member wallet.
+    pub wallet: String,
+    /// Current plan.
+    pub plan_id: u32,
+    /// Current tier.
+    pub tier: u8,
+    /// Tier name.
+    pub tier_name: String,
+    /// `trialing`, `active`, `expired` or `canceled`.
+    pub status: String,
+    /// Unix time the subscription started.
+    pub started_at: u64,
+    /// Unix time the current tier's paid time ends.
+    pub expires_at: u64,
+    /// Plan that takes over at `expires_at` (a scheduled downgrade).
+    pub next_plan_id: Option<u32>,
+}
+
+/// Returns a wallet's subscription.
+#[utoipa::path(get, path = "/v1/subscriptions/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
+    (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+))]
+pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<SubscriptionView>, ApiError> {
+    let wallet = parse_wallet("wallet", &wallet)?;
+    let row = sqlx::query("SELECT plan_id, tier, status, started_at, expires_at, next_plan_id FROM subscriptions WHERE wallet = $1")
+        .bind(address_bytes(wallet))
+        .fetch_optional(state.db.pool())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{wallet} has no subscription")))?;
+    let tier = row.try_get::<i64, _>("tier")? as u8;
+    let expires_at = row.try_get::<i64, _>("expires_at")? as u64;
+    let mut status: String = row.try_get("status")?;
+    if status != "canceled" && expires_at <= unix_now() as u64 {
+        status = "expired".into();
+    }
+    Ok(Json(SubscriptionView {
+        wallet: wallet.to_string(),
+        plan_id: row.try_get::<i64, _>("plan_id")? as u32,
+        tier,
+        tier_name: tier_name(tier).into(),
+        status,
+        started_at: row.try_get::<i64, _>("started_at")? as u64,
+        expires_at,
+        next_plan_id: row.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
+    }))
+}
+
+/// A wallet's badge, read from the chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BadgeView {
+    /// Holder.
+    pub wallet: String,
+    /// Token id (decimal string).
+    pub token_id: String,
+    /// Tier on chain.
+    pub tier: u8,
+    /// Expiry on chain (unix time).
+    pub expires_at: u64,
+    /// Whether the badge is active now (`isActive`).
+    pub active: bool,
+    /// On-chain metadata (`data:application/json;base64,…` with an SVG image).
+    pub token_uri: String,
+}
+
+/// Returns a wallet's badge as the chain holds it.
+#[utoipa::path(get, path = "/v1/badges/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
+    (status = 200, body = BadgeView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+))]
+pub async fn badge(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<BadgeView>, ApiError> {
+    let wallet = parse_wallet("wallet", &wallet)?;
+    let badge = MembershipBadge::new(state.deployment.badge, &state.provider);
+    let unavailable = |e: alloy::contract::Error| {
+        tracing::warn!(error = %e, "reading the badge failed");
+        ApiError::unavailable("the chain cannot be read right now; try again")
+    };
+    let m = badge.membershipOf(wallet).call().await.map_err(unavailable)?;
+    if m.tokenId.is_zero() {
+        return Err(ApiError::not_found(format!("{wallet} holds no badge")));
+    }
+    let token_uri = badge.tokenURI(m.tokenId).call().await.map_err(unavailable)?;
+    let active = badge.isActive(wallet).call().await.map_err(unavailable)?;
+    Ok(Json(BadgeView { wallet: wallet.to_string(), token_id: m.tokenId.to_string(), tier: m.tier, expires_at: m.expiresAt_, active, token_uri }))
+}
+
+/// A recorded payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    /// Payment id (cursor order).
+    pub id: i64,
+    /// Transaction hash.
+    pub tx_hash: String,
+    /// Log index.
+    pub log_index: i64,
+    /// Block number.
+    pub block_number: i64,
+    /// Order id (decimal string).
+    pub order_id: String,
+    /// Payer.
+    pub payer: String,
+    /// Token address.
+    pub token: String,
+    /// Amount in the token's smallest unit (decimal string).
+    pub amount: String,
+    /// Plan id.
+    pub plan_id: u32,
+    /// Periods.
+    pub periods: u32,
+    /// `detected`, `confirmed` or `reorged`.
+    pub status: String,
+    /// Why the payment matched no open order, if it did not.
+    pub unmatched_reason: Option<String>,
+    /// Unix time detected.
+    pub detected_at: i64,
+}
+
+/// A page of payments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentsPage {
+    /// Payments, newest first.
+    pub payments: Vec<PaymentView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// Paging of `GET /v1/payments`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsQuery {
+    /// Page size, 1–500 (default 100).
+    pub limit: Option<u32>,
+    /// Only payments with an id below this.
+    pub before: Option<i64>,
+    /// Only payments in this status.
+    pub status: Option<String>,
+}
+
+/// Lists payments, newest first (merchant API key).
+#[utoipa::path(get, path = "/v1/payments", tag = "merchant", params(PaymentsQuery), security(("api_key" = [])), responses(
+    (status = 200, body = PaymentsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+))]
+pub async fn payments(State(state): State<AppState>, query: Result<Query<PaymentsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<PaymentsPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
+    }
+    if let Some(s) = &query.status
+        && !["detected", "confirmed", "reorged"].contains(&s.as_str())
+    {
+        return Err(ApiError::invalid("status must be detected, confirmed or reorged"));
+    }
+    let rows = sqlx::query(
+        "SELECT id, tx_hash, log_index, block_number, order_id, payer, token, amount, plan_id, periods, status, unmatched_reason, detected_at \
+         FROM payments WHERE id < $1 AND ($2 = '' OR status = $2) ORDER BY id DESC LIMIT $3",
+    )
+    .bind(query.before.unwrap_or(i64::MAX))
+    .bind(query.status.clone().unwrap_or_default())
+    .bind(i64::from(limit))
+    .fetch_all(state.db.pool())
+    .await?;
+    let payments = rows
+        .iter()
+        .map(|r| {
+            Ok(PaymentView {
+                id: r.try_get("id")?,
+                tx_hash: to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?.to_string(),
+                log_index: r.try_get("log_index")?,
+                block_number: r.try_get("block_number")?,
+                order_id: to_u256(&r.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?.to_string(),
+                payer: to_address(&r.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?.to_string(),
+                token: to_address(&r.try_get::<Vec<u8>, _>("token")?, "payments.token")?.to_string(),
+                amount: to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?.to_string(),
+                plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+                periods: r.try_get::<i64, _>("periods")? as u32,
+                status: r.try_get("status")?,
+                unmatched_reason: r.try_get("unmatched_reason")?,
+                detected_at: r.try_get("detected_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
+    let next_before = (payments.len() == limit as usize).then(|| payments.last().map(|p| p.id)).flatten();
+    Ok(Json(PaymentsPage { payments, next_before }))
+}

@@ -1,0 +1,346 @@
+//! The HTTP side, and the only place axum lives: the `/v1` API, the checkout page,
+//! OpenAPI at `/openapi.json` with a docs page at `/docs`, `/healthz`, `/readyz` and
+//! Prometheus `/metrics`.
+//!
+//! Every request gets an `x-request-id` (kept when the client sends one) that is in its log
+//! span and its response; bodies are limited; slow requests time out; public routes are
+//! rate-limited per client address; merchant routes need an API key.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use alloy::providers::{DynProvider, Provider};
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::{
+    billing::{plans::Catalog, quotes::QuoteIssuer},
+    chain::deployment::Deployment,
+    config::HttpSettings,
+    store::Db,
+};
+
+pub mod api;
+pub mod error;
+pub mod keys;
+
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The plans.
+    pub catalog: Arc<Catalog>,
+    /// The deployment served.
+    pub deployment: Arc<Deployment>,
+    /// Signs quotes, when a quote key is configured.
+    pub quotes: Option<QuoteIssuer>,
+    /// The chain.
+    pub provider: DynProvider,
+    /// Confirmations a payment needs.
+    pub confirmations: u64,
+    /// HTTP settings.
+    pub http: Arc<HttpSettings>,
+    /// Cancelled at shutdown (ends event streams).
+    pub cancel: CancellationToken,
+    /// The latest head seen, with when it was read (shared by all requests).
+    head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
+}
+
+impl AppState {
+    /// Returns the state for the given parts.
+    pub fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        deployment: Deployment,
+        quotes: Option<QuoteIssuer>,
+        provider: DynProvider,
+        confirmations: u64,
+        http: HttpSettings,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            db,
+            catalog,
+            deployment: Arc::new(deployment),
+            quotes,
+            provider,
+            confirmations,
+            http: Arc::new(http),
+            cancel,
+            head: Arc::new(tokio::sync::Mutex::new((0, None))),
+        }
+    }
+
+    /// Returns the chain's head block, read at most every 200 ms whatever the load.
+    pub async fn head(&self) -> Option<u64> {
+        let mut head = self.head.lock().await;
+        if head.1.is_none_or(|at| at.elapsed() > Duration::from_millis(200)) {
+            let number = self.provider.get_block_number().await.ok()?;
+            *head = (number, Some(Instant::now()));
+        }
+        Some(head.0)
+    }
+}
+
+/// The OpenAPI document, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tmai-pay", description = "Subscription checkout paid on-chain, with soulbound membership badges."),
+    paths(
+        api::plans, api::create_checkout, api::get_checkout, api::checkout_events, api::subscription, api::badge, api::payments,
+        healthz, readyz,
+    ),
+    components(schemas(error::ErrorBody, api::Progress, Health, Ready)),
+    modifiers(&ApiKeyScheme),
+    tags((name = "public", description = "Subscribers and the checkout page"), (name = "merchant", description = "Needs an API key"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tmai_sk_…").build()),
+        );
+    }
+}
+
+/// Returns the Prometheus handle, installing the recorder on first use (once per process).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("tmai_http_request_duration_seconds".into()),
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
+            )
+            .expect("valid buckets");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (tests); the handle still renders ours.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Returns the whole application router.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.http;
+    let public = Router::new()
+        .route("/v1/plans", get(api::plans))
+        .route("/v1/checkouts", post(api::create_checkout))
+        .route("/v1/checkouts/{id}", get(api::get_checkout))
+        .route("/v1/checkouts/{id}/events", get(api::checkout_events))
+        .route("/v1/subscriptions/{wallet}", get(api::subscription))
+        .route("/v1/badges/{wallet}", get(api::badge));
+    let public = if limits.rate_limit_per_second > 0 {
+        let per_request = Duration::from_secs_f64(1.0 / f64::from(limits.rate_limit_per_second));
+        let config = tower_governor::governor::GovernorConfigBuilder::default()
+            .period(per_request)
+            .burst_size(limits.rate_limit_burst.max(1))
+            .error_handler(|error| {
+                let wait = match &error {
+                    tower_governor::GovernorError::TooManyRequests { wait_time, .. } => *wait_time,
+                    _ => 1,
+                };
+                let mut response = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests from your address; retry in {wait} s"),
+                )
+                .into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+                response
+            })
+            .finish()
+            .expect("rate limit settings are validated");
+        public.layer(tower_governor::GovernorLayer { config: Arc::new(config) })
+    } else {
+        public
+    };
+    let merchant = Router::new()
+        .route("/v1/payments", get(api::payments))
+        .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs))
+        .route("/bench/hello", get(hello));
+    let page = Router::new().route("/checkout", get(checkout_page)).route("/checkout/assets/{file}", get(checkout_asset));
+    let timeout = Duration::from_secs(limits.request_timeout_secs);
+    let body_limit = limits.body_limit_bytes;
+    Router::new()
+        .merge(public)
+        .merge(merchant)
+        .merge(ops)
+        .merge(page)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, cancel: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("tmai_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /openapi.json")
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the process answers.
+    pub status: String,
+}
+
+/// Readiness: what the service depends on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// The database answers.
+    pub database: bool,
+    /// The RPC endpoint answers.
+    pub rpc: bool,
+}
+
+/// Answers while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// Answers 200 when the database and the RPC endpoint answer, 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let database = sqlx::query("SELECT 1").execute(state.db.pool()).await.is_ok();
+    let rpc = tokio::time::timeout(Duration::from_secs(2), state.provider.get_block_number()).await.is_ok_and(|r| r.is_ok());
+    let ready = database && rpc;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Ready { status: if ready { "ready" } else { "not_ready" }.into(), database, rpc }))
+}
+
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    // Gauges read on scrape: watcher lag, queue depths.
+    if let Some(head) = state.head().await
+        && let Ok(Some(row)) = sqlx::query("SELECT next_block FROM chain_cursor WHERE chain_id = $1")
+            .bind(state.deployment.chain_id as i64)
+            .fetch_optional(state.db.pool())
+            .await
+    {
+        use sqlx::Row;
+        let next: i64 = row.try_get(0).unwrap_or(0);
+        metrics::gauge!("tmai_watcher_lag_blocks").set((head as i64 + 1 - next).max(0) as f64);
+        metrics::gauge!("tmai_chain_head").set(head as f64);
+    }
+    let _ = crate::chain::minter::job_counts(&state.db).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
+}
+
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises"));
+    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+async fn checkout_page(State(state): State<AppState>) -> Response {
+    serve_web_file(&state.http.web_dir, "checkout.html").await
+}
+
+async fn checkout_asset(State(state): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    serve_web_file(&state.http.web_dir, &file).await
+}
+
+async fn serve_web_file(dir: &std::path::Path, name: &str) -> Response {
+    let allowed = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !name.starts_with('.');
+    if !allowed {
+        return ApiError::not_found("no such file").into_response();
+    }
+    let path: PathBuf = dir.join(name);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let mime = match path.extension().and_then(|e| e.to_str()) {
+                Some("html") => "text/html; charset=utf-8",
+                Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
+                Some("css") => "text/css; charset=utf-8",
+                Some("svg") => "image/svg+xml",
+                Some("png") => "image/png",
+                Some("map") | Some("json") => "application/json",
+                _ => "application/octet-stream",
+            };
+            ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
+        }
+        Err(_) if name == "checkout.html" => ApiError::unavailable(format!(
+            "the checkout page is not built: run tools/install.sh (it builds {})",
+            dir.display()
+        ))
+        .into_response(),
+        Err(_) => ApiError::not_found("no such file").into_response(),
+    }
+}

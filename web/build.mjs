@@ -1,0 +1,26 @@
+// Bundles the checkout page into web/dist/: src/checkout.js (with viem) becomes one minified
+// ES module, and checkout.html and checkout.css are copied beside it. The service serves
+// GET /checkout -> dist/checkout.html and GET /checkout/assets/<file> -> dist/<file>.
+import { build } from 'esbuild';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, 'dist');
+
+await mkdir(dist, { recursive: true });
+await build({
+  entryPoints: [join(here, 'src', 'checkout.js')],
+  outfile: join(dist, 'checkout.js'),
+  bundle: true,
+  format: 'esm',
+  minify: true,
+  target: 'es2020',
+  platform: 'browser',
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+await Promise.all(
+  ['checkout.html', 'checkout.css'].map((file) => copyFile(join(here, file), join(dist, file))),
+);
