@@ -109,7 +109,7 @@ pub fn tier_name(tier: u8) -> &'static str {
 }
 
 /// Lists the plans, the accepted tokens and the chain.
-#[utoipa::path(get, path = "/v1/plans", tag = "public", responses((status = 200, body = PlansResponse)))]
+#[utoipa::path(get, path = "/v1/plans", tag = "public", responses((status = 200, body = PlansResponse), (status = 429, body = ErrorBody)))]
 pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
     let d = &state.deployment;
     let tokens: Vec<TokenView> = d
@@ -290,7 +290,7 @@ pub async fn get_checkout(State(state): State<AppState>, Path(id): Path<String>)
 /// issued or the quote expires unpaid.
 #[utoipa::path(get, path = "/v1/checkouts/{id}/events", tag = "public", params(("id" = String, Path, description = "checkout id")), responses(
     (status = 200, description = "text/event-stream of `progress` events whose data is a Progress", content_type = "text/event-stream"),
-    (status = 404, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
 pub async fn checkout_events(
     State(state): State<AppState>,

@@ -153,6 +153,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// Returns the whole application router.
 pub fn router(state: AppState) -> Router {
+    prometheus();
     let limits = &state.http;
     let public = Router::new()
         .route("/v1/plans", get(api::plans))
@@ -174,7 +175,7 @@ pub fn router(state: AppState) -> Router {
                 let mut response = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
-                    format!("too many requests from your address; retry in {wait} s"),
+                    format!("too many requests from your address; retry in {} s", wait.max(1)),
                 )
                 .into_response();
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));

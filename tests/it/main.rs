@@ -2,6 +2,7 @@
 //! Integration tests: one binary, real anvil, real compiled contracts, real databases.
 
 mod activation;
+mod api;
 mod chain;
 mod cli;
 mod db;

@@ -1,0 +1,407 @@
+//! The HTTP API on a real anvil and a real database, served on port 0: every route, bad
+//! input for each, API keys, rate limits, the progress stream, and every response checked
+//! against the OpenAPI document the server itself serves.
+
+use std::time::Duration;
+
+use alloy::{
+    network::EthereumWallet,
+    providers::{Provider, ProviderBuilder},
+};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tmai_pay::{
+    chain::{
+        devnet,
+        minter::{Minter, MinterConfig},
+    },
+    config::HttpSettings,
+    http::{AppState, keys, router, serve},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    db::{DbKind, on_both_databases},
+    harness::{CONFIRMATIONS, Harness},
+};
+
+pub(crate) struct App {
+    pub(crate) h: Harness,
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) key: String,
+    pub(crate) doc: Value,
+    cancel: CancellationToken,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl App {
+    pub(crate) async fn spawn(kind: DbKind) -> Self {
+        Self::spawn_with(kind, HttpSettings { rate_limit_per_second: 0, ..Default::default() }).await
+    }
+
+    pub(crate) async fn spawn_with(kind: DbKind, http: HttpSettings) -> Self {
+        let h = Harness::start(kind).await;
+        let cancel = CancellationToken::new();
+        let d = h.chain.deployment.clone();
+        let mut http = http;
+        http.public_rpc_url = h.chain.anvil.endpoint();
+        let state = AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, Some(h.quotes.clone()), h.rpc.clone(), CONFIRMATIONS, http, cancel.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, router(state), cancel.clone()));
+        let (_, key) = keys::create(&h.test_db.db, "tests").await.unwrap();
+        let client = reqwest::Client::new();
+        let doc: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+        Self { h, base, client, key, doc, cancel }
+    }
+
+    pub(crate) fn minter(&self) -> Minter {
+        let d = &self.h.chain.deployment;
+        let mut config = MinterConfig::new(d.chain_id, d.badge, CONFIRMATIONS);
+        config.poll_interval = Duration::from_millis(50);
+        let provider = ProviderBuilder::new().connect_http(self.h.chain.anvil.endpoint_url()).erased();
+        Minter::new(self.h.test_db.db.clone(), provider, EthereumWallet::from(devnet::key(&self.h.chain.anvil, devnet::ISSUER)), config)
+    }
+
+    /// Sends a request; returns the status and the JSON body, after checking the body
+    /// against the OpenAPI document's schema for that route, method and status.
+    pub(crate) async fn call(&self, method: &str, route: &str, path: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        self.check(method, route, status, &body);
+        (status, body)
+    }
+
+    /// Fails unless `body` validates against the documented schema of the response.
+    pub(crate) fn check(&self, method: &str, route: &str, status: u16, body: &Value) {
+        let op = &self.doc["paths"][route][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {route} is not in the OpenAPI document");
+        let response = &op["responses"][status.to_string()];
+        assert!(response.is_object(), "{method} {route} answered {status}, which the OpenAPI document does not list: {body}");
+        let schema = &response["content"]["application/json"]["schema"];
+        if schema.is_null() {
+            return;
+        }
+        let root = json!({ "$ref": "#/x", "x": schema, "components": self.doc["components"] });
+        let validator = jsonschema::validator_for(&root).unwrap();
+        let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{e} at {}", e.instance_path)).collect();
+        assert!(errors.is_empty(), "{method} {route} {status}: body does not match the OpenAPI schema: {errors:?}\n{body}");
+    }
+
+    pub(crate) fn wallet(&self, i: usize) -> String {
+        self.h.wallet(i).to_string()
+    }
+
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
+        self.h.count(sql).await
+    }
+}
+
+fn checkout_body(app: &App, wallet: usize) -> Value {
+    json!({ "plan_id": 3, "token": "TMAI", "wallet": app.wallet(wallet), "periods": 1 })
+}
+
+/// A checkout from quote to badge through the API, every response checked against the
+/// served OpenAPI document.
+async fn a_checkout_goes_from_quote_to_badge_through_the_api(kind: DbKind) {
+    // Arrange
+    let app = App::spawn(kind).await;
+    assert_eq!(app.doc["openapi"], "3.1.0");
+    let (status, plans) = app.call("GET", "/v1/plans", "/v1/plans", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(plans["plans"].as_array().unwrap().len(), 5);
+    assert_eq!(plans["chain"]["id"], 31337);
+
+    // Act 1: create a checkout
+    let (status, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(checkout_body(&app, 1)), None).await;
+    assert_eq!(status, 201, "{checkout}");
+    let id = checkout["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("chk_"));
+    assert_eq!(checkout["amount"], "400000000000000000000");
+    assert_eq!(checkout["progress"]["stage"], "open");
+    let route = "/v1/checkouts/{id}";
+    let (status, again) = app.call("GET", route, &format!("/v1/checkouts/{id}"), None, None).await;
+    assert_eq!((status, &again["signature"]), (200, &checkout["signature"]));
+
+    // Act 2: pay (approve + pay, as the page does without permit), watch, mint
+    let stored = fetch_quote(&app, &checkout);
+    app.h.pay(1, &stored).await;
+    app.h.catch_up().await;
+    let (_, detected) = app.call("GET", route, &format!("/v1/checkouts/{id}"), None, None).await;
+    assert!(["detected", "confirming"].contains(&detected["progress"]["stage"].as_str().unwrap()), "{detected}");
+    assert!(detected["progress"]["tx_hash"].is_string());
+    app.h.mine(CONFIRMATIONS).await;
+    app.h.catch_up().await;
+    let (_, active) = app.call("GET", route, &format!("/v1/checkouts/{id}"), None, None).await;
+    assert_eq!(active["progress"]["stage"], "active");
+    assert_eq!(active["status"], "paid");
+    let minter = app.minter();
+    for _ in 0..50 {
+        if minter.tick().await.unwrap().idle() {
+            break;
+        }
+        app.h.mine(1).await;
+    }
+    let (_, issued) = app.call("GET", route, &format!("/v1/checkouts/{id}"), None, None).await;
+    assert_eq!(issued["progress"]["stage"], "badge_issued", "{issued}");
+    assert!(issued["progress"]["badge_tx_hash"].is_string());
+
+    // Assert: the subscription, the badge, the payments list
+    let wallet = app.wallet(1);
+    let (status, sub) = app.call("GET", "/v1/subscriptions/{wallet}", &format!("/v1/subscriptions/{wallet}"), None, None).await;
+    assert_eq!((status, sub["tier"].as_u64(), sub["status"].as_str()), (200, Some(3), Some("active")));
+    let (status, badge) = app.call("GET", "/v1/badges/{wallet}", &format!("/v1/badges/{wallet}"), None, None).await;
+    assert_eq!(status, 200, "{badge}");
+    assert_eq!(badge["expires_at"], sub["expires_at"]);
+    assert_eq!(badge["active"], true);
+    assert!(badge["token_uri"].as_str().unwrap().starts_with("data:application/json;base64,"));
+    let (status, page) = app.call("GET", "/v1/payments", "/v1/payments", None, Some(&app.key)).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["payments"].as_array().unwrap().len(), 1);
+    assert_eq!(page["payments"][0]["status"], "confirmed");
+    let (status, _) = app.call("GET", "/v1/payments", "/v1/payments?status=reorged&limit=5", None, Some(&app.key)).await;
+    assert_eq!(status, 200);
+    let (status, health) = app.call("GET", "/healthz", "/healthz", None, None).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = app.call("GET", "/readyz", "/readyz", None, None).await;
+    assert_eq!((status, ready["rpc"].as_bool()), (200, Some(true)));
+}
+on_both_databases!(a_checkout_goes_from_quote_to_badge_through_the_api);
+
+/// Bad input on every route: a 4xx in the one error shape, with an actionable message,
+/// and nothing changed.
+async fn bad_input_gets_a_clear_error_and_changes_nothing(kind: DbKind) {
+    let app = App::spawn(kind).await;
+    let post = |body: Value| app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(body), None);
+    let wallet = app.wallet(2);
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({ "plan_id": 99, "token": "TMAI", "wallet": wallet }), 422, "unknown plan 99"),
+        (json!({ "plan_id": 3, "token": "DOGE", "wallet": wallet }), 422, "unsupported token"),
+        (json!({ "plan_id": 3, "token": "TMAI", "wallet": "0x1234" }), 400, "wallet: \"0x1234\" is not an address"),
+        (json!({ "plan_id": 3, "token": "TMAI", "wallet": "0x0000000000000000000000000000000000000000" }), 400, "zero address"),
+        (json!({ "plan_id": 3, "token": "TMAI", "wallet": wallet, "periods": 0 }), 400, "periods must be between"),
+        (json!({ "plan_id": 3, "token": "TMAI", "wallet": wallet, "periods": 1000 }), 400, "periods must be between"),
+        (json!({ "plan_id": "three", "token": "TMAI", "wallet": wallet }), 400, "plan_id"),
+        (json!({ "plan_id": 3, "token": "TMAI", "wallet": wallet, "coupon": "X" }), 400, "unknown field `coupon`"),
+        (json!({ "token": "TMAI", "wallet": wallet }), 400, "missing field `plan_id`"),
+        (json!([1, 2]), 400, "invalid request body"),
+    ];
+    for (body, status, message) in cases {
+        let (got, error) = post(body.clone()).await;
+        assert_eq!(got, status, "{body} -> {error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains(message), "{body}: {error}");
+    }
+    // Malformed JSON, the wrong content type, an oversize body
+    let raw = |body: String, content_type: &'static str| {
+        app.client.post(format!("{}/v1/checkouts", app.base)).header("content-type", content_type).body(body).send()
+    };
+    for (body, content_type, status, code) in [
+        ("{\"plan_id\": 3,".to_string(), "application/json", 400, "invalid_request"),
+        ("plan_id=3".to_string(), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (format!("{{\"plan_id\": 3, \"token\": \"{}\"}}", "A".repeat(40_000)), "application/json", 413, "payload_too_large"),
+    ] {
+        let response = raw(body, content_type).await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let error: Value = response.json().await.unwrap();
+        app.check("POST", "/v1/checkouts", status, &error);
+        assert_eq!(error["error"]["code"], code);
+    }
+    // Unknown ids, bad addresses in paths, no subscription, no badge
+    let (status, _) = app.call("GET", "/v1/checkouts/{id}", "/v1/checkouts/chk_nope", None, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = app.call("GET", "/v1/checkouts/{id}/events", "/v1/checkouts/chk_nope/events", None, None).await;
+    assert_eq!(status, 404);
+    let (status, error) = app.call("GET", "/v1/subscriptions/{wallet}", "/v1/subscriptions/not-a-wallet", None, None).await;
+    assert_eq!(status, 400, "{error}");
+    let (status, error) = app.call("GET", "/v1/subscriptions/{wallet}", &format!("/v1/subscriptions/{wallet}"), None, None).await;
+    assert_eq!(status, 404);
+    assert!(error["error"]["message"].as_str().unwrap().contains("has no subscription"));
+    let (status, _) = app.call("GET", "/v1/badges/{wallet}", &format!("/v1/badges/{wallet}"), None, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = app.call("GET", "/v1/badges/{wallet}", "/v1/badges/0xZZ", None, None).await;
+    assert_eq!(status, 400);
+    // Merchant route: missing, wrong and revoked keys; bad paging
+    let (status, error) = app.call("GET", "/v1/payments", "/v1/payments", None, None).await;
+    assert_eq!(status, 401);
+    assert!(error["error"]["message"].as_str().unwrap().contains("Authorization: Bearer"));
+    let (status, _) = app.call("GET", "/v1/payments", "/v1/payments", None, Some("tmai_sk_wrong")).await;
+    assert_eq!(status, 401);
+    let (status, _) = app.call("GET", "/v1/payments", "/v1/payments?limit=0", None, Some(&app.key)).await;
+    assert_eq!(status, 400);
+    let (status, _) = app.call("GET", "/v1/payments", "/v1/payments?status=lost", None, Some(&app.key)).await;
+    assert_eq!(status, 400);
+    let (status, _) = app.call("GET", "/v1/payments", "/v1/payments?limit=abc", None, Some(&app.key)).await;
+    assert_eq!(status, 400);
+    let (id, second) = keys::create(&app.h.test_db.db, "second").await.unwrap();
+    assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&second)).await.0, 200);
+    assert!(keys::revoke(&app.h.test_db.db, id).await.unwrap());
+    assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&second)).await.0, 401);
+    assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&app.key)).await.0, 200, "other keys still work");
+    // Unknown route and method, in the same shape
+    let response = app.client.get(format!("{}/v2/nothing", app.base)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    let response = app.client.delete(format!("{}/v1/plans", app.base)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "method_not_allowed");
+
+    // Nothing was created by any of it
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox_events").await, 0);
+}
+on_both_databases!(bad_input_gets_a_clear_error_and_changes_nothing);
+
+/// The event stream reports each stage once, in order, and ends with the badge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_reports_progress_until_the_badge_is_issued() {
+    // Arrange
+    let app = App::spawn(DbKind::Sqlite).await;
+    let (_, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(checkout_body(&app, 3)), None).await;
+    let events_url = format!("{}{}", app.base, checkout["events_url"].as_str().unwrap());
+    let response = app.client.get(&events_url).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let reader = tokio::spawn(async move {
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    let _ = tx.send(serde_json::from_str(data).unwrap());
+                }
+            }
+        }
+    });
+
+    // Act and assert: each step shows up on the stream before the next one is taken
+    let mut stages = Vec::new();
+    let mut wait_for = async |wanted: &[&str], stages: &mut Vec<String>| loop {
+        let progress = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a progress event").expect("stream open");
+        app.check_schema("Progress", &progress);
+        let stage = progress["stage"].as_str().unwrap().to_string();
+        stages.push(stage.clone());
+        if wanted.contains(&stage.as_str()) {
+            return progress;
+        }
+    };
+    wait_for(&["open"], &mut stages).await;
+    let quote = fetch_quote(&app, &checkout);
+    app.h.pay(3, &quote).await;
+    app.h.catch_up().await;
+    let seen = wait_for(&["detected", "confirming"], &mut stages).await;
+    assert!(seen["tx_hash"].is_string());
+    app.h.mine(CONFIRMATIONS).await;
+    app.h.catch_up().await;
+    let active = wait_for(&["active"], &mut stages).await;
+    assert!(active["expires_at"].is_u64());
+    let minter = app.minter();
+    for _ in 0..50 {
+        if minter.tick().await.unwrap().idle() {
+            break;
+        }
+        app.h.mine(1).await;
+    }
+    let issued = wait_for(&["badge_issued"], &mut stages).await;
+    assert!(issued["badge_tx_hash"].is_string());
+    reader.abort();
+    assert_eq!(stages.first().map(String::as_str), Some("open"));
+    assert_eq!(stages.last().map(String::as_str), Some("badge_issued"), "{stages:?}");
+    let mut deduped = stages.clone();
+    deduped.dedup();
+    assert_eq!(deduped, stages, "each stage once");
+}
+
+impl App {
+    fn check_schema(&self, name: &str, value: &Value) {
+        let root = json!({ "$ref": format!("#/components/schemas/{name}"), "components": self.doc["components"] });
+        let validator = jsonschema::validator_for(&root).unwrap();
+        assert!(validator.is_valid(value), "{value} is not a {name}");
+    }
+}
+
+fn fetch_quote(app: &App, checkout: &Value) -> tmai_pay::billing::quotes::IssuedQuote {
+    let q = &checkout["quote"];
+    tmai_pay::billing::quotes::IssuedQuote {
+        checkout_id: checkout["id"].as_str().unwrap().into(),
+        order_id: checkout["order_id"].as_str().unwrap().parse().unwrap(),
+        quote: tmai_pay::chain::bindings::ISubscriptionCheckout::Quote {
+            orderId: q["orderId"].as_str().unwrap().parse().unwrap(),
+            payer: q["payer"].as_str().unwrap().parse().unwrap(),
+            token: q["token"].as_str().unwrap().parse().unwrap(),
+            amount: q["amount"].as_str().unwrap().parse().unwrap(),
+            planId: q["planId"].as_u64().unwrap() as u32,
+            periods: q["periods"].as_u64().unwrap() as u32,
+            deadline: q["deadline"].as_u64().unwrap(),
+        },
+        signature: checkout["signature"].as_str().unwrap().parse().unwrap(),
+        checkout: checkout["contract"].as_str().unwrap().parse().unwrap(),
+        chain_id: app.h.chain.deployment.chain_id,
+        amount: checkout["amount"].as_str().unwrap().parse().unwrap(),
+        token: checkout["token"]["address"].as_str().unwrap().parse().unwrap(),
+        expires_at: checkout["expires_at"].as_u64().unwrap(),
+    }
+}
+
+/// Public routes are rate-limited per client: past the burst, 429 in the error shape with
+/// Retry-After; operations routes are not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_routes_are_rate_limited_per_client() {
+    let app = App::spawn_with(DbKind::Sqlite, HttpSettings { rate_limit_per_second: 1, rate_limit_burst: 3, ..Default::default() }).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(app.client.get(format!("{}/v1/plans", app.base)).send().await.unwrap());
+    }
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(&codes[..3], &[200, 200, 200], "{codes:?}");
+    assert!(codes[3..].contains(&429), "{codes:?}");
+    let limited = statuses.into_iter().find(|r| r.status().as_u16() == 429).unwrap();
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.unwrap();
+    app.check("GET", "/v1/plans", 429, &body);
+    assert_eq!(body["error"]["code"], "rate_limited");
+    for _ in 0..5 {
+        assert_eq!(app.client.get(format!("{}/healthz", app.base)).send().await.unwrap().status().as_u16(), 200);
+    }
+}
+
+/// `/metrics` shows request latency histograms, watcher lag and badge queue depths; every
+/// response carries a request id (the client's own when it sends one); `/docs` renders the
+/// document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_request_ids_and_docs() {
+    let app = App::spawn(DbKind::Sqlite).await;
+    app.call("GET", "/v1/plans", "/v1/plans", None, None).await;
+    app.h.catch_up().await;
+    let response = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.unwrap();
+    for needle in ["tmai_http_request_duration_seconds_bucket", "route=\"/v1/plans\"", "tmai_watcher_lag_blocks", "tmai_badge_jobs{status=\"queued\"}"] {
+        assert!(text.contains(needle), "{needle} missing from /metrics:\n{text}");
+    }
+    let response = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "req-123").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-123");
+    let response = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"].len(), 36);
+    let docs = app.client.get(format!("{}/docs", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(docs.contains("/openapi.json"));
+    // Every route the router serves under /v1 is in the document.
+    for route in ["/v1/plans", "/v1/checkouts", "/v1/checkouts/{id}", "/v1/checkouts/{id}/events", "/v1/subscriptions/{wallet}", "/v1/badges/{wallet}", "/v1/payments"] {
+        assert!(app.doc["paths"][route].is_object(), "{route}");
+    }
+}
