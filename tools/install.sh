@@ -57,8 +57,9 @@ if [ ! -d "$web/node_modules" ] || [ "$web/package-lock.json" -nt "$web/node_mod
   (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
   touch "$web/node_modules"
 fi
+# The bundle also embeds the checkout and token ABIs from contracts/artifacts/.
 if [ ! -f "$web/dist/checkout.js" ] || [ -n "$(find "$web/src" "$web/checkout.html" \
-    "$web/checkout.css" "$web/build.mjs" "$web/package-lock.json" \
+    "$web/checkout.css" "$web/build.mjs" "$web/package-lock.json" "$here/../contracts/artifacts" \
     -newer "$web/dist/checkout.js" -print -quit)" ]; then
   need_node
   echo "tools/install.sh: building the checkout page (node web/build.mjs)" >&2

@@ -85,11 +85,15 @@ const consoleErrors = [];
 let browser;
 let page;
 
+/** Returns the visible text of an element, '(none)' when hidden, '(missing)' when absent. */
 async function text(testId) {
   try {
-    const locator = page.getByTestId(testId);
-    if (!(await locator.count())) return '(missing)';
-    return ((await locator.first().textContent({ timeout: 2_000 })) ?? '').replace(/\s+/g, ' ').trim();
+    return await page.evaluate((id) => {
+      const e = document.querySelector(`[data-testid="${id}"]`);
+      if (!e) return '(missing)';
+      if (e.hidden || !e.getClientRects().length) return '(none)';
+      return e.innerText.replace(/\s+/g, ' ').trim();
+    }, testId);
   } catch {
     return '(unreadable)';
   }

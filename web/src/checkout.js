@@ -6,44 +6,11 @@
 // breaks the build, not the payment); reads go through the wallet too, so the page needs no
 // RPC configuration of its own. People see plain sentences; technical detail goes to the
 // console.
-import {
-  BaseError,
-  ContractFunctionRevertedError,
-  createPublicClient,
-  createWalletClient,
-  custom,
-  defineChain,
-  formatUnits,
-  getAddress,
-  numberToHex,
-  parseSignature,
-} from 'viem';
-import { abi as checkoutArtifactAbi } from '../../contracts/artifacts/SubscriptionCheckout.json';
-import { abi as tokenArtifactAbi } from '../../contracts/artifacts/TestToken.json';
-
-/** The checkout calls the page makes, and every custom error so viem names reverts. */
-const checkoutAbi = pick(checkoutArtifactAbi, ['pay', 'payWithPermit']);
-/** ERC-20 + EIP-2612 + ERC-5267 reads and `approve`, with OpenZeppelin's ERC-20 errors. */
-const tokenAbi = pick(tokenArtifactAbi, ['balanceOf', 'allowance', 'approve', 'nonces', 'eip712Domain']);
-
-function pick(abi, names) {
-  const wanted = new Set(names);
-  const fragments = abi.filter((f) => f.type === 'error' || (f.type === 'function' && wanted.has(f.name)));
-  for (const name of wanted) {
-    if (!fragments.some((f) => f.name === name)) throw new Error(`ABI has no function ${name}`);
-  }
-  return fragments;
-}
-
-const PERMIT_TYPES = {
-  Permit: [
-    { name: 'owner', type: 'address' },
-    { name: 'spender', type: 'address' },
-    { name: 'value', type: 'uint256' },
-    { name: 'nonce', type: 'uint256' },
-    { name: 'deadline', type: 'uint256' },
-  ],
-};
+import { createPublicClient, createWalletClient, custom, defineChain, getAddress, numberToHex, parseSignature } from 'viem';
+import { api } from './api.js';
+import { checkoutAbi, PERMIT_TYPES, toQuote, tokenAbi, tokenDomain } from './contracts.js';
+import { ApiError, codeIn, explain, expiredError, FriendlyError, wrongNetworkError } from './errors.js';
+import { decodeDataUri, formatAmount, formatDate, nowSeconds, shortHex } from './format.js';
 
 const STAGES = ['open', 'detected', 'confirming', 'active', 'badge_issued'];
 const PERIOD_UNIT = { monthly: 'month', yearly: 'year' };
@@ -89,108 +56,13 @@ const el = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Errors a person understands
-
-/** An error whose message is written for the subscriber; `action` names a follow-up button. */
-class FriendlyError extends Error {
-  constructor(message, { action = null, cause } = {}) {
-    super(message, { cause });
-    this.name = 'FriendlyError';
-    this.action = action;
-  }
-}
-
-/** A 4xx/5xx answer of the service, with its `{"error": {"code", "message"}}` body. */
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.name = 'ApiError';
-    this.status = status;
-    this.code = code;
-  }
-}
-
-function* causes(err) {
-  const seen = new Set();
-  for (let e = err; e && typeof e === 'object' && !seen.has(e); e = e.cause) {
-    seen.add(e);
-    yield e;
-    // MetaMask nests the provider's own error here.
-    if (e.data && typeof e.data === 'object' && e.data.originalError) yield e.data.originalError;
-  }
-}
-
-function codeIn(err, code) {
-  for (const e of causes(err)) if (e.code === code) return true;
-  return false;
-}
-
-function errorNamed(err, name) {
-  for (const e of causes(err)) if (e.name === name) return e;
-  return null;
-}
-
-function expiredError() {
-  return new FriendlyError('This quote expired.', { action: 'retry-quote' });
-}
-
-function wrongNetworkError(cause) {
-  const { name, id } = state.catalog.chain;
-  return new FriendlyError(`Switch your wallet to ${name} (chain id ${id}).`, { action: 'switch-network', cause });
-}
-
-/** Turns any failure into `{message, action}` for the page. */
-function explain(err) {
-  if (err instanceof FriendlyError) return { message: err.message, action: err.action };
-  if (codeIn(err, 4001)) return { message: 'You rejected the request in your wallet.', action: null };
-  if (errorNamed(err, 'ChainMismatchError') || codeIn(err, 4901)) {
-    const e = wrongNetworkError(err);
-    return { message: e.message, action: e.action };
-  }
-  if (err instanceof ApiError) {
-    if (err.status >= 500) return { message: 'The checkout service had a problem. Please try again in a moment.', action: null };
-    return { message: err.message, action: null };
-  }
-  const revert = err instanceof BaseError ? err.walk((e) => e instanceof ContractFunctionRevertedError) : null;
-  if (revert) return explainRevert(revert);
-  if (errorNamed(err, 'InsufficientFundsError')) {
-    return { message: "Your wallet doesn't have enough ETH to pay the network fee.", action: null };
-  }
-  if (codeIn(err, 4100)) return { message: 'Your wallet did not authorize this site. Connect your wallet again.', action: null };
-  return { message: 'Something went wrong. Please try again.', action: null };
-}
-
-function explainRevert(revert) {
-  const name = revert.data?.errorName;
-  const args = revert.data?.args ?? [];
-  switch (name) {
-    case 'SubscriptionCheckout__QuoteExpired':
-      return { message: 'This quote expired.', action: 'retry-quote' };
-    case 'SubscriptionCheckout__OrderAlreadyPaid':
-      return { message: 'This order has already been paid. Get a new quote to buy again.', action: 'retry-quote' };
-    case 'SubscriptionCheckout__WrongPayer':
-      return {
-        message: `This quote is for wallet ${args[0]}, but your wallet is sending from ${args[1]}. Get a new quote for this wallet.`,
-        action: 'retry-quote',
-      };
-    case 'SubscriptionCheckout__InvalidSignature':
-      return { message: 'The checkout contract did not accept this quote. Get a new quote.', action: 'retry-quote' };
-    case 'SubscriptionCheckout__AmountMismatch':
-      return { message: 'This token takes a fee on transfers, so it cannot pay for a plan. Choose another token.', action: null };
-    case 'EnforcedPause':
-      return { message: 'Payments are paused at the moment. Please try again later.', action: null };
-    case 'ERC20InsufficientBalance':
-      return { message: "Your wallet doesn't hold enough of this token for the plan.", action: null };
-    case 'ERC20InsufficientAllowance':
-      return { message: 'The token approval did not cover the price. Please try again.', action: null };
-    default:
-      return { message: 'The payment was refused by the checkout contract. Please try again.', action: null };
-  }
-}
+// Messages
 
 function showError(err) {
-  console.error('[checkout]', err);
-  const { message, action } = explain(err);
+  // Expected refusals are warnings; anything else is an error with its full cause chain.
+  const expected = err instanceof FriendlyError || (err instanceof ApiError && err.status < 500) || codeIn(err, 4001);
+  (expected ? console.warn : console.error)('[checkout]', err);
+  const { message, action } = explain(err, state.catalog?.chain);
   el.errorMessage.textContent = message;
   el.retryQuote.hidden = action !== 'retry-quote';
   el.switchNetwork.hidden = action !== 'switch-network';
@@ -206,56 +78,6 @@ function clearError() {
 
 function setStatus(text) {
   el.status.textContent = text;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Formatting
-
-/** Formats a token amount with grouped thousands and at most six decimals. */
-function formatAmount(value, decimals) {
-  const [whole, fraction = ''] = formatUnits(BigInt(value), decimals).split('.');
-  const grouped = BigInt(whole).toLocaleString('en-US');
-  const shown = fraction.slice(0, 6).replace(/0+$/, '');
-  return shown ? `${grouped}.${shown}` : grouped;
-}
-
-function shortHex(hex) {
-  return hex && hex.length > 12 ? `${hex.slice(0, 6)}…${hex.slice(-4)}` : hex ?? '';
-}
-
-function formatDate(unixSeconds) {
-  return new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'long', day: 'numeric' }).format(
-    new Date(Number(unixSeconds) * 1000),
-  );
-}
-
-const nowSeconds = () => Math.floor(Date.now() / 1000);
-
-// ---------------------------------------------------------------------------------------------
-// The service
-
-async function api(path, init = {}) {
-  let response;
-  try {
-    response = await fetch(path, {
-      ...init,
-      headers: { accept: 'application/json', ...(init.body ? { 'content-type': 'application/json' } : {}) },
-    });
-  } catch (cause) {
-    throw new FriendlyError("Can't reach the checkout service. Check your connection and try again.", { cause });
-  }
-  const text = await response.text();
-  let body = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch {
-    console.warn('[checkout] non-JSON answer', response.status, text.slice(0, 200));
-  }
-  if (!response.ok) {
-    const message = body?.error?.message || `The checkout service answered ${response.status}.`;
-    throw new ApiError(response.status, body?.error?.code ?? null, message);
-  }
-  return body;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -463,7 +285,7 @@ async function ensureChain() {
   try {
     await eth.request({ method: 'wallet_switchEthereumChain', params: [{ chainId }] });
   } catch (err) {
-    if (!codeIn(err, 4902)) throw wrongNetworkError(err);
+    if (!codeIn(err, 4902)) throw wrongNetworkError(state.catalog.chain, err);
     try {
       await eth.request({
         method: 'wallet_addEthereumChain',
@@ -471,11 +293,11 @@ async function ensureChain() {
       });
       await eth.request({ method: 'wallet_switchEthereumChain', params: [{ chainId }] });
     } catch (addErr) {
-      throw wrongNetworkError(addErr);
+      throw wrongNetworkError(state.catalog.chain, addErr);
     }
   }
   const now = Number(await eth.request({ method: 'eth_chainId' }));
-  if (now !== id) throw wrongNetworkError();
+  if (now !== id) throw wrongNetworkError(state.catalog.chain);
   showNetwork(id);
 }
 
@@ -511,36 +333,6 @@ function insufficient(balance, amount, token) {
 
 function assertFresh(deadline) {
   if (Number(deadline) <= nowSeconds()) throw expiredError();
-}
-
-/** The quote as the contract's tuple: uint256 and uint64 as bigint, uint32 as number. */
-function toQuote(q) {
-  return {
-    orderId: BigInt(q.orderId),
-    payer: getAddress(q.payer),
-    token: getAddress(q.token),
-    amount: BigInt(q.amount),
-    planId: Number(q.planId),
-    periods: Number(q.periods),
-    deadline: BigInt(q.deadline),
-  };
-}
-
-/** Builds the EIP-712 domain a token reports through ERC-5267, keeping only its fields. */
-async function tokenDomain(reader, address) {
-  const [fields, name, version, chainId, verifyingContract, salt] = await reader.readContract({
-    address,
-    abi: tokenAbi,
-    functionName: 'eip712Domain',
-  });
-  const bits = Number(fields);
-  const domain = {};
-  if (bits & 1) domain.name = name;
-  if (bits & 2) domain.version = version;
-  if (bits & 4) domain.chainId = Number(chainId);
-  if (bits & 8) domain.verifyingContract = verifyingContract;
-  if (bits & 16) domain.salt = salt;
-  return domain;
 }
 
 async function pay() {
@@ -581,7 +373,7 @@ async function payOnce() {
   });
   state.checkout = checkout;
   console.info('[checkout] quote', checkout);
-  if (Number(checkout.chain_id) !== state.catalog.chain.id) throw wrongNetworkError();
+  if (Number(checkout.chain_id) !== state.catalog.chain.id) throw wrongNetworkError(state.catalog.chain);
 
   const quote = toQuote(checkout.quote);
   const contract = getAddress(checkout.contract);
@@ -646,7 +438,7 @@ async function payOnce() {
 
   console.info('[checkout] payment sent', hash);
   state.paid = true;
-  follow(checkout, hash);
+  follow(checkout, hash, reader);
   watchReceipt(reader, hash);
 }
 
@@ -673,7 +465,7 @@ function watchReceipt(reader, hash) {
 // ---------------------------------------------------------------------------------------------
 // Progress
 
-function follow(checkout, txHash) {
+function follow(checkout, txHash, reader) {
   state.stream?.close();
   setStatus('Waiting for payment');
   markStage('open');
@@ -686,6 +478,12 @@ function follow(checkout, txHash) {
       progress = JSON.parse(event.data);
     } catch (err) {
       console.warn('[checkout] unreadable progress event', event.data, err);
+      return;
+    }
+    if (progress.stage === 'expired') {
+      finished = true;
+      stream.close();
+      expiredWhileWaiting(checkout, txHash, reader);
       return;
     }
     renderProgress(progress, txHash);
@@ -706,6 +504,24 @@ function follow(checkout, txHash) {
       showError(new FriendlyError('Live updates stopped. Your payment is safe; reload the page to see its status.'));
     }
   });
+}
+
+/**
+ * Handles the service reporting the quote expired unpaid. A payment mined just before the
+ * deadline may not be indexed yet, so a successful receipt means "keep following", and only
+ * a missing or failed one means nothing was taken and a new quote is needed.
+ */
+async function expiredWhileWaiting(checkout, txHash, reader) {
+  const receipt = await reader.getTransactionReceipt({ hash: txHash }).catch(() => null);
+  if (receipt?.status === 'success') {
+    console.warn('[checkout] service reports the quote expired, but the payment is mined; following again');
+    setTimeout(() => follow(checkout, txHash, reader), 3_000);
+    return;
+  }
+  state.paid = false;
+  render();
+  setStatus('Not paid yet.');
+  showError(expiredError());
 }
 
 function renderProgress(p, txHash) {
@@ -770,17 +586,6 @@ async function showBadge(wallet) {
     ? `${metadata.name ?? 'Membership'} · valid until ${formatDate(badge.expires_at)}`
     : metadata.name ?? 'Your membership badge';
   el.badge.hidden = false;
-}
-
-/** Returns the text of a `data:` URI (base64 or percent-encoded). */
-function decodeDataUri(uri) {
-  const comma = uri.indexOf(',');
-  if (!uri.startsWith('data:') || comma < 0) throw new Error('token URI is not a data: URI');
-  const meta = uri.slice(5, comma);
-  const payload = uri.slice(comma + 1);
-  if (!meta.endsWith(';base64')) return decodeURIComponent(payload);
-  const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
-  return new TextDecoder().decode(bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
