@@ -55,6 +55,7 @@ fn plans() -> Vec<PlanConfig> {
             prices: [("TMAI".to_string(), format!("{}", 10 * u32::from(tier)))].into(),
             card_price_cents: None,
             trial_days: 0,
+            tmai_discount_percent: None,
         })
         .collect()
 }

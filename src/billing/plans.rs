@@ -35,6 +35,10 @@ pub struct PlanConfig {
     /// Free trial days for card payments (never for on-chain payments).
     #[serde(default)]
     pub trial_days: u32,
+    /// The discount the TMAI price gives against the list price, in percent, shown on the
+    /// checkout page (the TMAI price itself is what is charged).
+    #[serde(default)]
+    pub tmai_discount_percent: Option<u8>,
 }
 
 /// A billing period.
@@ -83,6 +87,8 @@ pub struct Plan {
     pub card_price_cents: Option<u64>,
     /// Trial days for card payments.
     pub trial_days: u32,
+    /// Discount of the TMAI price against the list price, in percent (for display).
+    pub tmai_discount_percent: Option<u8>,
 }
 
 impl Plan {
@@ -158,6 +164,9 @@ impl Catalog {
             if config.card_price_cents == Some(0) {
                 return Err(err("card_price_cents", "must be greater than zero".into()));
             }
+            if config.tmai_discount_percent.is_some_and(|d| d == 0 || d >= 100) {
+                return Err(err("tmai_discount_percent", "must be between 1 and 99".into()));
+            }
             let plan = Plan {
                 id: config.id,
                 name: config.name.trim().to_string(),
@@ -166,6 +175,7 @@ impl Catalog {
                 prices,
                 card_price_cents: config.card_price_cents,
                 trial_days: config.trial_days,
+                tmai_discount_percent: config.tmai_discount_percent,
             };
             if plans.insert(config.id, plan).is_some() {
                 return Err(err("id", format!("{} is used by another plan", config.id)));

@@ -84,6 +84,8 @@ pub struct PlanView {
     pub card_price_cents: Option<u64>,
     /// Free trial days (card payments only).
     pub trial_days: u32,
+    /// Discount of the TMAI price against the list price, in percent, when configured.
+    pub discount_percent: Option<u8>,
 }
 
 /// `GET /v1/plans`.
@@ -140,6 +142,7 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
                 .collect(),
             card_price_cents: p.card_price_cents,
             trial_days: p.trial_days,
+            discount_percent: p.tmai_discount_percent,
         })
         .collect();
     Json(PlansResponse {
@@ -274,7 +277,36 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         QuoteError::Store(e) => ApiError::internal(&e),
         QuoteError::Sign(_) => ApiError::internal(&e),
     })?;
-    let view = load_checkout(&state, &issued.checkout_id).await?.ok_or_else(|| ApiError::not_found("checkout vanished"))?;
+    // Built from what was just stored: no second read on the hot path.
+    let token = state.deployment.tokens.iter().find(|t| t.address == issued.token);
+    let q = &issued.quote;
+    let view = CheckoutView {
+        id: issued.checkout_id.clone(),
+        status: "open".into(),
+        order_id: issued.order_id.to_string(),
+        chain_id: issued.chain_id,
+        contract: issued.checkout.to_string(),
+        token: TokenView {
+            symbol: token.map(|t| t.symbol.clone()).unwrap_or_default(),
+            address: issued.token.to_string(),
+            decimals: token.map(|t| t.decimals).unwrap_or(18),
+            permit: token.is_some_and(|t| t.permit),
+        },
+        amount: issued.amount.to_string(),
+        expires_at: issued.expires_at,
+        quote: QuoteView {
+            orderId: q.orderId.to_string(),
+            payer: q.payer.to_string(),
+            token: q.token.to_string(),
+            amount: q.amount.to_string(),
+            planId: q.planId,
+            periods: q.periods,
+            deadline: q.deadline,
+        },
+        signature: issued.signature.to_string(),
+        events_url: format!("/v1/checkouts/{}/events", issued.checkout_id),
+        progress: Progress { stage: "open".into(), confirmations: 0, required: state.confirmations, tx_hash: None, badge_tx_hash: None, expires_at: None },
+    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 

@@ -50,6 +50,38 @@ pub enum StoreError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer: writers queue here, in order, instead of in SQLite's busy
+    /// handler (which sleeps and retries, so waiting writers see long tail latencies).
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds the process's write gate until it commits
+/// or is dropped (rolled back). Derefs to the connection, like a `sqlx::Transaction`.
+#[derive(Debug)]
+pub struct WriteTx {
+    // Declared first so it is dropped (rolled back) before the gate opens.
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Db {
@@ -65,7 +97,18 @@ impl Db {
             return Err(StoreError::Unsupported);
         };
         let options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // In WAL mode NORMAL syncs at checkpoints instead of every commit: a
+                        // killed process loses nothing committed (only a power cut can lose
+                        // the last commits), and a commit no longer waits for fsync.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .acquire_timeout(std::time::Duration::from_secs(10));
         let pool = options.connect(&url).await.map_err(StoreError::Connect)?;
         if backend == Backend::Sqlite {
@@ -76,7 +119,7 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, write_gate: Default::default() })
     }
 
     /// Returns the pool.
@@ -92,11 +135,15 @@ impl Db {
     /// Begins a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first fails with
     /// `SQLITE_BUSY_SNAPSHOT` when another writer commits before its first write, while an
-    /// immediate one waits its turn (busy timeout). PostgreSQL needs nothing special.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    /// immediate one waits its turn. Writers of this process queue on an async gate first,
+    /// so SQLite's busy handler only sees other processes. PostgreSQL needs nothing special.
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let gate = self.write_gate.clone().lock_owned().await;
+                WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _gate: Some(gate) }
+            }
+            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _gate: None },
         })
     }
 

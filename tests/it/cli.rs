@@ -172,11 +172,12 @@ fn an_unknown_command_fails_with_usage() {
 }
 
 #[tokio::test]
-async fn dev_serves_the_fixture_contracts_and_stops_on_ctrl_c() {
+async fn dev_serves_the_chain_the_api_and_the_page_and_stops_on_ctrl_c() {
     // Arrange
     let port = free_port();
+    let http_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
-        .args(["dev", "--rpc-port", &port.to_string()])
+        .args(["dev", "--rpc-port", &port.to_string(), "--http-port", &http_port.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -196,6 +197,9 @@ async fn dev_serves_the_fixture_contracts_and_stops_on_ctrl_c() {
     // Act
     let provider = ProviderBuilder::new().connect_http(format!("http://127.0.0.1:{port}").parse().unwrap());
     let signer = SubscriptionCheckout::new(fixture.checkout, &provider).quoteSigner().call().await;
+    let api = format!("http://127.0.0.1:{http_port}");
+    let plans: serde_json::Value = reqwest::get(format!("{api}/v1/plans")).await.unwrap().json().await.unwrap();
+    let ready = reqwest::get(format!("{api}/readyz")).await.unwrap().status();
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
@@ -205,7 +209,42 @@ async fn dev_serves_the_fixture_contracts_and_stops_on_ctrl_c() {
     assert!(printed.contains(&format!("127.0.0.1:{port}")) || printed.contains(&format!("localhost:{port}")), "{printed}");
     assert!(printed.contains(&fixture.checkout.to_string()), "{printed}");
     assert!(printed.contains(&fixture.test_wallets[0].private_key.to_string()), "{printed}");
+    assert!(printed.contains(&format!("http://127.0.0.1:{http_port}/checkout")), "{printed}");
+    assert_eq!(plans["chain"]["checkout"], fixture.checkout.to_string());
+    assert_eq!(ready.as_u16(), 200);
     assert!(exit.success(), "dev exited with {exit}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(provider.get_block_number().await.is_err(), "anvil still answers after Ctrl-C");
+}
+
+#[tokio::test]
+async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
+    // Arrange: a configuration naming a fresh SQLite database
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tmai-pay.toml");
+    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    std::fs::write(&config, format!("database_url = \"{url}\"\n[chain]\nrpc_url = \"http://127.0.0.1:9\"\nchain_id = 31337\n")).unwrap();
+    let config = config.to_str().unwrap();
+
+    // Act
+    let created = tmai_pay(&["api-key", "create", "--name", "billing app", "--config", config], &[]);
+    let (stdout, stderr) = text(&created);
+    assert!(created.status.success(), "{stderr}");
+    let key = stdout.lines().find(|l| l.starts_with("tmai_sk_")).expect("the key is printed once").to_string();
+    let listed = text(&tmai_pay(&["api-key", "list", "--config", config], &[])).0;
+    let db = tmai_pay::store::Db::connect(&url).await.unwrap();
+    let live = tmai_pay::http::keys::verify(&db, &key).await.unwrap();
+    let revoked = tmai_pay(&["api-key", "revoke", "1", "--config", config], &[]);
+    let again = tmai_pay(&["api-key", "revoke", "1", "--config", config], &[]);
+
+    // Assert
+    assert_eq!(key.len(), 8 + 64);
+    assert!(listed.contains("billing app") && listed.contains("live") && !listed.contains(&key), "{listed}");
+    assert_eq!(live, Some(1));
+    assert!(revoked.status.success());
+    assert_eq!(tmai_pay::http::keys::verify(&db, &key).await.unwrap(), None);
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("no live API key with id 1"));
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT hash FROM api_keys").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(stored.len(), 32, "only the hash is stored");
 }

@@ -39,6 +39,7 @@ pub(crate) fn plan_configs() -> Vec<PlanConfig> {
         prices: [("TMAI".to_string(), tmai.to_string()), ("USD".to_string(), usd.to_string())].into(),
         card_price_cents: Some(cents),
         trial_days: 7,
+        tmai_discount_percent: None,
     };
     vec![
         plan(1, "Basic monthly", 1, "monthly", "80", "9", 900),

@@ -3,6 +3,7 @@
 
 mod activation;
 mod api;
+mod browser;
 mod chain;
 mod cli;
 mod db;

@@ -1,0 +1,223 @@
+//! API load benchmark with wrk (Debian's `wrk`), on SQLite and on PostgreSQL.
+//!
+//! For each database the service's router is served in this process (rate limit off) and
+//! wrk drives, for a few seconds each: the hello-world route of the same binary (the
+//! baseline), `POST /v1/checkouts` (an order, a signed quote and an event per request), and
+//! `GET /v1/subscriptions/{wallet}`. Printed: requests/s and wrk's p99 at full load, the
+//! ratio to the baseline, and p99 near half the maximum rate (wrk paced by its `delay()`
+//! hook: 16 connections each waiting a fixed time before each request).
+//!
+//! Run: `scripts/bench-api` (installs wrk) or `cargo bench --bench api`; `SECONDS=…`.
+
+use std::{
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy::providers::{Provider, ProviderBuilder};
+use anyhow::{Context, Result, bail};
+use tmai_pay::{
+    billing::{
+        activation::{Subscription, save},
+        plans::{Catalog, PlanConfig},
+        quotes::QuoteIssuer,
+    },
+    chain::{
+        deployment::Deployment,
+        devnet::{self, AnvilOptions},
+    },
+    config::HttpSettings,
+    http::{AppState, router, serve},
+    store::{Db, unix_now},
+    toolchain::Toolchain,
+};
+use tokio_util::sync::CancellationToken;
+
+const WALLET: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+fn plans() -> Vec<PlanConfig> {
+    vec![PlanConfig {
+        id: 3,
+        name: "Premium monthly".into(),
+        tier: 3,
+        period: "monthly".into(),
+        prices: [("TMAI".to_string(), "400".to_string()), ("USD".to_string(), "49".to_string())].into(),
+        card_price_cents: Some(4900),
+        trial_days: 7,
+        tmai_discount_percent: Some(18),
+    }]
+}
+
+struct Figures {
+    rps: f64,
+    p99_ms: f64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let seconds: u64 = std::env::var("SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        bail!("wrk is not installed: run scripts/bench-api (it installs Debian's wrk) or apt-get install wrk");
+    }
+    let toolchain = Toolchain::locate()?;
+    let dir = toolchain.fixtures_dir();
+    let deployment = Deployment::read(&dir.join(devnet::DEPLOYMENT_FILE))?;
+    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions { load_state: Some(dir.join(devnet::STATE_FILE)), ..Default::default() })?;
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
+    let catalog = Arc::new(Catalog::new(&plans(), &deployment.tokens)?);
+    let tmp = tempfile::tempdir()?;
+    let post = tmp.path().join("post.lua");
+    std::fs::write(
+        &post,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{{\"plan_id\": 3, \"token\": \"TMAI\", \"wallet\": \"{WALLET}\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )?;
+
+    let pg_server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let pg_name = format!("tmai_bench_{}", std::process::id());
+    let backends = [("SQLite", format!("sqlite://{}", tmp.path().join("api.db").display())), ("PostgreSQL", format!("{pg_server}/{pg_name}"))];
+    println!("API load (wrk, 1 thread, 16 connections, {seconds} s per route; half-rate p99 from an open-loop client)");
+    for (name, url) in backends {
+        if name == "PostgreSQL" {
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::AnyPool::connect(&format!("{pg_server}/postgres")).await.context("PostgreSQL at 127.0.0.1:5432")?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_name}")).execute(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {pg_name}")).execute(&admin).await?;
+            admin.close().await;
+        }
+        let db = Db::connect(&url).await?;
+        let now = unix_now() as u64;
+        let mut tx = db.begin_write().await?;
+        save(&mut tx, &Subscription {
+            wallet: WALLET.parse()?,
+            plan_id: 3,
+            tier: 3,
+            status: "active".into(),
+            started_at: now,
+            expires_at: now + 30 * 86_400,
+            next_plan_id: None,
+            next_expires_at: None,
+        }, now)
+        .await?;
+        tx.commit().await?;
+        let cancel = CancellationToken::new();
+        let quotes = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 1_800);
+        let http = HttpSettings { rate_limit_per_second: 0, ..Default::default() };
+        let state = AppState::new(db.clone(), catalog.clone(), deployment.clone(), Some(quotes), provider.clone(), 2, http, cancel.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(serve(listener, router(state), cancel.clone()));
+
+        let hello = wrk(&format!("{base}/bench/hello"), None, seconds).await?;
+        let create = wrk(&format!("{base}/v1/checkouts"), Some(&post), seconds).await?;
+        let read = wrk(&format!("{base}/v1/subscriptions/{WALLET}"), None, seconds).await?;
+        // The bound on checkout creation: one secp256k1 signature per quote, measured alone.
+        let signer = devnet::key(&anvil, devnet::QUOTE_SIGNER);
+        let domain = tmai_pay::chain::signing::quote_domain(deployment.chain_id, deployment.checkout);
+        let started = Instant::now();
+        let mut signed = 0u32;
+        while started.elapsed() < Duration::from_secs(1) {
+            let quote = tmai_pay::chain::bindings::ISubscriptionCheckout::Quote {
+                orderId: alloy::primitives::U256::from(signed),
+                payer: WALLET.parse()?,
+                token: deployment.tokens[0].address,
+                amount: alloy::primitives::U256::from(1u8),
+                planId: 3,
+                periods: 1,
+                deadline: 1,
+            };
+            tmai_pay::chain::signing::sign_quote(&signer, &quote, &domain).await?;
+            signed += 1;
+        }
+        let signing_rate = f64::from(signed) / started.elapsed().as_secs_f64();
+        let (create_half, create_half_rate) = paced(&format!("{base}/v1/checkouts"), Some(&post), create.rps / 2.0, seconds, tmp.path()).await?;
+        let (read_half, read_half_rate) = paced(&format!("{base}/v1/subscriptions/{WALLET}"), None, read.rps / 2.0, seconds, tmp.path()).await?;
+        println!("{name}:");
+        println!("  {:<36} {:>9} {:>10} {:>9} {:>16}", "route", "req/s", "p99 (ms)", "ratio", "p99 @ ~half (ms)");
+        println!("  {:<36} {:>9.0} {:>10.2} {:>8.3}x {:>16}", "GET /bench/hello (baseline)", hello.rps, hello.p99_ms, 1.0, "");
+        println!(
+            "  {:<36} {:>9.0} {:>10.2} {:>8.3}x {:>16.2}   at {:.0} req/s; target >= 0.3x, p99 @ half <= 20 ms",
+            "POST /v1/checkouts",
+            create.rps,
+            create.p99_ms,
+            create.rps / hello.rps,
+            create_half,
+            create_half_rate
+        );
+        println!(
+            "  {:<36} {:>9.0} {:>10.2} {:>8.3}x {:>16.2}   at {:.0} req/s; target >= 0.6x, p99 @ half <= 20 ms",
+            "GET /v1/subscriptions/{wallet}",
+            read.rps,
+            read.p99_ms,
+            read.rps / hello.rps,
+            read_half,
+            read_half_rate
+        );
+        println!(
+            "  {:<36} {:>9.0} {:>10} {:>8.3}x   (one core, nothing else: the ceiling for checkout creation)",
+            "EIP-712 quote signing alone", signing_rate, "", signing_rate / hello.rps
+        );
+        cancel.cancel();
+        let _ = server.await;
+        db.close().await;
+    }
+    Ok(())
+}
+
+/// Runs wrk against `url` (with a Lua script for POSTs) and reads requests/s and p99.
+async fn wrk(url: &str, script: Option<&std::path::Path>, seconds: u64) -> Result<Figures> {
+    let mut command = tokio::process::Command::new("wrk");
+    command.args(["-t1", "-c16", &format!("-d{seconds}s"), "--latency"]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(url).output().await?;
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    if text.contains("Non-2xx") {
+        bail!("wrk saw error answers from {url}:\n{text}");
+    }
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let p99 = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("99%"))
+        .map(str::trim)
+        .and_then(parse_wrk_time)
+        .with_context(|| format!("no 99% line in wrk's output:\n{text}"))?;
+    Ok(Figures { rps, p99_ms: p99 })
+}
+
+fn parse_wrk_time(text: &str) -> Option<f64> {
+    let (number, factor) = if let Some(v) = text.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = text.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = text.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
+/// Runs wrk paced near `rate` requests/s: each of the 16 connections waits a fixed delay
+/// before each request (wrk's `delay()` hook, in whole milliseconds). Returns the p99 in
+/// milliseconds and the rate reached.
+async fn paced(url: &str, post: Option<&std::path::Path>, rate: f64, seconds: u64, dir: &std::path::Path) -> Result<(f64, f64)> {
+    let delay_ms = (16_000.0 / rate.max(1.0)).round().max(1.0) as u64;
+    let script = dir.join(format!("paced-{}.lua", if post.is_some() { "post" } else { "get" }));
+    let mut text = match post {
+        Some(p) => std::fs::read_to_string(p)?,
+        None => String::new(),
+    };
+    text.push_str(&format!("function delay()\n  return {delay_ms}\nend\n"));
+    std::fs::write(&script, text)?;
+    let figures = wrk(url, Some(&script), seconds).await?;
+    Ok((figures.p99_ms, figures.rps))
+}
