@@ -5,7 +5,8 @@
 //! baseline), `POST /v1/checkouts` (an order, a signed quote and an event per request), and
 //! `GET /v1/subscriptions/{wallet}`. Printed: requests/s and wrk's p99 at full load, the
 //! ratio to the baseline, and p99 near half the maximum rate (wrk paced by its `delay()`
-//! hook: 16 connections each waiting a fixed time before each request).
+//! hook: each connection waits 4 ms before each request, with as many connections as the
+//! rate needs).
 //!
 //! Run: `scripts/bench-api` (installs wrk) or `cargo bench --bench api`; `SECONDS=…`.
 
@@ -78,7 +79,7 @@ async fn main() -> Result<()> {
     let pg_server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let pg_name = format!("tmai_bench_{}", std::process::id());
     let backends = [("SQLite", format!("sqlite://{}", tmp.path().join("api.db").display())), ("PostgreSQL", format!("{pg_server}/{pg_name}"))];
-    println!("API load (wrk, 1 thread, 16 connections, {seconds} s per route; half-rate p99 from an open-loop client)");
+    println!("API load (wrk, 1 thread, 16 connections, {seconds} s per route; p99 near half rate from wrk paced by its delay() hook)");
     for (name, url) in backends {
         if name == "PostgreSQL" {
             sqlx::any::install_default_drivers();
@@ -105,7 +106,7 @@ async fn main() -> Result<()> {
         let cancel = CancellationToken::new();
         let quotes = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 1_800);
         let http = HttpSettings { rate_limit_per_second: 0, ..Default::default() };
-        let state = AppState::new(db.clone(), catalog.clone(), deployment.clone(), Some(quotes), provider.clone(), 2, http, cancel.clone());
+        let state = AppState::new(db.clone(), catalog.clone(), deployment.clone(), provider.clone(), 2, http, cancel.clone()).with_quotes(Some(quotes));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(serve(listener, router(state), cancel.clone()));
@@ -168,8 +169,12 @@ async fn main() -> Result<()> {
 
 /// Runs wrk against `url` (with a Lua script for POSTs) and reads requests/s and p99.
 async fn wrk(url: &str, script: Option<&std::path::Path>, seconds: u64) -> Result<Figures> {
+    wrk_with(url, script, seconds, 16).await
+}
+
+async fn wrk_with(url: &str, script: Option<&std::path::Path>, seconds: u64, connections: u64) -> Result<Figures> {
     let mut command = tokio::process::Command::new("wrk");
-    command.args(["-t1", "-c16", &format!("-d{seconds}s"), "--latency"]);
+    command.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
     if let Some(script) = script {
         command.arg("-s").arg(script);
     }
@@ -206,11 +211,13 @@ fn parse_wrk_time(text: &str) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * factor)
 }
 
-/// Runs wrk paced near `rate` requests/s: each of the 16 connections waits a fixed delay
-/// before each request (wrk's `delay()` hook, in whole milliseconds). Returns the p99 in
+/// Runs wrk paced near `rate` requests/s: each connection waits 4 ms before each request
+/// (wrk's `delay()` hook), with as many connections as the rate needs. Returns the p99 in
 /// milliseconds and the rate reached.
 async fn paced(url: &str, post: Option<&std::path::Path>, rate: f64, seconds: u64, dir: &std::path::Path) -> Result<(f64, f64)> {
-    let delay_ms = (16_000.0 / rate.max(1.0)).round().max(1.0) as u64;
+    // 4 ms between requests per connection; enough connections to reach the rate.
+    let delay_ms = 4u64;
+    let connections = ((rate * delay_ms as f64 / 1000.0).round() as u64).clamp(1, 512);
     let script = dir.join(format!("paced-{}.lua", if post.is_some() { "post" } else { "get" }));
     let mut text = match post {
         Some(p) => std::fs::read_to_string(p)?,
@@ -218,6 +225,6 @@ async fn paced(url: &str, post: Option<&std::path::Path>, rate: f64, seconds: u6
     };
     text.push_str(&format!("function delay()\n  return {delay_ms}\nend\n"));
     std::fs::write(&script, text)?;
-    let figures = wrk(url, Some(&script), seconds).await?;
+    let figures = wrk_with(url, Some(&script), seconds, connections).await?;
     Ok((figures.p99_ms, figures.rps))
 }

@@ -129,7 +129,7 @@ impl Service {
         if http.public_rpc_url.is_empty() {
             http.public_rpc_url = chain.rpc_url.clone();
         }
-        AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), quotes, self.provider.clone(), chain.confirmations(), http, cancel)
+        AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel).with_quotes(quotes)
     }
 
     /// Runs the HTTP server on `listener`, the watcher and the minter (when an issuer key

@@ -550,13 +550,7 @@ impl Minter {
         let mut tx = self.db.begin_write().await?;
         let mut failed = 0;
         for batch in batches {
-            let ids: Vec<i64> = sqlx::query("SELECT id FROM badge_jobs WHERE batch_id = $1 AND status = 'sent'")
-                .bind(batch.id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get("id"))
-                .collect::<Result<_, _>>()?;
+            let ids = jobs_in_batch(&mut tx, batch.id).await?;
             failed += self.fail_jobs(&mut tx, &ids, &reason).await?;
             sqlx::query("DELETE FROM badge_batch_txs WHERE batch_id = $1").bind(batch.id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM badge_batches WHERE id = $1").bind(batch.id).execute(&mut *tx).await?;
@@ -605,13 +599,7 @@ impl Minter {
             .bind(batch.id)
             .execute(&mut *tx)
             .await?;
-        let ids: Vec<i64> = sqlx::query("SELECT id FROM badge_jobs WHERE batch_id = $1 AND status IN ('sent', 'mined')")
-            .bind(batch.id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?;
+        let ids = jobs_in_batch(&mut tx, batch.id).await?;
         let failed = self.fail_jobs(&mut tx, &ids, &reason).await?;
         tx.commit().await?;
         Ok(failed)
@@ -1207,6 +1195,15 @@ fn job_of(row: &sqlx::any::AnyRow) -> Result<Job, StoreError> {
             .map(|b| to_address(&b, "badge_jobs.new_wallet"))
             .transpose()?,
     })
+}
+
+/// Returns the ids of the jobs a batch carries (sent or mined).
+async fn jobs_in_batch(conn: &mut AnyConnection, batch_id: i64) -> Result<Vec<i64>, MintError> {
+    let rows = sqlx::query("SELECT id FROM badge_jobs WHERE batch_id = $1 AND status IN ('sent', 'mined')")
+        .bind(batch_id)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
 }
 
 fn fee_of(bytes: &[u8]) -> Result<u128, StoreError> {

@@ -278,35 +278,20 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         QuoteError::Sign(_) => ApiError::internal(&e),
     })?;
     // Built from what was just stored: no second read on the hot path.
-    let token = state.deployment.tokens.iter().find(|t| t.address == issued.token);
-    let q = &issued.quote;
-    let view = CheckoutView {
-        id: issued.checkout_id.clone(),
+    let order = Order {
+        order_id: issued.order_id as i64,
+        checkout_id: issued.checkout_id,
+        payer: issued.quote.payer,
+        token: issued.token,
+        amount: issued.amount,
+        plan_id: issued.quote.planId,
+        periods: issued.quote.periods,
+        deadline: issued.expires_at,
+        signature: issued.signature.to_vec(),
         status: "open".into(),
-        order_id: issued.order_id.to_string(),
-        chain_id: issued.chain_id,
-        contract: issued.checkout.to_string(),
-        token: TokenView {
-            symbol: token.map(|t| t.symbol.clone()).unwrap_or_default(),
-            address: issued.token.to_string(),
-            decimals: token.map(|t| t.decimals).unwrap_or(18),
-            permit: token.is_some_and(|t| t.permit),
-        },
-        amount: issued.amount.to_string(),
-        expires_at: issued.expires_at,
-        quote: QuoteView {
-            orderId: q.orderId.to_string(),
-            payer: q.payer.to_string(),
-            token: q.token.to_string(),
-            amount: q.amount.to_string(),
-            planId: q.planId,
-            periods: q.periods,
-            deadline: q.deadline,
-        },
-        signature: issued.signature.to_string(),
-        events_url: format!("/v1/checkouts/{}/events", issued.checkout_id),
-        progress: Progress { stage: "open".into(), confirmations: 0, required: state.confirmations, tx_hash: None, badge_tx_hash: None, expires_at: None },
     };
+    let progress = Progress { stage: "open".into(), confirmations: 0, required: state.confirmations, tx_hash: None, badge_tx_hash: None, expires_at: None };
+    let view = view_of(&state, &order, order.status.clone(), progress);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -400,11 +385,15 @@ async fn load_order(state: &AppState, checkout_id: &str) -> Result<Option<Order>
 
 async fn load_checkout(state: &AppState, checkout_id: &str) -> Result<Option<CheckoutView>, ApiError> {
     let Some(order) = load_order(state, checkout_id).await? else { return Ok(None) };
-    let d = &state.deployment;
-    let token = d.tokens.iter().find(|t| t.address == order.token);
     let progress = progress_of(state, &order).await?;
     let status = if order.status == "open" && order.deadline < unix_now() as u64 { "expired".to_string() } else { order.status.clone() };
-    Ok(Some(CheckoutView {
+    Ok(Some(view_of(state, &order, status, progress)))
+}
+
+fn view_of(state: &AppState, order: &Order, status: String, progress: Progress) -> CheckoutView {
+    let d = &state.deployment;
+    let token = d.tokens.iter().find(|t| t.address == order.token);
+    CheckoutView {
         id: order.checkout_id.clone(),
         status,
         order_id: order.order_id.to_string(),
@@ -430,7 +419,7 @@ async fn load_checkout(state: &AppState, checkout_id: &str) -> Result<Option<Che
         signature: format!("0x{}", alloy::hex::encode(&order.signature)),
         events_url: format!("/v1/checkouts/{}/events", order.checkout_id),
         progress,
-    }))
+    }
 }
 
 async fn progress_of(state: &AppState, order: &Order) -> Result<Progress, ApiError> {

@@ -72,12 +72,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Returns the state for the given parts.
+    /// Returns the state for the given parts, without a quote issuer ([`Self::with_quotes`]).
     pub fn new(
         db: Db,
         catalog: Arc<Catalog>,
         deployment: Deployment,
-        quotes: Option<QuoteIssuer>,
         provider: DynProvider,
         confirmations: u64,
         http: HttpSettings,
@@ -87,13 +86,19 @@ impl AppState {
             db,
             catalog,
             deployment: Arc::new(deployment),
-            quotes,
+            quotes: None,
             provider,
             confirmations,
             http: Arc::new(http),
             cancel,
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
         }
+    }
+
+    /// Returns the state with a quote issuer (checkouts are refused without one).
+    pub fn with_quotes(mut self, quotes: Option<QuoteIssuer>) -> Self {
+        self.quotes = quotes;
+        self
     }
 
     /// Returns the chain's head block, read at most every 200 ms whatever the load.

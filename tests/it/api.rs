@@ -51,7 +51,7 @@ impl App {
         let d = h.chain.deployment.clone();
         let mut http = http;
         http.public_rpc_url = h.chain.anvil.endpoint();
-        let state = AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, Some(h.quotes.clone()), h.rpc.clone(), CONFIRMATIONS, http, cancel.clone());
+        let state = AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, h.rpc.clone(), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(serve(listener, router(state), cancel.clone()));
