@@ -42,22 +42,12 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
     let service = Service::build(settings).await?;
     let watcher = service.watcher();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.cancel();
-        }
-    });
+    let cancel = stop_on_ctrl_c();
     tracing::info!(chain_id = service.deployment.chain_id, checkout = %service.deployment.checkout, "watcher starting");
-    let heads = tokio::sync::Mutex::new(service.heads().await);
+    let service = &service;
     store::leader::run_as_leader(&service.db, store::leader::WATCHER_LOCK, std::time::Duration::from_secs(1), cancel, |token| {
         let watcher = watcher.clone();
-        let heads = &heads;
-        async move {
-            let receiver = heads.lock().await.take();
-            watcher.run(token, receiver).await;
-        }
+        async move { watcher.run(token, service.heads().await).await }
     })
     .await?;
     service.db.close().await;

@@ -139,13 +139,11 @@ impl Service {
         let router = crate::http::router(self.app_state(cancel.clone()));
         let server = crate::http::serve(listener, router, cancel.clone());
         let watcher = self.watcher();
-        let watcher_heads = tokio::sync::Mutex::new(self.heads().await);
-        let minter_heads = tokio::sync::Mutex::new(self.heads().await);
         let retry = Duration::from_secs(1);
+        // Each leadership term subscribes to new heads afresh.
         let watching = crate::store::leader::run_as_leader(&self.db, crate::store::leader::WATCHER_LOCK, retry, cancel.clone(), |token| {
             let watcher = watcher.clone();
-            let heads = &watcher_heads;
-            async move { watcher.run(token, heads.lock().await.take()).await }
+            async move { watcher.run(token, self.heads().await).await }
         });
         let minter = self.minter();
         let minting = async {
@@ -155,8 +153,7 @@ impl Service {
             };
             crate::store::leader::run_as_leader(&self.db, crate::store::leader::MINTER_LOCK, retry, cancel.clone(), |token| {
                 let minter = minter.clone();
-                let heads = &minter_heads;
-                async move { minter.run(token, heads.lock().await.take()).await }
+                async move { minter.run(token, self.heads().await).await }
             })
             .await
         };

@@ -211,3 +211,75 @@ async fn quotes_issued_while_the_watcher_runs_never_fail_its_passes(kind: DbKind
     assert_eq!(h.count("SELECT COUNT(*) FROM orders").await, 153);
 }
 on_both_databases!(quotes_issued_while_the_watcher_runs_never_fail_its_passes);
+
+/// A JSON-RPC proxy in front of anvil that refuses `eth_getLogs` over more than `limit`
+/// blocks, as hosted providers do; everything else passes through to the real node.
+async fn range_limited_proxy(upstream: String, limit: u64) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+    let refused = Arc::new(AtomicU64::new(0));
+    let counter = refused.clone();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |axum::Json(request): axum::Json<serde_json::Value>| {
+            let (client, upstream, counter) = (client.clone(), upstream.clone(), counter.clone());
+            async move {
+                if request["method"] == "eth_getLogs" {
+                    let block = |key: &str| u64::from_str_radix(request["params"][0][key].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0);
+                    if block("toBlock") + 1 - block("fromBlock") > limit {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        return axum::Json(serde_json::json!({
+                            "jsonrpc": "2.0", "id": request["id"],
+                            "error": { "code": -32005, "message": format!("block range is too wide (max {limit})") }
+                        }));
+                    }
+                }
+                let answer: serde_json::Value = client.post(&upstream).json(&request).send().await.unwrap().json().await.unwrap();
+                axum::Json(answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, refused)
+}
+
+/// A provider that refuses wide `eth_getLogs` ranges: the watcher shrinks the range and
+/// still records every payment.
+async fn the_watcher_shrinks_the_range_a_provider_refuses(kind: DbKind) {
+    // Arrange: three payments spread over ~40 blocks; a provider that takes 8 blocks at most
+    let h = Harness::start(kind).await;
+    for wallet in 0..3 {
+        let quote = h.quote(wallet, 1, "USD", 1).await;
+        h.pay(wallet, &quote).await;
+        h.mine(15).await;
+    }
+    let (url, refused) = range_limited_proxy(h.chain.anvil.endpoint(), 8).await;
+    let provider = alloy::providers::ProviderBuilder::new().connect_http(url.parse().unwrap()).erased();
+    let d = &h.chain.deployment;
+    let watcher = tmai_pay::chain::watcher::Watcher::new(h.test_db.db.clone(), provider, h.catalog.clone(), tmai_pay::chain::watcher::WatcherConfig {
+        chain_id: d.chain_id,
+        checkout: d.checkout,
+        confirmations: CONFIRMATIONS,
+        max_block_range: 2_000,
+        start_block: d.deploy_block,
+        poll_interval: std::time::Duration::from_millis(50),
+    });
+
+    // Act
+    let mut passes = 0;
+    while !watcher.pass().await.unwrap().caught_up {
+        passes += 1;
+        assert!(passes < 200, "the watcher did not catch up");
+    }
+
+    // Assert
+    assert!(refused.load(std::sync::atomic::Ordering::Relaxed) > 0, "the provider never refused a range");
+    assert_eq!(h.count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await, 3);
+    assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 3);
+}
+on_both_databases!(the_watcher_shrinks_the_range_a_provider_refuses);
