@@ -103,6 +103,18 @@ impl Service {
             None => None,
         };
         let db = Db::connect(&settings.database_url).await?;
+        // Order ids come from the database's sequence; a database that is behind the chain
+        // (restored from an old backup, or a new one against a used contract) would sign
+        // quotes for ids already paid, which the contract refuses.
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(order_id), 0) + 1 FROM orders").fetch_one(db.pool()).await?;
+        let checkout = SubscriptionCheckout::new(deployment.checkout, &provider);
+        if checkout.isOrderPaid(alloy::primitives::U256::from(next as u64)).call().await.context("reading the checkout contract")? {
+            bail!(
+                "the database is behind the checkout contract: order {next}, the next order id, is already paid on chain {}; \
+                 use the database that issued those orders (or restore its latest backup)",
+                deployment.chain_id
+            );
+        }
         Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer })
     }
 

@@ -253,3 +253,25 @@ async fn run_takes_a_payment_to_a_badge() {
     let minted = tmai_pay::store::outbox::all(db.pool()).await.unwrap().into_iter().filter(|e| e.event_type == "badge.minted").count();
     assert_eq!(minted, 1);
 }
+
+/// A database behind the chain (a new one against a contract whose orders were paid)
+/// would sign quotes for order ids already paid: the service refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_behind_the_chain_is_refused_at_start() {
+    // Arrange: order 1 paid through the harness's own database
+    let h = Harness::start(DbKind::Sqlite).await;
+    let quote = h.quote(0, 3, "TMAI", 1).await;
+    h.pay(0, &quote).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let d = &h.chain.deployment;
+    let config = write_config(dir.path(), &fresh, &h.chain.anvil.endpoint(), d.chain_id, d, "");
+
+    // Act
+    let output = tmai_pay(&["watch", "--config", config.to_str().unwrap()], &[]);
+
+    // Assert
+    let stderr = text(&output).1;
+    assert!(!output.status.success());
+    assert!(stderr.contains("the database is behind the checkout contract: order 1"), "{stderr}");
+}
