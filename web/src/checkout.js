@@ -601,13 +601,13 @@ for (const button of document.querySelectorAll('[data-period]')) {
   });
 }
 
-el.connect.addEventListener('click', async () => {
-  if (state.busy || !state.catalog) return;
+// Runs one wallet step behind the busy flag, showing any error in words a person reads.
+async function walletStep(step) {
   clearError();
   state.busy = true;
   render();
   try {
-    await connect();
+    await step();
   } catch (err) {
     showError(err);
   } finally {
@@ -615,6 +615,11 @@ el.connect.addEventListener('click', async () => {
     render();
     updateReadyStatus();
   }
+}
+
+el.connect.addEventListener('click', () => {
+  if (state.busy || !state.catalog) return;
+  walletStep(connect);
 });
 
 el.pay.addEventListener('click', pay);
@@ -624,20 +629,9 @@ el.retryQuote.addEventListener('click', () => {
   pay();
 });
 
-el.switchNetwork.addEventListener('click', async () => {
+el.switchNetwork.addEventListener('click', () => {
   if (state.busy) return;
-  clearError();
-  state.busy = true;
-  render();
-  try {
-    await ensureChain();
-  } catch (err) {
-    showError(err);
-  } finally {
-    state.busy = false;
-    render();
-    updateReadyStatus();
-  }
+  walletStep(ensureChain);
 });
 
 watchWallet();
