@@ -102,13 +102,15 @@ pub struct Watcher {
     catalog: Arc<Catalog>,
     config: WatcherConfig,
     range: Arc<std::sync::atomic::AtomicU64>,
+    /// Successful fetches since the range last changed (it grows back after a run of them).
+    successes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Watcher {
     /// Returns a watcher; nothing runs until [`Watcher::run`] or [`Watcher::pass`].
     pub fn new(db: Db, provider: DynProvider, catalog: Arc<Catalog>, config: WatcherConfig) -> Self {
         let range = Arc::new(std::sync::atomic::AtomicU64::new(config.max_block_range.max(1)));
-        Self { db, provider, catalog, config, range }
+        Self { db, provider, catalog, config, range, successes: Default::default() }
     }
 
     /// Runs passes until `cancel` fires: at once while behind the head, then on each new
@@ -302,15 +304,39 @@ impl Watcher {
                 .from_block(from)
                 .to_block(to);
             match self.provider.get_logs(&filter).await {
-                Ok(logs) => return Ok((decode_logs(&logs), to)),
+                Ok(logs) => {
+                    self.grow_range_after_successes();
+                    return Ok((decode_logs(&logs), to));
+                }
                 Err(error) if to > from => {
                     let half = (to - from).div_ceil(2).max(1);
                     self.range.store(half, std::sync::atomic::Ordering::Relaxed);
+                    self.successes.store(0, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(%error, from, to, half, "eth_getLogs refused the range; shrinking it");
                     to = from + half - 1;
                 }
                 Err(error) => return Err(WatchError::Rpc(error.to_string())),
             }
+        }
+    }
+
+    /// Returns the `eth_getLogs` range the watcher asks for now.
+    pub fn block_range(&self) -> u64 {
+        self.range.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Doubles a shrunk range (up to the configured maximum) after 16 successful fetches
+    /// in a row, so a transient refusal does not slow the watcher for good; a provider with
+    /// a fixed limit costs one refused call per 16 passes.
+    fn grow_range_after_successes(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let range = self.range.load(Relaxed);
+        if range >= self.config.max_block_range {
+            return;
+        }
+        if self.successes.fetch_add(1, Relaxed) + 1 >= 16 {
+            self.range.store((range * 2).min(self.config.max_block_range), Relaxed);
+            self.successes.store(0, Relaxed);
         }
     }
 

@@ -55,32 +55,46 @@ pub struct Db {
     write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-/// A write transaction; on SQLite it also holds the process's write gate until it commits
-/// or is dropped (rolled back). Derefs to the connection, like a `sqlx::Transaction`.
+/// A write transaction on a connection of its own; on SQLite it also holds the process's
+/// write gate. Derefs to the connection. Dropped without [`WriteTx::commit`] (an error, or
+/// a cancelled task), the connection is **closed** rather than returned to the pool, which
+/// rolls the transaction back: a pooled connection can never be left inside a transaction
+/// by a task cancelled at the wrong moment.
 #[derive(Debug)]
 pub struct WriteTx {
-    // Declared first so it is dropped (rolled back) before the gate opens.
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    // Declared first so it is closed before the gate opens.
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    committed: bool,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
     /// Commits the transaction.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
     }
 }
 
 impl std::ops::Deref for WriteTx {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+        &mut self.conn
     }
 }
 
@@ -138,13 +152,16 @@ impl Db {
     /// immediate one waits its turn. Writers of this process queue on an async gate first,
     /// so SQLite's busy handler only sees other processes. PostgreSQL needs nothing special.
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => {
-                let gate = self.write_gate.clone().lock_owned().await;
-                WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _gate: Some(gate) }
-            }
-            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _gate: None },
-        })
+        let (gate, begin) = match self.backend {
+            Backend::Sqlite => (Some(self.write_gate.clone().lock_owned().await), "BEGIN IMMEDIATE"),
+            Backend::Postgres => (None, "BEGIN"),
+        };
+        let mut conn = self.pool.acquire().await?;
+        if let Err(error) = sqlx::query(begin).execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(error.into());
+        }
+        Ok(WriteTx { conn, committed: false, _gate: gate })
     }
 
     /// Closes the pool, waiting for connections to be returned.

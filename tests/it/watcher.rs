@@ -214,19 +214,25 @@ on_both_databases!(quotes_issued_while_the_watcher_runs_never_fail_its_passes);
 
 /// A JSON-RPC proxy in front of anvil that refuses `eth_getLogs` over more than `limit`
 /// blocks, as hosted providers do; everything else passes through to the real node.
-async fn range_limited_proxy(upstream: String, limit: u64) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+async fn range_limited_proxy(
+    upstream: String,
+    limit: u64,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use std::sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     };
     let refused = Arc::new(AtomicU64::new(0));
     let counter = refused.clone();
+    let limit = Arc::new(AtomicU64::new(limit));
+    let current = limit.clone();
     let client = reqwest::Client::new();
     let app = axum::Router::new().route(
         "/",
         axum::routing::post(move |axum::Json(request): axum::Json<serde_json::Value>| {
-            let (client, upstream, counter) = (client.clone(), upstream.clone(), counter.clone());
+            let (client, upstream, counter, current) = (client.clone(), upstream.clone(), counter.clone(), current.clone());
             async move {
+                let limit = current.load(Ordering::Relaxed);
                 if request["method"] == "eth_getLogs" {
                     let block = |key: &str| u64::from_str_radix(request["params"][0][key].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0);
                     if block("toBlock") + 1 - block("fromBlock") > limit {
@@ -245,11 +251,11 @@ async fn range_limited_proxy(upstream: String, limit: u64) -> (String, std::sync
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, refused)
+    (url, refused, limit)
 }
 
 /// A provider that refuses wide `eth_getLogs` ranges: the watcher shrinks the range and
-/// still records every payment.
+/// still records every payment; once the provider takes wide ranges again, it grows back.
 async fn the_watcher_shrinks_the_range_a_provider_refuses(kind: DbKind) {
     // Arrange: three payments spread over ~40 blocks; a provider that takes 8 blocks at most
     let h = Harness::start(kind).await;
@@ -258,7 +264,7 @@ async fn the_watcher_shrinks_the_range_a_provider_refuses(kind: DbKind) {
         h.pay(wallet, &quote).await;
         h.mine(15).await;
     }
-    let (url, refused) = range_limited_proxy(h.chain.anvil.endpoint(), 8).await;
+    let (url, refused, limit) = range_limited_proxy(h.chain.anvil.endpoint(), 8).await;
     let provider = alloy::providers::ProviderBuilder::new().connect_http(url.parse().unwrap()).erased();
     let d = &h.chain.deployment;
     let watcher = tmai_pay::chain::watcher::Watcher::new(h.test_db.db.clone(), provider, h.catalog.clone(), tmai_pay::chain::watcher::WatcherConfig {
@@ -281,5 +287,14 @@ async fn the_watcher_shrinks_the_range_a_provider_refuses(kind: DbKind) {
     assert!(refused.load(std::sync::atomic::Ordering::Relaxed) > 0, "the provider never refused a range");
     assert_eq!(h.count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await, 3);
     assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 3);
+    assert!(watcher.block_range() <= 8, "range {}", watcher.block_range());
+
+    // Act 2: the provider lifts its limit; after a run of successes the range grows back
+    limit.store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..40 {
+        h.mine(1).await;
+        watcher.pass().await.unwrap();
+    }
+    assert!(watcher.block_range() > 8, "range {}", watcher.block_range());
 }
 on_both_databases!(the_watcher_shrinks_the_range_a_provider_refuses);
