@@ -74,15 +74,27 @@ pub async fn insert(
                 query = bind(query, value);
             }
         }
-        if tail.contains("RETURNING") {
-            let rows = query.fetch_all(&mut *conn).await?;
-            affected += rows.len() as u64;
-            returned.extend(rows);
-        } else {
-            affected += query.execute(&mut *conn).await?.rows_affected();
-        }
+        affected += run(conn, query, tail.contains("RETURNING"), &mut returned).await?;
     }
     Ok((returned, affected))
+}
+
+/// Runs one chunk's statement: fetches the rows of a `RETURNING` clause into `returned`;
+/// returns the rows affected.
+async fn run<'q>(
+    conn: &mut AnyConnection,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    returning: bool,
+    returned: &mut Vec<AnyRow>,
+) -> Result<u64, StoreError> {
+    if returning {
+        let rows = query.fetch_all(&mut *conn).await?;
+        let n = rows.len() as u64;
+        returned.extend(rows);
+        Ok(n)
+    } else {
+        Ok(query.execute(&mut *conn).await?.rows_affected())
+    }
 }
 
 /// Rows per SQLite statement on the JSON path.
@@ -140,13 +152,7 @@ async fn insert_json(conn: &mut AnyConnection, head: &str, rows: &[Vec<Value>], 
         }
         json.push(']');
         let query = sqlx::query(&sql).bind(json);
-        if tail.contains("RETURNING") {
-            let rows = query.fetch_all(&mut *conn).await?;
-            affected += rows.len() as u64;
-            returned.extend(rows);
-        } else {
-            affected += query.execute(&mut *conn).await?.rows_affected();
-        }
+        affected += run(conn, query, tail.contains("RETURNING"), &mut returned).await?;
     }
     Ok((returned, affected))
 }

@@ -168,13 +168,16 @@ function planCard(plan, locked) {
     card.append(node('span', 'plan-discount', `Save ${discount} % with TMAI`));
   }
   card.setAttribute('aria-label', `${plan.name}${price ? `, ${price.display} ${price.token} per ${unit}` : ''}`);
-  card.addEventListener('click', () => {
-    state.planId = plan.id;
-    clearError();
-    render();
-    updateReadyStatus();
-  });
+  card.addEventListener('click', () => choose(() => { state.planId = plan.id; }));
   return card;
+}
+
+// Applies a choice (plan, token), then redraws.
+function choose(apply) {
+  apply();
+  clearError();
+  render();
+  updateReadyStatus();
 }
 
 function tokenButton(token, plan, locked) {
@@ -196,12 +199,7 @@ function tokenButton(token, plan, locked) {
   } else {
     button.append(node('span', 'token-price muted', plan ? 'not offered for this plan' : 'pick a plan'));
   }
-  button.addEventListener('click', () => {
-    state.token = token.symbol;
-    clearError();
-    render();
-    updateReadyStatus();
-  });
+  button.addEventListener('click', () => choose(() => { state.token = token.symbol; }));
   return button;
 }
 
