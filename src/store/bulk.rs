@@ -174,6 +174,27 @@ fn json_list(list: &[Value], parameter: usize) -> (String, String) {
     (format!("(SELECT {column} FROM json_each(${parameter}))"), json)
 }
 
+/// Returns the statements `before (…) after` over the `IN` list in chunks, each with its
+/// values to bind (`leading` first): numbered placeholders on PostgreSQL, one JSON
+/// parameter unpacked by `json_each` on SQLite.
+fn in_list_statements(conn: &AnyConnection, before: &str, after: &str, leading: &[Value], list: &[Value]) -> Vec<(String, Vec<Value>)> {
+    if is_sqlite(conn) {
+        return list
+            .chunks(JSON_CHUNK)
+            .map(|chunk| {
+                let (subquery, json) = json_list(chunk, leading.len() + 1);
+                (format!("{before} {subquery} {after}"), leading.iter().cloned().chain([Value::Text(json)]).collect())
+            })
+            .collect();
+    }
+    list.chunks(max_params(conn) - leading.len())
+        .map(|chunk| {
+            let sql = format!("{before} {} {after}", placeholders(leading.len() + 1, chunk.len()));
+            (sql, leading.iter().chain(chunk).cloned().collect())
+        })
+        .collect()
+}
+
 /// Runs `before (…) after` with the values as an `IN` list, in chunks, binding `leading`
 /// first (`$1…`) and the list after it; returns the fetched rows.
 pub async fn fetch_in(
@@ -183,29 +204,9 @@ pub async fn fetch_in(
     leading: &[Value],
     list: &[Value],
 ) -> Result<Vec<AnyRow>, StoreError> {
-    if list.is_empty() {
-        return Ok(Vec::new());
-    }
-    if is_sqlite(conn) {
-        let mut out = Vec::new();
-        for chunk in list.chunks(JSON_CHUNK) {
-            let (subquery, json) = json_list(chunk, leading.len() + 1);
-            let sql = format!("{before} {subquery} {after}");
-            let mut query = sqlx::query(&sql);
-            for value in leading {
-                query = bind(query, value);
-            }
-            out.extend(query.bind(json).fetch_all(&mut *conn).await?);
-        }
-        return Ok(out);
-    }
     let mut out = Vec::new();
-    for chunk in list.chunks(max_params(conn) - leading.len()) {
-        let sql = format!("{before} {} {after}", placeholders(leading.len() + 1, chunk.len()));
-        let mut query = sqlx::query(&sql);
-        for value in leading.iter().chain(chunk) {
-            query = bind(query, value);
-        }
+    for (sql, values) in in_list_statements(conn, before, after, leading, list) {
+        let query = values.iter().fold(sqlx::query(&sql), bind);
         out.extend(query.fetch_all(&mut *conn).await?);
     }
     Ok(out)
@@ -220,29 +221,9 @@ pub async fn execute_in(
     leading: &[Value],
     list: &[Value],
 ) -> Result<u64, StoreError> {
-    if list.is_empty() {
-        return Ok(0);
-    }
-    if is_sqlite(conn) {
-        let mut affected = 0;
-        for chunk in list.chunks(JSON_CHUNK) {
-            let (subquery, json) = json_list(chunk, leading.len() + 1);
-            let sql = format!("{before} {subquery} {after}");
-            let mut query = sqlx::query(&sql);
-            for value in leading {
-                query = bind(query, value);
-            }
-            affected += query.bind(json).execute(&mut *conn).await?.rows_affected();
-        }
-        return Ok(affected);
-    }
     let mut affected = 0;
-    for chunk in list.chunks(max_params(conn) - leading.len()) {
-        let sql = format!("{before} {} {after}", placeholders(leading.len() + 1, chunk.len()));
-        let mut query = sqlx::query(&sql);
-        for value in leading.iter().chain(chunk) {
-            query = bind(query, value);
-        }
+    for (sql, values) in in_list_statements(conn, before, after, leading, list) {
+        let query = values.iter().fold(sqlx::query(&sql), bind);
         affected += query.execute(&mut *conn).await?.rows_affected();
     }
     Ok(affected)
