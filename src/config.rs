@@ -31,6 +31,87 @@ pub struct Settings {
     /// HTTP API settings.
     #[serde(default)]
     pub http: HttpSettings,
+    /// Outgoing webhook delivery.
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+    /// Renewal reminders and expiry.
+    #[serde(default)]
+    pub reminders: ReminderSettings,
+    /// Incoming card-processor webhooks.
+    #[serde(default)]
+    pub card: CardSettings,
+}
+
+/// Outgoing webhook delivery (the `[webhooks]` table); every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Allow endpoints on private, loopback and link-local addresses (local development
+    /// only: it lets anyone with an API key make the service call into your network).
+    pub allow_private_targets: bool,
+    /// Seconds to wait for an endpoint's answer.
+    pub timeout_secs: u64,
+    /// When each attempt is made, in seconds after the previous one failed; the first entry
+    /// is the delay of the first attempt. After the last entry the delivery is given up.
+    pub schedule_secs: Vec<u64>,
+    /// Random spread added to each retry delay, in percent of it.
+    pub jitter_percent: u8,
+    /// Endpoints delivered to at once.
+    pub max_concurrent_endpoints: usize,
+    /// Deliveries sent to one endpoint, in order, before their results are recorded.
+    pub batch_size: usize,
+    /// Milliseconds between looks at the outbox when idle.
+    pub poll_interval_ms: u64,
+    /// Seconds the old secret still signs (beside the new one) after a rotation.
+    pub rotation_overlap_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            timeout_secs: 15,
+            schedule_secs: vec![0, 5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400],
+            jitter_percent: 10,
+            max_concurrent_endpoints: 16,
+            batch_size: 100,
+            poll_interval_ms: 250,
+            rotation_overlap_secs: 86_400,
+        }
+    }
+}
+
+/// Renewal reminders (the `[reminders]` table); every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReminderSettings {
+    /// Days before expiry at which `subscription.expiring` is sent, once each per period.
+    pub expiring_days: Vec<u32>,
+    /// Seconds between looks for subscriptions that are expiring or have expired.
+    pub interval_secs: u64,
+}
+
+impl Default for ReminderSettings {
+    fn default() -> Self {
+        Self { expiring_days: vec![7, 1], interval_secs: 30 }
+    }
+}
+
+/// Incoming card-processor webhooks (the `[card]` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardSettings {
+    /// The processor's endpoint signing secret (`whsec_…` in Stripe's dashboard). Card
+    /// webhooks are refused while it is unset.
+    pub webhook_secret: Option<SecretString>,
+    /// Seconds a signed timestamp may be away from now.
+    pub tolerance_secs: u64,
+}
+
+impl Default for CardSettings {
+    fn default() -> Self {
+        Self { webhook_secret: None, tolerance_secs: 300 }
+    }
 }
 
 /// HTTP API settings (the `[http]` table); every field has a default.
@@ -256,6 +337,35 @@ impl Settings {
         }
         if self.http.body_limit_bytes < 1024 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1024"));
+        }
+        let w = &self.webhooks;
+        if w.timeout_secs == 0 || w.timeout_secs > 300 {
+            return Err(invalid("webhooks.timeout_secs", "must be between 1 and 300"));
+        }
+        if w.schedule_secs.is_empty() || w.schedule_secs.len() > 50 {
+            return Err(invalid("webhooks.schedule_secs", "must list between 1 and 50 delays"));
+        }
+        if w.jitter_percent > 100 {
+            return Err(invalid("webhooks.jitter_percent", "must be at most 100"));
+        }
+        if w.max_concurrent_endpoints == 0 {
+            return Err(invalid("webhooks.max_concurrent_endpoints", "must be at least 1"));
+        }
+        if w.batch_size == 0 || w.batch_size > 10_000 {
+            return Err(invalid("webhooks.batch_size", "must be between 1 and 10000"));
+        }
+        if w.poll_interval_ms == 0 {
+            return Err(invalid("webhooks.poll_interval_ms", "must be at least 1"));
+        }
+        let r = &self.reminders;
+        if r.expiring_days.iter().any(|d| *d == 0 || *d > 365) {
+            return Err(invalid("reminders.expiring_days", "each must be between 1 and 365"));
+        }
+        if r.interval_secs == 0 {
+            return Err(invalid("reminders.interval_secs", "must be at least 1"));
+        }
+        if self.card.tolerance_secs == 0 {
+            return Err(invalid("card.tolerance_secs", "must be at least 1"));
         }
         if self.chain.quote_ttl_secs == 0 {
             return Err(invalid("chain.quote_ttl_secs", "must be at least 1"));

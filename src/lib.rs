@@ -9,6 +9,7 @@
 pub mod billing;
 pub mod chain;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod http;

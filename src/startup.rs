@@ -45,6 +45,8 @@ pub struct Service {
     pub quote_signer: Option<PrivateKeySigner>,
     /// The badge issuer, when configured.
     pub issuer: Option<PrivateKeySigner>,
+    /// The clock every time-based decision reads.
+    pub clock: crate::clock::Clock,
 }
 
 impl Service {
@@ -115,7 +117,7 @@ impl Service {
                 deployment.chain_id
             );
         }
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer })
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock: crate::clock::Clock::system() })
     }
 
     /// Returns the watcher for this service.
@@ -141,7 +143,11 @@ impl Service {
         if http.public_rpc_url.is_empty() {
             http.public_rpc_url = chain.rpc_url.clone();
         }
-        AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel).with_quotes(quotes)
+        AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel)
+            .with_quotes(quotes)
+            .with_clock(self.clock.clone())
+            .with_webhooks(self.settings.webhooks.clone())
+            .with_card(self.settings.card.clone())
     }
 
     /// Runs the HTTP server on `listener`, the watcher and the minter (when an issuer key

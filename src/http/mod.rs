@@ -38,7 +38,8 @@ use utoipa::{
 use crate::{
     billing::{plans::Catalog, quotes::QuoteIssuer},
     chain::deployment::Deployment,
-    config::HttpSettings,
+    clock::Clock,
+    config::{CardSettings, HttpSettings, WebhookSettings},
     store::Db,
 };
 
@@ -67,6 +68,12 @@ pub struct AppState {
     pub http: Arc<HttpSettings>,
     /// Cancelled at shutdown (ends event streams).
     pub cancel: CancellationToken,
+    /// The service's clock (tests move it).
+    pub clock: Clock,
+    /// Outgoing webhook settings (endpoint checks, secret rotation).
+    pub webhooks: Arc<WebhookSettings>,
+    /// Incoming card webhook settings.
+    pub card: Arc<CardSettings>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
 }
@@ -91,6 +98,9 @@ impl AppState {
             confirmations,
             http: Arc::new(http),
             cancel,
+            clock: Clock::system(),
+            webhooks: Arc::new(WebhookSettings::default()),
+            card: Arc::new(CardSettings::default()),
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
         }
     }
@@ -98,6 +108,24 @@ impl AppState {
     /// Returns the state with a quote issuer (checkouts are refused without one).
     pub fn with_quotes(mut self, quotes: Option<QuoteIssuer>) -> Self {
         self.quotes = quotes;
+        self
+    }
+
+    /// Returns the state with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Returns the state with these webhook settings (default: [`WebhookSettings::default`]).
+    pub fn with_webhooks(mut self, webhooks: WebhookSettings) -> Self {
+        self.webhooks = Arc::new(webhooks);
+        self
+    }
+
+    /// Returns the state with these card settings (card webhooks are refused without a secret).
+    pub fn with_card(mut self, card: CardSettings) -> Self {
+        self.card = Arc::new(card);
         self
     }
 
