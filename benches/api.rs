@@ -100,6 +100,7 @@ async fn main() -> Result<()> {
             expires_at: now + 30 * 86_400,
             next_plan_id: None,
             next_expires_at: None,
+            comp_seconds: 0,
         }, now)
         .await?;
         tx.commit().await?;

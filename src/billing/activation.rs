@@ -4,9 +4,11 @@
 //! Rules (DESIGN.md flow 4):
 //! - no subscription, or an expired one: **activated** for `periods` from now;
 //! - same tier: **renewed** from the later of now and the current expiry;
-//! - higher tier: **upgraded** at once; the unused time of the old tier (and of a scheduled
-//!   downgrade) is credited at the ratio of the two plans' per-second prices in the paid
-//!   token (card prices when the token prices are missing; no credit when neither is);
+//! - higher tier: **upgraded** at once; the unused *paid* time of the old tier (and of a
+//!   scheduled downgrade) is credited at the ratio of the two plans' per-second prices in
+//!   the paid token (card prices when the token prices are missing; no credit when neither
+//!   is); unused comp time (granted, not bought) is carried over as it is, never priced,
+//!   and the rest of a (card) trial is not credited;
 //! - lower tier: **downgrade scheduled**; it takes effect when the current period ends.
 //!
 //! Exactly once: the `activations` row is keyed by the payment; if it exists, nothing runs.
@@ -42,6 +44,9 @@ pub struct Subscription {
     pub next_plan_id: Option<u32>,
     /// When the scheduled plan's time ends.
     pub next_expires_at: Option<u64>,
+    /// The comped part of `expires_at` (granted by the merchant, not paid): the last
+    /// `comp_seconds` before `expires_at`.
+    pub comp_seconds: u64,
 }
 
 /// What kind of change a payment made.
@@ -129,6 +134,7 @@ pub fn plan_change(
             expires_at: now + bought,
             next_plan_id: None,
             next_expires_at: None,
+            comp_seconds: 0,
         },
         old_expires_at: current.map(|c| c.expires_at),
         credit_seconds: 0,
@@ -147,14 +153,21 @@ pub fn plan_change(
         return Change { kind: ChangeKind::Renewed, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 };
     }
     if plan.tier > cur.tier {
-        let mut credit_seconds = catalog.get(cur.plan_id).map_or(0, |old| credit(cur.expires_at - now, old, plan, token));
+        // Comp time sits at the end of the period: what is left of it is carried over as is,
+        // and only the paid rest is credited at the two plans' prices.
+        // A trial was not paid for either: upgrading from one credits nothing.
+        let left = cur.expires_at - now;
+        let comp_left = cur.comp_seconds.min(left);
+        let paid_left = if cur.status == "trialing" { 0 } else { left - comp_left };
+        let mut credit_seconds = catalog.get(cur.plan_id).map_or(0, |old| credit(paid_left, old, plan, token));
         if let (Some(next_id), Some(next_end)) = (cur.next_plan_id, cur.next_expires_at)
             && let Some(next) = catalog.get(next_id) {
                 credit_seconds += credit(next_end.saturating_sub(cur.expires_at), next, plan, token);
             }
         after.plan_id = plan.id;
         after.tier = plan.tier;
-        after.expires_at = now + bought + credit_seconds;
+        after.expires_at = now + bought + credit_seconds + comp_left;
+        after.comp_seconds = comp_left;
         after.next_plan_id = None;
         after.next_expires_at = None;
         return Change { kind: ChangeKind::Upgraded, after, old_expires_at: Some(cur.expires_at), credit_seconds };
@@ -169,7 +182,7 @@ pub fn plan_change(
 /// Loads the subscription of `wallet`.
 pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Subscription>, StoreError> {
     let row = sqlx::query(
-        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at \
+        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds \
          FROM subscriptions WHERE wallet = $1",
     )
     .bind(address_bytes(wallet))
@@ -188,12 +201,13 @@ fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreError> 
         expires_at: r.try_get::<i64, _>("expires_at")? as u64,
         next_plan_id: r.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
         next_expires_at: r.try_get::<Option<i64>, _>("next_expires_at")?.map(|v| v as u64),
+        comp_seconds: r.try_get::<i64, _>("comp_seconds")? as u64,
     })
 }
 
 /// Writes `s` (insert or replace).
 pub async fn save(conn: &mut AnyConnection, s: &Subscription, now: u64) -> Result<(), StoreError> {
-    sqlx::query(&format!("{SAVE_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {SAVE_TAIL}"))
+    sqlx::query(&format!("{SAVE_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {SAVE_TAIL}"))
     .bind(address_bytes(s.wallet))
     .bind(i64::from(s.plan_id))
     .bind(i64::from(s.tier))
@@ -202,6 +216,7 @@ pub async fn save(conn: &mut AnyConnection, s: &Subscription, now: u64) -> Resul
     .bind(s.expires_at as i64)
     .bind(s.next_plan_id.map(i64::from))
     .bind(s.next_expires_at.map(|v| v as i64))
+    .bind(s.comp_seconds as i64)
     .bind(now as i64)
     .execute(conn)
     .await?;
@@ -259,7 +274,7 @@ pub async fn activate_all(conn: &mut AnyConnection, catalog: &Catalog, paid: &[P
     let list: Vec<Value> = wallets.iter().map(|w| Value::Bytes(address_bytes(*w))).collect();
     let rows = fetch_in(
         conn,
-        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at FROM subscriptions WHERE wallet IN",
+        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds FROM subscriptions WHERE wallet IN",
         "",
         &[],
         &list,
@@ -344,6 +359,7 @@ pub async fn activate_all(conn: &mut AnyConnection, catalog: &Catalog, paid: &[P
                 Value::I64(s.expires_at as i64),
                 Value::OptI64(s.next_plan_id.map(i64::from)),
                 Value::OptI64(s.next_expires_at.map(|v| v as i64)),
+                Value::I64(s.comp_seconds as i64),
                 Value::I64(now as i64),
             ]
         })
@@ -355,10 +371,10 @@ pub async fn activate_all(conn: &mut AnyConnection, catalog: &Catalog, paid: &[P
 }
 
 const SAVE_HEAD: &str =
-    "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, updated_at)";
+    "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds, updated_at)";
 const SAVE_TAIL: &str = "ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, \
     status = excluded.status, expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, \
-    next_expires_at = excluded.next_expires_at, updated_at = excluded.updated_at";
+    next_expires_at = excluded.next_expires_at, comp_seconds = excluded.comp_seconds, updated_at = excluded.updated_at";
 
 /// Applies scheduled downgrades whose time has come: the next plan becomes current, its
 /// badge job is queued and `subscription.renewed` (change `downgrade`) is written.
@@ -379,6 +395,8 @@ pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, n
         sub.expires_at = next_end;
         sub.next_plan_id = None;
         sub.next_expires_at = None;
+        // Comp time belonged to the tier that just ended.
+        sub.comp_seconds = 0;
         save(conn, &sub, now).await?;
         queue_badge(conn, wallet, "update", sub.tier, sub.expires_at, now).await?;
         let id = outbox::event_id(&["subscription.renewed", "downgrade", &wallet.to_string(), &previous.to_string()]);

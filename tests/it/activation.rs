@@ -41,6 +41,7 @@ fn subscription(plan_id: u32, tier: u8, expires_at: u64) -> Subscription {
         expires_at,
         next_plan_id: None,
         next_expires_at: None,
+        comp_seconds: 0,
     }
 }
 
@@ -84,6 +85,42 @@ fn an_upgrade_credits_unused_time_by_price_to_the_second() {
     // 100 days left: 8,640,000 × 490 × 2,592,000 / (31,536,000 × 99) = 3,514,819.4… → 3,514,819.
     let yearly = subscription(13, 3, NOW + 100 * 86_400);
     assert_eq!(plan_change(Some(&yearly), &c, WALLET, c.get(4).unwrap(), 1, USD, NOW).credit_seconds, 3_514_819);
+}
+
+#[test]
+fn an_upgrade_credits_paid_time_at_price_and_carries_comp_time_over() {
+    // Basic with 12 days left, of which the last 5 were comped: only the 7 paid days are
+    // credited at 80/400 (7 d × 0.2 = 120,960 s); the 5 comp days carry over as they are.
+    let c = catalog();
+    let mut current = subscription(1, 1, NOW + 12 * 86_400);
+    current.comp_seconds = 5 * 86_400;
+    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, TMAI, NOW);
+    assert_eq!(change.kind, ChangeKind::Upgraded);
+    assert_eq!(change.credit_seconds, 120_960);
+    assert_eq!(change.after.comp_seconds, 5 * 86_400);
+    assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 120_960 + 5 * 86_400);
+
+    // Less time left than was comped: all of what is left is comp, nothing is credited.
+    current.expires_at = NOW + 2 * 86_400;
+    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, TMAI, NOW);
+    assert_eq!((change.credit_seconds, change.after.comp_seconds), (0, 2 * 86_400));
+    assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 2 * 86_400);
+
+    // A renewal keeps the comp time; a fresh activation has none.
+    current.expires_at = NOW + 12 * 86_400;
+    let renewed = plan_change(Some(&current), &c, WALLET, c.get(1).unwrap(), 1, TMAI, NOW);
+    assert_eq!((renewed.kind, renewed.after.comp_seconds), (ChangeKind::Renewed, 5 * 86_400));
+    assert_eq!(plan_change(None, &c, WALLET, c.get(1).unwrap(), 1, TMAI, NOW).after.comp_seconds, 0);
+}
+
+#[test]
+fn an_upgrade_from_a_trial_credits_nothing() {
+    let c = catalog();
+    let mut trial = subscription(1, 1, NOW + 5 * 86_400);
+    trial.status = "trialing".into();
+    let change = plan_change(Some(&trial), &c, WALLET, c.get(3).unwrap(), 1, Address::ZERO, NOW);
+    assert_eq!((change.kind, change.credit_seconds), (ChangeKind::Upgraded, 0));
+    assert_eq!((change.after.status.as_str(), change.after.expires_at), ("active", NOW + MONTH_SECS));
 }
 
 #[test]

@@ -83,6 +83,7 @@ impl Bench {
             expires_at,
             next_plan_id: None,
             next_expires_at: None,
+            comp_seconds: 0,
         };
         activation::save(&mut tx, &sub, now).await.unwrap();
         activation::queue_badge(&mut tx, wallet, action, tier, expires_at, now).await.unwrap();
