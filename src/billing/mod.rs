@@ -1,5 +1,8 @@
-//! Plans, quotes and what a confirmed payment does to a subscription.
+//! Plans, quotes, what a confirmed payment (on-chain or by card) does to a subscription,
+//! and the merchant's member management.
 
 pub mod activation;
+pub mod card;
+pub mod members;
 pub mod plans;
 pub mod quotes;

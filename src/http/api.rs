@@ -244,7 +244,7 @@ pub struct CheckoutView {
     pub progress: Progress,
 }
 
-fn parse_wallet(field: &str, text: &str) -> Result<Address, ApiError> {
+pub(crate) fn parse_wallet(field: &str, text: &str) -> Result<Address, ApiError> {
     let text = text.trim();
     if !(text.len() == 42 && text.starts_with("0x")) {
         return Err(ApiError::invalid(format!("{field}: {text:?} is not an address (0x and 40 hex digits)")));

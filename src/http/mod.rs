@@ -44,8 +44,10 @@ use crate::{
 };
 
 pub mod api;
+pub mod card;
 pub mod error;
 pub mod keys;
+pub mod members;
 
 use error::ApiError;
 
@@ -146,11 +148,18 @@ impl AppState {
     info(title = "tmai-pay", description = "Subscription checkout paid on-chain, with soulbound membership badges."),
     paths(
         api::plans, api::create_checkout, api::get_checkout, api::checkout_events, api::subscription, api::badge, api::payments,
+        members::comp, members::cancel, members::revoke, members::move_member, members::refund,
+        card::webhook,
         healthz, readyz,
     ),
     components(schemas(error::ErrorBody, api::Progress, Health, Ready)),
     modifiers(&ApiKeyScheme),
-    tags((name = "public", description = "Subscribers and the checkout page"), (name = "merchant", description = "Needs an API key"), (name = "operations"))
+    tags(
+        (name = "public", description = "Subscribers and the checkout page"),
+        (name = "merchant", description = "Needs an API key"),
+        (name = "card", description = "The card processor's signed webhooks"),
+        (name = "operations"),
+    )
 )]
 pub struct ApiDoc;
 
@@ -222,7 +231,16 @@ pub fn router(state: AppState) -> Router {
     };
     let merchant = Router::new()
         .route("/v1/payments", get(api::payments))
+        .route("/v1/payments/{id}/refund", post(members::refund))
+        .route("/v1/members/{wallet}/comp", post(members::comp))
+        .route("/v1/members/{wallet}/cancel", post(members::cancel))
+        .route("/v1/members/{wallet}/revoke", post(members::revoke))
+        .route("/v1/members/{wallet}/move", post(members::move_member))
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
+    // Signed by the processor: neither rate-limited per address nor behind an API key.
+    let card_in = Router::new()
+        .route("/v1/card/webhook", post(card::webhook))
+        .route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -236,6 +254,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public)
         .merge(merchant)
+        .merge(card_in)
         .merge(ops)
         .merge(page)
         .fallback(not_found)

@@ -4,11 +4,13 @@
 mod activation;
 mod api;
 mod browser;
+mod card;
 mod chain;
 mod cli;
 mod db;
 mod harness;
 mod helpers;
+mod members;
 mod minter;
 mod service;
 mod watcher;

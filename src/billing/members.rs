@@ -1,0 +1,309 @@
+//! The merchant's member management: comp time, cancel, revoke, move to a new wallet, and
+//! refunds of on-chain payments. Each action runs inside the caller's write transaction,
+//! checks everything before it writes (an error leaves nothing behind once the caller drops
+//! the transaction), and writes its outbox events and, where the badge changes, its badge
+//! job.
+//!
+//! Comp time is kept apart from paid time: `subscriptions.comp_seconds` is the comped part
+//! of the current expiry (counted as the last part of the period) and `comp_grants` the
+//! ledger; an upgrade credits only the paid part at a price and carries comp time over
+//! ([`super::activation::plan_change`]).
+
+use alloy::primitives::Address;
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::activation::{self, Subscription};
+use crate::{
+    chain::paid_log::payment_key,
+    store::{StoreError, address_bytes, outbox, to_address, to_b256, to_u256},
+};
+
+/// Seconds in a comp day.
+pub const DAY_SECS: u64 = 86_400;
+/// Most comp days in one grant.
+pub const MAX_COMP_DAYS: u32 = 3_650;
+/// Longest reason or note kept.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// Why an action was refused. Nothing was changed for any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// Bad input (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such subscription or payment (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The subscription or payment is not in a state that allows the action (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for MemberError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+fn text_field(field: &str, text: &str) -> Result<String, MemberError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(MemberError::Invalid(format!("{field} must not be empty: say why, for the record")));
+    }
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(MemberError::Invalid(format!("{field} must be at most {MAX_NOTE_CHARS} characters")));
+    }
+    Ok(text.to_string())
+}
+
+/// Loads `wallet`'s subscription, or 404.
+async fn existing(conn: &mut AnyConnection, wallet: Address) -> Result<Subscription, MemberError> {
+    activation::load(conn, wallet).await?.ok_or_else(|| MemberError::NotFound(format!("{wallet} has no subscription")))
+}
+
+/// Whether the subscription has ended (expired by status or by time).
+fn ended(sub: &Subscription, now: u64) -> bool {
+    sub.status == "expired" || sub.expires_at <= now
+}
+
+fn view(sub: &Subscription) -> serde_json::Value {
+    serde_json::json!({
+        "wallet": sub.wallet,
+        "plan_id": sub.plan_id,
+        "tier": sub.tier,
+        "status": sub.status,
+        "expires_at": sub.expires_at,
+        "comp_seconds": sub.comp_seconds,
+        "next_plan_id": sub.next_plan_id,
+        "next_expires_at": sub.next_expires_at,
+    })
+}
+
+/// A comp grant and the subscription after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompGrant {
+    /// Ledger id (`comp_grants.id`).
+    pub grant_id: i64,
+    /// Seconds granted.
+    pub seconds: u64,
+    /// The subscription afterwards.
+    pub subscription: Subscription,
+}
+
+/// Grants `days` of comp time to `wallet`'s live subscription: its expiry (and any
+/// scheduled downgrade after it) moves by the days, the comped part grows, the grant goes
+/// into the ledger; badge job `update`, event `subscription.comp_granted`.
+pub async fn grant_comp(conn: &mut AnyConnection, wallet: Address, days: u32, reason: &str, now: u64) -> Result<CompGrant, MemberError> {
+    if !(1..=MAX_COMP_DAYS).contains(&days) {
+        return Err(MemberError::Invalid(format!("days must be between 1 and {MAX_COMP_DAYS}")));
+    }
+    let reason = text_field("reason", reason)?;
+    let mut sub = existing(conn, wallet).await?;
+    if ended(&sub, now) {
+        return Err(MemberError::Conflict(format!(
+            "{wallet}'s subscription has already expired (at {}); comp time extends a live subscription only",
+            sub.expires_at
+        )));
+    }
+    let seconds = u64::from(days) * DAY_SECS;
+    let previous = sub.expires_at;
+    sub.expires_at += seconds;
+    sub.comp_seconds += seconds;
+    if let Some(next) = sub.next_expires_at.as_mut() {
+        *next += seconds;
+    }
+    activation::save(conn, &sub, now).await?;
+    let grant_id: i64 = sqlx::query(
+        "INSERT INTO comp_grants (wallet, days, seconds, reason, old_expires_at, new_expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(address_bytes(wallet))
+    .bind(i64::from(days))
+    .bind(seconds as i64)
+    .bind(&reason)
+    .bind(previous as i64)
+    .bind(sub.expires_at as i64)
+    .bind(now as i64)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    activation::queue_badge(conn, wallet, "update", sub.tier, sub.expires_at, now).await?;
+    let mut data = view(&sub);
+    data["days"] = days.into();
+    data["seconds"] = seconds.into();
+    data["reason"] = reason.into();
+    data["previous_expires_at"] = previous.into();
+    data["grant_id"] = grant_id.into();
+    let id = outbox::event_id(&["subscription.comp_granted", &wallet.to_string(), &grant_id.to_string()]);
+    outbox::write(conn, &id, "subscription.comp_granted", &data).await?;
+    Ok(CompGrant { grant_id, seconds, subscription: sub })
+}
+
+/// Cancels `wallet`'s subscription: no renewal, access to the end of the paid period (the
+/// badge already expires with it, so no badge job); event `subscription.canceled`.
+pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Result<Subscription, MemberError> {
+    let mut sub = existing(conn, wallet).await?;
+    if sub.status == "canceled" {
+        return Err(MemberError::Conflict(format!("{wallet}'s subscription is already canceled (access ends at {})", sub.expires_at)));
+    }
+    if ended(&sub, now) {
+        return Err(MemberError::Conflict(format!("{wallet}'s subscription has already expired (at {})", sub.expires_at)));
+    }
+    sub.status = "canceled".into();
+    activation::save(conn, &sub, now).await?;
+    let mut data = view(&sub);
+    data["source"] = "merchant".into();
+    let id = outbox::event_id(&["subscription.canceled", &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
+    outbox::write(conn, &id, "subscription.canceled", &data).await?;
+    Ok(sub)
+}
+
+/// Ends `sub` now: status `expired`, expiry now, scheduled downgrade and comp time cleared;
+/// badge job `revoke`; event `subscription.expired` with `reason`. The caller checked it is
+/// live. `key` makes the event id stable (what caused it).
+async fn end_now(conn: &mut AnyConnection, mut sub: Subscription, reason: &str, key: &str, now: u64) -> Result<Subscription, MemberError> {
+    let previous = sub.expires_at;
+    sub.status = "expired".into();
+    sub.expires_at = now;
+    sub.next_plan_id = None;
+    sub.next_expires_at = None;
+    sub.comp_seconds = 0;
+    activation::save(conn, &sub, now).await?;
+    activation::queue_badge(conn, sub.wallet, "revoke", sub.tier, now, now).await?;
+    let mut data = view(&sub);
+    data["reason"] = reason.into();
+    data["previous_expires_at"] = previous.into();
+    let id = outbox::event_id(&["subscription.expired", &sub.wallet.to_string(), reason, key]);
+    outbox::write(conn, &id, "subscription.expired", &data).await?;
+    Ok(sub)
+}
+
+/// Revokes `wallet`'s subscription: it ends now and the badge is revoked (badge job
+/// `revoke`, event `subscription.expired` with reason `revoked`).
+pub async fn revoke(conn: &mut AnyConnection, wallet: Address, now: u64) -> Result<Subscription, MemberError> {
+    let sub = existing(conn, wallet).await?;
+    if ended(&sub, now) {
+        return Err(MemberError::Conflict(format!("{wallet}'s subscription has already expired (at {})", sub.expires_at)));
+    }
+    end_now(conn, sub, "revoked", &now.to_string(), now).await
+}
+
+/// Moves `from`'s subscription to `to` (a member who lost a key): the row, its card
+/// subscriptions and its badge (badge job `move`); event `subscription.moved`.
+pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, now: u64) -> Result<Subscription, MemberError> {
+    if from == to {
+        return Err(MemberError::Invalid("new_wallet is the wallet the subscription is already on".into()));
+    }
+    let mut sub = existing(conn, from).await?;
+    if ended(&sub, now) {
+        return Err(MemberError::Conflict(format!(
+            "{from}'s subscription has already expired (at {}); there is nothing to move, a payment from {to} starts a new one",
+            sub.expires_at
+        )));
+    }
+    if activation::load(conn, to).await?.is_some() {
+        return Err(MemberError::Conflict(format!("{to} already has a subscription; a wallet holds one subscription and one badge")));
+    }
+    sqlx::query("UPDATE subscriptions SET wallet = $1, updated_at = $2 WHERE wallet = $3")
+        .bind(address_bytes(to))
+        .bind(now as i64)
+        .bind(address_bytes(from))
+        .execute(&mut *conn)
+        .await?;
+    // Card renewals follow the member to the new wallet.
+    sqlx::query("UPDATE card_subscriptions SET wallet = $1, updated_at = $2 WHERE wallet = $3")
+        .bind(address_bytes(to))
+        .bind(now as i64)
+        .bind(address_bytes(from))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO badge_jobs (wallet, action, tier, expires_at, new_wallet, created_at) VALUES ($1, 'move', $2, $3, $4, $5)")
+        .bind(address_bytes(from))
+        .bind(i64::from(sub.tier))
+        .bind(sub.expires_at as i64)
+        .bind(address_bytes(to))
+        .bind(now as i64)
+        .execute(&mut *conn)
+        .await?;
+    sub.wallet = to;
+    let mut data = view(&sub);
+    data["from"] = serde_json::json!(from);
+    data["to"] = serde_json::json!(to);
+    let id = outbox::event_id(&["subscription.moved", &from.to_string(), &to.to_string(), &now.to_string()]);
+    outbox::write(conn, &id, "subscription.moved", &data).await?;
+    Ok(sub)
+}
+
+/// A refunded payment and what it did to the payer's subscription.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refund {
+    /// `payments.id`.
+    pub payment_id: i64,
+    /// The payer.
+    pub payer: Address,
+    /// When it was marked refunded.
+    pub refunded_at: u64,
+    /// The merchant's note.
+    pub note: String,
+    /// The payer's subscription after it, when the payment had activated one that was
+    /// still live (it ends now); None when there was nothing to end.
+    pub subscription: Option<Subscription>,
+}
+
+/// Marks confirmed on-chain payment `payment_id` refunded (the money goes back outside the
+/// service) and, when the payment activated a plan, ends the payer's subscription like a
+/// revoke (reason `refunded`); events `payment.refunded` and `subscription.expired`.
+pub async fn refund(conn: &mut AnyConnection, payment_id: i64, note: &str, now: u64) -> Result<Refund, MemberError> {
+    let note = text_field("note", note)?;
+    let row = sqlx::query(
+        "SELECT p.id, p.chain_id, p.tx_hash, p.log_index, p.payer, p.token, p.amount, p.plan_id, p.status, p.refunded_at, \
+         (SELECT COUNT(*) FROM activations a WHERE a.payment_id = p.id) AS activated FROM payments p WHERE p.id = $1",
+    )
+    .bind(payment_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| MemberError::NotFound(format!("no payment {payment_id} (ids as in GET /v1/payments)")))?;
+    let status: String = row.try_get("status")?;
+    if status != "confirmed" {
+        return Err(MemberError::Conflict(format!("payment {payment_id} is {status}, not confirmed: only a confirmed payment can be refunded")));
+    }
+    if let Some(at) = row.try_get::<Option<i64>, _>("refunded_at")? {
+        return Err(MemberError::Conflict(format!("payment {payment_id} was already refunded (at {at})")));
+    }
+    let payer = to_address(&row.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?;
+    let tx_hash = to_b256(&row.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?;
+    let activated = row.try_get::<i64, _>("activated")? > 0;
+    sqlx::query("UPDATE payments SET refunded_at = $1, refund_note = $2 WHERE id = $3")
+        .bind(now as i64)
+        .bind(&note)
+        .bind(payment_id)
+        .execute(&mut *conn)
+        .await?;
+    let key = payment_key(row.try_get::<i64, _>("chain_id")? as u64, tx_hash, row.try_get::<i64, _>("log_index")? as u64);
+    outbox::write(conn, &outbox::event_id(&["payment.refunded", &key]), "payment.refunded", &serde_json::json!({
+        "payment_id": payment_id,
+        "payment": key,
+        "tx_hash": tx_hash,
+        "payer": payer,
+        "token": to_address(&row.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
+        "amount": to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?.to_string(),
+        "plan_id": row.try_get::<i64, _>("plan_id")?,
+        "note": note,
+        "refunded_at": now,
+    }))
+    .await?;
+    // A payment that activated nothing (unmatched) leaves the payer's plan alone.
+    let live = match activated {
+        true => activation::load(conn, payer).await?.filter(|s| !ended(s, now)),
+        false => None,
+    };
+    let subscription = match live {
+        Some(sub) => Some(end_now(conn, sub, "refunded", &key, now).await?),
+        None => None,
+    };
+    Ok(Refund { payment_id, payer, refunded_at: now, note, subscription })
+}

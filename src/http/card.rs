@@ -1,0 +1,101 @@
+//! `POST /v1/card/webhook`: the card processor's events (Stripe's signature scheme). The
+//! signature is checked over the raw body before anything is parsed; the event is applied
+//! in one write transaction with its `card_events` row ([`crate::billing::card`]).
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{
+    AppState,
+    error::{ApiError, ErrorBody},
+};
+use crate::billing::card::{self, CardError, CardEvent};
+
+/// Largest event body taken (Stripe events are a few KiB; invoices with many lines more).
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+
+/// What the service did with an event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardWebhookResponse {
+    /// `processed`, `acknowledged` (valid, nothing to change), `ignored` (an event type not
+    /// handled) or `duplicate` (this event id was handled before; nothing changed).
+    pub status: String,
+    /// What the event did: `trialing`, `activated`, `renewed`, `upgraded`,
+    /// `downgrade_scheduled`, `canceled`, `first_invoice`, `unknown_subscription`,
+    /// `already_canceled`, `already_ended`, `no_subscription` or `ignored`.
+    pub outcome: String,
+    /// The processor's event id.
+    pub event_id: String,
+    /// The member's wallet, when the event named one.
+    pub wallet: Option<String>,
+}
+
+/// Receives a card-processor event (Stripe). Verified with the `Stripe-Signature` header
+/// (HMAC-SHA256 of `t.body` with `card.webhook_secret`, `card.tolerance_secs` of clock
+/// skew); each event id is applied once, a replay answers `duplicate`.
+#[utoipa::path(
+    post,
+    path = "/v1/card/webhook",
+    tag = "card",
+    request_body(content = serde_json::Value, description = "a Stripe event: {id, type, data: {object}}", content_type = "application/json"),
+    params(("Stripe-Signature" = String, Header, description = "t=<unix time>,v1=<hex HMAC-SHA256 of \"t.body\">[,v1=…]")),
+    responses(
+        (status = 200, body = CardWebhookResponse),
+        (status = 400, body = ErrorBody, description = "bad, missing or stale signature; a body that is not an event; a bad wallet in the metadata"),
+        (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "metadata missing, or naming a plan that does not exist"),
+        (status = 503, body = ErrorBody, description = "card.webhook_secret is not configured"),
+    )
+)]
+pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<CardWebhookResponse>, ApiError> {
+    let Some(secret) = &state.card.webhook_secret else {
+        tracing::error!("card webhook received but card.webhook_secret is not set; refused");
+        return Err(ApiError::unavailable(
+            "card webhooks are not configured: set [card] webhook_secret (TMAI_PAY__CARD__WEBHOOK_SECRET) to the endpoint's signing secret",
+        ));
+    };
+    let now = state.clock.now();
+    let header = headers.get("stripe-signature").map(|v| v.to_str().unwrap_or(""));
+    if let Err(e) = card::verify_signature(header, &body, secret.expose_secret().as_bytes(), now, state.card.tolerance_secs) {
+        tracing::warn!(error = %e, "card webhook refused");
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()));
+    }
+    let event = CardEvent::parse(&body).map_err(refused)?;
+    let mut tx = state.db.begin_write().await?;
+    // On an error the transaction is dropped uncommitted: nothing is recorded, and the
+    // processor's retry can succeed once the cause is fixed.
+    let handled = card::handle(&mut tx, &state.catalog, &event, now).await.map_err(refused)?;
+    tx.commit().await?;
+    tracing::info!(event = %event.id, event_type = %event.event_type, status = handled.status, outcome = %handled.outcome, "card event");
+    Ok(Json(CardWebhookResponse {
+        status: handled.status.into(),
+        outcome: handled.outcome,
+        event_id: event.id,
+        wallet: handled.wallet.map(|w| w.to_string()),
+    }))
+}
+
+fn refused(e: CardError) -> ApiError {
+    match e {
+        CardError::BadRequest(m) | CardError::BadWallet(m) => {
+            tracing::error!(error = %m, "card event refused");
+            ApiError::invalid(m)
+        }
+        CardError::UnknownPlan(m) => {
+            tracing::error!(error = %m, "card event refused");
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_plan", m)
+        }
+        CardError::MissingMetadata(m) => {
+            tracing::error!(error = %m, "card event refused");
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_metadata", m)
+        }
+        CardError::Store(e) => ApiError::internal(&e),
+    }
+}

@@ -1,0 +1,203 @@
+//! Member management (merchant API key): comp time, cancel, revoke, move, refund. Each
+//! request is one write transaction ([`crate::billing::members`]); any error leaves nothing
+//! changed.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    AppState,
+    api::{parse_wallet, tier_name},
+    error::{ApiError, ApiJson, ErrorBody},
+};
+use crate::billing::{
+    activation::Subscription,
+    members::{self, MemberError},
+};
+
+/// A member's subscription after an action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// Member wallet.
+    pub wallet: String,
+    /// Current plan.
+    pub plan_id: u32,
+    /// Current tier.
+    pub tier: u8,
+    /// Tier name.
+    pub tier_name: String,
+    /// `trialing`, `active`, `expired` or `canceled`.
+    pub status: String,
+    /// Unix time access ends.
+    pub expires_at: u64,
+    /// The comped part of the time to `expires_at`, in seconds.
+    pub comp_seconds: u64,
+    /// Plan that takes over at `expires_at` (a scheduled downgrade).
+    pub next_plan_id: Option<u32>,
+    /// When the scheduled plan's time ends.
+    pub next_expires_at: Option<u64>,
+}
+
+impl From<&Subscription> for MemberView {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            wallet: s.wallet.to_string(),
+            plan_id: s.plan_id,
+            tier: s.tier,
+            tier_name: tier_name(s.tier).into(),
+            status: s.status.clone(),
+            expires_at: s.expires_at,
+            comp_seconds: s.comp_seconds,
+            next_plan_id: s.next_plan_id,
+            next_expires_at: s.next_expires_at,
+        }
+    }
+}
+
+/// `POST /v1/members/{wallet}/comp` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompRequest {
+    /// Days to grant, 1–3650.
+    pub days: u32,
+    /// Why (kept in the ledger and the event), up to 500 characters.
+    pub reason: String,
+}
+
+/// A comp grant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompResponse {
+    /// Ledger id of the grant.
+    pub grant_id: i64,
+    /// Seconds granted.
+    pub seconds: u64,
+    /// The subscription afterwards.
+    pub subscription: MemberView,
+}
+
+/// `POST /v1/members/{wallet}/move` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// The wallet that takes over the subscription and badge (0x address, without one).
+    pub new_wallet: String,
+}
+
+/// `POST /v1/payments/{id}/refund` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Why, up to 500 characters (the money is returned outside the service).
+    pub note: String,
+}
+
+/// A refunded payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundResponse {
+    /// Payment id.
+    pub payment_id: i64,
+    /// The payer.
+    pub payer: String,
+    /// Unix time marked refunded.
+    pub refunded_at: u64,
+    /// The note.
+    pub note: String,
+    /// The payer's subscription, ended now, when the payment had activated a live one.
+    pub subscription: Option<MemberView>,
+}
+
+fn api_error(e: MemberError) -> ApiError {
+    match e {
+        MemberError::Invalid(m) => ApiError::invalid(m),
+        MemberError::NotFound(m) => ApiError::not_found(m),
+        MemberError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        MemberError::Store(e) => ApiError::internal(&e),
+    }
+}
+
+/// Grants comp time: the expiry moves by `days`, kept apart from paid time (an upgrade
+/// never credits it at a paid price); badge job `update`; event `subscription.comp_granted`.
+#[utoipa::path(post, path = "/v1/members/{wallet}/comp", tag = "merchant", security(("api_key" = [])),
+    params(("wallet" = String, Path, description = "0x address")), request_body = CompRequest, responses(
+    (status = 200, body = CompResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn comp(State(state): State<AppState>, Path(wallet): Path<String>, ApiJson(body): ApiJson<CompRequest>) -> Result<Json<CompResponse>, ApiError> {
+    let wallet = parse_wallet("wallet", &wallet)?;
+    let mut tx = state.db.begin_write().await?;
+    let grant = members::grant_comp(&mut tx, wallet, body.days, &body.reason, state.clock.now()).await.map_err(api_error)?;
+    tx.commit().await?;
+    Ok(Json(CompResponse { grant_id: grant.grant_id, seconds: grant.seconds, subscription: (&grant.subscription).into() }))
+}
+
+/// Cancels: no renewal, access to the end of the paid period; event `subscription.canceled`.
+#[utoipa::path(post, path = "/v1/members/{wallet}/cancel", tag = "merchant", security(("api_key" = [])),
+    params(("wallet" = String, Path, description = "0x address")), responses(
+    (status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+))]
+pub async fn cancel(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<MemberView>, ApiError> {
+    let wallet = parse_wallet("wallet", &wallet)?;
+    let mut tx = state.db.begin_write().await?;
+    let sub = members::cancel(&mut tx, wallet, state.clock.now()).await.map_err(api_error)?;
+    tx.commit().await?;
+    Ok(Json((&sub).into()))
+}
+
+/// Revokes: the subscription ends now and the badge is revoked; badge job `revoke`; event
+/// `subscription.expired` with reason `revoked`.
+#[utoipa::path(post, path = "/v1/members/{wallet}/revoke", tag = "merchant", security(("api_key" = [])),
+    params(("wallet" = String, Path, description = "0x address")), responses(
+    (status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+))]
+pub async fn revoke(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<MemberView>, ApiError> {
+    let wallet = parse_wallet("wallet", &wallet)?;
+    let mut tx = state.db.begin_write().await?;
+    let sub = members::revoke(&mut tx, wallet, state.clock.now()).await.map_err(api_error)?;
+    tx.commit().await?;
+    Ok(Json((&sub).into()))
+}
+
+/// Moves the subscription and badge to a new wallet (a member who lost a key); badge job
+/// `move`; event `subscription.moved`.
+#[utoipa::path(post, path = "/v1/members/{wallet}/move", tag = "merchant", security(("api_key" = [])),
+    params(("wallet" = String, Path, description = "0x address")), request_body = MoveRequest, responses(
+    (status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn move_member(State(state): State<AppState>, Path(wallet): Path<String>, ApiJson(body): ApiJson<MoveRequest>) -> Result<Json<MemberView>, ApiError> {
+    let from = parse_wallet("wallet", &wallet)?;
+    let to = parse_wallet("new_wallet", &body.new_wallet)?;
+    let mut tx = state.db.begin_write().await?;
+    let sub = members::move_member(&mut tx, from, to, state.clock.now()).await.map_err(api_error)?;
+    tx.commit().await?;
+    Ok(Json((&sub).into()))
+}
+
+/// Marks a confirmed on-chain payment refunded and ends the payer's subscription it
+/// activated (like a revoke, reason `refunded`); events `payment.refunded` and
+/// `subscription.expired`.
+#[utoipa::path(post, path = "/v1/payments/{id}/refund", tag = "merchant", security(("api_key" = [])),
+    params(("id" = i64, Path, description = "payment id, as in GET /v1/payments")), request_body = RefundRequest, responses(
+    (status = 200, body = RefundResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn refund(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<RefundRequest>) -> Result<Json<RefundResponse>, ApiError> {
+    let id: i64 = id.trim().parse().map_err(|_| ApiError::invalid(format!("payment id {id:?} is not a number (ids as in GET /v1/payments)")))?;
+    let mut tx = state.db.begin_write().await?;
+    let refund = members::refund(&mut tx, id, &body.note, state.clock.now()).await.map_err(api_error)?;
+    tx.commit().await?;
+    Ok(Json(RefundResponse {
+        payment_id: refund.payment_id,
+        payer: refund.payer.to_string(),
+        refunded_at: refund.refunded_at,
+        note: refund.note,
+        subscription: refund.subscription.as_ref().map(MemberView::from),
+    }))
+}
