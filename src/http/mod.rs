@@ -46,6 +46,7 @@ use crate::{
 pub mod api;
 pub mod error;
 pub mod keys;
+pub mod webhooks;
 
 use error::ApiError;
 
@@ -146,6 +147,8 @@ impl AppState {
     info(title = "tmai-pay", description = "Subscription checkout paid on-chain, with soulbound membership badges."),
     paths(
         api::plans, api::create_checkout, api::get_checkout, api::checkout_events, api::subscription, api::badge, api::payments,
+        webhooks::create_endpoint, webhooks::list_endpoints, webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint,
+        webhooks::rotate_secret, webhooks::list_deliveries, webhooks::list_attempts, webhooks::redeliver, webhooks::list_events,
         healthz, readyz,
     ),
     components(schemas(error::ErrorBody, api::Progress, Health, Ready)),
@@ -222,6 +225,16 @@ pub fn router(state: AppState) -> Router {
     };
     let merchant = Router::new()
         .route("/v1/payments", get(api::payments))
+        .route("/v1/webhook-endpoints", post(webhooks::create_endpoint).get(webhooks::list_endpoints))
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(webhooks::get_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint),
+        )
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::list_deliveries))
+        .route("/v1/webhook-endpoints/{id}/attempts", get(webhooks::list_attempts))
+        .route("/v1/events", get(webhooks::list_events))
+        .route("/v1/events/{id}/redeliver", post(webhooks::redeliver))
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -326,6 +339,7 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
         metrics::gauge!("tmai_chain_head").set(head as f64);
     }
     let _ = crate::chain::minter::job_counts(&state.db).await;
+    let _ = crate::notify::delivery::pending_gauge(&state.db).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
 }
 

@@ -10,5 +10,7 @@ mod db;
 mod harness;
 mod helpers;
 mod minter;
+mod reminders;
 mod service;
 mod watcher;
+mod webhooks;
