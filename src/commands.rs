@@ -269,7 +269,13 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     settings.chain.issuer_key = Some(SecretString::from(hex_key(&devnet::key(&anvil, devnet::ISSUER))));
     settings.http.bind = listener.local_addr()?.to_string();
     settings.http.web_dir = toolchain.root().join("web").join("dist");
+    // A receiver on this machine is what local development needs.
+    settings.webhooks.allow_private_targets = true;
+    if let Ok(secret) = std::env::var("TMAI_PAY__CARD__WEBHOOK_SECRET") {
+        settings.card.webhook_secret = Some(SecretString::from(secret));
+    }
     let service = Service::build(settings).await?;
+    let (_, api_key) = crate::http::keys::create(&service.db, "dev").await?;
     let address = listener.local_addr()?;
 
     println!("tmai-pay dev: local chain and service running");
@@ -277,6 +283,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("  API            http://{address}/v1/plans   (docs http://{address}/docs)");
     println!("  RPC URL        {}   (chain id {}, a block every {} s)", anvil.endpoint(), deployment.chain_id, args.block_time);
     println!("  database       {}", db_path.display());
+    println!("  merchant key   {api_key}   (Authorization: Bearer …; webhooks may target this machine)");
     print_deployment(&deployment);
     println!("  funded test wallets (anvil's public test keys; import one into your wallet):");
     for wallet in &deployment.test_wallets {

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod notify;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -150,9 +150,9 @@ impl Service {
             .with_card(self.settings.card.clone())
     }
 
-    /// Runs the HTTP server on `listener`, the watcher and the minter (when an issuer key
-    /// is set; each leader-elected on PostgreSQL) until `cancel` fires; in-flight requests
-    /// finish first.
+    /// Runs the HTTP server on `listener`, the watcher, the minter (when an issuer key is
+    /// set) and the webhook deliverer (each leader-elected on PostgreSQL), and the reminder
+    /// pass (on every instance) until `cancel` fires; in-flight requests finish first.
     pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
         let router = crate::http::router(self.app_state(cancel.clone()));
         let server = crate::http::serve(listener, router, cancel.clone());
@@ -175,17 +175,36 @@ impl Service {
             })
             .await
         };
+        let deliverer = self.deliverer()?;
+        let delivering = crate::store::leader::run_as_leader(&self.db, crate::store::leader::WEBHOOK_LOCK, retry, cancel.clone(), |token| {
+            let deliverer = deliverer.clone();
+            async move { deliverer.run(token).await }
+        });
+        // Reminders run on every instance: each is exactly once by its key, not by leadership.
+        let reminders = self.reminders();
+        let reminding = reminders.run(cancel.clone());
         let server = async {
             let result = server.await;
             cancel.cancel();
             result
         };
-        let (s, w, m) = tokio::join!(server, watching, minting);
+        let (s, w, m, d, ()) = tokio::join!(server, watching, minting, delivering, reminding);
         s.context("HTTP server")?;
         w?;
         m?;
+        d?;
         self.db.close().await;
         Ok(())
+    }
+
+    /// Returns the webhook delivery worker.
+    pub fn deliverer(&self) -> anyhow::Result<crate::notify::delivery::Deliverer> {
+        crate::notify::delivery::Deliverer::new(self.db.clone(), self.settings.webhooks.clone(), self.clock.clone())
+    }
+
+    /// Returns the reminder pass.
+    pub fn reminders(&self) -> crate::billing::reminders::Reminders {
+        crate::billing::reminders::Reminders::new(self.db.clone(), self.catalog.clone(), self.settings.reminders.clone(), self.clock.clone())
     }
 
     /// Returns the badge minter, when an issuer key is configured.

@@ -20,11 +20,11 @@ CREATE TABLE webhook_endpoints (
     deleted_at    INTEGER
 );
 
--- How far the outbox has been fanned out into deliveries.
-CREATE TABLE webhook_cursor (
-    id            INTEGER PRIMARY KEY CHECK (id = 1),
-    seq           INTEGER NOT NULL
-);
+-- Whether an event has been fanned out into deliveries. A flag, not a cursor over seq: on
+-- PostgreSQL a transaction can commit a lower seq after a higher one, and a cursor would
+-- skip it.
+ALTER TABLE outbox_events ADD COLUMN fanned_out INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outbox_events_unfanned ON outbox_events (seq) WHERE fanned_out = 0;
 
 -- One event for one endpoint. An endpoint's pending deliveries go out strictly in id order
 -- (ordered per endpoint): the next waits until the one before it is delivered or given up.
@@ -44,7 +44,8 @@ CREATE TABLE webhook_deliveries (
     last_status   INTEGER,
     last_error    TEXT
 );
-CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (endpoint_id, status, id);
+CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (endpoint_id, id) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
 CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
 
 -- Every attempt: what the endpoint answered (or why there was no answer) and how fast.

@@ -4,5 +4,6 @@
 pub mod activation;
 pub mod card;
 pub mod members;
+pub mod reminders;
 pub mod plans;
 pub mod quotes;

@@ -48,6 +48,7 @@ pub mod card;
 pub mod error;
 pub mod keys;
 pub mod members;
+pub mod webhooks;
 
 use error::ApiError;
 
@@ -150,6 +151,8 @@ impl AppState {
         api::plans, api::create_checkout, api::get_checkout, api::checkout_events, api::subscription, api::badge, api::payments,
         members::comp, members::cancel, members::revoke, members::move_member, members::refund,
         card::webhook,
+        webhooks::create_endpoint, webhooks::list_endpoints, webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint,
+        webhooks::rotate_secret, webhooks::list_deliveries, webhooks::list_attempts, webhooks::redeliver, webhooks::list_events,
         healthz, readyz,
     ),
     components(schemas(error::ErrorBody, api::Progress, Health, Ready)),
@@ -236,6 +239,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/members/{wallet}/cancel", post(members::cancel))
         .route("/v1/members/{wallet}/revoke", post(members::revoke))
         .route("/v1/members/{wallet}/move", post(members::move_member))
+        .route("/v1/webhook-endpoints", post(webhooks::create_endpoint).get(webhooks::list_endpoints))
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(webhooks::get_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint),
+        )
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::list_deliveries))
+        .route("/v1/webhook-endpoints/{id}/attempts", get(webhooks::list_attempts))
+        .route("/v1/events", get(webhooks::list_events))
+        .route("/v1/events/{id}/redeliver", post(webhooks::redeliver))
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
     // Signed by the processor: neither rate-limited per address nor behind an API key.
     let card_in = Router::new()
@@ -345,6 +358,7 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
         metrics::gauge!("tmai_chain_head").set(head as f64);
     }
     let _ = crate::chain::minter::job_counts(&state.db).await;
+    let _ = crate::notify::delivery::pending_gauge(&state.db).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
 }
 

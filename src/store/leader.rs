@@ -16,6 +16,9 @@ pub const WATCHER_LOCK: i64 = 0x746d_6169;
 /// Advisory lock key of the badge minter.
 pub const MINTER_LOCK: i64 = 0x746d_6169 + 1;
 
+/// Advisory lock key of the webhook delivery worker.
+pub const WEBHOOK_LOCK: i64 = 0x746d_6169 + 2;
+
 /// Runs `work` while this process holds `lock`; on losing the lock (connection lost) the
 /// work's token is cancelled and the election starts again. Returns when `cancel` fires.
 pub async fn run_as_leader<F, Fut>(db: &Db, lock: i64, retry: Duration, cancel: CancellationToken, work: F) -> Result<(), StoreError>

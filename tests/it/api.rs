@@ -46,18 +46,18 @@ impl App {
     }
 
     pub(crate) async fn spawn_with(kind: DbKind, http: HttpSettings) -> Self {
-        Self::spawn_with_state(kind, http, |state| state).await
+        Self::spawn_configured(kind, http, |state| state).await
     }
 
-    /// Spawns the app with `edit` applied to its state (card settings, a movable clock, …).
-    pub(crate) async fn spawn_with_state(kind: DbKind, http: HttpSettings, edit: impl FnOnce(AppState) -> AppState) -> Self {
+    /// Spawns the API with the state adjusted by `configure` (clock, webhook and card settings).
+    pub(crate) async fn spawn_configured(kind: DbKind, http: HttpSettings, configure: impl FnOnce(AppState) -> AppState) -> Self {
         let h = Harness::start(kind).await;
         let cancel = CancellationToken::new();
         let d = h.chain.deployment.clone();
         let mut http = http;
         http.public_rpc_url = h.chain.anvil.endpoint();
         let state = AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, h.rpc.clone(), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
-        let state = edit(state);
+        let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(serve(listener, router(state), cancel.clone()));

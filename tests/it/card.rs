@@ -42,7 +42,7 @@ impl Card {
         let clock = Clock::system();
         let card = CardSettings { webhook_secret: secret.map(|s| SecretString::from(s.to_string())), ..Default::default() };
         let state_clock = clock.clone();
-        let app = App::spawn_with_state(kind, HttpSettings { rate_limit_per_second: 0, ..Default::default() }, move |state| {
+        let app = App::spawn_configured(kind, HttpSettings { rate_limit_per_second: 0, ..Default::default() }, move |state| {
             state.with_card(card).with_clock(state_clock)
         })
         .await;

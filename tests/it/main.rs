@@ -12,5 +12,7 @@ mod harness;
 mod helpers;
 mod members;
 mod minter;
+mod reminders;
 mod service;
 mod watcher;
+mod webhooks;

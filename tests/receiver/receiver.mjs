@@ -1,0 +1,76 @@
+// A webhook receiver for the tests: verifies every delivery with the independent
+// Standard Webhooks implementation (the `standardwebhooks` npm package, pinned in
+// tools/package.json), not with tmai-pay's own code.
+//
+// Each path /<name> is an endpoint with its own secret and mode:
+//   up   verify; 200 when the signature verifies, 400 otherwise
+//   down 503 (the receiver is "down")
+//   gone 410 (the endpoint no longer exists)
+// Control (JSON): POST /_control {name, secret?, mode?}, POST /_clock {offset_ms} (the
+// verifier's clock follows the service's test clock), GET /_state.
+// Prints "listening <port>" once ready.
+import http from "node:http";
+import { createRequire } from "node:module";
+
+const require = createRequire(new URL("../../tools/package.json", import.meta.url));
+const { Webhook } = require("standardwebhooks");
+
+const realNow = Date.now.bind(Date);
+let offsetMs = 0;
+Date.now = () => realNow() + offsetMs;
+
+const endpoints = new Map();
+function endpoint(name) {
+  if (!endpoints.has(name)) endpoints.set(name, { secret: null, mode: "up", received: [], attempts: [], rejected: 0 });
+  return endpoints.get(name);
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function reply(res, status, body) {
+  res.writeHead(status, { "content-type": typeof body === "string" ? "text/plain" : "application/json" });
+  res.end(typeof body === "string" ? body : JSON.stringify(body));
+}
+
+const server = http.createServer(async (req, res) => {
+  const body = await readBody(req);
+  const path = new URL(req.url, "http://x").pathname;
+  if (path === "/_control" && req.method === "POST") {
+    const c = JSON.parse(body);
+    const e = endpoint(c.name);
+    if (c.secret !== undefined) e.secret = c.secret;
+    if (c.mode !== undefined) e.mode = c.mode;
+    return reply(res, 200, { ok: true });
+  }
+  if (path === "/_clock" && req.method === "POST") {
+    offsetMs = JSON.parse(body).offset_ms;
+    return reply(res, 200, { ok: true });
+  }
+  if (path === "/_state" && req.method === "GET") {
+    return reply(res, 200, Object.fromEntries(endpoints));
+  }
+  const e = endpoint(path.slice(1));
+  e.attempts.push({ id: req.headers["webhook-id"], timestamp: req.headers["webhook-timestamp"], at: Date.now() });
+  if (e.mode === "down") return reply(res, 503, "down for maintenance");
+  if (e.mode === "gone") return reply(res, 410, "gone");
+  try {
+    const payload = new Webhook(e.secret).verify(body, req.headers);
+    e.received.push({ id: req.headers["webhook-id"], timestamp: Number(req.headers["webhook-timestamp"]), type: payload.type, body: payload });
+    return reply(res, 200, "ok");
+  } catch (error) {
+    e.rejected += 1;
+    return reply(res, 400, `signature rejected: ${error.message}`);
+  }
+});
+
+server.keepAliveTimeout = 60_000;
+server.listen(0, "127.0.0.1", () => {
+  process.stdout.write(`listening ${server.address().port}\n`);
+});
