@@ -110,7 +110,7 @@ async fn write(db: &Db, batch: &[NewEvent]) -> Result<()> {
 
 async fn register(db: &Db, base: &str) -> Result<()> {
     for name in ENDPOINTS {
-        endpoints::create(db, &format!("{base}/{name}"), "bench", None, Clock::system().now()).await?;
+        endpoints::create(db, &format!("{base}/{name}"), "bench", None, Clock::system().now() as i64).await?;
     }
     Ok(())
 }

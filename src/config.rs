@@ -75,7 +75,7 @@ impl Default for WebhookSettings {
             jitter_percent: 10,
             max_concurrent_endpoints: 16,
             batch_size: 100,
-            poll_interval_ms: 250,
+            poll_interval_ms: 100,
             rotation_overlap_secs: 86_400,
         }
     }
