@@ -612,16 +612,19 @@ pub struct PaymentsQuery {
     pub status: Option<String>,
 }
 
+/// Returns a list route's page size: `limit`, 1–500, default 100.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=500).contains(&limit) { Ok(limit) } else { Err(ApiError::invalid("limit must be between 1 and 500")) }
+}
+
 /// Lists payments, newest first (merchant API key).
 #[utoipa::path(get, path = "/v1/payments", tag = "merchant", params(PaymentsQuery), security(("api_key" = [])), responses(
     (status = 200, body = PaymentsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
 ))]
 pub async fn payments(State(state): State<AppState>, query: Result<Query<PaymentsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<PaymentsPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 500"));
-    }
+    let limit = page_limit(query.limit)?;
     if let Some(s) = &query.status
         && !["detected", "confirmed", "reorged"].contains(&s.as_str())
     {

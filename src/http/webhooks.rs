@@ -191,10 +191,7 @@ pub struct LogQuery {
 
 fn log_query(query: Result<Query<LogQuery>, QueryRejection>) -> Result<(LogQuery, i64), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 500"));
-    }
+    let limit = super::api::page_limit(query.limit)?;
     Ok((query, i64::from(limit)))
 }
 
@@ -340,10 +337,7 @@ pub struct EventsQuery {
 ))]
 pub async fn list_events(State(state): State<AppState>, query: Result<Query<EventsQuery>, QueryRejection>) -> Result<Json<EventPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 500"));
-    }
+    let limit = super::api::page_limit(query.limit)?;
     if let Some(t) = &query.r#type
         && !notify::EVENT_TYPES.contains(&t.as_str())
     {

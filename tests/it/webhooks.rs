@@ -389,3 +389,32 @@ async fn endpoint_routes_refuse_bad_input(kind: DbKind) {
     assert_eq!(status, 400);
 }
 on_both_databases!(endpoint_routes_refuse_bad_input);
+
+/// The worker as `tmai-pay run` runs it: new events reach the endpoint without ticks being
+/// driven by hand, and cancelling it returns once the in-flight batch is recorded.
+async fn the_running_worker_delivers_and_stops_cleanly(kind: DbKind) {
+    let clock = Clock::system();
+    let app = app(kind, &clock, true).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = register(&app, &receiver.url("live"), None).await;
+    receiver.set("live", json!({ "secret": secret })).await;
+    let deliverer = Deliverer::new(app.h.test_db.db.clone(), settings(true), clock.clone()).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { deliverer.run(cancel).await }
+    });
+    pay_checkouts(&app, 1, 2).await;
+    let all = event_ids(&app, None).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.received_ids("live").await.len() < all.len() {
+        assert!(std::time::Instant::now() < deadline, "not delivered in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.received_ids("live").await, all);
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(20), running).await.expect("the worker stops when cancelled").unwrap();
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'delivered'").await, all.len() as i64);
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_attempts").await, all.len() as i64);
+}
+on_both_databases!(the_running_worker_delivers_and_stops_cleanly);
