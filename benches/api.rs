@@ -3,7 +3,7 @@
 //! For each database the service's router is served in this process (rate limit off) and
 //! wrk drives, for a few seconds each: the hello-world route of the same binary (the
 //! baseline), `POST /v1/checkouts` (an order, a signed quote and an event per request), and
-//! `GET /v1/subscriptions/{wallet}`. Printed: requests/s and wrk's p99 at full load, the
+//! `GET /v1/subscriptions/{wallet}` rotating over 1,000 members. Printed: requests/s and wrk's p99 at full load, the
 //! ratio to the baseline, and p99 near half the maximum rate (wrk paced by its `delay()`
 //! hook: each connection waits 4 ms before each request, with as many connections as the
 //! rate needs).
@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::{
+    primitives::{Address, B256, U256},
+    providers::{Provider, ProviderBuilder},
+};
 use anyhow::{Context, Result, bail};
 use tmai_pay::{
     billing::{
@@ -25,8 +28,10 @@ use tmai_pay::{
         quotes::QuoteIssuer,
     },
     chain::{
+        bindings::ISubscriptionCheckout::Quote,
         deployment::Deployment,
         devnet::{self, AnvilOptions},
+        signing::{DigestSigner, quote_domain, sign_quote},
     },
     config::HttpSettings,
     http::{AppState, router, serve},
@@ -36,6 +41,9 @@ use tmai_pay::{
 use tokio_util::sync::CancellationToken;
 
 const WALLET: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+/// Members whose subscriptions the read load rotates over.
+const READ_WALLETS: u64 = 1_000;
 
 fn plans() -> Vec<PlanConfig> {
     vec![PlanConfig {
@@ -76,6 +84,16 @@ async fn main() -> Result<()> {
         ),
     )?;
 
+    // Reads rotate over this many members (every one has a subscription).
+    let readers: Vec<Address> = (1..=READ_WALLETS).map(|i| Address::from_word(B256::from(U256::from(i + 0x1000)))).collect();
+    let get = tmp.path().join("get.lua");
+    let mut lua = String::from("local paths = {}\nlocal n = 0\nfunction init(args)\n");
+    for wallet in &readers {
+        lua.push_str(&format!("  paths[#paths + 1] = wrk.format(\"GET\", \"/v1/subscriptions/{wallet}\")\n"));
+    }
+    lua.push_str("end\nfunction request()\n  n = n % #paths + 1\n  return paths[n]\nend\n");
+    std::fs::write(&get, lua)?;
+
     let pg_server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let pg_name = format!("tmai_bench_{}", std::process::id());
     let backends = [("SQLite", format!("sqlite://{}", tmp.path().join("api.db").display())), ("PostgreSQL", format!("{pg_server}/{pg_name}"))];
@@ -91,18 +109,20 @@ async fn main() -> Result<()> {
         let db = Db::connect(&url).await?;
         let now = unix_now() as u64;
         let mut tx = db.begin_write().await?;
-        save(&mut tx, &Subscription {
-            wallet: WALLET.parse()?,
-            plan_id: 3,
-            tier: 3,
-            status: "active".into(),
-            started_at: now,
-            expires_at: now + 30 * 86_400,
-            next_plan_id: None,
-            next_expires_at: None,
-            comp_seconds: 0,
-        }, now)
-        .await?;
+        for wallet in &readers {
+            save(&mut tx, &Subscription {
+                wallet: *wallet,
+                plan_id: 3,
+                tier: 3,
+                status: "active".into(),
+                started_at: now,
+                expires_at: now + 30 * 86_400,
+                next_plan_id: None,
+                next_expires_at: None,
+                comp_seconds: 0,
+            }, now)
+            .await?;
+        }
         tx.commit().await?;
         let cancel = CancellationToken::new();
         let quotes = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 1_800);
@@ -114,28 +134,35 @@ async fn main() -> Result<()> {
 
         let hello = wrk(&format!("{base}/bench/hello"), None, seconds).await?;
         let create = wrk(&format!("{base}/v1/checkouts"), Some(&post), seconds).await?;
-        let read = wrk(&format!("{base}/v1/subscriptions/{WALLET}"), None, seconds).await?;
-        // The bound on checkout creation: one secp256k1 signature per quote, measured alone.
+        let read = wrk(&format!("{base}/v1/subscriptions/{WALLET}"), Some(&get), seconds).await?;
+        // The bound on checkout creation: one secp256k1 signature per quote, measured alone
+        // on one core, with the pure-Rust signer and with libsecp256k1 (which checkouts use).
         let signer = devnet::key(&anvil, devnet::QUOTE_SIGNER);
-        let domain = tmai_pay::chain::signing::quote_domain(deployment.chain_id, deployment.checkout);
-        let started = Instant::now();
-        let mut signed = 0u32;
+        let digests = DigestSigner::new(&signer);
+        let domain = quote_domain(deployment.chain_id, deployment.checkout);
+        let quote = |n: u32| Quote {
+            orderId: U256::from(n),
+            payer: WALLET.parse().expect("address"),
+            token: deployment.tokens[0].address,
+            amount: U256::from(1u8),
+            planId: 3,
+            periods: 1,
+            deadline: 1,
+        };
+        let (started, mut signed) = (Instant::now(), 0u32);
         while started.elapsed() < Duration::from_secs(1) {
-            let quote = tmai_pay::chain::bindings::ISubscriptionCheckout::Quote {
-                orderId: alloy::primitives::U256::from(signed),
-                payer: WALLET.parse()?,
-                token: deployment.tokens[0].address,
-                amount: alloy::primitives::U256::from(1u8),
-                planId: 3,
-                periods: 1,
-                deadline: 1,
-            };
-            tmai_pay::chain::signing::sign_quote(&signer, &quote, &domain).await?;
+            sign_quote(&signer, &quote(signed), &domain).await?;
+            signed += 1;
+        }
+        let k256_rate = f64::from(signed) / started.elapsed().as_secs_f64();
+        let (started, mut signed) = (Instant::now(), 0u32);
+        while started.elapsed() < Duration::from_secs(1) {
+            digests.sign_quote(&quote(signed), &domain);
             signed += 1;
         }
         let signing_rate = f64::from(signed) / started.elapsed().as_secs_f64();
         let (create_half, create_half_rate) = paced(&format!("{base}/v1/checkouts"), Some(&post), create.rps / 2.0, seconds, tmp.path()).await?;
-        let (read_half, read_half_rate) = paced(&format!("{base}/v1/subscriptions/{WALLET}"), None, read.rps / 2.0, seconds, tmp.path()).await?;
+        let (read_half, read_half_rate) = paced(&format!("{base}/v1/subscriptions/{WALLET}"), Some(&get), read.rps / 2.0, seconds, tmp.path()).await?;
         println!("{name}:");
         println!("  {:<36} {:>9} {:>10} {:>9} {:>16}", "route", "req/s", "p99 (ms)", "ratio", "p99 @ ~half (ms)");
         println!("  {:<36} {:>9.0} {:>10.2} {:>8.3}x {:>16}", "GET /bench/hello (baseline)", hello.rps, hello.p99_ms, 1.0, "");
@@ -158,8 +185,12 @@ async fn main() -> Result<()> {
             read_half_rate
         );
         println!(
-            "  {:<36} {:>9.0} {:>10} {:>8.3}x   (one core, nothing else: the ceiling for checkout creation)",
+            "  {:<36} {:>9.0} {:>10} {:>8.3}x   (one core, nothing else; libsecp256k1, what checkouts use)",
             "EIP-712 quote signing alone", signing_rate, "", signing_rate / hello.rps
+        );
+        println!(
+            "  {:<36} {:>9.0} {:>10} {:>8.3}x   (one core; alloy's pure-Rust k256 signer, for comparison)",
+            "  the same with k256", k256_rate, "", k256_rate / hello.rps
         );
         cancel.cancel();
         let _ = server.await;
@@ -170,7 +201,8 @@ async fn main() -> Result<()> {
 
 /// Runs wrk against `url` (with a Lua script for POSTs) and reads requests/s and p99.
 async fn wrk(url: &str, script: Option<&std::path::Path>, seconds: u64) -> Result<Figures> {
-    wrk_with(url, script, seconds, 16).await
+    let connections = std::env::var("CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    wrk_with(url, script, seconds, connections).await
 }
 
 async fn wrk_with(url: &str, script: Option<&std::path::Path>, seconds: u64, connections: u64) -> Result<Figures> {
@@ -215,12 +247,12 @@ fn parse_wrk_time(text: &str) -> Option<f64> {
 /// Runs wrk paced near `rate` requests/s: each connection waits 4 ms before each request
 /// (wrk's `delay()` hook), with as many connections as the rate needs. Returns the p99 in
 /// milliseconds and the rate reached.
-async fn paced(url: &str, post: Option<&std::path::Path>, rate: f64, seconds: u64, dir: &std::path::Path) -> Result<(f64, f64)> {
+async fn paced(url: &str, lua: Option<&std::path::Path>, rate: f64, seconds: u64, dir: &std::path::Path) -> Result<(f64, f64)> {
     // 4 ms between requests per connection; enough connections to reach the rate.
     let delay_ms = 4u64;
     let connections = ((rate * delay_ms as f64 / 1000.0).round() as u64).clamp(1, 512);
-    let script = dir.join(format!("paced-{}.lua", if post.is_some() { "post" } else { "get" }));
-    let mut text = match post {
+    let script = dir.join(format!("paced-{}.lua", url.len()));
+    let mut text = match lua {
         Some(p) => std::fs::read_to_string(p)?,
         None => String::new(),
     };

@@ -1,6 +1,7 @@
 //! Issuing quotes: an order with the next order id, the amount for plan × token × periods,
 //! an EIP-712 signature by the quote signer, and its expiry, stored in one transaction with
-//! the `checkout.created` event.
+//! the `checkout.created` event (a transaction shared by the checkouts of that moment:
+//! [`crate::store::orders`]).
 
 use alloy::{
     primitives::{Address, Bytes, U256},
@@ -9,15 +10,18 @@ use alloy::{
 };
 use rand::Rng;
 use serde::Serialize;
-use sqlx::Row;
 
 use super::plans::Catalog;
 use crate::{
     chain::{
         bindings::ISubscriptionCheckout::Quote,
-        signing::{quote_domain, sign_quote},
+        signing::{DigestSigner, quote_domain},
     },
-    store::{Db, StoreError, address_bytes, outbox, u256_bytes},
+    store::{
+        Db, StoreError, address_bytes,
+        orders::{self, NewOrder},
+        outbox, u256_bytes,
+    },
 };
 
 /// Longest purchase in one checkout, in periods.
@@ -60,8 +64,7 @@ pub struct IssuedQuote {
     pub expires_at: u64,
 }
 
-/// Why a quote was refused; each is bad input except [`QuoteError::Store`] and
-/// [`QuoteError::Sign`].
+/// Why a quote was refused; each is bad input except [`QuoteError::Store`].
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
     /// No plan with that id.
@@ -87,9 +90,6 @@ pub enum QuoteError {
     /// Storing the order failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Signing failed.
-    #[error("signing the quote failed: {0}")]
-    Sign(String),
 }
 
 impl From<sqlx::Error> for QuoteError {
@@ -102,6 +102,7 @@ impl From<sqlx::Error> for QuoteError {
 #[derive(Debug, Clone)]
 pub struct QuoteIssuer {
     signer: PrivateKeySigner,
+    digests: DigestSigner,
     domain: Eip712Domain,
     chain_id: u64,
     checkout: Address,
@@ -111,7 +112,7 @@ pub struct QuoteIssuer {
 impl QuoteIssuer {
     /// Returns an issuer signing with `signer` for `checkout` on `chain_id`.
     pub fn new(signer: PrivateKeySigner, chain_id: u64, checkout: Address, ttl_secs: u64) -> Self {
-        Self { domain: quote_domain(chain_id, checkout), signer, chain_id, checkout, ttl_secs }
+        Self { domain: quote_domain(chain_id, checkout), digests: DigestSigner::new(&signer), signer, chain_id, checkout, ttl_secs }
     }
 
     /// Returns the signer's address (must be the checkout's quote signer).
@@ -133,26 +134,9 @@ impl QuoteIssuer {
             .price(token.address, request.periods)
             .ok_or_else(|| QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() })?;
         let deadline = now + self.ttl_secs;
-        let checkout_id = new_checkout_id();
 
-        let mut tx = db.begin_write().await?;
-        let row = sqlx::query(
-            "INSERT INTO orders (checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING order_id",
-        )
-        .bind(&checkout_id)
-        .bind(self.chain_id as i64)
-        .bind(address_bytes(request.payer))
-        .bind(address_bytes(token.address))
-        .bind(u256_bytes(amount))
-        .bind(i64::from(plan.id))
-        .bind(i64::from(request.periods))
-        .bind(deadline as i64)
-        .bind(Vec::<u8>::new())
-        .bind(now as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        let order_id: i64 = row.try_get("order_id")?;
+        let order_id = orders::next_id(db).await?;
+        let checkout_id = new_checkout_id(order_id);
         let quote = Quote {
             orderId: U256::from(order_id as u64),
             payer: request.payer,
@@ -162,24 +146,22 @@ impl QuoteIssuer {
             periods: request.periods,
             deadline,
         };
-        let signature = sign_quote(&self.signer, &quote, &self.domain).await.map_err(|e| QuoteError::Sign(e.to_string()))?;
-        sqlx::query("UPDATE orders SET signature = $1 WHERE order_id = $2")
-            .bind(signature.to_vec())
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        // Signed before anything is written, outside any transaction: checkouts sign in
+        // parallel and only share the commit (store::orders). The quote leaves this
+        // function only once its order is stored.
+        let signature = self.digests.sign_quote(&quote, &self.domain);
         let issued = IssuedQuote {
-            checkout_id,
+            checkout_id: checkout_id.clone(),
             order_id: order_id as u64,
             quote,
-            signature,
+            signature: signature.clone(),
             checkout: self.checkout,
             chain_id: self.chain_id,
             amount,
             token: token.address,
             expires_at: deadline,
         };
-        let payload = serde_json::json!({
+        let event_data = serde_json::json!({
             "checkout_id": issued.checkout_id,
             "order_id": issued.order_id.to_string(),
             "payer": request.payer,
@@ -189,15 +171,31 @@ impl QuoteIssuer {
             "periods": request.periods,
             "expires_at": deadline,
         });
-        outbox::write(&mut tx, &outbox::event_id(&["checkout.created", &issued.checkout_id]), "checkout.created", &payload)
-            .await?;
-        tx.commit().await?;
+        orders::insert_order(db, NewOrder {
+            order_id,
+            checkout_id: checkout_id.clone(),
+            chain_id: self.chain_id as i64,
+            payer: address_bytes(request.payer),
+            token: address_bytes(token.address),
+            amount: u256_bytes(amount),
+            plan_id: i64::from(plan.id),
+            periods: i64::from(request.periods),
+            deadline: deadline as i64,
+            signature: signature.to_vec(),
+            created_at: now as i64,
+            event_id: outbox::event_id(&["checkout.created", &checkout_id]),
+            event_data,
+        })
+        .await?;
         Ok(issued)
     }
 }
 
-/// Returns a new public checkout id: `chk_` and 32 random hex digits.
-fn new_checkout_id() -> String {
+/// Returns a new public checkout id: `chk_`, the order id as 16 hex digits, and 32 random
+/// hex digits. The random part makes it unguessable; the order id in front makes new ids
+/// sort after older ones, so storing one appends to the index instead of rewriting a
+/// random page of it (as sequence-first ids such as UUIDv7 do).
+fn new_checkout_id(order_id: i64) -> String {
     let bytes: [u8; 16] = rand::rng().random();
-    format!("chk_{}", alloy::hex::encode(bytes))
+    format!("chk_{order_id:016x}{}", alloy::hex::encode(bytes))
 }

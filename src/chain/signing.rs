@@ -47,6 +47,45 @@ pub async fn sign_quote(
     Ok(Bytes::from(signature.as_bytes().to_vec()))
 }
 
+/// Signs 32-byte digests with libsecp256k1 (the C library Bitcoin Core maintains), about
+/// twice as fast as the pure-Rust signer on the checkout's hot path, with the same
+/// deterministic (RFC 6979, low-s) signatures: a test pins that both agree.
+#[derive(Clone)]
+pub struct DigestSigner {
+    context: std::sync::Arc<secp256k1::Secp256k1<secp256k1::SignOnly>>,
+    key: secp256k1::SecretKey,
+}
+
+impl std::fmt::Debug for DigestSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestSigner { .. }")
+    }
+}
+
+impl DigestSigner {
+    /// Returns a signer with `signer`'s key.
+    pub fn new(signer: &PrivateKeySigner) -> Self {
+        let bytes: [u8; 32] = signer.credential().to_bytes().into();
+        let key = secp256k1::SecretKey::from_byte_array(bytes).expect("a k256 signing key is a valid secp256k1 secret key");
+        Self { context: std::sync::Arc::new(secp256k1::Secp256k1::signing_only()), key }
+    }
+
+    /// Returns the 65-byte signature `r ‖ s ‖ v` (v = 27 or 28) of `digest`.
+    pub fn sign(&self, digest: B256) -> Bytes {
+        let signature = self.context.sign_ecdsa_recoverable(secp256k1::Message::from_digest(digest.0), &self.key);
+        let (recovery, rs) = signature.serialize_compact();
+        let mut out = Vec::with_capacity(65);
+        out.extend_from_slice(&rs);
+        out.push(27 + i32::from(recovery) as u8);
+        Bytes::from(out)
+    }
+
+    /// Signs `quote` for the checkout `domain` (what [`sign_quote`] returns).
+    pub fn sign_quote(&self, quote: &Quote, domain: &Eip712Domain) -> Bytes {
+        self.sign(quote_digest(quote, domain))
+    }
+}
+
 /// An EIP-2612 permit signature split as `permit(…, v, r, s)` takes it.
 #[derive(Debug, Clone, Copy)]
 pub struct PermitSignature {
@@ -101,4 +140,27 @@ pub async fn sign_permit(
         r: signature.r().into(),
         s: signature.s().into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::keccak256;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn libsecp256k1_signs_exactly_as_the_alloy_signer() {
+        for key in ["0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d", "0x0000000000000000000000000000000000000000000000000000000000000001"] {
+            let signer: PrivateKeySigner = key.parse().unwrap();
+            let fast = DigestSigner::new(&signer);
+            for i in 0..200u64 {
+                let digest = keccak256(i.to_be_bytes());
+                let expected = signer.sign_hash(&digest).await.unwrap();
+                let got = fast.sign(digest);
+                assert_eq!(got.to_vec(), expected.as_bytes().to_vec(), "digest {i}");
+                let parsed = alloy::primitives::Signature::try_from(got.as_ref()).unwrap();
+                assert_eq!(parsed.recover_address_from_prehash(&digest).unwrap(), signer.address());
+            }
+        }
+    }
 }

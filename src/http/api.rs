@@ -2,7 +2,7 @@
 //! and the merchant's payments list. Inputs are parsed at the edge into chain types; every
 //! bad input is a 4xx in the one error shape.
 
-use std::{convert::Infallible, str::FromStr, time::Duration};
+use std::{convert::Infallible, str::FromStr, sync::Arc, time::Duration};
 
 use alloy::primitives::{Address, U256, utils::format_units};
 use axum::{
@@ -275,7 +275,6 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         }
         QuoteError::BadPeriods | QuoteError::ZeroPayer => ApiError::invalid(e.to_string()),
         QuoteError::Store(e) => ApiError::internal(&e),
-        QuoteError::Sign(_) => ApiError::internal(&e),
     })?;
     // Built from what was just stored: no second read on the hot path.
     let order = Order {
@@ -499,27 +498,62 @@ pub struct SubscriptionView {
 ))]
 pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<SubscriptionView>, ApiError> {
     let wallet = parse_wallet("wallet", &wallet)?;
-    let row = sqlx::query("SELECT plan_id, tier, status, started_at, expires_at, next_plan_id FROM subscriptions WHERE wallet = $1")
-        .bind(address_bytes(wallet))
-        .fetch_optional(state.db.pool())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("{wallet} has no subscription")))?;
-    let tier = row.try_get::<i64, _>("tier")? as u8;
-    let expires_at = row.try_get::<i64, _>("expires_at")? as u64;
-    let mut status: String = row.try_get("status")?;
-    if status != "canceled" && expires_at <= unix_now() as u64 {
+    let stored = stored_subscription(&state, wallet).await?.ok_or_else(|| ApiError::not_found(format!("{wallet} has no subscription")))?;
+    let mut status = stored.status.clone();
+    if status != "canceled" && stored.expires_at <= state.clock.now() {
         status = "expired".into();
     }
     Ok(Json(SubscriptionView {
         wallet: wallet.to_string(),
-        plan_id: row.try_get::<i64, _>("plan_id")? as u32,
-        tier,
-        tier_name: tier_name(tier).into(),
+        plan_id: stored.plan_id,
+        tier: stored.tier,
+        tier_name: tier_name(stored.tier).into(),
         status,
-        started_at: row.try_get::<i64, _>("started_at")? as u64,
-        expires_at,
-        next_plan_id: row.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
+        started_at: stored.started_at,
+        expires_at: stored.expires_at,
+        next_plan_id: stored.next_plan_id,
     }))
+}
+
+/// A subscription row as the read route needs it.
+#[derive(Debug, Clone)]
+pub struct StoredSubscription {
+    plan_id: u32,
+    tier: u8,
+    status: String,
+    started_at: u64,
+    expires_at: u64,
+    next_plan_id: Option<u32>,
+}
+
+/// Reads `wallet`'s subscription through the read cache: members' apps ask for it on every
+/// page they gate, and it changes only at payments, card events and member changes.
+async fn stored_subscription(state: &AppState, wallet: Address) -> Result<Option<Arc<StoredSubscription>>, ApiError> {
+    let generation = state.db.cache_generation();
+    if let Some(generation) = generation
+        && let Some(hit) = state.subscriptions.get(&wallet, generation)
+    {
+        return Ok(hit);
+    }
+    let row = sqlx::query("SELECT plan_id, tier, status, started_at, expires_at, next_plan_id FROM subscriptions WHERE wallet = $1")
+        .bind(address_bytes(wallet))
+        .fetch_optional(state.db.pool())
+        .await?;
+    let stored = match row {
+        None => None,
+        Some(row) => Some(Arc::new(StoredSubscription {
+            plan_id: row.try_get::<i64, _>("plan_id")? as u32,
+            tier: row.try_get::<i64, _>("tier")? as u8,
+            status: row.try_get("status")?,
+            started_at: row.try_get::<i64, _>("started_at")? as u64,
+            expires_at: row.try_get::<i64, _>("expires_at")? as u64,
+            next_plan_id: row.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
+        })),
+    };
+    if let Some(generation) = generation {
+        state.subscriptions.insert(wallet, generation, stored.clone());
+    }
+    Ok(stored)
 }
 
 /// A wallet's badge, read from the chain.

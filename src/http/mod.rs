@@ -13,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::providers::{DynProvider, Provider};
+use alloy::{
+    primitives::Address,
+    providers::{DynProvider, Provider},
+};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
@@ -40,7 +43,7 @@ use crate::{
     chain::deployment::Deployment,
     clock::Clock,
     config::{CardSettings, HttpSettings, WebhookSettings},
-    store::Db,
+    store::{Db, changes::ReadCache},
 };
 
 pub mod api;
@@ -79,7 +82,13 @@ pub struct AppState {
     pub card: Arc<CardSettings>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
+    /// Subscriptions read recently (`None`: the wallet has none), valid until the next
+    /// write ([`crate::store::changes`]).
+    pub(crate) subscriptions: ReadCache<Address, Option<Arc<api::StoredSubscription>>>,
 }
+
+/// Subscriptions the read cache holds at most (a few hundred bytes each).
+const SUBSCRIPTION_CACHE_ENTRIES: usize = 100_000;
 
 impl AppState {
     /// Returns the state for the given parts, without a quote issuer ([`Self::with_quotes`]).
@@ -105,6 +114,7 @@ impl AppState {
             webhooks: Arc::new(WebhookSettings::default()),
             card: Arc::new(CardSettings::default()),
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
+            subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }
     }
 

@@ -10,7 +10,9 @@ use sqlx::{
 };
 
 pub mod bulk;
+pub mod changes;
 pub mod leader;
+pub mod orders;
 pub mod outbox;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -40,6 +42,9 @@ pub enum StoreError {
     /// A stored value does not decode (a corrupted row).
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
+    /// A write shared with other requests (a group commit) failed.
+    #[error("database write failed: {0}")]
+    Batch(String),
     /// The URL is not a supported database.
     #[error("unsupported database URL (use sqlite:… or postgres:…)")]
     Unsupported,
@@ -53,6 +58,10 @@ pub struct Db {
     /// SQLite has one writer: writers queue here, in order, instead of in SQLite's busy
     /// handler (which sleeps and retries, so waiting writers see long tail latencies).
     write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Moved by every committed write; read caches check it ([`changes`]).
+    changes: std::sync::Arc<changes::Changes>,
+    /// New orders waiting for their group commit, and the order ids reserved for them.
+    orders: std::sync::Arc<orders::OrderQueue>,
 }
 
 /// A write transaction on a connection of its own; on SQLite it also holds the process's
@@ -65,15 +74,27 @@ pub struct WriteTx {
     // Declared first so it is closed before the gate opens.
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
     committed: bool,
+    /// Told after the commit, unless the transaction keeps read caches valid.
+    changes: Option<std::sync::Arc<changes::Changes>>,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
-    /// Commits the transaction.
+    /// Commits the transaction; read caches then drop what they hold.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         sqlx::query("COMMIT").execute(&mut *self.conn).await?;
         self.committed = true;
+        if let Some(changes) = &self.changes {
+            changes.bump();
+        }
         Ok(())
+    }
+
+    /// Declares that this transaction writes nothing a read cache holds (today: nothing
+    /// in `subscriptions`), so committing it leaves the caches' entries valid. Without
+    /// this every commit invalidates them, which is always safe.
+    pub fn keep_read_caches(&mut self) {
+        self.changes = None;
     }
 }
 
@@ -133,7 +154,41 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend, write_gate: Default::default() })
+        let listen_url = (backend == Backend::Postgres).then(|| url.clone());
+        // The order writer opens the same SQLite file itself (not an in-memory database).
+        let sqlite_file = match backend {
+            Backend::Sqlite if !url.contains(":memory:") => <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+                .ok()
+                .map(|options| options.get_filename().to_path_buf()),
+            _ => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            write_gate: Default::default(),
+            changes: std::sync::Arc::new(changes::Changes::new(listen_url)),
+            orders: std::sync::Arc::new(orders::OrderQueue::new(sqlite_file)),
+        })
+    }
+
+    /// Returns the generation a read-through cache tags what it reads now with, or `None`
+    /// when caching is off ([`changes`]).
+    pub fn cache_generation(&self) -> Option<u64> {
+        self.changes.generation()
+    }
+
+    /// Waits for this process's turn to write to SQLite (`None` on PostgreSQL), for writers
+    /// that do not go through [`Db::begin_write`].
+    pub(crate) async fn sqlite_write_gate(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_gate.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// Returns the queue of new orders.
+    pub(crate) fn orders(&self) -> &std::sync::Arc<orders::OrderQueue> {
+        &self.orders
     }
 
     /// Returns the pool.
@@ -161,11 +216,13 @@ impl Db {
             conn.close_on_drop();
             return Err(error.into());
         }
-        Ok(WriteTx { conn, committed: false, _gate: gate })
+        Ok(WriteTx { conn, committed: false, changes: Some(self.changes.clone()), _gate: gate })
     }
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.changes.stop();
+        self.orders.close();
         self.pool.close().await;
     }
 }

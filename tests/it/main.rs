@@ -12,6 +12,7 @@ mod harness;
 mod helpers;
 mod members;
 mod minter;
+mod reads;
 mod reminders;
 mod service;
 mod watcher;
