@@ -53,6 +53,8 @@ pub struct Db {
     /// SQLite has one writer: writers queue here, in order, instead of in SQLite's busy
     /// handler (which sleeps and retries, so waiting writers see long tail latencies).
     write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: wakes the checkpointer after each write commit.
+    checkpoints: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 /// A write transaction on a connection of its own; on SQLite it also holds the process's
@@ -65,6 +67,7 @@ pub struct WriteTx {
     // Declared first so it is closed before the gate opens.
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
     committed: bool,
+    checkpoints: Option<tokio::sync::mpsc::Sender<()>>,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -73,8 +76,40 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         sqlx::query("COMMIT").execute(&mut *self.conn).await?;
         self.committed = true;
+        if let Some(checkpoints) = &self.checkpoints
+            && let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = checkpoints.try_send(())
+        {
+            // The checkpointer's runtime is gone (a Db outliving the runtime that opened
+            // it): checkpoint here, as SQLite's automatic checkpoint would have. Full, on
+            // the other hand, means a checkpoint is already due and covers this commit.
+            let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *self.conn).await;
+        }
         Ok(())
     }
+}
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` after write commits, at most every 200 ms, so
+/// that SQLite's automatic checkpoint (disabled on the pool's connections) does not land
+/// inside a writer's commit. PASSIVE never blocks writers or readers; durability is
+/// unchanged (the WAL holds every committed transaction until it is copied). The task
+/// ends when every [`Db`] clone is gone or the pool is closed.
+fn spawn_checkpointer(pool: AnyPool) -> tokio::sync::mpsc::Sender<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            if pool.is_closed() {
+                break;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if pool.is_closed() {
+                    break;
+                }
+                tracing::warn!(%error, "SQLite checkpoint failed; retrying after the next commit");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    tx
 }
 
 impl Drop for WriteTx {
@@ -119,6 +154,16 @@ impl Db {
                         // killed process loses nothing committed (only a power cut can lose
                         // the last commits), and a commit no longer waits for fsync.
                         sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                        // A backfill pass writes tens of MB in one transaction: with the
+                        // default 2 MB page cache SQLite spills dirty pages to the WAL and
+                        // reads them back mid-transaction. 32 MiB per connection (used only
+                        // as pages are touched) holds a 10,000-payment pass.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA cache_size = -32768").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA temp_store = MEMORY").await?;
+                        // Checkpoints run on a task of their own (`spawn_checkpointer`), not
+                        // inside the commit that happens to cross 1,000 WAL pages: a large
+                        // commit no longer waits for a copy and fsync of the whole WAL.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA wal_autocheckpoint = 0").await?;
                     }
                     Ok(())
                 })
@@ -133,7 +178,8 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend, write_gate: Default::default() })
+        let checkpoints = (backend == Backend::Sqlite).then(|| spawn_checkpointer(pool.clone()));
+        Ok(Self { pool, backend, write_gate: Default::default(), checkpoints })
     }
 
     /// Returns the pool.
@@ -161,7 +207,7 @@ impl Db {
             conn.close_on_drop();
             return Err(error.into());
         }
-        Ok(WriteTx { conn, committed: false, _gate: gate })
+        Ok(WriteTx { conn, committed: false, checkpoints: self.checkpoints.clone(), _gate: gate })
     }
 
     /// Closes the pool, waiting for connections to be returned.
