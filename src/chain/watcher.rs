@@ -10,13 +10,6 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-/// Logs the time since `t` for one phase of a pass at debug level
-/// (`RUST_LOG=tmai_pay::watcher::phases=debug`), then restarts `t`.
-fn phase(label: &str, t: &mut std::time::Instant) {
-    tracing::debug!(target: "tmai_pay::watcher::phases", phase = label, ms = t.elapsed().as_secs_f64() * 1e3);
-    *t = std::time::Instant::now();
-}
-
 use alloy::{
     primitives::{Address, B256},
     providers::{DynProvider, Provider},
@@ -39,6 +32,13 @@ use crate::{
         to_address, to_b256, to_u256, u256_bytes, unix_now,
     },
 };
+
+/// Logs the time since `t` for one phase of a pass at debug level
+/// (`RUST_LOG=tmai_pay::watcher::phases=debug`), then restarts `t`.
+fn phase(label: &str, t: &mut std::time::Instant) {
+    tracing::debug!(target: "tmai_pay::watcher::phases", phase = label, ms = t.elapsed().as_secs_f64() * 1e3);
+    *t = std::time::Instant::now();
+}
 
 /// Why a watcher pass failed. Every failure is retried on the next pass.
 #[derive(Debug, thiserror::Error)]
