@@ -33,6 +33,13 @@ use crate::{
     },
 };
 
+/// Logs the time since `t` for one phase of a pass at debug level
+/// (`RUST_LOG=tmai_pay::watcher::phases=debug`), then restarts `t`.
+fn phase(label: &str, t: &mut std::time::Instant) {
+    tracing::debug!(target: "tmai_pay::watcher::phases", phase = label, ms = t.elapsed().as_secs_f64() * 1e3);
+    *t = std::time::Instant::now();
+}
+
 /// Why a watcher pass failed. Every failure is retried on the next pass.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -147,7 +154,9 @@ impl Watcher {
         let now = unix_now() as u64;
         let mut report = PassReport { head, ..Default::default() };
 
+        let mut t = std::time::Instant::now();
         let mut tx = self.db.begin_write().await?;
+        phase("begin", &mut t);
         let chain = self.config.chain_id as i64;
         let cursor = match sqlx::query("SELECT next_block FROM chain_cursor WHERE chain_id = $1")
             .bind(chain)
@@ -169,8 +178,13 @@ impl Watcher {
         // 2. Apply: read one range of logs and record them with the range's recent hashes.
         if next <= head {
             let to = head.min(next + self.range.load(std::sync::atomic::Ordering::Relaxed) - 1);
-            let (logs, to) = self.fetch_logs(next, to).await?;
-            let hashes = self.recent_hashes(next, to, head).await?;
+            phase("fork", &mut t);
+            // The logs and the window's block hashes are independent reads: fetch them at
+            // once. When the node refuses the range and it shrinks, the hashes above the
+            // new end are dropped (a prefix of a linked run of blocks is still linked).
+            let ((logs, to), mut hashes) = tokio::try_join!(self.fetch_logs(next, to), self.recent_hashes(next, to, head))?;
+            hashes.retain(|(_, (number, _))| *number <= to);
+            phase("logs+hashes", &mut t);
             for log in &logs {
                 if let Some((hash, _)) = hashes.iter().find(|(_, (n, _))| *n == log.block_number)
                     && *hash != log.block_hash {
@@ -178,6 +192,7 @@ impl Watcher {
                     }
             }
             report.detected = self.record_all(&mut tx, &logs, now).await?;
+            phase("record_all", &mut t);
             let blocks: Vec<Vec<Value>> = hashes
                 .iter()
                 .map(|(hash, (number, parent))| {
@@ -202,7 +217,9 @@ impl Watcher {
 
         // 3. Confirm what is deep enough (and was read), activate matched payments.
         let deep = (head + 1).saturating_sub(self.config.confirmations);
+        phase("blocks", &mut t);
         report.confirmed = self.confirm(&mut tx, deep.min(next.saturating_sub(1)), now).await?;
+        phase("confirm", &mut t);
         activation::apply_due_downgrades(&mut tx, &self.catalog, now).await?;
 
         // 4. Acknowledge: move the cursor with the effects.
@@ -214,7 +231,9 @@ impl Watcher {
         .bind(next as i64)
         .execute(&mut *tx)
         .await?;
+        phase("downgrades+cursor", &mut t);
         tx.commit().await?;
+        phase("commit", &mut t);
         if report.detected + report.confirmed + report.reorged > 0 {
             tracing::info!(head, next, detected = report.detected, confirmed = report.confirmed, reorged = report.reorged, "watcher pass");
         }
@@ -343,17 +362,23 @@ impl Watcher {
     /// Returns (hash, (number, parent)) of the blocks in `[from, to]` that fall within the
     /// reorg window below `head`.
     async fn recent_hashes(&self, from: u64, to: u64, head: u64) -> Result<Vec<(B256, (u64, B256))>, WatchError> {
+        use futures::{StreamExt, TryStreamExt};
         let start = from.max(head.saturating_sub(self.config.window()));
-        let mut out = Vec::new();
-        for number in start..=to {
-            let block = self
-                .provider
-                .get_block_by_number(number.into())
-                .await
-                .map_err(|e| WatchError::Rpc(e.to_string()))?
-                .ok_or_else(|| WatchError::Moved(format!("block {number} disappeared")))?;
-            out.push((block.header.hash, (number, block.header.parent_hash)));
-        }
+        // Up to 16 headers in flight: one by one, a 66-block window cost ~40 ms of round
+        // trips in a backfill pass. `buffered` keeps them in block order.
+        let out: Vec<(B256, (u64, B256))> = futures::stream::iter(start..=to)
+            .map(|number| async move {
+                let block = self
+                    .provider
+                    .get_block_by_number(number.into())
+                    .await
+                    .map_err(|e| WatchError::Rpc(e.to_string()))?
+                    .ok_or_else(|| WatchError::Moved(format!("block {number} disappeared")))?;
+                Ok::<_, WatchError>((block.header.hash, (number, block.header.parent_hash)))
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
         for pair in out.windows(2) {
             if pair[1].1.1 != pair[0].0 {
                 return Err(WatchError::Moved(format!("block {} does not extend {}", pair[1].1.0, pair[0].1.0)));
@@ -383,6 +408,7 @@ impl Watcher {
             };
             orders.insert(row.try_get::<i64, _>("order_id")?, order);
         }
+        let mut t = std::time::Instant::now();
         let chain = self.config.chain_id as i64;
         let mut rows = Vec::with_capacity(logs.len());
         let mut events = Vec::with_capacity(logs.len());
@@ -420,14 +446,16 @@ impl Watcher {
                 "periods": e.periods,
                 "confirmations_required": self.config.confirmations,
             });
-            let id = outbox::event_id(&["payment.detected", &key, &log.block_hash.to_string()]);
-            events.push(NewEvent { id, event_type: "payment.detected", data: data.clone() });
-            if let Some(reason) = reason {
-                let mut data = data;
+            let unmatched = reason.map(|reason| {
+                let mut data = data.clone();
                 data["reason"] = serde_json::Value::String(reason);
-                events.push(NewEvent { id: outbox::event_id(&["payment.unmatched", &key]), event_type: "payment.unmatched", data });
-            }
+                NewEvent { id: outbox::event_id(&["payment.unmatched", &key]), event_type: "payment.unmatched", data }
+            });
+            let id = outbox::event_id(&["payment.detected", &key, &log.block_hash.to_string()]);
+            events.push(NewEvent { id, event_type: "payment.detected", data });
+            events.extend(unmatched);
         }
+        phase("  rec: build", &mut t);
         let (_, changed) = insert(
             conn,
             "INSERT INTO payments (chain_id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, amount, \
@@ -437,7 +465,9 @@ impl Watcher {
              block_number = excluded.block_number, block_hash = excluded.block_hash WHERE payments.status = 'reorged'",
         )
         .await?;
+        phase("  rec: insert payments", &mut t);
         outbox::write_all(conn, &events).await?;
+        phase("  rec: outbox", &mut t);
         Ok(changed as usize)
     }
 
@@ -467,6 +497,7 @@ impl Watcher {
         .bind(deep as i64)
         .fetch_all(&mut *conn)
         .await?;
+        let mut t = std::time::Instant::now();
         if rows.is_empty() {
             return Ok(0);
         }
@@ -501,6 +532,7 @@ impl Watcher {
                 });
             }
         }
+        phase("  conf: select+build", &mut t);
         let confirmed = execute_in(
             conn,
             "UPDATE payments SET status = 'confirmed', confirmed_at = $1 WHERE status = 'detected' AND id IN",
@@ -509,9 +541,13 @@ impl Watcher {
             &ids,
         )
         .await?;
+        phase("  conf: update payments", &mut t);
         execute_in(conn, "UPDATE orders SET status = 'paid' WHERE order_id IN", "", &[], &orders).await?;
+        phase("  conf: update orders", &mut t);
         outbox::write_all(conn, &events).await?;
+        phase("  conf: outbox", &mut t);
         activation::activate_all(conn, &self.catalog, &paid, now).await?;
+        phase("  conf: activate_all", &mut t);
         Ok(confirmed as usize)
     }
 }

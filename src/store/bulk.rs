@@ -117,7 +117,7 @@ fn push_json(out: &mut String, value: &Value) {
             out.push_str(&alloy::hex::encode(b));
             out.push('"');
         }
-        Value::Text(t) | Value::OptText(Some(t)) => out.push_str(&serde_json::Value::from(t.as_str()).to_string()),
+        Value::Text(t) | Value::OptText(Some(t)) => out.push_str(&serde_json::to_string(t.as_str()).expect("a string serializes")),
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Db {
     changes: std::sync::Arc<changes::Changes>,
     /// New orders waiting for their group commit, and the order ids reserved for them.
     orders: std::sync::Arc<orders::OrderQueue>,
+    /// SQLite: wakes the checkpointer after each write commit.
+    checkpoints: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 /// A write transaction on a connection of its own; on SQLite it also holds the process's
@@ -76,6 +78,7 @@ pub struct WriteTx {
     committed: bool,
     /// Told after the commit, unless the transaction keeps read caches valid.
     changes: Option<std::sync::Arc<changes::Changes>>,
+    checkpoints: Option<tokio::sync::mpsc::Sender<()>>,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -87,6 +90,14 @@ impl WriteTx {
         if let Some(changes) = &self.changes {
             changes.bump();
         }
+        if let Some(checkpoints) = &self.checkpoints
+            && let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = checkpoints.try_send(())
+        {
+            // The checkpointer's runtime is gone (a Db outliving the runtime that opened
+            // it): checkpoint here, as SQLite's automatic checkpoint would have. Full, on
+            // the other hand, means a checkpoint is already due and covers this commit.
+            let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *self.conn).await;
+        }
         Ok(())
     }
 
@@ -96,6 +107,30 @@ impl WriteTx {
     pub fn keep_read_caches(&mut self) {
         self.changes = None;
     }
+}
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` after write commits, at most every 200 ms, so
+/// that SQLite's automatic checkpoint (disabled on the pool's connections) does not land
+/// inside a writer's commit. PASSIVE never blocks writers or readers; durability is
+/// unchanged (the WAL holds every committed transaction until it is copied). The task
+/// ends when every [`Db`] clone is gone or the pool is closed.
+fn spawn_checkpointer(pool: AnyPool) -> tokio::sync::mpsc::Sender<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            if pool.is_closed() {
+                break;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if pool.is_closed() {
+                    break;
+                }
+                tracing::warn!(%error, "SQLite checkpoint failed; retrying after the next commit");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    tx
 }
 
 impl Drop for WriteTx {
@@ -140,6 +175,16 @@ impl Db {
                         // killed process loses nothing committed (only a power cut can lose
                         // the last commits), and a commit no longer waits for fsync.
                         sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                        // A backfill pass writes tens of MB in one transaction: with the
+                        // default 2 MB page cache SQLite spills dirty pages to the WAL and
+                        // reads them back mid-transaction. 32 MiB per connection (used only
+                        // as pages are touched) holds a 10,000-payment pass.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA cache_size = -32768").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA temp_store = MEMORY").await?;
+                        // Checkpoints run on a task of their own (`spawn_checkpointer`), not
+                        // inside the commit that happens to cross 1,000 WAL pages: a large
+                        // commit no longer waits for a copy and fsync of the whole WAL.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA wal_autocheckpoint = 0").await?;
                     }
                     Ok(())
                 })
@@ -154,6 +199,7 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let checkpoints = (backend == Backend::Sqlite).then(|| spawn_checkpointer(pool.clone()));
         let listen_url = (backend == Backend::Postgres).then(|| url.clone());
         // The order writer opens the same SQLite file itself (not an in-memory database).
         let sqlite_file = match backend {
@@ -168,6 +214,7 @@ impl Db {
             write_gate: Default::default(),
             changes: std::sync::Arc::new(changes::Changes::new(listen_url)),
             orders: std::sync::Arc::new(orders::OrderQueue::new(sqlite_file)),
+            checkpoints,
         })
     }
 
@@ -183,6 +230,14 @@ impl Db {
         match self.backend {
             Backend::Sqlite => Some(self.write_gate.clone().lock_owned().await),
             Backend::Postgres => None,
+        }
+    }
+
+    /// Tells the checkpointer that a writer outside [`Db::begin_write`] committed to the
+    /// SQLite WAL (the order writer's own connection).
+    pub(crate) fn wal_committed(&self) {
+        if let Some(checkpoints) = &self.checkpoints {
+            let _ = checkpoints.try_send(());
         }
     }
 
@@ -216,7 +271,7 @@ impl Db {
             conn.close_on_drop();
             return Err(error.into());
         }
-        Ok(WriteTx { conn, committed: false, changes: Some(self.changes.clone()), _gate: gate })
+        Ok(WriteTx { conn, committed: false, changes: Some(self.changes.clone()), checkpoints: self.checkpoints.clone(), _gate: gate })
     }
 
     /// Closes the pool, waiting for connections to be returned.

@@ -71,65 +71,32 @@ pub struct OrderQueue {
 }
 
 impl OrderQueue {
-    /// Closes the SQLite connections of the writer and its checkpoints (the pool is
-    /// closing); a later write opens them again.
-    pub(crate) fn close(&self) {
-        if let Some(writer) = &self.sqlite {
-            for conn in [&writer.conn, &writer.checkpointer] {
-                if let Ok(mut conn) = conn.lock() {
-                    *conn = None;
-                }
-            }
-        }
-    }
-
     /// Returns the queue of a database; `sqlite_file` for an SQLite file.
     pub(crate) fn new(sqlite_file: Option<PathBuf>) -> Self {
-        let sqlite = sqlite_file.map(|path| SqliteWriter { path, conn: Default::default(), commits: Default::default(), checkpointer: Default::default() });
+        let sqlite = sqlite_file.map(|path| SqliteWriter { path, conn: Default::default() });
         Self { sqlite, ..Default::default() }
+    }
+
+    /// Closes the writer's SQLite connection (the pool is closing); a later write opens it
+    /// again.
+    pub(crate) fn close(&self) {
+        if let Some(writer) = &self.sqlite
+            && let Ok(mut conn) = writer.conn.lock()
+        {
+            *conn = None;
+        }
     }
 }
 
 /// SQLite's order writer: rusqlite on a blocking thread, statements prepared once. sqlx
 /// runs every SQLite statement on a worker thread and hands it over and back (two thread
 /// wake-ups per statement, four statements per batch); here a whole batch is one hand-over.
-///
-/// Its commits never checkpoint the WAL inline (`wal_autocheckpoint = 0`): a checkpoint
-/// copies the WAL into the database file and syncs it, a stall of milliseconds that would
-/// land on whichever request commits the 1,000th page. Instead every
-/// [`CHECKPOINT_EVERY`] commits a passive checkpoint runs on another thread, beside the
-/// writer, and the WAL stays short.
+/// Like the pool's connections it never checkpoints the WAL inside a commit
+/// (`wal_autocheckpoint = 0`); it wakes the database's background checkpointer instead.
 #[derive(Debug)]
 struct SqliteWriter {
     path: PathBuf,
     conn: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
-    commits: std::sync::atomic::AtomicU64,
-    checkpointer: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
-}
-
-/// Commits of the SQLite order writer between background checkpoints.
-const CHECKPOINT_EVERY: u64 = 32;
-
-impl SqliteWriter {
-    /// Starts a passive checkpoint on a blocking thread unless one is running.
-    fn checkpoint_in_background(&self) {
-        let (path, checkpointer) = (self.path.clone(), self.checkpointer.clone());
-        tokio::task::spawn_blocking(move || {
-            // A checkpoint already running holds the lock: this one is not needed.
-            let Ok(mut conn) = checkpointer.try_lock() else { return };
-            if conn.is_none() {
-                match open_sqlite(&path) {
-                    Ok(c) => *conn = Some(c),
-                    Err(error) => return tracing::warn!(%error, "cannot open the SQLite checkpoint connection"),
-                }
-            }
-            let done = conn.as_ref().map(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
-            if let Some(Err(error)) = done {
-                tracing::warn!(%error, "background WAL checkpoint failed; the next one retries");
-                *conn = None;
-            }
-        });
-    }
 }
 
 #[derive(Debug, Default)]
@@ -236,8 +203,8 @@ async fn write_batch(db: &Db, orders: &[NewOrder]) -> Result<(), StoreError> {
             .await
             .map_err(|e| StoreError::Batch(format!("the SQLite order writer panicked: {e}")))?
             .map_err(|e| StoreError::Batch(e.to_string()));
-            if written.is_ok() && writer.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
-                writer.checkpoint_in_background();
+            if written.is_ok() {
+                db.wal_committed();
             }
             return written;
         }
