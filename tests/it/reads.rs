@@ -152,7 +152,11 @@ async fn checkouts_created_together_each_get_their_own_stored_order(kind: DbKind
         };
         let signature: Signature = checkout["signature"].as_str().unwrap().parse().unwrap();
         assert_eq!(signature.recover_address_from_prehash(&quote_digest(&quote, &domain)).unwrap(), signer);
-        assert!(order_ids.insert(checkout["order_id"].as_str().unwrap().to_string()), "order ids are unique");
+        let order_id = checkout["order_id"].as_str().unwrap().to_string();
+        let id = checkout["id"].as_str().unwrap();
+        let expected_prefix = format!("chk_{:016x}", order_id.parse::<u64>().unwrap());
+        assert!(id.starts_with(&expected_prefix) && id.len() == 4 + 16 + 32, "{id}: order id, then 32 random hex digits");
+        assert!(order_ids.insert(order_id), "order ids are unique");
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 120);
     assert_eq!(app.count("SELECT COUNT(DISTINCT order_id) FROM orders").await, 120);
