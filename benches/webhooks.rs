@@ -93,10 +93,12 @@ fn settings() -> WebhookSettings {
 fn events(from: usize, n: usize) -> Vec<NewEvent> {
     let written = now_ms();
     (from..from + n)
-        .map(|i| NewEvent {
-            id: format!("evt_bench_{i:08}"),
-            event_type: "payment.confirmed",
-            data: serde_json::json!({ "n": i, "written_ms": written, "wallet": "0x00000000000000000000000000000000000000aa" }),
+        .map(|i| {
+            NewEvent::new(
+                format!("evt_bench_{i:08}"),
+                "payment.confirmed",
+                &serde_json::json!({ "n": i, "written_ms": written, "wallet": "0x00000000000000000000000000000000000000aa" }),
+            )
         })
         .collect()
 }
@@ -129,7 +131,7 @@ async fn raw(base: &str, seen: &Seen, n: usize) -> Result<Duration> {
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(4)
         .build()?;
-    let bodies: Vec<String> = events(0, n).iter().map(|e| serde_json::json!({ "id": e.id, "type": e.event_type, "data": e.data }).to_string()).collect();
+    let bodies: Vec<String> = events(0, n).into_iter().map(|e| e.body).collect();
     let bodies = Arc::new(bodies);
     seen.lock().unwrap().clear();
     let started = Instant::now();

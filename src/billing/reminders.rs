@@ -98,27 +98,27 @@ impl Reminders {
             let due = self.select(&mut tx, "s.expires_at > $1 + $2 AND s.expires_at <= $1 + $3", &[now, lower, d * 86_400], &kind).await?;
             for s in due {
                 notices.push(notice(s.wallet, s.end, &kind, now));
-                events.push(NewEvent {
-                    id: outbox::event_id(&["subscription.expiring", &s.wallet.to_string(), &s.end.to_string(), &kind]),
-                    event_type: "subscription.expiring",
-                    data: serde_json::json!({
+                events.push(NewEvent::new(
+                    outbox::event_id(&["subscription.expiring", &s.wallet.to_string(), &s.end.to_string(), &kind]),
+                    "subscription.expiring",
+                    &serde_json::json!({
                         "wallet": s.wallet, "plan_id": s.plan_id, "tier": s.tier, "status": s.status,
                         "expires_at": s.end, "days_before": d,
                     }),
-                });
+                ));
             }
         }
         let ended = self.select(&mut tx, "s.expires_at <= $1 AND $2 = $2 AND $3 = $3", &[now, 0, 0], "expired").await?;
         for s in ended {
             notices.push(notice(s.wallet, s.end, "expired", now));
-            events.push(NewEvent {
-                id: outbox::event_id(&["subscription.expired", &s.wallet.to_string(), &s.end.to_string()]),
-                event_type: "subscription.expired",
-                data: serde_json::json!({
+            events.push(NewEvent::new(
+                outbox::event_id(&["subscription.expired", &s.wallet.to_string(), &s.end.to_string()]),
+                "subscription.expired",
+                &serde_json::json!({
                     "wallet": s.wallet, "plan_id": s.plan_id, "tier": s.tier, "expired_at": s.end,
                     "reason": if s.status == "canceled" { "canceled" } else { "period_ended" },
                 }),
-            });
+            ));
         }
         // The notice row is the claim: another instance running the same pass at the same
         // moment waits on it (PostgreSQL) and inserts nothing, so only the pass that inserted

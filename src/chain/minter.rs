@@ -1179,7 +1179,7 @@ fn badge_event(job: &Job, call: Call, token_id: U256, tx_hash: Option<B256>, blo
     if tx_hash.is_none() {
         data["already_on_chain"] = true.into();
     }
-    NewEvent { id: outbox::event_id(&[event_type, &job.id.to_string()]), event_type, data }
+    NewEvent::new(outbox::event_id(&[event_type, &job.id.to_string()]), event_type, &data)
 }
 
 fn job_of(row: &sqlx::any::AnyRow) -> Result<Job, StoreError> {

@@ -14,24 +14,37 @@ pub fn event_id(parts: &[&str]) -> String {
     format!("evt_{}", alloy::hex::encode(&digest[..12]))
 }
 
-/// An event to write with [`write_all`].
+/// An event to write with [`write_all`], its body serialized once when it is made.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     /// Stable id.
     pub id: String,
     /// Event name.
     pub event_type: &'static str,
-    /// The `data` part of the body.
-    pub data: serde_json::Value,
+    /// The stored body: `{"id", "type", "data"}`.
+    pub body: String,
+}
+
+impl NewEvent {
+    /// Returns the event `id` of `event_type` with `data` as its body's `data`.
+    pub fn new(id: String, event_type: &'static str, data: &impl Serialize) -> Self {
+        let body = body(&id, event_type, data);
+        Self { id, event_type, body }
+    }
 }
 
 /// An event body as stored and delivered: `{"id", "type", "data"}`.
 #[derive(Serialize)]
-struct Body<'a> {
+struct Body<'a, D: Serialize> {
     id: &'a str,
     #[serde(rename = "type")]
     event_type: &'a str,
-    data: &'a serde_json::Value,
+    data: &'a D,
+}
+
+/// Returns the stored body of an event, serialized from borrowed parts (no copy of `data`).
+pub(crate) fn body(id: &str, event_type: &str, data: &impl Serialize) -> String {
+    serde_json::to_string(&Body { id, event_type, data }).expect("an event body serializes")
 }
 
 /// Writes events in bulk, skipping ids that exist; returns how many were written.
@@ -41,11 +54,7 @@ pub async fn write_all(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<
     let rows: Vec<Vec<Value>> = events
         .iter()
         .map(|e| {
-            // Serialized from borrowed parts: the same bytes as `json!({id, type, data})`
-            // (serde_json keeps insertion order here), without deep-copying `data`.
-            let body = serde_json::to_string(&Body { id: &e.id, event_type: e.event_type, data: &e.data })
-                .expect("an event body serializes");
-            vec![Value::Text(e.id.clone()), Value::Text(e.event_type.to_string()), Value::Text(body), Value::I64(now)]
+            vec![Value::Text(e.id.clone()), Value::Text(e.event_type.to_string()), Value::Text(e.body.clone()), Value::I64(now)]
         })
         .collect();
     let (_, written) =
@@ -60,13 +69,12 @@ pub async fn write(
     event_type: &str,
     payload: &impl Serialize,
 ) -> Result<bool, StoreError> {
-    let body = serde_json::json!({ "id": id, "type": event_type, "data": payload });
     let done = sqlx::query(
         "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
     .bind(event_type)
-    .bind(body.to_string())
+    .bind(body(id, event_type, payload))
     .bind(unix_now())
     .execute(conn)
     .await?;
