@@ -6,7 +6,6 @@
 use alloy::{
     primitives::{Address, Bytes, U256},
     signers::local::PrivateKeySigner,
-    sol_types::Eip712Domain,
 };
 use rand::Rng;
 use serde::Serialize;
@@ -15,12 +14,13 @@ use super::plans::Catalog;
 use crate::{
     chain::{
         bindings::ISubscriptionCheckout::Quote,
-        signing::{DigestSigner, quote_domain},
+        signing::{DigestSigner, QuoteHasher, quote_domain},
     },
     store::{
         Db, StoreError, address_bytes,
         orders::{self, NewOrder},
-        outbox, u256_bytes,
+        outbox::{self, NewEvent},
+        u256_bytes,
     },
 };
 
@@ -98,12 +98,25 @@ impl From<sqlx::Error> for QuoteError {
     }
 }
 
+/// The `data` of `checkout.created` (fields sorted, as the stored JSON has always had them).
+#[derive(Serialize)]
+struct CreatedData<'a> {
+    amount: String,
+    checkout_id: &'a str,
+    expires_at: u64,
+    order_id: String,
+    payer: Address,
+    periods: u32,
+    plan_id: u32,
+    token: Address,
+}
+
 /// Signs quotes for one checkout contract.
 #[derive(Debug, Clone)]
 pub struct QuoteIssuer {
-    signer: PrivateKeySigner,
+    signer_address: Address,
     digests: DigestSigner,
-    domain: Eip712Domain,
+    hasher: QuoteHasher,
     chain_id: u64,
     checkout: Address,
     ttl_secs: u64,
@@ -112,12 +125,19 @@ pub struct QuoteIssuer {
 impl QuoteIssuer {
     /// Returns an issuer signing with `signer` for `checkout` on `chain_id`.
     pub fn new(signer: PrivateKeySigner, chain_id: u64, checkout: Address, ttl_secs: u64) -> Self {
-        Self { domain: quote_domain(chain_id, checkout), digests: DigestSigner::new(&signer), signer, chain_id, checkout, ttl_secs }
+        Self {
+            hasher: QuoteHasher::new(&quote_domain(chain_id, checkout)),
+            digests: DigestSigner::new(&signer),
+            signer_address: signer.address(),
+            chain_id,
+            checkout,
+            ttl_secs,
+        }
     }
 
     /// Returns the signer's address (must be the checkout's quote signer).
     pub fn signer_address(&self) -> Address {
-        self.signer.address()
+        self.signer_address
     }
 
     /// Validates `request`, stores the order and returns the signed quote.
@@ -149,7 +169,7 @@ impl QuoteIssuer {
         // Signed before anything is written, outside any transaction: checkouts sign in
         // parallel and only share the commit (store::orders). The quote leaves this
         // function only once its order is stored.
-        let signature = self.digests.sign_quote(&quote, &self.domain);
+        let signature = self.digests.sign_hashed(&quote, &self.hasher);
         let issued = IssuedQuote {
             checkout_id: checkout_id.clone(),
             order_id: order_id as u64,
@@ -161,16 +181,20 @@ impl QuoteIssuer {
             token: token.address,
             expires_at: deadline,
         };
-        let event_data = serde_json::json!({
-            "checkout_id": issued.checkout_id,
-            "order_id": issued.order_id.to_string(),
-            "payer": request.payer,
-            "plan_id": plan.id,
-            "token": token.address,
-            "amount": amount.to_string(),
-            "periods": request.periods,
-            "expires_at": deadline,
-        });
+        let event = NewEvent::new(
+            outbox::event_id(&["checkout.created", &checkout_id]),
+            "checkout.created",
+            &CreatedData {
+                amount: amount.to_string(),
+                checkout_id: &checkout_id,
+                expires_at: deadline,
+                order_id: issued.order_id.to_string(),
+                payer: request.payer,
+                periods: request.periods,
+                plan_id: plan.id,
+                token: token.address,
+            },
+        );
         orders::insert_order(db, NewOrder {
             order_id,
             checkout_id: checkout_id.clone(),
@@ -183,8 +207,7 @@ impl QuoteIssuer {
             deadline: deadline as i64,
             signature: signature.to_vec(),
             created_at: now as i64,
-            event_id: outbox::event_id(&["checkout.created", &checkout_id]),
-            event_data,
+            event,
         })
         .await?;
         Ok(issued)

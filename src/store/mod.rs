@@ -14,6 +14,7 @@ pub mod changes;
 pub mod leader;
 pub mod orders;
 pub mod outbox;
+pub(crate) mod sqlite;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -45,6 +46,9 @@ pub enum StoreError {
     /// A write shared with other requests (a group commit) failed.
     #[error("database write failed: {0}")]
     Batch(String),
+    /// The service's own SQLite write connection failed.
+    #[error("SQLite write failed: {0}")]
+    Sqlite(String),
     /// The URL is not a supported database.
     #[error("unsupported database URL (use sqlite:… or postgres:…)")]
     Unsupported,
@@ -64,6 +68,8 @@ pub struct Db {
     orders: std::sync::Arc<orders::OrderQueue>,
     /// SQLite: wakes the checkpointer after each write commit.
     checkpoints: Option<tokio::sync::mpsc::Sender<()>>,
+    /// SQLite file: the process's own write connection for the hot write paths.
+    sqlite: Option<sqlite::SqliteConn>,
 }
 
 /// A write transaction on a connection of its own; on SQLite it also holds the process's
@@ -201,11 +207,11 @@ impl Db {
         }
         let checkpoints = (backend == Backend::Sqlite).then(|| spawn_checkpointer(pool.clone()));
         let listen_url = (backend == Backend::Postgres).then(|| url.clone());
-        // The order writer opens the same SQLite file itself (not an in-memory database).
-        let sqlite_file = match backend {
+        // The hot write paths open the same SQLite file themselves (not an in-memory database).
+        let sqlite = match backend {
             Backend::Sqlite if !url.contains(":memory:") => <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
                 .ok()
-                .map(|options| options.get_filename().to_path_buf()),
+                .map(|options| sqlite::SqliteConn::new(options.get_filename().to_path_buf())),
             _ => None,
         };
         Ok(Self {
@@ -213,8 +219,9 @@ impl Db {
             backend,
             write_gate: Default::default(),
             changes: std::sync::Arc::new(changes::Changes::new(listen_url)),
-            orders: std::sync::Arc::new(orders::OrderQueue::new(sqlite_file)),
+            orders: Default::default(),
             checkpoints,
+            sqlite,
         })
     }
 
@@ -224,21 +231,41 @@ impl Db {
         self.changes.generation()
     }
 
-    /// Waits for this process's turn to write to SQLite (`None` on PostgreSQL), for writers
-    /// that do not go through [`Db::begin_write`].
-    pub(crate) async fn sqlite_write_gate(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.write_gate.clone().lock_owned().await),
-            Backend::Postgres => None,
-        }
-    }
-
     /// Tells the checkpointer that a writer outside [`Db::begin_write`] committed to the
     /// SQLite WAL (the order writer's own connection).
     pub(crate) fn wal_committed(&self) {
         if let Some(checkpoints) = &self.checkpoints {
             let _ = checkpoints.try_send(());
         }
+    }
+
+    /// Begins a write transaction on the process's own SQLite connection ([`sqlite`]),
+    /// after this process's other writers (`None` where there is no such connection).
+    pub(crate) async fn begin_sqlite(&self) -> Option<Result<sqlite::SqliteTx, StoreError>> {
+        let conn = self.sqlite.as_ref()?;
+        let gate = self.write_gate.clone().lock_owned().await;
+        Some(conn.begin(gate).await)
+    }
+
+    /// Runs `work` in one write transaction on the process's own SQLite connection, after
+    /// this process's other writers, in one hand-over (`None` where there is no such
+    /// connection).
+    pub(crate) async fn sqlite_transaction<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Option<Result<R, StoreError>> {
+        let conn = self.sqlite.as_ref()?;
+        let gate = self.write_gate.clone().lock_owned().await;
+        Some(conn.transaction(gate, work).await)
+    }
+
+    /// Tells read caches and the checkpointer that a write outside [`Db::begin_write`]
+    /// committed; `caches`: whether it may have changed what read caches hold.
+    pub(crate) fn committed_outside(&self, caches: bool) {
+        if caches {
+            self.changes.bump();
+        }
+        self.wal_committed();
     }
 
     /// Returns the queue of new orders.
@@ -277,7 +304,9 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.changes.stop();
-        self.orders.close();
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.close();
+        }
         self.pool.close().await;
     }
 }

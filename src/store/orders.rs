@@ -11,13 +11,14 @@
 //! write half-way. Ids of a reserved block that is never used (a restart) are skipped,
 //! never reused; a quote is only ever shown for an order that is stored.
 
-use std::{collections::VecDeque, path::PathBuf, sync::Arc};
+use std::{collections::VecDeque, sync::Arc};
 
 use sqlx::Row;
 use tokio::sync::oneshot;
 
 use super::{
     Backend, Db, StoreError,
+    outbox::NewEvent,
     bulk::{Value, insert},
     unix_now,
 };
@@ -53,10 +54,8 @@ pub struct NewOrder {
     pub signature: Vec<u8>,
     /// Unix time of creation.
     pub created_at: i64,
-    /// Stable id of the `checkout.created` event.
-    pub event_id: String,
-    /// The event's `data`.
-    pub event_data: serde_json::Value,
+    /// The `checkout.created` event.
+    pub event: NewEvent,
 }
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -66,37 +65,6 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 pub struct OrderQueue {
     ids: tokio::sync::Mutex<VecDeque<i64>>,
     pending: std::sync::Mutex<Pending>,
-    /// On SQLite, the file, written through a connection of the writer's own.
-    sqlite: Option<SqliteWriter>,
-}
-
-impl OrderQueue {
-    /// Returns the queue of a database; `sqlite_file` for an SQLite file.
-    pub(crate) fn new(sqlite_file: Option<PathBuf>) -> Self {
-        let sqlite = sqlite_file.map(|path| SqliteWriter { path, conn: Default::default() });
-        Self { sqlite, ..Default::default() }
-    }
-
-    /// Closes the writer's SQLite connection (the pool is closing); a later write opens it
-    /// again.
-    pub(crate) fn close(&self) {
-        if let Some(writer) = &self.sqlite
-            && let Ok(mut conn) = writer.conn.lock()
-        {
-            *conn = None;
-        }
-    }
-}
-
-/// SQLite's order writer: rusqlite on a blocking thread, statements prepared once. sqlx
-/// runs every SQLite statement on a worker thread and hands it over and back (two thread
-/// wake-ups per statement, four statements per batch); here a whole batch is one hand-over.
-/// Like the pool's connections it never checkpoints the WAL inside a commit
-/// (`wal_autocheckpoint = 0`); it wakes the database's background checkpointer instead.
-#[derive(Debug)]
-struct SqliteWriter {
-    path: PathBuf,
-    conn: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
 #[derive(Debug, Default)]
@@ -155,7 +123,8 @@ async fn write_pending(db: Db, queue: Arc<OrderQueue>) {
             pending.orders.drain(..take).collect()
         };
         let (orders, waiters): (Vec<NewOrder>, Vec<Waiter>) = batch.into_iter().unzip();
-        match write_batch(&db, &orders).await {
+        let orders: Arc<[NewOrder]> = orders.into();
+        match write_batch(&db, orders.clone()).await {
             Ok(()) => {
                 for waiter in waiters {
                     let _ = waiter.send(Ok(()));
@@ -164,8 +133,8 @@ async fn write_pending(db: Db, queue: Arc<OrderQueue>) {
             // One bad row must not fail the others: write them one by one.
             Err(error) if orders.len() > 1 => {
                 tracing::warn!(%error, orders = orders.len(), "writing a batch of orders failed; writing them one by one");
-                for (order, waiter) in orders.into_iter().zip(waiters) {
-                    let result = write_batch(&db, std::slice::from_ref(&order)).await.map_err(|e| e.to_string());
+                for (order, waiter) in orders.iter().zip(waiters) {
+                    let result = write_batch(&db, Arc::new([order.clone()])).await.map_err(|e| e.to_string());
                     let _ = waiter.send(result);
                 }
             }
@@ -179,37 +148,18 @@ async fn write_pending(db: Db, queue: Arc<OrderQueue>) {
 }
 
 /// Writes `orders` and their events in one transaction.
-async fn write_batch(db: &Db, orders: &[NewOrder]) -> Result<(), StoreError> {
+async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError> {
     let now = unix_now();
-    match (&db.orders().sqlite, db.backend()) {
-        (Some(writer), _) => {
-            // The process's SQLite writers take turns at the gate, as `begin_write` does.
-            let _gate = db.sqlite_write_gate().await;
-            let (path, conn, orders) = (writer.path.clone(), writer.conn.clone(), orders.to_vec());
-            let written = tokio::task::spawn_blocking(move || {
-                let mut conn = conn.lock().expect("SQLite order writer lock");
-                if conn.is_none() {
-                    let opened = open_sqlite(&path)?;
-                    opened.pragma_update(None, "wal_autocheckpoint", 0)?;
-                    *conn = Some(opened);
-                }
-                let result = write_sqlite(conn.as_mut().expect("opened above"), &orders, now);
-                if result.is_err() {
-                    // A fresh connection next time: never reuse one in an unknown state.
-                    *conn = None;
-                }
-                result
-            })
-            .await
-            .map_err(|e| StoreError::Batch(format!("the SQLite order writer panicked: {e}")))?
-            .map_err(|e| StoreError::Batch(e.to_string()));
-            if written.is_ok() {
-                db.wal_committed();
-            }
-            return written;
-        }
-        (None, Backend::Postgres) => return write_postgres(db, orders, now).await,
-        (None, Backend::Sqlite) => {}
+    // SQLite: the process's own connection (after its other writers), a whole batch in one
+    // hand-over to its thread instead of one per statement.
+    let batch = orders.clone();
+    if let Some(written) = db.sqlite_transaction(move |conn| Ok(write_sqlite(conn, &batch, now)?)).await {
+        written?;
+        db.committed_outside(false);
+        return Ok(());
+    }
+    if db.backend() == Backend::Postgres {
+        return write_postgres(db, &orders, now).await;
     }
     let order_rows: Vec<Vec<Value>> = orders
         .iter()
@@ -232,7 +182,7 @@ async fn write_batch(db: &Db, orders: &[NewOrder]) -> Result<(), StoreError> {
     let event_rows: Vec<Vec<Value>> = orders
         .iter()
         .map(|o| {
-            vec![Value::Text(o.event_id.clone()), Value::Text("checkout.created".into()), Value::Text(event_body(o)), Value::I64(now)]
+            vec![Value::Text(o.event.id.clone()), Value::Text(o.event.event_type.into()), Value::Text(o.event.body.clone()), Value::I64(now)]
         })
         .collect();
     let mut tx = db.begin_write().await?;
@@ -249,23 +199,14 @@ async fn write_batch(db: &Db, orders: &[NewOrder]) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn open_sqlite(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    // The same settings as the pool's connections (WAL is a property of the file).
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(conn)
-}
-
-fn write_sqlite(conn: &mut rusqlite::Connection, orders: &[NewOrder], now: i64) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rusqlite::Result<()> {
     {
         let mut order = tx.prepare_cached(
             "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut event = tx.prepare_cached(
-            "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, 'checkout.created', ?2, ?3) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
         )?;
         for o in orders {
             order.execute(rusqlite::params![
@@ -281,15 +222,10 @@ fn write_sqlite(conn: &mut rusqlite::Connection, orders: &[NewOrder], now: i64) 
                 o.signature,
                 o.created_at
             ])?;
-            event.execute(rusqlite::params![o.event_id, event_body(o), now])?;
+            event.execute(rusqlite::params![o.event.id, o.event.event_type, o.event.body, now])?;
         }
     }
-    tx.commit()
-}
-
-/// The event's stored body: `{"id", "type", "data"}` as [`super::outbox`] writes it.
-fn event_body(o: &NewOrder) -> String {
-    serde_json::json!({ "id": o.event_id, "type": "checkout.created", "data": o.event_data }).to_string()
+    Ok(())
 }
 
 /// PostgreSQL: the orders and their events in one statement (a data-modifying `WITH`),
@@ -310,8 +246,8 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
     }
     sql.push_str(") INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ");
     for (i, _) in orders.iter().enumerate() {
-        let _ = write!(sql, "{}(${}, 'checkout.created', ${}, ${})", if i == 0 { "" } else { ", " }, n + 1, n + 2, n + 3);
-        n += 3;
+        let _ = write!(sql, "{}(${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, n + 1, n + 2, n + 3, n + 4);
+        n += 4;
     }
     sql.push_str(" ON CONFLICT (id) DO NOTHING");
     let mut query = sqlx::query(&sql);
@@ -330,7 +266,7 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
             .bind(o.created_at);
     }
     for o in orders {
-        query = query.bind(o.event_id.clone()).bind(event_body(o)).bind(now);
+        query = query.bind(o.event.id.clone()).bind(o.event.event_type).bind(o.event.body.clone()).bind(now);
     }
     query.execute(db.pool()).await?;
     Ok(())
