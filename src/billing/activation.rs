@@ -13,6 +13,8 @@
 //!
 //! Exactly once: the `activations` row is keyed by the payment; if it exists, nothing runs.
 
+use std::collections::{HashMap, HashSet};
+
 use alloy::primitives::{Address, U256};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
@@ -20,7 +22,6 @@ use sqlx::{AnyConnection, Row};
 use super::plans::{Catalog, Plan};
 use crate::store::{
     StoreError, address_bytes,
-    bulk::{Value, column_i64, fetch_in, insert},
     outbox::{self, NewEvent},
     to_address,
 };
@@ -191,7 +192,8 @@ pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Su
     row.as_ref().map(subscription_from).transpose()
 }
 
-fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreError> {
+/// Decodes a `subscriptions` row (all the columns [`load`] reads).
+pub fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreError> {
     Ok(Subscription {
         wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
         plan_id: r.try_get::<i64, _>("plan_id")? as u32,
@@ -253,40 +255,81 @@ pub struct PaidOrder {
     pub token: Address,
 }
 
-/// Activates confirmed payments in order, inside the caller's transaction, with set-based
-/// SQL: one read of the wallets' subscriptions, the changes computed in memory (a wallet
-/// paying twice in the batch sees its first change), then one write per table. Payments
-/// activated before are skipped, so running a batch twice changes nothing.
-pub async fn activate_all(conn: &mut AnyConnection, catalog: &Catalog, paid: &[PaidOrder], now: u64) -> Result<Vec<Change>, StoreError> {
-    if paid.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Value> = paid.iter().map(|p| Value::I64(p.payment_id)).collect();
-    let done: std::collections::HashSet<i64> = column_i64(
-        &fetch_in(conn, "SELECT payment_id FROM activations WHERE payment_id IN", "", &[], &ids).await?,
-        "payment_id",
-    )?
-    .into_iter()
-    .collect();
-    let mut wallets: Vec<Address> = paid.iter().map(|p| p.wallet).collect();
-    wallets.sort();
-    wallets.dedup();
-    let list: Vec<Value> = wallets.iter().map(|w| Value::Bytes(address_bytes(*w))).collect();
-    let rows = fetch_in(
-        conn,
-        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds FROM subscriptions WHERE wallet IN",
-        "",
-        &[],
-        &list,
-    )
-    .await?;
-    let mut state = std::collections::HashMap::new();
-    for row in &rows {
-        let sub = subscription_from(row)?;
-        state.insert(sub.wallet, sub);
-    }
+/// An `activations` row: what one payment did.
+#[derive(Debug, Clone)]
+pub struct ActivationRow {
+    /// `payments.id` (the row's key: a payment activates at most once).
+    pub payment_id: i64,
+    /// Member wallet.
+    pub wallet: Address,
+    /// The change, as its event name.
+    pub kind: &'static str,
+    /// Plan paid for.
+    pub plan_id: u32,
+    /// Expiry before the payment.
+    pub old_expires_at: Option<u64>,
+    /// Expiry after it.
+    pub new_expires_at: u64,
+    /// Seconds credited from unused time.
+    pub credit_seconds: u64,
+}
 
-    let (mut changes, mut activations, mut jobs, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+/// A badge job to queue.
+#[derive(Debug, Clone)]
+pub struct BadgeJob {
+    /// Member wallet.
+    pub wallet: Address,
+    /// `issue` or `update`.
+    pub action: &'static str,
+    /// Tier the badge shows.
+    pub tier: u8,
+    /// Expiry the badge shows.
+    pub expires_at: u64,
+}
+
+/// What a run of activations (or applied downgrades) writes, planned in memory; the
+/// caller writes it in its transaction.
+#[derive(Debug, Default)]
+pub struct Writes {
+    /// Rows for `activations`.
+    pub activations: Vec<ActivationRow>,
+    /// Subscriptions as they end up (one per wallet touched).
+    pub subscriptions: Vec<Subscription>,
+    /// Badge jobs, in order.
+    pub jobs: Vec<BadgeJob>,
+    /// Events, in order.
+    pub events: Vec<NewEvent>,
+    /// The changes, in order.
+    pub changes: Vec<Change>,
+}
+
+/// The `data` of a `subscription.*` event a payment caused (fields in the order the
+/// stored JSON has always had them: sorted).
+#[derive(Serialize)]
+struct ChangeData<'a> {
+    credit_seconds: u64,
+    expires_at: u64,
+    next_expires_at: Option<u64>,
+    next_plan_id: Option<u32>,
+    payment: &'a str,
+    plan_id: u32,
+    previous_expires_at: Option<u64>,
+    tier: u8,
+    wallet: Address,
+}
+
+/// Plans the activation of confirmed payments, in order: `current` holds the
+/// subscriptions of their wallets (a wallet paying twice sees its first change), `done`
+/// the payments activated before, which are skipped, so planning a run twice plans nothing
+/// the second time.
+pub fn plan_activations(
+    catalog: &Catalog,
+    paid: &[PaidOrder],
+    current: &mut HashMap<Address, Subscription>,
+    done: &HashSet<i64>,
+    now: u64,
+) -> Writes {
+    let mut writes = Writes::default();
     let mut touched = Vec::new();
     for p in paid {
         if done.contains(&p.payment_id) {
@@ -296,97 +339,64 @@ pub async fn activate_all(conn: &mut AnyConnection, catalog: &Catalog, paid: &[P
             tracing::error!(plan_id = p.plan_id, payment = %p.payment_key, "paid plan is not in the catalog; not activated");
             continue;
         };
-        let current = state.get(&p.wallet);
-        let change = plan_change(current, catalog, p.wallet, plan, p.periods, p.token, now);
-        activations.push(vec![
-            Value::I64(p.payment_id),
-            Value::Bytes(address_bytes(p.wallet)),
-            Value::Text(change.kind.event().to_string()),
-            Value::I64(i64::from(plan.id)),
-            Value::OptI64(change.old_expires_at.map(|v| v as i64)),
-            Value::I64(change.after.expires_at as i64),
-            Value::I64(change.credit_seconds as i64),
-            Value::I64(now as i64),
-        ]);
-        if change.kind != ChangeKind::DowngradeScheduled {
-            let action = if current.is_none() { "issue" } else { "update" };
-            jobs.push(vec![
-                Value::Bytes(address_bytes(p.wallet)),
-                Value::Text(action.to_string()),
-                Value::I64(i64::from(change.after.tier)),
-                Value::I64(change.after.expires_at as i64),
-                Value::I64(now as i64),
-            ]);
-        }
-        events.push(NewEvent {
-            id: outbox::event_id(&[change.kind.event(), &p.payment_key]),
-            event_type: change.kind.event(),
-            data: serde_json::json!({
-                "wallet": p.wallet,
-                "plan_id": change.after.plan_id,
-                "tier": change.after.tier,
-                "expires_at": change.after.expires_at,
-                "previous_expires_at": change.old_expires_at,
-                "credit_seconds": change.credit_seconds,
-                "next_plan_id": change.after.next_plan_id,
-                "next_expires_at": change.after.next_expires_at,
-                "payment": p.payment_key,
-            }),
+        let existing = current.get(&p.wallet);
+        let change = plan_change(existing, catalog, p.wallet, plan, p.periods, p.token, now);
+        writes.activations.push(ActivationRow {
+            payment_id: p.payment_id,
+            wallet: p.wallet,
+            kind: change.kind.event(),
+            plan_id: plan.id,
+            old_expires_at: change.old_expires_at,
+            new_expires_at: change.after.expires_at,
+            credit_seconds: change.credit_seconds,
         });
+        if change.kind != ChangeKind::DowngradeScheduled {
+            let action = if existing.is_none() { "issue" } else { "update" };
+            writes.jobs.push(BadgeJob { wallet: p.wallet, action, tier: change.after.tier, expires_at: change.after.expires_at });
+        }
+        let after = &change.after;
+        writes.events.push(NewEvent::new(
+            outbox::event_id(&[change.kind.event(), &p.payment_key]),
+            change.kind.event(),
+            &ChangeData {
+                credit_seconds: change.credit_seconds,
+                expires_at: after.expires_at,
+                next_expires_at: after.next_expires_at,
+                next_plan_id: after.next_plan_id,
+                payment: &p.payment_key,
+                plan_id: after.plan_id,
+                previous_expires_at: change.old_expires_at,
+                tier: after.tier,
+                wallet: p.wallet,
+            },
+        ));
         if !touched.contains(&p.wallet) {
             touched.push(p.wallet);
         }
-        state.insert(p.wallet, change.after.clone());
-        changes.push(change);
+        current.insert(p.wallet, change.after.clone());
+        writes.changes.push(change);
     }
-    insert(
-        conn,
-        "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at)",
-        &activations,
-        "",
-    )
-    .await?;
-    let subscriptions: Vec<Vec<Value>> = touched
-        .iter()
-        .filter_map(|w| state.get(w))
-        .map(|s| {
-            vec![
-                Value::Bytes(address_bytes(s.wallet)),
-                Value::I64(i64::from(s.plan_id)),
-                Value::I64(i64::from(s.tier)),
-                Value::Text(s.status.clone()),
-                Value::I64(s.started_at as i64),
-                Value::I64(s.expires_at as i64),
-                Value::OptI64(s.next_plan_id.map(i64::from)),
-                Value::OptI64(s.next_expires_at.map(|v| v as i64)),
-                Value::I64(s.comp_seconds as i64),
-                Value::I64(now as i64),
-            ]
-        })
-        .collect();
-    insert(conn, SAVE_HEAD, &subscriptions, SAVE_TAIL).await?;
-    insert(conn, "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at)", &jobs, "").await?;
-    outbox::write_all(conn, &events).await?;
-    Ok(changes)
+    writes.subscriptions = touched.iter().filter_map(|w| current.get(w).cloned()).collect();
+    writes
 }
 
-const SAVE_HEAD: &str =
-    "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds, updated_at)";
-const SAVE_TAIL: &str = "ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, \
-    status = excluded.status, expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, \
-    next_expires_at = excluded.next_expires_at, comp_seconds = excluded.comp_seconds, updated_at = excluded.updated_at";
+/// The `data` of `subscription.renewed` when a scheduled downgrade takes over (sorted).
+#[derive(Serialize)]
+struct DowngradeData {
+    change: &'static str,
+    expires_at: u64,
+    plan_id: u32,
+    previous_expires_at: u64,
+    tier: u8,
+    wallet: Address,
+}
 
-/// Applies scheduled downgrades whose time has come: the next plan becomes current, its
-/// badge job is queued and `subscription.renewed` (change `downgrade`) is written.
-pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, now: u64) -> Result<usize, StoreError> {
-    let rows = sqlx::query("SELECT wallet FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1")
-        .bind(now as i64)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut applied = 0;
-    for row in rows {
-        let wallet = to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?;
-        let Some(mut sub) = load(conn, wallet).await? else { continue };
+/// Plans the scheduled downgrades of `due` (subscriptions whose period has ended with a
+/// next plan): the next plan becomes current, its badge job is queued and
+/// `subscription.renewed` (change `downgrade`) is written.
+pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
+    let mut writes = Writes::default();
+    for mut sub in due {
         let (Some(next_id), Some(next_end)) = (sub.next_plan_id, sub.next_expires_at) else { continue };
         let Some(next) = catalog.get(next_id) else { continue };
         let previous = sub.expires_at;
@@ -397,15 +407,41 @@ pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, n
         sub.next_expires_at = None;
         // Comp time belonged to the tier that just ended.
         sub.comp_seconds = 0;
-        save(conn, &sub, now).await?;
-        queue_badge(conn, wallet, "update", sub.tier, sub.expires_at, now).await?;
-        let id = outbox::event_id(&["subscription.renewed", "downgrade", &wallet.to_string(), &previous.to_string()]);
-        outbox::write(conn, &id, "subscription.renewed", &serde_json::json!({
-            "wallet": wallet, "plan_id": sub.plan_id, "tier": sub.tier, "expires_at": sub.expires_at,
-            "previous_expires_at": previous, "change": "downgrade",
-        }))
-        .await?;
-        applied += 1;
+        writes.jobs.push(BadgeJob { wallet: sub.wallet, action: "update", tier: sub.tier, expires_at: sub.expires_at });
+        writes.events.push(NewEvent::new(
+            outbox::event_id(&["subscription.renewed", "downgrade", &sub.wallet.to_string(), &previous.to_string()]),
+            "subscription.renewed",
+            &DowngradeData { change: "downgrade", expires_at: sub.expires_at, plan_id: sub.plan_id, previous_expires_at: previous, tier: sub.tier, wallet: sub.wallet },
+        ));
+        writes.subscriptions.push(sub);
     }
-    Ok(applied)
+    writes
 }
+
+/// Applies the scheduled downgrades due at `now` inside the caller's transaction
+/// ([`plan_downgrades`]); returns how many took effect.
+pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, now: u64) -> Result<usize, StoreError> {
+    let rows = sqlx::query(
+        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds \
+         FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet",
+    )
+    .bind(now as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let due = rows.iter().map(subscription_from).collect::<Result<Vec<_>, _>>()?;
+    let writes = plan_downgrades(catalog, due);
+    for (sub, job) in writes.subscriptions.iter().zip(&writes.jobs) {
+        save(conn, sub, now).await?;
+        queue_badge(conn, job.wallet, job.action, job.tier, job.expires_at, now).await?;
+    }
+    outbox::write_all(conn, &writes.events).await?;
+    Ok(writes.subscriptions.len())
+}
+
+/// The columns [`save`] writes, for the writers of planned subscriptions.
+pub const SAVE_HEAD: &str =
+    "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds, updated_at)";
+/// How [`save`] resolves an existing row.
+pub const SAVE_TAIL: &str = "ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, \
+    status = excluded.status, expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, \
+    next_expires_at = excluded.next_expires_at, comp_seconds = excluded.comp_seconds, updated_at = excluded.updated_at";

@@ -8,7 +8,11 @@
 //! anvil's log subscription does not report removed logs, so reorgs are found by comparing
 //! the stored hash of recent blocks with the node's, at start-up and on every pass.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use alloy::{
     primitives::{Address, B256},
@@ -16,22 +20,22 @@ use alloy::{
     rpc::types::Filter,
     sol_types::SolEvent,
 };
-use sqlx::{AnyConnection, Row};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     bindings::SubscriptionCheckout::OrderPaid,
-    paid_log::{PaidLog, decode_logs, payment_key},
+    paid_log::{PaidLog, decode_logs},
 };
 use crate::{
     billing::{activation, plans::Catalog},
-    store::{
-        Db, StoreError, address_bytes, b256_bytes,
-        bulk::{Value, execute_in, fetch_in, insert},
-        outbox::{self, NewEvent},
-        to_address, to_b256, to_u256, u256_bytes, unix_now,
-    },
+    store::{Db, StoreError, outbox::NewEvent, unix_now},
 };
+
+mod effects;
+mod store;
+
+use effects::Confirming;
+use store::{BlockRow, PassTx};
 
 /// Logs the time since `t` for one phase of a pass at debug level
 /// (`RUST_LOG=tmai_pay::watcher::phases=debug`), then restarts `t`.
@@ -152,113 +156,88 @@ impl Watcher {
         let rpc = |e: alloy::transports::TransportError| WatchError::Rpc(e.to_string());
         let head = self.provider.get_block_number().await.map_err(rpc)?;
         let now = unix_now() as u64;
+        let chain = self.config.chain_id;
         let mut report = PassReport { head, ..Default::default() };
 
+        // Where the last pass left off, and whether the chain still has its blocks: read
+        // outside the transaction (only this watcher writes them; the transaction checks
+        // the cursor again), so no write waits on these RPC round trips.
         let mut t = std::time::Instant::now();
-        let mut tx = self.db.begin_write().await?;
-        phase("begin", &mut t);
-        let chain = self.config.chain_id as i64;
-        let cursor = match sqlx::query("SELECT next_block FROM chain_cursor WHERE chain_id = $1")
-            .bind(chain)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            Some(row) => row.try_get::<i64, _>("next_block")? as u64,
-            None => self.config.start_block,
-        };
-
-        // 1. Undo: find the fork point among the stored recent blocks.
-        let mut next = cursor;
-        if let Some(fork) = self.find_fork(&mut tx).await? {
-            report.reorged = self.roll_back(&mut tx, fork).await?;
-            report.reorged_to = Some(fork);
+        let (cursor, stored) = store::position(&self.db, chain).await?;
+        let fork = self.find_fork(&stored).await?;
+        let mut next = cursor.unwrap_or(self.config.start_block);
+        if let Some(fork) = fork {
             next = next.min(fork + 1);
         }
+        phase("position+fork", &mut t);
 
-        // 2. Apply: read one range of logs and record them with the range's recent hashes.
-        if next <= head {
+        // Read one range of logs with the window's block hashes. They are independent
+        // reads: fetch them at once. When the node refuses the range and it shrinks, the
+        // hashes above the new end are dropped (a prefix of a linked run is still linked).
+        let (logs, blocks) = if next <= head {
             let to = head.min(next + self.range.load(std::sync::atomic::Ordering::Relaxed) - 1);
-            phase("fork", &mut t);
-            // The logs and the window's block hashes are independent reads: fetch them at
-            // once. When the node refuses the range and it shrinks, the hashes above the
-            // new end are dropped (a prefix of a linked run of blocks is still linked).
             let ((logs, to), mut hashes) = tokio::try_join!(self.fetch_logs(next, to), self.recent_hashes(next, to, head))?;
-            hashes.retain(|(_, (number, _))| *number <= to);
-            phase("logs+hashes", &mut t);
-            for log in &logs {
-                if let Some((hash, _)) = hashes.iter().find(|(_, (n, _))| *n == log.block_number)
-                    && *hash != log.block_hash {
-                        return Err(WatchError::Moved(format!("block {} changed while reading", log.block_number)));
-                    }
+            hashes.retain(|b| b.number <= to);
+            let by_number: HashMap<u64, B256> = hashes.iter().map(|b| (b.number, b.hash)).collect();
+            if let Some(log) = logs.iter().find(|l| by_number.get(&l.block_number).is_some_and(|h| *h != l.block_hash)) {
+                return Err(WatchError::Moved(format!("block {} changed while reading", log.block_number)));
             }
-            report.detected = self.record_all(&mut tx, &logs, now).await?;
-            phase("record_all", &mut t);
-            let blocks: Vec<Vec<Value>> = hashes
-                .iter()
-                .map(|(hash, (number, parent))| {
-                    vec![Value::I64(chain), Value::I64(*number as i64), Value::Bytes(b256_bytes(*hash)), Value::Bytes(b256_bytes(*parent))]
-                })
-                .collect();
-            insert(
-                &mut tx,
-                "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash)",
-                &blocks,
-                "ON CONFLICT (chain_id, number) DO UPDATE SET hash = excluded.hash, parent_hash = excluded.parent_hash",
-            )
-            .await?;
-            sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND number < $2")
-                .bind(chain)
-                .bind(head.saturating_sub(self.config.window()) as i64)
-                .execute(&mut *tx)
-                .await?;
             next = to + 1;
-        }
+            (logs, hashes)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         report.caught_up = next > head;
+        phase("logs+hashes", &mut t);
 
-        // 3. Confirm what is deep enough (and was read), activate matched payments.
-        let deep = (head + 1).saturating_sub(self.config.confirmations);
-        phase("blocks", &mut t);
-        report.confirmed = self.confirm(&mut tx, deep.min(next.saturating_sub(1)), now).await?;
-        phase("confirm", &mut t);
-        activation::apply_due_downgrades(&mut tx, &self.catalog, now).await?;
-
-        // 4. Acknowledge: move the cursor with the effects.
-        sqlx::query(
-            "INSERT INTO chain_cursor (chain_id, next_block) VALUES ($1, $2) \
-             ON CONFLICT (chain_id) DO UPDATE SET next_block = excluded.next_block",
-        )
-        .bind(chain)
-        .bind(next as i64)
-        .execute(&mut *tx)
-        .await?;
-        phase("downgrades+cursor", &mut t);
-        tx.commit().await?;
-        phase("commit", &mut t);
+        let mut tx = PassTx::begin(&self.db).await?;
+        if tx.cursor(chain).await? != cursor {
+            return Err(WatchError::Moved("another watcher moved the cursor during the pass".into()));
+        }
+        let mut events = Vec::new();
+        // 1. Undo: what the reorg removed.
+        if let Some(fork) = fork {
+            report.reorged_to = Some(fork);
+            report.reorged = self.roll_back(&mut tx, fork, &mut events).await?;
+        }
+        // 2. Apply: confirm what is now deep enough (and was read), record the new logs
+        //    (those already deep as confirmed at once), activate the matched ones.
+        let deep = (head + 1).saturating_sub(self.config.confirmations).min(next.saturating_sub(1));
+        let older = tx.detected_up_to(chain, deep).await?;
+        let older_ids: Vec<i64> = older.iter().map(|p| p.id).collect();
+        tx.confirm(older_ids, now).await?;
+        let mut confirming: Vec<Confirming> = older.into_iter().map(Confirming::stored).collect();
+        report.detected = self.record(&mut tx, logs, deep, now, &mut events, &mut confirming).await?;
+        report.confirmed = confirming.len();
+        phase("record", &mut t);
+        self.activate(&mut tx, &confirming, now, &mut events).await?;
+        phase("activate", &mut t);
+        // 3. Acknowledge: the window's blocks and the cursor move with the effects.
+        let blocks = blocks.into_iter().map(|b| BlockRow { number: b.number, hash: b.hash, parent_hash: b.parent_hash }).collect();
+        tx.save_blocks(chain, blocks, head.saturating_sub(self.config.window())).await?;
+        tx.set_cursor(chain, next).await?;
+        tx.commit(&self.db).await?;
+        phase("blocks+cursor+commit", &mut t);
         if report.detected + report.confirmed + report.reorged > 0 {
             tracing::info!(head, next, detected = report.detected, confirmed = report.confirmed, reorged = report.reorged, "watcher pass");
         }
         Ok(report)
     }
 
-    /// Returns the highest stored block that is still canonical, when the stored tip is not.
-    async fn find_fork(&self, conn: &mut AnyConnection) -> Result<Option<u64>, WatchError> {
-        let rows = sqlx::query("SELECT number, hash FROM chain_blocks WHERE chain_id = $1 ORDER BY number DESC")
-            .bind(self.config.chain_id as i64)
-            .fetch_all(&mut *conn)
-            .await?;
+    /// Returns the highest stored block that is still canonical, when the stored tip is not
+    /// (`stored`: highest first).
+    async fn find_fork(&self, stored: &[(u64, B256)]) -> Result<Option<u64>, WatchError> {
         let mut lowest = None;
-        for (i, row) in rows.iter().enumerate() {
-            let number = row.try_get::<i64, _>("number")? as u64;
-            let stored = to_b256(&row.try_get::<Vec<u8>, _>("hash")?, "chain_blocks.hash")?;
+        for (i, (number, hash)) in stored.iter().enumerate() {
             let block = self
                 .provider
-                .get_block_by_number(number.into())
+                .get_block_by_number((*number).into())
                 .await
                 .map_err(|e| WatchError::Rpc(e.to_string()))?;
-            if block.is_some_and(|b| b.header.hash == stored) {
-                return Ok((i > 0).then_some(number));
+            if block.is_some_and(|b| b.header.hash == *hash) {
+                return Ok((i > 0).then_some(*number));
             }
-            lowest = Some(number);
+            lowest = Some(*number);
         }
         if let Some(lowest) = lowest {
             tracing::error!(lowest, "reorg deeper than the stored window; rolling back all of it");
@@ -267,50 +246,92 @@ impl Watcher {
         Ok(None)
     }
 
-    /// Marks detected payments above `fork` reorged and forgets the blocks above it.
-    async fn roll_back(&self, conn: &mut AnyConnection, fork: u64) -> Result<usize, WatchError> {
-        let chain = self.config.chain_id as i64;
-        let rows = sqlx::query(
-            "SELECT id, tx_hash, log_index, block_hash, order_id, payer, status FROM payments \
-             WHERE chain_id = $1 AND block_number > $2 AND status IN ('detected', 'confirmed')",
-        )
-        .bind(chain)
-        .bind(fork as i64)
-        .fetch_all(&mut *conn)
-        .await?;
+    /// Marks detected payments above `fork` reorged (with their events) and forgets the
+    /// blocks above it; returns how many were marked.
+    async fn roll_back(&self, tx: &mut PassTx, fork: u64, events: &mut Vec<NewEvent>) -> Result<usize, WatchError> {
         let mut reorged = 0;
-        for row in rows {
-            let status: String = row.try_get("status")?;
-            let tx_hash = to_b256(&row.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?;
-            let log_index: i64 = row.try_get("log_index")?;
-            if status == "confirmed" {
-                tracing::error!(%tx_hash, log_index, fork, "a confirmed payment was reorged out; raise the confirmations");
+        for p in tx.roll_back(self.config.chain_id, fork).await? {
+            if p.status == "confirmed" {
+                tracing::error!(tx_hash = %p.tx_hash, log_index = p.log_index, fork, "a confirmed payment was reorged out; raise the confirmations");
                 continue;
             }
-            let block_hash = to_b256(&row.try_get::<Vec<u8>, _>("block_hash")?, "payments.block_hash")?;
-            sqlx::query("UPDATE payments SET status = 'reorged' WHERE id = $1")
-                .bind(row.try_get::<i64, _>("id")?)
-                .execute(&mut *conn)
-                .await?;
-            let key = payment_key(self.config.chain_id, tx_hash, log_index as u64);
-            let id = outbox::event_id(&["payment.reorged", &key, &block_hash.to_string()]);
-            outbox::write(conn, &id, "payment.reorged", &serde_json::json!({
-                "payment": key,
-                "tx_hash": tx_hash,
-                "block_hash": block_hash,
-                "order_id": to_u256(&row.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?.to_string(),
-                "payer": to_address(&row.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?,
-            }))
-            .await?;
+            events.push(effects::reorged_event(self.config.chain_id, &p));
             reorged += 1;
         }
-        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND number > $2")
-            .bind(chain)
-            .bind(fork as i64)
-            .execute(&mut *conn)
-            .await?;
         tracing::warn!(fork, reorged, "reorg rolled back");
         Ok(reorged)
+    }
+
+    /// Records logs as payments matched to their orders (a reorged one found again turns
+    /// back to detected, or confirmed, in its new block) with `payment.detected` and, for
+    /// payments that match no order, `payment.unmatched`; adds those recorded as confirmed
+    /// to `confirming`. Returns the rows inserted or found again.
+    async fn record(
+        &self,
+        tx: &mut PassTx,
+        logs: Vec<PaidLog>,
+        deep: u64,
+        now: u64,
+        events: &mut Vec<NewEvent>,
+        confirming: &mut Vec<Confirming>,
+    ) -> Result<usize, WatchError> {
+        if logs.is_empty() {
+            return Ok(0);
+        }
+        let chain = self.config.chain_id;
+        let mut t = std::time::Instant::now();
+        let orders = tx.orders(effects::order_ids(&logs)).await?;
+        phase("  orders", &mut t);
+        let rows = effects::new_payments(chain, logs, &orders, deep);
+        let ids = tx.insert_payments(chain, rows.clone(), now).await?;
+        phase("  insert payments", &mut t);
+        let mut recorded = 0;
+        for (row, id) in rows.iter().zip(ids) {
+            let Some(id) = id else { continue };
+            recorded += 1;
+            effects::detected_events(chain, row, self.config.confirmations, events);
+            if row.confirmed {
+                confirming.push(Confirming::new(id, row));
+            }
+        }
+        phase("  detected events", &mut t);
+        Ok(recorded)
+    }
+
+    /// Writes `payment.confirmed` for each confirmed payment, marks the matched orders
+    /// paid and activates their plans, in chain order; then applies the scheduled
+    /// downgrades whose time has come. Writes `events` after the pass's own.
+    async fn activate(&self, tx: &mut PassTx, confirming: &[Confirming], now: u64, events: &mut Vec<NewEvent>) -> Result<(), WatchError> {
+        let chain = self.config.chain_id;
+        let mut t = std::time::Instant::now();
+        events.extend(confirming.iter().map(|c| effects::confirmed_event(chain, c, self.config.confirmations)));
+        let paid: Vec<activation::PaidOrder> = confirming.iter().filter_map(|c| c.paid_order(chain)).collect();
+        let mut writes = activation::Writes::default();
+        phase("  confirmed events", &mut t);
+        if !paid.is_empty() {
+            tx.orders_paid(confirming.iter().filter_map(|c| c.matched_order).collect()).await?;
+            phase("  orders paid", &mut t);
+            let done: HashSet<i64> = tx.activated(paid.iter().map(|p| p.payment_id).collect()).await?;
+            phase("  activated", &mut t);
+            let mut wallets: Vec<Address> = paid.iter().map(|p| p.wallet).collect();
+            wallets.sort();
+            wallets.dedup();
+            let mut current: HashMap<Address, activation::Subscription> =
+                tx.subscriptions(wallets).await?.into_iter().map(|s| (s.wallet, s)).collect();
+            phase("  subscriptions", &mut t);
+            writes = activation::plan_activations(&self.catalog, &paid, &mut current, &done, now);
+            phase("  plan", &mut t);
+        }
+        let downgrades = activation::plan_downgrades(&self.catalog, tx.due_downgrades(now).await?);
+        events.append(&mut writes.events);
+        writes.events = std::mem::take(events);
+        writes.subscriptions.extend(downgrades.subscriptions);
+        writes.jobs.extend(downgrades.jobs);
+        writes.events.extend(downgrades.events);
+        phase("  downgrades", &mut t);
+        tx.write(writes, now).await?;
+        phase("  write", &mut t);
+        Ok(())
     }
 
     /// Fetches `OrderPaid` logs in `[from, to]`, halving the range while the provider
@@ -359,14 +380,14 @@ impl Watcher {
         }
     }
 
-    /// Returns (hash, (number, parent)) of the blocks in `[from, to]` that fall within the
-    /// reorg window below `head`.
-    async fn recent_hashes(&self, from: u64, to: u64, head: u64) -> Result<Vec<(B256, (u64, B256))>, WatchError> {
+    /// Returns the blocks in `[from, to]` that fall within the reorg window below `head`,
+    /// checked to be linked by their parent hashes.
+    async fn recent_hashes(&self, from: u64, to: u64, head: u64) -> Result<Vec<BlockRow>, WatchError> {
         use futures::{StreamExt, TryStreamExt};
         let start = from.max(head.saturating_sub(self.config.window()));
         // Up to 16 headers in flight: one by one, a 66-block window cost ~40 ms of round
         // trips in a backfill pass. `buffered` keeps them in block order.
-        let out: Vec<(B256, (u64, B256))> = futures::stream::iter(start..=to)
+        let out: Vec<BlockRow> = futures::stream::iter(start..=to)
             .map(|number| async move {
                 let block = self
                     .provider
@@ -374,191 +395,16 @@ impl Watcher {
                     .await
                     .map_err(|e| WatchError::Rpc(e.to_string()))?
                     .ok_or_else(|| WatchError::Moved(format!("block {number} disappeared")))?;
-                Ok::<_, WatchError>((block.header.hash, (number, block.header.parent_hash)))
+                Ok::<_, WatchError>(BlockRow { number, hash: block.header.hash, parent_hash: block.header.parent_hash })
             })
             .buffered(16)
             .try_collect()
             .await?;
         for pair in out.windows(2) {
-            if pair[1].1.1 != pair[0].0 {
-                return Err(WatchError::Moved(format!("block {} does not extend {}", pair[1].1.0, pair[0].1.0)));
+            if pair[1].parent_hash != pair[0].hash {
+                return Err(WatchError::Moved(format!("block {} does not extend {}", pair[1].number, pair[0].number)));
             }
         }
         Ok(out)
     }
-
-    /// Records logs as detected payments (a reorged one found again turns back to
-    /// detected in its new block), matched to their orders; writes `payment.detected` and,
-    /// for payments that match no order, `payment.unmatched`. Set-based: one read of the
-    /// orders, one upsert, one event insert. Returns the rows inserted or re-detected.
-    async fn record_all(&self, conn: &mut AnyConnection, logs: &[PaidLog], now: u64) -> Result<usize, WatchError> {
-        if logs.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Value> = logs.iter().filter_map(|l| i64::try_from(l.event.orderId).ok()).map(Value::I64).collect();
-        let mut orders = HashMap::new();
-        for row in fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods FROM orders WHERE order_id IN", "", &[], &ids).await? {
-            let order = StoredOrder {
-                chain_id: row.try_get::<i64, _>("chain_id")? as u64,
-                payer: to_address(&row.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
-                token: to_address(&row.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
-                amount: to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
-                plan_id: row.try_get::<i64, _>("plan_id")? as u32,
-                periods: row.try_get::<i64, _>("periods")? as u32,
-            };
-            orders.insert(row.try_get::<i64, _>("order_id")?, order);
-        }
-        let mut t = std::time::Instant::now();
-        let chain = self.config.chain_id as i64;
-        let mut rows = Vec::with_capacity(logs.len());
-        let mut events = Vec::with_capacity(logs.len());
-        for log in logs {
-            let e = &log.event;
-            let (matched, reason) = self.match_order(&orders, log);
-            rows.push(vec![
-                Value::I64(chain),
-                Value::Bytes(b256_bytes(log.tx_hash)),
-                Value::I64(log.log_index as i64),
-                Value::I64(log.block_number as i64),
-                Value::Bytes(b256_bytes(log.block_hash)),
-                Value::Bytes(u256_bytes(e.orderId)),
-                Value::Bytes(address_bytes(e.payer)),
-                Value::Bytes(address_bytes(e.token)),
-                Value::Bytes(u256_bytes(e.amount)),
-                Value::I64(i64::from(e.planId)),
-                Value::I64(i64::from(e.periods)),
-                Value::Text("detected".into()),
-                Value::OptI64(matched),
-                Value::OptText(reason.clone()),
-                Value::I64(now as i64),
-            ]);
-            let key = payment_key(self.config.chain_id, log.tx_hash, log.log_index);
-            let data = serde_json::json!({
-                "payment": key,
-                "tx_hash": log.tx_hash,
-                "block_number": log.block_number,
-                "block_hash": log.block_hash,
-                "order_id": e.orderId.to_string(),
-                "payer": e.payer,
-                "token": e.token,
-                "amount": e.amount.to_string(),
-                "plan_id": e.planId,
-                "periods": e.periods,
-                "confirmations_required": self.config.confirmations,
-            });
-            let unmatched = reason.map(|reason| {
-                let mut data = data.clone();
-                data["reason"] = serde_json::Value::String(reason);
-                NewEvent { id: outbox::event_id(&["payment.unmatched", &key]), event_type: "payment.unmatched", data }
-            });
-            let id = outbox::event_id(&["payment.detected", &key, &log.block_hash.to_string()]);
-            events.push(NewEvent { id, event_type: "payment.detected", data });
-            events.extend(unmatched);
-        }
-        phase("  rec: build", &mut t);
-        let (_, changed) = insert(
-            conn,
-            "INSERT INTO payments (chain_id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, amount, \
-             plan_id, periods, status, matched_order, unmatched_reason, detected_at)",
-            &rows,
-            "ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET status = 'detected', \
-             block_number = excluded.block_number, block_hash = excluded.block_hash WHERE payments.status = 'reorged'",
-        )
-        .await?;
-        phase("  rec: insert payments", &mut t);
-        outbox::write_all(conn, &events).await?;
-        phase("  rec: outbox", &mut t);
-        Ok(changed as usize)
-    }
-
-    /// Returns the order a log pays (or None with the reason it matches none).
-    fn match_order(&self, orders: &HashMap<i64, StoredOrder>, log: &PaidLog) -> (Option<i64>, Option<String>) {
-        let e = &log.event;
-        let Some((id, order)) = i64::try_from(e.orderId).ok().and_then(|id| orders.get(&id).map(|o| (id, o))) else {
-            return (None, Some("unknown order".into()));
-        };
-        let same = order.chain_id == self.config.chain_id
-            && order.payer == e.payer
-            && order.token == e.token
-            && order.amount == e.amount
-            && order.plan_id == e.planId
-            && order.periods == e.periods;
-        if same { (Some(id), None) } else { (None, Some("payment does not match its order".into())) }
-    }
-
-    /// Confirms detected payments at or below `deep` and activates matched ones, with
-    /// set-based updates.
-    async fn confirm(&self, conn: &mut AnyConnection, deep: u64, now: u64) -> Result<usize, WatchError> {
-        let rows = sqlx::query(
-            "SELECT id, tx_hash, log_index, block_number, order_id, payer, token, plan_id, periods, matched_order \
-             FROM payments WHERE chain_id = $1 AND status = 'detected' AND block_number <= $2 ORDER BY block_number, log_index",
-        )
-        .bind(self.config.chain_id as i64)
-        .bind(deep as i64)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut t = std::time::Instant::now();
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let (mut ids, mut orders, mut events, mut paid) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for row in &rows {
-            let id: i64 = row.try_get("id")?;
-            let tx_hash = to_b256(&row.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?;
-            let key = payment_key(self.config.chain_id, tx_hash, row.try_get::<i64, _>("log_index")? as u64);
-            let payer = to_address(&row.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?;
-            ids.push(Value::I64(id));
-            events.push(NewEvent {
-                id: outbox::event_id(&["payment.confirmed", &key]),
-                event_type: "payment.confirmed",
-                data: serde_json::json!({
-                    "payment": key,
-                    "tx_hash": tx_hash,
-                    "block_number": row.try_get::<i64, _>("block_number")?,
-                    "order_id": to_u256(&row.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?.to_string(),
-                    "payer": payer,
-                    "confirmations": self.config.confirmations,
-                }),
-            });
-            if let Some(order) = row.try_get::<Option<i64>, _>("matched_order")? {
-                orders.push(Value::I64(order));
-                paid.push(activation::PaidOrder {
-                    payment_id: id,
-                    payment_key: key,
-                    wallet: payer,
-                    plan_id: row.try_get::<i64, _>("plan_id")? as u32,
-                    periods: row.try_get::<i64, _>("periods")? as u32,
-                    token: to_address(&row.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
-                });
-            }
-        }
-        phase("  conf: select+build", &mut t);
-        let confirmed = execute_in(
-            conn,
-            "UPDATE payments SET status = 'confirmed', confirmed_at = $1 WHERE status = 'detected' AND id IN",
-            "",
-            &[Value::I64(now as i64)],
-            &ids,
-        )
-        .await?;
-        phase("  conf: update payments", &mut t);
-        execute_in(conn, "UPDATE orders SET status = 'paid' WHERE order_id IN", "", &[], &orders).await?;
-        phase("  conf: update orders", &mut t);
-        outbox::write_all(conn, &events).await?;
-        phase("  conf: outbox", &mut t);
-        activation::activate_all(conn, &self.catalog, &paid, now).await?;
-        phase("  conf: activate_all", &mut t);
-        Ok(confirmed as usize)
-    }
-}
-
-/// An order as stored, for matching payments.
-#[derive(Debug)]
-struct StoredOrder {
-    chain_id: u64,
-    payer: Address,
-    token: Address,
-    amount: alloy::primitives::U256,
-    plan_id: u32,
-    periods: u32,
 }

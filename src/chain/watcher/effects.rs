@@ -1,0 +1,193 @@
+//! What a pass writes, computed without the database: matching logs to orders, the
+//! payment rows, and the `payment.*` events (their `data` fields in the order the stored
+//! JSON has always had them: sorted).
+
+use std::collections::HashMap;
+
+use alloy::primitives::{Address, B256, U256};
+use serde::Serialize;
+
+use super::store::{NewPayment, StoredOrder, StoredPayment};
+use crate::{
+    billing::activation::PaidOrder,
+    chain::paid_log::{PaidLog, payment_key},
+    store::outbox::{self, NewEvent},
+};
+
+/// Returns the order a log pays, or `None` with the reason it matches none.
+pub(super) fn match_order(chain_id: u64, orders: &HashMap<i64, StoredOrder>, log: &PaidLog) -> (Option<i64>, Option<&'static str>) {
+    let e = &log.event;
+    let Some((id, order)) = i64::try_from(e.orderId).ok().and_then(|id| orders.get(&id).map(|o| (id, o))) else {
+        return (None, Some("unknown order"));
+    };
+    let same = order.chain_id == chain_id
+        && order.payer == e.payer
+        && order.token == e.token
+        && order.amount == e.amount
+        && order.plan_id == e.planId
+        && order.periods == e.periods;
+    if same { (Some(id), None) } else { (None, Some("payment does not match its order")) }
+}
+
+/// Returns the order ids the logs name (those that fit an order id at all).
+pub(super) fn order_ids(logs: &[PaidLog]) -> Vec<i64> {
+    logs.iter().filter_map(|l| i64::try_from(l.event.orderId).ok()).collect()
+}
+
+/// Returns the payment rows for `logs`, matched against `orders`; those at or below
+/// `deep` are recorded as confirmed at once.
+pub(super) fn new_payments(chain_id: u64, logs: Vec<PaidLog>, orders: &HashMap<i64, StoredOrder>, deep: u64) -> Vec<NewPayment> {
+    logs.into_iter()
+        .map(|log| {
+            let (matched_order, unmatched_reason) = match_order(chain_id, orders, &log);
+            let confirmed = log.block_number <= deep;
+            NewPayment { log, matched_order, unmatched_reason, confirmed }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct DetectedData<'a> {
+    amount: String,
+    block_hash: B256,
+    block_number: u64,
+    confirmations_required: u64,
+    order_id: String,
+    payer: Address,
+    payment: &'a str,
+    periods: u32,
+    plan_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    token: Address,
+    tx_hash: B256,
+}
+
+/// Returns `payment.detected` for a recorded payment, and `payment.unmatched` after it
+/// when it pays no order.
+pub(super) fn detected_events(chain_id: u64, p: &NewPayment, confirmations: u64, out: &mut Vec<NewEvent>) {
+    let (log, e) = (&p.log, &p.log.event);
+    let key = payment_key(chain_id, log.tx_hash, log.log_index);
+    let mut data = DetectedData {
+        amount: e.amount.to_string(),
+        block_hash: log.block_hash,
+        block_number: log.block_number,
+        confirmations_required: confirmations,
+        order_id: e.orderId.to_string(),
+        payer: e.payer,
+        payment: &key,
+        periods: e.periods,
+        plan_id: e.planId,
+        reason: None,
+        token: e.token,
+        tx_hash: log.tx_hash,
+    };
+    out.push(NewEvent::new(outbox::event_id(&["payment.detected", &key, &log.block_hash.to_string()]), "payment.detected", &data));
+    if let Some(reason) = p.unmatched_reason {
+        data.reason = Some(reason);
+        out.push(NewEvent::new(outbox::event_id(&["payment.unmatched", &key]), "payment.unmatched", &data));
+    }
+}
+
+/// A payment being confirmed in this pass, whichever pass recorded it.
+#[derive(Debug, Clone)]
+pub(super) struct Confirming {
+    pub(super) id: i64,
+    pub(super) tx_hash: B256,
+    pub(super) log_index: u64,
+    pub(super) block_number: u64,
+    pub(super) order_id: U256,
+    pub(super) payer: Address,
+    pub(super) token: Address,
+    pub(super) plan_id: u32,
+    pub(super) periods: u32,
+    pub(super) matched_order: Option<i64>,
+}
+
+impl Confirming {
+    /// A payment recorded by an earlier pass.
+    pub(super) fn stored(p: StoredPayment) -> Self {
+        Self {
+            id: p.id,
+            tx_hash: p.tx_hash,
+            log_index: p.log_index,
+            block_number: p.block_number,
+            order_id: p.order_id,
+            payer: p.payer,
+            token: p.token,
+            plan_id: p.plan_id,
+            periods: p.periods,
+            matched_order: p.matched_order,
+        }
+    }
+
+    /// A payment this pass recorded as confirmed, stored as `id`.
+    pub(super) fn new(id: i64, p: &NewPayment) -> Self {
+        let e = &p.log.event;
+        Self {
+            id,
+            tx_hash: p.log.tx_hash,
+            log_index: p.log.log_index,
+            block_number: p.log.block_number,
+            order_id: e.orderId,
+            payer: e.payer,
+            token: e.token,
+            plan_id: e.planId,
+            periods: e.periods,
+            matched_order: p.matched_order,
+        }
+    }
+
+    /// Returns the paid order to activate, when the payment matches one.
+    pub(super) fn paid_order(&self, chain_id: u64) -> Option<PaidOrder> {
+        self.matched_order?;
+        Some(PaidOrder {
+            payment_id: self.id,
+            payment_key: payment_key(chain_id, self.tx_hash, self.log_index),
+            wallet: self.payer,
+            plan_id: self.plan_id,
+            periods: self.periods,
+            token: self.token,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ConfirmedData<'a> {
+    block_number: u64,
+    confirmations: u64,
+    order_id: String,
+    payer: Address,
+    payment: &'a str,
+    tx_hash: B256,
+}
+
+/// Returns `payment.confirmed` for `c`.
+pub(super) fn confirmed_event(chain_id: u64, c: &Confirming, confirmations: u64) -> NewEvent {
+    let key = payment_key(chain_id, c.tx_hash, c.log_index);
+    let data = ConfirmedData {
+        block_number: c.block_number,
+        confirmations,
+        order_id: c.order_id.to_string(),
+        payer: c.payer,
+        payment: &key,
+        tx_hash: c.tx_hash,
+    };
+    NewEvent::new(outbox::event_id(&["payment.confirmed", &key]), "payment.confirmed", &data)
+}
+
+#[derive(Serialize)]
+struct ReorgedData<'a> {
+    block_hash: B256,
+    order_id: String,
+    payer: Address,
+    payment: &'a str,
+    tx_hash: B256,
+}
+
+/// Returns `payment.reorged` for a detected payment a reorg removed.
+pub(super) fn reorged_event(chain_id: u64, p: &StoredPayment) -> NewEvent {
+    let key = payment_key(chain_id, p.tx_hash, p.log_index);
+    let data = ReorgedData { block_hash: p.block_hash, order_id: p.order_id.to_string(), payer: p.payer, payment: &key, tx_hash: p.tx_hash };
+    NewEvent::new(outbox::event_id(&["payment.reorged", &key, &p.block_hash.to_string()]), "payment.reorged", &data)
+}
