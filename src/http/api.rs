@@ -21,7 +21,10 @@ use super::{
     error::{ApiError, ApiJson, ErrorBody},
 };
 use crate::{
-    billing::quotes::{QuoteError, QuoteRequest},
+    billing::{
+        activation::{self, Subscription},
+        quotes::{QuoteError, QuoteRequest},
+    },
     chain::bindings::MembershipBadge,
     store::{address_bytes, to_address, to_b256, to_u256, unix_now},
 };
@@ -515,41 +518,17 @@ pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<Stri
     }))
 }
 
-/// A subscription row as the read route needs it.
-#[derive(Debug, Clone)]
-pub struct StoredSubscription {
-    plan_id: u32,
-    tier: u8,
-    status: String,
-    started_at: u64,
-    expires_at: u64,
-    next_plan_id: Option<u32>,
-}
-
 /// Reads `wallet`'s subscription through the read cache: members' apps ask for it on every
 /// page they gate, and it changes only at payments, card events and member changes.
-async fn stored_subscription(state: &AppState, wallet: Address) -> Result<Option<Arc<StoredSubscription>>, ApiError> {
+async fn stored_subscription(state: &AppState, wallet: Address) -> Result<Option<Arc<Subscription>>, ApiError> {
     let generation = state.db.cache_generation();
     if let Some(generation) = generation
         && let Some(hit) = state.subscriptions.get(&wallet, generation)
     {
         return Ok(hit);
     }
-    let row = sqlx::query("SELECT plan_id, tier, status, started_at, expires_at, next_plan_id FROM subscriptions WHERE wallet = $1")
-        .bind(address_bytes(wallet))
-        .fetch_optional(state.db.pool())
-        .await?;
-    let stored = match row {
-        None => None,
-        Some(row) => Some(Arc::new(StoredSubscription {
-            plan_id: row.try_get::<i64, _>("plan_id")? as u32,
-            tier: row.try_get::<i64, _>("tier")? as u8,
-            status: row.try_get("status")?,
-            started_at: row.try_get::<i64, _>("started_at")? as u64,
-            expires_at: row.try_get::<i64, _>("expires_at")? as u64,
-            next_plan_id: row.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
-        })),
-    };
+    let mut conn = state.db.pool().acquire().await?;
+    let stored = activation::load(&mut conn, wallet).await?.map(Arc::new);
     if let Some(generation) = generation {
         state.subscriptions.insert(wallet, generation, stored.clone());
     }

@@ -55,9 +55,22 @@ pub mod webhooks;
 
 use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Shared`] behind an `Arc`, so the clone
+/// axum makes for each request is one atomic increment (cloning every field per request,
+/// a cancellation token among them, measured ~2% of a checkout).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug, Clone)]
+pub struct Shared {
     /// The database.
     pub db: Db,
     /// The plans.
@@ -84,7 +97,7 @@ pub struct AppState {
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
     /// write ([`crate::store::changes`]).
-    pub(crate) subscriptions: ReadCache<Address, Option<Arc<api::StoredSubscription>>>,
+    pub(crate) subscriptions: ReadCache<Address, Option<Arc<crate::billing::activation::Subscription>>>,
 }
 
 /// Subscriptions the read cache holds at most (a few hundred bytes each).
@@ -101,7 +114,7 @@ impl AppState {
         http: HttpSettings,
         cancel: CancellationToken,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             db,
             catalog,
             deployment: Arc::new(deployment),
@@ -115,30 +128,35 @@ impl AppState {
             card: Arc::new(CardSettings::default()),
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
-        }
+        }))
+    }
+
+    /// Returns the parts to change while the state is being built (copied if shared).
+    fn parts(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Returns the state with a quote issuer (checkouts are refused without one).
     pub fn with_quotes(mut self, quotes: Option<QuoteIssuer>) -> Self {
-        self.quotes = quotes;
+        self.parts().quotes = quotes;
         self
     }
 
     /// Returns the state with `clock` instead of the system clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        self.parts().clock = clock;
         self
     }
 
     /// Returns the state with these webhook settings (default: [`WebhookSettings::default`]).
     pub fn with_webhooks(mut self, webhooks: WebhookSettings) -> Self {
-        self.webhooks = Arc::new(webhooks);
+        self.parts().webhooks = Arc::new(webhooks);
         self
     }
 
     /// Returns the state with these card settings (card webhooks are refused without a secret).
     pub fn with_card(mut self, card: CardSettings) -> Self {
-        self.card = Arc::new(card);
+        self.parts().card = Arc::new(card);
         self
     }
 
