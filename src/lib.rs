@@ -18,3 +18,9 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod toolchain;
+
+/// mimalloc for every binary that links the service (the server, its tests and
+/// benchmarks): a request allocates a few hundred small objects (JSON values, strings,
+/// futures), and glibc's allocator measured ~11% of a checkout's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
