@@ -117,17 +117,30 @@ impl WriteTx {
 
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` after write commits, at most every 200 ms, so
 /// that SQLite's automatic checkpoint (disabled on the pool's connections) does not land
-/// inside a writer's commit. PASSIVE never blocks writers or readers; durability is
-/// unchanged (the WAL holds every committed transaction until it is copied). The task
-/// ends when every [`Db`] clone is gone or the pool is closed.
-fn spawn_checkpointer(pool: AnyPool) -> tokio::sync::mpsc::Sender<()> {
+/// inside a writer's commit. Durability is unchanged (the WAL holds every committed
+/// transaction until it is copied). The task ends when every [`Db`] clone is gone or the
+/// pool is closed.
+///
+/// SQLite starts the WAL over only when a writer begins while the log is fully copied. A
+/// checkpoint beside a steady stream of commits never leaves it so (measured: 90,000
+/// frames, 350 MB, after 8 s of checkouts, and checkpoints of 100 ms that stalled the
+/// writers' appends), so each round copies what is there while writers go on, then
+/// copies the few frames committed meanwhile once more while holding the process's write
+/// gate: the next writer then finds the log fully copied and starts it over.
+fn spawn_checkpointer(pool: AnyPool, gate: std::sync::Arc<tokio::sync::Mutex<()>>) -> tokio::sync::mpsc::Sender<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             if pool.is_closed() {
                 break;
             }
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            let round = async {
+                let mut conn = pool.acquire().await?;
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *conn).await?;
+                let _gate = gate.lock().await;
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *conn).await
+            };
+            if let Err(error) = round.await {
                 if pool.is_closed() {
                     break;
                 }
@@ -191,6 +204,9 @@ impl Db {
                         // inside the commit that happens to cross 1,000 WAL pages: a large
                         // commit no longer waits for a copy and fsync of the whole WAL.
                         sqlx::Executor::execute(&mut *conn, "PRAGMA wal_autocheckpoint = 0").await?;
+                        // After a burst (a backfill's pass) the WAL file is cut back to
+                        // 64 MiB when the log starts over, instead of keeping its peak size.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA journal_size_limit = 67108864").await?;
                     }
                     Ok(())
                 })
@@ -205,7 +221,8 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let checkpoints = (backend == Backend::Sqlite).then(|| spawn_checkpointer(pool.clone()));
+        let write_gate: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
+        let checkpoints = (backend == Backend::Sqlite).then(|| spawn_checkpointer(pool.clone(), write_gate.clone()));
         let listen_url = (backend == Backend::Postgres).then(|| url.clone());
         // The hot write paths open the same SQLite file themselves (not an in-memory database).
         let sqlite = match backend {
@@ -217,7 +234,7 @@ impl Db {
         Ok(Self {
             pool,
             backend,
-            write_gate: Default::default(),
+            write_gate,
             changes: std::sync::Arc::new(changes::Changes::new(listen_url)),
             orders: Default::default(),
             checkpoints,

@@ -39,6 +39,7 @@ fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     conn.pragma_update(None, "cache_size", -32768)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
