@@ -130,6 +130,7 @@ impl Service {
             start_block: self.deployment.deploy_block,
             poll_interval: Duration::from_millis(self.settings.chain.poll_interval_ms),
         })
+        .with_clock(self.clock.clone())
     }
 
     /// Returns the HTTP state for this service.

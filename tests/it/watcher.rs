@@ -298,3 +298,83 @@ async fn the_watcher_shrinks_the_range_a_provider_refuses(kind: DbKind) {
     assert!(watcher.block_range() > 8, "range {}", watcher.block_range());
 }
 on_both_databases!(the_watcher_shrinks_the_range_a_provider_refuses);
+
+/// Reads `(wallet, plan, tier, status, next plan, expiry, next expiry)` of every subscription.
+async fn subscriptions_of(db: &tmai_pay::store::Db) -> Vec<(Vec<u8>, i64, i64, String, Option<i64>, i64, Option<i64>)> {
+    use sqlx::Row;
+    sqlx::query("SELECT wallet, plan_id, tier, status, next_plan_id, expires_at, next_expires_at FROM subscriptions ORDER BY wallet")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r.get("wallet"), r.get("plan_id"), r.get("tier"), r.get("status"), r.get("next_plan_id"), r.get("expires_at"), r.get("next_expires_at"))
+        })
+        .collect()
+}
+
+async fn a_pass_in_many_chunks_activates_exactly_as_one_chunk(kind: DbKind) {
+    // Arrange: three wallets renewing, upgrading and downgrading over eleven payments, the
+    // same orders in a second database watched three logs at a time
+    let h = Harness::start(kind).await;
+    let other = crate::db::fresh_db(kind).await;
+    let d = &h.chain.deployment;
+    let config = tmai_pay::chain::watcher::WatcherConfig {
+        chain_id: d.chain_id,
+        checkout: d.checkout,
+        confirmations: CONFIRMATIONS,
+        max_block_range: 2_000,
+        start_block: d.deploy_block,
+        poll_interval: std::time::Duration::from_millis(50),
+    };
+    let chunked = tmai_pay::chain::watcher::Watcher::new(other.db.clone(), h.rpc.clone(), h.catalog.clone(), config).with_chunk_size(3);
+    let plan = [(0, 1), (1, 3), (2, 2), (0, 1), (1, 1), (2, 4), (0, 3), (1, 3), (2, 4), (0, 2), (1, 4)];
+    let now = h.chain_now().await;
+    for (wallet, plan_id) in plan {
+        let request = tmai_pay::billing::quotes::QuoteRequest { plan_id, token: "USD".into(), payer: h.wallet(wallet), periods: 1 };
+        let quote = h.quotes.issue(&h.test_db.db, &h.catalog, &request, now).await.unwrap();
+        let twin = h.quotes.issue(&other.db, &h.catalog, &request, now).await.unwrap();
+        assert_eq!(quote.order_id, twin.order_id, "both databases hand out the same order ids");
+        h.pay(wallet, &quote).await;
+    }
+    h.mine(CONFIRMATIONS).await;
+
+    // Act
+    h.catch_up().await;
+    while !chunked.pass().await.unwrap().caught_up {}
+
+    // Assert: the same subscriptions (times within the seconds between the two passes),
+    // activations and badge jobs
+    let (one, many) = (subscriptions_of(&h.test_db.db).await, subscriptions_of(&other.db).await);
+    assert_eq!(one.len(), 3);
+    for (a, b) in one.iter().zip(&many) {
+        assert_eq!((&a.0, a.1, a.2, &a.3, a.4), (&b.0, b.1, b.2, &b.3, b.4));
+        assert!((a.5 - b.5).abs() <= 2, "expiry {} vs {}", a.5, b.5);
+        assert_eq!(a.6.is_some(), b.6.is_some());
+    }
+    let kinds = "SELECT payment_id || ':' || kind || ':' || plan_id FROM activations ORDER BY payment_id";
+    let jobs = "SELECT wallet, action, tier FROM badge_jobs ORDER BY id";
+    // Eleven activations; two of them scheduled downgrades, which queue no badge.
+    for (sql, rows) in [(kinds, plan.len()), (jobs, plan.len() - 2)] {
+        let read = |db: tmai_pay::store::Db| async move {
+            use sqlx::Row;
+            let rows = sqlx::query(sql).fetch_all(db.pool()).await.unwrap();
+            rows.iter().map(|r| format!("{:?}", (0..r.len()).map(|i| r.try_get::<String, _>(i).or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string())).unwrap_or_else(|_| alloy::hex::encode(r.get::<Vec<u8>, _>(i)))).collect::<Vec<_>>())).collect::<Vec<_>>()
+        };
+        let (a, b) = (read(h.test_db.db.clone()).await, read(other.db.clone()).await);
+        assert_eq!(a.len(), rows, "{sql}: {a:?}");
+        assert_eq!(a, b, "{sql}");
+    }
+    // And each payment's events stay in their order: detected, confirmed, then its change.
+    let events = tmai_pay::store::outbox::all(other.db.pool()).await.unwrap();
+    let mut checked = 0;
+    for detected in events.iter().filter(|e| e.event_type == "payment.detected") {
+        let key = &detected.payload["data"]["payment"];
+        let seq_of = |kind: &str| events.iter().find(|e| e.event_type.starts_with(kind) && e.payload["data"]["payment"] == *key).map(|e| e.seq);
+        let (confirmed, change) = (seq_of("payment.confirmed").unwrap(), seq_of("subscription.").unwrap());
+        assert!(detected.seq < confirmed && confirmed < change, "{key}: {} < {confirmed} < {change}", detected.seq);
+        checked += 1;
+    }
+    assert_eq!(checked, plan.len());
+}
+on_both_databases!(a_pass_in_many_chunks_activates_exactly_as_one_chunk);

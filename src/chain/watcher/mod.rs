@@ -28,7 +28,8 @@ use super::{
 };
 use crate::{
     billing::{activation, plans::Catalog},
-    store::{Db, StoreError, outbox::NewEvent, unix_now},
+    clock::Clock,
+    store::{Db, StoreError, outbox::NewEvent},
 };
 
 mod effects;
@@ -105,6 +106,18 @@ pub struct PassReport {
     pub caught_up: bool,
 }
 
+/// Logs a pass records and settles at a time: bounds the memory a wide range of busy
+/// blocks needs, and lets one chunk's writes overlap the next chunk's event building.
+const CHUNK: usize = 1_000;
+
+/// The subscriptions a pass has read or planned, by wallet.
+#[derive(Debug, Default)]
+struct Known {
+    subscriptions: HashMap<Address, activation::Subscription>,
+    /// Wallets read from the database (with or without a subscription).
+    read: HashSet<Address>,
+}
+
 /// The watcher for one checkout contract.
 #[derive(Debug, Clone)]
 pub struct Watcher {
@@ -115,13 +128,30 @@ pub struct Watcher {
     range: Arc<std::sync::atomic::AtomicU64>,
     /// Successful fetches since the range last changed (it grows back after a run of them).
     successes: Arc<std::sync::atomic::AtomicU64>,
+    /// Logs recorded and settled at a time ([`CHUNK`]).
+    chunk: usize,
+    /// Activation times come from it.
+    clock: Clock,
 }
 
 impl Watcher {
     /// Returns a watcher; nothing runs until [`Watcher::run`] or [`Watcher::pass`].
     pub fn new(db: Db, provider: DynProvider, catalog: Arc<Catalog>, config: WatcherConfig) -> Self {
         let range = Arc::new(std::sync::atomic::AtomicU64::new(config.max_block_range.max(1)));
-        Self { db, provider, catalog, config, range, successes: Default::default() }
+        Self { db, provider, catalog, config, range, successes: Default::default(), chunk: CHUNK, clock: Clock::system() }
+    }
+
+    /// Returns the watcher with `clock` for activation times instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Returns the watcher recording and settling `logs` logs at a time (default 1,000;
+    /// tests use small chunks to cross chunk boundaries with a few payments).
+    pub fn with_chunk_size(mut self, logs: usize) -> Self {
+        self.chunk = logs.max(1);
+        self
     }
 
     /// Runs passes until `cancel` fires: at once while behind the head, then on each new
@@ -155,7 +185,7 @@ impl Watcher {
     pub async fn pass(&self) -> Result<PassReport, WatchError> {
         let rpc = |e: alloy::transports::TransportError| WatchError::Rpc(e.to_string());
         let head = self.provider.get_block_number().await.map_err(rpc)?;
-        let now = unix_now() as u64;
+        let now = self.clock.now();
         let chain = self.config.chain_id;
         let mut report = PassReport { head, ..Default::default() };
 
@@ -200,20 +230,31 @@ impl Watcher {
             report.reorged_to = Some(fork);
             report.reorged = self.roll_back(&mut tx, fork, &mut events).await?;
         }
-        // 2. Apply: confirm what is now deep enough (and was read), record the new logs
-        //    (those already deep as confirmed at once), activate the matched ones.
+        // 2. Apply: confirm what is now deep enough (and was read), then record the new logs
+        //    (those already deep as confirmed at once) and activate the matched ones, a
+        //    chunk at a time (bounded memory; each payment's events stay in their order).
         let deep = (head + 1).saturating_sub(self.config.confirmations).min(next.saturating_sub(1));
         let older = tx.detected_up_to(chain, deep).await?;
-        let older_ids: Vec<i64> = older.iter().map(|p| p.id).collect();
-        tx.confirm(older_ids, now).await?;
-        let mut confirming: Vec<Confirming> = older.into_iter().map(Confirming::stored).collect();
-        report.detected = self.record(&mut tx, logs, deep, now, &mut events, &mut confirming).await?;
-        report.confirmed = confirming.len();
-        phase("record", &mut t);
-        self.activate(&mut tx, &confirming, now, &mut events).await?;
-        phase("activate", &mut t);
+        tx.confirm(older.iter().map(|p| p.id).collect(), now).await?;
+        let older: Vec<Confirming> = older.into_iter().map(Confirming::stored).collect();
+        report.confirmed = older.len();
+        events.extend(older.iter().map(|c| effects::confirmed_event(chain, c, self.config.confirmations)));
+        let mut known = Known::default();
+        let mut pending = self.settle(&mut tx, &older, events, &mut known, now).await?;
+        for chunk in logs.chunks(self.chunk) {
+            let (detected, confirming, writes) = self.record(&mut tx, chunk, deep, pending, &mut known, now).await?;
+            report.detected += detected;
+            report.confirmed += confirming;
+            pending = writes;
+        }
+        phase("record+settle", &mut t);
+        let downgrades = activation::plan_downgrades(&self.catalog, tx.due_downgrades(now).await?);
+        pending.subscriptions.extend(downgrades.subscriptions);
+        pending.jobs.extend(downgrades.jobs);
+        pending.events.extend(downgrades.events);
+        tx.write(pending, now).await?;
+        phase("downgrades+write", &mut t);
         // 3. Acknowledge: the window's blocks and the cursor move with the effects.
-        let blocks = blocks.into_iter().map(|b| BlockRow { number: b.number, hash: b.hash, parent_hash: b.parent_hash }).collect();
         tx.save_blocks(chain, blocks, head.saturating_sub(self.config.window())).await?;
         tx.set_cursor(chain, next).await?;
         tx.commit(&self.db).await?;
@@ -262,76 +303,81 @@ impl Watcher {
         Ok(reorged)
     }
 
-    /// Records logs as payments matched to their orders (a reorged one found again turns
-    /// back to detected, or confirmed, in its new block) with `payment.detected` and, for
-    /// payments that match no order, `payment.unmatched`; adds those recorded as confirmed
-    /// to `confirming`. Returns the rows inserted or found again.
+    /// Records a chunk of logs as payments matched to their orders (a reorged one found
+    /// again turns back to detected, or confirmed, in its new block) with
+    /// `payment.detected` and, for payments that match no order, `payment.unmatched`; those
+    /// recorded as confirmed get `payment.confirmed` and are settled ([`Self::settle`]).
+    /// `pending`, the previous chunk's writes, goes to the database while this chunk's
+    /// events are built (on SQLite the database works on its own thread meanwhile). Returns
+    /// the payments recorded, those confirmed, and this chunk's writes, still to be written.
     async fn record(
         &self,
         tx: &mut PassTx,
-        logs: Vec<PaidLog>,
+        logs: &[PaidLog],
         deep: u64,
+        pending: activation::Writes,
+        known: &mut Known,
         now: u64,
-        events: &mut Vec<NewEvent>,
-        confirming: &mut Vec<Confirming>,
-    ) -> Result<usize, WatchError> {
-        if logs.is_empty() {
-            return Ok(0);
-        }
-        let chain = self.config.chain_id;
-        let mut t = std::time::Instant::now();
-        let orders = tx.orders(effects::order_ids(&logs)).await?;
-        phase("  orders", &mut t);
-        let rows = effects::new_payments(chain, logs, &orders, deep);
+    ) -> Result<(usize, usize, activation::Writes), WatchError> {
+        let (chain, confirmations) = (self.config.chain_id, self.config.confirmations);
+        let orders = tx.orders(effects::order_ids(logs)).await?;
+        let rows = effects::new_payments(chain, logs.to_vec(), &orders, deep);
+        let build = async {
+            rows.iter()
+                .map(|row| {
+                    let mut detected = Vec::with_capacity(1);
+                    effects::detected_events(chain, row, confirmations, &mut detected);
+                    (detected, row.confirmed.then(|| effects::confirmed_event(chain, &Confirming::new(0, row), confirmations)))
+                })
+                .collect::<Vec<_>>()
+        };
+        let (written, built) = tokio::join!(tx.write(pending, now), build);
+        written?;
         let ids = tx.insert_payments(chain, rows.clone(), now).await?;
-        phase("  insert payments", &mut t);
+        let (mut events, mut confirmed_events, mut confirming) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
         let mut recorded = 0;
-        for (row, id) in rows.iter().zip(ids) {
+        for ((row, id), (detected, confirmed)) in rows.iter().zip(ids).zip(built) {
             let Some(id) = id else { continue };
             recorded += 1;
-            effects::detected_events(chain, row, self.config.confirmations, events);
-            if row.confirmed {
+            events.extend(detected);
+            if let Some(event) = confirmed {
                 confirming.push(Confirming::new(id, row));
+                confirmed_events.push(event);
             }
         }
-        phase("  detected events", &mut t);
-        Ok(recorded)
+        events.append(&mut confirmed_events);
+        let writes = self.settle(tx, &confirming, events, known, now).await?;
+        Ok((recorded, confirming.len(), writes))
     }
 
-    /// Writes `payment.confirmed` for each confirmed payment, marks the matched orders
-    /// paid and activates their plans, in chain order; then applies the scheduled
-    /// downgrades whose time has come. Writes `events` after the pass's own.
-    async fn activate(&self, tx: &mut PassTx, confirming: &[Confirming], now: u64, events: &mut Vec<NewEvent>) -> Result<(), WatchError> {
+    /// Marks the orders of confirmed payments paid and plans the activation of their plans
+    /// in chain order; returns what to write: `events` first, then the `subscription.*`
+    /// events. `known` holds the subscriptions read or planned so far in the pass.
+    async fn settle(
+        &self,
+        tx: &mut PassTx,
+        confirming: &[Confirming],
+        events: Vec<NewEvent>,
+        known: &mut Known,
+        now: u64,
+    ) -> Result<activation::Writes, WatchError> {
         let chain = self.config.chain_id;
-        let mut t = std::time::Instant::now();
-        events.extend(confirming.iter().map(|c| effects::confirmed_event(chain, c, self.config.confirmations)));
         let paid: Vec<activation::PaidOrder> = confirming.iter().filter_map(|c| c.paid_order(chain)).collect();
         let mut writes = activation::Writes::default();
-        phase("  confirmed events", &mut t);
         if !paid.is_empty() {
             tx.orders_paid(confirming.iter().filter_map(|c| c.matched_order).collect()).await?;
-            phase("  orders paid", &mut t);
             let done: HashSet<i64> = tx.activated(paid.iter().map(|p| p.payment_id).collect()).await?;
-            phase("  activated", &mut t);
-            let mut wallets: Vec<Address> = paid.iter().map(|p| p.wallet).collect();
-            wallets.sort();
-            wallets.dedup();
-            let mut current: HashMap<Address, activation::Subscription> =
-                tx.subscriptions(wallets).await?.into_iter().map(|s| (s.wallet, s)).collect();
-            phase("  subscriptions", &mut t);
-            writes = activation::plan_activations(&self.catalog, &paid, &mut current, &done, now);
-            phase("  plan", &mut t);
+            let mut unread: Vec<Address> = paid.iter().map(|p| p.wallet).filter(|w| !known.read.contains(w)).collect();
+            unread.sort();
+            unread.dedup();
+            if !unread.is_empty() {
+                known.subscriptions.extend(tx.subscriptions(unread.clone()).await?.into_iter().map(|s| (s.wallet, s)));
+                known.read.extend(unread);
+            }
+            writes = activation::plan_activations(&self.catalog, &paid, &mut known.subscriptions, &done, now);
         }
-        let downgrades = activation::plan_downgrades(&self.catalog, tx.due_downgrades(now).await?);
-        events.append(&mut writes.events);
-        writes.events = std::mem::take(events);
-        writes.subscriptions.extend(downgrades.subscriptions);
-        writes.jobs.extend(downgrades.jobs);
-        writes.events.extend(downgrades.events);
-        phase("  downgrades", &mut t);
-        tx.write(writes, now).await?;
-        phase("  write", &mut t);
-        Ok(())
+        writes.events.splice(0..0, events);
+        Ok(writes)
     }
 
     /// Fetches `OrderPaid` logs in `[from, to]`, halving the range while the provider

@@ -155,6 +155,9 @@ impl PassTx {
     /// Writes planned activations: their rows, the subscriptions, the badge jobs and the
     /// events.
     pub(crate) async fn write(&mut self, writes: Writes, now: u64) -> Result<(), StoreError> {
+        if writes.activations.is_empty() && writes.subscriptions.is_empty() && writes.jobs.is_empty() && writes.events.is_empty() {
+            return Ok(());
+        }
         dispatch!(self, write(writes, now))
     }
 
