@@ -8,7 +8,8 @@
 //! hook: each connection waits 4 ms before each request, with as many connections as the
 //! rate needs).
 //!
-//! Run: `scripts/bench-api` (installs wrk) or `cargo bench --bench api`; `SECONDS=…`.
+//! Run: `scripts/bench-api` (installs wrk) or `cargo bench --bench api`; `SECONDS=…`,
+//! `ONLY=SQLite` or `ONLY=PostgreSQL` for one database.
 
 use std::{
     process::Command,
@@ -98,7 +99,8 @@ async fn main() -> Result<()> {
     let pg_name = format!("tmai_bench_{}", std::process::id());
     let backends = [("SQLite", format!("sqlite://{}", tmp.path().join("api.db").display())), ("PostgreSQL", format!("{pg_server}/{pg_name}"))];
     println!("API load (wrk, 1 thread, 16 connections, {seconds} s per route; p99 near half rate from wrk paced by its delay() hook)");
-    for (name, url) in backends {
+    let only = std::env::var("ONLY").ok();
+    for (name, url) in backends.into_iter().filter(|(name, _)| only.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(name))) {
         if name == "PostgreSQL" {
             sqlx::any::install_default_drivers();
             let admin = sqlx::AnyPool::connect(&format!("{pg_server}/postgres")).await.context("PostgreSQL at 127.0.0.1:5432")?;

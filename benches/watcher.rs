@@ -65,10 +65,15 @@ fn peak_mib(reset: bool) -> f64 {
     if reset {
         let _ = std::fs::write("/proc/self/clear_refs", "5");
     }
+    status_mib("VmHWM:")
+}
+
+/// A memory figure of this process from /proc/self/status, in MiB.
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -179,6 +184,7 @@ async fn raw_read(b: &Bench, from: u64, to: u64) -> Result<usize> {
 
 async fn backfill(b: &Bench, db: &Db) -> Result<(Duration, f64)> {
     let watcher = b.watcher(db, RANGE);
+    eprintln!("resident before the backfill: {:.1} MiB", status_mib("VmRSS:"));
     peak_mib(true);
     let started = Instant::now();
     loop {
