@@ -15,5 +15,6 @@ mod minter;
 mod reads;
 mod reminders;
 mod service;
+mod storage;
 mod watcher;
 mod webhooks;
