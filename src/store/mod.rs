@@ -248,14 +248,6 @@ impl Db {
         self.changes.generation()
     }
 
-    /// Tells the checkpointer that a writer outside [`Db::begin_write`] committed to the
-    /// SQLite WAL (the order writer's own connection).
-    pub(crate) fn wal_committed(&self) {
-        if let Some(checkpoints) = &self.checkpoints {
-            let _ = checkpoints.try_send(());
-        }
-    }
-
     /// Begins a write transaction on the process's own SQLite connection ([`sqlite`]),
     /// after this process's other writers (`None` where there is no such connection).
     pub(crate) async fn begin_sqlite(&self) -> Option<Result<sqlite::SqliteTx, StoreError>> {
@@ -282,7 +274,9 @@ impl Db {
         if caches {
             self.changes.bump();
         }
-        self.wal_committed();
+        if let Some(checkpoints) = &self.checkpoints {
+            let _ = checkpoints.try_send(());
+        }
     }
 
     /// Returns the queue of new orders.

@@ -59,6 +59,18 @@ pub(crate) struct Harness {
     pub(crate) rpc: DynProvider,
 }
 
+/// The tests' watcher settings for `d`.
+fn watcher_config(d: &tmai_pay::chain::deployment::Deployment, max_block_range: u64) -> WatcherConfig {
+    WatcherConfig {
+        chain_id: d.chain_id,
+        checkout: d.checkout,
+        confirmations: CONFIRMATIONS,
+        max_block_range,
+        start_block: d.deploy_block,
+        poll_interval: Duration::from_millis(50),
+    }
+}
+
 impl Harness {
     pub(crate) async fn start(kind: DbKind) -> Self {
         Self::start_with(kind, 2_000).await
@@ -71,15 +83,13 @@ impl Harness {
         let d = &chain.deployment;
         let quotes = QuoteIssuer::new(devnet::key(&chain.anvil, devnet::QUOTE_SIGNER), d.chain_id, d.checkout, 1_800);
         let rpc = devnet::provider_for(&chain.anvil, devnet::DEPLOYER);
-        let watcher = Watcher::new(test_db.db.clone(), rpc.clone(), catalog.clone(), WatcherConfig {
-            chain_id: d.chain_id,
-            checkout: d.checkout,
-            confirmations: CONFIRMATIONS,
-            max_block_range,
-            start_block: d.deploy_block,
-            poll_interval: Duration::from_millis(50),
-        });
+        let watcher = Watcher::new(test_db.db.clone(), rpc.clone(), catalog.clone(), watcher_config(d, max_block_range));
         Self { chain, test_db, catalog, quotes, watcher, rpc }
+    }
+
+    /// Returns another watcher of this chain's checkout, on `db` through `provider`.
+    pub(crate) fn watcher_on(&self, db: &tmai_pay::store::Db, provider: DynProvider) -> Watcher {
+        Watcher::new(db.clone(), provider, self.catalog.clone(), watcher_config(&self.chain.deployment, 2_000))
     }
 
     pub(crate) fn wallet(&self, index: usize) -> Address {

@@ -266,15 +266,7 @@ async fn the_watcher_shrinks_the_range_a_provider_refuses(kind: DbKind) {
     }
     let (url, refused, limit) = range_limited_proxy(h.chain.anvil.endpoint(), 8).await;
     let provider = alloy::providers::ProviderBuilder::new().connect_http(url.parse().unwrap()).erased();
-    let d = &h.chain.deployment;
-    let watcher = tmai_pay::chain::watcher::Watcher::new(h.test_db.db.clone(), provider, h.catalog.clone(), tmai_pay::chain::watcher::WatcherConfig {
-        chain_id: d.chain_id,
-        checkout: d.checkout,
-        confirmations: CONFIRMATIONS,
-        max_block_range: 2_000,
-        start_block: d.deploy_block,
-        poll_interval: std::time::Duration::from_millis(50),
-    });
+    let watcher = h.watcher_on(&h.test_db.db, provider);
 
     // Act
     let mut passes = 0;
@@ -318,16 +310,7 @@ async fn a_pass_in_many_chunks_activates_exactly_as_one_chunk(kind: DbKind) {
     // same orders in a second database watched three logs at a time
     let h = Harness::start(kind).await;
     let other = crate::db::fresh_db(kind).await;
-    let d = &h.chain.deployment;
-    let config = tmai_pay::chain::watcher::WatcherConfig {
-        chain_id: d.chain_id,
-        checkout: d.checkout,
-        confirmations: CONFIRMATIONS,
-        max_block_range: 2_000,
-        start_block: d.deploy_block,
-        poll_interval: std::time::Duration::from_millis(50),
-    };
-    let chunked = tmai_pay::chain::watcher::Watcher::new(other.db.clone(), h.rpc.clone(), h.catalog.clone(), config).with_chunk_size(3);
+    let chunked = h.watcher_on(&other.db, h.rpc.clone()).with_chunk_size(3);
     let plan = [(0, 1), (1, 3), (2, 2), (0, 1), (1, 1), (2, 4), (0, 3), (1, 3), (2, 4), (0, 2), (1, 4)];
     let now = h.chain_now().await;
     for (wallet, plan_id) in plan {

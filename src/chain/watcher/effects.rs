@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256};
 use serde::Serialize;
 
 use super::store::{NewPayment, StoredOrder, StoredPayment};
@@ -89,67 +89,36 @@ pub(super) fn detected_events(chain_id: u64, p: &NewPayment, confirmations: u64,
     }
 }
 
-/// A payment being confirmed in this pass, whichever pass recorded it.
-#[derive(Debug, Clone)]
-pub(super) struct Confirming {
-    pub(super) id: i64,
-    pub(super) tx_hash: B256,
-    pub(super) log_index: u64,
-    pub(super) block_number: u64,
-    pub(super) order_id: U256,
-    pub(super) payer: Address,
-    pub(super) token: Address,
-    pub(super) plan_id: u32,
-    pub(super) periods: u32,
-    pub(super) matched_order: Option<i64>,
+/// Returns the stored form of a payment this pass recorded as confirmed, stored as `id`.
+pub(super) fn recorded(id: i64, p: &NewPayment) -> StoredPayment {
+    let e = &p.log.event;
+    StoredPayment {
+        id,
+        tx_hash: p.log.tx_hash,
+        log_index: p.log.log_index,
+        block_number: p.log.block_number,
+        block_hash: p.log.block_hash,
+        order_id: e.orderId,
+        payer: e.payer,
+        token: e.token,
+        plan_id: e.planId,
+        periods: e.periods,
+        matched_order: p.matched_order,
+        status: "confirmed".into(),
+    }
 }
 
-impl Confirming {
-    /// A payment recorded by an earlier pass.
-    pub(super) fn stored(p: StoredPayment) -> Self {
-        Self {
-            id: p.id,
-            tx_hash: p.tx_hash,
-            log_index: p.log_index,
-            block_number: p.block_number,
-            order_id: p.order_id,
-            payer: p.payer,
-            token: p.token,
-            plan_id: p.plan_id,
-            periods: p.periods,
-            matched_order: p.matched_order,
-        }
-    }
-
-    /// A payment this pass recorded as confirmed, stored as `id`.
-    pub(super) fn new(id: i64, p: &NewPayment) -> Self {
-        let e = &p.log.event;
-        Self {
-            id,
-            tx_hash: p.log.tx_hash,
-            log_index: p.log.log_index,
-            block_number: p.log.block_number,
-            order_id: e.orderId,
-            payer: e.payer,
-            token: e.token,
-            plan_id: e.planId,
-            periods: e.periods,
-            matched_order: p.matched_order,
-        }
-    }
-
-    /// Returns the paid order to activate, when the payment matches one.
-    pub(super) fn paid_order(&self, chain_id: u64) -> Option<PaidOrder> {
-        self.matched_order?;
-        Some(PaidOrder {
-            payment_id: self.id,
-            payment_key: payment_key(chain_id, self.tx_hash, self.log_index),
-            wallet: self.payer,
-            plan_id: self.plan_id,
-            periods: self.periods,
-            token: self.token,
-        })
-    }
+/// Returns the paid order to activate, when the confirmed payment `p` matches one.
+pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> {
+    p.matched_order?;
+    Some(PaidOrder {
+        payment_id: p.id,
+        payment_key: payment_key(chain_id, p.tx_hash, p.log_index),
+        wallet: p.payer,
+        plan_id: p.plan_id,
+        periods: p.periods,
+        token: p.token,
+    })
 }
 
 #[derive(Serialize)]
@@ -163,7 +132,7 @@ struct ConfirmedData<'a> {
 }
 
 /// Returns `payment.confirmed` for `c`.
-pub(super) fn confirmed_event(chain_id: u64, c: &Confirming, confirmations: u64) -> NewEvent {
+pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u64) -> NewEvent {
     let key = payment_key(chain_id, c.tx_hash, c.log_index);
     let data = ConfirmedData {
         block_number: c.block_number,

@@ -35,8 +35,7 @@ use crate::{
 mod effects;
 mod store;
 
-use effects::Confirming;
-use store::{BlockRow, PassTx};
+use store::{BlockRow, PassTx, StoredPayment};
 
 /// Logs the time since `t` for one phase of a pass at debug level
 /// (`RUST_LOG=tmai_pay::watcher::phases=debug`), then restarts `t`.
@@ -236,7 +235,6 @@ impl Watcher {
         let deep = (head + 1).saturating_sub(self.config.confirmations).min(next.saturating_sub(1));
         let older = tx.detected_up_to(chain, deep).await?;
         tx.confirm(older.iter().map(|p| p.id).collect(), now).await?;
-        let older: Vec<Confirming> = older.into_iter().map(Confirming::stored).collect();
         report.confirmed = older.len();
         events.extend(older.iter().map(|c| effects::confirmed_event(chain, c, self.config.confirmations)));
         let mut known = Known::default();
@@ -327,7 +325,7 @@ impl Watcher {
                 .map(|row| {
                     let mut detected = Vec::with_capacity(1);
                     effects::detected_events(chain, row, confirmations, &mut detected);
-                    (detected, row.confirmed.then(|| effects::confirmed_event(chain, &Confirming::new(0, row), confirmations)))
+                    (detected, row.confirmed.then(|| effects::confirmed_event(chain, &effects::recorded(0, row), confirmations)))
                 })
                 .collect::<Vec<_>>()
         };
@@ -341,7 +339,7 @@ impl Watcher {
             recorded += 1;
             events.extend(detected);
             if let Some(event) = confirmed {
-                confirming.push(Confirming::new(id, row));
+                confirming.push(effects::recorded(id, row));
                 confirmed_events.push(event);
             }
         }
@@ -356,13 +354,13 @@ impl Watcher {
     async fn settle(
         &self,
         tx: &mut PassTx,
-        confirming: &[Confirming],
+        confirming: &[StoredPayment],
         events: Vec<NewEvent>,
         known: &mut Known,
         now: u64,
     ) -> Result<activation::Writes, WatchError> {
         let chain = self.config.chain_id;
-        let paid: Vec<activation::PaidOrder> = confirming.iter().filter_map(|c| c.paid_order(chain)).collect();
+        let paid: Vec<activation::PaidOrder> = confirming.iter().filter_map(|c| effects::paid_order(chain, c)).collect();
         let mut writes = activation::Writes::default();
         if !paid.is_empty() {
             tx.orders_paid(confirming.iter().filter_map(|c| c.matched_order).collect()).await?;
