@@ -81,14 +81,18 @@ pub(crate) enum PassTx {
     Sqlite(SqliteTx),
 }
 
-/// Calls the operation on whichever backend holds the transaction.
+/// Calls the operation on whichever backend holds the transaction, and logs its time at
+/// debug level (`RUST_LOG=tmai_pay::watcher::ops=debug`: where a pass's database time goes).
 macro_rules! dispatch {
-    ($self:ident, $op:ident($($arg:expr),*)) => {
-        match $self {
+    ($self:ident, $op:ident($($arg:expr),*)) => {{
+        let started = std::time::Instant::now();
+        let result = match $self {
             PassTx::Any(tx) => any::$op(tx, $($arg),*).await,
             PassTx::Sqlite(tx) => sqlite::$op(tx, $($arg),*).await,
-        }
-    };
+        };
+        tracing::debug!(target: "tmai_pay::watcher::ops", op = stringify!($op), ms = started.elapsed().as_secs_f64() * 1e3);
+        result
+    }};
 }
 
 impl PassTx {
