@@ -182,7 +182,7 @@ impl QuoteIssuer {
             expires_at: deadline,
         };
         let event = NewEvent::new(
-            outbox::event_id(&["checkout.created", &checkout_id]),
+            outbox::ordered_event_id(order_id as u64, &["checkout.created", &checkout_id]),
             "checkout.created",
             &CreatedData {
                 amount: amount.to_string(),

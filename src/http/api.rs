@@ -395,25 +395,26 @@ async fn load_checkout(state: &AppState, checkout_id: &str) -> Result<Option<Che
 fn view_of(state: &AppState, order: &Order, status: String, progress: Progress) -> CheckoutView {
     let d = &state.deployment;
     let token = d.tokens.iter().find(|t| t.address == order.token);
+    let (token_text, amount) = (state.address_text(order.token), order.amount.to_string());
     CheckoutView {
         id: order.checkout_id.clone(),
         status,
         order_id: order.order_id.to_string(),
         chain_id: d.chain_id,
-        contract: d.checkout.to_string(),
+        contract: state.address_text(d.checkout),
         token: TokenView {
             symbol: token.map(|t| t.symbol.clone()).unwrap_or_default(),
-            address: order.token.to_string(),
+            address: token_text.clone(),
             decimals: token.map(|t| t.decimals).unwrap_or(18),
             permit: token.is_some_and(|t| t.permit),
         },
-        amount: order.amount.to_string(),
+        amount: amount.clone(),
         expires_at: order.deadline,
         quote: QuoteView {
             orderId: order.order_id.to_string(),
             payer: order.payer.to_string(),
-            token: order.token.to_string(),
-            amount: order.amount.to_string(),
+            token: token_text,
+            amount,
             planId: order.plan_id,
             periods: order.periods,
             deadline: order.deadline,

@@ -98,6 +98,9 @@ pub struct Shared {
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
     /// write ([`crate::store::changes`]).
     pub(crate) subscriptions: ReadCache<Address, Option<Arc<crate::billing::activation::Subscription>>>,
+    /// The deployment's checkout and token addresses, checksummed once (each checksum is a
+    /// keccak hash; a checkout answer shows three of them).
+    address_text: Arc<Vec<(Address, String)>>,
 }
 
 /// Subscriptions the read cache holds at most (a few hundred bytes each).
@@ -114,7 +117,12 @@ impl AppState {
         http: HttpSettings,
         cancel: CancellationToken,
     ) -> Self {
+        let address_text = std::iter::once(deployment.checkout)
+            .chain(deployment.tokens.iter().map(|t| t.address))
+            .map(|a| (a, a.to_string()))
+            .collect();
         Self(Arc::new(Shared {
+            address_text: Arc::new(address_text),
             db,
             catalog,
             deployment: Arc::new(deployment),
@@ -129,6 +137,14 @@ impl AppState {
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }))
+    }
+
+    /// Returns `address` checksummed (from the deployment's addresses when it is one).
+    pub(crate) fn address_text(&self, address: Address) -> String {
+        match self.address_text.iter().find(|(a, _)| *a == address) {
+            Some((_, text)) => text.clone(),
+            None => address.to_string(),
+        }
     }
 
     /// Returns the parts to change while the state is being built (copied if shared).

@@ -133,7 +133,10 @@ async fn write_pending(db: Db, queue: Arc<OrderQueue>) {
         };
         let (orders, waiters): (Vec<NewOrder>, Vec<Waiter>) = batch.into_iter().unzip();
         let orders: Arc<[NewOrder]> = orders.into();
-        match write_batch(&db, orders.clone()).await {
+        let started = std::time::Instant::now();
+        let written = write_batch(&db, orders.clone()).await;
+        tracing::debug!(target: "tmai_pay::orders", orders = orders.len(), ms = started.elapsed().as_secs_f64() * 1e3, "order batch written");
+        match written {
             Ok(()) => {
                 for waiter in waiters {
                     let _ = waiter.send(Ok(()));
