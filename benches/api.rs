@@ -67,9 +67,7 @@ struct Figures {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     // RUST_LOG=tmai_pay::orders=debug shows the order writer's batches (size and time).
-    if std::env::var_os("RUST_LOG").is_some() {
-        tmai_pay::telemetry::init(false);
-    }
+    tmai_pay::telemetry::init_with_default(false, "warn");
     let seconds: u64 = std::env::var("SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("wrk is not installed: run scripts/bench-api (it installs Debian's wrk) or apt-get install wrk");

@@ -203,7 +203,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> Result<()> {
     let payments: usize = std::env::var("PAYMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let live: usize = std::env::var("LIVE_PAYMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
-    tmai_pay::telemetry::init(false);
+    tmai_pay::telemetry::init_with_default(false, "warn");
     let toolchain = Toolchain::locate()?;
     let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions::default())?;
     let deployment = devnet::deploy_fixture_contracts(&anvil).await?;

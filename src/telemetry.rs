@@ -4,7 +4,13 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 /// Installs the global subscriber. `json` switches to one JSON object per line.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(json, "info");
+}
+
+/// [`init`] with `default` as the filter when `RUST_LOG` is not set (the benchmarks use
+/// `warn`: a log line per watcher pass would be part of what they measure).
+pub fn init_with_default(json: bool, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
