@@ -47,7 +47,8 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page() {
         .env("SCREENSHOT", &screenshot)
         .output()
         .expect("node runs");
-    let _ = dev.kill();
+    // Ctrl-C, not SIGKILL: a killed `dev` cannot stop its anvil, which would outlive the test.
+    let _ = Command::new("kill").args(["-INT", &dev.id().to_string()]).status();
     let _ = dev.wait();
 
     // Assert
