@@ -115,6 +115,10 @@ impl WriteTx {
     }
 }
 
+/// Frames of the log left for the checkpoint that holds the write gate, at most (about
+/// 1 MiB), unless writers outpace four copies in a row.
+const GATED_FRAMES: i64 = 256;
+
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` after write commits, at most every 200 ms, so
 /// that SQLite's automatic checkpoint (disabled on the pool's connections) does not land
 /// inside a writer's commit. Durability is unchanged (the WAL holds every committed
@@ -130,10 +134,6 @@ impl WriteTx {
 /// outside the gate repeat (a few times at most) until fewer than [`GATED_FRAMES`] are
 /// left, so writers wait only for a short copy: under a steady stream of checkouts one
 /// gated copy of a whole round's backlog and its fsync held the writers up to 60 ms.
-/// Frames of the log left for the checkpoint that holds the write gate, at most (about
-/// 1 MiB), unless writers outpace four copies in a row.
-const GATED_FRAMES: i64 = 256;
-
 fn spawn_checkpointer(pool: AnyPool, gate: std::sync::Arc<tokio::sync::Mutex<()>>) -> tokio::sync::mpsc::Sender<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     tokio::spawn(async move {
