@@ -180,19 +180,19 @@ pub fn plan_change(
     Change { kind: ChangeKind::DowngradeScheduled, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }
 }
 
+/// The `subscriptions` columns a [`Subscription`] is read from, in its order.
+pub const SUBSCRIPTION_COLUMNS: &str = "wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds";
+
 /// Loads the subscription of `wallet`.
 pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Subscription>, StoreError> {
-    let row = sqlx::query(
-        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds \
-         FROM subscriptions WHERE wallet = $1",
-    )
-    .bind(address_bytes(wallet))
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet = $1"))
+        .bind(address_bytes(wallet))
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(subscription_from).transpose()
 }
 
-/// Decodes a `subscriptions` row (all the columns [`load`] reads).
+/// Decodes a `subscriptions` row of [`SUBSCRIPTION_COLUMNS`].
 pub fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreError> {
     Ok(Subscription {
         wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
@@ -418,18 +418,21 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
     writes
 }
 
+/// Returns the subscriptions whose scheduled downgrade is due at `now`, by wallet.
+pub async fn due_downgrades(conn: &mut AnyConnection, now: u64) -> Result<Vec<Subscription>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet"
+    ))
+    .bind(now as i64)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(subscription_from).collect()
+}
+
 /// Applies the scheduled downgrades due at `now` inside the caller's transaction
 /// ([`plan_downgrades`]); returns how many took effect.
 pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, now: u64) -> Result<usize, StoreError> {
-    let rows = sqlx::query(
-        "SELECT wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds \
-         FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet",
-    )
-    .bind(now as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    let due = rows.iter().map(subscription_from).collect::<Result<Vec<_>, _>>()?;
-    let writes = plan_downgrades(catalog, due);
+    let writes = plan_downgrades(catalog, due_downgrades(conn, now).await?);
     for (sub, job) in writes.subscriptions.iter().zip(&writes.jobs) {
         save(conn, sub, now).await?;
         queue_badge(conn, job.wallet, job.action, job.tier, job.expires_at, now).await?;

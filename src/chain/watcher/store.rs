@@ -39,6 +39,11 @@ pub(crate) struct NewPayment {
     pub(crate) confirmed: bool,
 }
 
+/// The `payments` columns a [`StoredPayment`] is read from, in its order (both
+/// implementations decode them).
+const PAYMENT_COLUMNS: &str =
+    "id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, plan_id, periods, matched_order, status";
+
 /// A stored payment: one the pass confirms, or one a reorg removed.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredPayment {

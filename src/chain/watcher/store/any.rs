@@ -6,19 +6,16 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::{Address, B256};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{BlockRow, NewPayment, StoredOrder, StoredPayment};
+use super::{BlockRow, NewPayment, PAYMENT_COLUMNS, StoredOrder, StoredPayment};
+pub(super) use crate::billing::activation::due_downgrades;
 use crate::{
-    billing::activation::{SAVE_HEAD, SAVE_TAIL, Subscription, Writes, subscription_from},
+    billing::activation::{SAVE_HEAD, SAVE_TAIL, SUBSCRIPTION_COLUMNS, Subscription, Writes, subscription_from},
     store::{
         StoreError, address_bytes, b256_bytes,
         bulk::{Value, column_i64, execute_in, fetch_in, insert},
         outbox, to_address, to_b256, to_u256, u256_bytes,
     },
 };
-
-/// The columns [`payment_from`] decodes.
-const PAYMENT_COLUMNS: &str =
-    "id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, plan_id, periods, matched_order, status";
 
 pub(super) async fn position(pool: &sqlx::AnyPool, chain_id: u64) -> Result<(Option<u64>, Vec<(u64, B256)>), StoreError> {
     let mut conn = pool.acquire().await?;
@@ -167,21 +164,9 @@ pub(super) async fn activated(conn: &mut AnyConnection, payment_ids: Vec<i64>) -
     Ok(column_i64(&rows, "payment_id")?.into_iter().collect())
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds";
-
 pub(super) async fn subscriptions(conn: &mut AnyConnection, wallets: Vec<Address>) -> Result<Vec<Subscription>, StoreError> {
     let list: Vec<Value> = wallets.iter().map(|w| Value::Bytes(address_bytes(*w))).collect();
     let rows = fetch_in(conn, &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet IN"), "", &[], &list).await?;
-    rows.iter().map(subscription_from).collect()
-}
-
-pub(super) async fn due_downgrades(conn: &mut AnyConnection, now: u64) -> Result<Vec<Subscription>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet"
-    ))
-    .bind(now as i64)
-    .fetch_all(conn)
-    .await?;
     rows.iter().map(subscription_from).collect()
 }
 

@@ -9,14 +9,11 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::Address;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{BlockRow, NewPayment, StoredOrder, StoredPayment};
+use super::{BlockRow, NewPayment, PAYMENT_COLUMNS, StoredOrder, StoredPayment};
 use crate::{
-    billing::activation::{SAVE_HEAD, SAVE_TAIL, Subscription, Writes},
+    billing::activation::{SAVE_HEAD, SAVE_TAIL, SUBSCRIPTION_COLUMNS, Subscription, Writes},
     store::{StoreError, sqlite::SqliteTx, to_address, to_b256, to_u256},
 };
-
-const PAYMENT_COLUMNS: &str =
-    "id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, plan_id, periods, matched_order, status";
 
 /// Decodes a row of [`PAYMENT_COLUMNS`].
 fn payment_from(r: &Row<'_>) -> Result<StoredPayment, StoreError> {
@@ -219,8 +216,7 @@ pub(super) async fn activated(tx: &mut SqliteTx, payment_ids: Vec<i64>) -> Resul
     .await
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds";
-
+/// Decodes a row of [`SUBSCRIPTION_COLUMNS`].
 fn subscription_from(r: &Row<'_>) -> Result<Subscription, StoreError> {
     Ok(Subscription {
         wallet: to_address(&r.get::<_, Vec<u8>>(0)?, "subscriptions.wallet")?,
@@ -237,14 +233,10 @@ fn subscription_from(r: &Row<'_>) -> Result<Subscription, StoreError> {
 
 pub(super) async fn subscriptions(tx: &mut SqliteTx, wallets: Vec<Address>) -> Result<Vec<Subscription>, StoreError> {
     tx.run(move |conn| {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet = ?1");
         let mut out = Vec::with_capacity(wallets.len());
         for wallet in wallets {
-            out.extend(select(
-                conn,
-                &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet = ?1"),
-                [wallet.as_slice()],
-                subscription_from,
-            )?);
+            out.extend(select(conn, &sql, [wallet.as_slice()], subscription_from)?);
         }
         Ok(out)
     })
