@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Backend, Db, StoreError,
-    outbox::NewEvent,
+    outbox::{self, NewEvent},
     bulk::{Value, insert},
     unix_now,
 };
@@ -191,12 +191,6 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
             ]
         })
         .collect();
-    let event_rows: Vec<Vec<Value>> = orders
-        .iter()
-        .map(|o| {
-            vec![Value::Text(o.event.id.clone()), Value::Text(o.event.event_type.into()), Value::Text(o.event.body.clone()), Value::I64(now)]
-        })
-        .collect();
     let mut tx = db.begin_write().await?;
     tx.keep_read_caches();
     insert(
@@ -206,38 +200,33 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
         "",
     )
     .await?;
-    insert(&mut tx, "INSERT INTO outbox_events (id, event_type, payload, created_at)", &event_rows, "ON CONFLICT (id) DO NOTHING").await?;
+    let events: Vec<NewEvent> = orders.iter().map(|o| o.event.clone()).collect();
+    outbox::write_all(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(())
 }
 
 fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rusqlite::Result<()> {
-    {
-        let mut order = tx.prepare_cached(
-            "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        let mut event = tx.prepare_cached(
-            "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-        )?;
-        for o in orders {
-            order.execute(rusqlite::params![
-                o.order_id,
-                o.checkout_id,
-                o.chain_id,
-                o.payer,
-                o.token,
-                o.amount,
-                o.plan_id,
-                o.periods,
-                o.deadline,
-                o.signature,
-                o.created_at
-            ])?;
-            event.execute(rusqlite::params![o.event.id, o.event.event_type, o.event.body, now])?;
-        }
+    let mut order = tx.prepare_cached(
+        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for o in orders {
+        order.execute(rusqlite::params![
+            o.order_id,
+            o.checkout_id,
+            o.chain_id,
+            o.payer,
+            o.token,
+            o.amount,
+            o.plan_id,
+            o.periods,
+            o.deadline,
+            o.signature,
+            o.created_at
+        ])?;
     }
-    Ok(())
+    outbox::write_all_sqlite(tx, orders.iter().map(|o| &o.event), now)
 }
 
 /// PostgreSQL: the orders and their events in one statement (a data-modifying `WITH`),

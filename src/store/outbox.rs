@@ -71,6 +71,18 @@ pub async fn write_all(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<
     Ok(written)
 }
 
+/// Writes events on the process's own SQLite connection ([`super::sqlite`]) inside its
+/// transaction, skipping ids that exist, with `now` as their time.
+pub(crate) fn write_all_sqlite<'a>(conn: &rusqlite::Connection, events: impl IntoIterator<Item = &'a NewEvent>, now: i64) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+    )?;
+    for e in events {
+        insert.execute(rusqlite::params![e.id, e.event_type, e.body, now])?;
+    }
+    Ok(())
+}
+
 /// Writes one event unless an event with the same id exists; returns whether it wrote.
 pub async fn write(
     conn: &mut AnyConnection,

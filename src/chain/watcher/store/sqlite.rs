@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{BlockRow, NewPayment, PAYMENT_COLUMNS, StoredOrder, StoredPayment};
 use crate::{
     billing::activation::{SAVE_HEAD, SAVE_TAIL, SUBSCRIPTION_COLUMNS, Subscription, Writes},
-    store::{StoreError, sqlite::SqliteTx, to_address, to_b256, to_u256},
+    store::{StoreError, outbox, sqlite::SqliteTx, to_address, to_b256, to_u256},
 };
 
 /// Decodes a row of [`PAYMENT_COLUMNS`].
@@ -293,13 +293,7 @@ pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result
         for j in &writes.jobs {
             job.execute(params![j.wallet.as_slice(), j.action, i64::from(j.tier), j.expires_at as i64, now])?;
         }
-        let mut event = conn.prepare_cached(
-            "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-        )?;
-        for e in &writes.events {
-            event.execute(params![e.id, e.event_type, e.body, now])?;
-        }
-        Ok(())
+        Ok(outbox::write_all_sqlite(conn, &writes.events, now)?)
     })
     .await
 }
