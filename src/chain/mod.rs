@@ -10,3 +10,17 @@ pub mod paid_log;
 pub mod minter;
 pub mod signing;
 pub mod watcher;
+
+/// Waits before a worker's next round (the watcher's pass, the minter's tick): `wait`, or
+/// less when a new head arrives on `heads`; returns `false` when `cancel` fires first.
+pub(crate) async fn wait_for_next_round(
+    cancel: &tokio_util::sync::CancellationToken,
+    wait: std::time::Duration,
+    heads: &mut Option<tokio::sync::mpsc::Receiver<u64>>,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+        Some(_) = async { match heads.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+    }
+}

@@ -172,10 +172,8 @@ impl Watcher {
                     self.config.poll_interval * failures.min(10)
                 }
             };
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-                Some(_) = async { match heads.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {}
+            if !super::wait_for_next_round(&cancel, wait, &mut heads).await {
+                return;
             }
         }
     }
