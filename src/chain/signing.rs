@@ -49,16 +49,7 @@ pub struct QuoteHasher {
 impl QuoteHasher {
     /// Returns the hasher of `domain`.
     pub fn new(domain: &Eip712Domain) -> Self {
-        let sample = Quote {
-            orderId: U256::ZERO,
-            payer: Address::ZERO,
-            token: Address::ZERO,
-            amount: U256::ZERO,
-            planId: 0,
-            periods: 0,
-            deadline: 0,
-        };
-        Self { domain_separator: domain.separator(), type_hash: sample.eip712_type_hash() }
+        Self { domain_separator: domain.separator(), type_hash: keccak256(Quote::eip712_encode_type().as_bytes()) }
     }
 
     /// Returns the digest of `quote` (equal to [`quote_digest`]).
