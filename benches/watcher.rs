@@ -176,7 +176,7 @@ async fn raw_read(b: &Bench, from: u64, to: u64) -> Result<usize> {
             .event_signature(OrderPaid::SIGNATURE_HASH)
             .from_block(start)
             .to_block(end);
-        total += decode_logs(&b.rpc.get_logs(&filter).await?).len();
+        total += decode_logs(&b.rpc.get_logs(&filter).await?, b.deployment.checkout).len();
         start = end + 1;
     }
     Ok(total)

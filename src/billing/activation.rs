@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use alloy::primitives::{Address, U256};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::plans::{Catalog, Plan};
@@ -27,7 +27,7 @@ use crate::store::{
 };
 
 /// A subscription row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     /// Member wallet.
     pub wallet: Address,
@@ -245,6 +245,10 @@ pub struct PaidOrder {
     pub payment_id: i64,
     /// Stable key of the payment for event ids (`chain:tx:log`).
     pub payment_key: String,
+    /// Times the payment's effects were taken back before (a reorg deeper than the
+    /// confirmations); part of the event ids from the first on, so a payment that comes
+    /// back after that activates with events of its own.
+    pub revision: u32,
     /// The payer, who receives the plan.
     pub wallet: Address,
     /// Plan bought.
@@ -272,6 +276,8 @@ pub struct ActivationRow {
     pub new_expires_at: u64,
     /// Seconds credited from unused time.
     pub credit_seconds: u64,
+    /// The subscription before an upgrade, as JSON (what taking the upgrade back restores).
+    pub previous: Option<String>,
 }
 
 /// A badge job to queue.
@@ -349,6 +355,9 @@ pub fn plan_activations(
             old_expires_at: change.old_expires_at,
             new_expires_at: change.after.expires_at,
             credit_seconds: change.credit_seconds,
+            previous: existing
+                .filter(|_| change.kind == ChangeKind::Upgraded)
+                .map(|s| serde_json::to_string(s).expect("a subscription serializes")),
         });
         if change.kind != ChangeKind::DowngradeScheduled {
             let action = if existing.is_none() { "issue" } else { "update" };
@@ -356,7 +365,7 @@ pub fn plan_activations(
         }
         let after = &change.after;
         writes.events.push(NewEvent::new(
-            outbox::event_id(&[change.kind.event(), &p.payment_key]),
+            outbox::event_id(&revised(&[change.kind.event(), &p.payment_key], p.revision)),
             change.kind.event(),
             &ChangeData {
                 credit_seconds: change.credit_seconds,
@@ -378,6 +387,16 @@ pub fn plan_activations(
     }
     writes.subscriptions = touched.iter().filter_map(|w| current.get(w).cloned()).collect();
     writes
+}
+
+/// Returns the parts of an event id for a payment's `revision`: as they were for the first,
+/// with the revision after them for later ones.
+pub fn revised<'a>(parts: &[&'a str], revision: u32) -> Vec<std::borrow::Cow<'a, str>> {
+    let mut out: Vec<std::borrow::Cow<'a, str>> = parts.iter().map(|p| std::borrow::Cow::Borrowed(*p)).collect();
+    if revision > 0 {
+        out.push(std::borrow::Cow::Owned(format!("r{revision}")));
+    }
+    out
 }
 
 /// The `data` of `subscription.renewed` when a scheduled downgrade takes over (sorted).

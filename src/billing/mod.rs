@@ -7,3 +7,4 @@ pub mod members;
 pub mod reminders;
 pub mod plans;
 pub mod quotes;
+pub mod reversal;

@@ -30,6 +30,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.canceled",
     "subscription.comp_granted",
     "subscription.moved",
+    "subscription.reversed",
     "badge.minted",
     "badge.updated",
     "badge.revoked",

@@ -9,8 +9,9 @@ use sqlx::AnyConnection;
 use super::{StoreError, unix_now};
 
 /// Returns a stable event id: `evt_` and 24 hex digits of the hash of the parts.
-pub fn event_id(parts: &[&str]) -> String {
-    let digest = keccak256(parts.join("|").as_bytes());
+pub fn event_id<S: AsRef<str>>(parts: &[S]) -> String {
+    let joined = parts.iter().map(AsRef::as_ref).collect::<Vec<&str>>().join("|");
+    let digest = keccak256(joined.as_bytes());
     format!("evt_{}", alloy::hex::encode(&digest[..12]))
 }
 

@@ -8,6 +8,7 @@ mod card;
 mod chain;
 mod cli;
 mod db;
+mod deep_reorgs;
 mod harness;
 mod helpers;
 mod members;

@@ -214,7 +214,7 @@ on_both_databases!(quotes_issued_while_the_watcher_runs_never_fail_its_passes);
 
 /// A JSON-RPC proxy in front of anvil that refuses `eth_getLogs` over more than `limit`
 /// blocks, as hosted providers do; everything else passes through to the real node.
-async fn range_limited_proxy(
+pub(crate) async fn range_limited_proxy(
     upstream: String,
     limit: u64,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>, std::sync::Arc<std::sync::atomic::AtomicU64>) {

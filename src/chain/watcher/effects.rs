@@ -9,13 +9,21 @@ use serde::Serialize;
 
 use super::store::{NewPayment, StoredOrder, StoredPayment};
 use crate::{
-    billing::activation::PaidOrder,
+    billing::activation::{PaidOrder, revised},
     chain::paid_log::{PaidLog, payment_key},
     store::outbox::{self, NewEvent},
 };
 
-/// Returns the order a log pays, or `None` with the reason it matches none.
-pub(super) fn match_order(chain_id: u64, orders: &HashMap<i64, StoredOrder>, log: &PaidLog) -> (Option<i64>, Option<&'static str>) {
+/// Returns the order a log pays, or `None` with the reason it matches none. `paid_by` holds
+/// the transactions of confirmed payments of orders already paid: a log of another
+/// transaction for one of them pays nothing (the chain pays an order once, so the stored
+/// payment is stale or this log is; either way it must not activate twice).
+pub(super) fn match_order(
+    chain_id: u64,
+    orders: &HashMap<i64, StoredOrder>,
+    paid_by: &HashMap<i64, B256>,
+    log: &PaidLog,
+) -> (Option<i64>, Option<&'static str>) {
     let e = &log.event;
     let Some((id, order)) = i64::try_from(e.orderId).ok().and_then(|id| orders.get(&id).map(|o| (id, o))) else {
         return (None, Some("unknown order"));
@@ -26,7 +34,18 @@ pub(super) fn match_order(chain_id: u64, orders: &HashMap<i64, StoredOrder>, log
         && order.amount == e.amount
         && order.plan_id == e.planId
         && order.periods == e.periods;
-    if same { (Some(id), None) } else { (None, Some("payment does not match its order")) }
+    if !same {
+        return (None, Some("payment does not match its order"));
+    }
+    match paid_by.get(&id) {
+        Some(tx) if *tx != log.tx_hash => (None, Some("order already paid by another transaction")),
+        _ => (Some(id), None),
+    }
+}
+
+/// Returns the ids of the orders among `orders` that are marked paid.
+pub(super) fn paid_orders(orders: &HashMap<i64, StoredOrder>) -> Vec<i64> {
+    orders.iter().filter(|(_, o)| o.paid).map(|(id, _)| *id).collect()
 }
 
 /// Returns the order ids the logs name (those that fit an order id at all).
@@ -36,10 +55,16 @@ pub(super) fn order_ids(logs: &[PaidLog]) -> Vec<i64> {
 
 /// Returns the payment rows for `logs`, matched against `orders`; those at or below
 /// `deep` are recorded as confirmed at once.
-pub(super) fn new_payments(chain_id: u64, logs: Vec<PaidLog>, orders: &HashMap<i64, StoredOrder>, deep: u64) -> Vec<NewPayment> {
+pub(super) fn new_payments(
+    chain_id: u64,
+    logs: Vec<PaidLog>,
+    orders: &HashMap<i64, StoredOrder>,
+    paid_by: &HashMap<i64, B256>,
+    deep: u64,
+) -> Vec<NewPayment> {
     logs.into_iter()
         .map(|log| {
-            let (matched_order, unmatched_reason) = match_order(chain_id, orders, &log);
+            let (matched_order, unmatched_reason) = match_order(chain_id, orders, paid_by, &log);
             let confirmed = log.block_number <= deep;
             NewPayment { log, matched_order, unmatched_reason, confirmed }
         })
@@ -105,6 +130,9 @@ pub(super) fn recorded(id: i64, p: &NewPayment) -> StoredPayment {
         periods: e.periods,
         matched_order: p.matched_order,
         status: "confirmed".into(),
+        revision: 0,
+        confirmed_at: None,
+        orphaned_at: None,
     }
 }
 
@@ -114,6 +142,7 @@ pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> 
     Some(PaidOrder {
         payment_id: p.id,
         payment_key: payment_key(chain_id, p.tx_hash, p.log_index),
+        revision: p.revision,
         wallet: p.payer,
         plan_id: p.plan_id,
         periods: p.periods,
@@ -142,21 +171,32 @@ pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u
         payment: &key,
         tx_hash: c.tx_hash,
     };
-    NewEvent::new(outbox::event_id(&["payment.confirmed", &key]), "payment.confirmed", &data)
+    NewEvent::new(outbox::event_id(&revised(&["payment.confirmed", &key], c.revision)), "payment.confirmed", &data)
 }
 
 #[derive(Serialize)]
 struct ReorgedData<'a> {
+    after_confirmation: bool,
     block_hash: B256,
+    block_number: u64,
     order_id: String,
     payer: Address,
     payment: &'a str,
     tx_hash: B256,
 }
 
-/// Returns `payment.reorged` for a detected payment a reorg removed.
-pub(super) fn reorged_event(chain_id: u64, p: &StoredPayment) -> NewEvent {
+/// Returns `payment.reorged` for a payment a reorg removed: a detected one at once, a
+/// confirmed one (`after_confirmation`) once the new branch is `N` deep without it.
+pub(super) fn reorged_event(chain_id: u64, p: &StoredPayment, after_confirmation: bool) -> NewEvent {
     let key = payment_key(chain_id, p.tx_hash, p.log_index);
-    let data = ReorgedData { block_hash: p.block_hash, order_id: p.order_id.to_string(), payer: p.payer, payment: &key, tx_hash: p.tx_hash };
+    let data = ReorgedData {
+        after_confirmation,
+        block_hash: p.block_hash,
+        block_number: p.block_number,
+        order_id: p.order_id.to_string(),
+        payer: p.payer,
+        payment: &key,
+        tx_hash: p.tx_hash,
+    };
     NewEvent::new(outbox::event_id(&["payment.reorged", &key, &p.block_hash.to_string()]), "payment.reorged", &data)
 }

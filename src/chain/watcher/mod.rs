@@ -27,7 +27,7 @@ use super::{
     paid_log::{PaidLog, decode_logs},
 };
 use crate::{
-    billing::{activation, plans::Catalog},
+    billing::{activation, plans::Catalog, reversal},
     clock::Clock,
     store::{Db, StoreError, outbox::NewEvent},
 };
@@ -35,7 +35,7 @@ use crate::{
 mod effects;
 mod store;
 
-use store::{BlockRow, PassTx, StoredPayment};
+use store::{BlockRow, Move, PassTx, Reversal, StoredPayment};
 
 /// Logs the time since `t` for one phase of a pass at debug level
 /// (`RUST_LOG=tmai_pay::watcher::phases=debug`), then restarts `t`.
@@ -131,13 +131,31 @@ pub struct Watcher {
     chunk: usize,
     /// Activation times come from it.
     clock: Clock,
+    /// The block range the current (or last) pass reads, for reports of failing passes.
+    attempt: Arc<std::sync::Mutex<(u64, u64)>>,
+    /// Passes in a row that failed ([`Self::run`]).
+    failures: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Consecutive failed passes after which each failure is logged as an error.
+const LOUD_AFTER: u32 = 3;
 
 impl Watcher {
     /// Returns a watcher; nothing runs until [`Watcher::run`] or [`Watcher::pass`].
     pub fn new(db: Db, provider: DynProvider, catalog: Arc<Catalog>, config: WatcherConfig) -> Self {
         let range = Arc::new(std::sync::atomic::AtomicU64::new(config.max_block_range.max(1)));
-        Self { db, provider, catalog, config, range, successes: Default::default(), chunk: CHUNK, clock: Clock::system() }
+        Self {
+            db,
+            provider,
+            catalog,
+            config,
+            range,
+            successes: Default::default(),
+            chunk: CHUNK,
+            clock: Clock::system(),
+            attempt: Default::default(),
+            failures: Default::default(),
+        }
     }
 
     /// Returns the watcher with `clock` for activation times instead of the system clock.
@@ -160,7 +178,12 @@ impl Watcher {
         loop {
             let wait = match self.pass().await {
                 Ok(report) => {
+                    if failures >= LOUD_AFTER {
+                        tracing::info!(failures, "watcher passes succeed again");
+                    }
                     failures = 0;
+                    self.failures.store(0, std::sync::atomic::Ordering::Relaxed);
+                    metrics::gauge!("tmai_watcher_consecutive_failures").set(0.0);
                     if !report.caught_up {
                         continue;
                     }
@@ -168,7 +191,16 @@ impl Watcher {
                 }
                 Err(error) => {
                     failures += 1;
-                    tracing::warn!(%error, failures, "watcher pass failed; retrying");
+                    self.failures.store(failures, std::sync::atomic::Ordering::Relaxed);
+                    metrics::gauge!("tmai_watcher_consecutive_failures").set(f64::from(failures));
+                    let (from, to) = self.attempted_range();
+                    // A pass that keeps failing the same way is an operator's problem, not a
+                    // blip: say which blocks and why, loudly, and keep trying.
+                    if failures >= LOUD_AFTER {
+                        tracing::error!(%error, cause = ?error, failures, from, to, "watcher pass keeps failing; retrying");
+                    } else {
+                        tracing::warn!(%error, failures, from, to, "watcher pass failed; retrying");
+                    }
                     self.config.poll_interval * failures.min(10)
                 }
             };
@@ -176,6 +208,16 @@ impl Watcher {
                 return;
             }
         }
+    }
+
+    /// Returns how many passes in a row have failed (0 after a success).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Returns the block range the current (or last) pass reads.
+    pub fn attempted_range(&self) -> (u64, u64) {
+        *self.attempt.lock().expect("attempt lock")
     }
 
     /// Runs one pass: reorg check, one range of logs, confirmations, all in one transaction.
@@ -203,6 +245,7 @@ impl Watcher {
         // hashes above the new end are dropped (a prefix of a linked run is still linked).
         let (logs, blocks) = if next <= head {
             let to = head.min(next + self.range.load(std::sync::atomic::Ordering::Relaxed) - 1);
+            *self.attempt.lock().expect("attempt lock") = (next, to);
             let ((logs, to), mut hashes) = tokio::try_join!(self.fetch_logs(next, to), self.recent_hashes(next, to, head))?;
             hashes.retain(|b| b.number <= to);
             let by_number: HashMap<u64, B256> = hashes.iter().map(|b| (b.number, b.hash)).collect();
@@ -225,7 +268,7 @@ impl Watcher {
         // 1. Undo: what the reorg removed.
         if let Some(fork) = fork {
             report.reorged_to = Some(fork);
-            report.reorged = self.roll_back(&mut tx, fork, &mut events).await?;
+            report.reorged = self.roll_back(&mut tx, fork, now, &mut events).await?;
         }
         // 2. Apply: confirm what is now deep enough (and was read), then record the new logs
         //    (those already deep as confirmed at once) and activate the matched ones, a
@@ -234,7 +277,8 @@ impl Watcher {
         let older = tx.detected_up_to(chain, deep).await?;
         tx.confirm(older.iter().map(|p| p.id).collect(), now).await?;
         report.confirmed = older.len();
-        events.extend(older.iter().map(|c| effects::confirmed_event(chain, c, self.config.confirmations)));
+        // One mined again after a deep reorg was confirmed (and reported) before.
+        events.extend(older.iter().filter(|c| !c.was_confirmed()).map(|c| effects::confirmed_event(chain, c, self.config.confirmations)));
         let mut known = Known::default();
         let mut pending = self.settle(&mut tx, &older, events, &mut known, now).await?;
         for chunk in logs.chunks(self.chunk) {
@@ -244,13 +288,19 @@ impl Watcher {
             pending = writes;
         }
         phase("record+settle", &mut t);
+        // 3. Take back what confirmed payments the chain no longer holds had bought, once
+        //    the new branch is N deep where they stood and the whole of it has been read
+        //    without finding them again.
+        if report.caught_up {
+            pending = self.take_back(&mut tx, deep, pending, &mut known, now).await?;
+        }
         let downgrades = activation::plan_downgrades(&self.catalog, tx.due_downgrades(now).await?);
         pending.subscriptions.extend(downgrades.subscriptions);
         pending.jobs.extend(downgrades.jobs);
         pending.events.extend(downgrades.events);
         tx.write(pending, now).await?;
         phase("downgrades+write", &mut t);
-        // 3. Acknowledge: the window's blocks and the cursor move with the effects.
+        // 4. Acknowledge: the window's blocks and the cursor move with the effects.
         tx.save_blocks(chain, blocks, head.saturating_sub(self.config.window())).await?;
         tx.set_cursor(chain, next).await?;
         tx.commit(&self.db).await?;
@@ -283,20 +333,106 @@ impl Watcher {
         Ok(None)
     }
 
-    /// Marks detected payments above `fork` reorged (with their events) and forgets the
-    /// blocks above it; returns how many were marked.
-    async fn roll_back(&self, tx: &mut PassTx, fork: u64, events: &mut Vec<NewEvent>) -> Result<usize, WatchError> {
+    /// Marks the payments above `fork` reorged (with `payment.reorged` for those never
+    /// confirmed) and forgets the blocks above it; confirmed ones are orphaned, keeping
+    /// their effects until the chain mines them again or [`Self::take_back`] takes them
+    /// back. Returns how many detected payments were marked.
+    async fn roll_back(&self, tx: &mut PassTx, fork: u64, now: u64, events: &mut Vec<NewEvent>) -> Result<usize, WatchError> {
         let mut reorged = 0;
-        for p in tx.roll_back(self.config.chain_id, fork).await? {
-            if p.status == "confirmed" {
-                tracing::error!(tx_hash = %p.tx_hash, log_index = p.log_index, fork, "a confirmed payment was reorged out; raise the confirmations");
+        for p in tx.roll_back(self.config.chain_id, fork, now).await? {
+            if p.was_confirmed() {
+                tracing::warn!(
+                    tx_hash = %p.tx_hash, order_id = %p.order_id, block = p.block_number, fork, confirmations = self.config.confirmations,
+                    "a confirmed payment was reorged out; keeping what it bought until the new branch is N deep without it"
+                );
                 continue;
             }
-            events.push(effects::reorged_event(self.config.chain_id, &p));
+            events.push(effects::reorged_event(self.config.chain_id, &p, false));
             reorged += 1;
         }
         tracing::warn!(fork, reorged, "reorg rolled back");
         Ok(reorged)
+    }
+
+    /// Takes back what orphaned payments (confirmed, then reorged out, not found again)
+    /// at or below `deep` bought ([`reversal::take_back`]): `payment.reorged` with
+    /// `after_confirmation`, the subscription change, its badge job and event, an error
+    /// log line and the `tmai_watcher_confirmed_reorged_total` counter. `pending` (what the
+    /// pass has planned so far) is written first; returns what to write next.
+    async fn take_back(
+        &self,
+        tx: &mut PassTx,
+        deep: u64,
+        pending: activation::Writes,
+        known: &mut Known,
+        now: u64,
+    ) -> Result<activation::Writes, WatchError> {
+        let chain = self.config.chain_id;
+        let orphans = tx.orphans_up_to(chain, deep).await?;
+        if orphans.is_empty() {
+            return Ok(pending);
+        }
+        tx.write(pending, now).await?;
+        let bought = tx.activations_of(orphans.iter().map(|p| p.id).collect()).await?;
+        let mut unread: Vec<Address> = orphans.iter().map(|p| p.payer).filter(|w| !known.read.contains(w)).collect();
+        unread.sort();
+        unread.dedup();
+        if !unread.is_empty() {
+            known.subscriptions.extend(tx.subscriptions(unread.clone()).await?.into_iter().map(|s| (s.wallet, s)));
+            known.read.extend(unread);
+        }
+        let mut writes = activation::Writes::default();
+        let mut reversals = Vec::with_capacity(orphans.len());
+        for p in &orphans {
+            let key = super::paid_log::payment_key(chain, p.tx_hash, p.log_index);
+            tracing::error!(
+                order_id = %p.order_id, tx_hash = %p.tx_hash, block = p.block_number, payment = %key, confirmations = self.config.confirmations,
+                "a confirmed payment is gone from the chain (a reorg deeper than the confirmations); taking back what it bought"
+            );
+            metrics::counter!("tmai_watcher_confirmed_reorged_total").increment(1);
+            writes.events.push(effects::reorged_event(chain, p, true));
+            let mut reversal = Reversal {
+                payment_id: p.id,
+                revision: p.revision,
+                wallet: p.payer,
+                order: p.matched_order,
+                kind: None,
+                plan_id: None,
+                activated_expires_at: None,
+                expires_before: None,
+                expires_after: None,
+            };
+            let (Some(b), Some(current)) = (bought.get(&p.id), known.subscriptions.get(&p.payer)) else {
+                reversals.push(reversal);
+                continue;
+            };
+            let vanished = reversal::Vanished {
+                wallet: p.payer,
+                periods: p.periods,
+                payment_key: &key,
+                order_id: p.order_id.to_string(),
+                tx_hash: p.tx_hash,
+                revision: p.revision,
+            };
+            let paid = reversal::Bought {
+                kind: b.kind.clone(),
+                plan_id: b.plan_id,
+                new_expires_at: b.new_expires_at,
+                credit_seconds: b.credit_seconds,
+                previous: b.previous.clone(),
+            };
+            let out = reversal::take_back(&self.catalog, &vanished, &paid, current, now);
+            (reversal.kind, reversal.plan_id, reversal.activated_expires_at) = (Some(b.kind.clone()), Some(b.plan_id), Some(b.new_expires_at));
+            (reversal.expires_before, reversal.expires_after) = (Some(current.expires_at), Some(out.after.expires_at));
+            reversals.push(reversal);
+            writes.jobs.push(out.job);
+            writes.events.push(out.event);
+            writes.subscriptions.retain(|s| s.wallet != p.payer);
+            writes.subscriptions.push(out.after.clone());
+            known.subscriptions.insert(p.payer, out.after);
+        }
+        tx.take_back(chain, reversals, now).await?;
+        Ok(writes)
     }
 
     /// Records a chunk of logs as payments matched to their orders (a reorged one found
@@ -316,8 +452,10 @@ impl Watcher {
         now: u64,
     ) -> Result<(usize, usize, activation::Writes), WatchError> {
         let (chain, confirmations) = (self.config.chain_id, self.config.confirmations);
-        let orders = tx.orders(effects::order_ids(logs)).await?;
-        let rows = effects::new_payments(chain, logs.to_vec(), &orders, deep);
+        let (logs, moved) = self.relocate(tx, logs, deep, now).await?;
+        let orders = tx.orders(effects::order_ids(&logs)).await?;
+        let paid_by = tx.paid_by(chain, effects::paid_orders(&orders)).await?;
+        let rows = effects::new_payments(chain, logs, &orders, &paid_by, deep);
         let build = async {
             rows.iter()
                 .map(|row| {
@@ -332,6 +470,14 @@ impl Watcher {
         let ids = tx.insert_payments(chain, rows.clone(), now).await?;
         let (mut events, mut confirmed_events, mut confirming) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
         let mut recorded = 0;
+        for (p, detected, confirmed) in moved {
+            recorded += 1;
+            events.extend(detected);
+            if let Some(event) = confirmed {
+                confirming.push(p);
+                confirmed_events.push(event);
+            }
+        }
         for ((row, id), (detected, confirmed)) in rows.iter().zip(ids).zip(built) {
             let Some(id) = id else { continue };
             recorded += 1;
@@ -376,6 +522,62 @@ impl Watcher {
         Ok(writes)
     }
 
+    /// Finds the logs among `logs` that a reorged payment of the same transaction and order
+    /// made before, and moves those rows to their new block and log index. One that was
+    /// confirmed before keeps its effects and its confirmation (no event again; it waits
+    /// to be `N` deep again if it is not); one never confirmed (or taken back since) is
+    /// recorded again like a new log. Returns the other logs, still to record, and per
+    /// moved row its stored form with its `payment.*` events (detected, confirmed).
+    #[allow(clippy::type_complexity)]
+    async fn relocate(
+        &self,
+        tx: &mut PassTx,
+        logs: &[PaidLog],
+        deep: u64,
+        now: u64,
+    ) -> Result<(Vec<PaidLog>, Vec<(StoredPayment, Vec<NewEvent>, Option<NewEvent>)>), WatchError> {
+        let (chain, confirmations) = (self.config.chain_id, self.config.confirmations);
+        let mut hashes: Vec<B256> = logs.iter().map(|l| l.tx_hash).collect();
+        hashes.dedup();
+        let reorged = tx.reorged_of(chain, hashes).await?;
+        if reorged.is_empty() {
+            return Ok((logs.to_vec(), Vec::new()));
+        }
+        let mut rest = Vec::with_capacity(logs.len());
+        let (mut moves, mut moved) = (Vec::new(), Vec::new());
+        for log in logs {
+            let Some(old) = reorged.iter().find(|p| p.tx_hash == log.tx_hash && p.order_id == log.event.orderId) else {
+                rest.push(log.clone());
+                continue;
+            };
+            let deep_enough = log.block_number <= deep;
+            let confirmed_at = old.confirmed_at.or(deep_enough.then_some(now));
+            let mut p = old.clone();
+            (p.log_index, p.block_number, p.block_hash) = (log.log_index, log.block_number, log.block_hash);
+            p.status = if deep_enough { "confirmed" } else { "detected" }.into();
+            (p.confirmed_at, p.orphaned_at) = (confirmed_at, None);
+            moves.push(Move {
+                id: p.id,
+                log_index: p.log_index,
+                block_number: p.block_number,
+                block_hash: p.block_hash,
+                status: if deep_enough { "confirmed" } else { "detected" },
+                confirmed_at,
+            });
+            if old.was_confirmed() {
+                tracing::warn!(tx_hash = %p.tx_hash, order_id = %p.order_id, block = p.block_number, log_index = p.log_index, "a confirmed payment reorged out was mined again; it keeps what it bought");
+                continue;
+            }
+            let mut detected = Vec::with_capacity(1);
+            let row = store::NewPayment { log: log.clone(), matched_order: p.matched_order, unmatched_reason: None, confirmed: deep_enough };
+            effects::detected_events(chain, &row, confirmations, &mut detected);
+            let confirmed = deep_enough.then(|| effects::confirmed_event(chain, &p, confirmations));
+            moved.push((p, detected, confirmed));
+        }
+        tx.relocate(moves).await?;
+        Ok((rest, moved))
+    }
+
     /// Fetches `OrderPaid` logs in `[from, to]`, halving the range while the provider
     /// refuses it; returns the logs and the range's actual end.
     async fn fetch_logs(&self, from: u64, mut to: u64) -> Result<(Vec<PaidLog>, u64), WatchError> {
@@ -388,7 +590,7 @@ impl Watcher {
             match self.provider.get_logs(&filter).await {
                 Ok(logs) => {
                     self.grow_range_after_successes();
-                    return Ok((decode_logs(&logs), to));
+                    return Ok((decode_logs(&logs, self.config.checkout), to));
                 }
                 Err(error) if to > from => {
                     let half = (to - from).div_ceil(2).max(1);

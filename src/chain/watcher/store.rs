@@ -27,6 +27,9 @@ pub(crate) struct StoredOrder {
     pub(crate) amount: U256,
     pub(crate) plan_id: u32,
     pub(crate) periods: u32,
+    /// Whether a payment already marked the order paid (a log for it from another
+    /// transaction pays nothing).
+    pub(crate) paid: bool,
 }
 
 /// A payment to record: the log, the order it pays (or why none), and whether it is deep
@@ -41,8 +44,8 @@ pub(crate) struct NewPayment {
 
 /// The `payments` columns a [`StoredPayment`] is read from, in its order (both
 /// implementations decode them).
-const PAYMENT_COLUMNS: &str =
-    "id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, plan_id, periods, matched_order, status";
+const PAYMENT_COLUMNS: &str = "id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, plan_id, periods, \
+     matched_order, status, revision, confirmed_at, orphaned_at";
 
 /// A stored payment: one the pass confirms, or one a reorg removed.
 #[derive(Debug, Clone)]
@@ -60,6 +63,58 @@ pub(crate) struct StoredPayment {
     pub(crate) matched_order: Option<i64>,
     /// `detected`, `confirmed` or `reorged`.
     pub(crate) status: String,
+    /// Times what the payment bought was taken back (part of its later event ids).
+    pub(crate) revision: u32,
+    /// When it was first confirmed; kept while a reorg has it off the chain or waiting to
+    /// be confirmed again, so it is never confirmed or activated twice.
+    pub(crate) confirmed_at: Option<u64>,
+    /// Set while a reorg deeper than the confirmations has this confirmed payment off the
+    /// chain (its effects kept until it is found again or taken back).
+    pub(crate) orphaned_at: Option<u64>,
+}
+
+impl StoredPayment {
+    /// Whether this payment was confirmed before (and so holds, or held, its effects).
+    pub(crate) fn was_confirmed(&self) -> bool {
+        self.confirmed_at.is_some()
+    }
+}
+
+/// A reorged payment whose log the chain holds again: the row moves there.
+#[derive(Debug, Clone)]
+pub(crate) struct Move {
+    pub(crate) id: i64,
+    pub(crate) log_index: u64,
+    pub(crate) block_number: u64,
+    pub(crate) block_hash: B256,
+    /// `detected`, or `confirmed` when it is already deep enough.
+    pub(crate) status: &'static str,
+    pub(crate) confirmed_at: Option<u64>,
+}
+
+/// What one payment's activation did, as stored (`activations`).
+#[derive(Debug, Clone)]
+pub(crate) struct PastActivation {
+    pub(crate) kind: String,
+    pub(crate) plan_id: u32,
+    pub(crate) new_expires_at: u64,
+    pub(crate) credit_seconds: u64,
+    /// The subscription before an upgrade.
+    pub(crate) previous: Option<Subscription>,
+}
+
+/// A vanished payment's effects, taken back: the row for `payment_reversals`.
+#[derive(Debug, Clone)]
+pub(crate) struct Reversal {
+    pub(crate) payment_id: i64,
+    pub(crate) revision: u32,
+    pub(crate) wallet: Address,
+    pub(crate) order: Option<i64>,
+    pub(crate) kind: Option<String>,
+    pub(crate) plan_id: Option<u32>,
+    pub(crate) activated_expires_at: Option<u64>,
+    pub(crate) expires_before: Option<u64>,
+    pub(crate) expires_after: Option<u64>,
 }
 
 /// A recent canonical block.
@@ -114,10 +169,52 @@ impl PassTx {
         dispatch!(self, cursor(chain_id))
     }
 
-    /// Marks the detected payments above `fork` reorged and forgets the blocks above it;
-    /// returns the payments above `fork` (confirmed ones too, which stay confirmed).
-    pub(crate) async fn roll_back(&mut self, chain_id: u64, fork: u64) -> Result<Vec<StoredPayment>, StoreError> {
-        dispatch!(self, roll_back(chain_id, fork))
+    /// Marks the payments above `fork` reorged (those confirmed before also orphaned at
+    /// `now`: their effects stay until they come back or are taken back) and forgets the
+    /// blocks above it; returns the payments as they were.
+    pub(crate) async fn roll_back(&mut self, chain_id: u64, fork: u64, now: u64) -> Result<Vec<StoredPayment>, StoreError> {
+        dispatch!(self, roll_back(chain_id, fork, now))
+    }
+
+    /// Returns the reorged payments of these transactions.
+    pub(crate) async fn reorged_of(&mut self, chain_id: u64, tx_hashes: Vec<B256>) -> Result<Vec<StoredPayment>, StoreError> {
+        dispatch!(self, reorged_of(chain_id, tx_hashes))
+    }
+
+    /// Moves reorged payments to where the chain holds their logs now.
+    pub(crate) async fn relocate(&mut self, moves: Vec<Move>) -> Result<(), StoreError> {
+        if moves.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, relocate(moves))
+    }
+
+    /// Returns, for the orders among `ids` that a confirmed payment paid, its transaction.
+    pub(crate) async fn paid_by(&mut self, chain_id: u64, ids: Vec<i64>) -> Result<HashMap<i64, B256>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        dispatch!(self, paid_by(chain_id, ids))
+    }
+
+    /// Returns the orphaned payments (confirmed, then reorged out) at or below `deep`.
+    pub(crate) async fn orphans_up_to(&mut self, chain_id: u64, deep: u64) -> Result<Vec<StoredPayment>, StoreError> {
+        dispatch!(self, orphans_up_to(chain_id, deep))
+    }
+
+    /// Returns the stored activations of these payments.
+    pub(crate) async fn activations_of(&mut self, payment_ids: Vec<i64>) -> Result<HashMap<i64, PastActivation>, StoreError> {
+        dispatch!(self, activations_of(payment_ids))
+    }
+
+    /// Records taken-back payments: their activations move to `payment_reversals`, the
+    /// payments count a revision and forget their confirmation, their orders open again
+    /// (unless another payment paid them).
+    pub(crate) async fn take_back(&mut self, chain_id: u64, reversals: Vec<Reversal>, now: u64) -> Result<(), StoreError> {
+        if reversals.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, take_back(chain_id, reversals, now))
     }
 
     /// Returns the detected payments at or below `deep`, in chain order.
@@ -125,7 +222,8 @@ impl PassTx {
         dispatch!(self, detected_up_to(chain_id, deep))
     }
 
-    /// Marks detected payments confirmed.
+    /// Marks detected payments confirmed (keeping the first confirmation time of one
+    /// confirmed before).
     pub(crate) async fn confirm(&mut self, ids: Vec<i64>, now: u64) -> Result<u64, StoreError> {
         dispatch!(self, confirm(ids, now))
     }
@@ -191,4 +289,67 @@ impl PassTx {
             }
         }
     }
+}
+
+/// SQL that both implementations run, for the rare paths of reorgs (`$n` numbered in the
+/// order they appear, so rusqlite binds them by position as sqlx does).
+mod sql {
+    use super::PAYMENT_COLUMNS;
+
+    /// The payments a roll-back above `$2` reaches.
+    pub(super) fn rolled_back() -> String {
+        format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE chain_id = $1 AND block_number > $2 AND status IN ('detected', 'confirmed') \
+             ORDER BY block_number, log_index"
+        )
+    }
+
+    /// Marks them reorged; one that was confirmed is orphaned at `$1` and keeps its
+    /// confirmation time (and its effects).
+    pub(super) const ROLL_BACK: &str = "UPDATE payments SET status = 'reorged', \
+        orphaned_at = CASE WHEN confirmed_at IS NULL THEN NULL ELSE $1 END \
+        WHERE chain_id = $2 AND block_number > $3 AND status IN ('detected', 'confirmed')";
+
+    /// The reorged payments of one transaction (`IN` list appended on the set-based path).
+    pub(super) fn reorged_of(tail: &str) -> String {
+        format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE chain_id = $1 AND status = 'reorged' AND tx_hash {tail}")
+    }
+
+    /// Takes a moved row off its `(chain, tx, log index)` key for the moment.
+    pub(super) const PARK: &str = "UPDATE payments SET log_index = -1 - id WHERE id = $1";
+
+    /// Puts a moved row where the chain holds its log now.
+    pub(super) const RELOCATE: &str = "UPDATE payments SET status = $1, confirmed_at = $2, orphaned_at = NULL, \
+        log_index = $3, block_number = $4, block_hash = $5 WHERE id = $6";
+
+    /// The transaction of the confirmed payment of one order.
+    pub(super) const PAID_BY_ONE: &str =
+        "SELECT tx_hash FROM payments WHERE chain_id = $1 AND matched_order = $2 AND status = 'confirmed'";
+
+    /// Orphaned payments whose old block the new branch has made `N` deep.
+    pub(super) fn orphans_up_to() -> String {
+        format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE chain_id = $1 AND status = 'reorged' AND orphaned_at IS NOT NULL \
+             AND block_number <= $2 ORDER BY block_number, log_index"
+        )
+    }
+
+    /// One payment's activation.
+    pub(super) const ACTIVATION_OF: &str =
+        "SELECT kind, plan_id, new_expires_at, credit_seconds, previous FROM activations WHERE payment_id = $1";
+
+    /// What a take-back undid.
+    pub(super) const RECORD_REVERSAL: &str = "INSERT INTO payment_reversals (payment_id, revision, wallet, kind, plan_id, \
+        activated_expires_at, expires_before, expires_after, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'reorged', $9)";
+
+    /// The activation a take-back undid (kept in `payment_reversals`).
+    pub(super) const DROP_ACTIVATION: &str = "DELETE FROM activations WHERE payment_id = $1";
+
+    /// A taken-back payment: a new revision, never confirmed on the chain as it is now.
+    pub(super) const FORGET_CONFIRMATION: &str =
+        "UPDATE payments SET revision = revision + 1, confirmed_at = NULL, orphaned_at = NULL WHERE id = $1";
+
+    /// Its order can be paid again, unless another payment paid it meanwhile.
+    pub(super) const REOPEN_ORDER: &str = "UPDATE orders SET status = 'open' WHERE order_id = $1 AND status = 'paid' AND NOT EXISTS \
+        (SELECT 1 FROM payments WHERE chain_id = $2 AND matched_order = orders.order_id AND status = 'confirmed')";
 }

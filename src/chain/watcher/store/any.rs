@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::{Address, B256};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{BlockRow, NewPayment, PAYMENT_COLUMNS, StoredOrder, StoredPayment};
+use super::{BlockRow, Move, NewPayment, PAYMENT_COLUMNS, PastActivation, Reversal, StoredOrder, StoredPayment, sql};
 pub(super) use crate::billing::activation::due_downgrades;
 use crate::{
     billing::activation::{SAVE_HEAD, SAVE_TAIL, SUBSCRIPTION_COLUMNS, Subscription, Writes, subscription_from},
@@ -50,27 +50,103 @@ fn payment_from(r: &AnyRow) -> Result<StoredPayment, StoreError> {
         periods: r.try_get::<i64, _>("periods")? as u32,
         matched_order: r.try_get("matched_order")?,
         status: r.try_get("status")?,
+        revision: r.try_get::<i64, _>("revision")? as u32,
+        confirmed_at: r.try_get::<Option<i64>, _>("confirmed_at")?.map(|v| v as u64),
+        orphaned_at: r.try_get::<Option<i64>, _>("orphaned_at")?.map(|v| v as u64),
     })
 }
 
-pub(super) async fn roll_back(conn: &mut AnyConnection, chain_id: u64, fork: u64) -> Result<Vec<StoredPayment>, StoreError> {
+pub(super) async fn roll_back(conn: &mut AnyConnection, chain_id: u64, fork: u64, now: u64) -> Result<Vec<StoredPayment>, StoreError> {
     let (chain, fork) = (chain_id as i64, fork as i64);
-    let rows = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE chain_id = $1 AND block_number > $2 AND status IN ('detected', 'confirmed') \
-         ORDER BY block_number, log_index"
-    ))
-    .bind(chain)
-    .bind(fork)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(&sql::rolled_back()).bind(chain).bind(fork).fetch_all(&mut *conn).await?;
     let payments = rows.iter().map(payment_from).collect::<Result<Vec<_>, _>>()?;
-    sqlx::query("UPDATE payments SET status = 'reorged' WHERE chain_id = $1 AND block_number > $2 AND status = 'detected'")
-        .bind(chain)
-        .bind(fork)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(sql::ROLL_BACK).bind(now as i64).bind(chain).bind(fork).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND number > $2").bind(chain).bind(fork).execute(&mut *conn).await?;
     Ok(payments)
+}
+
+pub(super) async fn reorged_of(conn: &mut AnyConnection, chain_id: u64, tx_hashes: Vec<B256>) -> Result<Vec<StoredPayment>, StoreError> {
+    let hashes: Vec<Value> = tx_hashes.into_iter().map(|h| Value::Bytes(b256_bytes(h))).collect();
+    let rows = fetch_in(conn, &sql::reorged_of("IN"), "", &[Value::I64(chain_id as i64)], &hashes).await?;
+    rows.iter().map(payment_from).collect()
+}
+
+pub(super) async fn relocate(conn: &mut AnyConnection, moves: Vec<Move>) -> Result<(), StoreError> {
+    // Off their keys first: logs of one transaction can move onto each other's old index.
+    for m in &moves {
+        sqlx::query(sql::PARK).bind(m.id).execute(&mut *conn).await?;
+    }
+    for m in &moves {
+        sqlx::query(sql::RELOCATE)
+            .bind(m.status)
+            .bind(m.confirmed_at.map(|v| v as i64))
+            .bind(m.log_index as i64)
+            .bind(m.block_number as i64)
+            .bind(b256_bytes(m.block_hash))
+            .bind(m.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn paid_by(conn: &mut AnyConnection, chain_id: u64, ids: Vec<i64>) -> Result<HashMap<i64, B256>, StoreError> {
+    let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
+    let rows = fetch_in(
+        conn,
+        "SELECT matched_order, tx_hash FROM payments WHERE chain_id = $1 AND status = 'confirmed' AND matched_order IN",
+        "",
+        &[Value::I64(chain_id as i64)],
+        &ids,
+    )
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<i64, _>("matched_order")?, to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?)))
+        .collect()
+}
+
+pub(super) async fn orphans_up_to(conn: &mut AnyConnection, chain_id: u64, deep: u64) -> Result<Vec<StoredPayment>, StoreError> {
+    let rows = sqlx::query(&sql::orphans_up_to()).bind(chain_id as i64).bind(deep as i64).fetch_all(conn).await?;
+    rows.iter().map(payment_from).collect()
+}
+
+pub(super) async fn activations_of(conn: &mut AnyConnection, payment_ids: Vec<i64>) -> Result<HashMap<i64, PastActivation>, StoreError> {
+    let mut out = HashMap::new();
+    for id in payment_ids {
+        let Some(r) = sqlx::query(sql::ACTIVATION_OF).bind(id).fetch_optional(&mut *conn).await? else { continue };
+        let previous: Option<String> = r.try_get("previous")?;
+        out.insert(id, PastActivation {
+            kind: r.try_get("kind")?,
+            plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+            new_expires_at: r.try_get::<i64, _>("new_expires_at")? as u64,
+            credit_seconds: r.try_get::<i64, _>("credit_seconds")? as u64,
+            previous: previous.as_deref().map(serde_json::from_str).transpose().map_err(|_| StoreError::Corrupt("activations.previous"))?,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn take_back(conn: &mut AnyConnection, chain_id: u64, reversals: Vec<Reversal>, now: u64) -> Result<(), StoreError> {
+    for r in &reversals {
+        sqlx::query(sql::RECORD_REVERSAL)
+            .bind(r.payment_id)
+            .bind(i64::from(r.revision))
+            .bind(address_bytes(r.wallet))
+            .bind(r.kind.clone())
+            .bind(r.plan_id.map(i64::from))
+            .bind(r.activated_expires_at.map(|v| v as i64))
+            .bind(r.expires_before.map(|v| v as i64))
+            .bind(r.expires_after.map(|v| v as i64))
+            .bind(now as i64)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(sql::DROP_ACTIVATION).bind(r.payment_id).execute(&mut *conn).await?;
+        sqlx::query(sql::FORGET_CONFIRMATION).bind(r.payment_id).execute(&mut *conn).await?;
+        if let Some(order) = r.order {
+            sqlx::query(sql::REOPEN_ORDER).bind(order).bind(chain_id as i64).execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn detected_up_to(conn: &mut AnyConnection, chain_id: u64, deep: u64) -> Result<Vec<StoredPayment>, StoreError> {
@@ -87,13 +163,13 @@ pub(super) async fn detected_up_to(conn: &mut AnyConnection, chain_id: u64, deep
 
 pub(super) async fn confirm(conn: &mut AnyConnection, ids: Vec<i64>, now: u64) -> Result<u64, StoreError> {
     let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
-    execute_in(conn, "UPDATE payments SET status = 'confirmed', confirmed_at = $1 WHERE status = 'detected' AND id IN", "", &[Value::I64(now as i64)], &ids)
+    execute_in(conn, "UPDATE payments SET status = 'confirmed', confirmed_at = COALESCE(confirmed_at, $1) WHERE status = 'detected' AND id IN", "", &[Value::I64(now as i64)], &ids)
         .await
 }
 
 pub(super) async fn orders(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
     let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
-    let rows = fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods FROM orders WHERE order_id IN", "", &[], &ids).await?;
+    let rows = fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status FROM orders WHERE order_id IN", "", &[], &ids).await?;
     rows.iter()
         .map(|row| {
             let order = StoredOrder {
@@ -103,6 +179,7 @@ pub(super) async fn orders(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<Ha
                 amount: to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
                 plan_id: row.try_get::<i64, _>("plan_id")? as u32,
                 periods: row.try_get::<i64, _>("periods")? as u32,
+                paid: row.try_get::<String, _>("status")? == "paid",
             };
             Ok((row.try_get::<i64, _>("order_id")?, order))
         })
@@ -185,12 +262,13 @@ pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) ->
                 Value::I64(a.new_expires_at as i64),
                 Value::I64(a.credit_seconds as i64),
                 Value::I64(now),
+                Value::OptText(a.previous.clone()),
             ]
         })
         .collect();
     insert(
         conn,
-        "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at)",
+        "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at, previous)",
         &activations,
         "",
     )

@@ -6,10 +6,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{BlockRow, NewPayment, PAYMENT_COLUMNS, StoredOrder, StoredPayment};
+use super::{BlockRow, Move, NewPayment, PAYMENT_COLUMNS, PastActivation, Reversal, StoredOrder, StoredPayment, sql};
 use crate::{
     billing::activation::{SAVE_HEAD, SAVE_TAIL, SUBSCRIPTION_COLUMNS, Subscription, Writes},
     store::{StoreError, outbox, sqlite::SqliteTx, to_address, to_b256, to_u256},
@@ -30,6 +30,9 @@ fn payment_from(r: &Row<'_>) -> Result<StoredPayment, StoreError> {
         periods: r.get::<_, i64>(9)? as u32,
         matched_order: r.get(10)?,
         status: r.get(11)?,
+        revision: r.get::<_, i64>(12)? as u32,
+        confirmed_at: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
+        orphaned_at: r.get::<_, Option<i64>>(14)?.map(|v| v as u64),
     })
 }
 
@@ -55,22 +58,118 @@ pub(super) async fn cursor(tx: &mut SqliteTx, chain_id: u64) -> Result<Option<u6
     .await
 }
 
-pub(super) async fn roll_back(tx: &mut SqliteTx, chain_id: u64, fork: u64) -> Result<Vec<StoredPayment>, StoreError> {
+pub(super) async fn roll_back(tx: &mut SqliteTx, chain_id: u64, fork: u64, now: u64) -> Result<Vec<StoredPayment>, StoreError> {
     tx.run(move |conn| {
         let (chain, fork) = (chain_id as i64, fork as i64);
-        let payments = select(
-            conn,
-            &format!(
-                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE chain_id = ?1 AND block_number > ?2 AND status IN ('detected', 'confirmed') \
-                 ORDER BY block_number, log_index"
-            ),
-            params![chain, fork],
-            payment_from,
-        )?;
-        conn.prepare_cached("UPDATE payments SET status = 'reorged' WHERE chain_id = ?1 AND block_number > ?2 AND status = 'detected'")?
-            .execute(params![chain, fork])?;
+        let payments = select(conn, &sql::rolled_back(), params![chain, fork], payment_from)?;
+        conn.prepare_cached(sql::ROLL_BACK)?.execute(params![now as i64, chain, fork])?;
         conn.prepare_cached("DELETE FROM chain_blocks WHERE chain_id = ?1 AND number > ?2")?.execute(params![chain, fork])?;
         Ok(payments)
+    })
+    .await
+}
+
+pub(super) async fn reorged_of(tx: &mut SqliteTx, chain_id: u64, tx_hashes: Vec<B256>) -> Result<Vec<StoredPayment>, StoreError> {
+    tx.run(move |conn| {
+        // Usually nothing is reorged: one probe of an empty partial index tells.
+        if !conn.prepare_cached("SELECT 1 FROM payments WHERE chain_id = ?1 AND status = 'reorged'")?.exists([chain_id as i64])? {
+            return Ok(Vec::new());
+        }
+        let sql = sql::reorged_of("= $2");
+        let mut out = Vec::new();
+        for hash in tx_hashes {
+            out.extend(select(conn, &sql, params![chain_id as i64, hash.as_slice()], payment_from)?);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+pub(super) async fn relocate(tx: &mut SqliteTx, moves: Vec<Move>) -> Result<(), StoreError> {
+    tx.run(move |conn| {
+        // Off their keys first: logs of one transaction can move onto each other's old index.
+        let mut park = conn.prepare_cached(sql::PARK)?;
+        for m in &moves {
+            park.execute([m.id])?;
+        }
+        let mut put = conn.prepare_cached(sql::RELOCATE)?;
+        for m in &moves {
+            put.execute(params![
+                m.status,
+                m.confirmed_at.map(|v| v as i64),
+                m.log_index as i64,
+                m.block_number as i64,
+                m.block_hash.as_slice(),
+                m.id
+            ])?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(super) async fn paid_by(tx: &mut SqliteTx, chain_id: u64, ids: Vec<i64>) -> Result<HashMap<i64, B256>, StoreError> {
+    tx.run(move |conn| {
+        let mut read = conn.prepare_cached(sql::PAID_BY_ONE)?;
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(hash) = read.query_row(params![chain_id as i64, id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                out.insert(id, to_b256(&hash, "payments.tx_hash")?);
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
+pub(super) async fn orphans_up_to(tx: &mut SqliteTx, chain_id: u64, deep: u64) -> Result<Vec<StoredPayment>, StoreError> {
+    tx.run(move |conn| select(conn, &sql::orphans_up_to(), params![chain_id as i64, deep as i64], payment_from)).await
+}
+
+pub(super) async fn activations_of(tx: &mut SqliteTx, payment_ids: Vec<i64>) -> Result<HashMap<i64, PastActivation>, StoreError> {
+    tx.run(move |conn| {
+        let mut out = HashMap::new();
+        for id in payment_ids {
+            let found = select(conn, sql::ACTIVATION_OF, [id], |r| {
+                let previous: Option<String> = r.get(4)?;
+                Ok(PastActivation {
+                    kind: r.get(0)?,
+                    plan_id: r.get::<_, i64>(1)? as u32,
+                    new_expires_at: r.get::<_, i64>(2)? as u64,
+                    credit_seconds: r.get::<_, i64>(3)? as u64,
+                    previous: previous.as_deref().map(serde_json::from_str).transpose().map_err(|_| StoreError::Corrupt("activations.previous"))?,
+                })
+            })?;
+            if let Some(a) = found.into_iter().next() {
+                out.insert(id, a);
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
+pub(super) async fn take_back(tx: &mut SqliteTx, chain_id: u64, reversals: Vec<Reversal>, now: u64) -> Result<(), StoreError> {
+    tx.run(move |conn| {
+        for r in &reversals {
+            conn.prepare_cached(sql::RECORD_REVERSAL)?.execute(params![
+                r.payment_id,
+                i64::from(r.revision),
+                r.wallet.as_slice(),
+                r.kind,
+                r.plan_id.map(i64::from),
+                r.activated_expires_at.map(|v| v as i64),
+                r.expires_before.map(|v| v as i64),
+                r.expires_after.map(|v| v as i64),
+                now as i64
+            ])?;
+            conn.prepare_cached(sql::DROP_ACTIVATION)?.execute([r.payment_id])?;
+            conn.prepare_cached(sql::FORGET_CONFIRMATION)?.execute([r.payment_id])?;
+            if let Some(order) = r.order {
+                conn.prepare_cached(sql::REOPEN_ORDER)?.execute(params![order, chain_id as i64])?;
+            }
+        }
+        Ok(())
     })
     .await
 }
@@ -92,7 +191,7 @@ pub(super) async fn detected_up_to(tx: &mut SqliteTx, chain_id: u64, deep: u64) 
 
 pub(super) async fn confirm(tx: &mut SqliteTx, ids: Vec<i64>, now: u64) -> Result<u64, StoreError> {
     tx.run(move |conn| {
-        let mut update = conn.prepare_cached("UPDATE payments SET status = 'confirmed', confirmed_at = ?1 WHERE id = ?2 AND status = 'detected'")?;
+        let mut update = conn.prepare_cached("UPDATE payments SET status = 'confirmed', confirmed_at = COALESCE(confirmed_at, ?1) WHERE id = ?2 AND status = 'detected'")?;
         let mut changed = 0;
         for id in ids {
             changed += update.execute(params![now as i64, id])? as u64;
@@ -104,7 +203,7 @@ pub(super) async fn confirm(tx: &mut SqliteTx, ids: Vec<i64>, now: u64) -> Resul
 
 pub(super) async fn orders(tx: &mut SqliteTx, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
     tx.run(move |conn| {
-        let mut read = conn.prepare_cached("SELECT chain_id, payer, token, amount, plan_id, periods FROM orders WHERE order_id = ?1")?;
+        let mut read = conn.prepare_cached("SELECT chain_id, payer, token, amount, plan_id, periods, status FROM orders WHERE order_id = ?1")?;
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {
             let mut rows = read.query([id])?;
@@ -116,6 +215,7 @@ pub(super) async fn orders(tx: &mut SqliteTx, ids: Vec<i64>) -> Result<HashMap<i
                     amount: to_u256(&r.get::<_, Vec<u8>>(3)?, "orders.amount")?,
                     plan_id: r.get::<_, i64>(4)? as u32,
                     periods: r.get::<_, i64>(5)? as u32,
+                    paid: r.get::<_, String>(6)? == "paid",
                 };
                 out.insert(id, order);
             }
@@ -259,8 +359,8 @@ pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result
     tx.run(move |conn| {
         let now = now as i64;
         let mut activation = conn.prepare_cached(
-            "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at, previous) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for a in &writes.activations {
             activation.execute(params![
@@ -271,7 +371,8 @@ pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result
                 a.old_expires_at.map(|v| v as i64),
                 a.new_expires_at as i64,
                 a.credit_seconds as i64,
-                now
+                now,
+                a.previous
             ])?;
         }
         let mut save = conn.prepare_cached(&format!("{SAVE_HEAD} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) {SAVE_TAIL}"))?;
