@@ -221,7 +221,7 @@ impl Service {
         config.retry_base = Duration::from_secs(m.retry_base_secs);
         config.retry_max = Duration::from_secs(m.retry_max_secs);
         config.poll_interval = Duration::from_millis(self.settings.chain.poll_interval_ms);
-        Some(Minter::new(self.db.clone(), self.provider.clone(), alloy::network::EthereumWallet::from(issuer), config))
+        Some(Minter::new(self.db.clone(), self.provider.clone(), alloy::network::EthereumWallet::from(issuer), config).with_clock(self.clock.clone()))
     }
 
     /// Subscribes to new heads over the websocket endpoint, when one is configured; the

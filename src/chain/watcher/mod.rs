@@ -49,7 +49,7 @@ fn phase(label: &str, t: &mut std::time::Instant) {
 pub enum WatchError {
     /// The node did not answer or answered with an error.
     #[error("RPC: {0}")]
-    Rpc(String),
+    Rpc(#[from] alloy::transports::TransportError),
     /// The node answered inconsistently (a reorg during the pass); the pass is retried.
     #[error("chain moved during the pass: {0}")]
     Moved(String),
@@ -222,8 +222,7 @@ impl Watcher {
 
     /// Runs one pass: reorg check, one range of logs, confirmations, all in one transaction.
     pub async fn pass(&self) -> Result<PassReport, WatchError> {
-        let rpc = |e: alloy::transports::TransportError| WatchError::Rpc(e.to_string());
-        let head = self.provider.get_block_number().await.map_err(rpc)?;
+        let head = self.provider.get_block_number().await?;
         let now = self.clock.now();
         let chain = self.config.chain_id;
         let mut report = PassReport { head, ..Default::default() };
@@ -319,8 +318,7 @@ impl Watcher {
             let block = self
                 .provider
                 .get_block_by_number((*number).into())
-                .await
-                .map_err(|e| WatchError::Rpc(e.to_string()))?;
+                .await?;
             if block.is_some_and(|b| b.header.hash == *hash) {
                 return Ok((i > 0).then_some(*number));
             }
@@ -599,7 +597,7 @@ impl Watcher {
                     tracing::debug!(%error, from, to, half, "eth_getLogs refused the range; shrinking it");
                     to = from + half - 1;
                 }
-                Err(error) => return Err(WatchError::Rpc(error.to_string())),
+                Err(error) => return Err(error.into()),
             }
         }
     }
@@ -636,8 +634,7 @@ impl Watcher {
                 let block = self
                     .provider
                     .get_block_by_number(number.into())
-                    .await
-                    .map_err(|e| WatchError::Rpc(e.to_string()))?
+                    .await?
                     .ok_or_else(|| WatchError::Moved(format!("block {number} disappeared")))?;
                 Ok::<_, WatchError>(BlockRow { number, hash: block.header.hash, parent_hash: block.header.parent_hash })
             })
