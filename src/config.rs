@@ -410,4 +410,15 @@ mod tests {
         let error = Settings::from_toml(&format!("{base}fee_cap = 1")).unwrap_err().to_string();
         assert!(error.contains("fee_cap"), "{error}");
     }
+
+    #[test]
+    fn the_card_currency_defaults_to_usd_and_must_be_a_code() {
+        let base = "[chain]\nrpc_url = \"http://x\"\nchain_id = 1\n";
+        assert_eq!(Settings::from_toml(base).unwrap().card.currency, "usd");
+        assert_eq!(Settings::from_toml(&format!("{base}[card]\ncurrency = \"eur\"")).unwrap().card.currency, "eur");
+        for bad in ["dollars", "", "u$d"] {
+            let error = Settings::from_toml(&format!("{base}[card]\ncurrency = \"{bad}\"")).unwrap_err().to_string();
+            assert!(error.contains("card.currency"), "{bad}: {error}");
+        }
+    }
 }
