@@ -441,6 +441,8 @@ async fn card_events_with_bad_metadata_change_nothing(kind: DbKind) {
     assert_eq!((status, body["outcome"].as_str()), (200, Some("activated")), "{body}");
     let (sub_status, tier, end, started) = card.subscription(&card.app.wallet(6)).await;
     assert_eq!((sub_status.as_str(), tier, end - started), ("active", 2, MONTH_SECS));
+    // The renewal mapped the card subscription, so its later events find the member.
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_subscriptions WHERE card_subscription_id = 'sub_elsewhere' AND plan_id = 2").await, 1);
 }
 on_both_databases!(card_events_with_bad_metadata_change_nothing);
 

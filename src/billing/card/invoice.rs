@@ -92,11 +92,14 @@ pub(super) async fn paid(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Hand
     let amount = apply::cents_at(ctx, object, "/amount_paid")?;
     apply::check_price(ctx, plan, amount, apply::currency_of(ctx, object)?, "data.object.amount_paid")?;
     let outcome = apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Cycle, card_subscription: subscription }).await?;
-    if let Some(id) = subscription
-        && let Some(known) = apply::card_subscription(conn, id).await?
-        && known.plan_id != plan.id
-    {
-        apply::update_card_subscription(conn, id, plan.id, &known.status, ctx.now).await?;
+    // The invoice's price is the plan the card subscription pays for from now on; one seen
+    // here first (its metadata named the wallet) is mapped, so its later events find it.
+    if let Some(id) = subscription {
+        match apply::card_subscription(conn, id).await? {
+            Some(known) if known.plan_id != plan.id => apply::update_card_subscription(conn, id, plan.id, &known.status, ctx.now).await?,
+            Some(_) => {}
+            None => apply::map_card_subscription(conn, id, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?,
+        }
     }
     Ok(Handled { status: "processed", outcome: outcome.into(), wallet: Some(wallet) })
 }
