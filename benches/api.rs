@@ -54,6 +54,7 @@ fn plans() -> Vec<PlanConfig> {
         period: "monthly".into(),
         prices: [("TMAI".to_string(), "400".to_string()), ("USD".to_string(), "49".to_string())].into(),
         card_price_cents: Some(4900),
+        card_price_id: None,
         trial_days: 7,
         tmai_discount_percent: Some(18),
     }]

@@ -54,6 +54,7 @@ fn plans() -> Vec<PlanConfig> {
             period: "monthly".into(),
             prices: [("TMAI".to_string(), format!("{}", 10 * u32::from(tier)))].into(),
             card_price_cents: None,
+        card_price_id: None,
             trial_days: 0,
             tmai_discount_percent: None,
         })

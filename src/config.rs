@@ -106,11 +106,14 @@ pub struct CardSettings {
     pub webhook_secret: Option<SecretString>,
     /// Seconds a signed timestamp may be away from now.
     pub tolerance_secs: u64,
+    /// The three-letter currency (ISO 4217, as the processor writes it: `usd`) that
+    /// `card_price_cents` are in; a payment in another currency is refused.
+    pub currency: String,
 }
 
 impl Default for CardSettings {
     fn default() -> Self {
-        Self { webhook_secret: None, tolerance_secs: 300 }
+        Self { webhook_secret: None, tolerance_secs: 300, currency: "usd".into() }
     }
 }
 
@@ -367,6 +370,9 @@ impl Settings {
         if self.card.tolerance_secs == 0 {
             return Err(invalid("card.tolerance_secs", "must be at least 1"));
         }
+        if !(self.card.currency.len() == 3 && self.card.currency.bytes().all(|b| b.is_ascii_alphabetic())) {
+            return Err(invalid("card.currency", "must be a three-letter currency code such as usd"));
+        }
         if self.chain.quote_ttl_secs == 0 {
             return Err(invalid("chain.quote_ttl_secs", "must be at least 1"));
         }
@@ -403,5 +409,16 @@ mod tests {
         }
         let error = Settings::from_toml(&format!("{base}fee_cap = 1")).unwrap_err().to_string();
         assert!(error.contains("fee_cap"), "{error}");
+    }
+
+    #[test]
+    fn the_card_currency_defaults_to_usd_and_must_be_a_code() {
+        let base = "[chain]\nrpc_url = \"http://x\"\nchain_id = 1\n";
+        assert_eq!(Settings::from_toml(base).unwrap().card.currency, "usd");
+        assert_eq!(Settings::from_toml(&format!("{base}[card]\ncurrency = \"eur\"")).unwrap().card.currency, "eur");
+        for bad in ["dollars", "", "u$d"] {
+            let error = Settings::from_toml(&format!("{base}[card]\ncurrency = \"{bad}\"")).unwrap_err().to_string();
+            assert!(error.contains("card.currency"), "{bad}: {error}");
+        }
     }
 }

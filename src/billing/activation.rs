@@ -35,7 +35,8 @@ pub struct Subscription {
     pub plan_id: u32,
     /// Current tier.
     pub tier: u8,
-    /// `trialing`, `active`, `expired` or `canceled`.
+    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
+    /// `expired` or `canceled`.
     pub status: String,
     /// When the subscription first started.
     pub started_at: u64,

@@ -221,6 +221,8 @@ pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, n
         .bind(address_bytes(from))
         .execute(&mut *conn)
         .await?;
+    // So does the record of the card trial: the new wallet has had it too.
+    super::card::carry_trial(conn, from, to).await?;
     sqlx::query("INSERT INTO badge_jobs (wallet, action, tier, expires_at, new_wallet, created_at) VALUES ($1, 'move', $2, $3, $4, $5)")
         .bind(address_bytes(from))
         .bind(i64::from(sub.tier))

@@ -32,6 +32,11 @@ pub struct PlanConfig {
     /// Card price per period in cents; no card payments when absent.
     #[serde(default)]
     pub card_price_cents: Option<u64>,
+    /// The card processor's price id for this plan (Stripe's `price_…`): invoices and
+    /// subscription changes name the plan by it. Unique across plans; needs
+    /// `card_price_cents` (what the processor charges for it).
+    #[serde(default)]
+    pub card_price_id: Option<String>,
     /// Free trial days for card payments (never for on-chain payments).
     #[serde(default)]
     pub trial_days: u32,
@@ -85,6 +90,8 @@ pub struct Plan {
     pub prices: BTreeMap<Address, U256>,
     /// Card price per period in cents.
     pub card_price_cents: Option<u64>,
+    /// The card processor's price id (`price_…`).
+    pub card_price_id: Option<String>,
     /// Trial days for card payments.
     pub trial_days: u32,
     /// Discount of the TMAI price against the list price, in percent (for display).
@@ -164,6 +171,19 @@ impl Catalog {
             if config.card_price_cents == Some(0) {
                 return Err(err("card_price_cents", "must be greater than zero".into()));
             }
+            let card_price_id = match config.card_price_id.as_deref().map(str::trim) {
+                None => None,
+                Some("") => return Err(err("card_price_id", "must not be empty (leave it out for a plan not sold by card subscription)".into())),
+                Some(id) => {
+                    if config.card_price_cents.is_none() {
+                        return Err(err("card_price_id", "needs card_price_cents: the amount the processor charges for this price".into()));
+                    }
+                    if let Some(other) = plans.values().find(|p: &&Plan| p.card_price_id.as_deref() == Some(id)) {
+                        return Err(err("card_price_id", format!("{id:?} is also the card price of plan {}; each processor price names one plan", other.id)));
+                    }
+                    Some(id.to_string())
+                }
+            };
             if config.tmai_discount_percent.is_some_and(|d| d == 0 || d >= 100) {
                 return Err(err("tmai_discount_percent", "must be between 1 and 99".into()));
             }
@@ -174,6 +194,7 @@ impl Catalog {
                 period,
                 prices,
                 card_price_cents: config.card_price_cents,
+                card_price_id,
                 trial_days: config.trial_days,
                 tmai_discount_percent: config.tmai_discount_percent,
             };
@@ -190,6 +211,11 @@ impl Catalog {
     /// Returns the plan with `id`.
     pub fn get(&self, id: u32) -> Option<&Plan> {
         self.plans.get(&id)
+    }
+
+    /// Returns the plan whose processor price id is `price_id` (`card_price_id`).
+    pub fn by_card_price(&self, price_id: &str) -> Option<&Plan> {
+        self.plans.values().find(|p| p.card_price_id.as_deref() == Some(price_id))
     }
 
     /// Returns every plan, by id.

@@ -116,7 +116,7 @@ impl Reminders {
                 "subscription.expired",
                 &serde_json::json!({
                     "wallet": s.wallet, "plan_id": s.plan_id, "tier": s.tier, "expired_at": s.end,
-                    "reason": if s.status == "canceled" { "canceled" } else { "period_ended" },
+                    "reason": match s.status.as_str() { "canceled" => "canceled", "past_due" => "renewal_failed", _ => "period_ended" },
                 }),
             ));
         }
@@ -154,7 +154,7 @@ impl Reminders {
         execute_in(
             &mut tx,
             "UPDATE subscriptions SET status = 'expired', updated_at = $1 WHERE expires_at <= $1 AND next_plan_id IS NULL \
-             AND status IN ('active', 'trialing', 'canceled') AND wallet IN",
+             AND status IN ('active', 'trialing', 'past_due', 'canceled') AND wallet IN",
             "",
             &[Value::I64(now)],
             &wallets,
@@ -173,7 +173,7 @@ impl Reminders {
     async fn select(&self, conn: &mut sqlx::AnyConnection, window: &str, params: &[i64; 3], kind: &str) -> Result<Vec<Due>, StoreError> {
         let sql = format!(
             "SELECT s.wallet, s.plan_id, s.tier, s.status, s.expires_at FROM subscriptions s \
-             WHERE s.status IN ('active', 'trialing', 'canceled') AND s.next_plan_id IS NULL AND {window} \
+             WHERE s.status IN ('active', 'trialing', 'past_due', 'canceled') AND s.next_plan_id IS NULL AND {window} \
              AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $4) \
              ORDER BY s.expires_at, s.wallet"
         );

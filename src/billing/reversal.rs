@@ -163,6 +163,7 @@ mod tests {
             period: "monthly".into(),
             prices: [("USD".to_string(), "10".to_string())].into(),
             card_price_cents: Some(1_000),
+            card_price_id: None,
             trial_days: 0,
             tmai_discount_percent: None,
         };

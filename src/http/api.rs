@@ -486,7 +486,8 @@ pub struct SubscriptionView {
     pub tier: u8,
     /// Tier name.
     pub tier_name: String,
-    /// `trialing`, `active`, `expired` or `canceled`.
+    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
+    /// `expired` or `canceled`.
     pub status: String,
     /// Unix time the subscription started.
     pub started_at: u64,

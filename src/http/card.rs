@@ -28,8 +28,12 @@ pub struct CardWebhookResponse {
     /// handled) or `duplicate` (this event id was handled before; nothing changed).
     pub status: String,
     /// What the event did: `trialing`, `activated`, `renewed`, `upgraded`,
-    /// `downgrade_scheduled`, `canceled`, `first_invoice`, `unknown_subscription`,
-    /// `already_canceled`, `already_ended`, `no_subscription` or `ignored`.
+    /// `downgrade_scheduled`, `plan_changed`, `plan_recorded`, `canceled`, `uncanceled`,
+    /// `past_due`, `pending` (a session not paid yet), `payment_failed`,
+    /// `trial_already_used`, `trial_while_subscribed`, `first_invoice`, `not_a_renewal`,
+    /// `unchanged`, `unknown_subscription`, `already_canceled`, `already_ended`,
+    /// `not_canceled`, `no_subscription` or `ignored` (a subscription update that did two
+    /// things names both, comma-separated).
     pub outcome: String,
     /// The processor's event id.
     pub event_id: String,
@@ -50,7 +54,7 @@ pub struct CardWebhookResponse {
         (status = 200, body = CardWebhookResponse),
         (status = 400, body = ErrorBody, description = "bad, missing or stale signature; a body that is not an event; a bad wallet in the metadata"),
         (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody, description = "metadata missing, or naming a plan that does not exist"),
+        (status = 422, body = ErrorBody, description = "metadata missing or naming a plan that does not exist; a processor price that is no plan's card_price_id; an amount or currency that is not the plan's card price"),
         (status = 503, body = ErrorBody, description = "card.webhook_secret is not configured"),
     )
 )]
@@ -71,7 +75,7 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
     let mut tx = state.db.begin_write().await?;
     // On an error the transaction is dropped uncommitted: nothing is recorded, and the
     // processor's retry can succeed once the cause is fixed.
-    let handled = card::handle(&mut tx, &state.catalog, &event, now).await.map_err(refused)?;
+    let handled = card::handle(&mut tx, &state.catalog, &state.card, &event, now).await.map_err(refused)?;
     tx.commit().await?;
     tracing::info!(event = %event.id, event_type = %event.event_type, status = handled.status, outcome = %handled.outcome, "card event");
     Ok(Json(CardWebhookResponse {
@@ -95,6 +99,14 @@ fn refused(e: CardError) -> ApiError {
         CardError::MissingMetadata(m) => {
             tracing::error!(error = %m, "card event refused");
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_metadata", m)
+        }
+        CardError::UnknownPrice(m) => {
+            tracing::error!(error = %m, "card event refused");
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_price", m)
+        }
+        CardError::AmountMismatch(m) => {
+            tracing::error!(error = %m, "card event refused");
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch", m)
         }
         CardError::Store(e) => ApiError::internal(&e),
     }

@@ -31,7 +31,8 @@ pub struct MemberView {
     pub tier: u8,
     /// Tier name.
     pub tier_name: String,
-    /// `trialing`, `active`, `expired` or `canceled`.
+    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
+    /// `expired` or `canceled`.
     pub status: String,
     /// Unix time access ends.
     pub expires_at: u64,

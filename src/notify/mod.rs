@@ -28,6 +28,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.expiring",
     "subscription.expired",
     "subscription.canceled",
+    "subscription.uncanceled",
+    "subscription.renewal_failed",
     "subscription.comp_granted",
     "subscription.moved",
     "subscription.reversed",

@@ -184,6 +184,20 @@ fn a_bad_catalog_is_refused_with_the_field_named() {
     assert!(duplicate.contains("plans[4].id"), "{duplicate}");
     let tier = catalog_error(|c| c[0].tier = 0);
     assert!(tier.contains("plans[0].tier"), "{tier}");
+    let shared_price = catalog_error(|c| c[3].card_price_id = Some("price_2".into()));
+    assert!(shared_price.contains("plans[3].card_price_id") && shared_price.contains("also the card price of plan 2"), "{shared_price}");
+    let no_amount = catalog_error(|c| c[1].card_price_cents = None);
+    assert!(no_amount.contains("plans[1].card_price_id") && no_amount.contains("needs card_price_cents"), "{no_amount}");
+    let empty = catalog_error(|c| c[0].card_price_id = Some(" ".into()));
+    assert!(empty.contains("plans[0].card_price_id"), "{empty}");
+}
+
+#[test]
+fn a_processor_price_id_names_its_plan() {
+    let c = catalog();
+    assert_eq!(c.by_card_price("price_4").map(|p| p.id), Some(4));
+    assert_eq!(c.by_card_price("price_13").map(|p| p.id), Some(13));
+    assert!(c.by_card_price("price_99").is_none());
 }
 
 #[test]

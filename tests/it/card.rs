@@ -105,28 +105,99 @@ impl Card {
     }
 }
 
+/// The card price of each test plan, in cents (`harness::plan_configs`).
+fn cents(plan_id: u32) -> u64 {
+    match plan_id {
+        1 => 900,
+        2 => 1900,
+        3 => 4900,
+        4 => 9900,
+        13 => 49000,
+        other => panic!("no test plan {other}"),
+    }
+}
+
+/// A `checkout.session.completed` as Stripe sends it for a subscription checkout whose
+/// first period is the plan's trial: nothing charged (`amount_total` 0,
+/// `payment_status` `no_payment_required`).
 fn session(id: &str, wallet: &str, plan_id: Value, subscription: &str) -> Value {
+    checkout_event(id, "checkout.session.completed", wallet, plan_id, subscription, 0, "no_payment_required")
+}
+
+/// A `checkout.session.completed` charged `amount_total` cents, paid.
+fn paid_session(id: &str, wallet: &str, plan_id: u32, subscription: &str, amount_total: u64) -> Value {
+    checkout_event(id, "checkout.session.completed", wallet, json!(plan_id.to_string()), subscription, amount_total, "paid")
+}
+
+/// A Checkout Session event (`type`) in Stripe's shape.
+fn checkout_event(id: &str, event_type: &str, wallet: &str, plan_id: Value, subscription: &str, amount_total: u64, payment_status: &str) -> Value {
     json!({
         "id": id,
         "object": "event",
-        "type": "checkout.session.completed",
+        "api_version": "2025-03-31.basil",
+        "created": 1_764_000_000,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "type": event_type,
         "data": { "object": {
-            "id": format!("cs_{id}"),
+            "id": format!("cs_test_{id}"),
             "object": "checkout.session",
             "mode": "subscription",
+            "status": "complete",
+            "amount_subtotal": amount_total,
+            "amount_total": amount_total,
+            "currency": "usd",
             "customer": "cus_it_1",
+            "payment_status": payment_status,
             "subscription": subscription,
+            "invoice": format!("in_{id}"),
             "metadata": { "wallet": wallet, "plan_id": plan_id },
         }},
     })
 }
 
-fn invoice(id: &str, subscription: &str, reason: &str) -> Value {
+/// An `invoice.paid` as Stripe sends it (API 2025-03-31.basil: the subscription under
+/// `parent`, the line's price under `pricing.price_details`) for one period of plan
+/// `plan_id` (price `price_<id>`), paid its card price (nothing for the first invoice of a
+/// trial).
+fn invoice(id: &str, subscription: &str, reason: &str, plan_id: u32) -> Value {
+    let amount = if reason == "subscription_create" { 0 } else { cents(plan_id) };
+    invoice_event(id, "invoice.paid", subscription, reason, &format!("price_{plan_id}"), amount)
+}
+
+/// An invoice event (`type`) in Stripe's shape with one subscription line at `price`,
+/// `amount_paid` cents paid of as much due.
+fn invoice_event(id: &str, event_type: &str, subscription: &str, reason: &str, price: &str, amount_paid: u64) -> Value {
+    let paid = event_type == "invoice.paid";
     json!({
         "id": id,
         "object": "event",
-        "type": "invoice.paid",
-        "data": { "object": { "id": format!("in_{id}"), "object": "invoice", "subscription": subscription, "billing_reason": reason }},
+        "api_version": "2025-03-31.basil",
+        "type": event_type,
+        "data": { "object": {
+            "id": format!("in_{id}"),
+            "object": "invoice",
+            "billing_reason": reason,
+            "currency": "usd",
+            "customer": "cus_it_1",
+            "status": if paid { "paid" } else { "open" },
+            "amount_due": amount_paid,
+            "amount_paid": if paid { amount_paid } else { 0 },
+            "amount_remaining": if paid { 0 } else { amount_paid },
+            "attempt_count": 1,
+            "parent": { "type": "subscription_details", "subscription_details": { "metadata": {}, "subscription": subscription }},
+            "lines": { "object": "list", "has_more": false, "total_count": 1, "data": [{
+                "id": format!("il_{id}"),
+                "object": "line_item",
+                "amount": amount_paid,
+                "currency": "usd",
+                "quantity": 1,
+                "parent": { "type": "subscription_item_details", "subscription_item_details": {
+                    "proration": false, "subscription": subscription, "subscription_item": "si_it_1",
+                }},
+                "pricing": { "type": "price_details", "price_details": { "price": price, "product": "prod_it" }, "unit_amount_decimal": amount_paid.to_string() },
+            }]},
+        }},
     })
 }
 
@@ -161,7 +232,7 @@ async fn a_card_checkout_starts_a_trial_renews_and_cancels(kind: DbKind) {
     assert_eq!(card.app.count("SELECT COUNT(*) FROM card_events WHERE event_id = 'evt_cs_1' AND outcome = 'trialing'").await, 1);
 
     // Act 2: the first invoice (Stripe sends it beside the session)
-    let (status, body) = card.send(&invoice("evt_in_1", "sub_it_1", "subscription_create")).await;
+    let (status, body) = card.send(&invoice("evt_in_1", "sub_it_1", "subscription_create", 3)).await;
 
     // Assert 2: acknowledged, nothing extended, no job, no event
     assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("first_invoice")), "{body}");
@@ -172,7 +243,7 @@ async fn a_card_checkout_starts_a_trial_renews_and_cancels(kind: DbKind) {
     // Act 3: the trial ends; a day later the first paid cycle
     card.clock.advance(Duration::from_secs(8 * DAY));
     let cycle_at = card.clock.now();
-    let (status, body) = card.send(&invoice("evt_in_2", "sub_it_1", "subscription_cycle")).await;
+    let (status, body) = card.send(&invoice("evt_in_2", "sub_it_1", "subscription_cycle", 3)).await;
 
     // Assert 3: renewed from now (later than the trial's end), active
     assert_eq!((status, body["outcome"].as_str()), (200, Some("renewed")), "{body}");
@@ -185,7 +256,7 @@ async fn a_card_checkout_starts_a_trial_renews_and_cancels(kind: DbKind) {
     assert_eq!((renewed[0].payload["data"]["source"].as_str(), renewed[0].payload["data"]["expires_at"].as_u64()), (Some("card"), Some(renewed_end)));
 
     // Act 4: an early cycle (before the expiry) renews from the expiry
-    let (status, _) = card.send(&invoice("evt_in_3", "sub_it_1", "subscription_cycle")).await;
+    let (status, _) = card.send(&invoice("evt_in_3", "sub_it_1", "subscription_cycle", 3)).await;
     assert_eq!(status, 200);
     assert_eq!(card.subscription(&wallet).await.2, renewed_end + MONTH_SECS);
 
@@ -221,7 +292,7 @@ async fn a_card_payment_by_a_member_follows_the_on_chain_rules(kind: DbKind) {
     assert_eq!(card.send(&session("evt_a", &wallet, json!(1), "sub_a")).await.0, 200);
 
     // Premium during the Basic trial: upgraded at once, the rest of the trial not credited.
-    let (status, body) = card.send(&session("evt_b", &wallet, json!("3"), "sub_b")).await;
+    let (status, body) = card.send(&paid_session("evt_b", &wallet, 3, "sub_b", 4900)).await;
     assert_eq!((status, body["outcome"].as_str()), (200, Some("upgraded")), "{body}");
     let now = card.clock.now();
     let (sub_status, tier, premium_end, _) = card.subscription(&wallet).await;
@@ -231,7 +302,7 @@ async fn a_card_payment_by_a_member_follows_the_on_chain_rules(kind: DbKind) {
 
     // Ten days later VIP: the paid Premium time left is credited at 4900/9900 (card cents).
     card.clock.advance(Duration::from_secs(10 * DAY));
-    let (status, body) = card.send(&session("evt_c", &wallet, json!(4), "sub_c")).await;
+    let (status, body) = card.send(&paid_session("evt_c", &wallet, 4, "sub_c", 9900)).await;
     assert_eq!((status, body["outcome"].as_str()), (200, Some("upgraded")), "{body}");
     let (sub_status, tier, vip_end, _) = card.subscription(&wallet).await;
     assert_eq!((sub_status.as_str(), tier), ("active", 4));
@@ -308,7 +379,7 @@ async fn a_card_event_is_applied_once(kind: DbKind) {
 
     // A renewal replayed does not renew twice.
     card.clock.advance(Duration::from_secs(8 * DAY));
-    let cycle = invoice("evt_cycle_once", "sub_once", "subscription_cycle");
+    let cycle = invoice("evt_cycle_once", "sub_once", "subscription_cycle", 2);
     assert_eq!(card.send(&cycle).await.0, 200);
     let renewed = card.subscription(&wallet).await.2;
     let (status, body) = card.send(&cycle).await;
@@ -346,7 +417,7 @@ async fn card_events_with_bad_metadata_change_nothing(kind: DbKind) {
         (session("evt_bad", "0x0000000000000000000000000000000000000000", json!(3), "sub_bad"), 400, "invalid_request", "not a wallet address"),
         (no_metadata, 422, "missing_metadata", "data.object.metadata is missing"),
         (no_plan, 422, "missing_metadata", "metadata.plan_id is missing"),
-        (invoice("evt_bad", "sub_never_seen", "subscription_cycle"), 422, "missing_metadata", "sub_never_seen is unknown here"),
+        (invoice("evt_bad", "sub_never_seen", "subscription_cycle", 3), 422, "missing_metadata", "sub_never_seen is unknown here"),
         (json!({ "type": "invoice.paid", "data": { "object": {} } }), 400, "invalid_request", "has no \"id\""),
     ];
     for (event, status, code, message) in cases {
@@ -364,12 +435,14 @@ async fn card_events_with_bad_metadata_change_nothing(kind: DbKind) {
     assert_eq!((status, body["outcome"].as_str()), (200, Some("trialing")), "{body}");
 
     // A renewal whose subscription is unknown here but carries the metadata is applied.
-    let mut fallback = invoice("evt_fallback", "sub_elsewhere", "subscription_cycle");
+    let mut fallback = invoice("evt_fallback", "sub_elsewhere", "subscription_cycle", 2);
     fallback["data"]["object"]["subscription_details"] = json!({ "metadata": { "wallet": card.app.wallet(6), "plan_id": "2" }});
     let (status, body) = card.send(&fallback).await;
     assert_eq!((status, body["outcome"].as_str()), (200, Some("activated")), "{body}");
     let (sub_status, tier, end, started) = card.subscription(&card.app.wallet(6)).await;
     assert_eq!((sub_status.as_str(), tier, end - started), ("active", 2, MONTH_SECS));
+    // The renewal mapped the card subscription, so its later events find the member.
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_subscriptions WHERE card_subscription_id = 'sub_elsewhere' AND plan_id = 2").await, 1);
 }
 on_both_databases!(card_events_with_bad_metadata_change_nothing);
 
@@ -383,3 +456,343 @@ async fn card_webhooks_need_a_secret(kind: DbKind) {
     assert_eq!(card.counts().await, [0; 5]);
 }
 on_both_databases!(card_webhooks_need_a_secret);
+
+/// A `customer.subscription.updated` as Stripe sends it: the subscription with its item's
+/// price, `cancel_at_period_end` and `status`.
+fn subscription_updated(id: &str, subscription: &str, price: &str, cancel_at_period_end: bool, status: &str) -> Value {
+    json!({
+        "id": id,
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "type": "customer.subscription.updated",
+        "data": {
+            "object": {
+                "id": subscription,
+                "object": "subscription",
+                "customer": "cus_it_1",
+                "status": status,
+                "cancel_at_period_end": cancel_at_period_end,
+                "items": { "object": "list", "data": [{
+                    "id": "si_it_1",
+                    "object": "subscription_item",
+                    "quantity": 1,
+                    "price": { "id": price, "object": "price", "currency": "usd", "recurring": { "interval": "month" } },
+                }]},
+                "metadata": {},
+            },
+            "previous_attributes": { "cancel_at_period_end": !cancel_at_period_end },
+        },
+    })
+}
+
+impl Card {
+    /// The member's subscription as `GET /v1/subscriptions/{wallet}` shows it.
+    async fn view(&self, wallet: &str) -> Value {
+        let (status, body) = self.app.call("GET", "/v1/subscriptions/{wallet}", &format!("/v1/subscriptions/{wallet}"), None, None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Runs one reminder pass (expiry) on the card clock.
+    async fn reminder_pass(&self) {
+        let h = &self.app.h;
+        let reminders = tmai_pay::billing::reminders::Reminders::new(
+            h.test_db.db.clone(),
+            h.catalog.clone(),
+            tmai_pay::config::ReminderSettings::default(),
+            self.clock.clone(),
+        );
+        reminders.tick().await.unwrap();
+    }
+
+    /// Sends `event`, which must be refused with `status` and `code`, a message containing
+    /// `message`, and nothing changed or recorded.
+    async fn refused(&self, event: &Value, status: u16, code: &str, message: &str) {
+        let counts = self.counts().await;
+        let events = self.app.count("SELECT COUNT(*) FROM outbox_events").await;
+        let (got, error) = self.send(event).await;
+        assert_eq!((got, error["error"]["code"].as_str()), (status, Some(code)), "{event} -> {error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains(message), "{message:?} not in {error}");
+        assert_eq!(self.counts().await, counts, "{event} changed something");
+        assert_eq!(self.app.count("SELECT COUNT(*) FROM outbox_events").await, events);
+        let id = event["id"].as_str().unwrap();
+        assert_eq!(self.app.count(&format!("SELECT COUNT(*) FROM card_events WHERE event_id = '{id}'")).await, 0, "{id} was recorded");
+    }
+}
+
+/// Only a `subscription_cycle` invoice renews, for the plan of its line's price and only
+/// when it was paid that plan's card price: a proration (`subscription_update`, nothing
+/// paid), a manual or a threshold invoice moves nothing; a wrong amount, currency or
+/// price is refused (422, logged, not recorded) so the processor retries after the fix.
+async fn only_a_paid_cycle_invoice_at_the_plans_price_renews(kind: DbKind) {
+    // Arrange: a VIP member who paid the VIP price.
+    let card = Card::spawn(kind).await;
+    let wallet = card.app.wallet(1);
+    let (status, body) = card.send(&paid_session("evt_vip", &wallet, 4, "sub_vip", 9900)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, tier, vip_end, _) = card.subscription(&wallet).await;
+    assert_eq!(tier, 4);
+    let jobs = card.badge_jobs().await.len();
+
+    // Act 1: a proration invoice (the plan changed mid-period; nothing was charged), and
+    // manual and threshold invoices that were paid something.
+    let proration = invoice_event("evt_prorate", "invoice.paid", "sub_vip", "subscription_update", "price_4", 0);
+    let manual = invoice_event("evt_manual", "invoice.paid", "sub_vip", "manual", "price_4", 9900);
+    let threshold = invoice_event("evt_threshold", "invoice.paid", "sub_vip", "subscription_threshold", "price_4", 9900);
+    for event in [&proration, &manual, &threshold] {
+        let (status, body) = card.send(event).await;
+
+        // Assert 1: acknowledged and recorded, no period granted, no job, no event.
+        assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("not_a_renewal")), "{body}");
+        assert_eq!(card.subscription(&wallet).await.2, vip_end, "{event}");
+        let id = event["id"].as_str().unwrap();
+        assert_eq!(card.app.count(&format!("SELECT COUNT(*) FROM card_events WHERE event_id = '{id}' AND outcome = 'not_a_renewal'")).await, 1);
+    }
+    assert_eq!(card.badge_jobs().await.len(), jobs);
+    assert_eq!(card.app.h.events("subscription.renewed").await.len(), 0);
+
+    // Act 2: cycle invoices that do not match the VIP price.
+    let mut euros = invoice("evt_bad_cycle", "sub_vip", "subscription_cycle", 4);
+    euros["data"]["object"]["currency"] = json!("eur");
+    let cases = [
+        (invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_4", 900), "amount_mismatch", "900 usd is not the card price of plan 4 (9900"),
+        (invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_4", 0), "amount_mismatch", "0 usd is not the card price of plan 4"),
+        (euros, "amount_mismatch", "card prices are in \"usd\""),
+        (invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_elsewhere", 9900), "unknown_price", "price_elsewhere is no plan's card_price_id"),
+    ];
+    // Assert 2: refused, nothing changed or recorded.
+    for (event, code, message) in cases {
+        card.refused(&event, 422, code, message).await;
+    }
+    assert_eq!(card.subscription(&wallet).await.2, vip_end);
+
+    // Act 3: the processor retries with the cycle as it was charged, in the older API
+    // shape (top-level subscription, the line's price object, `proration`), beside a
+    // proration line that does not name the plan.
+    let legacy = json!({
+        "id": "evt_bad_cycle", "object": "event", "api_version": "2024-06-20", "type": "invoice.paid",
+        "data": { "object": {
+            "id": "in_legacy", "object": "invoice", "billing_reason": "subscription_cycle", "currency": "usd",
+            "amount_due": 9900, "amount_paid": 9900, "subscription": "sub_vip", "subscription_details": { "metadata": {} },
+            "lines": { "object": "list", "data": [
+                { "id": "il_1", "object": "line_item", "amount": 9900, "currency": "usd", "proration": false, "quantity": 1, "type": "subscription",
+                  "price": { "id": "price_4", "object": "price", "unit_amount": 9900, "currency": "usd" } },
+                { "id": "il_2", "object": "line_item", "amount": 0, "currency": "usd", "proration": true, "quantity": 1, "type": "invoiceitem",
+                  "price": { "id": "price_3", "object": "price", "unit_amount": 4900, "currency": "usd" } },
+            ]},
+        }},
+    });
+    let (status, body) = card.send(&legacy).await;
+
+    // Assert 3: one VIP period more, from the expiry.
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("renewed")), "{body}");
+    let (sub_status, tier, end, _) = card.subscription(&wallet).await;
+    assert_eq!((sub_status.as_str(), tier, end), ("active", 4, vip_end + MONTH_SECS));
+    assert_eq!(card.app.h.events("subscription.renewed").await.len(), 1);
+}
+on_both_databases!(only_a_paid_cycle_invoice_at_the_plans_price_renews);
+
+/// A Checkout Session grants only what it was paid: `unpaid` waits (recorded `pending`,
+/// nothing granted) and its `async_payment_succeeded` activates, `async_payment_failed`
+/// grants nothing; an amount or currency that is not the plan's card price is refused.
+async fn a_checkout_session_grants_only_what_was_paid(kind: DbKind) {
+    let card = Card::spawn(kind).await;
+    let wallet = card.app.wallet(1);
+
+    // The Basic price paid with VIP metadata, a wrong currency, a "free" paid plan.
+    let mut euros = paid_session("evt_cs_bad", &wallet, 4, "sub_pay", 9900);
+    euros["data"]["object"]["currency"] = json!("eur");
+    let mut free_but_charged = paid_session("evt_cs_bad", &wallet, 4, "sub_pay", 9900);
+    free_but_charged["data"]["object"]["payment_status"] = json!("no_payment_required");
+    let mut no_amount = paid_session("evt_cs_bad", &wallet, 4, "sub_pay", 9900);
+    no_amount["data"]["object"].as_object_mut().unwrap().remove("amount_total");
+    card.refused(&paid_session("evt_cs_bad", &wallet, 4, "sub_pay", 900), 422, "amount_mismatch", "900 usd is not the card price of plan 4 (9900").await;
+    card.refused(&euros, 422, "amount_mismatch", "card prices are in \"usd\"").await;
+    card.refused(&free_but_charged, 422, "amount_mismatch", "no_payment_required").await;
+    card.refused(&no_amount, 400, "invalid_request", "amount_total").await;
+    assert_eq!(card.counts().await, [0; 5]);
+
+    // A bank debit: the session completes unpaid.
+    let unpaid = checkout_event("evt_cs_unpaid", "checkout.session.completed", &wallet, json!(4), "sub_pay", 9900, "unpaid");
+    let (status, body) = card.send(&unpaid).await;
+    assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("pending")), "{body}");
+    assert_eq!(card.counts().await, [0, 0, 0, 1, 0]);
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_events WHERE event_id = 'evt_cs_unpaid' AND outcome = 'pending'").await, 1);
+
+    // The debit succeeds: activated as a paid session would.
+    let succeeded = checkout_event("evt_cs_ok", "checkout.session.async_payment_succeeded", &wallet, json!(4), "sub_pay", 9900, "paid");
+    let (status, body) = card.send(&succeeded).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("activated")), "{body}");
+    let (sub_status, tier, end, started) = card.subscription(&wallet).await;
+    assert_eq!((sub_status.as_str(), tier, end - started), ("active", 4, MONTH_SECS));
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_subscriptions WHERE card_subscription_id = 'sub_pay' AND plan_id = 4").await, 1);
+
+    // Another member's debit fails: nothing granted, recorded.
+    let other = card.app.wallet(2);
+    let failed = checkout_event("evt_cs_fail", "checkout.session.async_payment_failed", &other, json!(4), "sub_fail", 9900, "unpaid");
+    let (status, body) = card.send(&failed).await;
+    assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("payment_failed")), "{body}");
+    assert_eq!(body["wallet"].as_str().unwrap().to_lowercase(), other.to_lowercase());
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM subscriptions").await, 1);
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_events WHERE event_id = 'evt_cs_fail' AND outcome = 'payment_failed'").await, 1);
+}
+on_both_databases!(a_checkout_session_grants_only_what_was_paid);
+
+/// A failed renewal makes the subscription `past_due` with `subscription.renewal_failed`;
+/// access runs to the end of the paid period; the retried payment's `subscription_cycle`
+/// invoice makes it active again; unpaid to the end, it expires (reason `renewal_failed`).
+async fn a_failed_card_renewal_is_past_due_until_paid_or_expired(kind: DbKind) {
+    let card = Card::spawn(kind).await;
+    let wallet = card.app.wallet(1);
+    assert_eq!(card.send(&paid_session("evt_pd_cs", &wallet, 3, "sub_pd", 4900)).await.0, 200);
+    let (_, _, end, _) = card.subscription(&wallet).await;
+
+    // The renewal is charged a day before the end and fails.
+    card.clock.advance(Duration::from_secs(MONTH_SECS - DAY));
+    let failed = invoice_event("evt_pd_fail", "invoice.payment_failed", "sub_pd", "subscription_cycle", "price_3", 4900);
+    let (status, body) = card.send(&failed).await;
+    assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("processed"), Some("past_due")), "{body}");
+    assert_eq!(card.subscription(&wallet).await, ("past_due".to_string(), 3, end, end - MONTH_SECS));
+    let view = card.view(&wallet).await;
+    assert_eq!((view["status"].as_str(), view["expires_at"].as_u64()), (Some("past_due"), Some(end)), "still has access: {view}");
+    let events = card.app.h.events("subscription.renewal_failed").await;
+    assert_eq!(events.len(), 1);
+    let data = &events[0].payload["data"];
+    assert_eq!((data["status"].as_str(), data["expires_at"].as_u64(), data["card_subscription"].as_str()), (Some("past_due"), Some(end), Some("sub_pd")));
+    // A proration that failed is no renewal.
+    let proration = invoice_event("evt_pd_prorate", "invoice.payment_failed", "sub_pd", "subscription_update", "price_3", 100);
+    assert_eq!(card.send(&proration).await.1["outcome"], "not_a_renewal");
+
+    // The processor's retry two days later (past the end) succeeds: renewed from now, active.
+    card.clock.advance(Duration::from_secs(2 * DAY));
+    let now = card.clock.now();
+    let (status, body) = card.send(&invoice("evt_pd_paid", "sub_pd", "subscription_cycle", 3)).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("renewed")), "{body}");
+    let (sub_status, _, renewed_end, _) = card.subscription(&wallet).await;
+    assert_eq!(sub_status, "active");
+    assert!((now + MONTH_SECS..=now + MONTH_SECS + 2).contains(&renewed_end), "{renewed_end} vs {now}");
+
+    // The next renewal fails and is never paid: past_due, then expired at the end.
+    card.clock.advance(Duration::from_secs(MONTH_SECS - DAY));
+    let failed = invoice_event("evt_pd_fail_2", "invoice.payment_failed", "sub_pd", "subscription_cycle", "price_3", 4900);
+    assert_eq!(card.send(&failed).await.1["outcome"], "past_due");
+    card.reminder_pass().await;
+    assert_eq!(card.subscription(&wallet).await.0, "past_due", "access runs to the end");
+    card.clock.advance(Duration::from_secs(2 * DAY));
+    card.reminder_pass().await;
+    assert_eq!(card.subscription(&wallet).await.0, "expired");
+    let expired = card.app.h.events("subscription.expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!((expired[0].payload["data"]["reason"].as_str(), expired[0].payload["data"]["expired_at"].as_u64()), (Some("renewal_failed"), Some(renewed_end)));
+}
+on_both_databases!(a_failed_card_renewal_is_past_due_until_paid_or_expired);
+
+/// `customer.subscription.updated`: a new price is a plan change by the on-chain rules (a
+/// higher tier at once with the unused paid time credited at the price ratio, a lower tier
+/// at the end of the period); `cancel_at_period_end` cancels (access to the end) and,
+/// false again, un-cancels; repeating a flag changes nothing.
+async fn a_card_subscription_update_changes_the_plan_and_cancels(kind: DbKind) {
+    let card = Card::spawn(kind).await;
+    let wallet = card.app.wallet(1);
+    assert_eq!(card.send(&paid_session("evt_up_cs", &wallet, 3, "sub_up", 4900)).await.0, 200);
+    let (_, _, premium_end, _) = card.subscription(&wallet).await;
+
+    // Ten days later the member switches to VIP at the processor.
+    card.clock.advance(Duration::from_secs(10 * DAY));
+    let (status, body) = card.send(&subscription_updated("evt_up_1", "sub_up", "price_4", false, "active")).await;
+    assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("processed"), Some("upgraded")), "{body}");
+    let now = card.clock.now();
+    let (sub_status, tier, vip_end, _) = card.subscription(&wallet).await;
+    let expected_credit = (premium_end - now) * 4900 / 9900;
+    assert_eq!((sub_status.as_str(), tier), ("active", 4));
+    assert!((now + expected_credit - 2..=now + expected_credit + 1).contains(&vip_end), "{vip_end}: no period was paid, only the credit");
+    let upgraded = card.app.h.events("subscription.upgraded").await;
+    assert_eq!((upgraded.len(), upgraded[0].payload["data"]["source"].as_str()), (1, Some("card")));
+    assert_eq!(card.badge_jobs().await.last().unwrap(), &("update".to_string(), 4, vip_end));
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_subscriptions WHERE card_subscription_id = 'sub_up' AND plan_id = 4").await, 1);
+
+    // The member sets it to cancel at the period end; the processor repeats the flag.
+    let (status, body) = card.send(&subscription_updated("evt_up_2", "sub_up", "price_4", true, "active")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("canceled")), "{body}");
+    assert_eq!(card.subscription(&wallet).await.0, "canceled");
+    assert_eq!(card.subscription(&wallet).await.2, vip_end, "access to the end of the paid period");
+    let (status, body) = card.send(&subscription_updated("evt_up_3", "sub_up", "price_4", true, "active")).await;
+    assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("unchanged")), "{body}");
+    assert_eq!(card.app.h.events("subscription.canceled").await.len(), 1);
+
+    // And changes their mind.
+    let (status, body) = card.send(&subscription_updated("evt_up_4", "sub_up", "price_4", false, "active")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("uncanceled")), "{body}");
+    assert_eq!(card.subscription(&wallet).await.0, "active");
+    let uncanceled = card.app.h.events("subscription.uncanceled").await;
+    assert_eq!((uncanceled.len(), uncanceled[0].payload["data"]["status"].as_str()), (1, Some("active")));
+
+    // A switch to Basic waits for the end of the period.
+    let jobs = card.badge_jobs().await.len();
+    let (status, body) = card.send(&subscription_updated("evt_up_5", "sub_up", "price_1", false, "active")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("downgrade_scheduled")), "{body}");
+    let (sub_status, tier, end, _) = card.subscription(&wallet).await;
+    assert_eq!((sub_status.as_str(), tier, end), ("active", 4, vip_end));
+    assert_eq!(card.badge_jobs().await.len(), jobs);
+    // A price no plan has is refused.
+    card.refused(&subscription_updated("evt_up_6", "sub_up", "price_unknown", false, "active"), 422, "unknown_price", "price_unknown").await;
+
+    // The Basic renewal at the end: the scheduled downgrade takes effect, then renews.
+    card.clock.advance(Duration::from_secs(vip_end - card.clock.now() + 60));
+    let now = card.clock.now();
+    let (status, body) = card.send(&invoice("evt_up_cycle", "sub_up", "subscription_cycle", 1)).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("renewed")), "{body}");
+    let (sub_status, tier, end, _) = card.subscription(&wallet).await;
+    assert_eq!((sub_status.as_str(), tier), ("active", 1));
+    assert!((now + MONTH_SECS..=now + MONTH_SECS + 2).contains(&end), "{end} vs {now}");
+    assert_eq!(card.badge_jobs().await.last().unwrap(), &("update".to_string(), 1, end));
+}
+on_both_databases!(a_card_subscription_update_changes_the_plan_and_cancels);
+
+/// A wallet gets one card trial, ever: a trial checkout after the trial lapsed, or while
+/// subscribed, grants nothing (the card subscription is still mapped), and the paid
+/// renewal afterwards reads as a paid activation, not as a trial.
+async fn a_wallet_gets_one_card_trial_ever(kind: DbKind) {
+    let card = Card::spawn(kind).await;
+    let wallet = card.app.wallet(1);
+    let (_, body) = card.send(&session("evt_tr_1", &wallet, json!(2), "sub_tr_1")).await;
+    assert_eq!(body["outcome"], "trialing");
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_trials").await, 1);
+
+    // The trial lapses unpaid (the member canceled it); a month later a new trial checkout.
+    card.clock.advance(Duration::from_secs(8 * DAY));
+    card.reminder_pass().await;
+    assert_eq!(card.subscription(&wallet).await.0, "expired");
+    card.clock.advance(Duration::from_secs(30 * DAY));
+    let (status, body) = card.send(&session("evt_tr_2", &wallet, json!(2), "sub_tr_2")).await;
+    assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("trial_already_used")), "{body}");
+    assert_eq!(card.subscription(&wallet).await.0, "expired");
+    assert_eq!(card.app.h.events("subscription.activated").await.len(), 1);
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_subscriptions WHERE card_subscription_id = 'sub_tr_2'").await, 1);
+
+    // The processor charges at the end of its trial: a paid activation.
+    card.clock.advance(Duration::from_secs(7 * DAY));
+    let (status, body) = card.send(&invoice("evt_tr_cycle", "sub_tr_2", "subscription_cycle", 2)).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("activated")), "{body}");
+    let now = card.clock.now();
+    let (sub_status, tier, end, _) = card.subscription(&wallet).await;
+    assert_eq!((sub_status.as_str(), tier), ("active", 2));
+    assert!((now + MONTH_SECS - 2..=now + MONTH_SECS).contains(&end), "{end} vs {now}");
+    let activated = card.app.h.events("subscription.activated").await;
+    assert_eq!((activated.len(), activated[1].payload["data"]["status"].as_str()), (2, Some("active")));
+
+    // While subscribed, a trial checkout for another plan grants nothing either.
+    let (_, body) = card.send(&session("evt_tr_3", &wallet, json!(4), "sub_tr_3")).await;
+    assert_eq!((body["status"].as_str(), body["outcome"].as_str()), (Some("acknowledged"), Some("trial_while_subscribed")), "{body}");
+    assert_eq!(card.subscription(&wallet).await.1, 2);
+
+    // A new wallet still gets its trial; a member moved to a new wallet brings the record.
+    let fresh = card.app.wallet(2);
+    assert_eq!(card.send(&session("evt_tr_4", &fresh, json!(1), "sub_tr_4")).await.1["outcome"], "trialing");
+    let moved_to = card.app.wallet(3);
+    let (status, body) =
+        card.app.call("POST", "/v1/members/{wallet}/move", &format!("/v1/members/{wallet}/move"), Some(json!({ "new_wallet": moved_to })), Some(&card.app.key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(card.app.count("SELECT COUNT(*) FROM card_trials").await, 3);
+}
+on_both_databases!(a_wallet_gets_one_card_trial_ever);

@@ -29,7 +29,8 @@ use crate::{
 
 pub(crate) const CONFIRMATIONS: u64 = 3;
 
-/// The test catalog: the four tiers monthly, Premium yearly; TMAI prices are discounted.
+/// The test catalog: the four tiers monthly, Premium yearly; TMAI prices are discounted;
+/// each plan's processor price id is `price_<id>`.
 pub(crate) fn plan_configs() -> Vec<PlanConfig> {
     let plan = |id: u32, name: &str, tier: u8, period: &str, tmai: &str, usd: &str, cents: u64| PlanConfig {
         id,
@@ -38,6 +39,7 @@ pub(crate) fn plan_configs() -> Vec<PlanConfig> {
         period: period.into(),
         prices: [("TMAI".to_string(), tmai.to_string()), ("USD".to_string(), usd.to_string())].into(),
         card_price_cents: Some(cents),
+        card_price_id: Some(format!("price_{id}")),
         trial_days: 7,
         tmai_discount_percent: None,
     };

@@ -1,0 +1,144 @@
+//! Invoices: `invoice.paid` renews, `invoice.payment_failed` marks a renewal failed.
+//!
+//! Only a `billing_reason` `subscription_cycle` invoice is a renewal: the first invoice
+//! (`subscription_create`) is covered by the Checkout Session, and prorations
+//! (`subscription_update`), `manual`, `subscription_threshold` and other invoices buy no
+//! period, so they are acknowledged and recorded with nothing granted. A renewal's plan is
+//! the one whose `card_price_id` is the price of the invoice's (non-proration) line, and
+//! `amount_paid`/`currency` must be that plan's card price.
+
+use alloy::primitives::Address;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use super::{
+    CardError, Ctx, Handled,
+    apply::{self, Grant, Payment, text_at},
+};
+use crate::billing::{activation, plans::Plan};
+
+/// The card subscription an invoice belongs to: `subscription` (older API versions) or
+/// `parent.subscription_details.subscription` (newer).
+fn subscription_of(object: &Value) -> Option<&str> {
+    text_at(object, "/subscription").or_else(|| text_at(object, "/parent/subscription_details/subscription"))
+}
+
+/// Whether an invoice line is a proration (`proration`, or under `parent` in newer API
+/// versions).
+fn is_proration(line: &Value) -> bool {
+    ["/proration", "/parent/subscription_item_details/proration", "/parent/invoice_item_details/proration"]
+        .iter()
+        .any(|p| line.pointer(p).and_then(Value::as_bool) == Some(true))
+}
+
+/// Returns the plan an invoice pays for, from its lines' processor prices.
+fn plan_of<'c>(ctx: &Ctx<'c>, object: &Value) -> Result<&'c Plan, CardError> {
+    let lines = object.pointer("/lines/data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let ids: Vec<&str> = lines.iter().filter(|l| !is_proration(l)).filter_map(apply::price_id).collect();
+    apply::plan_of_prices(ctx, &ids, "data.object.lines.data[]")
+}
+
+/// Returns the wallet an invoice's card subscription pays for: the card subscription
+/// mapped at checkout, else the subscription's metadata on the invoice.
+async fn wallet_of(conn: &mut AnyConnection, ctx: &Ctx<'_>, subscription: Option<&str>) -> Result<Address, CardError> {
+    if let Some(id) = subscription
+        && let Some(known) = apply::card_subscription(conn, id).await?
+    {
+        return Ok(known.wallet);
+    }
+    let object = &ctx.event.object;
+    let metadata = object
+        .pointer("/subscription_details/metadata")
+        .or_else(|| object.pointer("/parent/subscription_details/metadata"))
+        .filter(|m| m.get("wallet").is_some())
+        .ok_or_else(|| {
+            CardError::MissingMetadata(format!(
+                "{}: card subscription {} is unknown here and the invoice has no subscription_details.metadata \
+                 {{wallet, plan_id}}; set that metadata on the subscription (subscription_data.metadata in the Checkout Session)",
+                ctx.name(),
+                subscription.unwrap_or("(none)")
+            ))
+        })?;
+    apply::wallet_from(metadata, ctx, "data.object.subscription_details.metadata")
+}
+
+/// The wallet of a known card subscription, for acknowledgements.
+async fn known_wallet(conn: &mut AnyConnection, subscription: Option<&str>) -> Result<Option<Address>, CardError> {
+    Ok(match subscription {
+        Some(id) => apply::card_subscription(conn, id).await?.map(|s| s.wallet),
+        None => None,
+    })
+}
+
+/// `invoice.paid`.
+pub(super) async fn paid(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Handled, CardError> {
+    let object = &ctx.event.object;
+    let subscription = subscription_of(object);
+    match text_at(object, "/billing_reason") {
+        Some("subscription_cycle") => {}
+        Some("subscription_create") => {
+            // The Checkout Session covered the first period; Stripe sends both.
+            let wallet = known_wallet(conn, subscription).await?;
+            return Ok(Handled { status: "acknowledged", outcome: "first_invoice".into(), wallet });
+        }
+        reason => {
+            let wallet = known_wallet(conn, subscription).await?;
+            tracing::info!(event = %ctx.event.id, billing_reason = ?reason, amount_paid = ?object.get("amount_paid"), "card invoice paid that is not a renewal; no period granted");
+            return Ok(Handled { status: "acknowledged", outcome: "not_a_renewal".into(), wallet });
+        }
+    }
+    let wallet = wallet_of(conn, ctx, subscription).await?;
+    let plan = plan_of(ctx, object)?;
+    let amount = apply::cents_at(ctx, object, "/amount_paid")?;
+    apply::check_price(ctx, plan, amount, apply::currency_of(ctx, object)?, "data.object.amount_paid")?;
+    let outcome = apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Cycle, card_subscription: subscription }).await?;
+    // The invoice's price is the plan the card subscription pays for from now on; one seen
+    // here first (its metadata named the wallet) is mapped, so its later events find it.
+    if let Some(id) = subscription {
+        match apply::card_subscription(conn, id).await? {
+            Some(known) if known.plan_id != plan.id => apply::update_card_subscription(conn, id, plan.id, &known.status, ctx.now).await?,
+            Some(_) => {}
+            None => apply::map_card_subscription(conn, id, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?,
+        }
+    }
+    Ok(Handled { status: "processed", outcome: outcome.into(), wallet: Some(wallet) })
+}
+
+/// `invoice.payment_failed`: a failed renewal makes a live subscription `past_due` (access
+/// runs to the end of the paid period; a paid renewal makes it active again) and writes
+/// `subscription.renewal_failed` at each failed attempt.
+pub(super) async fn payment_failed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Handled, CardError> {
+    let object = &ctx.event.object;
+    let subscription = subscription_of(object);
+    let acknowledged = |outcome: &str, wallet| Handled { status: "acknowledged", outcome: outcome.into(), wallet };
+    if text_at(object, "/billing_reason") != Some("subscription_cycle") {
+        return Ok(acknowledged("not_a_renewal", known_wallet(conn, subscription).await?));
+    }
+    let Some(id) = subscription else {
+        return Err(CardError::BadRequest(format!("{}: the invoice names no subscription", ctx.name())));
+    };
+    let Some(known) = apply::card_subscription(conn, id).await? else {
+        tracing::warn!(card_subscription = id, event = %ctx.event.id, "card renewal failed for a card subscription never activated here");
+        return Ok(acknowledged("unknown_subscription", None));
+    };
+    let wallet = known.wallet;
+    let Some(mut sub) = activation::load(conn, wallet).await? else {
+        return Ok(acknowledged("no_subscription", Some(wallet)));
+    };
+    match sub.status.as_str() {
+        "expired" => return Ok(acknowledged("already_ended", Some(wallet))),
+        "canceled" => return Ok(acknowledged("already_canceled", Some(wallet))),
+        _ => {}
+    }
+    sub.status = "past_due".into();
+    activation::save(conn, &sub, ctx.now).await?;
+    let extra = serde_json::json!({
+        "attempt_count": object.get("attempt_count"),
+        "next_payment_attempt": object.get("next_payment_attempt"),
+        "amount_due": object.get("amount_due"),
+        "currency": object.get("currency"),
+    });
+    apply::write_status_event(conn, ctx, "subscription.renewal_failed", &sub, id, extra).await?;
+    tracing::warn!(event = %ctx.event.id, %wallet, card_subscription = id, "card renewal failed; subscription past_due");
+    Ok(Handled { status: "processed", outcome: "past_due".into(), wallet: Some(wallet) })
+}
