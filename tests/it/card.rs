@@ -568,16 +568,17 @@ async fn only_a_paid_cycle_invoice_at_the_plans_price_renews(kind: DbKind) {
 
     // Act 3: the processor retries with the cycle as it was charged, in the older API
     // shape (top-level subscription, the line's price object, `proration`), beside a
-    // proration line that does not name the plan.
+    // proration line that does not name the plan and moves the total (what a plan change
+    // on the processor's defaults leaves on the next invoice): the plan line is what counts.
     let legacy = json!({
         "id": "evt_bad_cycle", "object": "event", "api_version": "2024-06-20", "type": "invoice.paid",
         "data": { "object": {
             "id": "in_legacy", "object": "invoice", "billing_reason": "subscription_cycle", "currency": "usd",
-            "amount_due": 9900, "amount_paid": 9900, "subscription": "sub_vip", "subscription_details": { "metadata": {} },
+            "amount_due": 12000, "amount_paid": 12000, "subscription": "sub_vip", "subscription_details": { "metadata": {} },
             "lines": { "object": "list", "data": [
                 { "id": "il_1", "object": "line_item", "amount": 9900, "currency": "usd", "proration": false, "quantity": 1, "type": "subscription",
                   "price": { "id": "price_4", "object": "price", "unit_amount": 9900, "currency": "usd" } },
-                { "id": "il_2", "object": "line_item", "amount": 0, "currency": "usd", "proration": true, "quantity": 1, "type": "invoiceitem",
+                { "id": "il_2", "object": "line_item", "amount": 2100, "currency": "usd", "proration": true, "quantity": 1, "type": "invoiceitem",
                   "price": { "id": "price_3", "object": "price", "unit_amount": 4900, "currency": "usd" } },
             ]},
         }},

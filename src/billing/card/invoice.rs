@@ -4,8 +4,11 @@
 //! (`subscription_create`) is covered by the Checkout Session, and prorations
 //! (`subscription_update`), `manual`, `subscription_threshold` and other invoices buy no
 //! period, so they are acknowledged and recorded with nothing granted. A renewal's plan is
-//! the one whose `card_price_id` is the price of the invoice's (non-proration) line, and
-//! `amount_paid`/`currency` must be that plan's card price.
+//! the one whose `card_price_id` is the price of the invoice's (non-proration) line; that
+//! line's `amount` and the invoice's `currency` must be the plan's card price. The invoice
+//! total (`amount_paid`) is not compared: prorations from a plan change, tax and the
+//! merchant's own discounts legitimately move it, and refusing them would leave members of
+//! merchants on the processor's defaults without their renewals.
 
 use alloy::primitives::Address;
 use serde_json::Value;
@@ -31,11 +34,21 @@ fn is_proration(line: &Value) -> bool {
         .any(|p| line.pointer(p).and_then(Value::as_bool) == Some(true))
 }
 
-/// Returns the plan an invoice pays for, from its lines' processor prices.
-fn plan_of<'c>(ctx: &Ctx<'c>, object: &Value) -> Result<&'c Plan, CardError> {
+/// Returns the plan an invoice pays for, from its lines' processor prices, and the amount
+/// of the plan's line (cents).
+fn plan_of<'c>(ctx: &Ctx<'c>, object: &Value) -> Result<(&'c Plan, u64), CardError> {
     let lines = object.pointer("/lines/data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let ids: Vec<&str> = lines.iter().filter(|l| !is_proration(l)).filter_map(apply::price_id).collect();
-    apply::plan_of_prices(ctx, &ids, "data.object.lines.data[]")
+    let plan_lines: Vec<&Value> = lines.iter().filter(|l| !is_proration(l)).filter(|l| apply::price_id(l).is_some()).collect();
+    let ids: Vec<&str> = plan_lines.iter().filter_map(|l| apply::price_id(l)).collect();
+    let plan = apply::plan_of_prices(ctx, &ids, "data.object.lines.data[]")?;
+    let line = plan_lines
+        .iter()
+        .find(|l| apply::price_id(l).is_some_and(|id| ctx.catalog.by_card_price(id).is_some_and(|p| p.id == plan.id)))
+        .expect("the plan came from one of these lines");
+    let amount = line.get("amount").and_then(Value::as_u64).ok_or_else(|| {
+        CardError::BadRequest(format!("{}: data.object.lines.data[].amount (the plan line's amount in cents) is missing", ctx.name()))
+    })?;
+    Ok((plan, amount))
 }
 
 /// Returns the wallet an invoice's card subscription pays for: the card subscription
@@ -88,9 +101,8 @@ pub(super) async fn paid(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Hand
         }
     }
     let wallet = wallet_of(conn, ctx, subscription).await?;
-    let plan = plan_of(ctx, object)?;
-    let amount = apply::cents_at(ctx, object, "/amount_paid")?;
-    apply::check_price(ctx, plan, amount, apply::currency_of(ctx, object)?, "data.object.amount_paid")?;
+    let (plan, amount) = plan_of(ctx, object)?;
+    apply::check_price(ctx, plan, amount, apply::currency_of(ctx, object)?, "data.object.lines.data[].amount")?;
     let outcome = apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Cycle, card_subscription: subscription }).await?;
     // The invoice's price is the plan the card subscription pays for from now on; one seen
     // here first (its metadata named the wallet) is mapped, so its later events find it.
