@@ -98,7 +98,9 @@ async fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
         ApiKeyCommand::Create { config, .. } | ApiKeyCommand::List { config } | ApiKeyCommand::Revoke { config, .. } => (config, &command),
     };
     let settings = Settings::load(config, false).with_context(|| format!("loading {}", config.display()))?;
-    let db = store::Db::connect(&settings.database_url).await?;
+    let db = store::Db::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", crate::config::redacted(&settings.database_url)))?;
     match action {
         ApiKeyCommand::Create { name, .. } => {
             let name = name.trim();

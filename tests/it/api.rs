@@ -580,14 +580,9 @@ async fn a_downgrade_checkouts_stream_ends_when_the_plan_is_active(kind: DbKind)
 
     // Assert
     let mut last = None;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(15), events.recv()).await.expect("the stream must end at active").unwrap() {
-            Some(progress) => {
-                app.check_schema("Progress", &progress);
-                last = Some(progress);
-            }
-            None => break,
-        }
+    while let Some(progress) = tokio::time::timeout(Duration::from_secs(15), events.recv()).await.expect("the stream must end at active").unwrap() {
+        app.check_schema("Progress", &progress);
+        last = Some(progress);
     }
     let last = last.unwrap();
     assert_eq!((last["stage"].as_str(), last["done"].as_bool()), (Some("active"), Some(true)), "{last}");
