@@ -405,6 +405,7 @@ impl Follow {
             // Commits during the gap are covered by the read that follows.
             self.commits.mark_unchanged();
             self.read_at = tokio::time::Instant::now();
+            self.state.streams.count_read();
             self.next = progress_of(&self.state, &self.order).await.ok();
         }
     }

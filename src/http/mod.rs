@@ -195,6 +195,12 @@ impl AppState {
         self
     }
 
+    /// Returns how many times event streams have re-read their checkout (after a commit, the
+    /// fallback poll or a deadline), over this state's life.
+    pub fn event_stream_reads(&self) -> u64 {
+        self.streams.reads()
+    }
+
     /// Returns the chain's head block, read at most every 200 ms whatever the load.
     pub async fn head(&self) -> Option<u64> {
         let mut head = self.head.lock().await;

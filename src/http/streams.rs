@@ -3,7 +3,14 @@
 //! stream holds a [`StreamSlot`] for as long as it is open; dropping the stream (the client
 //! went away, the stream ended) gives the slot back.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use axum::http::StatusCode;
 
@@ -15,6 +22,8 @@ pub struct StreamCaps {
     global: usize,
     per_client: usize,
     open: std::sync::Mutex<Open>,
+    /// Reads of a checkout by open streams after their first (each after a wake-up).
+    reads: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -34,7 +43,7 @@ pub struct StreamSlot {
 impl StreamCaps {
     /// Returns caps of `global` streams overall and `per_client` per client.
     pub fn new(global: usize, per_client: usize) -> Arc<Self> {
-        Arc::new(Self { global: global.max(1), per_client: per_client.max(1), open: Default::default() })
+        Arc::new(Self { global: global.max(1), per_client: per_client.max(1), open: Default::default(), reads: AtomicU64::new(0) })
     }
 
     /// Takes a slot for `client`, or refuses with 429 when the client or the service is at
@@ -60,7 +69,19 @@ impl StreamCaps {
         }
         open.total += 1;
         *open.by_client.entry(client).or_default() += 1;
+        metrics::gauge!("tmai_event_streams_open").set(open.total as f64);
         Ok(StreamSlot { caps: self.clone(), client })
+    }
+
+    /// Counts a stream's read of its checkout after a wake-up.
+    pub(crate) fn count_read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tmai_event_stream_reads_total").increment(1);
+    }
+
+    /// Returns how many times open streams have read their checkout after a wake-up.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Returns the number of open streams.
@@ -73,6 +94,7 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = self.caps.open.lock().expect("stream counts are never poisoned");
         open.total -= 1;
+        metrics::gauge!("tmai_event_streams_open").set(open.total as f64);
         if let Some(count) = open.by_client.get_mut(&self.client) {
             *count -= 1;
             if *count == 0 {

@@ -33,6 +33,7 @@ pub(crate) struct App {
     pub(crate) client: reqwest::Client,
     pub(crate) key: String,
     pub(crate) doc: Value,
+    pub(crate) state: AppState,
     cancel: CancellationToken,
 }
 
@@ -65,11 +66,11 @@ impl App {
         let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ops = format!("http://{}", ops_listener.local_addr().unwrap());
         tokio::spawn(serve(listener, router(state.clone()), cancel.clone()));
-        tokio::spawn(serve(ops_listener, ops_router(state), cancel.clone()));
+        tokio::spawn(serve(ops_listener, ops_router(state.clone()), cancel.clone()));
         let (_, key) = keys::create(&h.test_db.db, "tests").await.unwrap();
         let client = reqwest::Client::new();
         let doc: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
-        Self { h, base, ops, client, key, doc, cancel }
+        Self { h, base, ops, client, key, doc, state, cancel }
     }
 
     pub(crate) fn minter(&self) -> Minter {
@@ -591,3 +592,32 @@ async fn a_downgrade_checkouts_stream_ends_when_the_plan_is_active(kind: DbKind)
     assert_eq!(reconnect.status().as_u16(), 204, "a reconnection to a finished checkout");
 }
 on_both_databases!(a_downgrade_checkouts_stream_ends_when_the_plan_is_active);
+
+/// An idle event stream does not read the database: it waits for a commit (or the slow
+/// fallback poll), then reads once and reports what changed.
+async fn an_idle_event_stream_waits_for_a_commit_instead_of_polling(kind: DbKind) {
+    // Arrange
+    let app = App::spawn(kind).await;
+    let (_, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(checkout_body(&app, 6)), None).await;
+    let url = format!("{}{}", app.base, checkout["events_url"].as_str().unwrap());
+    let (status, mut events) = open_stream(&app, &url, "-").await;
+    assert_eq!(status, 200);
+    assert_eq!(events.recv().await.unwrap().unwrap()["stage"], "open");
+
+    // Act 1: nothing happens for two seconds
+    let before = app.state.event_stream_reads();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_reads = app.state.event_stream_reads() - before;
+
+    // Act 2: the payment is committed by the watcher
+    app.h.pay(6, &fetch_quote(&app, &checkout)).await;
+    app.h.catch_up().await;
+    let seen = tokio::time::timeout(Duration::from_secs(3), events.recv()).await.expect("woken by the commit").unwrap().unwrap();
+
+    // Assert: polling every 250 ms read 8 times while idle; PostgreSQL's listener may move
+    // the generation once when it connects.
+    assert!(idle_reads <= 1, "an idle stream read its checkout {idle_reads} times in 2 s");
+    assert!(["detected", "confirming"].contains(&seen["stage"].as_str().unwrap()), "{seen}");
+    assert!(app.state.event_stream_reads() > before);
+}
+on_both_databases!(an_idle_event_stream_waits_for_a_commit_instead_of_polling);
