@@ -135,4 +135,7 @@ pub struct DevArgs {
     /// Port of the HTTP API and checkout page.
     #[arg(long, default_value_t = 8080, env = "TMAI_PAY_DEV_HTTP_PORT")]
     pub http_port: u16,
+    /// Port of the operations listener (`/metrics`, `/readyz`) on 127.0.0.1.
+    #[arg(long, default_value_t = 9090, env = "TMAI_PAY_DEV_OPS_PORT")]
+    pub ops_port: u16,
 }

@@ -62,11 +62,14 @@ async fn serve(args: WatchArgs) -> anyhow::Result<()> {
     }
     let bind = service.settings.http.bind.clone();
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("listening on {bind} (http.bind); is the port free?"))?;
+    let ops_bind = service.settings.http.ops_bind.clone();
+    let ops = tokio::net::TcpListener::bind(&ops_bind).await.with_context(|| format!("listening on {ops_bind} (http.ops_bind); is the port free?"))?;
     let address = listener.local_addr()?;
+    let ops_address = ops.local_addr()?;
     let cancel = stop_on_ctrl_c();
-    tracing::info!(chain_id = service.deployment.chain_id, %address, "watcher and minter starting");
-    println!("tmai-pay: API on http://{address}, checkout page at http://{address}/checkout");
-    service.run_until_stopped(listener, cancel).await
+    tracing::info!(chain_id = service.deployment.chain_id, %address, %ops_address, "watcher and minter starting");
+    println!("tmai-pay: API on http://{address}, checkout page at http://{address}/checkout, /metrics and /readyz on http://{ops_address}");
+    service.run_until_stopped(listener, ops, cancel).await
 }
 
 fn stop_on_ctrl_c() -> tokio_util::sync::CancellationToken {
@@ -95,7 +98,9 @@ async fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
         ApiKeyCommand::Create { config, .. } | ApiKeyCommand::List { config } | ApiKeyCommand::Revoke { config, .. } => (config, &command),
     };
     let settings = Settings::load(config, false).with_context(|| format!("loading {}", config.display()))?;
-    let db = store::Db::connect(&settings.database_url).await?;
+    let db = store::Db::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", crate::config::redacted(&settings.database_url)))?;
     match action {
         ApiKeyCommand::Create { name, .. } => {
             let name = name.trim();
@@ -178,7 +183,8 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
     if !args.test_tokens && args.tokens.is_empty() {
         bail!("no tokens: pass --token ADDRESS (repeatable) for existing ERC-20s, or --test-tokens on a test chain");
     }
-    let url = args.rpc_url.parse().with_context(|| format!("--rpc-url {:?} is not a URL", args.rpc_url))?;
+    let shown = crate::config::redacted(&args.rpc_url);
+    let url = args.rpc_url.parse().with_context(|| format!("--rpc-url {shown} is not a URL"))?;
     let deployer_address = deployer.address();
     let provider: DynProvider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(deployer))
@@ -186,8 +192,9 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
         .erased();
     let chain_id = tokio::time::timeout(std::time::Duration::from_secs(15), deploy::preflight(&provider, deployer_address))
         .await
-        .map_err(|_| anyhow::anyhow!("cannot reach the RPC endpoint {}: no answer in 15 s", args.rpc_url))?
-        .with_context(|| format!("preflight against {}", args.rpc_url))?;
+        .map_err(|_| anyhow::anyhow!("cannot reach the RPC endpoint {shown}: no answer in 15 s"))?
+        // The transport's error names the URL, key and all.
+        .map_err(|e| anyhow::anyhow!("preflight against {shown}: {}", crate::config::scrubbed(&format!("{e:#}"), &args.rpc_url)))?;
     println!("deploying to chain {chain_id} from {deployer_address}");
     let plan = DeployPlan {
         owner: args.owner.unwrap_or(deployer_address),
@@ -250,6 +257,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.http_port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{} (is the port free? --http-port picks another)", args.http_port))?;
+    let ops_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.ops_port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{} (is the port free? --ops-port picks another)", args.ops_port))?;
     let anvil = devnet::spawn_anvil(&toolchain, &options)
         .with_context(|| format!("starting anvil on port {} (is the port free?)", args.rpc_port))?;
     check_fixture_code(&anvil, &deployment).await?;
@@ -268,6 +278,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     settings.chain.quote_signer_key = Some(SecretString::from(hex_key(&devnet::key(&anvil, devnet::QUOTE_SIGNER))));
     settings.chain.issuer_key = Some(SecretString::from(hex_key(&devnet::key(&anvil, devnet::ISSUER))));
     settings.http.bind = listener.local_addr()?.to_string();
+    settings.http.ops_bind = ops_listener.local_addr()?.to_string();
+    // Local anvil carries no key: the page may hand it to wallets.
+    settings.http.public_rpc_url = Some(anvil.endpoint());
     settings.http.web_dir = toolchain.root().join("web").join("dist");
     // A receiver on this machine is what local development needs.
     settings.webhooks.allow_private_targets = true;
@@ -281,6 +294,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("tmai-pay dev: local chain and service running");
     println!("  checkout page  http://{address}/checkout");
     println!("  API            http://{address}/v1/plans   (docs http://{address}/docs)");
+    println!("  operations     http://{}/metrics and /readyz", ops_listener.local_addr()?);
     println!("  RPC URL        {}   (chain id {}, a block every {} s)", anvil.endpoint(), deployment.chain_id, args.block_time);
     println!("  database       {}", db_path.display());
     println!("  merchant key   {api_key}   (Authorization: Bearer …; webhooks may target this machine)");
@@ -291,7 +305,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("Press Ctrl-C to stop.");
     let cancel = stop_on_ctrl_c();
-    service.run_until_stopped(listener, cancel).await?;
+    service.run_until_stopped(listener, ops_listener, cancel).await?;
     drop(anvil);
     println!("stopped");
     Ok(())

@@ -121,16 +121,32 @@ impl Default for CardSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Address to listen on.
+    /// Address of the public listener: the API, the checkout page, `/healthz`.
     pub bind: String,
+    /// Address of the operations listener: `/metrics`, `/readyz` and `/healthz`. Loopback
+    /// by default; expose it only to your monitoring (both routes read the database and the
+    /// chain).
+    pub ops_bind: String,
     /// Chain name shown to wallets when the page asks them to add the chain.
     pub chain_name: String,
-    /// JSON-RPC URL wallets should use (default: `chain.rpc_url`).
-    pub public_rpc_url: String,
-    /// Requests per second each client address may make to the public routes (0: no limit).
+    /// JSON-RPC URL wallets may add for the chain (`GET /v1/plans` shows it). Never
+    /// `chain.rpc_url`, which usually carries a provider key: unset, wallets use their own.
+    pub public_rpc_url: Option<String>,
+    /// Requests per second each client may make to the public routes (0: no limit). A
+    /// client is an IPv4 address or an IPv6 /64.
     pub rate_limit_per_second: u32,
     /// Requests a client may make at once before the rate applies.
     pub rate_limit_burst: u32,
+    /// Reverse proxies (CIDRs such as `10.0.0.0/8`, or single addresses) whose
+    /// `X-Forwarded-For` names the client: the client is the rightmost address in it that is
+    /// not a trusted proxy. Empty: the connecting address is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Checkout event streams open at once, over all clients (beyond: 429).
+    pub max_event_streams: usize,
+    /// Checkout event streams one client may hold open at once (beyond: 429).
+    pub max_event_streams_per_client: usize,
+    /// Seconds an event stream stays open at most; a browser's `EventSource` then reconnects.
+    pub event_stream_max_secs: u64,
     /// Seconds before a request is answered 408.
     pub request_timeout_secs: u64,
     /// Largest request body, in bytes.
@@ -143,15 +159,92 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".into(),
+            ops_bind: "127.0.0.1:9090".into(),
             chain_name: "tmai-pay local".into(),
-            public_rpc_url: String::new(),
+            public_rpc_url: None,
             rate_limit_per_second: 20,
             rate_limit_burst: 40,
+            trusted_proxies: Vec::new(),
+            max_event_streams: 2_000,
+            max_event_streams_per_client: 16,
+            event_stream_max_secs: 600,
             request_timeout_secs: 10,
             body_limit_bytes: 16 * 1024,
             web_dir: PathBuf::from("web/dist"),
         }
     }
+}
+
+impl HttpSettings {
+    /// Returns the public RPC URL, when one is set (an empty value is none).
+    pub fn public_rpc_url(&self) -> Option<&str> {
+        self.public_rpc_url.as_deref().map(str::trim).filter(|u| !u.is_empty())
+    }
+
+    /// Returns the trusted proxies, parsed (a bare address is a single-address range).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|text| {
+                let text = text.trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| format!("{text:?} is not an address or CIDR range such as 10.0.0.0/8"))
+            })
+            .collect()
+    }
+}
+
+/// Returns `url` fit to show or log: credentials, query values, fragments and path segments
+/// that look like API keys (`/v3/<32 hex>`, `/v2/<key>`, long tokens with digits) become
+/// `***`. A value that is not a URL is shown as `<not a URL>`.
+pub fn redacted(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url.trim()) else { return "<not a URL>".into() };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let _ = parsed.set_username("***");
+        let _ = parsed.set_password(None);
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        let query = names.iter().map(|name| format!("{name}=***")).collect::<Vec<_>>().join("&");
+        parsed.set_query(Some(&query));
+    }
+    parsed.set_fragment(None);
+    if !parsed.cannot_be_a_base() {
+        let segments: Vec<String> = parsed.path().split('/').map(String::from).collect();
+        let mut kept = Vec::with_capacity(segments.len());
+        for (i, segment) in segments.iter().enumerate() {
+            let after_version = i > 0 && matches!(segments[i - 1].as_str(), "v1" | "v2" | "v3" | "v4");
+            kept.push(if looks_like_key(segment, after_version) { "***".to_string() } else { segment.clone() });
+        }
+        parsed.set_path(&kept.join("/"));
+    }
+    parsed.to_string().replace("%2A", "*")
+}
+
+/// Returns `text` (an error message, say) with every spelling of `url` in it replaced by
+/// [`redacted`]`(url)`: HTTP client errors name the URL they failed on.
+pub fn scrubbed(text: &str, url: &str) -> String {
+    let shown = redacted(url);
+    let mut text = text.to_string();
+    let mut spellings = vec![url.trim().to_string()];
+    if let Ok(parsed) = url::Url::parse(url.trim()) {
+        spellings.push(parsed.to_string());
+    }
+    spellings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for spelling in spellings.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(spelling.as_str(), &shown);
+    }
+    text
+}
+
+/// Whether a path segment looks like a key: a run of 20+ letters, digits, `-` and `_`
+/// holding a digit (Infura, Ankr, QuickNode), or of 16+ after a `/v2/`-style version
+/// segment (Alchemy keys need not hold a digit).
+fn looks_like_key(segment: &str, after_version: bool) -> bool {
+    let tokenish = segment.len() >= 16 && segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    tokenish && (after_version || (segment.len() >= 20 && segment.chars().any(|c| c.is_ascii_digit())))
 }
 
 /// Badge minter settings (the `[minter]` table); every field has a default.
@@ -335,7 +428,28 @@ impl Settings {
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid("http.bind", "must be an address and port such as 127.0.0.1:8080"));
         }
+        if self.http.ops_bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("http.ops_bind", "must be an address and port such as 127.0.0.1:9090"));
+        }
+        if self.http.ops_bind == self.http.bind {
+            return Err(invalid("http.ops_bind", "must differ from http.bind (the operations routes are not public)"));
+        }
+        if let Err(message) = self.http.trusted_proxy_nets() {
+            return Err(invalid("http.trusted_proxies", &message));
+        }
+        if let Some(url) = self.http.public_rpc_url()
+            && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(invalid("http.public_rpc_url", "must be an http:// or https:// URL"));
+        }
+        if self.http.max_event_streams == 0 || self.http.max_event_streams_per_client == 0 {
+            return Err(invalid("http.max_event_streams", "max_event_streams and max_event_streams_per_client must be at least 1"));
+        }
+        if self.http.event_stream_max_secs == 0 {
+            return Err(invalid("http.event_stream_max_secs", "must be at least 1"));
+        }
         if self.http.request_timeout_secs == 0 {
+
             return Err(invalid("http.request_timeout_secs", "must be at least 1"));
         }
         if self.http.body_limit_bytes < 1024 {
@@ -395,7 +509,56 @@ mod tests {
     }
 
     #[test]
+    fn urls_are_shown_without_credentials_or_keys() {
+        for (url, shown) in [
+            ("postgres://tmai:s3cret@db.internal:5432/tmai", "postgres://***@db.internal:5432/tmai"),
+            ("postgres://tmai@db.internal/tmai?sslmode=require&password=hunter2", "postgres://***@db.internal/tmai?sslmode=***&password=***"),
+            ("sqlite://tmai-pay.db", "sqlite://tmai-pay.db"),
+            ("sqlite:///var/lib/tmai-pay/tmai-pay.db", "sqlite:///var/lib/tmai-pay/tmai-pay.db"),
+            ("https://mainnet.infura.io/v3/0123456789abcdef0123456789abcdef", "https://mainnet.infura.io/v3/***"),
+            ("wss://mainnet.infura.io/ws/v3/0123456789abcdef0123456789abcdef", "wss://mainnet.infura.io/ws/v3/***"),
+            ("https://eth-mainnet.g.alchemy.com/v2/AbCdEfGhIjKlMnOpQrStUvWxYz_-abcd", "https://eth-mainnet.g.alchemy.com/v2/***"),
+            ("https://rpc.ankr.com/eth/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "https://rpc.ankr.com/eth/***"),
+            ("https://old-frosty-sun.quiknode.pro/4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b/", "https://old-frosty-sun.quiknode.pro/***/"),
+            ("https://rpc.example.org/?apikey=abc123", "https://rpc.example.org/?apikey=***"),
+            ("https://user:pass@rpc.example.org/", "https://***@rpc.example.org/"),
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8545/"),
+            ("ws://127.0.0.1:8545", "ws://127.0.0.1:8545/"),
+            ("https://base-mainnet.public.blastapi.io", "https://base-mainnet.public.blastapi.io/"),
+            ("https://rpc.example.org/ethereum/mainnet", "https://rpc.example.org/ethereum/mainnet"),
+            ("not a url", "<not a URL>"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+        let url = "https://mainnet.infura.io/v3/0123456789abcdef0123456789abcdef";
+        let error = format!("error sending request for url ({url}): connection refused; also {url}");
+        let scrubbed = scrubbed(&error, url);
+        assert!(!scrubbed.contains("0123456789abcdef"), "{scrubbed}");
+        assert!(scrubbed.contains("https://mainnet.infura.io/v3/***"), "{scrubbed}");
+    }
+
+    #[test]
+    fn http_settings_are_checked() {
+        let base = "[chain]\nrpc_url = \"http://x\"\nchain_id = 1\n[http]\n";
+        for (extra, field) in [
+            ("trusted_proxies = [\"10.0.0.0/33\"]", "http.trusted_proxies"),
+            ("trusted_proxies = [\"proxy.internal\"]", "http.trusted_proxies"),
+            ("ops_bind = \"127.0.0.1:8080\"", "http.ops_bind"),
+            ("ops_bind = \"loopback\"", "http.ops_bind"),
+            ("public_rpc_url = \"ftp://x\"", "http.public_rpc_url"),
+            ("max_event_streams_per_client = 0", "http.max_event_streams"),
+        ] {
+            let error = Settings::from_toml(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(error.contains(field), "{extra}: {error}");
+        }
+        let settings = Settings::from_toml(&format!("{base}trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]\npublic_rpc_url = \"\"")).unwrap();
+        assert_eq!(settings.http.trusted_proxy_nets().unwrap().len(), 2);
+        assert_eq!(settings.http.public_rpc_url(), None);
+    }
+
+    #[test]
     fn bad_minter_settings_name_the_field() {
+
         let base = "[chain]\nrpc_url = \"http://x\"\nchain_id = 1\n[minter]\n";
         for (extra, field) in [
             ("max_batch_size = 0", "minter.max_batch_size"),

@@ -62,18 +62,16 @@ impl Service {
                 settings.chain.chain_id
             );
         }
-        let url = settings.chain.rpc_url.parse().with_context(|| format!("chain.rpc_url {:?} is not a URL", settings.chain.rpc_url))?;
+        let shown = crate::config::redacted(&settings.chain.rpc_url);
+        let url = settings.chain.rpc_url.parse().with_context(|| format!("chain.rpc_url {shown} is not a URL"))?;
         let provider = ProviderBuilder::new().connect_http(url).erased();
         let reported = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
             .await
-            .map_err(|_| anyhow::anyhow!("cannot reach the RPC endpoint {}: no answer in 10 s", settings.chain.rpc_url))?
-            .with_context(|| format!("cannot reach the RPC endpoint {}", settings.chain.rpc_url))?;
+            .map_err(|_| anyhow::anyhow!("cannot reach the RPC endpoint {shown}: no answer in 10 s"))?
+            // The transport's error names the URL, key and all.
+            .map_err(|e| anyhow::anyhow!("cannot reach the RPC endpoint {shown}: {}", crate::config::scrubbed(&format!("{e:#}"), &settings.chain.rpc_url)))?;
         if reported != settings.chain.chain_id {
-            bail!(
-                "the RPC endpoint {} reports chain id {reported}, but chain.chain_id is {}",
-                settings.chain.rpc_url,
-                settings.chain.chain_id
-            );
+            bail!("the RPC endpoint {shown} reports chain id {reported}, but chain.chain_id is {}", settings.chain.chain_id);
         }
         let code = provider.get_code_at(deployment.checkout).await.context("reading the checkout contract")?;
         if code.is_empty() {
@@ -104,7 +102,9 @@ impl Service {
             }
             None => None,
         };
-        let db = Db::connect(&settings.database_url).await?;
+        let db = Db::connect(&settings.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", crate::config::redacted(&settings.database_url)))?;
         // Order ids come from the database's sequence; a database that is behind the chain
         // (restored from an old backup, or a new one against a used contract) would sign
         // quotes for ids already paid, which the contract refuses.
@@ -140,10 +140,8 @@ impl Service {
             .quote_signer
             .clone()
             .map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs));
-        let mut http = self.settings.http.clone();
-        if http.public_rpc_url.is_empty() {
-            http.public_rpc_url = chain.rpc_url.clone();
-        }
+        // No fallback to chain.rpc_url for wallets: provider URLs carry API keys.
+        let http = self.settings.http.clone();
         AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel)
             .with_quotes(quotes)
             .with_clock(self.clock.clone())
@@ -151,12 +149,19 @@ impl Service {
             .with_card(self.settings.card.clone())
     }
 
-    /// Runs the HTTP server on `listener`, the watcher, the minter (when an issuer key is
-    /// set) and the webhook deliverer (each leader-elected on PostgreSQL), and the reminder
-    /// pass (on every instance) until `cancel` fires; in-flight requests finish first.
-    pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
-        let router = crate::http::router(self.app_state(cancel.clone()));
-        let server = crate::http::serve(listener, router, cancel.clone());
+    /// Runs the public HTTP server on `listener` and the operations one on `ops`, the
+    /// watcher, the minter (when an issuer key is set) and the webhook deliverer (each
+    /// leader-elected on PostgreSQL), and the reminder pass (on every instance) until
+    /// `cancel` fires; in-flight requests finish first.
+    pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, ops: tokio::net::TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+        let state = self.app_state(cancel.clone());
+        let public = crate::http::serve(listener, crate::http::router(state.clone()), cancel.clone());
+        let operations = crate::http::serve(ops, crate::http::ops_router(state), cancel.clone());
+        let server = async {
+            let (public, operations) = tokio::join!(public, operations);
+            public.context("public HTTP listener")?;
+            operations.context("operations HTTP listener")
+        };
         let watcher = self.watcher();
         let retry = Duration::from_secs(1);
         // Each leadership term subscribes to new heads afresh.
@@ -190,7 +195,7 @@ impl Service {
             result
         };
         let (s, w, m, d, ()) = tokio::join!(server, watching, minting, delivering, reminding);
-        s.context("HTTP server")?;
+        s?;
         w?;
         m?;
         d?;
@@ -231,7 +236,7 @@ impl Service {
         let ws = match ProviderBuilder::new().connect_ws(WsConnect::new(url.clone())).await {
             Ok(ws) => ws,
             Err(error) => {
-                tracing::warn!(%error, url, "no websocket; polling for new blocks");
+                tracing::warn!(%error, url = %crate::config::redacted(&url), "no websocket; polling for new blocks");
                 return None;
             }
         };

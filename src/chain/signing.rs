@@ -79,10 +79,21 @@ pub async fn sign_quote(
 /// Signs 32-byte digests with libsecp256k1 (the C library Bitcoin Core maintains), about
 /// twice as fast as the pure-Rust signer on the checkout's hot path, with the same
 /// deterministic (RFC 6979, low-s) signatures: a test pins that both agree.
+///
+/// The key copied into libsecp256k1's type is wiped when the last clone is dropped.
 #[derive(Clone)]
 pub struct DigestSigner {
     context: std::sync::Arc<secp256k1::Secp256k1<secp256k1::SignOnly>>,
-    key: secp256k1::SecretKey,
+    key: std::sync::Arc<WipedKey>,
+}
+
+/// A secret key overwritten when dropped (`SecretKey` is `Copy` and wipes nothing itself).
+struct WipedKey(secp256k1::SecretKey);
+
+impl Drop for WipedKey {
+    fn drop(&mut self) {
+        self.0.non_secure_erase();
+    }
 }
 
 impl std::fmt::Debug for DigestSigner {
@@ -94,14 +105,15 @@ impl std::fmt::Debug for DigestSigner {
 impl DigestSigner {
     /// Returns a signer with `signer`'s key.
     pub fn new(signer: &PrivateKeySigner) -> Self {
-        let bytes: [u8; 32] = signer.credential().to_bytes().into();
+        let mut bytes: [u8; 32] = signer.credential().to_bytes().into();
         let key = secp256k1::SecretKey::from_byte_array(bytes).expect("a k256 signing key is a valid secp256k1 secret key");
-        Self { context: std::sync::Arc::new(secp256k1::Secp256k1::signing_only()), key }
+        zeroize::Zeroize::zeroize(&mut bytes);
+        Self { context: std::sync::Arc::new(secp256k1::Secp256k1::signing_only()), key: std::sync::Arc::new(WipedKey(key)) }
     }
 
     /// Returns the 65-byte signature `r ‖ s ‖ v` (v = 27 or 28) of `digest`.
     pub fn sign(&self, digest: B256) -> Bytes {
-        let signature = self.context.sign_ecdsa_recoverable(secp256k1::Message::from_digest(digest.0), &self.key);
+        let signature = self.context.sign_ecdsa_recoverable(secp256k1::Message::from_digest(digest.0), &self.key.0);
         let (recovery, rs) = signature.serialize_compact();
         let mut out = Vec::with_capacity(65);
         out.extend_from_slice(&rs);
@@ -179,6 +191,17 @@ pub async fn sign_permit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_copied_quote_key_is_wiped_when_dropped() {
+        let secret = [7u8; 32];
+        let mut held = std::mem::ManuallyDrop::new(WipedKey(secp256k1::SecretKey::from_byte_array(secret).unwrap()));
+        assert_eq!(held.0.secret_bytes(), secret);
+        // SAFETY: dropped once; the memory stays a valid `SecretKey` (it has no drop glue of
+        // its own), which is what is read next.
+        unsafe { std::mem::ManuallyDrop::drop(&mut held) };
+        assert_ne!(held.0.secret_bytes(), secret, "the key is still in memory after the drop");
+    }
 
     #[test]
     fn the_cached_quote_hasher_gives_the_eip712_digest() {

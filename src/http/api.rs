@@ -8,21 +8,24 @@ use alloy::primitives::{Address, U256, utils::format_units};
 use axum::{
     Json,
     extract::{Path, Query, State},
-    http::StatusCode,
-    response::sse::{Event, KeepAlive, Sse},
+    http::{HeaderMap, StatusCode},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
 };
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
+    clients::Client,
     error::{ApiError, ApiJson, ErrorBody},
 };
 use crate::{
     billing::{
-        activation::{self, Subscription},
+        activation::{self, ChangeKind, Subscription},
         quotes::{QuoteError, QuoteRequest},
     },
     chain::bindings::MembershipBadge,
@@ -36,8 +39,9 @@ pub struct ChainInfo {
     pub id: u64,
     /// Name shown to wallets.
     pub name: String,
-    /// Public JSON-RPC URL wallets may add.
-    pub rpc_url: String,
+    /// Public JSON-RPC URL wallets may add (`http.public_rpc_url`); null when none is
+    /// configured: wallets then use their own RPC for the chain.
+    pub rpc_url: Option<String>,
     /// Checkout contract.
     pub checkout: String,
     /// Badge contract.
@@ -152,7 +156,7 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
         chain: ChainInfo {
             id: d.chain_id,
             name: state.http.chain_name.clone(),
-            rpc_url: state.http.public_rpc_url.clone(),
+            rpc_url: state.http.public_rpc_url().map(String::from),
             checkout: d.checkout.to_string(),
             badge: d.badge.to_string(),
         },
@@ -216,6 +220,9 @@ pub struct Progress {
     pub badge_tx_hash: Option<String>,
     /// Plan expiry, once active.
     pub expires_at: Option<u64>,
+    /// Nothing more will change: the badge is issued, the plan is active and no badge
+    /// change is due (a scheduled downgrade), or the quote expired unpaid.
+    pub done: bool,
 }
 
 /// A checkout.
@@ -292,7 +299,7 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         signature: issued.signature.to_vec(),
         status: "open".into(),
     };
-    let progress = Progress { stage: "open".into(), confirmations: 0, required: state.confirmations, tx_hash: None, badge_tx_hash: None, expires_at: None };
+    let progress = Progress { stage: "open".into(), confirmations: 0, required: state.confirmations, tx_hash: None, badge_tx_hash: None, expires_at: None, done: false };
     let view = view_of(&state, &order, order.status.clone(), progress);
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -305,44 +312,103 @@ pub async fn get_checkout(State(state): State<AppState>, Path(id): Path<String>)
     load_checkout(&state, &id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no checkout {id:?}")))
 }
 
-/// Streams a checkout's progress as server-sent `progress` events until the badge is
-/// issued or the quote expires unpaid.
+/// Streams a checkout's progress as server-sent `progress` events, one per change, until
+/// nothing more will happen (`done`: the badge is issued, the plan is active and no badge
+/// change is due — a scheduled downgrade —, or the quote expired unpaid), the stream's
+/// lifetime (`http.event_stream_max_secs`) ends, or the service stops. A browser's
+/// `EventSource` reconnects after the lifetime; a reconnection (`Last-Event-ID`) to a
+/// checkout that is done is answered 204, which stops it. Open streams are capped per
+/// client and overall (429).
 #[utoipa::path(get, path = "/v1/checkouts/{id}/events", tag = "public", params(("id" = String, Path, description = "checkout id")), responses(
     (status = 200, description = "text/event-stream of `progress` events whose data is a Progress", content_type = "text/event-stream"),
+    (status = 204, description = "a reconnection (`Last-Event-ID`) to a checkout that is done: nothing more will be sent"),
     (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
 pub async fn checkout_events(
     State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if load_order(&state, &id).await?.is_none() {
+) -> Result<Response, ApiError> {
+    let Some(order) = load_order(&state, &id).await? else {
         return Err(ApiError::not_found(format!("no checkout {id:?}")));
+    };
+    let slot = state.streams.acquire(client)?;
+    // Subscribed before the first read: a commit after it wakes the stream.
+    let commits = state.db.commits();
+    let first = progress_of(&state, &order).await?;
+    if first.done && headers.contains_key("last-event-id") {
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let stream = futures::stream::unfold((state, id, None::<Progress>, false), |(state, id, last, done)| async move {
-        if done {
+    let ends_at = tokio::time::Instant::now() + Duration::from_secs(state.http.event_stream_max_secs);
+    let follow = Follow { state, order, commits, _slot: slot, ends_at, next: Some(first), last: None, sent: 0, read_at: tokio::time::Instant::now() };
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        let progress = f.next_change().await?;
+        f.sent += 1;
+        let event = Event::default().event("progress").id(f.sent.to_string()).json_data(&progress).unwrap_or_default();
+        Some((Ok::<_, Infallible>(event), f))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Longest wait for a commit before a stream reads its checkout anyway: commits on other
+/// PostgreSQL instances (other than to `subscriptions`) wake nobody here.
+const STREAM_FALLBACK_POLL: Duration = Duration::from_secs(5);
+/// Shortest gap between two reads of one stream, however often commits land.
+const STREAM_MIN_READ_GAP: Duration = Duration::from_millis(250);
+
+/// One open event stream.
+struct Follow {
+    state: AppState,
+    order: Order,
+    commits: tokio::sync::watch::Receiver<u64>,
+    _slot: super::streams::StreamSlot,
+    ends_at: tokio::time::Instant,
+    /// Progress read and not yet compared with the last sent.
+    next: Option<Progress>,
+    last: Option<Progress>,
+    sent: u64,
+    read_at: tokio::time::Instant,
+}
+
+impl Follow {
+    /// Returns the next progress that differs from the last sent, reading the checkout only
+    /// after a commit (or the fallback poll, or the quote's deadline); `None` ends the stream.
+    async fn next_change(&mut self) -> Option<Progress> {
+        if self.last.as_ref().is_some_and(|p| p.done) {
             return None;
         }
-        let mut last = last;
         loop {
-            let progress = match load_order(&state, &id).await {
-                Ok(Some(order)) => progress_of(&state, &order).await.ok(),
-                _ => None,
-            };
-            if let Some(progress) = progress
-                && last.as_ref() != Some(&progress)
+            if let Some(progress) = self.next.take()
+                && self.last.as_ref() != Some(&progress)
             {
-                let finished = progress.stage == "badge_issued" || progress.stage == "expired";
-                let event = Event::default().event("progress").json_data(&progress).unwrap_or_default();
-                last = Some(progress);
-                return Some((Ok(event), (state, id, last, finished)));
+                self.last = Some(progress.clone());
+                return Some(progress);
+            }
+            let mut wake_at = (tokio::time::Instant::now() + STREAM_FALLBACK_POLL).min(self.ends_at);
+            if self.last.as_ref().is_some_and(|p| p.stage == "open") {
+                // An unpaid quote expires without any commit.
+                let left = (self.order.deadline + 1).saturating_sub(unix_now() as u64);
+                wake_at = wake_at.min(tokio::time::Instant::now() + Duration::from_secs(left));
             }
             tokio::select! {
-                _ = state.cancel.cancelled() => return None,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = self.state.cancel.cancelled() => return None,
+                _ = tokio::time::sleep_until(self.ends_at) => return None,
+                changed = self.commits.changed() => changed.ok()?,
+                _ = tokio::time::sleep_until(wake_at) => {}
             }
+            let gap = self.read_at + STREAM_MIN_READ_GAP;
+            tokio::select! {
+                _ = self.state.cancel.cancelled() => return None,
+                _ = tokio::time::sleep_until(gap) => {}
+            }
+            // Commits during the gap are covered by the read that follows.
+            self.commits.mark_unchanged();
+            self.read_at = tokio::time::Instant::now();
+            self.state.streams.count_read();
+            self.next = progress_of(&self.state, &self.order).await.ok();
         }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    }
 }
 
 /// One stored order.
@@ -427,7 +493,7 @@ fn view_of(state: &AppState, order: &Order, status: String, progress: Progress) 
 
 async fn progress_of(state: &AppState, order: &Order) -> Result<Progress, ApiError> {
     let required = state.confirmations;
-    let mut progress = Progress { stage: "open".into(), confirmations: 0, required, tx_hash: None, badge_tx_hash: None, expires_at: None };
+    let mut progress = Progress { stage: "open".into(), confirmations: 0, required, tx_hash: None, badge_tx_hash: None, expires_at: None, done: false };
     let payment = sqlx::query(
         "SELECT id, tx_hash, block_number, status FROM payments WHERE matched_order = $1 AND status IN ('detected', 'confirmed') ORDER BY id DESC LIMIT 1",
     )
@@ -437,6 +503,7 @@ async fn progress_of(state: &AppState, order: &Order) -> Result<Progress, ApiErr
     let Some(payment) = payment else {
         if order.deadline < unix_now() as u64 {
             progress.stage = "expired".into();
+            progress.done = true;
         }
         return Ok(progress);
     };
@@ -451,12 +518,17 @@ async fn progress_of(state: &AppState, order: &Order) -> Result<Progress, ApiErr
     }
     progress.confirmations = required;
     progress.stage = "active".into();
-    let activation = sqlx::query("SELECT new_expires_at, created_at FROM activations WHERE payment_id = $1")
+    let activation = sqlx::query("SELECT kind, new_expires_at, created_at FROM activations WHERE payment_id = $1")
         .bind(payment.try_get::<i64, _>("id")?)
         .fetch_optional(state.db.pool())
         .await?;
     if let Some(a) = activation {
         progress.expires_at = Some(a.try_get::<i64, _>("new_expires_at")? as u64);
+        // A scheduled downgrade changes no badge now: no badge job comes for it.
+        if a.try_get::<String, _>("kind")? == ChangeKind::DowngradeScheduled.event() {
+            progress.done = true;
+            return Ok(progress);
+        }
         let job = sqlx::query(
             "SELECT tx_hash FROM badge_jobs WHERE wallet = $1 AND created_at >= $2 AND status = 'confirmed' ORDER BY id DESC LIMIT 1",
         )
@@ -466,6 +538,7 @@ async fn progress_of(state: &AppState, order: &Order) -> Result<Progress, ApiErr
         .await?;
         if let Some(job) = job {
             progress.stage = "badge_issued".into();
+            progress.done = true;
             progress.badge_tx_hash = job
                 .try_get::<Option<Vec<u8>>, _>("tx_hash")?
                 .map(|h| to_b256(&h, "badge_jobs.tx_hash").map(|h| h.to_string()))

@@ -1,10 +1,14 @@
-//! The HTTP side, and the only place axum lives: the `/v1` API, the checkout page,
-//! OpenAPI at `/openapi.json` with a docs page at `/docs`, `/healthz`, `/readyz` and
-//! Prometheus `/metrics`.
+//! The HTTP side, and the only place axum lives. Two listeners: the public one
+//! ([`router`]: the `/v1` API, the checkout page, OpenAPI at `/openapi.json` with a docs
+//! page at `/docs`, and `/healthz`) and the operations one ([`ops_router`], on loopback by
+//! default: Prometheus `/metrics`, `/readyz` and `/healthz`), so that nothing anonymous can
+//! make the service count its tables or call its RPC endpoint at will.
 //!
 //! Every request gets an `x-request-id` (kept when the client sends one) that is in its log
 //! span and its response; bodies are limited; slow requests time out; public routes are
-//! rate-limited per client address; merchant routes need an API key.
+//! rate-limited per client ([`clients`]); merchant routes need an API key. Nothing an
+//! anonymous client does grows without bound: metric labels take fixed values, the rate
+//! limiter forgets idle clients, event streams are capped and end.
 
 use std::{
     net::SocketAddr,
@@ -48,9 +52,11 @@ use crate::{
 
 pub mod api;
 pub mod card;
+pub mod clients;
 pub mod error;
 pub mod keys;
 pub mod members;
+pub mod streams;
 pub mod webhooks;
 
 use error::ApiError;
@@ -101,6 +107,12 @@ pub struct Shared {
     /// The deployment's checkout and token addresses, checksummed once (each checksum is a
     /// keccak hash; a checkout answer shows three of them).
     address_text: Arc<Vec<(Address, String)>>,
+    /// Whose `X-Forwarded-For` is believed ([`clients`]).
+    pub(crate) clients: clients::TrustedProxies,
+    /// Open checkout event streams ([`streams`]).
+    pub(crate) streams: Arc<streams::StreamCaps>,
+    /// The last readiness answer, with when it was worked out (reused for a second).
+    ready: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, Ready)>>>,
 }
 
 /// Subscriptions the read cache holds at most (a few hundred bytes each).
@@ -121,7 +133,14 @@ impl AppState {
             .chain(deployment.tokens.iter().map(|t| t.address))
             .map(|a| (a, a.to_string()))
             .collect();
+        let proxies = http.trusted_proxy_nets().unwrap_or_else(|error| {
+            tracing::error!(%error, "http.trusted_proxies is invalid; trusting no proxy");
+            Vec::new()
+        });
         Self(Arc::new(Shared {
+            clients: clients::TrustedProxies::new(proxies),
+            streams: streams::StreamCaps::new(http.max_event_streams, http.max_event_streams_per_client),
+            ready: Default::default(),
             address_text: Arc::new(address_text),
             db,
             catalog,
@@ -174,6 +193,12 @@ impl AppState {
     pub fn with_card(mut self, card: CardSettings) -> Self {
         self.parts().card = Arc::new(card);
         self
+    }
+
+    /// Returns how many times event streams have re-read their checkout (after a commit, the
+    /// fallback poll or a deadline), over this state's life.
+    pub fn event_stream_reads(&self) -> u64 {
+        self.streams.reads()
     }
 
     /// Returns the chain's head block, read at most every 200 ms whatever the load.
@@ -240,7 +265,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// Returns the whole application router.
+/// Returns the public listener's router: the API, the checkout page, the API documents and
+/// `/healthz`.
 pub fn router(state: AppState) -> Router {
     prometheus();
     let limits = &state.http;
@@ -254,6 +280,7 @@ pub fn router(state: AppState) -> Router {
     let public = if limits.rate_limit_per_second > 0 {
         let per_request = Duration::from_secs_f64(1.0 / f64::from(limits.rate_limit_per_second));
         let config = tower_governor::governor::GovernorConfigBuilder::default()
+            .key_extractor(clients::ClientKey(state.clients.clone()))
             .period(per_request)
             .burst_size(limits.rate_limit_burst.max(1))
             .error_handler(|error| {
@@ -261,18 +288,20 @@ pub fn router(state: AppState) -> Router {
                     tower_governor::GovernorError::TooManyRequests { wait_time, .. } => *wait_time,
                     _ => 1,
                 };
-                let mut response = ApiError::new(
+                ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     format!("too many requests from your address; retry in {} s", wait.max(1)),
                 )
-                .into_response();
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
-                response
+                .retry_after(wait.max(1))
+                .into_response()
             })
             .finish()
             .expect("rate limit settings are validated");
-        public.layer(tower_governor::GovernorLayer { config: Arc::new(config) })
+        let sweeper = clients::RateLimit::new(config.limiter().clone(), RATE_LIMIT_SWEEP);
+        public
+            .layer(tower_governor::GovernorLayer { config: Arc::new(config) })
+            .layer(middleware::from_fn_with_state(sweeper, clients::sweep_idle))
     } else {
         public
     };
@@ -298,34 +327,45 @@ pub fn router(state: AppState) -> Router {
     let card_in = Router::new()
         .route("/v1/card/webhook", post(card::webhook))
         .route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
-    let ops = Router::new()
+    let documents = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_page))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
         .route("/bench/hello", get(hello));
     let page = Router::new().route("/checkout", get(checkout_page)).route("/checkout/assets/{file}", get(checkout_asset));
-    let timeout = Duration::from_secs(limits.request_timeout_secs);
-    let body_limit = limits.body_limit_bytes;
-    Router::new()
-        .merge(public)
-        .merge(merchant)
-        .merge(card_in)
-        .merge(ops)
-        .merge(page)
-        .fallback(not_found)
+    let app = Router::new().merge(public).merge(merchant).merge(card_in).merge(documents).merge(page);
+    with_common_layers(app, &state).with_state(state)
+}
+
+/// Returns the operations listener's router: `/metrics`, `/readyz` and `/healthz`.
+pub fn ops_router(state: AppState) -> Router {
+    prometheus();
+    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_page));
+    with_common_layers(app, &state).with_state(state)
+}
+
+/// How often the rate limiter forgets idle clients, at most.
+const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(30);
+
+/// Adds what both listeners share: the one error shape for unknown routes and methods,
+/// body limit, metrics, timeout, request ids, tracing, `nosniff`.
+fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let timeout = Duration::from_secs(state.http.request_timeout_secs);
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(state.http.body_limit_bytes))
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            tracing::info_span!("http", method = %method_label(request.method()), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .layer(middleware::map_response(|mut response: Response| async move {
+            response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }))
 }
 
 /// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.
@@ -338,12 +378,28 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, cancel: Ca
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::histogram!("tmai_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Returns the metrics label of `method`: hyper accepts any token as a method, and each
+/// label value is a new series kept for the life of the process.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -362,7 +418,7 @@ pub struct Health {
 }
 
 /// Readiness: what the service depends on.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Ready {
     /// `ready` or `not_ready`.
     pub status: String,
@@ -378,15 +434,27 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Answers 200 when the database and the RPC endpoint answer, 503 otherwise.
+/// Answers 200 when the database and the RPC endpoint answer, 503 otherwise. Served on the
+/// operations listener (`http.ops_bind`) only; the answer is reused for a second.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let mut cached = state.ready.lock().await;
+    if let Some((at, status, ready)) = cached.as_ref()
+        && at.elapsed() < READY_CACHE
+    {
+        return (*status, Json(ready.clone()));
+    }
     let database = sqlx::query("SELECT 1").execute(state.db.pool()).await.is_ok();
     let rpc = tokio::time::timeout(Duration::from_secs(2), state.provider.get_block_number()).await.is_ok_and(|r| r.is_ok());
-    let ready = database && rpc;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Ready { status: if ready { "ready" } else { "not_ready" }.into(), database, rpc }))
+    let ok = database && rpc;
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc };
+    *cached = Some((Instant::now(), status, ready.clone()));
+    (status, Json(ready))
 }
+
+/// How long a readiness answer is reused.
+const READY_CACHE: Duration = Duration::from_secs(1);
 
 async fn metrics_page(State(state): State<AppState>) -> Response {
     // Gauges read on scrape: watcher lag, queue depths.
@@ -428,6 +496,13 @@ async fn checkout_asset(State(state): State<AppState>, axum::extract::Path(file)
     serve_web_file(&state.http.web_dir, &file).await
 }
 
+/// The checkout page's Content-Security-Policy: its own script, style and API (fetch and
+/// the event stream) only; images from itself and `data:` (the badge's on-chain SVG, the
+/// empty favicon); no plugins, no framing, no `<base>` or form posts elsewhere. The wallet
+/// reaches the chain itself, outside the page.
+const CHECKOUT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 async fn serve_web_file(dir: &std::path::Path, name: &str) -> Response {
     let allowed = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !name.starts_with('.');
     if !allowed {
@@ -445,7 +520,11 @@ async fn serve_web_file(dir: &std::path::Path, name: &str) -> Response {
                 Some("map") | Some("json") => "application/json",
                 _ => "application/octet-stream",
             };
-            ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
+            let mut response = ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], bytes).into_response();
+            if mime.starts_with("text/html") {
+                response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CHECKOUT_CSP));
+            }
+            response
         }
         Err(_) if name == "checkout.html" => ApiError::unavailable(format!(
             "the checkout page is not built: run tools/install.sh (it builds {})",

@@ -109,16 +109,7 @@ impl Sent {
 impl Deliverer {
     /// Returns a worker for `db` with `settings`, reading time from `clock`.
     pub fn new(db: Db, settings: WebhookSettings, clock: Clock) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_secs))
-            .connect_timeout(Duration::from_secs(settings.timeout_secs.min(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tmai-pay-webhooks/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(4);
-        if let Some(resolver) = targets::resolver(settings.allow_private_targets) {
-            builder = builder.dns_resolver(resolver);
-        }
-        let client = builder.build()?;
+        let client = client(&settings)?;
         Ok(Self { inner: Arc::new(Inner { db, client, settings, clock, busy: Mutex::default() }) })
     }
 
@@ -499,6 +490,24 @@ fn jittered(secs: u64, percent: u8) -> i64 {
     if spread == 0 { base } else { base + rand::rng().random_range(0..=spread) }
 }
 
+/// Returns the HTTP client webhooks are sent with: no redirects, names resolved through the
+/// SSRF guard ([`targets::GuardedResolver`]) unless private targets are allowed, and no
+/// proxy whatever `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` say. Through a proxy the guard
+/// would check only the proxy's address, and the proxy would connect to any target.
+fn client(settings: &WebhookSettings) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(settings.timeout_secs))
+        .connect_timeout(Duration::from_secs(settings.timeout_secs.min(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tmai-pay-webhooks/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(4);
+    if let Some(resolver) = targets::resolver(settings.allow_private_targets) {
+        builder = builder.dns_resolver(resolver);
+    }
+    builder.build()
+}
+
 /// Refuses a URL whose host is a non-public IP literal (names are checked by the resolver).
 fn literal_allowed(url: &str, allow_private: bool) -> Result<(), String> {
     if allow_private {
@@ -550,6 +559,50 @@ mod tests {
         }
         assert_eq!(jittered(0, 10), 0);
         assert_eq!(jittered(5, 0), 5_000);
+    }
+
+    /// A proxy from the environment would take every request, so the guard would only
+    /// ever see the proxy's (allowed) address: the client must not use one.
+    #[tokio::test]
+    async fn a_proxy_in_the_environment_is_not_a_way_around_the_guard() {
+        // Arrange: a "proxy" that answers 200 to anything and counts its connections
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = proxy.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            }
+        });
+        let settings = WebhookSettings { timeout_secs: 5, ..WebhookSettings::default() };
+        let variables = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+        // SAFETY: the variables are set only while this client is built (reqwest reads them
+        // at build time) and removed at once; no other unit test builds an HTTP client.
+        unsafe {
+            for name in variables {
+                std::env::set_var(name, &proxy_url);
+            }
+        }
+        let guarded = client(&settings);
+        unsafe {
+            for name in variables {
+                std::env::remove_var(name);
+            }
+        }
+        let guarded = guarded.unwrap();
+
+        // Act: a name that resolves to loopback
+        let result = guarded.post("http://localhost:9/hook").body("{}").send().await;
+
+        // Assert
+        let error = result.expect_err("a loopback target must be refused even with a proxy configured");
+        assert!(describe(&error).contains("private"), "{}", describe(&error));
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the request went through the proxy");
     }
 
     #[test]

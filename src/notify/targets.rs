@@ -17,21 +17,34 @@ use url::{Host, Url};
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let s = v6.segments();
-            !(v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
-                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 reaches IPv4 inside
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || v6 == Ipv6Addr::from([0, 0, 0, 0, 0, 0, 0, 1]))
-        }
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+/// An IPv6 address is public only inside global unicast `2000::/3` and outside the special
+/// ranges there; an address that carries an IPv4 address (mapped, NAT64, 6to4) is as public
+/// as that IPv4 address, since that is where the packet ends up.
+fn is_public_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let low_v4 = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        // IPv4-mapped ::ffff:0:0/96
+        [0, 0, 0, 0, 0, 0xffff, _, _] => is_public_v4(low_v4()),
+        // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052)
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => is_public_v4(low_v4()),
+        // 6to4 2002::/16: the IPv4 address is in bits 16-48
+        [0x2002, a, b, ..] => is_public_v4(Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8)),
+        // Outside global unicast 2000::/3: unspecified, loopback, IPv4-compatible ::/96,
+        // discard 100::/64, local-use NAT64 64:ff9b:1::/48, unique local fc00::/7,
+        // link-local fe80::/10, site-local fec0::/10, multicast ff00::/8, SRv6 5f00::/16.
+        [first, ..] if first & 0xe000 != 0x2000 => false,
+        // IETF protocol assignments 2001::/23: Teredo 2001::/32 (reaches IPv4 through a
+        // relay), benchmarking 2001:2::/48, ORCHID 2001:10::/28 and 2001:20::/28.
+        [0x2001, second, ..] if second < 0x0200 => false,
+        // Documentation 2001:db8::/32 and 3fff::/20
+        [0x2001, 0x0db8, ..] => false,
+        [0x3fff, second, ..] if second & 0xf000 == 0 => false,
+        _ => true,
     }
 }
 
@@ -141,12 +154,58 @@ mod tests {
     fn private_ranges_are_not_public() {
         for ip in [
             "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "255.255.255.255", "224.0.0.1", "::1", "::", "fc00::1", "fd12::1", "fe80::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "64:ff9b::7f00:1", "198.18.0.1",
+            "255.255.255.255", "224.0.0.1", "198.18.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1", "172.32.0.1"] {
+        for ip in ["1.1.1.1", "8.8.8.8", "172.32.0.1"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// Every special IPv6 range, each with an address inside it that is refused and, where
+    /// the range has a public neighbour, one just outside it that is accepted.
+    #[test]
+    fn ipv6_targets_must_be_globally_routable() {
+        let table: &[(&str, &str, Option<&str>)] = &[
+            // (range, refused, accepted neighbour)
+            ("::/128 unspecified", "::", None),
+            ("::1/128 loopback", "::1", None),
+            ("::/96 IPv4-compatible", "::8.8.8.8", None),
+            ("::/96 IPv4-compatible", "::7f00:1", None),
+            ("::ffff:0:0/96 IPv4-mapped, private inside", "::ffff:127.0.0.1", Some("::ffff:1.1.1.1")),
+            ("::ffff:0:0/96 IPv4-mapped, private inside", "::ffff:10.0.0.1", Some("::ffff:8.8.8.8")),
+            ("::ffff:0:0/96 IPv4-mapped, metadata inside", "::ffff:169.254.169.254", None),
+            ("64:ff9b::/96 NAT64, private inside", "64:ff9b::7f00:1", Some("64:ff9b::808:808")),
+            ("64:ff9b::/96 NAT64, private inside", "64:ff9b::10.0.0.1", Some("64:ff9b::1.1.1.1")),
+            ("64:ff9b:1::/48 local-use NAT64", "64:ff9b:1::808:808", None),
+            ("2002::/16 6to4, private inside", "2002:7f00:1::1", Some("2002:808:808::1")),
+            ("2002::/16 6to4, private inside", "2002:a00:1::1", Some("2002:101:101::")),
+            ("2002::/16 6to4, metadata inside", "2002:a9fe:a9fe::1", None),
+            ("2001::/32 Teredo", "2001:0:4136:e378:8000:63bf:3fff:fdd2", Some("2001:200::1")),
+            ("2001:2::/48 benchmarking", "2001:2::1", None),
+            ("2001:10::/28 ORCHID", "2001:10::1", None),
+            ("2001:20::/28 ORCHIDv2", "2001:20::1", None),
+            ("100::/64 discard", "100::1", None),
+            ("2001:db8::/32 documentation", "2001:db8::1", Some("2001:db9::1")),
+            ("3fff::/20 documentation", "3fff::1", Some("3ffe:ffff::1")),
+            ("3fff::/20 documentation", "3fff:fff::1", Some("3fff:1000::1")),
+            ("fc00::/7 unique local", "fc00::1", None),
+            ("fc00::/7 unique local", "fd12::1", None),
+            ("fe80::/10 link-local", "fe80::1", None),
+            ("fec0::/10 site-local", "fec0::1", None),
+            ("ff00::/8 multicast", "ff02::1", None),
+            ("5f00::/16 SRv6", "5f00::1", None),
+            ("outside 2000::/3", "1fff:ffff::1", Some("2000::1")),
+            ("outside 2000::/3", "4000::1", Some("3ffe::1")),
+        ];
+        for (range, refused, accepted) in table {
+            assert!(!is_public(refused.parse().unwrap()), "{refused} ({range}) must be refused");
+            if let Some(accepted) = accepted {
+                assert!(is_public(accepted.parse().unwrap()), "{accepted} (beside {range}) must be accepted");
+            }
+        }
+        for ip in ["2606:4700:4700::1111", "2a00:1450:4001:82b::200e", "2001:4860:4860::8888"] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -9,6 +9,9 @@
 //! carries the generation read *before* its database read, so an entry that raced a
 //! write is already stale when it is stored.
 //!
+//! The same counter wakes what waits for commits ([`Changes::subscribe`]): checkout event
+//! streams re-read a checkout only after a commit that could have moved it.
+//!
 //! SQLite has one process writing (leader election and several instances need
 //! PostgreSQL); a write to the file from another process — nothing in `tmai-pay` writes
 //! subscriptions outside the service — is seen by caches only at the next write here.
@@ -33,6 +36,8 @@ pub(crate) struct Changes {
     /// PostgreSQL URL for the listener (none on SQLite, where this process is the writer).
     listen_url: Option<String>,
     listener: OnceLock<ListenerTask>,
+    /// Sends the generation after each move, to whoever waits for commits.
+    wake: tokio::sync::watch::Sender<u64>,
 }
 
 /// Aborts the listener when the last handle to the database is dropped.
@@ -47,12 +52,26 @@ impl Drop for ListenerTask {
 
 impl Changes {
     pub(crate) fn new(listen_url: Option<String>) -> Self {
-        Self { generation: AtomicU64::new(0), coherent: AtomicBool::new(listen_url.is_none()), listen_url, listener: OnceLock::new() }
+        Self {
+            generation: AtomicU64::new(0),
+            coherent: AtomicBool::new(listen_url.is_none()),
+            listen_url,
+            listener: OnceLock::new(),
+            wake: tokio::sync::watch::channel(0).0,
+        }
     }
 
     /// Records a committed write.
     pub(crate) fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake.send_replace(generation);
+    }
+
+    /// Returns a receiver that sees every move of the generation (commits of this process,
+    /// and on PostgreSQL the `subscriptions` commits of others). Starts the listener.
+    pub(crate) fn subscribe(self: &Arc<Self>) -> tokio::sync::watch::Receiver<u64> {
+        let _ = self.generation();
+        self.wake.subscribe()
     }
 
     /// Returns the generation to tag a read with, or `None` when caching is off. Starts
@@ -157,6 +176,17 @@ mod tests {
         cache.insert(2, in_flight, "raced");
         assert_eq!(cache.get(&2, changes.generation().unwrap()), None);
         assert_eq!(cache.get(&1, changes.generation().unwrap()), None, "every entry is stale after a write");
+    }
+
+    #[tokio::test]
+    async fn a_commit_wakes_those_waiting_for_one() {
+        let changes = Arc::new(Changes::new(None));
+        let mut commits = changes.subscribe();
+        let waiting = tokio::spawn(async move { commits.changed().await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "woken without a commit");
+        changes.bump();
+        assert!(tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap());
     }
 
     #[tokio::test]

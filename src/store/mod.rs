@@ -262,6 +262,13 @@ impl Db {
         self.changes.generation()
     }
 
+    /// Returns a receiver woken after each commit that may change what readers see: every
+    /// [`WriteTx`] commit except those that keep read caches (new orders), the watcher's
+    /// own SQLite commits, and on PostgreSQL other instances' `subscriptions` commits.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Begins a write transaction on the process's own SQLite connection ([`sqlite`]),
     /// after this process's other writers (`None` where there is no such connection).
     pub(crate) async fn begin_sqlite(&self) -> Option<Result<sqlite::SqliteTx, StoreError>> {

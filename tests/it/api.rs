@@ -16,7 +16,7 @@ use tmai_pay::{
         minter::{Minter, MinterConfig},
     },
     config::HttpSettings,
-    http::{AppState, keys, router, serve},
+    http::{AppState, keys, ops_router, router, serve},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -28,9 +28,12 @@ use crate::{
 pub(crate) struct App {
     pub(crate) h: Harness,
     pub(crate) base: String,
+    /// The operations listener (`/metrics`, `/readyz`).
+    pub(crate) ops: String,
     pub(crate) client: reqwest::Client,
     pub(crate) key: String,
     pub(crate) doc: Value,
+    pub(crate) state: AppState,
     cancel: CancellationToken,
 }
 
@@ -55,16 +58,19 @@ impl App {
         let cancel = CancellationToken::new();
         let d = h.chain.deployment.clone();
         let mut http = http;
-        http.public_rpc_url = h.chain.anvil.endpoint();
+        http.public_rpc_url = Some(h.chain.anvil.endpoint());
         let state = AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, h.rpc.clone(), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
         let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(listener, router(state), cancel.clone()));
+        let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ops = format!("http://{}", ops_listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, router(state.clone()), cancel.clone()));
+        tokio::spawn(serve(ops_listener, ops_router(state.clone()), cancel.clone()));
         let (_, key) = keys::create(&h.test_db.db, "tests").await.unwrap();
         let client = reqwest::Client::new();
         let doc: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
-        Self { h, base, client, key, doc, cancel }
+        Self { h, base, ops, client, key, doc, state, cancel }
     }
 
     pub(crate) fn minter(&self) -> Minter {
@@ -183,8 +189,11 @@ async fn a_checkout_goes_from_quote_to_badge_through_the_api(kind: DbKind) {
     assert_eq!(status, 200);
     let (status, health) = app.call("GET", "/healthz", "/healthz", None, None).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
-    let (status, ready) = app.call("GET", "/readyz", "/readyz", None, None).await;
-    assert_eq!((status, ready["rpc"].as_bool()), (200, Some(true)));
+    let response = app.client.get(format!("{}/readyz", app.ops)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let ready: Value = response.json().await.unwrap();
+    app.check("GET", "/readyz", 200, &ready);
+    assert_eq!(ready["rpc"].as_bool(), Some(true));
 }
 on_both_databases!(a_checkout_goes_from_quote_to_badge_through_the_api);
 
@@ -400,7 +409,7 @@ async fn metrics_request_ids_and_docs() {
     let app = App::spawn(DbKind::Sqlite).await;
     app.call("GET", "/v1/plans", "/v1/plans", None, None).await;
     app.h.catch_up().await;
-    let response = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+    let response = app.client.get(format!("{}/metrics", app.ops)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let text = response.text().await.unwrap();
     for needle in ["tmai_http_request_duration_seconds_bucket", "route=\"/v1/plans\"", "tmai_watcher_lag_blocks", "tmai_badge_jobs{status=\"queued\"}"] {
@@ -417,3 +426,198 @@ async fn metrics_request_ids_and_docs() {
         assert!(app.doc["paths"][route].is_object(), "{route}");
     }
 }
+
+/// `/metrics` and `/readyz` (database counts and an RPC call each) are on the operations
+/// listener only; the public one answers 404 for them in the one error shape.
+async fn operations_routes_are_not_on_the_public_listener(kind: DbKind) {
+    let app = App::spawn(kind).await;
+    for route in ["/metrics", "/readyz"] {
+        let public = app.client.get(format!("{}{route}", app.base)).send().await.unwrap();
+        assert_eq!(public.status().as_u16(), 404, "{route} on the public listener");
+        assert_eq!(public.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+        let ops = app.client.get(format!("{}{route}", app.ops)).send().await.unwrap();
+        assert_eq!(ops.status().as_u16(), 200, "{route} on the operations listener");
+    }
+    for base in [&app.base, &app.ops] {
+        assert_eq!(app.client.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(), 200);
+    }
+    let ops_v1 = app.client.get(format!("{}/v1/plans", app.ops)).send().await.unwrap();
+    assert_eq!(ops_v1.status().as_u16(), 404, "the API is not on the operations listener");
+}
+on_both_databases!(operations_routes_are_not_on_the_public_listener);
+
+/// hyper takes any token as a method: invented ones are counted as `other`, not as a new
+/// metrics series each.
+async fn invented_http_methods_do_not_make_new_metrics_series(kind: DbKind) {
+    let app = App::spawn(kind).await;
+    for i in 0..30 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let response = app.client.request(method, format!("{}/v1/plans", app.base)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 405);
+    }
+    let text = app.client.get(format!("{}/metrics", app.ops)).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("INVENTED"), "invented methods became label values:\n{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    for line in text.lines().filter(|l| l.starts_with("tmai_http_request_duration_seconds_count")) {
+        let method = line.split("method=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("");
+        assert!(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"].contains(&method), "{line}");
+    }
+}
+on_both_databases!(invented_http_methods_do_not_make_new_metrics_series);
+
+/// The rate limiter counts an IPv6 client by its /64, and believes `X-Forwarded-For` only
+/// from a configured proxy (and then its rightmost untrusted entry).
+async fn the_rate_limit_counts_clients_by_address_block_behind_trusted_proxies_only(kind: DbKind) {
+    let limits = |trusted: Vec<String>| HttpSettings { rate_limit_per_second: 1, rate_limit_burst: 2, trusted_proxies: trusted, ..Default::default() };
+    let app = App::spawn_with(kind, limits(vec!["127.0.0.1/32".into()])).await;
+    let get = |app: &App, xff: String| {
+        let request = app.client.get(format!("{}/v1/plans", app.base)).header("x-forwarded-for", xff);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Behind the trusted proxy (the test itself, on loopback): one client per forwarded address.
+    let a: Vec<u16> = futures::future::join_all((0..3).map(|_| get(&app, "198.51.100.1".into()))).await;
+    assert_eq!(a.iter().filter(|s| **s == 429).count(), 1, "{a:?}");
+    assert_eq!(get(&app, "198.51.100.2".into()).await, 200, "another client has its own budget");
+    assert_eq!(get(&app, "6.6.6.6, 198.51.100.1".into()).await, 429, "a spoofed entry on the left changes nothing");
+    // One /64 is one client, however many addresses it uses.
+    let v6: Vec<u16> = futures::future::join_all((1..=3).map(|i| get(&app, format!("2001:db8:1:2::{i}")))).await;
+    assert_eq!(v6.iter().filter(|s| **s == 429).count(), 1, "{v6:?}");
+    assert_eq!(get(&app, "2001:db8:1:3::1".into()).await, 200, "the next /64 is another client");
+
+    // Without trusted proxies the header is the client's own word and is ignored.
+    let direct = App::spawn_with(kind, limits(Vec::new())).await;
+    let spoofed: Vec<u16> = futures::future::join_all((0..4).map(|i| get(&direct, format!("203.0.113.{i}")))).await;
+    assert!(spoofed.iter().filter(|s| **s == 429).count() >= 2, "forged X-Forwarded-For escaped the limit: {spoofed:?}");
+}
+on_both_databases!(the_rate_limit_counts_clients_by_address_block_behind_trusted_proxies_only);
+
+/// Opens `url` as an event stream from `client` (through the trusted loopback proxy);
+/// returns the status and, for a stream, its `progress` events and its end (`None`).
+async fn open_stream(app: &App, url: &str, client: &str) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Option<Value>>) {
+    let response = app.client.get(url).header("x-forwarded-for", client).send().await.unwrap();
+    let status = response.status().as_u16();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if status == 200 {
+        let mut stream = response.bytes_stream();
+        tokio::spawn(async move {
+            let mut buffer = String::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let frame: String = buffer.drain(..end + 2).collect();
+                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        let _ = tx.send(Some(serde_json::from_str(data).unwrap()));
+                    }
+                }
+            }
+            let _ = tx.send(None);
+        });
+    } else {
+        let body: Value = response.json().await.unwrap();
+        app.check("GET", "/v1/checkouts/{id}/events", status, &body);
+        let _ = tx.send(Some(body));
+    }
+    (status, rx)
+}
+
+/// Open event streams are capped per client and overall (429 in the one error shape), and
+/// each ends at its maximum lifetime, giving its place back.
+async fn event_streams_are_capped_and_end_at_their_lifetime(kind: DbKind) {
+    // Arrange
+    let http = HttpSettings {
+        rate_limit_per_second: 0,
+        trusted_proxies: vec!["127.0.0.1/32".into()],
+        max_event_streams: 3,
+        max_event_streams_per_client: 2,
+        event_stream_max_secs: 3,
+        ..Default::default()
+    };
+    let app = App::spawn_with(kind, http).await;
+    let (_, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(checkout_body(&app, 4)), None).await;
+    let url = format!("{}{}", app.base, checkout["events_url"].as_str().unwrap());
+
+    // Act and assert: two for client A, a third refused; one for B; none more overall
+    let (s1, mut first) = open_stream(&app, &url, "198.51.100.1").await;
+    let (s2, _second) = open_stream(&app, &url, "198.51.100.1").await;
+    let (s3, mut refused) = open_stream(&app, &url, "198.51.100.1").await;
+    assert_eq!((s1, s2, s3), (200, 200, 429));
+    let error = refused.recv().await.unwrap().unwrap();
+    assert_eq!(error["error"]["code"], "too_many_streams", "{error}");
+    let (s4, _third) = open_stream(&app, &url, "198.51.100.2").await;
+    let (s5, mut full) = open_stream(&app, &url, "198.51.100.3").await;
+    assert_eq!((s4, s5), (200, 429));
+    assert_eq!(full.recv().await.unwrap().unwrap()["error"]["code"], "too_many_streams");
+    assert_eq!(first.recv().await.unwrap().unwrap()["stage"], "open");
+
+    // The lifetime ends every stream; their places come back.
+    let ended = tokio::time::timeout(Duration::from_secs(10), first.recv()).await.expect("the stream outlived its lifetime");
+    assert_eq!(ended, Some(None), "the stream ended");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (again, _) = open_stream(&app, &url, "198.51.100.3").await;
+    assert_eq!(again, 200);
+}
+on_both_databases!(event_streams_are_capped_and_end_at_their_lifetime);
+
+/// A paid checkout whose effect is a scheduled downgrade never gets a badge job: its stream
+/// ends at `active` with `done`, and a reconnection is told 204 (nothing more will come).
+async fn a_downgrade_checkouts_stream_ends_when_the_plan_is_active(kind: DbKind) {
+    // Arrange: wallet 5 holds Premium
+    let app = App::spawn(kind).await;
+    let premium = app.h.quote(5, 3, "TMAI", 1).await;
+    app.h.pay(5, &premium).await;
+    app.h.mine(CONFIRMATIONS).await;
+    app.h.catch_up().await;
+    let body = json!({ "plan_id": 1, "token": "TMAI", "wallet": app.wallet(5), "periods": 1 });
+    let (status, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(body), None).await;
+    assert_eq!(status, 201, "{checkout}");
+    let url = format!("{}{}", app.base, checkout["events_url"].as_str().unwrap());
+    let (status, mut events) = open_stream(&app, &url, "198.51.100.9").await;
+    assert_eq!(status, 200);
+
+    // Act: pay for Basic (a downgrade) and confirm it
+    app.h.pay(5, &fetch_quote(&app, &checkout)).await;
+    app.h.mine(CONFIRMATIONS).await;
+    app.h.catch_up().await;
+
+    // Assert
+    let mut last = None;
+    while let Some(progress) = tokio::time::timeout(Duration::from_secs(15), events.recv()).await.expect("the stream must end at active").unwrap() {
+        app.check_schema("Progress", &progress);
+        last = Some(progress);
+    }
+    let last = last.unwrap();
+    assert_eq!((last["stage"].as_str(), last["done"].as_bool()), (Some("active"), Some(true)), "{last}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM activations WHERE kind = 'subscription.downgrade_scheduled'").await, 1);
+    let reconnect = app.client.get(&url).header("last-event-id", "3").send().await.unwrap();
+    assert_eq!(reconnect.status().as_u16(), 204, "a reconnection to a finished checkout");
+}
+on_both_databases!(a_downgrade_checkouts_stream_ends_when_the_plan_is_active);
+
+/// An idle event stream does not read the database: it waits for a commit (or the slow
+/// fallback poll), then reads once and reports what changed.
+async fn an_idle_event_stream_waits_for_a_commit_instead_of_polling(kind: DbKind) {
+    // Arrange
+    let app = App::spawn(kind).await;
+    let (_, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(checkout_body(&app, 6)), None).await;
+    let url = format!("{}{}", app.base, checkout["events_url"].as_str().unwrap());
+    let (status, mut events) = open_stream(&app, &url, "-").await;
+    assert_eq!(status, 200);
+    assert_eq!(events.recv().await.unwrap().unwrap()["stage"], "open");
+
+    // Act 1: nothing happens for two seconds
+    let before = app.state.event_stream_reads();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_reads = app.state.event_stream_reads() - before;
+
+    // Act 2: the payment is committed by the watcher
+    app.h.pay(6, &fetch_quote(&app, &checkout)).await;
+    app.h.catch_up().await;
+    let seen = tokio::time::timeout(Duration::from_secs(3), events.recv()).await.expect("woken by the commit").unwrap().unwrap();
+
+    // Assert: polling every 250 ms read 8 times while idle; PostgreSQL's listener may move
+    // the generation once when it connects.
+    assert!(idle_reads <= 1, "an idle stream read its checkout {idle_reads} times in 2 s");
+    assert!(["detected", "confirming"].contains(&seen["stage"].as_str().unwrap()), "{seen}");
+    assert!(app.state.event_stream_reads() > before);
+}
+on_both_databases!(an_idle_event_stream_waits_for_a_commit_instead_of_polling);

@@ -16,9 +16,9 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page() {
     // Arrange: the one-command dev setup
     let root = toolchain().root().to_path_buf();
     assert!(root.join("web/dist/checkout.js").exists(), "web/dist is not built: run tools/install.sh");
-    let (rpc_port, http_port) = (free_port(), free_port());
+    let (rpc_port, http_port, ops_port) = (free_port(), free_port(), free_port());
     let mut dev = Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
-        .args(["dev", "--rpc-port", &rpc_port.to_string(), "--http-port", &http_port.to_string()])
+        .args(["dev", "--rpc-port", &rpc_port.to_string(), "--http-port", &http_port.to_string(), "--ops-port", &ops_port.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -176,8 +176,9 @@ async fn dev_serves_the_chain_the_api_and_the_page_and_stops_on_ctrl_c() {
     // Arrange
     let port = free_port();
     let http_port = free_port();
+    let ops_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
-        .args(["dev", "--rpc-port", &port.to_string(), "--http-port", &http_port.to_string()])
+        .args(["dev", "--rpc-port", &port.to_string(), "--http-port", &http_port.to_string(), "--ops-port", &ops_port.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -199,7 +200,9 @@ async fn dev_serves_the_chain_the_api_and_the_page_and_stops_on_ctrl_c() {
     let signer = SubscriptionCheckout::new(fixture.checkout, &provider).quoteSigner().call().await;
     let api = format!("http://127.0.0.1:{http_port}");
     let plans: serde_json::Value = reqwest::get(format!("{api}/v1/plans")).await.unwrap().json().await.unwrap();
-    let ready = reqwest::get(format!("{api}/readyz")).await.unwrap().status();
+    let ops = format!("http://127.0.0.1:{ops_port}");
+    let ready = reqwest::get(format!("{ops}/readyz")).await.unwrap().status();
+    let public_ready = reqwest::get(format!("{api}/readyz")).await.unwrap().status();
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
@@ -212,6 +215,11 @@ async fn dev_serves_the_chain_the_api_and_the_page_and_stops_on_ctrl_c() {
     assert!(printed.contains(&format!("http://127.0.0.1:{http_port}/checkout")), "{printed}");
     assert_eq!(plans["chain"]["checkout"], fixture.checkout.to_string());
     assert_eq!(ready.as_u16(), 200);
+    assert_eq!(public_ready.as_u16(), 404, "/readyz is on the operations listener only");
+    assert!(printed.contains(&format!("http://127.0.0.1:{ops_port}/metrics")), "{printed}");
+    // The local anvil carries no key: dev publishes it for wallets explicitly.
+    let published = plans["chain"]["rpc_url"].as_str().unwrap_or_default();
+    assert!(published.starts_with("http://") && published.ends_with(&format!(":{port}")), "{plans}");
     assert!(exit.success(), "dev exited with {exit}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(provider.get_block_number().await.is_err(), "anvil still answers after Ctrl-C");

@@ -12,7 +12,7 @@ use std::{
 use sqlx::Row;
 
 use crate::{
-    db::{DbKind, fresh_db},
+    db::{DbKind, fresh_db, on_both_databases},
     harness::{CONFIRMATIONS, Harness},
     helpers::{spawn_chain, text, tmai_pay},
 };
@@ -59,12 +59,16 @@ async fn watch_refuses_to_start_on_bad_configuration() {
         (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"monthly\"\nprices = { TMAI = \"0\" }").display().to_string(), "plans[1].prices.TMAI: price must be greater than zero"),
         (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"-1\"\nprices = { TMAI = \"1\" }").display().to_string(), "plans[1].period"),
         (write_config(dir.path(), &db, "http://127.0.0.1:9", d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint"),
+        // A provider key in the URL is never printed, not even in the transport's error.
+        (write_config(dir.path(), &db, &format!("http://127.0.0.1:9/v3/{RPC_KEY}"), d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint http://127.0.0.1:9/v3/***"),
+        (write_config(dir.path(), &db, &format!("http://127.0.0.1:9/?apikey={RPC_KEY}"), d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint http://127.0.0.1:9/?apikey=***"),
     ];
     for (config, expected) in cases {
         let output = tmai_pay(&["watch", "--config", &config], &[]);
         let (_, stderr) = text(&output);
         assert!(!output.status.success(), "watch should refuse: {expected}");
         assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+        assert!(!stderr.contains(RPC_KEY), "the RPC key was printed: {stderr}");
     }
     // A deployment for another chain, and an RPC on another chain than configured.
     let mut other = d.clone();
@@ -76,6 +80,9 @@ async fn watch_refuses_to_start_on_bad_configuration() {
     let stderr = text(&tmai_pay(&["watch", "--config", config.to_str().unwrap()], &[])).1;
     assert!(stderr.contains("is a deployment on chain 31337, but chain.chain_id is 5"), "{stderr}");
 }
+
+/// A provider key as it appears in RPC URLs (Infura-style: 32 hex digits).
+const RPC_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 /// A running `tmai-pay watch` whose log lines arrive on a channel; killed on drop.
 struct Instance {
@@ -275,3 +282,34 @@ async fn a_database_behind_the_chain_is_refused_at_start() {
     assert!(!output.status.success());
     assert!(stderr.contains("the database is behind the checkout contract: order 1"), "{stderr}");
 }
+
+/// `tmai-pay run` publishes no RPC URL for wallets unless one is configured (never
+/// `chain.rpc_url`), and serves `/metrics` and `/readyz` on the operations listener only.
+async fn run_publishes_no_rpc_url_and_serves_operations_apart(kind: DbKind) {
+    // Arrange
+    let h = Harness::start(DbKind::Sqlite).await;
+    let db = fresh_db(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = &h.chain.deployment;
+    let (port, ops_port) = (crate::helpers::free_port(), crate::helpers::free_port());
+    let http = format!("[http]\nbind = \"127.0.0.1:{port}\"\nops_bind = \"127.0.0.1:{ops_port}\"\n");
+    let config = write_config(dir.path(), &db.url, &h.chain.anvil.endpoint(), d.chain_id, d, &http);
+    let issuer = key_hex(&h, tmai_pay::chain::devnet::ISSUER);
+    let instance = Instance::start_with("run", &config, &[("TMAI_PAY__CHAIN__ISSUER_KEY", &issuer)]);
+    assert!(instance.wait_for("watcher and minter starting", Duration::from_secs(30)));
+    let (api, ops) = (format!("http://127.0.0.1:{port}"), format!("http://127.0.0.1:{ops_port}"));
+
+    // Act
+    let plans: serde_json::Value = reqwest::get(format!("{api}/v1/plans")).await.unwrap().json().await.unwrap();
+    let status = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
+
+    // Assert
+    assert!(plans["chain"]["rpc_url"].is_null(), "chain.rpc_url was published: {plans}");
+    assert_eq!(plans["chain"]["id"], d.chain_id);
+    assert_eq!(status(format!("{ops}/readyz")).await, 200);
+    assert_eq!(status(format!("{ops}/metrics")).await, 200);
+    assert_eq!(status(format!("{api}/readyz")).await, 404);
+    assert_eq!(status(format!("{api}/metrics")).await, 404);
+    assert_eq!(status(format!("{api}/healthz")).await, 200);
+}
+on_both_databases!(run_publishes_no_rpc_url_and_serves_operations_apart);

@@ -113,17 +113,46 @@ async function main() {
   page.on('pageerror', (err) => consoleErrors.push(`pageerror: ${err.message}`));
   await page.exposeFunction('__e2eRpc', rpc);
   await page.addInitScript(installWallet, ACCOUNT);
+  // Anything the page's Content-Security-Policy blocks fails the run.
+  const violations = [];
+  await page.exposeFunction('__e2eViolation', (text) => violations.push(text));
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => window.__e2eViolation(`${e.violatedDirective} blocked ${e.blockedURI}`));
+  });
 
   const deadline = Date.now() + TIMEOUT_MS;
   const left = () => Math.max(1_000, deadline - Date.now());
 
   const response = await page.goto(`${BASE_URL}/checkout`, { waitUntil: 'domcontentloaded', timeout: left() });
   if (!response?.ok()) throw new Error(`GET /checkout answered ${response?.status()}`);
+  const headers = response.headers();
+  const csp = headers['content-security-policy'] ?? '';
+  for (const directive of ["default-src 'self'", "frame-ancestors 'none'"]) {
+    if (!csp.includes(directive)) throw new Error(`the page's Content-Security-Policy lacks ${directive}: ${csp || '(none)'}`);
+  }
+  if (headers['x-content-type-options'] !== 'nosniff') throw new Error('the page is sent without X-Content-Type-Options: nosniff');
 
   await page.getByTestId(`period-${PERIOD}`).click({ timeout: left() });
   await page.getByTestId(`plan-${PLAN}`).click({ timeout: left() });
   await page.getByTestId(`token-${TOKEN}`).click({ timeout: left() });
   await page.getByTestId('connect').click({ timeout: left() });
+
+  // A quote that charges less than the price shown is refused before the wallet is asked.
+  await page.route('**/v1/checkouts', async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    const answer = await route.fetch();
+    const body = await answer.json();
+    body.quote.amount = (BigInt(body.quote.amount) / 2n).toString();
+    body.amount = body.quote.amount;
+    await route.fulfill({ response: answer, json: body });
+  });
+  await page.getByTestId('pay').click({ timeout: left() });
+  await page.waitForFunction(() => !document.querySelector('[data-testid="error"]')?.hidden, null, { timeout: left() });
+  const refusal = await text('error');
+  if (!refusal.includes('does not match your order')) throw new Error(`a tampered quote was not refused: ${refusal}`);
+  console.log(`e2e: tampered quote refused: ${refusal}`);
+  await page.unroute('**/v1/checkouts');
+
   await page.getByTestId('pay').click({ timeout: left() });
 
   // Fail fast when the page reports an error instead of waiting out the timeout.
@@ -143,6 +172,7 @@ async function main() {
 
   const status = await text('status');
   if (!status.includes('Active')) throw new Error(`status does not say Active: ${status}`);
+  if (violations.length) throw new Error(`the Content-Security-Policy blocked: ${violations.join('; ')}`);
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
   console.log(`e2e: status: ${status}; ${await text('expiry')}`);
   console.log('e2e: ok');

@@ -9,7 +9,7 @@
 import { createPublicClient, createWalletClient, custom, defineChain, getAddress, numberToHex, parseSignature } from 'viem';
 import { api } from './api.js';
 import { checkoutAbi, PERMIT_TYPES, toQuote, tokenAbi, tokenDomain } from './contracts.js';
-import { ApiError, codeIn, explain, expiredError, FriendlyError, wrongNetworkError } from './errors.js';
+import { ApiError, codeIn, explain, expiredError, FriendlyError, unknownNetworkError, wrongNetworkError } from './errors.js';
 import { decodeDataUri, formatAmount, formatDate, nowSeconds, shortHex } from './format.js';
 
 const STAGES = ['open', 'detected', 'confirming', 'active', 'badge_issued'];
@@ -226,11 +226,13 @@ async function loadCatalog() {
     const catalog = await api('/v1/plans');
     state.catalog = catalog;
     const { id, name, rpc_url: rpcUrl } = catalog.chain;
+    // Every read and write goes through the wallet; the RPC URL (null unless the merchant
+    // published one) only matters when the wallet does not know the chain yet.
     state.chain = defineChain({
       id,
       name,
       nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-      rpcUrls: { default: { http: [rpcUrl] } },
+      rpcUrls: { default: { http: rpcUrl ? [rpcUrl] : [] } },
     });
     if (!plansFor(state.period).length) state.period = plansFor('yearly').length ? 'yearly' : 'monthly';
     if (!tokenInfo(state.token) && catalog.tokens.length) state.token = catalog.tokens[0].symbol;
@@ -284,6 +286,9 @@ async function ensureChain() {
     await eth.request({ method: 'wallet_switchEthereumChain', params: [{ chainId }] });
   } catch (err) {
     if (!codeIn(err, 4902)) throw wrongNetworkError(state.catalog.chain, err);
+    // The wallet does not know the chain; without a published RPC URL it must be added
+    // in the wallet with the wallet's own RPC.
+    if (!rpcUrl) throw unknownNetworkError(state.catalog.chain, err);
     try {
       await eth.request({
         method: 'wallet_addEthereumChain',
@@ -374,6 +379,9 @@ async function payOnce() {
   if (Number(checkout.chain_id) !== state.catalog.chain.id) throw wrongNetworkError(state.catalog.chain);
 
   const quote = toQuote(checkout.quote);
+  // Nothing is signed until the quote is what the member chose: this wallet pays, the
+  // chosen token and the shown price, on the catalog's checkout contract.
+  checkQuote(checkout, quote, { account, plan, price, token, periods: 1 });
   const contract = getAddress(checkout.contract);
   const paying = { ...token, ...checkout.token };
   if (quote.amount > balance) throw insufficient(balance, quote.amount, paying);
@@ -440,6 +448,41 @@ async function payOnce() {
   watchReceipt(reader, hash);
 }
 
+/**
+ * Refuses a quote that differs from the member's choice (a compromised or buggy service, or
+ * something between it and the page): the wallet would otherwise be asked to sign it.
+ */
+function checkQuote(checkout, quote, { account, plan, price, token, periods }) {
+  const problems = [];
+  const same = (a, b) => {
+    try {
+      return getAddress(a) === getAddress(b);
+    } catch {
+      return false;
+    }
+  };
+  const expected = BigInt(price.amount) * BigInt(periods);
+  if (!same(quote.payer, account)) problems.push(`it is for wallet ${quote.payer}, not your wallet ${account}`);
+  if (!same(quote.token, token.address) || (checkout.token?.address && !same(checkout.token.address, token.address))) {
+    problems.push(`it charges token ${quote.token}, not ${token.symbol} (${getAddress(token.address)})`);
+  }
+  if (quote.amount !== expected || BigInt(checkout.amount) !== quote.amount) {
+    problems.push(
+      `it charges ${formatAmount(quote.amount, token.decimals)} ${token.symbol}, not the ${price.display} ${price.token} shown`,
+    );
+  }
+  if (!same(checkout.contract, state.catalog.chain.checkout)) {
+    problems.push(`it pays contract ${checkout.contract}, not the checkout contract ${state.catalog.chain.checkout}`);
+  }
+  if (quote.planId !== plan.id || quote.periods !== periods) problems.push(`it is for another plan or period count`);
+  if (!problems.length) return;
+  console.error('[checkout] the quote does not match the order', { quote, checkout, plan, price, token, account });
+  throw new FriendlyError(
+    `The quote from the checkout service does not match your order: ${problems.join('; ')}. ` +
+      'Nothing was signed or paid. Reload the page and try again; if this persists, contact the merchant.',
+  );
+}
+
 function logAndNull(err) {
   console.warn('[checkout] token has no readable EIP-712 domain; using approve + pay', err);
   return null;
@@ -493,6 +536,11 @@ function follow(checkout, txHash, reader) {
         el.badgeCaption.textContent = 'Your badge is issued; it will show in your wallet shortly.';
         el.badge.hidden = false;
       });
+    } else if (progress.done && !finished) {
+      // Active with no badge change now (a downgrade starts when the current period ends).
+      finished = true;
+      stream.close();
+      if (progress.stage === 'active') setStatus('Active · your badge changes when the new plan starts');
     }
   });
   stream.addEventListener('error', (event) => {
@@ -575,7 +623,9 @@ async function showBadge(wallet) {
   }
   if (!badge?.token_uri) throw new Error('badge not found after it was issued');
   const metadata = JSON.parse(decodeDataUri(badge.token_uri));
-  if (typeof metadata.image !== 'string' || !/^(data:image\/|https:\/\/)/.test(metadata.image)) {
+  // The badge's picture is on-chain SVG; the page's Content-Security-Policy takes images
+  // from data: URLs and the page's own origin only.
+  if (typeof metadata.image !== 'string' || !/^data:image\//.test(metadata.image)) {
     throw new Error(`badge metadata has no usable image: ${String(metadata.image).slice(0, 60)}`);
   }
   el.badgeImage.alt = metadata.name ? `${metadata.name} badge` : 'Your membership badge';

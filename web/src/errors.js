@@ -53,6 +53,15 @@ export function wrongNetworkError(chain, cause) {
   return new FriendlyError(`Switch your wallet to ${name} (chain id ${id}).`, { action: 'switch-network', cause });
 }
 
+/** The wallet does not know the chain and the service publishes no RPC URL for it. */
+export function unknownNetworkError(chain, cause) {
+  const { name, id } = chain ?? { name: 'the checkout network', id: '?' };
+  return new FriendlyError(
+    `Your wallet does not know ${name} (chain id ${id}). Add this network in your wallet with an RPC provider you trust, then try again.`,
+    { action: 'switch-network', cause },
+  );
+}
+
 /** Turns any failure into `{message, action}` for the page. */
 export function explain(err, chain) {
   if (err instanceof FriendlyError) return { message: err.message, action: err.action };
