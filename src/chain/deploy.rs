@@ -201,3 +201,28 @@ async fn describe_token(provider: &DynProvider, address: Address) -> Result<Toke
     let permit = token.DOMAIN_SEPARATOR().call().await.is_ok();
     Ok(TokenInfo { symbol, address, decimals, permit })
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::providers::ProviderBuilder;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_admin_delay_over_the_maximum_is_refused_before_anything_is_sent() {
+        // Nothing listens on port 1: the delay must be refused before the first RPC.
+        let provider = ProviderBuilder::new().connect_http("http://127.0.0.1:1".parse().unwrap()).erased();
+        let plan = DeployPlan {
+            owner: Address::repeat_byte(1),
+            quote_signer: Address::repeat_byte(2),
+            issuer: Address::repeat_byte(3),
+            treasury: Address::repeat_byte(4),
+            admin_delay: MAX_ADMIN_DELAY + Duration::from_secs(1),
+            tokens: Tokens::Existing(vec![]),
+        };
+
+        let error = deploy(&provider, &plan).await.expect_err("too long a delay");
+
+        assert!(matches!(error, DeployError::AdminDelayTooLong(secs) if secs == MAX_ADMIN_DELAY.as_secs() + 1), "{error}");
+    }
+}
