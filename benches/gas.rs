@@ -1,6 +1,6 @@
 //! Gas benchmark: deploys on a fresh anvil and prints the gas of `pay`, `payWithPermit`,
-//! one badge issue, a batch of 100 and one update, each beside a baseline measured in the
-//! same run on the same chain state, with the ratio and its target.
+//! one badge issue, a batch of 100, one update, one revoke and one move, each beside a
+//! baseline measured in the same run on the same chain state, with the ratio and its target.
 //!
 //! Run: `cargo bench --bench gas` (or `scripts/bench-gas`).
 
@@ -203,6 +203,20 @@ async fn bench_badges(env: &Env) -> Result<Vec<Row>> {
     }
     let batch: Vec<Membership> = (1_000..1_000 + BATCH as u64).map(|i| membership(i, 2, EXPIRY)).collect();
     let batch_gas = gas(badge.issue(batch).send().await).await?;
+
+    // Moves to fresh wallets (whose ids are not minted), then revokes of the moved badges.
+    let mut moves = Vec::new();
+    let mut reference_moves = Vec::new();
+    for i in 0..SAMPLES {
+        moves.push(gas(badge.r#move(member(i), member(2_000 + i)).send().await).await?);
+        reference_moves.push(gas(reference.r#move(U256::from(i + 1), member(2_000 + i)).send().await).await?);
+    }
+    let mut revokes = Vec::new();
+    let mut reference_revokes = Vec::new();
+    for i in 0..SAMPLES {
+        revokes.push(gas(badge.revoke(vec![member(2_000 + i)]).send().await).await?);
+        reference_revokes.push(gas(reference.revoke(U256::from(i + 1)).send().await).await?);
+    }
     env.revert(snapshot).await?;
 
     let reference_issue = mean(&reference_issues);
@@ -228,6 +242,22 @@ async fn bench_badges(env: &Env) -> Result<Vec<Row>> {
             gas: mean(&updates),
             baseline_name: "OZ reference: rewrite tier/expiry".into(),
             baseline: mean(&reference_updates),
+            target: None,
+            absolute_target: None,
+        },
+        Row {
+            name: format!("move 1 badge (mean of {SAMPLES})"),
+            gas: mean(&moves),
+            baseline_name: "OZ reference: ERC721._transfer".into(),
+            baseline: mean(&reference_moves),
+            target: None,
+            absolute_target: None,
+        },
+        Row {
+            name: format!("revoke 1 badge (mean of {SAMPLES})"),
+            gas: mean(&revokes),
+            baseline_name: "OZ reference: _burn + delete data".into(),
+            baseline: mean(&reference_revokes),
             target: None,
             absolute_target: None,
         },

@@ -115,6 +115,11 @@ pub struct DeployArgs {
     /// Badge issuer address (default: the address of TMAI_PAY_ISSUER_KEY).
     #[arg(long)]
     pub issuer: Option<Address>,
+    /// Seconds between beginning and accepting a transfer of the badge's admin role
+    /// (OpenZeppelin AccessControlDefaultAdminRules); 0 to 31536000 (365 days).
+    #[arg(long, default_value_t = crate::chain::deploy::DEFAULT_ADMIN_DELAY.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=crate::chain::deploy::MAX_ADMIN_DELAY.as_secs()))]
+    pub admin_delay_secs: u64,
     /// An existing ERC-20 token the checkout takes; repeat for several.
     #[arg(long = "token", conflicts_with = "test_tokens")]
     pub tokens: Vec<Address>,

@@ -201,11 +201,13 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
         quote_signer,
         issuer,
         treasury: args.treasury.unwrap_or(deployer_address),
+        admin_delay: std::time::Duration::from_secs(args.admin_delay_secs),
         tokens: if args.test_tokens { Tokens::Test { holders: vec![] } } else { Tokens::Existing(args.tokens) },
     };
     let deployment = deploy::deploy(&provider, &plan).await?;
     deployment.write(&args.out)?;
     print_deployment(&deployment);
+    println!("  admin delay    {} s (a transfer of the badge's admin role waits this long)", args.admin_delay_secs);
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -3,7 +3,8 @@ pragma solidity ^0.8.24;
 
 import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {IERC4906} from "@openzeppelin/contracts/interfaces/IERC4906.sol";
 import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 
@@ -31,12 +32,30 @@ import {BadgeArt} from "./libraries/BadgeArt.sol";
 ///   are checked against the record's owner, so a stale entry is harmless.
 /// - Ids minted when the natural id is taken count up from 2^160 (`_nextAliasId`), so they
 ///   never collide with wallet-derived ids.
+/// - AccessControlDefaultAdminRules adds two slots ahead of these (slot 7: pending admin,
+///   its schedule and the current delay; slot 8: current admin, pending delay and its
+///   schedule). Only admin-transfer functions read them; the role checks of
+///   issue/update/revoke/move read `_roles` as before (the extra functions only lengthen
+///   the selector dispatch: about 150-250 gas per transaction).
 ///
 /// Invariants:
 /// - A wallet holds at most one badge; {tokenOf} and {ownerOf} agree.
 /// - A badge never moves except by {move}: holder transfers and approvals revert.
 /// - Only ISSUER_ROLE issues and updates; ISSUER_ROLE or DEFAULT_ADMIN_ROLE revokes and moves.
-contract MembershipBadge is IMembershipBadge, ERC721, AccessControl, IERC5192, IERC4906, IERC5643 {
+/// - DEFAULT_ADMIN_ROLE has one holder (none only after a delayed renounce). It changes hands
+///   only by {beginDefaultAdminTransfer}, then the new admin's {acceptDefaultAdminTransfer}
+///   once {defaultAdminDelay} has passed; {grantRole} and {revokeRole} refuse it.
+/// - {update}, {revoke} and {move} each emit {SubscriptionUpdate} and {MetadataUpdate} for
+///   every token id they change (a revoked badge's expiration reads 0); {issue} emits
+///   {SubscriptionUpdate}, its mint's {Transfer} announcing the new token.
+contract MembershipBadge is
+    IMembershipBadge,
+    ERC721,
+    AccessControlDefaultAdminRules,
+    IERC5192,
+    IERC4906,
+    IERC5643
+{
     /// @notice Role of the service key that issues and updates badges.
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
 
@@ -52,10 +71,13 @@ contract MembershipBadge is IMembershipBadge, ERC721, AccessControl, IERC5192, I
 
     /// @param admin Account holding DEFAULT_ADMIN_ROLE (revoke, move, role management).
     /// @param issuer Account holding ISSUER_ROLE (the service's issuer key).
-    constructor(address admin, address issuer) ERC721("TMAI Membership", "TMAIM") {
-        if (admin == address(0) || issuer == address(0)) revert MembershipBadge__ZeroAddress();
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(ISSUER_ROLE, issuer);
+    /// @param adminDelay Seconds between beginning and accepting a transfer of
+    /// DEFAULT_ADMIN_ROLE ({defaultAdminDelay}); the admin can change it later, itself delayed.
+    constructor(address admin, address issuer, uint48 adminDelay)
+        ERC721("TMAI Membership", "TMAIM")
+        AccessControlDefaultAdminRules(adminDelay, _nonZero(admin))
+    {
+        _grantRole(ISSUER_ROLE, _nonZero(issuer));
     }
 
     /// @dev Reverts unless the caller holds ISSUER_ROLE or DEFAULT_ADMIN_ROLE.
@@ -116,12 +138,15 @@ contract MembershipBadge is IMembershipBadge, ERC721, AccessControl, IERC5192, I
     /// @dev Requirements: caller has ISSUER_ROLE or DEFAULT_ADMIN_ROLE; each wallet holds a
     /// badge.
     ///
-    /// Emits {Transfer} to the zero address per badge.
+    /// Emits {Transfer} to the zero address, {SubscriptionUpdate} with expiration 0 (what
+    /// the cleared record holds) and {MetadataUpdate} per badge.
     function revoke(address[] calldata wallets) external onlyIssuerOrAdmin {
         for (uint256 i; i < wallets.length; ++i) {
             uint256 tokenId = tokenOf(wallets[i]);
             if (tokenId == 0) revert MembershipBadge__NoBadge(wallets[i]);
             _burn(tokenId);
+            emit SubscriptionUpdate(tokenId, 0);
+            emit MetadataUpdate(tokenId);
         }
     }
 
@@ -129,15 +154,20 @@ contract MembershipBadge is IMembershipBadge, ERC721, AccessControl, IERC5192, I
     /// @dev Requirements: caller has ISSUER_ROLE or DEFAULT_ADMIN_ROLE; `from` holds a badge;
     /// `to` is non-zero and holds none. The token id, tier and expiry stay the same.
     ///
-    /// Emits {Transfer}, {BadgeMoved} and {MetadataUpdate}.
+    /// Emits {Transfer}, {BadgeMoved}, {SubscriptionUpdate} (the kept expiry, now `to`'s) and
+    /// {MetadataUpdate}, all for the one moved token id: the badge keeps its id, so there is
+    /// no second token to report, and the id derived from `to` (if minted) is another
+    /// badge, which the move does not change.
     function move(address from, address to) external onlyIssuerOrAdmin {
         uint256 tokenId = tokenOf(from);
         if (tokenId == 0) revert MembershipBadge__NoBadge(from);
         if (to == address(0)) revert MembershipBadge__ZeroAddress();
         if (tokenOf(to) != 0) revert MembershipBadge__AlreadyHasBadge(to);
         if (tokenId != uint160(to)) _linkAlias(to, tokenId);
+        uint256 record = _records[tokenId];
         _update(to, tokenId, address(0));
         emit BadgeMoved(tokenId, from, to);
+        emit SubscriptionUpdate(tokenId, uint64(record >> _EXPIRY_SHIFT));
         emit MetadataUpdate(tokenId);
     }
 
@@ -222,11 +252,17 @@ contract MembershipBadge is IMembershipBadge, ERC721, AccessControl, IERC5192, I
     }
 
     /// @notice Returns whether this contract implements `interfaceId`: ERC-165, ERC-721,
-    /// ERC-721 Metadata, AccessControl, ERC-5192, ERC-4906 and ERC-5643.
-    function supportsInterface(bytes4 interfaceId) public view override(ERC721, AccessControl, IERC165) returns (bool) {
+    /// ERC-721 Metadata, AccessControl, AccessControlDefaultAdminRules, ERC-5192, ERC-4906
+    /// and ERC-5643.
+    function supportsInterface(bytes4 interfaceId)
+        public
+        view
+        override(ERC721, AccessControlDefaultAdminRules, IERC165)
+        returns (bool)
+    {
         return interfaceId == type(IERC5192).interfaceId || interfaceId == bytes4(0x49064906)
             || interfaceId == type(IERC5643).interfaceId || ERC721.supportsInterface(interfaceId)
-            || AccessControl.supportsInterface(interfaceId);
+            || AccessControlDefaultAdminRules.supportsInterface(interfaceId);
     }
 
     // ------------------------------------------------------------------ soulbound
@@ -261,6 +297,13 @@ contract MembershipBadge is IMembershipBadge, ERC721, AccessControl, IERC5192, I
     function _linkAlias(address wallet, uint256 tokenId) private {
         _aliasTokenOf[wallet] = tokenId;
         _records[uint160(wallet)] |= _ALIAS_FLAG;
+    }
+
+    /// @dev Returns `account`, reverting when it is the zero address (run before the base
+    /// constructors, so a zero admin fails with this contract's error too).
+    function _nonZero(address account) private pure returns (address) {
+        if (account == address(0)) revert MembershipBadge__ZeroAddress();
+        return account;
     }
 
     /// @dev Packs a tier and an expiry into their record bits.

@@ -22,6 +22,9 @@ import {ISubscriptionCheckout} from "./interfaces/ISubscriptionCheckout.sol";
 ///   treasury's balance; anything else reverts.
 /// - Only the payer named in the quote can pay it, before its deadline, and only while the
 ///   signature recovers to the current quote signer.
+/// - The checkout always has an owner: {renounceOwnership} reverts, and ownership moves only
+///   by the two-step transfer (an ownerless checkout could never unpause, rotate a leaked
+///   signer key or change the treasury again).
 ///
 /// Storage layout (inheritance order Ownable, Ownable2Step, EIP712, Pausable, this):
 /// - slot 0: Ownable `_owner`                           (read only by owner functions)
@@ -113,6 +116,15 @@ contract SubscriptionCheckout is ISubscriptionCheckout, Ownable2Step, EIP712, Pa
     /// @notice Resumes payments. @dev Requirements: caller is the owner; paused.
     function unpause() external onlyOwner {
         _unpause();
+    }
+
+    /// @notice Always reverts: the checkout must keep an owner. Hand it over with
+    /// {transferOwnership} and {acceptOwnership} instead.
+    /// @dev Reverts with OpenZeppelin's `OwnableUnauthorizedAccount` for a caller that is not
+    /// the owner (as every owner function does), and with
+    /// {SubscriptionCheckout__RenounceOwnershipDisabled} for the owner.
+    function renounceOwnership() public view override onlyOwner {
+        revert SubscriptionCheckout__RenounceOwnershipDisabled();
     }
 
     /// @inheritdoc ISubscriptionCheckout

@@ -2,6 +2,8 @@
 pragma solidity ^0.8.24;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+import {IAccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/IAccessControlDefaultAdminRules.sol";
 import {IERC721Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 import {Base64} from "@openzeppelin/contracts/utils/Base64.sol";
 import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
@@ -46,6 +48,9 @@ contract MembershipBadgeMetadataTest is BadgeFixture {
         assertTrue(badge.supportsInterface(0x49064906), "ERC-4906");
         assertTrue(badge.supportsInterface(type(IERC5643).interfaceId), "ERC-5643");
         assertTrue(badge.supportsInterface(type(IAccessControl).interfaceId), "AccessControl");
+        assertTrue(
+            badge.supportsInterface(type(IAccessControlDefaultAdminRules).interfaceId), "AccessControlDefaultAdminRules"
+        );
     }
 
     function test_supportsInterface_rejectsOthers() public view {

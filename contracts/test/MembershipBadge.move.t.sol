@@ -6,11 +6,14 @@ import {IERC721Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.s
 import {IERC4906} from "@openzeppelin/contracts/interfaces/IERC4906.sol";
 
 import {IMembershipBadge} from "../src/interfaces/IMembershipBadge.sol";
+import {IERC5643} from "../src/interfaces/IERC5643.sol";
+import {Vm} from "./utils/Vm.sol";
 import {BadgeFixture} from "./utils/BadgeFixture.sol";
 
 /// @title MembershipBadgeMoveTest
 /// @notice Tests that a badge moves only through the admin/issuer `move`: moving keeps the
-/// token id, tier and expiry and emits Transfer / BadgeMoved / MetadataUpdate; the alias ids
+/// token id, tier and expiry and emits Transfer / BadgeMoved / SubscriptionUpdate /
+/// MetadataUpdate for that one id; the alias ids
 /// (>= 2**160) that a wallet gets when its natural id is held elsewhere keep `tokenOf`,
 /// `ownerOf` and `balanceOf` consistent through chains of moves, revokes and re-issues; and
 /// every holder-initiated transfer or approval reverts with MembershipBadge__Soulbound.
@@ -37,9 +40,10 @@ contract MembershipBadgeMoveTest is BadgeFixture {
         assertTrue(badge.locked(tokenId), "still locked");
     }
 
-    function test_move_emitsTransferBadgeMovedAndMetadataUpdate() public {
+    function test_move_emitsTransferBadgeMovedSubscriptionUpdateAndMetadataUpdate() public {
         // Arrange
-        uint256 tokenId = _issue(alice);
+        uint64 expiry = _inAMonth();
+        uint256 tokenId = _issue(alice, PREMIUM, expiry);
 
         // Assert (expectations first, in emission order), Act
         vm.expectEmit(true, true, true, true, address(badge));
@@ -47,8 +51,36 @@ contract MembershipBadgeMoveTest is BadgeFixture {
         vm.expectEmit(true, true, true, true, address(badge));
         emit IMembershipBadge.BadgeMoved(tokenId, alice, bob);
         vm.expectEmit(true, true, true, true, address(badge));
+        emit IERC5643.SubscriptionUpdate(tokenId, expiry);
+        vm.expectEmit(true, true, true, true, address(badge));
         emit IERC4906.MetadataUpdate(tokenId);
         _move(alice, bob);
+    }
+
+    function test_move_reportsOnlyTheMovedTokenId() public {
+        // Arrange: bob holds alice's natural id; carol's badge then goes to alice, whose
+        // natural id (bob's badge) must not be reported as changed
+        _issue(alice);
+        _move(alice, bob);
+        uint64 expiry = _inAMonth() + 5;
+        uint256 carolId = _issue(carol, BASIC, expiry);
+
+        // Act
+        vm.recordLogs();
+        _move(carol, alice);
+
+        // Assert: Transfer, BadgeMoved, SubscriptionUpdate, MetadataUpdate, all for carol's id
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 4, "four logs");
+        assertEq(logs[0].topics[0], IERC721.Transfer.selector, "Transfer");
+        assertEq(uint256(logs[0].topics[3]), carolId, "Transfer id");
+        assertEq(logs[1].topics[0], IMembershipBadge.BadgeMoved.selector, "BadgeMoved");
+        assertEq(uint256(logs[1].topics[1]), carolId, "BadgeMoved id");
+        assertEq(logs[2].topics[0], IERC5643.SubscriptionUpdate.selector, "SubscriptionUpdate");
+        assertEq(uint256(logs[2].topics[1]), carolId, "SubscriptionUpdate id");
+        assertEq(abi.decode(logs[2].data, (uint64)), expiry, "expiry kept");
+        assertEq(logs[3].topics[0], IERC4906.MetadataUpdate.selector, "MetadataUpdate");
+        assertEq(abi.decode(logs[3].data, (uint256)), carolId, "MetadataUpdate id");
     }
 
     function test_move_byIssuerIsAllowed() public {

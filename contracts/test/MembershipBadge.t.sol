@@ -17,11 +17,13 @@ import {BadgeFixture} from "./utils/BadgeFixture.sol";
 /// @notice Unit tests of MembershipBadge's issuer and admin lifecycle: `issue` (single and
 /// batch, its Transfer / Locked / SubscriptionUpdate events, wallet-derived token ids, one
 /// badge per wallet, tier and zero-address checks), `update` (SubscriptionUpdate,
-/// MetadataUpdate, and TierChanged only on a tier change), `revoke` (burn, re-issue), the
+/// MetadataUpdate, and TierChanged only on a tier change), `revoke` (burn with Transfer /
+/// SubscriptionUpdate(0) / MetadataUpdate, re-issue), the
 /// gating views `isActive` / `tierOf` / `membershipOf` around expiry, the ERC-5192 and
 /// ERC-5643 views, and role checks on issue and update.
 /// `move` and the soulbound checks live in MembershipBadge.move.t.sol; metadata and
-/// interface ids in MembershipBadge.metadata.t.sol.
+/// interface ids in MembershipBadge.metadata.t.sol; the delayed admin transfer in
+/// MembershipBadge.admin.t.sol.
 contract MembershipBadgeTest is BadgeFixture {
     // ================================================================ issue
 
@@ -265,13 +267,17 @@ contract MembershipBadgeTest is BadgeFixture {
 
     // ================================================================ revoke
 
-    function test_revoke_burnsBadgeAndEmitsTransferToZero() public {
+    function test_revoke_burnsBadgeAndEmitsTransferSubscriptionUpdateAndMetadataUpdate() public {
         // Arrange
         uint256 tokenId = _issue(alice);
 
-        // Assert (expectation first), Act
+        // Assert (expectations first, in emission order), Act
         vm.expectEmit(true, true, true, true, address(badge));
         emit IERC721.Transfer(alice, address(0), tokenId);
+        vm.expectEmit(true, true, true, true, address(badge));
+        emit IERC5643.SubscriptionUpdate(tokenId, 0);
+        vm.expectEmit(true, true, true, true, address(badge));
+        emit IERC4906.MetadataUpdate(tokenId);
         _revoke(alice);
 
         _assertHoldsNone(alice);
@@ -318,6 +324,38 @@ contract MembershipBadgeTest is BadgeFixture {
         _assertHoldsNone(alice);
         _assertHoldsNone(carol);
         _assertHolds(bob, uint160(bob));
+    }
+
+    function test_revoke_emitsExactlyThreeEventsPerBadgeOfBatch() public {
+        // Arrange
+        uint256 aliceId = _issue(alice);
+        uint256 carolId = _issue(carol);
+        address[] memory wallets = new address[](2);
+        wallets[0] = alice;
+        wallets[1] = carol;
+
+        // Act
+        vm.recordLogs();
+        vm.prank(issuer);
+        badge.revoke(wallets);
+
+        // Assert: Transfer to zero, SubscriptionUpdate(0), MetadataUpdate, per badge, in order
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 6, "three logs per badge");
+        uint256[2] memory ids = [aliceId, carolId];
+        for (uint256 i; i < 2; ++i) {
+            Vm.Log memory transfer = logs[3 * i];
+            Vm.Log memory subscription = logs[3 * i + 1];
+            Vm.Log memory metadata = logs[3 * i + 2];
+            assertEq(transfer.topics[0], IERC721.Transfer.selector, "Transfer");
+            assertEq(uint256(transfer.topics[3]), ids[i], "Transfer id");
+            assertEq(subscription.topics[0], IERC5643.SubscriptionUpdate.selector, "SubscriptionUpdate");
+            assertEq(uint256(subscription.topics[1]), ids[i], "SubscriptionUpdate id");
+            assertEq(abi.decode(subscription.data, (uint64)), 0, "expiration 0");
+            assertEq(metadata.topics[0], IERC4906.MetadataUpdate.selector, "MetadataUpdate");
+            assertEq(abi.decode(metadata.data, (uint256)), ids[i], "MetadataUpdate id");
+            assertEq(metadata.emitter, address(badge), "emitter");
+        }
     }
 
     function test_revoke_revertsWhen_walletHasNoBadge() public {
@@ -455,11 +493,11 @@ contract MembershipBadgeTest is BadgeFixture {
 
     function test_constructor_revertsWhen_adminIsZero() public {
         vm.expectRevert(IMembershipBadge.MembershipBadge__ZeroAddress.selector);
-        new MembershipBadge(address(0), issuer);
+        new MembershipBadge(address(0), issuer, ADMIN_DELAY);
     }
 
     function test_constructor_revertsWhen_issuerIsZero() public {
         vm.expectRevert(IMembershipBadge.MembershipBadge__ZeroAddress.selector);
-        new MembershipBadge(admin, address(0));
+        new MembershipBadge(admin, address(0), ADMIN_DELAY);
     }
 }

@@ -12,7 +12,8 @@ import {CheckoutFixture} from "./utils/CheckoutFixture.sol";
 /// @notice Unit tests of SubscriptionCheckout's constructor and owner functions: zero-address
 /// checks, {QuoteSignerChanged} / {TreasuryChanged} / `Paused` / `Unpaused` events, signer
 /// rotation invalidating old quotes, treasury rotation redirecting payments, OpenZeppelin's
-/// `OwnableUnauthorizedAccount` for every owner function, and the two-step ownership handover.
+/// `OwnableUnauthorizedAccount` for every owner function, the two-step ownership handover, and
+/// `renounceOwnership` refused (an ownerless checkout could never unpause or rotate keys).
 contract SubscriptionCheckoutAdminTest is CheckoutFixture {
     // ================================================================ constructor
 
@@ -256,6 +257,47 @@ contract SubscriptionCheckoutAdminTest is CheckoutFixture {
         vm.prank(stranger);
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
         checkout.acceptOwnership();
+    }
+
+    function test_renounceOwnership_revertsWhen_callerIsOwner() public {
+        vm.prank(owner);
+        vm.expectRevert(ISubscriptionCheckout.SubscriptionCheckout__RenounceOwnershipDisabled.selector);
+        checkout.renounceOwnership();
+
+        assertEq(checkout.owner(), owner, "owner kept");
+    }
+
+    function test_renounceOwnership_revertsWhen_paused() public {
+        // Arrange: renouncing now would leave the checkout paused for good
+        vm.prank(owner);
+        checkout.pause();
+
+        // Act + Assert
+        vm.prank(owner);
+        vm.expectRevert(ISubscriptionCheckout.SubscriptionCheckout__RenounceOwnershipDisabled.selector);
+        checkout.renounceOwnership();
+
+        // ...and the owner can still unpause
+        assertEq(checkout.owner(), owner, "owner kept");
+        vm.prank(owner);
+        checkout.unpause();
+        assertFalse(checkout.paused());
+    }
+
+    function test_renounceOwnership_revertsWhen_ownershipTransferIsPending() public {
+        // Arrange: a handover in progress stays in progress
+        address newOwner = makeAddr("new owner");
+        vm.prank(owner);
+        checkout.transferOwnership(newOwner);
+
+        // Act + Assert
+        vm.prank(owner);
+        vm.expectRevert(ISubscriptionCheckout.SubscriptionCheckout__RenounceOwnershipDisabled.selector);
+        checkout.renounceOwnership();
+        assertEq(checkout.pendingOwner(), newOwner, "pending owner kept");
+        vm.prank(newOwner);
+        checkout.acceptOwnership();
+        assertEq(checkout.owner(), newOwner);
     }
 
     function test_renounceOwnership_revertsWhen_callerIsNotOwner() public {

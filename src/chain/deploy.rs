@@ -2,8 +2,10 @@
 //! and USD test tokens) from a funded deployer, and describes the result as a
 //! [`Deployment`].
 
+use std::time::Duration;
+
 use alloy::{
-    primitives::{Address, U256, utils::format_ether},
+    primitives::{Address, U256, aliases::U48, utils::format_ether},
     providers::{DynProvider, Provider},
 };
 
@@ -15,6 +17,15 @@ use super::{
 /// Gas a full deployment with test tokens uses, with headroom; the balance check asks
 /// the deployer for this much at the current gas price.
 pub const DEPLOY_GAS_BUDGET: u64 = 12_000_000;
+
+/// Delay between beginning and accepting a transfer of the badge's admin role when none is
+/// given: long enough to notice and cancel a transfer begun with a stolen admin key.
+pub const DEFAULT_ADMIN_DELAY: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// Longest admin-transfer delay a deployment accepts (365 days). Anything longer is far
+/// more likely a unit mistake (milliseconds for seconds) than a wish, and a delay that
+/// overflows the contract's 48-bit timestamps would make the admin role untransferable.
+pub const MAX_ADMIN_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Why a deployment failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +47,9 @@ pub enum DeployError {
         /// The chain.
         chain_id: u64,
     },
+    /// The admin-transfer delay is longer than [`MAX_ADMIN_DELAY`].
+    #[error("the badge admin delay of {0} s is longer than the maximum of {max} s (365 days)", max = MAX_ADMIN_DELAY.as_secs())]
+    AdminDelayTooLong(u64),
     /// A token address does not hold an ERC-20 contract.
     #[error("token {0} does not answer symbol()/decimals(); is it an ERC-20 on this chain?")]
     NotAToken(Address),
@@ -72,6 +86,9 @@ pub struct DeployPlan {
     pub issuer: Address,
     /// Payment receiver.
     pub treasury: Address,
+    /// Delay between beginning and accepting a transfer of the badge's admin role (whole
+    /// seconds, at most [`MAX_ADMIN_DELAY`]).
+    pub admin_delay: Duration,
     /// Tokens to deploy or use.
     pub tokens: Tokens,
 }
@@ -109,6 +126,10 @@ pub async fn preflight(provider: &DynProvider, deployer: Address) -> Result<u64,
 
 /// Deploys the contracts with `provider`'s default signer and returns the deployment.
 pub async fn deploy(provider: &DynProvider, plan: &DeployPlan) -> Result<Deployment, DeployError> {
+    if plan.admin_delay > MAX_ADMIN_DELAY {
+        return Err(DeployError::AdminDelayTooLong(plan.admin_delay.as_secs()));
+    }
+    let admin_delay = U48::from(plan.admin_delay.as_secs());
     let chain_id = provider.get_chain_id().await.map_err(|e| DeployError::Unreachable(e.to_string()))?;
     let deploy_block = provider.get_block_number().await.map_err(rpc_err("reading the head block"))? + 1;
 
@@ -126,7 +147,7 @@ pub async fn deploy(provider: &DynProvider, plan: &DeployPlan) -> Result<Deploym
     let checkout = SubscriptionCheckout::deploy(provider, plan.owner, plan.quote_signer, plan.treasury)
         .await
         .map_err(tx_err("deploying SubscriptionCheckout"))?;
-    let badge = MembershipBadge::deploy(provider, plan.owner, plan.issuer)
+    let badge = MembershipBadge::deploy(provider, plan.owner, plan.issuer, admin_delay)
         .await
         .map_err(tx_err("deploying MembershipBadge"))?;
 
@@ -179,4 +200,29 @@ async fn describe_token(provider: &DynProvider, address: Address) -> Result<Toke
     let decimals = token.decimals().call().await.map_err(|_| DeployError::NotAToken(address))?;
     let permit = token.DOMAIN_SEPARATOR().call().await.is_ok();
     Ok(TokenInfo { symbol, address, decimals, permit })
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::providers::ProviderBuilder;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_admin_delay_over_the_maximum_is_refused_before_anything_is_sent() {
+        // Nothing listens on port 1: the delay must be refused before the first RPC.
+        let provider = ProviderBuilder::new().connect_http("http://127.0.0.1:1".parse().unwrap()).erased();
+        let plan = DeployPlan {
+            owner: Address::repeat_byte(1),
+            quote_signer: Address::repeat_byte(2),
+            issuer: Address::repeat_byte(3),
+            treasury: Address::repeat_byte(4),
+            admin_delay: MAX_ADMIN_DELAY + Duration::from_secs(1),
+            tokens: Tokens::Existing(vec![]),
+        };
+
+        let error = deploy(&provider, &plan).await.expect_err("too long a delay");
+
+        assert!(matches!(error, DeployError::AdminDelayTooLong(secs) if secs == MAX_ADMIN_DELAY.as_secs() + 1), "{error}");
+    }
 }

@@ -116,7 +116,8 @@ pub fn provider_for(anvil: &AnvilInstance, index: usize) -> DynProvider {
 }
 
 /// Deploys the contracts and test tokens on a fresh `anvil` the way the fixtures are made:
-/// deployer account 10, quote signer 11, issuer 12, treasury 13, test wallets 0–9 funded.
+/// deployer account 10, quote signer 11, issuer 12, treasury 13, test wallets 0–9 funded,
+/// the badge's admin delay the default one (a local chain can skip it with `evm_increaseTime`).
 pub async fn deploy_fixture_contracts(anvil: &AnvilInstance) -> Result<Deployment, DevnetError> {
     let provider = provider_for(anvil, DEPLOYER);
     let holders: Vec<Address> = anvil.addresses()[..TEST_WALLETS].to_vec();
@@ -125,6 +126,7 @@ pub async fn deploy_fixture_contracts(anvil: &AnvilInstance) -> Result<Deploymen
         quote_signer: anvil.addresses()[QUOTE_SIGNER],
         issuer: anvil.addresses()[ISSUER],
         treasury: anvil.addresses()[TREASURY],
+        admin_delay: deploy::DEFAULT_ADMIN_DELAY,
         tokens: Tokens::Test { holders: holders.clone() },
     };
     let mut deployment = deploy::deploy(&provider, &plan).await?;

@@ -2,8 +2,8 @@
 //! paid on a real anvil, badges issued and rendered.
 
 use alloy::{
-    primitives::{Address, U256},
-    providers::Provider,
+    primitives::{Address, U256, aliases::U48},
+    providers::{Provider, ext::AnvilApi},
     sol_types::SolEvent,
 };
 use base64::Engine;
@@ -15,6 +15,7 @@ use tmai_pay::{
             MembershipBadge, SubscriptionCheckout::{self, OrderPaid}, TestToken,
         },
         compile,
+        deploy::DEFAULT_ADMIN_DELAY,
         devnet,
         signing::{PermitRequest, quote_domain, quote_digest, sign_permit, sign_quote},
     },
@@ -203,4 +204,79 @@ async fn an_issued_badge_gates_by_tier_and_expiry_and_renders_its_card() {
     let error = holder.transferFrom(member, chain.anvil.addresses()[4], token_id).call().await.expect_err("soulbound");
     assert!(error.to_string().contains("revert"), "{error}");
     assert_eq!(badge.ownerOf(token_id).call().await.unwrap(), member);
+}
+
+/// The deployed badge's admin role moves only by the delayed two-step: the successor cannot
+/// accept before the default delay has passed, can after it, and the old admin then can no
+/// longer revoke; `grantRole` cannot shortcut it.
+#[tokio::test]
+async fn the_badge_admin_role_changes_hands_only_after_the_delay() {
+    // Arrange
+    let chain = spawn_chain().await;
+    let d = &chain.deployment;
+    let admin_rpc = devnet::provider_for(&chain.anvil, devnet::DEPLOYER);
+    let admin = MembershipBadge::new(d.badge, &admin_rpc);
+    let successor = chain.anvil.addresses()[9];
+    let heir = MembershipBadge::new(d.badge, devnet::provider_for(&chain.anvil, 9));
+    assert_eq!(admin.defaultAdmin().call().await.unwrap(), d.owner);
+    assert_eq!(admin.defaultAdminDelay().call().await.unwrap(), U48::from(DEFAULT_ADMIN_DELAY.as_secs()));
+    let refused = admin.grantRole(admin.DEFAULT_ADMIN_ROLE().call().await.unwrap(), successor).call().await.expect_err("grantRole");
+    assert!(
+        matches!(
+            refused.as_decoded_interface_error::<MembershipBadge::MembershipBadgeErrors>(),
+            Some(MembershipBadge::MembershipBadgeErrors::AccessControlEnforcedDefaultAdminRules(_))
+        ),
+        "unexpected error: {refused}"
+    );
+
+    // Act 1: begin the transfer and try to accept it at once
+    admin.beginDefaultAdminTransfer(successor).send().await.unwrap().get_receipt().await.unwrap();
+    let early = heir.acceptDefaultAdminTransfer().call().await.expect_err("accepted before the delay");
+
+    // Assert 1
+    assert!(
+        matches!(
+            early.as_decoded_interface_error::<MembershipBadge::MembershipBadgeErrors>(),
+            Some(MembershipBadge::MembershipBadgeErrors::AccessControlEnforcedDefaultAdminDelay(_))
+        ),
+        "unexpected error: {early}"
+    );
+    assert_eq!(admin.defaultAdmin().call().await.unwrap(), d.owner);
+
+    // Act 2: past the delay
+    admin_rpc.anvil_increase_time(DEFAULT_ADMIN_DELAY.as_secs() + 1).await.unwrap();
+    admin_rpc.evm_mine(None).await.unwrap();
+    heir.acceptDefaultAdminTransfer().send().await.unwrap().get_receipt().await.unwrap();
+
+    // Assert 2
+    assert_eq!(admin.defaultAdmin().call().await.unwrap(), successor);
+    let member = chain.anvil.addresses()[3];
+    let stale = admin.revoke(vec![member]).call().await.expect_err("the old admin revoked");
+    assert!(
+        matches!(
+            stale.as_decoded_interface_error::<MembershipBadge::MembershipBadgeErrors>(),
+            Some(MembershipBadge::MembershipBadgeErrors::MembershipBadge__Unauthorized(_))
+        ),
+        "unexpected error: {stale}"
+    );
+}
+
+/// The checkout's owner cannot renounce: an ownerless checkout could never unpause or
+/// rotate its signer.
+#[tokio::test]
+async fn the_checkout_refuses_to_renounce_ownership() {
+    let chain = spawn_chain().await;
+    let d = &chain.deployment;
+    let checkout = SubscriptionCheckout::new(d.checkout, devnet::provider_for(&chain.anvil, devnet::DEPLOYER));
+
+    let error = checkout.renounceOwnership().call().await.expect_err("renounced");
+
+    assert!(
+        matches!(
+            error.as_decoded_interface_error::<SubscriptionCheckout::SubscriptionCheckoutErrors>(),
+            Some(SubscriptionCheckout::SubscriptionCheckoutErrors::SubscriptionCheckout__RenounceOwnershipDisabled(_))
+        ),
+        "unexpected error: {error}"
+    );
+    assert_eq!(checkout.owner().call().await.unwrap(), d.owner);
 }

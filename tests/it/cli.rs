@@ -8,11 +8,12 @@ use std::{
 
 use alloy::{
     hex,
-    primitives::B256,
+    primitives::{B256, aliases::U48},
     providers::{Provider, ProviderBuilder},
 };
 use tmai_pay::chain::{
     bindings::{MembershipBadge, SubscriptionCheckout},
+    deploy::DEFAULT_ADMIN_DELAY,
     deployment::Deployment,
     devnet::{self, AnvilOptions},
 };
@@ -56,6 +57,8 @@ async fn deploy_writes_a_deployment_file_that_matches_the_chain() {
     let issuer_role = badge.ISSUER_ROLE().call().await.unwrap();
     assert!(badge.hasRole(issuer_role, deployment.issuer).call().await.unwrap());
     assert!(badge.hasRole(B256::ZERO, deployment.owner).call().await.unwrap());
+    assert_eq!(badge.defaultAdmin().call().await.unwrap(), deployment.owner);
+    assert_eq!(badge.defaultAdminDelay().call().await.unwrap(), U48::from(DEFAULT_ADMIN_DELAY.as_secs()));
     let symbols: Vec<&str> = deployment.tokens.iter().map(|t| t.symbol.as_str()).collect();
     assert_eq!(symbols, ["TMAI", "USD"]);
 }
@@ -91,6 +94,40 @@ async fn deploy_with_existing_tokens_reads_their_symbol_and_decimals() {
     assert_eq!(deployment.tokens[0].symbol, "USD");
     assert_eq!(deployment.tokens[0].decimals, 6);
     assert!(deployment.tokens[0].permit);
+}
+
+#[tokio::test]
+async fn deploy_sets_the_badge_admin_delay_from_the_command_line() {
+    // Arrange
+    let anvil = devnet::spawn_anvil(&toolchain(), &AnvilOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deployment.json");
+    let (deployer, signer, issuer) = (key_hex(&anvil, 10), key_hex(&anvil, 11), key_hex(&anvil, 12));
+
+    // Act
+    let output = tmai_pay(
+        &["deploy", "--rpc-url", &anvil.endpoint(), "--test-tokens", "--admin-delay-secs", "3600", "--out", out.to_str().unwrap()],
+        &[("TMAI_PAY_DEPLOYER_KEY", &deployer), ("TMAI_PAY_QUOTE_SIGNER_KEY", &signer), ("TMAI_PAY_ISSUER_KEY", &issuer)],
+    );
+
+    // Assert
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "deploy failed: {stderr}");
+    assert!(stdout.contains("admin delay    3600 s"), "{stdout}");
+    let deployment = Deployment::read(&out).unwrap();
+    let badge = MembershipBadge::new(deployment.badge, ProviderBuilder::new().connect_http(anvil.endpoint_url()));
+    assert_eq!(badge.defaultAdminDelay().call().await.unwrap(), U48::from(3600u64));
+}
+
+#[test]
+fn deploy_refuses_an_admin_delay_longer_than_a_year() {
+    // 2 days written in milliseconds: the mistake the cap is there to catch
+    let stderr = failed_deploy(&["--rpc-url", "http://127.0.0.1:1", "--test-tokens", "--admin-delay-secs", "172800000"], &[
+        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
+        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
+        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
+    ]);
+    assert!(stderr.contains("--admin-delay-secs") && stderr.contains("172800000"), "{stderr}");
 }
 
 /// Runs a deploy that must fail; returns stderr after checking that nothing was written.

@@ -70,6 +70,10 @@ interface ISubscriptionCheckout {
     /// @notice The quote asks for a zero amount or zero periods.
     error SubscriptionCheckout__EmptyQuote();
 
+    /// @notice Ownership cannot be renounced: without an owner a paused checkout stays paused
+    /// and the signer and treasury can never change again.
+    error SubscriptionCheckout__RenounceOwnershipDisabled();
+
     /// @notice Pays `quote` with a prior ERC-20 approval of this contract.
     /// @param quote The signed quote.
     /// @param signature The quote signer's 65-byte signature over the quote's EIP-712 digest.

@@ -29,7 +29,7 @@ contract MembershipBadgeInvariantTest is InvariantTest {
         for (uint256 i; i < ACTORS; ++i) {
             actors[i] = makeAddr(string.concat("member ", vm.toString(i)));
         }
-        badge = new MembershipBadge(admin, issuer);
+        badge = new MembershipBadge(admin, issuer, 2 days);
         handler = new BadgeHandler(badge, admin, issuer, makeAddr("stranger"), actors);
 
         bytes4[] memory selectors = new bytes4[](9);

@@ -14,6 +14,9 @@ abstract contract BadgeFixture is Test {
     uint8 internal constant BASIC = 1;
     uint8 internal constant PREMIUM = 3;
 
+    /// @dev Delay of a DEFAULT_ADMIN_ROLE transfer (what `tmai-pay deploy` uses by default).
+    uint48 internal constant ADMIN_DELAY = 2 days;
+
     /// @dev First id handed out when a wallet's natural id (its address) is taken.
     uint256 internal constant FIRST_ALIAS_ID = 1 << 160;
 
@@ -34,7 +37,7 @@ abstract contract BadgeFixture is Test {
         bob = makeAddr("bob");
         carol = makeAddr("carol");
         stranger = makeAddr("stranger");
-        badge = new MembershipBadge(admin, issuer);
+        badge = new MembershipBadge(admin, issuer, ADMIN_DELAY);
         vm.label(address(badge), "badge");
     }
 
