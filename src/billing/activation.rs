@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
@@ -239,11 +239,25 @@ pub async fn queue_badge(conn: &mut AnyConnection, wallet: Address, action: &str
     Ok(())
 }
 
+/// The on-chain payment behind a change: every event it causes (`payment.*`,
+/// `subscription.*`, `badge.*`) carries these, so a merchant's app needs no join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cause {
+    /// The on-chain order id (decimal).
+    pub order_id: String,
+    /// The checkout that issued the order (None: a payment for an order not stored here).
+    pub checkout_id: Option<String>,
+    /// The payment's transaction.
+    pub tx_hash: B256,
+}
+
 /// The confirmed, matched payment being activated.
 #[derive(Debug, Clone)]
 pub struct PaidOrder {
     /// `payments.id`.
     pub payment_id: i64,
+    /// Its order, checkout and transaction.
+    pub cause: Cause,
     /// Stable key of the payment for event ids (`chain:tx:log`).
     pub payment_key: String,
     /// Times the payment's effects were taken back before (a reorg deeper than the
@@ -286,12 +300,14 @@ pub struct ActivationRow {
 pub struct BadgeJob {
     /// Member wallet.
     pub wallet: Address,
-    /// `issue` or `update`.
+    /// `issue`, `update` or `revoke`.
     pub action: &'static str,
     /// Tier the badge shows.
     pub tier: u8,
     /// Expiry the badge shows.
     pub expires_at: u64,
+    /// The payment that caused it, for its `badge.*` event.
+    pub cause: Option<Cause>,
 }
 
 /// What a run of activations (or applied downgrades) writes, planned in memory; the
@@ -314,14 +330,17 @@ pub struct Writes {
 /// stored JSON has always had them: sorted).
 #[derive(Serialize)]
 struct ChangeData<'a> {
+    checkout_id: Option<&'a str>,
     credit_seconds: u64,
     expires_at: u64,
     next_expires_at: Option<u64>,
     next_plan_id: Option<u32>,
+    order_id: &'a str,
     payment: &'a str,
     plan_id: u32,
     previous_expires_at: Option<u64>,
     tier: u8,
+    tx_hash: B256,
     wallet: Address,
 }
 
@@ -362,13 +381,22 @@ pub fn plan_activations(
         });
         if change.kind != ChangeKind::DowngradeScheduled {
             let action = if existing.is_none() { "issue" } else { "update" };
-            writes.jobs.push(BadgeJob { wallet: p.wallet, action, tier: change.after.tier, expires_at: change.after.expires_at });
+            writes.jobs.push(BadgeJob {
+                wallet: p.wallet,
+                action,
+                tier: change.after.tier,
+                expires_at: change.after.expires_at,
+                cause: Some(p.cause.clone()),
+            });
         }
         let after = &change.after;
         writes.events.push(NewEvent::new(
             outbox::event_id(&revised(&[change.kind.event(), &p.payment_key], p.revision)),
             change.kind.event(),
             &ChangeData {
+                checkout_id: p.cause.checkout_id.as_deref(),
+                order_id: &p.cause.order_id,
+                tx_hash: p.cause.tx_hash,
                 credit_seconds: change.credit_seconds,
                 expires_at: after.expires_at,
                 next_expires_at: after.next_expires_at,
@@ -427,7 +455,7 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
         sub.next_expires_at = None;
         // Comp time belonged to the tier that just ended.
         sub.comp_seconds = 0;
-        writes.jobs.push(BadgeJob { wallet: sub.wallet, action: "update", tier: sub.tier, expires_at: sub.expires_at });
+        writes.jobs.push(BadgeJob { wallet: sub.wallet, action: "update", tier: sub.tier, expires_at: sub.expires_at, cause: None });
         writes.events.push(NewEvent::new(
             outbox::event_id(&["subscription.renewed", "downgrade", &sub.wallet.to_string(), &previous.to_string()]),
             "subscription.renewed",

@@ -33,10 +33,8 @@ pub struct Vanished<'a> {
     pub periods: u32,
     /// Its stable key (`chain:tx:log`).
     pub payment_key: &'a str,
-    /// The on-chain order id it paid.
-    pub order_id: String,
-    /// Its transaction.
-    pub tx_hash: B256,
+    /// Its order, checkout and transaction.
+    pub cause: super::activation::Cause,
     /// Times its effects were taken back before.
     pub revision: u32,
 }
@@ -72,6 +70,7 @@ pub struct TakenBack {
 /// The `data` of the event (fields sorted, like the other subscription events).
 #[derive(Serialize)]
 struct ReversedData<'a> {
+    checkout_id: Option<&'a str>,
     expires_at: u64,
     next_expires_at: Option<u64>,
     next_plan_id: Option<u32>,
@@ -135,18 +134,19 @@ pub fn take_back(catalog: &Catalog, vanished: &Vanished<'_>, bought: &Bought, cu
         expires_at: after.expires_at,
         next_expires_at: after.next_expires_at,
         next_plan_id: after.next_plan_id,
-        order_id: &vanished.order_id,
+        checkout_id: vanished.cause.checkout_id.as_deref(),
+        order_id: &vanished.cause.order_id,
         payment: vanished.payment_key,
         plan_id: after.plan_id,
         previous_expires_at: current.expires_at,
         reason: "reorged",
         status: &after.status,
         tier: after.tier,
-        tx_hash: vanished.tx_hash,
+        tx_hash: vanished.cause.tx_hash,
         wallet: after.wallet,
     };
     let event = NewEvent::new(outbox::event_id(&revised(&[event_type, vanished.payment_key, "reorged"], vanished.revision)), event_type, &data);
-    let job = BadgeJob { wallet: after.wallet, action, tier: after.tier, expires_at: after.expires_at };
+    let job = BadgeJob { wallet: after.wallet, action, tier: after.tier, expires_at: after.expires_at, cause: Some(vanished.cause.clone()) };
     TakenBack { after, ended, job, event }
 }
 
@@ -186,7 +186,8 @@ mod tests {
     }
 
     fn vanished(periods: u32) -> Vanished<'static> {
-        Vanished { wallet: Address::repeat_byte(9), periods, payment_key: "31337:0x01:1", order_id: "7".into(), tx_hash: B256::repeat_byte(1), revision: 0 }
+        let cause = crate::billing::activation::Cause { order_id: "7".into(), checkout_id: Some("chk_7".into()), tx_hash: B256::repeat_byte(1) };
+        Vanished { wallet: Address::repeat_byte(9), periods, payment_key: "31337:0x01:1", cause, revision: 0 }
     }
 
     fn bought(kind: &str, plan_id: u32, new_expires_at: u64) -> Bought {

@@ -26,6 +26,8 @@ pub enum Value {
     OptI64(Option<i64>),
     /// Bytes (addresses, hashes, amounts).
     Bytes(Vec<u8>),
+    /// Bytes or NULL.
+    OptBytes(Option<Vec<u8>>),
     /// Text.
     Text(String),
     /// Text or NULL.
@@ -40,6 +42,7 @@ fn bind<'q>(
         Value::I64(v) => query.bind(*v),
         Value::OptI64(v) => query.bind(*v),
         Value::Bytes(v) => query.bind(v.clone()),
+        Value::OptBytes(v) => query.bind(v.clone()),
         Value::Text(v) => query.bind(v.clone()),
         Value::OptText(v) => query.bind(v.clone()),
     }
@@ -111,8 +114,8 @@ fn push_json(out: &mut String, value: &Value) {
         Value::I64(v) | Value::OptI64(Some(v)) => {
             let _ = write!(out, "{v}");
         }
-        Value::OptI64(None) | Value::OptText(None) => out.push_str("null"),
-        Value::Bytes(b) => {
+        Value::OptI64(None) | Value::OptText(None) | Value::OptBytes(None) => out.push_str("null"),
+        Value::Bytes(b) | Value::OptBytes(Some(b)) => {
             out.push('"');
             out.push_str(&alloy::hex::encode(b));
             out.push('"');
@@ -124,7 +127,7 @@ fn push_json(out: &mut String, value: &Value) {
 /// Returns the SQL that reads element `index` of a `json_each` row as `like`'s type.
 fn json_column(index: usize, like: &Value, source: &str) -> String {
     match like {
-        Value::Bytes(_) => format!("unhex({source} ->> {index})"),
+        Value::Bytes(_) | Value::OptBytes(_) => format!("unhex({source} ->> {index})"),
         _ => format!("{source} ->> {index}"),
     }
 }

@@ -197,6 +197,39 @@ async fn a_checkout_goes_from_quote_to_badge_through_the_api(kind: DbKind) {
 }
 on_both_databases!(a_checkout_goes_from_quote_to_badge_through_the_api);
 
+/// Every event a payment caused names its order, its checkout and its transaction, so a
+/// merchant's app needs no join to `payment.confirmed`.
+async fn every_event_a_payment_caused_carries_its_order_checkout_and_transaction(kind: DbKind) {
+    // Arrange: a checkout paid, confirmed and its badge minted
+    let app = App::spawn(kind).await;
+    let (_, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(checkout_body(&app, 2)), None).await;
+    let receipt = app.h.pay(2, &fetch_quote(&app, &checkout)).await;
+    app.h.mine(CONFIRMATIONS).await;
+    app.h.catch_up().await;
+    let minter = app.minter();
+    for _ in 0..50 {
+        if minter.tick().await.unwrap().idle() {
+            break;
+        }
+        app.h.mine(1).await;
+    }
+
+    // Assert
+    let events = tmai_pay::store::outbox::all(app.h.test_db.db.pool()).await.unwrap();
+    let tx = receipt.transaction_hash.to_string();
+    let mut seen = Vec::new();
+    for event in events.iter().filter(|e| e.event_type != "checkout.created") {
+        let data = &event.payload["data"];
+        assert_eq!(data["order_id"], checkout["order_id"], "{}: {data}", event.event_type);
+        assert_eq!(data["checkout_id"], checkout["id"], "{}: {data}", event.event_type);
+        let payment_tx = if event.event_type.starts_with("badge.") { &data["payment_tx_hash"] } else { &data["tx_hash"] };
+        assert_eq!(payment_tx.as_str(), Some(tx.as_str()), "{}: {data}", event.event_type);
+        seen.push(event.event_type.clone());
+    }
+    assert_eq!(seen, ["payment.detected", "payment.confirmed", "subscription.activated", "badge.minted"]);
+}
+on_both_databases!(every_event_a_payment_caused_carries_its_order_checkout_and_transaction);
+
 /// Bad input on every route: a 4xx in the one error shape, with an actionable message,
 /// and nothing changed.
 async fn bad_input_gets_a_clear_error_and_changes_nothing(kind: DbKind) {

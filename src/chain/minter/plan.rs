@@ -285,7 +285,15 @@ mod tests {
     use super::*;
 
     fn job(id: i64, wallet: u8, action: Call) -> Job {
-        Job { id, wallet: Address::repeat_byte(wallet), action, tier: 1, expires_at: 1, new_wallet: (action == Call::Move).then(|| Address::repeat_byte(99)) }
+        Job {
+            id,
+            wallet: Address::repeat_byte(wallet),
+            action,
+            tier: 1,
+            expires_at: 1,
+            new_wallet: (action == Call::Move).then(|| Address::repeat_byte(99)),
+            cause: None,
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{
     MintError,
-    types::{Batch, Job, Signed, fee_of, job_of},
+    types::{Batch, JOB_COLUMNS, Job, Signed, fee_of, job_of},
 };
 use crate::store::{
     Db, StoreError, address_bytes, b256_bytes,
@@ -232,10 +232,9 @@ pub(super) async fn mark_reverted(db: &Db, batch_id: i64, reason: &str, backoff:
 
 /// Returns the in-flight jobs of a batch with their positions in its call.
 pub(super) async fn batch_jobs(conn: &mut AnyConnection, batch_id: i64) -> Result<Vec<(Job, usize)>, MintError> {
-    let rows = sqlx::query(
-        "SELECT id, wallet, action, tier, expires_at, new_wallet, position FROM badge_jobs \
-         WHERE batch_id = $1 AND status IN ('sent', 'mined') ORDER BY position",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS}, position FROM badge_jobs WHERE batch_id = $1 AND status IN ('sent', 'mined') ORDER BY position"
+    ))
     .bind(batch_id)
     .fetch_all(&mut *conn)
     .await?;
@@ -290,10 +289,9 @@ pub(super) async fn reject_jobs(conn: &mut AnyConnection, rejected: &[(i64, Stri
 
 /// Returns the jobs due to be sent (queued, or failed and due for a retry), by id.
 pub(super) async fn due_jobs(db: &Db, now: i64) -> Result<Vec<Job>, MintError> {
-    let rows = sqlx::query(
-        "SELECT id, wallet, action, tier, expires_at, new_wallet FROM badge_jobs \
-         WHERE status IN ('queued', 'failed') AND next_attempt_at <= $1 ORDER BY id",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM badge_jobs WHERE status IN ('queued', 'failed') AND next_attempt_at <= $1 ORDER BY id"
+    ))
     .bind(now)
     .fetch_all(db.pool())
     .await?;

@@ -7,10 +7,13 @@ use alloy::{
 };
 
 use super::super::bindings::{IMembershipBadge::Membership, MembershipBadge};
-use crate::store::{
-    StoreError,
-    outbox::{self, NewEvent},
-    to_address, to_u256,
+use crate::{
+    billing::activation::Cause,
+    store::{
+        StoreError,
+        outbox::{self, NewEvent},
+        to_address, to_b256, to_u256,
+    },
 };
 
 /// What a job asks for.
@@ -72,7 +75,12 @@ pub(super) struct Job {
     pub(super) tier: u8,
     pub(super) expires_at: u64,
     pub(super) new_wallet: Option<Address>,
+    /// The payment that caused the job, for its event.
+    pub(super) cause: Option<Cause>,
 }
+
+/// The `badge_jobs` columns [`job_of`] reads.
+pub(super) const JOB_COLUMNS: &str = "id, wallet, action, tier, expires_at, new_wallet, cause_order_id, cause_checkout_id, cause_tx_hash";
 
 /// One open batch.
 #[derive(Debug, Clone)]
@@ -179,6 +187,11 @@ pub(super) fn badge_event(job: &Job, call: Call, token_id: U256, tx_hash: Option
     if tx_hash.is_none() {
         data["already_on_chain"] = true.into();
     }
+    if let Some(cause) = &job.cause {
+        data["order_id"] = cause.order_id.clone().into();
+        data["checkout_id"] = serde_json::json!(cause.checkout_id);
+        data["payment_tx_hash"] = serde_json::json!(cause.tx_hash);
+    }
     NewEvent::new(outbox::event_id(&[event_type, &job.id.to_string()]), event_type, &data)
 }
 
@@ -196,6 +209,14 @@ pub(super) fn job_of(row: &sqlx::any::AnyRow) -> Result<Job, StoreError> {
             .try_get::<Option<Vec<u8>>, _>("new_wallet")?
             .map(|b| to_address(&b, "badge_jobs.new_wallet"))
             .transpose()?,
+        cause: match row.try_get::<Option<String>, _>("cause_order_id")? {
+            Some(order_id) => Some(Cause {
+                order_id,
+                checkout_id: row.try_get("cause_checkout_id")?,
+                tx_hash: to_b256(&row.try_get::<Vec<u8>, _>("cause_tx_hash")?, "badge_jobs.cause_tx_hash")?,
+            }),
+            None => None,
+        },
     })
 }
 

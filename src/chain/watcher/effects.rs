@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::store::{NewPayment, StoredOrder, StoredPayment};
 use crate::{
-    billing::activation::{PaidOrder, revised},
+    billing::activation::{Cause, PaidOrder, revised},
     chain::paid_log::{PaidLog, payment_key},
     store::outbox::{self, NewEvent},
 };
@@ -66,7 +66,8 @@ pub(super) fn new_payments(
         .map(|log| {
             let (matched_order, unmatched_reason) = match_order(chain_id, orders, paid_by, &log);
             let confirmed = log.block_number <= deep;
-            NewPayment { log, matched_order, unmatched_reason, confirmed }
+            let checkout_id = matched_order.and_then(|id| orders.get(&id)).map(|o| o.checkout_id.clone());
+            NewPayment { log, matched_order, unmatched_reason, confirmed, checkout_id }
         })
         .collect()
 }
@@ -76,6 +77,7 @@ struct DetectedData<'a> {
     amount: String,
     block_hash: B256,
     block_number: u64,
+    checkout_id: Option<&'a str>,
     confirmations_required: u64,
     order_id: String,
     payer: Address,
@@ -97,6 +99,7 @@ pub(super) fn detected_events(chain_id: u64, p: &NewPayment, confirmations: u64,
         amount: e.amount.to_string(),
         block_hash: log.block_hash,
         block_number: log.block_number,
+        checkout_id: p.checkout_id.as_deref(),
         confirmations_required: confirmations,
         order_id: e.orderId.to_string(),
         payer: e.payer,
@@ -133,6 +136,7 @@ pub(super) fn recorded(id: i64, p: &NewPayment) -> StoredPayment {
         revision: 0,
         confirmed_at: None,
         orphaned_at: None,
+        checkout_id: p.checkout_id.clone(),
     }
 }
 
@@ -142,6 +146,7 @@ pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> 
     Some(PaidOrder {
         payment_id: p.id,
         payment_key: payment_key(chain_id, p.tx_hash, p.log_index),
+        cause: cause_of(p),
         revision: p.revision,
         wallet: p.payer,
         plan_id: p.plan_id,
@@ -150,9 +155,15 @@ pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> 
     })
 }
 
+/// Returns the order, checkout and transaction of `p`, for the events it causes.
+pub(super) fn cause_of(p: &StoredPayment) -> Cause {
+    Cause { order_id: p.order_id.to_string(), checkout_id: p.checkout_id.clone(), tx_hash: p.tx_hash }
+}
+
 #[derive(Serialize)]
 struct ConfirmedData<'a> {
     block_number: u64,
+    checkout_id: Option<&'a str>,
     confirmations: u64,
     order_id: String,
     payer: Address,
@@ -165,6 +176,7 @@ pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u
     let key = payment_key(chain_id, c.tx_hash, c.log_index);
     let data = ConfirmedData {
         block_number: c.block_number,
+        checkout_id: c.checkout_id.as_deref(),
         confirmations,
         order_id: c.order_id.to_string(),
         payer: c.payer,
@@ -179,6 +191,7 @@ struct ReorgedData<'a> {
     after_confirmation: bool,
     block_hash: B256,
     block_number: u64,
+    checkout_id: Option<&'a str>,
     order_id: String,
     payer: Address,
     payment: &'a str,
@@ -193,6 +206,7 @@ pub(super) fn reorged_event(chain_id: u64, p: &StoredPayment, after_confirmation
         after_confirmation,
         block_hash: p.block_hash,
         block_number: p.block_number,
+        checkout_id: p.checkout_id.as_deref(),
         order_id: p.order_id.to_string(),
         payer: p.payer,
         payment: &key,

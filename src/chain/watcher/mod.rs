@@ -408,8 +408,7 @@ impl Watcher {
                 wallet: p.payer,
                 periods: p.periods,
                 payment_key: &key,
-                order_id: p.order_id.to_string(),
-                tx_hash: p.tx_hash,
+                cause: effects::cause_of(p),
                 revision: p.revision,
             };
             let paid = reversal::Bought {
@@ -567,7 +566,13 @@ impl Watcher {
                 continue;
             }
             let mut detected = Vec::with_capacity(1);
-            let row = store::NewPayment { log: log.clone(), matched_order: p.matched_order, unmatched_reason: None, confirmed: deep_enough };
+            let row = store::NewPayment {
+                log: log.clone(),
+                matched_order: p.matched_order,
+                unmatched_reason: None,
+                confirmed: deep_enough,
+                checkout_id: p.checkout_id.clone(),
+            };
             effects::detected_events(chain, &row, confirmations, &mut detected);
             let confirmed = deep_enough.then(|| effects::confirmed_event(chain, &p, confirmations));
             moved.push((p, detected, confirmed));

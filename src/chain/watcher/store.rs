@@ -30,6 +30,8 @@ pub(crate) struct StoredOrder {
     /// Whether a payment already marked the order paid (a log for it from another
     /// transaction pays nothing).
     pub(crate) paid: bool,
+    /// The checkout that issued it.
+    pub(crate) checkout_id: String,
 }
 
 /// A payment to record: the log, the order it pays (or why none), and whether it is deep
@@ -40,12 +42,15 @@ pub(crate) struct NewPayment {
     pub(crate) matched_order: Option<i64>,
     pub(crate) unmatched_reason: Option<&'static str>,
     pub(crate) confirmed: bool,
+    /// The matched order's checkout.
+    pub(crate) checkout_id: Option<String>,
 }
 
 /// The `payments` columns a [`StoredPayment`] is read from, in its order (both
 /// implementations decode them).
 const PAYMENT_COLUMNS: &str = "id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, plan_id, periods, \
-     matched_order, status, revision, confirmed_at, orphaned_at";
+     matched_order, status, revision, confirmed_at, orphaned_at, \
+     (SELECT o.checkout_id FROM orders o WHERE o.order_id = payments.matched_order) AS checkout_id";
 
 /// A stored payment: one the pass confirms, or one a reorg removed.
 #[derive(Debug, Clone)]
@@ -71,6 +76,8 @@ pub(crate) struct StoredPayment {
     /// Set while a reorg deeper than the confirmations has this confirmed payment off the
     /// chain (its effects kept until it is found again or taken back).
     pub(crate) orphaned_at: Option<u64>,
+    /// The matched order's checkout.
+    pub(crate) checkout_id: Option<String>,
 }
 
 impl StoredPayment {

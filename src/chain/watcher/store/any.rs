@@ -53,6 +53,7 @@ fn payment_from(r: &AnyRow) -> Result<StoredPayment, StoreError> {
         revision: r.try_get::<i64, _>("revision")? as u32,
         confirmed_at: r.try_get::<Option<i64>, _>("confirmed_at")?.map(|v| v as u64),
         orphaned_at: r.try_get::<Option<i64>, _>("orphaned_at")?.map(|v| v as u64),
+        checkout_id: r.try_get("checkout_id")?,
     })
 }
 
@@ -169,7 +170,7 @@ pub(super) async fn confirm(conn: &mut AnyConnection, ids: Vec<i64>, now: u64) -
 
 pub(super) async fn orders(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
     let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
-    let rows = fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status FROM orders WHERE order_id IN", "", &[], &ids).await?;
+    let rows = fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id IN", "", &[], &ids).await?;
     rows.iter()
         .map(|row| {
             let order = StoredOrder {
@@ -180,6 +181,7 @@ pub(super) async fn orders(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<Ha
                 plan_id: row.try_get::<i64, _>("plan_id")? as u32,
                 periods: row.try_get::<i64, _>("periods")? as u32,
                 paid: row.try_get::<String, _>("status")? == "paid",
+                checkout_id: row.try_get("checkout_id")?,
             };
             Ok((row.try_get::<i64, _>("order_id")?, order))
         })
@@ -302,10 +304,19 @@ pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) ->
                 Value::I64(i64::from(j.tier)),
                 Value::I64(j.expires_at as i64),
                 Value::I64(now),
+                Value::OptText(j.cause.as_ref().map(|c| c.order_id.clone())),
+                Value::OptText(j.cause.as_ref().and_then(|c| c.checkout_id.clone())),
+                Value::OptBytes(j.cause.as_ref().map(|c| b256_bytes(c.tx_hash))),
             ]
         })
         .collect();
-    insert(conn, "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at)", &jobs, "").await?;
+    insert(
+        conn,
+        "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at, cause_order_id, cause_checkout_id, cause_tx_hash)",
+        &jobs,
+        "",
+    )
+    .await?;
     outbox::write_all(conn, &writes.events).await?;
     Ok(())
 }

@@ -33,6 +33,7 @@ fn payment_from(r: &Row<'_>) -> Result<StoredPayment, StoreError> {
         revision: r.get::<_, i64>(12)? as u32,
         confirmed_at: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
         orphaned_at: r.get::<_, Option<i64>>(14)?.map(|v| v as u64),
+        checkout_id: r.get(15)?,
     })
 }
 
@@ -203,7 +204,7 @@ pub(super) async fn confirm(tx: &mut SqliteTx, ids: Vec<i64>, now: u64) -> Resul
 
 pub(super) async fn orders(tx: &mut SqliteTx, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
     tx.run(move |conn| {
-        let mut read = conn.prepare_cached("SELECT chain_id, payer, token, amount, plan_id, periods, status FROM orders WHERE order_id = ?1")?;
+        let mut read = conn.prepare_cached("SELECT chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id = ?1")?;
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {
             let mut rows = read.query([id])?;
@@ -216,6 +217,7 @@ pub(super) async fn orders(tx: &mut SqliteTx, ids: Vec<i64>) -> Result<HashMap<i
                     plan_id: r.get::<_, i64>(4)? as u32,
                     periods: r.get::<_, i64>(5)? as u32,
                     paid: r.get::<_, String>(6)? == "paid",
+                    checkout_id: r.get(7)?,
                 };
                 out.insert(id, order);
             }
@@ -390,9 +392,22 @@ pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result
                 now
             ])?;
         }
-        let mut job = conn.prepare_cached("INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut job = conn.prepare_cached(
+            "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at, cause_order_id, cause_checkout_id, cause_tx_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
         for j in &writes.jobs {
-            job.execute(params![j.wallet.as_slice(), j.action, i64::from(j.tier), j.expires_at as i64, now])?;
+            let cause = j.cause.as_ref();
+            job.execute(params![
+                j.wallet.as_slice(),
+                j.action,
+                i64::from(j.tier),
+                j.expires_at as i64,
+                now,
+                cause.map(|c| c.order_id.as_str()),
+                cause.and_then(|c| c.checkout_id.as_deref()),
+                cause.map(|c| c.tx_hash.as_slice())
+            ])?;
         }
         Ok(outbox::write_all_sqlite(conn, &writes.events, now)?)
     })
