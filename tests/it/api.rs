@@ -67,7 +67,7 @@ impl App {
         let ops = format!("http://{}", ops_listener.local_addr().unwrap());
         tokio::spawn(serve(listener, router(state.clone()), cancel.clone()));
         tokio::spawn(serve(ops_listener, ops_router(state.clone()), cancel.clone()));
-        let (_, key) = keys::create(&h.test_db.db, "tests").await.unwrap();
+        let (_, key) = keys::create(&h.test_db.db, "tests", state.clock.now() as i64).await.unwrap();
         let client = reqwest::Client::new();
         let doc: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
         Self { h, base, ops, client, key, doc, state, cancel }
@@ -261,9 +261,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing(kind: DbKind) {
     assert_eq!(status, 400);
     let (status, _) = app.call("GET", "/v1/payments", "/v1/payments?limit=abc", None, Some(&app.key)).await;
     assert_eq!(status, 400);
-    let (id, second) = keys::create(&app.h.test_db.db, "second").await.unwrap();
+    let (id, second) = keys::create(&app.h.test_db.db, "second", app.state.clock.now() as i64).await.unwrap();
     assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&second)).await.0, 200);
-    assert!(keys::revoke(&app.h.test_db.db, id).await.unwrap());
+    assert!(keys::revoke(&app.h.test_db.db, id, app.state.clock.now() as i64).await.unwrap());
     assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&second)).await.0, 401);
     assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&app.key)).await.0, 200, "other keys still work");
     // Unknown route and method, in the same shape

@@ -265,7 +265,7 @@ pub(super) async fn confirm_jobs(
         .execute(&mut *conn)
         .await?;
     }
-    outbox::write_all(conn, events).await?;
+    outbox::write_all(conn, events, now).await?;
     Ok(())
 }
 

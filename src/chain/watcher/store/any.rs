@@ -306,7 +306,7 @@ pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) ->
         })
         .collect();
     insert(conn, "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at)", &jobs, "").await?;
-    outbox::write_all(conn, &writes.events).await?;
+    outbox::write_all(conn, &writes.events, now).await?;
     Ok(())
 }
 
