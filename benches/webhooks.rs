@@ -105,7 +105,7 @@ fn events(from: usize, n: usize) -> Vec<NewEvent> {
 
 async fn write(db: &Db, batch: &[NewEvent]) -> Result<()> {
     let mut tx = db.begin_write().await?;
-    outbox::write_all(&mut tx, batch).await?;
+    outbox::write_all(&mut tx, batch, tmai_pay::store::unix_now()).await?;
     tx.commit().await?;
     Ok(())
 }

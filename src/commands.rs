@@ -101,24 +101,26 @@ async fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
     let db = store::Db::connect(&settings.database_url)
         .await
         .with_context(|| format!("opening the database {}", crate::config::redacted(&settings.database_url)))?;
+    // A one-shot command: the service's clock is the system clock here.
+    let clock = crate::clock::Clock::system();
     match action {
         ApiKeyCommand::Create { name, .. } => {
             let name = name.trim();
             if name.is_empty() || name.len() > 100 {
                 bail!("--name must be 1 to 100 characters");
             }
-            let (id, key) = crate::http::keys::create(&db, name).await?;
+            let (id, key) = store::api_keys::create(&db, name, clock.now() as i64).await?;
             println!("created API key {id} ({name}). It is shown once; store it now:");
             println!("{key}");
         }
         ApiKeyCommand::List { .. } => {
-            for k in crate::http::keys::list(&db).await? {
+            for k in store::api_keys::list(&db).await? {
                 let state = if k.revoked_at.is_some() { "revoked" } else { "live" };
                 println!("{:>4}  {:<7}  {}…  {}", k.id, state, k.prefix, k.name);
             }
         }
         ApiKeyCommand::Revoke { id, .. } => {
-            if !crate::http::keys::revoke(&db, *id).await? {
+            if !store::api_keys::revoke(&db, *id, clock.now() as i64).await? {
                 bail!("no live API key with id {id}");
             }
             println!("revoked API key {id}");
@@ -290,7 +292,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         settings.card.webhook_secret = Some(SecretString::from(secret));
     }
     let service = Service::build(settings).await?;
-    let (_, api_key) = crate::http::keys::create(&service.db, "dev").await?;
+    let (_, api_key) = store::api_keys::create(&service.db, "dev", service.clock.now() as i64).await?;
     let address = listener.local_addr()?;
 
     println!("tmai-pay dev: local chain and service running");

@@ -485,7 +485,7 @@ pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, n
         save(conn, sub, now).await?;
         queue_badge(conn, job.wallet, job.action, job.tier, job.expires_at, now).await?;
     }
-    outbox::write_all(conn, &writes.events).await?;
+    outbox::write_all(conn, &writes.events, now as i64).await?;
     Ok(writes.subscriptions.len())
 }
 

@@ -139,7 +139,7 @@ pub async fn grant_comp(conn: &mut AnyConnection, wallet: Address, days: u32, re
     data["previous_expires_at"] = previous.into();
     data["grant_id"] = grant_id.into();
     let id = outbox::event_id(&["subscription.comp_granted", &wallet.to_string(), &grant_id.to_string()]);
-    outbox::write(conn, &id, "subscription.comp_granted", &data).await?;
+    outbox::write(conn, &id, "subscription.comp_granted", &data, now as i64).await?;
     Ok(CompGrant { grant_id, seconds, subscription: sub })
 }
 
@@ -158,7 +158,7 @@ pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Resu
     let mut data = view(&sub);
     data["source"] = "merchant".into();
     let id = outbox::event_id(&["subscription.canceled", &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, "subscription.canceled", &data).await?;
+    outbox::write(conn, &id, "subscription.canceled", &data, now as i64).await?;
     Ok(sub)
 }
 
@@ -178,7 +178,7 @@ async fn end_now(conn: &mut AnyConnection, mut sub: Subscription, reason: &str, 
     data["reason"] = reason.into();
     data["previous_expires_at"] = previous.into();
     let id = outbox::event_id(&["subscription.expired", &sub.wallet.to_string(), reason, key]);
-    outbox::write(conn, &id, "subscription.expired", &data).await?;
+    outbox::write(conn, &id, "subscription.expired", &data, now as i64).await?;
     Ok(sub)
 }
 
@@ -236,7 +236,7 @@ pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, n
     data["from"] = serde_json::json!(from);
     data["to"] = serde_json::json!(to);
     let id = outbox::event_id(&["subscription.moved", &from.to_string(), &to.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, "subscription.moved", &data).await?;
+    outbox::write(conn, &id, "subscription.moved", &data, now as i64).await?;
     Ok(sub)
 }
 
@@ -296,7 +296,7 @@ pub async fn refund(conn: &mut AnyConnection, payment_id: i64, note: &str, now: 
         "plan_id": row.try_get::<i64, _>("plan_id")?,
         "note": note,
         "refunded_at": now,
-    }))
+    }), now as i64)
     .await?;
     // A payment that activated nothing (unmatched) leaves the payer's plan alone.
     let live = match activated {

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod card;
+pub mod checkouts;
 pub mod members;
 pub mod reminders;
 pub mod plans;

@@ -160,7 +160,7 @@ impl Reminders {
             &wallets,
         )
         .await?;
-        outbox::write_all(&mut tx, &written).await?;
+        outbox::write_all(&mut tx, &written, now).await?;
         tx.commit().await?;
         if report.expiring + report.expired > 0 {
             tracing::info!(expiring = report.expiring, expired = report.expired, "reminders written");

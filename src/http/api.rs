@@ -15,7 +15,6 @@ use axum::{
     },
 };
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
@@ -25,11 +24,15 @@ use super::{
 };
 use crate::{
     billing::{
-        activation::{self, ChangeKind, Subscription},
-        quotes::{QuoteError, QuoteRequest},
+        activation::{self, Subscription},
+        checkouts::{self, CheckoutProgress},
+        quotes::QuoteRequest,
     },
     chain::bindings::MembershipBadge,
-    store::{address_bytes, to_address, to_b256, to_u256, unix_now},
+    store::{
+        orders::{self, StoredOrder},
+        payments::{self, PaymentFilter},
+    },
 };
 
 /// The chain the checkout runs on.
@@ -225,6 +228,20 @@ pub struct Progress {
     pub done: bool,
 }
 
+impl From<&CheckoutProgress> for Progress {
+    fn from(p: &CheckoutProgress) -> Self {
+        Self {
+            stage: p.stage.as_str().into(),
+            confirmations: p.confirmations,
+            required: p.required,
+            tx_hash: p.tx_hash.map(|h| h.to_string()),
+            badge_tx_hash: p.badge_tx_hash.map(|h| h.to_string()),
+            expires_at: p.expires_at,
+            done: p.done,
+        }
+    }
+}
+
 /// A checkout.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckoutView {
@@ -278,16 +295,9 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         return Err(ApiError::unavailable("checkout is not configured: set chain.quote_signer_key"));
     };
     let request = QuoteRequest { plan_id: body.plan_id, token: body.token.trim().to_string(), payer, periods: body.periods.unwrap_or(1) };
-    let issued = issuer.issue(&state.db, &state.catalog, &request, unix_now() as u64).await.map_err(|e| match e {
-        QuoteError::UnknownPlan(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_plan", format!("{e}; see GET /v1/plans")),
-        QuoteError::UnsupportedToken(_) | QuoteError::NotSoldInToken { .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_token", format!("{e}; see GET /v1/plans"))
-        }
-        QuoteError::BadPeriods | QuoteError::ZeroPayer => ApiError::invalid(e.to_string()),
-        QuoteError::Store(e) => ApiError::internal(&e),
-    })?;
+    let issued = issuer.issue(&state.db, &state.catalog, &request, state.clock.now()).await?;
     // Built from what was just stored: no second read on the hot path.
-    let order = Order {
+    let order = StoredOrder {
         order_id: issued.order_id as i64,
         checkout_id: issued.checkout_id,
         payer: issued.quote.payer,
@@ -299,7 +309,7 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         signature: issued.signature.to_vec(),
         status: "open".into(),
     };
-    let progress = Progress { stage: "open".into(), confirmations: 0, required: state.confirmations, tx_hash: None, badge_tx_hash: None, expires_at: None, done: false };
+    let progress = Progress::from(&CheckoutProgress::open(state.confirmations));
     let view = view_of(&state, &order, order.status.clone(), progress);
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -330,7 +340,7 @@ pub async fn checkout_events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(order) = load_order(&state, &id).await? else {
+    let Some(order) = orders::load(&state.db, &id).await? else {
         return Err(ApiError::not_found(format!("no checkout {id:?}")));
     };
     let slot = state.streams.acquire(client)?;
@@ -360,7 +370,7 @@ const STREAM_MIN_READ_GAP: Duration = Duration::from_millis(250);
 /// One open event stream.
 struct Follow {
     state: AppState,
-    order: Order,
+    order: StoredOrder,
     commits: tokio::sync::watch::Receiver<u64>,
     _slot: super::streams::StreamSlot,
     ends_at: tokio::time::Instant,
@@ -388,7 +398,7 @@ impl Follow {
             let mut wake_at = (tokio::time::Instant::now() + STREAM_FALLBACK_POLL).min(self.ends_at);
             if self.last.as_ref().is_some_and(|p| p.stage == "open") {
                 // An unpaid quote expires without any commit.
-                let left = (self.order.deadline + 1).saturating_sub(unix_now() as u64);
+                let left = (self.order.deadline + 1).saturating_sub(self.state.clock.now());
                 wake_at = wake_at.min(tokio::time::Instant::now() + Duration::from_secs(left));
             }
             tokio::select! {
@@ -411,54 +421,14 @@ impl Follow {
     }
 }
 
-/// One stored order.
-#[derive(Debug)]
-struct Order {
-    order_id: i64,
-    checkout_id: String,
-    payer: Address,
-    token: Address,
-    amount: U256,
-    plan_id: u32,
-    periods: u32,
-    deadline: u64,
-    signature: Vec<u8>,
-    status: String,
-}
-
-async fn load_order(state: &AppState, checkout_id: &str) -> Result<Option<Order>, ApiError> {
-    if checkout_id.len() > 100 {
-        return Ok(None);
-    }
-    let row = sqlx::query(
-        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1",
-    )
-    .bind(checkout_id)
-    .fetch_optional(state.db.pool())
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(Order {
-        order_id: r.try_get("order_id")?,
-        checkout_id: r.try_get("checkout_id")?,
-        payer: to_address(&r.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
-        token: to_address(&r.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
-        amount: to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
-        plan_id: r.try_get::<i64, _>("plan_id")? as u32,
-        periods: r.try_get::<i64, _>("periods")? as u32,
-        deadline: r.try_get::<i64, _>("deadline")? as u64,
-        signature: r.try_get("signature")?,
-        status: r.try_get("status")?,
-    }))
-}
-
 async fn load_checkout(state: &AppState, checkout_id: &str) -> Result<Option<CheckoutView>, ApiError> {
-    let Some(order) = load_order(state, checkout_id).await? else { return Ok(None) };
+    let Some(order) = orders::load(&state.db, checkout_id).await? else { return Ok(None) };
     let progress = progress_of(state, &order).await?;
-    let status = if order.status == "open" && order.deadline < unix_now() as u64 { "expired".to_string() } else { order.status.clone() };
+    let status = checkouts::status(&order, state.clock.now()).to_string();
     Ok(Some(view_of(state, &order, status, progress)))
 }
 
-fn view_of(state: &AppState, order: &Order, status: String, progress: Progress) -> CheckoutView {
+fn view_of(state: &AppState, order: &StoredOrder, status: String, progress: Progress) -> CheckoutView {
     let d = &state.deployment;
     let token = d.tokens.iter().find(|t| t.address == order.token);
     let (token_text, amount) = (state.address_text(order.token), order.amount.to_string());
@@ -491,61 +461,9 @@ fn view_of(state: &AppState, order: &Order, status: String, progress: Progress) 
     }
 }
 
-async fn progress_of(state: &AppState, order: &Order) -> Result<Progress, ApiError> {
-    let required = state.confirmations;
-    let mut progress = Progress { stage: "open".into(), confirmations: 0, required, tx_hash: None, badge_tx_hash: None, expires_at: None, done: false };
-    let payment = sqlx::query(
-        "SELECT id, tx_hash, block_number, status FROM payments WHERE matched_order = $1 AND status IN ('detected', 'confirmed') ORDER BY id DESC LIMIT 1",
-    )
-    .bind(order.order_id)
-    .fetch_optional(state.db.pool())
-    .await?;
-    let Some(payment) = payment else {
-        if order.deadline < unix_now() as u64 {
-            progress.stage = "expired".into();
-            progress.done = true;
-        }
-        return Ok(progress);
-    };
-    progress.tx_hash = Some(to_b256(&payment.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?.to_string());
-    let status: String = payment.try_get("status")?;
-    if status == "detected" {
-        let block = payment.try_get::<i64, _>("block_number")? as u64;
-        let head = state.head().await.unwrap_or(block);
-        progress.confirmations = (head + 1).saturating_sub(block).min(required);
-        progress.stage = if progress.confirmations == 0 { "detected".into() } else { "confirming".into() };
-        return Ok(progress);
-    }
-    progress.confirmations = required;
-    progress.stage = "active".into();
-    let activation = sqlx::query("SELECT kind, new_expires_at, created_at FROM activations WHERE payment_id = $1")
-        .bind(payment.try_get::<i64, _>("id")?)
-        .fetch_optional(state.db.pool())
-        .await?;
-    if let Some(a) = activation {
-        progress.expires_at = Some(a.try_get::<i64, _>("new_expires_at")? as u64);
-        // A scheduled downgrade changes no badge now: no badge job comes for it.
-        if a.try_get::<String, _>("kind")? == ChangeKind::DowngradeScheduled.event() {
-            progress.done = true;
-            return Ok(progress);
-        }
-        let job = sqlx::query(
-            "SELECT tx_hash FROM badge_jobs WHERE wallet = $1 AND created_at >= $2 AND status = 'confirmed' ORDER BY id DESC LIMIT 1",
-        )
-        .bind(address_bytes(order.payer))
-        .bind(a.try_get::<i64, _>("created_at")?)
-        .fetch_optional(state.db.pool())
-        .await?;
-        if let Some(job) = job {
-            progress.stage = "badge_issued".into();
-            progress.done = true;
-            progress.badge_tx_hash = job
-                .try_get::<Option<Vec<u8>>, _>("tx_hash")?
-                .map(|h| to_b256(&h, "badge_jobs.tx_hash").map(|h| h.to_string()))
-                .transpose()?;
-        }
-    }
-    Ok(progress)
+async fn progress_of(state: &AppState, order: &StoredOrder) -> Result<Progress, ApiError> {
+    let progress = checkouts::progress(&state.db, order, state.confirmations, state.clock.now(), || state.head()).await?;
+    Ok(Progress::from(&progress))
 }
 
 /// A wallet's subscription.
@@ -718,35 +636,26 @@ pub async fn payments(State(state): State<AppState>, query: Result<Query<Payment
     {
         return Err(ApiError::invalid("status must be detected, confirmed or reorged"));
     }
-    let rows = sqlx::query(
-        "SELECT id, tx_hash, log_index, block_number, order_id, payer, token, amount, plan_id, periods, status, unmatched_reason, detected_at \
-         FROM payments WHERE id < $1 AND ($2 = '' OR status = $2) ORDER BY id DESC LIMIT $3",
-    )
-    .bind(query.before.unwrap_or(i64::MAX))
-    .bind(query.status.clone().unwrap_or_default())
-    .bind(i64::from(limit))
-    .fetch_all(state.db.pool())
-    .await?;
-    let payments = rows
-        .iter()
-        .map(|r| {
-            Ok(PaymentView {
-                id: r.try_get("id")?,
-                tx_hash: to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?.to_string(),
-                log_index: r.try_get("log_index")?,
-                block_number: r.try_get("block_number")?,
-                order_id: to_u256(&r.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?.to_string(),
-                payer: to_address(&r.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?.to_string(),
-                token: to_address(&r.try_get::<Vec<u8>, _>("token")?, "payments.token")?.to_string(),
-                amount: to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?.to_string(),
-                plan_id: r.try_get::<i64, _>("plan_id")? as u32,
-                periods: r.try_get::<i64, _>("periods")? as u32,
-                status: r.try_get("status")?,
-                unmatched_reason: r.try_get("unmatched_reason")?,
-                detected_at: r.try_get("detected_at")?,
-            })
+    let filter = PaymentFilter { before: query.before, status: query.status.as_deref(), limit: i64::from(limit) };
+    let payments: Vec<PaymentView> = payments::list(&state.db, &filter)
+        .await?
+        .into_iter()
+        .map(|p| PaymentView {
+            id: p.id,
+            tx_hash: p.tx_hash.to_string(),
+            log_index: p.log_index,
+            block_number: p.block_number,
+            order_id: p.order_id.to_string(),
+            payer: p.payer.to_string(),
+            token: p.token.to_string(),
+            amount: p.amount.to_string(),
+            plan_id: p.plan_id,
+            periods: p.periods,
+            status: p.status,
+            unmatched_reason: p.unmatched_reason,
+            detected_at: p.detected_at,
         })
-        .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
+        .collect();
     let next_before = (payments.len() == limit as usize).then(|| payments.last().map(|p| p.id)).flatten();
     Ok(Json(PaymentsPage { payments, next_before }))
 }

@@ -16,7 +16,7 @@ use super::{
     AppState,
     error::{ApiError, ErrorBody},
 };
-use crate::billing::card::{self, CardError, CardEvent};
+use crate::billing::card::{self, CardEvent};
 
 /// Largest event body taken (Stripe events are a few KiB; invoices with many lines more).
 pub const MAX_EVENT_BYTES: usize = 512 * 1024;
@@ -71,11 +71,11 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
         tracing::warn!(error = %e, "card webhook refused");
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()));
     }
-    let event = CardEvent::parse(&body).map_err(refused)?;
+    let event = CardEvent::parse(&body)?;
     let mut tx = state.db.begin_write().await?;
     // On an error the transaction is dropped uncommitted: nothing is recorded, and the
     // processor's retry can succeed once the cause is fixed.
-    let handled = card::handle(&mut tx, &state.catalog, &state.card, &event, now).await.map_err(refused)?;
+    let handled = card::handle(&mut tx, &state.catalog, &state.card, &event, now).await?;
     tx.commit().await?;
     tracing::info!(event = %event.id, event_type = %event.event_type, status = handled.status, outcome = %handled.outcome, "card event");
     Ok(Json(CardWebhookResponse {
@@ -84,30 +84,4 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
         event_id: event.id,
         wallet: handled.wallet.map(|w| w.to_string()),
     }))
-}
-
-fn refused(e: CardError) -> ApiError {
-    match e {
-        CardError::BadRequest(m) | CardError::BadWallet(m) => {
-            tracing::error!(error = %m, "card event refused");
-            ApiError::invalid(m)
-        }
-        CardError::UnknownPlan(m) => {
-            tracing::error!(error = %m, "card event refused");
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_plan", m)
-        }
-        CardError::MissingMetadata(m) => {
-            tracing::error!(error = %m, "card event refused");
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_metadata", m)
-        }
-        CardError::UnknownPrice(m) => {
-            tracing::error!(error = %m, "card event refused");
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_price", m)
-        }
-        CardError::AmountMismatch(m) => {
-            tracing::error!(error = %m, "card event refused");
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch", m)
-        }
-        CardError::Store(e) => ApiError::internal(&e),
-    }
 }

@@ -141,3 +141,71 @@ where
         Ok(Self(value))
     }
 }
+
+// Domain errors: each maps to the same answer in every handler that meets it.
+
+impl From<crate::billing::quotes::QuoteError> for ApiError {
+    fn from(e: crate::billing::quotes::QuoteError) -> Self {
+        use crate::billing::quotes::QuoteError;
+        match e {
+            QuoteError::UnknownPlan(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_plan", format!("{e}; see GET /v1/plans")),
+            QuoteError::UnsupportedToken(_) | QuoteError::NotSoldInToken { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_token", format!("{e}; see GET /v1/plans"))
+            }
+            QuoteError::BadPeriods | QuoteError::ZeroPayer => Self::invalid(e.to_string()),
+            QuoteError::Store(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<crate::billing::members::MemberError> for ApiError {
+    fn from(e: crate::billing::members::MemberError) -> Self {
+        use crate::billing::members::MemberError;
+        match e {
+            MemberError::Invalid(m) => Self::invalid(m),
+            MemberError::NotFound(m) => Self::not_found(m),
+            MemberError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            MemberError::Store(e) => Self::internal(&e),
+        }
+    }
+}
+
+/// A refused card event is logged as an error: the processor retries it, and the cause
+/// (metadata, prices) is the merchant's to fix.
+impl From<crate::billing::card::CardError> for ApiError {
+    fn from(e: crate::billing::card::CardError) -> Self {
+        use crate::billing::card::CardError;
+        let (status, code, m) = match e {
+            CardError::Store(e) => return Self::internal(&e),
+            CardError::BadRequest(m) | CardError::BadWallet(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
+            CardError::UnknownPlan(m) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_plan", m),
+            CardError::MissingMetadata(m) => (StatusCode::UNPROCESSABLE_ENTITY, "missing_metadata", m),
+            CardError::UnknownPrice(m) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_price", m),
+            CardError::AmountMismatch(m) => (StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch", m),
+        };
+        tracing::error!(error = %m, "card event refused");
+        Self::new(status, code, m)
+    }
+}
+
+impl From<crate::notify::endpoints::RedeliverError> for ApiError {
+    fn from(e: crate::notify::endpoints::RedeliverError) -> Self {
+        use crate::notify::endpoints::RedeliverError;
+        match e {
+            RedeliverError::UnknownEvent(_) | RedeliverError::UnknownEndpoint(_) => Self::not_found(e.to_string()),
+            RedeliverError::NoTarget(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            RedeliverError::Store(e) => Self::internal(&e),
+        }
+    }
+}
+
+/// A webhook endpoint's `url` that is refused.
+impl From<crate::notify::targets::TargetError> for ApiError {
+    fn from(e: crate::notify::targets::TargetError) -> Self {
+        use crate::notify::targets::TargetError;
+        match e {
+            TargetError::Malformed(m) => Self::invalid(m),
+            other => Self::invalid(format!("url: {other}")),
+        }
+    }
+}

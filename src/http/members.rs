@@ -5,7 +5,6 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::StatusCode,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,7 +16,7 @@ use super::{
 };
 use crate::billing::{
     activation::Subscription,
-    members::{self, MemberError},
+    members,
 };
 
 /// A member's subscription after an action.
@@ -112,15 +111,6 @@ pub struct RefundResponse {
     pub subscription: Option<MemberView>,
 }
 
-fn api_error(e: MemberError) -> ApiError {
-    match e {
-        MemberError::Invalid(m) => ApiError::invalid(m),
-        MemberError::NotFound(m) => ApiError::not_found(m),
-        MemberError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-        MemberError::Store(e) => ApiError::internal(&e),
-    }
-}
-
 /// Grants comp time: the expiry moves by `days`, kept apart from paid time (an upgrade
 /// never credits it at a paid price); badge job `update`; event `subscription.comp_granted`.
 #[utoipa::path(post, path = "/v1/members/{wallet}/comp", tag = "merchant", security(("api_key" = [])),
@@ -131,7 +121,7 @@ fn api_error(e: MemberError) -> ApiError {
 pub async fn comp(State(state): State<AppState>, Path(wallet): Path<String>, ApiJson(body): ApiJson<CompRequest>) -> Result<Json<CompResponse>, ApiError> {
     let wallet = parse_wallet("wallet", &wallet)?;
     let mut tx = state.db.begin_write().await?;
-    let grant = members::grant_comp(&mut tx, wallet, body.days, &body.reason, state.clock.now()).await.map_err(api_error)?;
+    let grant = members::grant_comp(&mut tx, wallet, body.days, &body.reason, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Json(CompResponse { grant_id: grant.grant_id, seconds: grant.seconds, subscription: (&grant.subscription).into() }))
 }
@@ -145,7 +135,7 @@ pub async fn comp(State(state): State<AppState>, Path(wallet): Path<String>, Api
 pub async fn cancel(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<MemberView>, ApiError> {
     let wallet = parse_wallet("wallet", &wallet)?;
     let mut tx = state.db.begin_write().await?;
-    let sub = members::cancel(&mut tx, wallet, state.clock.now()).await.map_err(api_error)?;
+    let sub = members::cancel(&mut tx, wallet, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Json((&sub).into()))
 }
@@ -160,7 +150,7 @@ pub async fn cancel(State(state): State<AppState>, Path(wallet): Path<String>) -
 pub async fn revoke(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<MemberView>, ApiError> {
     let wallet = parse_wallet("wallet", &wallet)?;
     let mut tx = state.db.begin_write().await?;
-    let sub = members::revoke(&mut tx, wallet, state.clock.now()).await.map_err(api_error)?;
+    let sub = members::revoke(&mut tx, wallet, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Json((&sub).into()))
 }
@@ -176,7 +166,7 @@ pub async fn move_member(State(state): State<AppState>, Path(wallet): Path<Strin
     let from = parse_wallet("wallet", &wallet)?;
     let to = parse_wallet("new_wallet", &body.new_wallet)?;
     let mut tx = state.db.begin_write().await?;
-    let sub = members::move_member(&mut tx, from, to, state.clock.now()).await.map_err(api_error)?;
+    let sub = members::move_member(&mut tx, from, to, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Json((&sub).into()))
 }
@@ -192,7 +182,7 @@ pub async fn move_member(State(state): State<AppState>, Path(wallet): Path<Strin
 pub async fn refund(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<RefundRequest>) -> Result<Json<RefundResponse>, ApiError> {
     let id: i64 = id.trim().parse().map_err(|_| ApiError::invalid(format!("payment id {id:?} is not a number (ids as in GET /v1/payments)")))?;
     let mut tx = state.db.begin_write().await?;
-    let refund = members::refund(&mut tx, id, &body.note, state.clock.now()).await.map_err(api_error)?;
+    let refund = members::refund(&mut tx, id, &body.note, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Json(RefundResponse {
         payment_id: refund.payment_id,

@@ -447,7 +447,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
     {
         return (*status, Json(ready.clone()));
     }
-    let database = sqlx::query("SELECT 1").execute(state.db.pool()).await.is_ok();
+    let database = state.db.ping().await;
     let rpc = tokio::time::timeout(Duration::from_secs(2), state.provider.get_block_number()).await.is_ok_and(|r| r.is_ok());
     let ok = database && rpc;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -462,13 +462,8 @@ const READY_CACHE: Duration = Duration::from_secs(1);
 async fn metrics_page(State(state): State<AppState>) -> Response {
     // Gauges read on scrape: watcher lag, queue depths.
     if let Some(head) = state.head().await
-        && let Ok(Some(row)) = sqlx::query("SELECT next_block FROM chain_cursor WHERE chain_id = $1")
-            .bind(state.deployment.chain_id as i64)
-            .fetch_optional(state.db.pool())
-            .await
+        && let Ok(Some(next)) = state.db.next_block(state.deployment.chain_id).await
     {
-        use sqlx::Row;
-        let next: i64 = row.try_get(0).unwrap_or(0);
         metrics::gauge!("tmai_watcher_lag_blocks").set((head as i64 + 1 - next).max(0) as f64);
         metrics::gauge!("tmai_chain_head").set(head as f64);
     }

@@ -7,32 +7,27 @@ use axum::{
     http::StatusCode,
 };
 use serde::{Deserialize, Deserializer, Serialize};
-use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
     error::{ApiError, ApiJson, ErrorBody},
 };
-use crate::notify::{
-    self,
-    endpoints::{self, Attempt, Delivery, Endpoint, Patch, RedeliverError},
-    targets::{self, TargetError},
+use crate::{
+    notify::{
+        self,
+        endpoints::{self, Attempt, Delivery, Endpoint, Patch},
+        targets,
+    },
+    store::outbox,
 };
-
-fn conflict(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "conflict", message)
-}
 
 fn endpoint_missing(id: &str) -> ApiError {
     ApiError::not_found(format!("no webhook endpoint {id}"))
 }
 
 async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    targets::check_url(raw, state.webhooks.allow_private_targets).await.map(|u| u.to_string()).map_err(|e| match e {
-        TargetError::Malformed(m) => ApiError::invalid(m),
-        other => ApiError::invalid(format!("url: {other}")),
-    })
+    Ok(targets::check_url(raw, state.webhooks.allow_private_targets).await?.to_string())
 }
 
 fn checked_description(description: Option<String>) -> Result<Option<String>, ApiError> {
@@ -253,8 +248,7 @@ pub async fn list_attempts(State(state): State<AppState>, Path(id): Path<String>
 
 async fn known_endpoint(state: &AppState, id: &str) -> Result<(), ApiError> {
     // Deleted endpoints keep their log.
-    let found = sqlx::query("SELECT id FROM webhook_endpoints WHERE id = $1").bind(id).fetch_optional(state.db.pool()).await?;
-    found.map(|_| ()).ok_or_else(|| endpoint_missing(id))
+    if endpoints::ever_existed(&state.db, id).await? { Ok(()) } else { Err(endpoint_missing(id)) }
 }
 
 /// `POST /v1/events/{id}/redeliver`.
@@ -285,13 +279,8 @@ pub async fn redeliver(State(state): State<AppState>, Path(id): Path<String>, bo
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?
     };
-    match endpoints::redeliver(&state.db, &id, body.endpoint_id.as_deref(), state.clock.now_ms()).await {
-        Ok(deliveries) => Ok((StatusCode::ACCEPTED, Json(Redelivered { deliveries }))),
-        Err(RedeliverError::UnknownEvent(e)) => Err(ApiError::not_found(format!("no event {e}"))),
-        Err(RedeliverError::UnknownEndpoint(e)) => Err(endpoint_missing(&e)),
-        Err(RedeliverError::NoTarget(m)) => Err(conflict(m)),
-        Err(RedeliverError::Store(e)) => Err(e.into()),
-    }
+    let deliveries = endpoints::redeliver(&state.db, &id, body.endpoint_id.as_deref(), state.clock.now_ms()).await?;
+    Ok((StatusCode::ACCEPTED, Json(Redelivered { deliveries })))
 }
 
 /// An event, as delivered.
@@ -343,27 +332,11 @@ pub async fn list_events(State(state): State<AppState>, query: Result<Query<Even
     {
         return Err(ApiError::invalid(format!("type: unknown event {t:?}")));
     }
-    let rows = sqlx::query(
-        "SELECT seq, id, event_type, payload, created_at FROM outbox_events WHERE seq > $1 AND ($2 = '' OR event_type = $2) ORDER BY seq LIMIT $3",
-    )
-    .bind(query.after.unwrap_or(0))
-    .bind(query.r#type.clone().unwrap_or_default())
-    .bind(i64::from(limit))
-    .fetch_all(state.db.pool())
-    .await?;
-    let events = rows
-        .iter()
-        .map(|r| {
-            let payload: String = r.try_get("payload")?;
-            Ok(EventView {
-                seq: r.try_get("seq")?,
-                id: r.try_get("id")?,
-                r#type: r.try_get("event_type")?,
-                created_at: r.try_get("created_at")?,
-                body: serde_json::from_str(&payload).map_err(|_| crate::store::StoreError::Corrupt("outbox_events.payload"))?,
-            })
-        })
-        .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
+    let events: Vec<EventView> = outbox::page(&state.db, query.after.unwrap_or(0), query.r#type.as_deref(), i64::from(limit))
+        .await?
+        .into_iter()
+        .map(|e| EventView { seq: e.seq, id: e.id, r#type: e.event_type, created_at: e.created_at, body: e.payload })
+        .collect();
     let next_after = (events.len() == limit as usize).then(|| events.last().map(|e| e.seq)).flatten();
     Ok(Json(EventPage { events, next_after }))
 }

@@ -99,6 +99,11 @@ pub async fn list(db: &Db) -> Result<Vec<Endpoint>, StoreError> {
     rows.iter().map(endpoint_from).collect()
 }
 
+/// Returns whether endpoint `id` exists or existed (a deleted endpoint keeps its log).
+pub async fn ever_existed(db: &Db, id: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query("SELECT id FROM webhook_endpoints WHERE id = $1").bind(id).fetch_optional(db.pool()).await?.is_some())
+}
+
 /// Returns an endpoint that is not deleted.
 pub async fn get(db: &Db, id: &str) -> Result<Option<Endpoint>, StoreError> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL"))

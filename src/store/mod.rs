@@ -9,11 +9,13 @@ use sqlx::{
     migrate::Migrator,
 };
 
+pub mod api_keys;
 pub mod bulk;
 pub mod changes;
 pub mod leader;
 pub mod orders;
 pub mod outbox;
+pub mod payments;
 pub(crate) mod sqlite;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -331,6 +333,18 @@ impl Db {
             return Err(error.into());
         }
         Ok(WriteTx { conn, committed: false, changes: Some(self.changes.clone()), checkpoints: self.checkpoints.clone(), _gate: gate })
+    }
+
+    /// Returns whether the database answers a query (readiness).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Returns the next block the watcher reads on `chain_id` (`chain_cursor`), if it has
+    /// read any.
+    pub async fn next_block(&self, chain_id: u64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT next_block FROM chain_cursor WHERE chain_id = $1").bind(chain_id as i64).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| sqlx::Row::try_get(&r, 0)).transpose()?)
     }
 
     /// Closes the pool, waiting for connections to be returned.

@@ -20,7 +20,6 @@ use super::{
     Backend, Db, StoreError,
     outbox::{self, NewEvent},
     bulk::{Value, insert},
-    unix_now,
 };
 
 /// Order ids reserved per database round trip.
@@ -94,6 +93,57 @@ pub async fn next_id(db: &Db) -> Result<i64, StoreError> {
     Ok(ids.pop_front().expect("a block was just reserved"))
 }
 
+/// A stored order: what its checkout shows.
+#[derive(Debug, Clone)]
+pub struct StoredOrder {
+    /// Order id.
+    pub order_id: i64,
+    /// Public checkout id.
+    pub checkout_id: String,
+    /// Payer.
+    pub payer: alloy::primitives::Address,
+    /// Token.
+    pub token: alloy::primitives::Address,
+    /// Amount in the token's smallest unit.
+    pub amount: alloy::primitives::U256,
+    /// Plan id.
+    pub plan_id: u32,
+    /// Periods.
+    pub periods: u32,
+    /// Unix deadline of the quote.
+    pub deadline: u64,
+    /// The quote signature.
+    pub signature: Vec<u8>,
+    /// `open` or `paid`, as stored (an open order past its deadline is still `open`).
+    pub status: String,
+}
+
+/// Returns the order of checkout `checkout_id`, if any (ids over 100 characters are none).
+pub async fn load(db: &Db, checkout_id: &str) -> Result<Option<StoredOrder>, StoreError> {
+    if checkout_id.len() > 100 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1",
+    )
+    .bind(checkout_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(StoredOrder {
+        order_id: r.try_get("order_id")?,
+        checkout_id: r.try_get("checkout_id")?,
+        payer: super::to_address(&r.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
+        token: super::to_address(&r.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
+        amount: super::to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
+        plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+        periods: r.try_get::<i64, _>("periods")? as u32,
+        deadline: r.try_get::<i64, _>("deadline")? as u64,
+        signature: r.try_get("signature")?,
+        status: r.try_get("status")?,
+    }))
+}
+
 /// Stores `order` and its event; returns once they are committed.
 pub async fn insert_order(db: &Db, order: NewOrder) -> Result<(), StoreError> {
     let (done, wait) = oneshot::channel();
@@ -161,7 +211,9 @@ async fn write_pending(db: Db, queue: Arc<OrderQueue>) {
 
 /// Writes `orders` and their events in one transaction.
 async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError> {
-    let now = unix_now();
+    // The events' time: the newest order's, read from the service's clock by its caller
+    // (this writer task has no clock of its own).
+    let now = orders.iter().map(|o| o.created_at).max().unwrap_or_default();
     // SQLite: the process's own connection (after its other writers), a whole batch in one
     // hand-over to its thread instead of one per statement.
     let batch = orders.clone();
@@ -201,7 +253,7 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
     )
     .await?;
     let events: Vec<NewEvent> = orders.iter().map(|o| o.event.clone()).collect();
-    outbox::write_all(&mut tx, &events).await?;
+    outbox::write_all(&mut tx, &events, now).await?;
     tx.commit().await?;
     Ok(())
 }

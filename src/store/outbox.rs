@@ -6,7 +6,7 @@ use alloy::primitives::keccak256;
 use serde::Serialize;
 use sqlx::AnyConnection;
 
-use super::{StoreError, unix_now};
+use super::{Db, StoreError};
 
 /// Returns a stable event id: `evt_` and 24 hex digits of the hash of the parts.
 pub fn event_id<S: AsRef<str>>(parts: &[S]) -> String {
@@ -57,10 +57,10 @@ pub(crate) fn body(id: &str, event_type: &str, data: &impl Serialize) -> String 
     serde_json::to_string(&Body { id, event_type, data }).expect("an event body serializes")
 }
 
-/// Writes events in bulk, skipping ids that exist; returns how many were written.
-pub async fn write_all(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<u64, StoreError> {
+/// Writes events in bulk with `now` (unix seconds) as their time, skipping ids that
+/// exist; returns how many were written.
+pub async fn write_all(conn: &mut AnyConnection, events: &[NewEvent], now: i64) -> Result<u64, StoreError> {
     use super::bulk::{Value, insert};
-    let now = unix_now();
     let rows: Vec<Vec<Value>> = events
         .iter()
         .map(|e| {
@@ -84,12 +84,14 @@ pub(crate) fn write_all_sqlite<'a>(conn: &rusqlite::Connection, events: impl Int
     Ok(())
 }
 
-/// Writes one event unless an event with the same id exists; returns whether it wrote.
+/// Writes one event with `now` (unix seconds) as its time unless an event with the same
+/// id exists; returns whether it wrote.
 pub async fn write(
     conn: &mut AnyConnection,
     id: &str,
     event_type: &str,
     payload: &impl Serialize,
+    now: i64,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
@@ -97,7 +99,7 @@ pub async fn write(
     .bind(id)
     .bind(event_type)
     .bind(body(id, event_type, payload))
-    .bind(unix_now())
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -114,23 +116,40 @@ pub struct StoredEvent {
     pub event_type: String,
     /// JSON body: `{"id", "type", "data"}`.
     pub payload: serde_json::Value,
+    /// Unix time written.
+    pub created_at: i64,
+}
+
+fn stored_event(r: &sqlx::any::AnyRow) -> Result<StoredEvent, StoreError> {
+    use sqlx::Row;
+    let payload: String = r.try_get("payload")?;
+    Ok(StoredEvent {
+        seq: r.try_get("seq")?,
+        id: r.try_get("id")?,
+        event_type: r.try_get("event_type")?,
+        payload: serde_json::from_str(&payload).map_err(|_| StoreError::Corrupt("outbox_events.payload"))?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Returns up to `limit` events after position `after`, of `event_type` when given, in
+/// order (the merchant's event list).
+pub async fn page(db: &Db, after: i64, event_type: Option<&str>, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, id, event_type, payload, created_at FROM outbox_events WHERE seq > $1 AND ($2 = '' OR event_type = $2) ORDER BY seq LIMIT $3",
+    )
+    .bind(after)
+    .bind(event_type.unwrap_or_default().to_string())
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(stored_event).collect()
 }
 
 /// Returns every event in order (tests and the future delivery worker's backfill).
 pub async fn all(pool: &sqlx::AnyPool) -> Result<Vec<StoredEvent>, StoreError> {
-    use sqlx::Row;
-    let rows = sqlx::query("SELECT seq, id, event_type, payload FROM outbox_events ORDER BY seq").fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| {
-            let payload: String = r.try_get("payload")?;
-            Ok(StoredEvent {
-                seq: r.try_get("seq")?,
-                id: r.try_get("id")?,
-                event_type: r.try_get("event_type")?,
-                payload: serde_json::from_str(&payload).map_err(|_| StoreError::Corrupt("outbox_events.payload"))?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query("SELECT seq, id, event_type, payload, created_at FROM outbox_events ORDER BY seq").fetch_all(pool).await?;
+    rows.iter().map(stored_event).collect()
 }
 
 #[cfg(test)]

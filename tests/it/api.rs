@@ -67,7 +67,7 @@ impl App {
         let ops = format!("http://{}", ops_listener.local_addr().unwrap());
         tokio::spawn(serve(listener, router(state.clone()), cancel.clone()));
         tokio::spawn(serve(ops_listener, ops_router(state.clone()), cancel.clone()));
-        let (_, key) = keys::create(&h.test_db.db, "tests").await.unwrap();
+        let (_, key) = keys::create(&h.test_db.db, "tests", state.clock.now() as i64).await.unwrap();
         let client = reqwest::Client::new();
         let doc: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
         Self { h, base, ops, client, key, doc, state, cancel }
@@ -294,9 +294,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing(kind: DbKind) {
     assert_eq!(status, 400);
     let (status, _) = app.call("GET", "/v1/payments", "/v1/payments?limit=abc", None, Some(&app.key)).await;
     assert_eq!(status, 400);
-    let (id, second) = keys::create(&app.h.test_db.db, "second").await.unwrap();
+    let (id, second) = keys::create(&app.h.test_db.db, "second", app.state.clock.now() as i64).await.unwrap();
     assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&second)).await.0, 200);
-    assert!(keys::revoke(&app.h.test_db.db, id).await.unwrap());
+    assert!(keys::revoke(&app.h.test_db.db, id, app.state.clock.now() as i64).await.unwrap());
     assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&second)).await.0, 401);
     assert_eq!(app.call("GET", "/v1/payments", "/v1/payments", None, Some(&app.key)).await.0, 200, "other keys still work");
     // Unknown route and method, in the same shape
@@ -654,3 +654,34 @@ async fn an_idle_event_stream_waits_for_a_commit_instead_of_polling(kind: DbKind
     assert!(app.state.event_stream_reads() > before);
 }
 on_both_databases!(an_idle_event_stream_waits_for_a_commit_instead_of_polling);
+
+/// A checkout runs on the service's clock: its quote's deadline, its `checkout.created`
+/// event's time and its expiry all follow the clock the service was given, not the
+/// system's (with the system's, the moved clock left it open and its times a day behind).
+async fn a_checkout_runs_on_the_service_clock(kind: DbKind) {
+    // Arrange: a service whose clock is a day ahead of the system's
+    let clock = tmai_pay::clock::Clock::system();
+    let state_clock = clock.clone();
+    let app = App::spawn_configured(kind, HttpSettings { rate_limit_per_second: 0, ..Default::default() }, |state| state.with_clock(state_clock)).await;
+    clock.advance(Duration::from_secs(86_400));
+    let start = clock.now();
+
+    // Act 1: a checkout is created
+    let (status, checkout) = app.call("POST", "/v1/checkouts", "/v1/checkouts", Some(checkout_body(&app, 1)), None).await;
+    assert_eq!(status, 201, "{checkout}");
+    let id = checkout["id"].as_str().unwrap().to_string();
+    let (_, events) = app.call("GET", "/v1/events", "/v1/events?type=checkout.created", None, Some(&app.key)).await;
+
+    // Act 2: the clock passes the quote's deadline (30 minutes)
+    clock.advance(Duration::from_secs(1_801));
+    let (status, later) = app.call("GET", "/v1/checkouts/{id}", &format!("/v1/checkouts/{id}"), None, None).await;
+
+    // Assert
+    let expires_at = checkout["expires_at"].as_u64().unwrap();
+    assert!((start + 1_800..=start + 1_805).contains(&expires_at), "{expires_at} against {start}");
+    let created_at = events["events"][0]["created_at"].as_u64().unwrap();
+    assert!((start..=start + 5).contains(&created_at), "{created_at} against {start}");
+    assert_eq!(status, 200);
+    assert_eq!((later["status"].as_str(), later["progress"]["stage"].as_str(), later["progress"]["done"].as_bool()), (Some("expired"), Some("expired"), Some(true)), "{later}");
+}
+on_both_databases!(a_checkout_runs_on_the_service_clock);

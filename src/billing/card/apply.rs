@@ -370,7 +370,7 @@ async fn settle_due_downgrade(conn: &mut AnyConnection, ctx: &Ctx<'_>, current: 
     for job in &writes.jobs {
         activation::queue_badge(conn, job.wallet, job.action, job.tier, job.expires_at, ctx.now).await?;
     }
-    outbox::write_all(conn, &writes.events).await?;
+    outbox::write_all(conn, &writes.events, ctx.now as i64).await?;
     Ok(Some(after))
 }
 
@@ -397,7 +397,7 @@ async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change
         "source": "card",
         "card_event": ctx.event.id,
         "card_subscription": card_subscription,
-    }))
+    }), ctx.now as i64)
     .await?;
     Ok(())
 }
@@ -425,6 +425,6 @@ pub(super) async fn write_status_event(
     if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
         data.extend(extra);
     }
-    outbox::write(conn, &outbox::event_id(&[name, "card", &ctx.event.id]), name, &data).await?;
+    outbox::write(conn, &outbox::event_id(&[name, "card", &ctx.event.id]), name, &data, ctx.now as i64).await?;
     Ok(())
 }

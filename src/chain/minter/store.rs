@@ -264,7 +264,7 @@ pub(super) async fn confirm_jobs(
         .execute(&mut *conn)
         .await?;
     }
-    outbox::write_all(conn, events).await?;
+    outbox::write_all(conn, events, now).await?;
     Ok(())
 }
 

@@ -317,7 +317,7 @@ pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) ->
         "",
     )
     .await?;
-    outbox::write_all(conn, &writes.events).await?;
+    outbox::write_all(conn, &writes.events, now).await?;
     Ok(())
 }
 

@@ -1,0 +1,111 @@
+//! Reads of `payments` for the merchant's list and a checkout's progress. The watcher
+//! writes the table ([`crate::chain::watcher`]); member management marks refunds.
+
+use alloy::primitives::{Address, B256, U256};
+use sqlx::Row;
+
+use super::{Db, StoreError, to_address, to_b256, to_u256};
+
+/// A recorded payment, as the merchant's list shows it.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    /// Payment id (cursor order).
+    pub id: i64,
+    /// Transaction hash.
+    pub tx_hash: B256,
+    /// Log index.
+    pub log_index: i64,
+    /// Block number.
+    pub block_number: i64,
+    /// Order id.
+    pub order_id: U256,
+    /// Payer.
+    pub payer: Address,
+    /// Token.
+    pub token: Address,
+    /// Amount in the token's smallest unit.
+    pub amount: U256,
+    /// Plan id.
+    pub plan_id: u32,
+    /// Periods.
+    pub periods: u32,
+    /// `detected`, `confirmed` or `reorged`.
+    pub status: String,
+    /// Why the payment matched no open order, if it did not.
+    pub unmatched_reason: Option<String>,
+    /// Unix time detected.
+    pub detected_at: i64,
+}
+
+/// Which payments [`list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFilter<'a> {
+    /// Only ids below this.
+    pub before: Option<i64>,
+    /// Only this status.
+    pub status: Option<&'a str>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Lists payments, newest first.
+pub async fn list(db: &Db, filter: &PaymentFilter<'_>) -> Result<Vec<Payment>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, tx_hash, log_index, block_number, order_id, payer, token, amount, plan_id, periods, status, unmatched_reason, detected_at \
+         FROM payments WHERE id < $1 AND ($2 = '' OR status = $2) ORDER BY id DESC LIMIT $3",
+    )
+    .bind(filter.before.unwrap_or(i64::MAX))
+    .bind(filter.status.unwrap_or_default().to_string())
+    .bind(filter.limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Payment {
+                id: r.try_get("id")?,
+                tx_hash: to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?,
+                log_index: r.try_get("log_index")?,
+                block_number: r.try_get("block_number")?,
+                order_id: to_u256(&r.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?,
+                payer: to_address(&r.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?,
+                token: to_address(&r.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
+                amount: to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?,
+                plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+                periods: r.try_get::<i64, _>("periods")? as u32,
+                status: r.try_get("status")?,
+                unmatched_reason: r.try_get("unmatched_reason")?,
+                detected_at: r.try_get("detected_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The payment that matched an order, as its progress needs it.
+#[derive(Debug, Clone)]
+pub struct OrderPayment {
+    /// Payment id.
+    pub id: i64,
+    /// Transaction hash.
+    pub tx_hash: B256,
+    /// Block number.
+    pub block_number: u64,
+    /// Confirmed (else detected, waiting for confirmations).
+    pub confirmed: bool,
+}
+
+/// Returns the newest live (`detected` or `confirmed`) payment matched to `order_id`.
+pub async fn latest_for_order(db: &Db, order_id: i64) -> Result<Option<OrderPayment>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, tx_hash, block_number, status FROM payments WHERE matched_order = $1 AND status IN ('detected', 'confirmed') ORDER BY id DESC LIMIT 1",
+    )
+    .bind(order_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(OrderPayment {
+        id: r.try_get("id")?,
+        tx_hash: to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?,
+        block_number: r.try_get::<i64, _>("block_number")? as u64,
+        confirmed: r.try_get::<String, _>("status")? != "detected",
+    }))
+}
