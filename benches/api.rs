@@ -115,17 +115,21 @@ async fn main() -> Result<()> {
         let now = unix_now() as u64;
         let mut tx = db.begin_write().await?;
         for wallet in &readers {
-            save(&mut tx, &Subscription {
-                wallet: *wallet,
-                plan_id: 3,
-                tier: 3,
-                status: "active".into(),
-                started_at: now,
-                expires_at: now + 30 * 86_400,
-                next_plan_id: None,
-                next_expires_at: None,
-                comp_seconds: 0,
-            }, now)
+            save(
+                &mut tx,
+                &Subscription {
+                    wallet: *wallet,
+                    plan_id: 3,
+                    tier: 3,
+                    status: "active".into(),
+                    started_at: now,
+                    expires_at: now + 30 * 86_400,
+                    next_plan_id: None,
+                    next_expires_at: None,
+                    comp_seconds: 0,
+                },
+                now,
+            )
             .await?;
         }
         tx.commit().await?;
@@ -191,11 +195,17 @@ async fn main() -> Result<()> {
         );
         println!(
             "  {:<36} {:>9.0} {:>10} {:>8.3}x   (one core, nothing else; libsecp256k1, what checkouts use)",
-            "EIP-712 quote signing alone", signing_rate, "", signing_rate / hello.rps
+            "EIP-712 quote signing alone",
+            signing_rate,
+            "",
+            signing_rate / hello.rps
         );
         println!(
             "  {:<36} {:>9.0} {:>10} {:>8.3}x   (one core; alloy's pure-Rust k256 signer, for comparison)",
-            "  the same with k256", k256_rate, "", k256_rate / hello.rps
+            "  the same with k256",
+            k256_rate,
+            "",
+            k256_rate / hello.rps
         );
         cancel.cancel();
         let _ = server.await;

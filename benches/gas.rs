@@ -5,8 +5,8 @@
 //! Run: `cargo bench --bench gas` (or `scripts/bench-gas`).
 
 use alloy::{
-    primitives::{Address, U256, keccak256},
     network::Ethereum,
+    primitives::{Address, U256, keccak256},
     providers::{DynProvider, PendingTransactionBuilder, Provider, ext::AnvilApi},
     rpc::types::TransactionReceipt,
     signers::local::PrivateKeySigner,
@@ -14,10 +14,7 @@ use alloy::{
 use anyhow::{Context, Result, ensure};
 use tmai_pay::{
     chain::{
-        bindings::{
-            IMembershipBadge::Membership, ISubscriptionCheckout::Quote, MembershipBadge, ReferenceBadge,
-            SubscriptionCheckout, TestToken,
-        },
+        bindings::{IMembershipBadge::Membership, ISubscriptionCheckout::Quote, MembershipBadge, ReferenceBadge, SubscriptionCheckout, TestToken},
         deployment::Deployment,
         devnet::{self, AnvilOptions},
         signing::{PermitRequest, quote_domain, sign_permit, sign_quote},
@@ -164,10 +161,7 @@ async fn bench_permit(env: &Env, amount: U256) -> Result<Row> {
     let mut two_txs = Vec::new();
     for i in 0..SAMPLES {
         let permit = sign_permit(&env.payer_key, &request(spender, i)).await?;
-        let permit_gas = gas(
-            token_for_spender.permit(payer, spender, amount, U256::from(EXPIRY), permit.v, permit.r, permit.s).send().await,
-        )
-        .await?;
+        let permit_gas = gas(token_for_spender.permit(payer, spender, amount, U256::from(EXPIRY), permit.v, permit.r, permit.s).send().await).await?;
         let transfer_gas = gas(token_for_spender.transferFrom(payer, env.deployment.treasury, amount).send().await).await?;
         two_txs.push(permit_gas + transfer_gas);
     }

@@ -40,11 +40,7 @@ async fn main() -> Result<()> {
     let toolchain = Toolchain::locate()?;
     let dir = toolchain.fixtures_dir();
     let deployment = Deployment::read(&dir.join(devnet::DEPLOYMENT_FILE))?;
-    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions {
-        load_state: Some(dir.join(devnet::STATE_FILE)),
-        block_time: Some(1),
-        ..Default::default()
-    })?;
+    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions { load_state: Some(dir.join(devnet::STATE_FILE)), block_time: Some(1), ..Default::default() })?;
     let http = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
     let gas_limit = http.get_block_by_number(Default::default()).await?.context("no head")?.header.gas_limit;
 

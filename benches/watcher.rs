@@ -32,7 +32,10 @@ use tmai_pay::{
         quotes::{IssuedQuote, QuoteIssuer, QuoteRequest},
     },
     chain::{
-        bindings::{SubscriptionCheckout::{self, OrderPaid}, TestToken},
+        bindings::{
+            SubscriptionCheckout::{self, OrderPaid},
+            TestToken,
+        },
         devnet::{self, AnvilOptions},
         paid_log::decode_logs,
         watcher::{Watcher, WatcherConfig},
@@ -54,7 +57,7 @@ fn plans() -> Vec<PlanConfig> {
             period: "monthly".into(),
             prices: [("TMAI".to_string(), format!("{}", 10 * u32::from(tier)))].into(),
             card_price_cents: None,
-        card_price_id: None,
+            card_price_id: None,
             trial_days: 0,
             tmai_discount_percent: None,
         })
@@ -72,11 +75,7 @@ fn peak_mib(reset: bool) -> f64 {
 /// A memory figure of this process from /proc/self/status, in MiB.
 fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn postgres_db() -> Result<Db> {
@@ -100,14 +99,19 @@ struct Bench {
 
 impl Bench {
     fn watcher(&self, db: &Db, range: u64) -> Watcher {
-        Watcher::new(db.clone(), self.rpc.clone(), self.catalog.clone(), WatcherConfig {
-            chain_id: self.deployment.chain_id,
-            checkout: self.deployment.checkout,
-            confirmations: CONFIRMATIONS,
-            max_block_range: range,
-            start_block: self.deployment.deploy_block,
-            poll_interval: Duration::from_millis(20),
-        })
+        Watcher::new(
+            db.clone(),
+            self.rpc.clone(),
+            self.catalog.clone(),
+            WatcherConfig {
+                chain_id: self.deployment.chain_id,
+                checkout: self.deployment.checkout,
+                confirmations: CONFIRMATIONS,
+                max_block_range: range,
+                start_block: self.deployment.deploy_block,
+                poll_interval: Duration::from_millis(20),
+            },
+        )
     }
 
     /// Issues `count` quotes into each database (same order ids in each) and returns them.
@@ -116,12 +120,7 @@ impl Bench {
         let mut out = Vec::with_capacity(count);
         for i in 0..count {
             let wallet = first_wallet + i % 5;
-            let request = QuoteRequest {
-                plan_id: 1 + (i % 4) as u32,
-                token: "TMAI".into(),
-                payer: self.anvil.addresses()[wallet],
-                periods: 1,
-            };
+            let request = QuoteRequest { plan_id: 1 + (i % 4) as u32, token: "TMAI".into(), payer: self.anvil.addresses()[wallet], periods: 1 };
             let mut issued = None;
             for db in dbs {
                 issued = Some(self.issuer.issue(db, &self.catalog, &request, now).await?);
@@ -134,12 +133,7 @@ impl Bench {
     /// Sends the payments, `PER_BLOCK` to a block, with automine off.
     async fn pay_all(&self, quotes: &[(usize, IssuedQuote)]) -> Result<()> {
         let payers: Vec<DynProvider> = (0..devnet::TEST_WALLETS)
-            .map(|i| {
-                ProviderBuilder::new()
-                    .wallet(EthereumWallet::from(devnet::key(&self.anvil, i)))
-                    .connect_http(self.anvil.endpoint_url())
-                    .erased()
-            })
+            .map(|i| ProviderBuilder::new().wallet(EthereumWallet::from(devnet::key(&self.anvil, i))).connect_http(self.anvil.endpoint_url()).erased())
             .collect();
         let tmai = self.deployment.token("TMAI").context("TMAI")?.address;
         for payer in &payers {
@@ -149,11 +143,7 @@ impl Bench {
         for chunk in quotes.chunks(PER_BLOCK) {
             for (wallet, q) in chunk {
                 // Mined in the next evm_mine; receipts are checked through the backfill counts.
-                let _pending = SubscriptionCheckout::new(q.checkout, &payers[*wallet])
-                    .pay(q.quote.clone(), q.signature.clone())
-                    .gas(150_000)
-                    .send()
-                    .await?;
+                let _pending = SubscriptionCheckout::new(q.checkout, &payers[*wallet]).pay(q.quote.clone(), q.signature.clone()).gas(150_000).send().await?;
             }
             self.rpc.evm_mine(None).await?;
         }
@@ -172,11 +162,7 @@ async fn raw_read(b: &Bench, from: u64, to: u64) -> Result<usize> {
     let mut start = from;
     while start <= to {
         let end = to.min(start + RANGE - 1);
-        let filter = Filter::new()
-            .address(b.deployment.checkout)
-            .event_signature(OrderPaid::SIGNATURE_HASH)
-            .from_block(start)
-            .to_block(end);
+        let filter = Filter::new().address(b.deployment.checkout).event_signature(OrderPaid::SIGNATURE_HASH).from_block(start).to_block(end);
         total += decode_logs(&b.rpc.get_logs(&filter).await?, b.deployment.checkout).len();
         start = end + 1;
     }
@@ -243,7 +229,13 @@ async fn main() -> Result<()> {
     println!("watcher backfill: {payments} payments over {} blocks (range {RANGE}), each detected, confirmed and activated", head - b.deployment.deploy_block);
     println!("{:<40} {:>12} {:>10} {:>10}  target", "", "payments/s", "ratio", "peak MiB");
     println!("{:<40} {:>12.0} {:>10} {:>10}", "raw eth_getLogs + decode (baseline)", rate(raw), "1.000×", "-");
-    println!("{:<40} {:>12.0} {:>9.3}× {:>10.1}  ≥ 0.5× raw, ≤ 200 MiB", "watcher into SQLite", rate(sqlite_time), raw.as_secs_f64() / sqlite_time.as_secs_f64(), sqlite_peak);
+    println!(
+        "{:<40} {:>12.0} {:>9.3}× {:>10.1}  ≥ 0.5× raw, ≤ 200 MiB",
+        "watcher into SQLite",
+        rate(sqlite_time),
+        raw.as_secs_f64() / sqlite_time.as_secs_f64(),
+        sqlite_peak
+    );
     println!("{:<40} {:>12.0} {:>9.3}× {:>10.1}  (reported)", "watcher into PostgreSQL", rate(pg_time), raw.as_secs_f64() / pg_time.as_secs_f64(), pg_peak);
 
     // Live: websocket heads; the block that makes a payment N deep starts the clock.
@@ -297,9 +289,11 @@ async fn main() -> Result<()> {
     let _ = runner.await;
     latencies.sort();
     println!("live (websocket heads, SQLite): confirming block → activation committed, {live} payments");
-    println!("  p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   target p99 ≤ 100 ms",
+    println!(
+        "  p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   target p99 ≤ 100 ms",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().unwrap().as_secs_f64() * 1e3);
+        latencies.last().unwrap().as_secs_f64() * 1e3
+    );
     Ok(())
 }

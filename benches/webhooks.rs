@@ -45,12 +45,8 @@ async fn receive(State(seen): State<Seen>, headers: HeaderMap, body: String) -> 
     let at = now_ms();
     // The signature headers are there; the body says when the event was written.
     debug_assert!(headers.contains_key("webhook-signature"));
-    let written = body
-        .split("\"written_ms\":")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(at);
+    let written =
+        body.split("\"written_ms\":").nth(1).and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse().ok()).unwrap_or(at);
     seen.lock().unwrap().push((at, written));
     "ok"
 }
@@ -216,7 +212,12 @@ async fn main() -> Result<()> {
     let deliveries = (n * ENDPOINTS.len()) as f64;
     let dir = tempfile::tempdir()?;
     let (base, seen) = start_receiver().await?;
-    println!("webhook delivery: {n} events × {} endpoints, worker defaults (batch {}, poll {} ms)", ENDPOINTS.len(), settings().batch_size, settings().poll_interval_ms);
+    println!(
+        "webhook delivery: {n} events × {} endpoints, worker defaults (batch {}, poll {} ms)",
+        ENDPOINTS.len(),
+        settings().batch_size,
+        settings().poll_interval_ms
+    );
     let raw_time = raw(&base, &seen, n).await?;
     let raw_rate = deliveries / raw_time.as_secs_f64();
     println!("{:<44} {:>14} {:>9}", "", "deliveries/s", "ratio");

@@ -25,10 +25,7 @@ impl Clock {
 
     /// Returns the time in unix milliseconds.
     pub fn now_ms(&self) -> i64 {
-        let system = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let system = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         system + self.offset_ms.load(Ordering::Relaxed)
     }
 

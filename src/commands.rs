@@ -162,14 +162,11 @@ fn key_from_env(var: &str) -> anyhow::Result<Option<PrivateKeySigner>> {
     if trimmed.is_empty() {
         return Ok(None);
     }
-    PrivateKeySigner::from_str(trimmed)
-        .map(Some)
-        .map_err(|_| anyhow::anyhow!("{var} is not a valid private key (expected 32 bytes of hex)"))
+    PrivateKeySigner::from_str(trimmed).map(Some).map_err(|_| anyhow::anyhow!("{var} is not a valid private key (expected 32 bytes of hex)"))
 }
 
 async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
-    let deployer = key_from_env("TMAI_PAY_DEPLOYER_KEY")?
-        .context("TMAI_PAY_DEPLOYER_KEY is not set: export the deployer's private key (hex) to deploy")?;
+    let deployer = key_from_env("TMAI_PAY_DEPLOYER_KEY")?.context("TMAI_PAY_DEPLOYER_KEY is not set: export the deployer's private key (hex) to deploy")?;
     let quote_signer = match args.quote_signer {
         Some(a) => a,
         None => key_from_env("TMAI_PAY_QUOTE_SIGNER_KEY")?
@@ -178,9 +175,7 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
     };
     let issuer = match args.issuer {
         Some(a) => a,
-        None => key_from_env("TMAI_PAY_ISSUER_KEY")?
-            .map(|k| k.address())
-            .context("no badge issuer: pass --issuer ADDRESS or set TMAI_PAY_ISSUER_KEY")?,
+        None => key_from_env("TMAI_PAY_ISSUER_KEY")?.map(|k| k.address()).context("no badge issuer: pass --issuer ADDRESS or set TMAI_PAY_ISSUER_KEY")?,
     };
     if !args.test_tokens && args.tokens.is_empty() {
         bail!("no tokens: pass --token ADDRESS (repeatable) for existing ERC-20s, or --test-tokens on a test chain");
@@ -188,10 +183,7 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
     let shown = crate::config::redacted(&args.rpc_url);
     let url = args.rpc_url.parse().with_context(|| format!("--rpc-url {shown} is not a URL"))?;
     let deployer_address = deployer.address();
-    let provider: DynProvider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(deployer))
-        .connect_http(url)
-        .erased();
+    let provider: DynProvider = ProviderBuilder::new().wallet(EthereumWallet::from(deployer)).connect_http(url).erased();
     let chain_id = tokio::time::timeout(std::time::Duration::from_secs(15), deploy::preflight(&provider, deployer_address))
         .await
         .map_err(|_| anyhow::anyhow!("cannot reach the RPC endpoint {shown}: no answer in 15 s"))?
@@ -264,8 +256,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let ops_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.ops_port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{} (is the port free? --ops-port picks another)", args.ops_port))?;
-    let anvil = devnet::spawn_anvil(&toolchain, &options)
-        .with_context(|| format!("starting anvil on port {} (is the port free?)", args.rpc_port))?;
+    let anvil = devnet::spawn_anvil(&toolchain, &options).with_context(|| format!("starting anvil on port {} (is the port free?)", args.rpc_port))?;
     check_fixture_code(&anvil, &deployment).await?;
 
     // The chain starts from the fixtures every time, so the service starts from an empty

@@ -388,19 +388,14 @@ impl Settings {
 
     /// Parses settings from TOML text (tests and embedded defaults).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let settings: Self = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()?
-            .try_deserialize()?;
+        let settings: Self = config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml)).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field: &str, message: &str| ConfigError::Invalid { field: field.into(), message: message.into() };
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:")
-            || self.database_url.starts_with("postgresql:"))
-        {
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
             return Err(invalid("database_url", "must start with sqlite: or postgres:"));
         }
         if self.chain.max_block_range == 0 {
@@ -449,7 +444,6 @@ impl Settings {
             return Err(invalid("http.event_stream_max_secs", "must be at least 1"));
         }
         if self.http.request_timeout_secs == 0 {
-
             return Err(invalid("http.request_timeout_secs", "must be at least 1"));
         }
         if self.http.body_limit_bytes < 1024 {
@@ -558,7 +552,6 @@ mod tests {
 
     #[test]
     fn bad_minter_settings_name_the_field() {
-
         let base = "[chain]\nrpc_url = \"http://x\"\nchain_id = 1\n[minter]\n";
         for (extra, field) in [
             ("max_batch_size = 0", "minter.max_batch_size"),

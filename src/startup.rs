@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     billing::{plans::Catalog, quotes::QuoteIssuer},
-    http::AppState,
     chain::{
         bindings::{MembershipBadge, SubscriptionCheckout},
         deployment::Deployment,
@@ -25,6 +24,7 @@ use crate::{
         watcher::{Watcher, WatcherConfig},
     },
     config::Settings,
+    http::AppState,
     store::Db,
 };
 
@@ -55,12 +55,7 @@ impl Service {
         let deployment = Deployment::read(&settings.deployment_file)?;
         let catalog = Arc::new(Catalog::new(&settings.plans, &deployment.tokens)?);
         if deployment.chain_id != settings.chain.chain_id {
-            bail!(
-                "{} is a deployment on chain {}, but chain.chain_id is {}",
-                settings.deployment_file.display(),
-                deployment.chain_id,
-                settings.chain.chain_id
-            );
+            bail!("{} is a deployment on chain {}, but chain.chain_id is {}", settings.deployment_file.display(), deployment.chain_id, settings.chain.chain_id);
         }
         let shown = crate::config::redacted(&settings.chain.rpc_url);
         let url = settings.chain.rpc_url.parse().with_context(|| format!("chain.rpc_url {shown} is not a URL"))?;
@@ -79,8 +74,8 @@ impl Service {
         }
         let quote_signer = match &settings.chain.quote_signer_key {
             Some(key) => {
-                let signer = PrivateKeySigner::from_str(key.expose_secret().trim())
-                    .map_err(|_| anyhow::anyhow!("chain.quote_signer_key is not a valid private key"))?;
+                let signer =
+                    PrivateKeySigner::from_str(key.expose_secret().trim()).map_err(|_| anyhow::anyhow!("chain.quote_signer_key is not a valid private key"))?;
                 let trusted = SubscriptionCheckout::new(deployment.checkout, &provider).quoteSigner().call().await?;
                 if trusted != signer.address() {
                     bail!("chain.quote_signer_key belongs to {}, but the checkout trusts {trusted}", signer.address());
@@ -91,8 +86,8 @@ impl Service {
         };
         let issuer = match &settings.chain.issuer_key {
             Some(key) => {
-                let signer = PrivateKeySigner::from_str(key.expose_secret().trim())
-                    .map_err(|_| anyhow::anyhow!("chain.issuer_key is not a valid private key"))?;
+                let signer =
+                    PrivateKeySigner::from_str(key.expose_secret().trim()).map_err(|_| anyhow::anyhow!("chain.issuer_key is not a valid private key"))?;
                 let badge = MembershipBadge::new(deployment.badge, &provider);
                 let role = badge.ISSUER_ROLE().call().await.context("reading the badge's ISSUER_ROLE")?;
                 if !badge.hasRole(role, signer.address()).call().await? {
@@ -102,9 +97,8 @@ impl Service {
             }
             None => None,
         };
-        let db = Db::connect(&settings.database_url)
-            .await
-            .with_context(|| format!("opening the database {}", crate::config::redacted(&settings.database_url)))?;
+        let db =
+            Db::connect(&settings.database_url).await.with_context(|| format!("opening the database {}", crate::config::redacted(&settings.database_url)))?;
         // Order ids come from the database's sequence; a database that is behind the chain
         // (restored from an old backup, or a new one against a used contract) would sign
         // quotes for ids already paid, which the contract refuses.
@@ -122,24 +116,26 @@ impl Service {
 
     /// Returns the watcher for this service.
     pub fn watcher(&self) -> Watcher {
-        Watcher::new(self.db.clone(), self.provider.clone(), self.catalog.clone(), WatcherConfig {
-            chain_id: self.deployment.chain_id,
-            checkout: self.deployment.checkout,
-            confirmations: self.settings.chain.confirmations(),
-            max_block_range: self.settings.chain.max_block_range,
-            start_block: self.deployment.deploy_block,
-            poll_interval: Duration::from_millis(self.settings.chain.poll_interval_ms),
-        })
+        Watcher::new(
+            self.db.clone(),
+            self.provider.clone(),
+            self.catalog.clone(),
+            WatcherConfig {
+                chain_id: self.deployment.chain_id,
+                checkout: self.deployment.checkout,
+                confirmations: self.settings.chain.confirmations(),
+                max_block_range: self.settings.chain.max_block_range,
+                start_block: self.deployment.deploy_block,
+                poll_interval: Duration::from_millis(self.settings.chain.poll_interval_ms),
+            },
+        )
         .with_clock(self.clock.clone())
     }
 
     /// Returns the HTTP state for this service.
     pub fn app_state(&self, cancel: CancellationToken) -> AppState {
         let chain = &self.settings.chain;
-        let quotes = self
-            .quote_signer
-            .clone()
-            .map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs));
+        let quotes = self.quote_signer.clone().map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs));
         // No fallback to chain.rpc_url for wallets: provider URLs carry API keys.
         let http = self.settings.http.clone();
         AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel)

@@ -38,9 +38,7 @@ impl Toolchain {
     /// Returns the toolchain of the project at `TMAI_PAY_PROJECT_DIR`, or of the checkout
     /// this binary was built from, installing the pinned tools first when they are missing.
     pub fn locate() -> Result<Self, ToolchainError> {
-        let root = std::env::var_os("TMAI_PAY_PROJECT_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let root = std::env::var_os("TMAI_PAY_PROJECT_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
         Self::at(&root)
     }
 
@@ -53,12 +51,8 @@ impl Toolchain {
         let bin = root.join("tools/bin");
         let anvil = tool_path("TMAI_PAY_ANVIL", bin.join("anvil"))?;
         let solc = tool_path("TMAI_PAY_SOLC", bin.join("solc"))?;
-        if !is_executable(&anvil) || !is_executable(&solc) || !root.join("tools/node_modules/@openzeppelin").is_dir()
-        {
-            let status = Command::new("bash")
-                .arg(&script)
-                .status()
-                .map_err(|e| ToolchainError::InstallFailed(e.to_string()))?;
+        if !is_executable(&anvil) || !is_executable(&solc) || !root.join("tools/node_modules/@openzeppelin").is_dir() {
+            let status = Command::new("bash").arg(&script).status().map_err(|e| ToolchainError::InstallFailed(e.to_string()))?;
             if !status.success() {
                 return Err(ToolchainError::InstallFailed(status.to_string()));
             }

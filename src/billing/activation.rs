@@ -107,23 +107,13 @@ fn price_ratio(old: &Plan, new: &Plan, token: Address) -> Option<(U256, U256)> {
 /// Returns `seconds` of `old`'s time converted into `new`'s time, rounded down.
 pub fn credit(seconds: u64, old: &Plan, new: &Plan, token: Address) -> u64 {
     match price_ratio(old, new, token) {
-        Some((num, den)) if !den.is_zero() => {
-            u64::try_from(U256::from(seconds) * num / den).unwrap_or(u64::MAX)
-        }
+        Some((num, den)) if !den.is_zero() => u64::try_from(U256::from(seconds) * num / den).unwrap_or(u64::MAX),
         _ => 0,
     }
 }
 
 /// Computes what paying `periods` of `plan` in `token` at `now` does to `current`.
-pub fn plan_change(
-    current: Option<&Subscription>,
-    catalog: &Catalog,
-    wallet: Address,
-    plan: &Plan,
-    periods: u32,
-    token: Address,
-    now: u64,
-) -> Change {
+pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Address, plan: &Plan, periods: u32, token: Address, now: u64) -> Change {
     let bought = plan.period.seconds() * u64::from(periods);
     let fresh = |kind| Change {
         kind,
@@ -163,9 +153,10 @@ pub fn plan_change(
         let paid_left = if cur.status == "trialing" { 0 } else { left - comp_left };
         let mut credit_seconds = catalog.get(cur.plan_id).map_or(0, |old| credit(paid_left, old, plan, token));
         if let (Some(next_id), Some(next_end)) = (cur.next_plan_id, cur.next_expires_at)
-            && let Some(next) = catalog.get(next_id) {
-                credit_seconds += credit(next_end.saturating_sub(cur.expires_at), next, plan, token);
-            }
+            && let Some(next) = catalog.get(next_id)
+        {
+            credit_seconds += credit(next_end.saturating_sub(cur.expires_at), next, plan, token);
+        }
         after.plan_id = plan.id;
         after.tier = plan.tier;
         after.expires_at = now + bought + credit_seconds + comp_left;
@@ -186,10 +177,8 @@ pub const SUBSCRIPTION_COLUMNS: &str = "wallet, plan_id, tier, status, started_a
 
 /// Loads the subscription of `wallet`.
 pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Subscription>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet = $1"))
-        .bind(address_bytes(wallet))
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet = $1")).bind(address_bytes(wallet)).fetch_optional(conn).await?;
     row.as_ref().map(subscription_from).transpose()
 }
 
@@ -211,18 +200,18 @@ pub fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreErr
 /// Writes `s` (insert or replace).
 pub async fn save(conn: &mut AnyConnection, s: &Subscription, now: u64) -> Result<(), StoreError> {
     sqlx::query(&format!("{SAVE_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {SAVE_TAIL}"))
-    .bind(address_bytes(s.wallet))
-    .bind(i64::from(s.plan_id))
-    .bind(i64::from(s.tier))
-    .bind(&s.status)
-    .bind(s.started_at as i64)
-    .bind(s.expires_at as i64)
-    .bind(s.next_plan_id.map(i64::from))
-    .bind(s.next_expires_at.map(|v| v as i64))
-    .bind(s.comp_seconds as i64)
-    .bind(now as i64)
-    .execute(conn)
-    .await?;
+        .bind(address_bytes(s.wallet))
+        .bind(i64::from(s.plan_id))
+        .bind(i64::from(s.tier))
+        .bind(&s.status)
+        .bind(s.started_at as i64)
+        .bind(s.expires_at as i64)
+        .bind(s.next_plan_id.map(i64::from))
+        .bind(s.next_expires_at.map(|v| v as i64))
+        .bind(s.comp_seconds as i64)
+        .bind(now as i64)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -348,13 +337,7 @@ struct ChangeData<'a> {
 /// subscriptions of their wallets (a wallet paying twice sees its first change), `done`
 /// the payments activated before, which are skipped, so planning a run twice plans nothing
 /// the second time.
-pub fn plan_activations(
-    catalog: &Catalog,
-    paid: &[PaidOrder],
-    current: &mut HashMap<Address, Subscription>,
-    done: &HashSet<i64>,
-    now: u64,
-) -> Writes {
+pub fn plan_activations(catalog: &Catalog, paid: &[PaidOrder], current: &mut HashMap<Address, Subscription>, done: &HashSet<i64>, now: u64) -> Writes {
     let mut writes = Writes::default();
     let mut touched = Vec::new();
     for p in paid {
@@ -375,19 +358,11 @@ pub fn plan_activations(
             old_expires_at: change.old_expires_at,
             new_expires_at: change.after.expires_at,
             credit_seconds: change.credit_seconds,
-            previous: existing
-                .filter(|_| change.kind == ChangeKind::Upgraded)
-                .map(|s| serde_json::to_string(s).expect("a subscription serializes")),
+            previous: existing.filter(|_| change.kind == ChangeKind::Upgraded).map(|s| serde_json::to_string(s).expect("a subscription serializes")),
         });
         if change.kind != ChangeKind::DowngradeScheduled {
             let action = if existing.is_none() { "issue" } else { "update" };
-            writes.jobs.push(BadgeJob {
-                wallet: p.wallet,
-                action,
-                tier: change.after.tier,
-                expires_at: change.after.expires_at,
-                cause: Some(p.cause.clone()),
-            });
+            writes.jobs.push(BadgeJob { wallet: p.wallet, action, tier: change.after.tier, expires_at: change.after.expires_at, cause: Some(p.cause.clone()) });
         }
         let after = &change.after;
         writes.events.push(NewEvent::new(
@@ -459,7 +434,14 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
         writes.events.push(NewEvent::new(
             outbox::event_id(&["subscription.renewed", "downgrade", &sub.wallet.to_string(), &previous.to_string()]),
             "subscription.renewed",
-            &DowngradeData { change: "downgrade", expires_at: sub.expires_at, plan_id: sub.plan_id, previous_expires_at: previous, tier: sub.tier, wallet: sub.wallet },
+            &DowngradeData {
+                change: "downgrade",
+                expires_at: sub.expires_at,
+                plan_id: sub.plan_id,
+                previous_expires_at: previous,
+                tier: sub.tier,
+                wallet: sub.wallet,
+            },
         ));
         writes.subscriptions.push(sub);
     }
@@ -468,12 +450,10 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
 
 /// Returns the subscriptions whose scheduled downgrade is due at `now`, by wallet.
 pub async fn due_downgrades(conn: &mut AnyConnection, now: u64) -> Result<Vec<Subscription>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet"
-    ))
-    .bind(now as i64)
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet"))
+        .bind(now as i64)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(subscription_from).collect()
 }
 

@@ -104,10 +104,7 @@ pub fn verify_signature(header: Option<&str>, body: &[u8], secret: &[u8], now: u
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let matches = signatures
-        .iter()
-        .filter_map(|hex| alloy::hex::decode(hex).ok())
-        .any(|signature| mac.clone().verify_slice(&signature).is_ok());
+    let matches = signatures.iter().filter_map(|hex| alloy::hex::decode(hex).ok()).any(|signature| mac.clone().verify_slice(&signature).is_ok());
     if matches { Ok(timestamp) } else { Err(SignatureError::Mismatch) }
 }
 
@@ -216,14 +213,13 @@ impl Ctx<'_> {
 pub async fn handle(conn: &mut AnyConnection, catalog: &Catalog, settings: &CardSettings, event: &CardEvent, now: u64) -> Result<Handled, CardError> {
     // Claim the event id first: a concurrent delivery of the same event waits here (on
     // PostgreSQL, on the row lock) and then finds it taken.
-    let claimed = sqlx::query(
-        "INSERT INTO card_events (event_id, event_type, outcome, received_at) VALUES ($1, $2, 'pending', $3) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(now as i64)
-    .execute(&mut *conn)
-    .await?;
+    let claimed =
+        sqlx::query("INSERT INTO card_events (event_id, event_type, outcome, received_at) VALUES ($1, $2, 'pending', $3) ON CONFLICT (event_id) DO NOTHING")
+            .bind(&event.id)
+            .bind(&event.event_type)
+            .bind(now as i64)
+            .execute(&mut *conn)
+            .await?;
     if claimed.rows_affected() == 0 {
         let row = sqlx::query("SELECT outcome, wallet FROM card_events WHERE event_id = $1").bind(&event.id).fetch_one(&mut *conn).await?;
         let wallet = row.try_get::<Option<Vec<u8>>, _>("wallet")?.map(|b| to_address(&b, "card_events.wallet")).transpose()?;
@@ -280,14 +276,8 @@ mod tests {
         assert_eq!(verify_signature(None, BODY, SECRET, T, 300), Err(SignatureError::Missing));
         assert_eq!(verify_signature(Some(&header), BODY, b"whsec_other", T, 300), Err(SignatureError::Mismatch));
         assert_eq!(verify_signature(Some(&header), br#"{"id":"evt_2"}"#, SECRET, T, 300), Err(SignatureError::Mismatch));
-        assert_eq!(
-            verify_signature(Some(&header), BODY, SECRET, T + 301, 300),
-            Err(SignatureError::Stale { timestamp: T, distance: 301, tolerance: 300 })
-        );
-        assert_eq!(
-            verify_signature(Some(&header), BODY, SECRET, T - 301, 300),
-            Err(SignatureError::Stale { timestamp: T, distance: 301, tolerance: 300 })
-        );
+        assert_eq!(verify_signature(Some(&header), BODY, SECRET, T + 301, 300), Err(SignatureError::Stale { timestamp: T, distance: 301, tolerance: 300 }));
+        assert_eq!(verify_signature(Some(&header), BODY, SECRET, T - 301, 300), Err(SignatureError::Stale { timestamp: T, distance: 301, tolerance: 300 }));
         assert_eq!(verify_signature(Some(&header), BODY, SECRET, T + 300, 300), Ok(T), "the edge of the tolerance is accepted");
         let v0_only = header.replace("v1=", "v0=");
         assert_eq!(verify_signature(Some(&v0_only), BODY, SECRET, T, 300), Err(SignatureError::NoSignature));

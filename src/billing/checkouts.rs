@@ -130,10 +130,7 @@ struct PaymentActivation {
 }
 
 async fn activation_of(db: &Db, payment_id: i64) -> Result<Option<PaymentActivation>, StoreError> {
-    let row = sqlx::query("SELECT kind, new_expires_at, created_at FROM activations WHERE payment_id = $1")
-        .bind(payment_id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query("SELECT kind, new_expires_at, created_at FROM activations WHERE payment_id = $1").bind(payment_id).fetch_optional(db.pool()).await?;
     let Some(a) = row else { return Ok(None) };
     Ok(Some(PaymentActivation {
         kind: a.try_get("kind")?,

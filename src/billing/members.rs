@@ -286,17 +286,23 @@ pub async fn refund(conn: &mut AnyConnection, payment_id: i64, note: &str, now: 
         .execute(&mut *conn)
         .await?;
     let key = payment_key(row.try_get::<i64, _>("chain_id")? as u64, tx_hash, row.try_get::<i64, _>("log_index")? as u64);
-    outbox::write(conn, &outbox::event_id(&["payment.refunded", &key]), "payment.refunded", &serde_json::json!({
-        "payment_id": payment_id,
-        "payment": key,
-        "tx_hash": tx_hash,
-        "payer": payer,
-        "token": to_address(&row.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
-        "amount": to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?.to_string(),
-        "plan_id": row.try_get::<i64, _>("plan_id")?,
-        "note": note,
-        "refunded_at": now,
-    }), now as i64)
+    outbox::write(
+        conn,
+        &outbox::event_id(&["payment.refunded", &key]),
+        "payment.refunded",
+        &serde_json::json!({
+            "payment_id": payment_id,
+            "payment": key,
+            "tx_hash": tx_hash,
+            "payer": payer,
+            "token": to_address(&row.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
+            "amount": to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?.to_string(),
+            "plan_id": row.try_get::<i64, _>("plan_id")?,
+            "note": note,
+            "refunded_at": now,
+        }),
+        now as i64,
+    )
     .await?;
     // A payment that activated nothing (unmatched) leaves the payer's plan alone.
     let live = match activated {

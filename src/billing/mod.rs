@@ -5,7 +5,7 @@ pub mod activation;
 pub mod card;
 pub mod checkouts;
 pub mod members;
-pub mod reminders;
 pub mod plans;
 pub mod quotes;
+pub mod reminders;
 pub mod reversal;

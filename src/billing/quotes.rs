@@ -150,9 +150,7 @@ impl QuoteIssuer {
         if request.payer == Address::ZERO {
             return Err(QuoteError::ZeroPayer);
         }
-        let amount = plan
-            .price(token.address, request.periods)
-            .ok_or_else(|| QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() })?;
+        let amount = plan.price(token.address, request.periods).ok_or_else(|| QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() })?;
         let deadline = now + self.ttl_secs;
 
         let order_id = orders::next_id(db).await?;
@@ -195,20 +193,23 @@ impl QuoteIssuer {
                 token: token.address,
             },
         );
-        orders::insert_order(db, NewOrder {
-            order_id,
-            checkout_id: checkout_id.clone(),
-            chain_id: self.chain_id as i64,
-            payer: address_bytes(request.payer),
-            token: address_bytes(token.address),
-            amount: u256_bytes(amount),
-            plan_id: i64::from(plan.id),
-            periods: i64::from(request.periods),
-            deadline: deadline as i64,
-            signature: signature.to_vec(),
-            created_at: now as i64,
-            event,
-        })
+        orders::insert_order(
+            db,
+            NewOrder {
+                order_id,
+                checkout_id: checkout_id.clone(),
+                chain_id: self.chain_id as i64,
+                payer: address_bytes(request.payer),
+                token: address_bytes(token.address),
+                amount: u256_bytes(amount),
+                plan_id: i64::from(plan.id),
+                periods: i64::from(request.periods),
+                deadline: deadline as i64,
+                signature: signature.to_vec(),
+                created_at: now as i64,
+                event,
+            },
+        )
         .await?;
         Ok(issued)
     }

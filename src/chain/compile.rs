@@ -93,11 +93,7 @@ pub fn compile(toolchain: &Toolchain) -> Result<BTreeMap<String, String>, Compil
         }
         let code = |b: Option<String>| b.unwrap_or_default();
         let bytecode = artifact.bytecode.as_ref().and_then(|b| b.object.as_bytes().map(|b| b.to_string()));
-        let deployed = artifact
-            .deployed_bytecode
-            .as_ref()
-            .and_then(|d| d.bytecode.as_ref())
-            .and_then(|b| b.object.as_bytes().map(|b| b.to_string()));
+        let deployed = artifact.deployed_bytecode.as_ref().and_then(|d| d.bytecode.as_ref()).and_then(|b| b.object.as_bytes().map(|b| b.to_string()));
         let doc = json!({
             "abi": artifact.abi.as_ref(),
             "bytecode": { "object": code(bytecode) },

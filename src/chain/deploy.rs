@@ -34,9 +34,7 @@ pub enum DeployError {
     #[error("cannot reach the RPC endpoint: {0}")]
     Unreachable(String),
     /// The deployer cannot pay for the deployment.
-    #[error(
-        "deployer {deployer} has {balance} ETH on chain {chain_id} but the deployment needs about {needed} ETH; fund it first"
-    )]
+    #[error("deployer {deployer} has {balance} ETH on chain {chain_id} but the deployment needs about {needed} ETH; fund it first")]
     Unfunded {
         /// The deployer.
         deployer: Address,
@@ -114,12 +112,7 @@ pub async fn preflight(provider: &DynProvider, deployer: Address) -> Result<u64,
     let gas_price = provider.get_gas_price().await.map_err(|e| DeployError::Unreachable(e.to_string()))?;
     let needed = U256::from(gas_price) * U256::from(DEPLOY_GAS_BUDGET);
     if balance < needed || balance.is_zero() {
-        return Err(DeployError::Unfunded {
-            deployer,
-            balance: format_ether(balance),
-            needed: format_ether(needed),
-            chain_id,
-        });
+        return Err(DeployError::Unfunded { deployer, balance: format_ether(balance), needed: format_ether(needed), chain_id });
     }
     Ok(chain_id)
 }
@@ -144,12 +137,9 @@ pub async fn deploy(provider: &DynProvider, plan: &DeployPlan) -> Result<Deploym
         }
     };
 
-    let checkout = SubscriptionCheckout::deploy(provider, plan.owner, plan.quote_signer, plan.treasury)
-        .await
-        .map_err(tx_err("deploying SubscriptionCheckout"))?;
-    let badge = MembershipBadge::deploy(provider, plan.owner, plan.issuer, admin_delay)
-        .await
-        .map_err(tx_err("deploying MembershipBadge"))?;
+    let checkout =
+        SubscriptionCheckout::deploy(provider, plan.owner, plan.quote_signer, plan.treasury).await.map_err(tx_err("deploying SubscriptionCheckout"))?;
+    let badge = MembershipBadge::deploy(provider, plan.owner, plan.issuer, admin_delay).await.map_err(tx_err("deploying MembershipBadge"))?;
 
     Ok(Deployment {
         chain_id,
@@ -165,18 +155,10 @@ pub async fn deploy(provider: &DynProvider, plan: &DeployPlan) -> Result<Deploym
     })
 }
 
-async fn deploy_test_tokens(
-    provider: &DynProvider,
-    owner: Address,
-    holders: &[Address],
-) -> Result<Vec<TokenInfo>, DeployError> {
+async fn deploy_test_tokens(provider: &DynProvider, owner: Address, holders: &[Address]) -> Result<Vec<TokenInfo>, DeployError> {
     let mut infos = Vec::new();
-    for (name, symbol, decimals, per_wallet) in
-        [("TMAI", "TMAI", 18u8, TEST_TMAI_PER_WALLET), ("USD Coin (test)", "USD", 6u8, TEST_USD_PER_WALLET)]
-    {
-        let token = TestToken::deploy(provider, name.to_string(), symbol.to_string(), decimals, owner)
-            .await
-            .map_err(tx_err("deploying a test token"))?;
+    for (name, symbol, decimals, per_wallet) in [("TMAI", "TMAI", 18u8, TEST_TMAI_PER_WALLET), ("USD Coin (test)", "USD", 6u8, TEST_USD_PER_WALLET)] {
+        let token = TestToken::deploy(provider, name.to_string(), symbol.to_string(), decimals, owner).await.map_err(tx_err("deploying a test token"))?;
         let amount = U256::from(per_wallet) * U256::from(10).pow(U256::from(decimals));
         for holder in holders {
             token

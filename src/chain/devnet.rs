@@ -106,13 +106,7 @@ pub fn key(anvil: &AnvilInstance, index: usize) -> PrivateKeySigner {
 /// `anvil_revert`, reorgs and transactions sent by other tools.
 pub fn provider_for(anvil: &AnvilInstance, index: usize) -> DynProvider {
     let wallet = EthereumWallet::from(key(anvil, index));
-    ProviderBuilder::default()
-        .with_gas_estimation()
-        .with_simple_nonce_management()
-        .fetch_chain_id()
-        .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
-        .erased()
+    ProviderBuilder::default().with_gas_estimation().with_simple_nonce_management().fetch_chain_id().wallet(wallet).connect_http(anvil.endpoint_url()).erased()
 }
 
 /// Deploys the contracts and test tokens on a fresh `anvil` the way the fixtures are made:
@@ -130,9 +124,8 @@ pub async fn deploy_fixture_contracts(anvil: &AnvilInstance) -> Result<Deploymen
         tokens: Tokens::Test { holders: holders.clone() },
     };
     let mut deployment = deploy::deploy(&provider, &plan).await?;
-    deployment.test_wallets = (0..TEST_WALLETS)
-        .map(|i| TestWallet { address: anvil.addresses()[i], private_key: B256::from(key(anvil, i).to_bytes()) })
-        .collect();
+    deployment.test_wallets =
+        (0..TEST_WALLETS).map(|i| TestWallet { address: anvil.addresses()[i], private_key: B256::from(key(anvil, i).to_bytes()) }).collect();
     Ok(deployment)
 }
 
@@ -186,9 +179,7 @@ pub fn read_state(dir: &Path) -> Result<serde_json::Value, DevnetError> {
 fn decode_state(bytes: &[u8]) -> Result<serde_json::Value, DevnetError> {
     let mut json = Vec::new();
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut json)
-            .map_err(|e| DevnetError::Rpc(format!("bad gzip state: {e}")))?;
+        flate2::read::GzDecoder::new(bytes).read_to_end(&mut json).map_err(|e| DevnetError::Rpc(format!("bad gzip state: {e}")))?;
     } else {
         json.extend_from_slice(bytes);
     }

@@ -6,8 +6,8 @@ pub mod compile;
 pub mod deploy;
 pub mod deployment;
 pub mod devnet;
-pub mod paid_log;
 pub mod minter;
+pub mod paid_log;
 pub mod signing;
 pub mod watcher;
 

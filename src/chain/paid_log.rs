@@ -32,13 +32,7 @@ pub fn decode_logs(logs: &[Log], checkout: Address) -> Vec<PaidLog> {
         .filter(|l| !l.removed && l.address() == checkout)
         .filter_map(|l| {
             let event = OrderPaid::decode_log(&l.inner).ok()?.data;
-            Some(PaidLog {
-                block_number: l.block_number?,
-                block_hash: l.block_hash?,
-                tx_hash: l.transaction_hash?,
-                log_index: l.log_index?,
-                event,
-            })
+            Some(PaidLog { block_number: l.block_number?, block_hash: l.block_hash?, tx_hash: l.transaction_hash?, log_index: l.log_index?, event })
         })
         .collect()
 }

@@ -67,11 +67,7 @@ impl QuoteHasher {
 }
 
 /// Signs `quote` for the checkout `domain`; returns the 65-byte signature `pay` takes.
-pub async fn sign_quote(
-    signer: &PrivateKeySigner,
-    quote: &Quote,
-    domain: &Eip712Domain,
-) -> Result<Bytes, alloy::signers::Error> {
+pub async fn sign_quote(signer: &PrivateKeySigner, quote: &Quote, domain: &Eip712Domain) -> Result<Bytes, alloy::signers::Error> {
     let signature = signer.sign_hash(&quote_digest(quote, domain)).await?;
     Ok(Bytes::from(signature.as_bytes().to_vec()))
 }
@@ -163,29 +159,16 @@ pub struct PermitRequest {
 }
 
 /// Signs an EIP-2612 permit from `owner` for `request`.
-pub async fn sign_permit(
-    owner: &PrivateKeySigner,
-    request: &PermitRequest,
-) -> Result<PermitSignature, alloy::signers::Error> {
+pub async fn sign_permit(owner: &PrivateKeySigner, request: &PermitRequest) -> Result<PermitSignature, alloy::signers::Error> {
     let domain = eip712_domain! {
         name: request.token_name.clone(),
         version: "1",
         chain_id: request.chain_id,
         verifying_contract: request.token,
     };
-    let permit = Permit {
-        owner: owner.address(),
-        spender: request.spender,
-        value: request.value,
-        nonce: request.nonce,
-        deadline: request.deadline,
-    };
+    let permit = Permit { owner: owner.address(), spender: request.spender, value: request.value, nonce: request.nonce, deadline: request.deadline };
     let signature = owner.sign_hash(&permit.eip712_signing_hash(&domain)).await?;
-    Ok(PermitSignature {
-        v: 27 + u8::from(signature.v()),
-        r: signature.r().into(),
-        s: signature.s().into(),
-    })
+    Ok(PermitSignature { v: 27 + u8::from(signature.v()), r: signature.r().into(), s: signature.s().into() })
 }
 
 #[cfg(test)]
@@ -223,7 +206,8 @@ mod tests {
 
     #[tokio::test]
     async fn libsecp256k1_signs_exactly_as_the_alloy_signer() {
-        for key in ["0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d", "0x0000000000000000000000000000000000000000000000000000000000000001"] {
+        for key in ["0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d", "0x0000000000000000000000000000000000000000000000000000000000000001"]
+        {
             let signer: PrivateKeySigner = key.parse().unwrap();
             let fast = DigestSigner::new(&signer);
             for i in 0..200u64 {

@@ -124,11 +124,8 @@ pub fn tier_name(tier: u8) -> &'static str {
 #[utoipa::path(get, path = "/v1/plans", tag = "public", responses((status = 200, body = PlansResponse), (status = 429, body = ErrorBody)))]
 pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
     let d = &state.deployment;
-    let tokens: Vec<TokenView> = d
-        .tokens
-        .iter()
-        .map(|t| TokenView { symbol: t.symbol.clone(), address: t.address.to_string(), decimals: t.decimals, permit: t.permit })
-        .collect();
+    let tokens: Vec<TokenView> =
+        d.tokens.iter().map(|t| TokenView { symbol: t.symbol.clone(), address: t.address.to_string(), decimals: t.decimals, permit: t.permit }).collect();
     let plans = state
         .catalog
         .plans()
@@ -143,11 +140,7 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
                 .iter()
                 .filter_map(|t| {
                     let amount = p.prices.get(&t.address)?;
-                    Some(PriceView {
-                        token: t.symbol.clone(),
-                        amount: amount.to_string(),
-                        display: trim_units(*amount, t.decimals),
-                    })
+                    Some(PriceView { token: t.symbol.clone(), amount: amount.to_string(), display: trim_units(*amount, t.decimals) })
                 })
                 .collect(),
             card_price_cents: p.card_price_cents,
@@ -334,12 +327,7 @@ pub async fn get_checkout(State(state): State<AppState>, Path(id): Path<String>)
     (status = 204, description = "a reconnection (`Last-Event-ID`) to a checkout that is done: nothing more will be sent"),
     (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
-pub async fn checkout_events(
-    State(state): State<AppState>,
-    Client(client): Client,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn checkout_events(State(state): State<AppState>, Client(client): Client, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let Some(order) = orders::load(&state.db, &id).await? else {
         return Err(ApiError::not_found(format!("no checkout {id:?}")));
     };
@@ -628,7 +616,10 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 #[utoipa::path(get, path = "/v1/payments", tag = "merchant", params(PaymentsQuery), security(("api_key" = [])), responses(
     (status = 200, body = PaymentsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
 ))]
-pub async fn payments(State(state): State<AppState>, query: Result<Query<PaymentsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<PaymentsPage>, ApiError> {
+pub async fn payments(
+    State(state): State<AppState>,
+    query: Result<Query<PaymentsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PaymentsPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
     let limit = page_limit(query.limit)?;
     if let Some(s) = &query.status

@@ -78,10 +78,5 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
     let handled = card::handle(&mut tx, &state.catalog, &state.card, &event, now).await?;
     tx.commit().await?;
     tracing::info!(event = %event.id, event_type = %event.event_type, status = handled.status, outcome = %handled.outcome, "card event");
-    Ok(Json(CardWebhookResponse {
-        status: handled.status.into(),
-        outcome: handled.outcome,
-        event_id: event.id,
-        wallet: handled.wallet.map(|w| w.to_string()),
-    }))
+    Ok(Json(CardWebhookResponse { status: handled.status.into(), outcome: handled.outcome, event_id: event.id, wallet: handled.wallet.map(|w| w.to_string()) }))
 }

@@ -211,10 +211,10 @@ mod tests {
         let cases = [
             // (peer, X-Forwarded-For headers, client)
             ("203.0.113.9", vec!["198.51.100.1"], "203.0.113.9"), // untrusted peer: its header is ignored
-            ("10.1.1.1", vec![], "10.1.1.1"),                    // trusted peer, no header: the proxy itself
+            ("10.1.1.1", vec![], "10.1.1.1"),                     // trusted peer, no header: the proxy itself
             ("10.1.1.1", vec!["198.51.100.1"], "198.51.100.1"),
-            ("10.1.1.1", vec!["198.51.100.1, 10.2.2.2"], "198.51.100.1"), // two proxies
-            ("10.1.1.1", vec!["6.6.6.6, 198.51.100.1"], "198.51.100.1"), // a spoofed entry on the left
+            ("10.1.1.1", vec!["198.51.100.1, 10.2.2.2"], "198.51.100.1"),            // two proxies
+            ("10.1.1.1", vec!["6.6.6.6, 198.51.100.1"], "198.51.100.1"),             // a spoofed entry on the left
             ("10.1.1.1", vec!["6.6.6.6", "198.51.100.1, 10.2.2.2"], "198.51.100.1"), // several headers
             ("10.1.1.1", vec!["198.51.100.1:4711"], "198.51.100.1"),
             ("10.1.1.1", vec!["[2001:db8:1:2::5]:443"], "2001:db8:1:2::"),

@@ -115,8 +115,13 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
             }
-            JsonRejection::JsonSyntaxError(e) => Self::invalid(format!("malformed JSON: {}", e.body_text().trim_start_matches("Failed to parse the request body as JSON: "))),
-            JsonRejection::JsonDataError(e) => Self::invalid(format!("invalid request body: {}", e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: "))),
+            JsonRejection::JsonSyntaxError(e) => {
+                Self::invalid(format!("malformed JSON: {}", e.body_text().trim_start_matches("Failed to parse the request body as JSON: ")))
+            }
+            JsonRejection::JsonDataError(e) => Self::invalid(format!(
+                "invalid request body: {}",
+                e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+            )),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
             }

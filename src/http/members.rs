@@ -14,10 +14,7 @@ use super::{
     api::{parse_wallet, tier_name},
     error::{ApiError, ApiJson, ErrorBody},
 };
-use crate::billing::{
-    activation::Subscription,
-    members,
-};
+use crate::billing::{activation::Subscription, members};
 
 /// A member's subscription after an action.
 #[derive(Debug, Serialize, ToSchema)]

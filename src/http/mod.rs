@@ -129,10 +129,7 @@ impl AppState {
         http: HttpSettings,
         cancel: CancellationToken,
     ) -> Self {
-        let address_text = std::iter::once(deployment.checkout)
-            .chain(deployment.tokens.iter().map(|t| t.address))
-            .map(|a| (a, a.to_string()))
-            .collect();
+        let address_text = std::iter::once(deployment.checkout).chain(deployment.tokens.iter().map(|t| t.address)).map(|a| (a, a.to_string())).collect();
         let proxies = http.trusted_proxy_nets().unwrap_or_else(|error| {
             tracing::error!(%error, "http.trusted_proxies is invalid; trusting no proxy");
             Vec::new()
@@ -240,10 +237,7 @@ struct ApiKeyScheme;
 impl Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tmai_sk_…").build()),
-        );
+        components.add_security_scheme("api_key", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tmai_sk_…").build()));
     }
 }
 
@@ -288,20 +282,14 @@ pub fn router(state: AppState) -> Router {
                     tower_governor::GovernorError::TooManyRequests { wait_time, .. } => *wait_time,
                     _ => 1,
                 };
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many requests from your address; retry in {} s", wait.max(1)),
-                )
-                .retry_after(wait.max(1))
-                .into_response()
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests from your address; retry in {} s", wait.max(1)))
+                    .retry_after(wait.max(1))
+                    .into_response()
             })
             .finish()
             .expect("rate limit settings are validated");
         let sweeper = clients::RateLimit::new(config.limiter().clone(), RATE_LIMIT_SWEEP);
-        public
-            .layer(tower_governor::GovernorLayer { config: Arc::new(config) })
-            .layer(middleware::from_fn_with_state(sweeper, clients::sweep_idle))
+        public.layer(tower_governor::GovernorLayer { config: Arc::new(config) }).layer(middleware::from_fn_with_state(sweeper, clients::sweep_idle))
     } else {
         public
     };
@@ -313,10 +301,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/members/{wallet}/revoke", post(members::revoke))
         .route("/v1/members/{wallet}/move", post(members::move_member))
         .route("/v1/webhook-endpoints", post(webhooks::create_endpoint).get(webhooks::list_endpoints))
-        .route(
-            "/v1/webhook-endpoints/{id}",
-            get(webhooks::get_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint),
-        )
+        .route("/v1/webhook-endpoints/{id}", get(webhooks::get_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint))
         .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::list_deliveries))
         .route("/v1/webhook-endpoints/{id}/attempts", get(webhooks::list_attempts))
@@ -324,13 +309,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}/redeliver", post(webhooks::redeliver))
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
     // Signed by the processor: neither rate-limited per address nor behind an API key.
-    let card_in = Router::new()
-        .route("/v1/card/webhook", post(card::webhook))
-        .route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
-    let documents = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/openapi.json", get(openapi_json))
-        .route("/docs", get(docs));
+    let card_in = Router::new().route("/v1/card/webhook", post(card::webhook)).route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
+    let documents = Router::new().route("/healthz", get(healthz)).route("/openapi.json", get(openapi_json)).route("/docs", get(docs));
     // The API benchmark's baseline: the same stack with no work behind it. Not in the
     // production binary (the `test-hooks` feature is on only for tests and benchmarks).
     #[cfg(feature = "test-hooks")]
@@ -373,9 +353,7 @@ fn with_common_layers(app: Router<AppState>, state: &AppState) -> Router<AppStat
 
 /// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router, cancel: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move { cancel.cancelled().await }).await
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response {
@@ -384,8 +362,7 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("tmai_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("tmai_http_request_duration_seconds", "method" => method, "route" => route, "status" => status).record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -525,11 +502,9 @@ async fn serve_web_file(dir: &std::path::Path, name: &str) -> Response {
             }
             response
         }
-        Err(_) if name == "checkout.html" => ApiError::unavailable(format!(
-            "the checkout page is not built: run tools/install.sh (it builds {})",
-            dir.display()
-        ))
-        .into_response(),
+        Err(_) if name == "checkout.html" => {
+            ApiError::unavailable(format!("the checkout page is not built: run tools/install.sh (it builds {})", dir.display())).into_response()
+        }
         Err(_) => ApiError::not_found("no such file").into_response(),
     }
 }

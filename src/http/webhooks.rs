@@ -124,7 +124,11 @@ pub struct UpdateEndpoint {
     request_body = UpdateEndpoint, security(("api_key" = [])), responses(
     (status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
 ))]
-pub async fn update_endpoint(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateEndpoint>) -> Result<Json<Endpoint>, ApiError> {
+pub async fn update_endpoint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateEndpoint>,
+) -> Result<Json<Endpoint>, ApiError> {
     let url = match &body.url {
         Some(raw) => Some(checked_url(&state, raw).await?),
         None => None,
@@ -163,9 +167,8 @@ pub struct RotatedSecret {
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "merchant", params(("id" = String, Path, description = "Endpoint id")),
     security(("api_key" = [])), responses((status = 200, body = RotatedSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RotatedSecret>, ApiError> {
-    let (secret, until) = endpoints::rotate(&state.db, &id, state.clock.now() as i64, state.webhooks.rotation_overlap_secs)
-        .await?
-        .ok_or_else(|| endpoint_missing(&id))?;
+    let (secret, until) =
+        endpoints::rotate(&state.db, &id, state.clock.now() as i64, state.webhooks.rotation_overlap_secs).await?.ok_or_else(|| endpoint_missing(&id))?;
     tracing::info!(endpoint = %id, "webhook secret rotated");
     Ok(Json(RotatedSecret { secret, previous_secret_until: until }))
 }
@@ -204,7 +207,11 @@ pub struct DeliveryPage {
     security(("api_key" = [])), responses(
     (status = 200, body = DeliveryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
 ))]
-pub async fn list_deliveries(State(state): State<AppState>, Path(id): Path<String>, query: Result<Query<LogQuery>, QueryRejection>) -> Result<Json<DeliveryPage>, ApiError> {
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Json<DeliveryPage>, ApiError> {
     let (query, limit) = log_query(query)?;
     if let Some(s) = &query.status
         && !["pending", "delivered", "failed", "canceled"].contains(&s.as_str())
@@ -235,7 +242,11 @@ pub struct AttemptPage {
     security(("api_key" = [])), responses(
     (status = 200, body = AttemptPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
 ))]
-pub async fn list_attempts(State(state): State<AppState>, Path(id): Path<String>, query: Result<Query<LogQuery>, QueryRejection>) -> Result<Json<AttemptPage>, ApiError> {
+pub async fn list_attempts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Json<AttemptPage>, ApiError> {
     let (query, limit) = log_query(query)?;
     if query.status.is_some() {
         return Err(ApiError::invalid("status filters deliveries; see /v1/webhook-endpoints/{id}/deliveries"));

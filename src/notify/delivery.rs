@@ -186,9 +186,8 @@ impl Deliverer {
         let mut queued = 0;
         loop {
             // A read first: an idle poll must not take the write lock.
-            let waiting: Option<i64> = sqlx::query_scalar("SELECT seq FROM outbox_events WHERE fanned_out = 0 LIMIT 1")
-                .fetch_optional(self.inner.db.pool())
-                .await?;
+            let waiting: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM outbox_events WHERE fanned_out = 0 LIMIT 1").fetch_optional(self.inner.db.pool()).await?;
             if waiting.is_none() {
                 return Ok(queued);
             }
@@ -233,13 +232,7 @@ impl Deliverer {
                     }
                 }
             }
-            insert(
-                &mut tx,
-                "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, next_attempt_ms, created_ms)",
-                &rows,
-                "",
-            )
-            .await?;
+            insert(&mut tx, "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, next_attempt_ms, created_ms)", &rows, "").await?;
             execute_in(&mut tx, "UPDATE outbox_events SET fanned_out = 1 WHERE seq IN", "", &[], &seqs).await?;
             tx.commit().await?;
             queued += rows.len() as u64;
@@ -254,17 +247,15 @@ impl Deliverer {
     async fn due_endpoints(&self) -> Result<Vec<String>, StoreError> {
         let now_ms = self.inner.clock.now_ms();
         let pool = self.inner.db.pool();
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id")
-            .fetch_all(pool)
-            .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id").fetch_all(pool).await?;
         let mut due = Vec::new();
         for id in ids {
-            let head: Option<i64> = sqlx::query_scalar(
-                "SELECT next_attempt_ms FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' ORDER BY id LIMIT 1",
-            )
-            .bind(&id)
-            .fetch_optional(pool)
-            .await?;
+            let head: Option<i64> =
+                sqlx::query_scalar("SELECT next_attempt_ms FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' ORDER BY id LIMIT 1")
+                    .bind(&id)
+                    .fetch_optional(pool)
+                    .await?;
             if head.is_some_and(|at| at <= now_ms) {
                 due.push(id);
             }
@@ -367,7 +358,13 @@ impl Deliverer {
             Err(error) => sent.error = Some(describe(&error)),
         }
         sent.latency_ms = started.elapsed().as_millis() as i64;
-        let result = if sent.ok() { "delivered" } else if sent.status == Some(410) { "gone" } else { "failed" };
+        let result = if sent.ok() {
+            "delivered"
+        } else if sent.status == Some(410) {
+            "gone"
+        } else {
+            "failed"
+        };
         metrics::counter!("tmai_webhook_attempts_total", "result" => result).increment(1);
         sent
     }
@@ -403,16 +400,14 @@ impl Deliverer {
                 tracing::warn!(endpoint, event = %s.event_id, attempts = s.attempt, error = ?s.error, "webhook delivery given up");
             } else {
                 let delay_ms = jittered(schedule[s.attempt as usize], inner.settings.jitter_percent);
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET attempts = $1, next_attempt_ms = $2, last_status = $3, last_error = $4 WHERE id = $5",
-                )
-                .bind(s.attempt)
-                .bind(s.attempted_ms + delay_ms)
-                .bind(s.status.map(i64::from))
-                .bind(&s.error)
-                .bind(s.delivery_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("UPDATE webhook_deliveries SET attempts = $1, next_attempt_ms = $2, last_status = $3, last_error = $4 WHERE id = $5")
+                    .bind(s.attempt)
+                    .bind(s.attempted_ms + delay_ms)
+                    .bind(s.status.map(i64::from))
+                    .bind(&s.error)
+                    .bind(s.delivery_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         execute_in(
@@ -474,12 +469,13 @@ impl Deliverer {
 /// Cancels an endpoint's pending deliveries (it was disabled or deleted): a disabled endpoint
 /// receives nothing, and what it missed can be redelivered from the event list.
 pub(crate) async fn cancel_pending(conn: &mut sqlx::AnyConnection, endpoint: &str, now_ms: i64, why: &str) -> Result<u64, StoreError> {
-    let done = sqlx::query("UPDATE webhook_deliveries SET status = 'canceled', finished_ms = $1, last_error = $2 WHERE endpoint_id = $3 AND status = 'pending'")
-        .bind(now_ms)
-        .bind(why)
-        .bind(endpoint)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query("UPDATE webhook_deliveries SET status = 'canceled', finished_ms = $1, last_error = $2 WHERE endpoint_id = $3 AND status = 'pending'")
+            .bind(now_ms)
+            .bind(why)
+            .bind(endpoint)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected())
 }
 

@@ -49,9 +49,7 @@ fn endpoint_from(row: &sqlx::any::AnyRow) -> Result<Endpoint, StoreError> {
         id: row.try_get("id")?,
         url: row.try_get("url")?,
         description: row.try_get("description")?,
-        event_types: filter
-            .map(|f| serde_json::from_str(&f).map_err(|_| StoreError::Corrupt("webhook_endpoints.event_types")))
-            .transpose()?,
+        event_types: filter.map(|f| serde_json::from_str(&f).map_err(|_| StoreError::Corrupt("webhook_endpoints.event_types"))).transpose()?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         disabled_reason: row.try_get("disabled_reason")?,
         created_at: row.try_get("created_at")?,
@@ -61,13 +59,7 @@ fn endpoint_from(row: &sqlx::any::AnyRow) -> Result<Endpoint, StoreError> {
 
 /// Registers an endpoint (already checked); returns it and its secret. It receives the
 /// events written from now on.
-pub async fn create(
-    db: &Db,
-    url: &str,
-    description: &str,
-    event_types: Option<Vec<String>>,
-    now: i64,
-) -> Result<(Endpoint, String), StoreError> {
+pub async fn create(db: &Db, url: &str, description: &str, event_types: Option<Vec<String>>, now: i64) -> Result<(Endpoint, String), StoreError> {
     let id = format!("ep_{}", alloy::hex::encode(rand::random::<[u8; 12]>()));
     let secret = signing::new_secret();
     let filter = event_types.as_ref().map(|f| serde_json::to_string(f).expect("strings serialise"));
@@ -93,9 +85,7 @@ pub async fn create(
 
 /// Lists the endpoints that are not deleted, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<Endpoint>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY created_at, id"))
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY created_at, id")).fetch_all(db.pool()).await?;
     rows.iter().map(endpoint_from).collect()
 }
 
@@ -106,10 +96,7 @@ pub async fn ever_existed(db: &Db, id: &str) -> Result<bool, StoreError> {
 
 /// Returns an endpoint that is not deleted.
 pub async fn get(db: &Db, id: &str) -> Result<Option<Endpoint>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL")).bind(id).fetch_optional(db.pool()).await?;
     row.as_ref().map(endpoint_from).transpose()
 }
 
@@ -145,11 +132,13 @@ pub async fn update(db: &Db, id: &str, patch: &Patch, now_ms: i64) -> Result<Opt
         sqlx::query("UPDATE webhook_endpoints SET event_types = $1 WHERE id = $2").bind(filter).bind(id).execute(&mut *tx).await?;
     }
     if let Some(enabled) = patch.enabled {
-        sqlx::query("UPDATE webhook_endpoints SET enabled = $1, disabled_reason = CASE WHEN $1 = 1 THEN NULL ELSE 'disabled through the API' END WHERE id = $2")
-            .bind(i64::from(enabled))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE webhook_endpoints SET enabled = $1, disabled_reason = CASE WHEN $1 = 1 THEN NULL ELSE 'disabled through the API' END WHERE id = $2",
+        )
+        .bind(i64::from(enabled))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         if !enabled {
             super::delivery::cancel_pending(&mut tx, id, now_ms, "endpoint disabled through the API").await?;
         }
@@ -257,10 +246,8 @@ pub async fn redeliver(db: &Db, event_id: &str, endpoint: Option<&str>, now_ms: 
     for row in &rows {
         let id: String = row.try_get("id").map_err(StoreError::from)?;
         let enabled = row.try_get::<i64, _>("enabled").map_err(StoreError::from)? != 0;
-        let filter: Option<Vec<String>> = row
-            .try_get::<Option<String>, _>("event_types")
-            .map_err(StoreError::from)?
-            .and_then(|f| serde_json::from_str(&f).ok());
+        let filter: Option<Vec<String>> =
+            row.try_get::<Option<String>, _>("event_types").map_err(StoreError::from)?.and_then(|f| serde_json::from_str(&f).ok());
         match endpoint {
             Some(wanted) if wanted == id => {
                 if !enabled {

@@ -71,7 +71,9 @@ pub enum TargetError {
     #[error("{0}")]
     Malformed(String),
     /// The host is, or resolves to, a private, loopback or link-local address.
-    #[error("{0} is a private, loopback or link-local address; webhooks go to public addresses only (an operator can allow private targets with webhooks.allow_private_targets)")]
+    #[error(
+        "{0} is a private, loopback or link-local address; webhooks go to public addresses only (an operator can allow private targets with webhooks.allow_private_targets)"
+    )]
     Private(String),
     /// The host name does not resolve.
     #[error("the host {0} does not resolve")]
@@ -103,10 +105,7 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetErro
         Host::Ipv6(ip) => check_ip(IpAddr::V6(ip))?,
         Host::Domain(name) => {
             let port = url.port_or_known_default().unwrap_or(443);
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
-                .await
-                .map_err(|_| TargetError::Unresolvable(name.to_string()))?
-                .collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port)).await.map_err(|_| TargetError::Unresolvable(name.to_string()))?.collect();
             if addrs.is_empty() {
                 return Err(TargetError::Unresolvable(name.to_string()));
             }
@@ -152,10 +151,9 @@ mod tests {
 
     #[test]
     fn private_ranges_are_not_public() {
-        for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "255.255.255.255", "224.0.0.1", "198.18.0.1",
-        ] {
+        for ip in
+            ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "198.18.0.1"]
+        {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "8.8.8.8", "172.32.0.1"] {

@@ -62,11 +62,7 @@ pub async fn list(db: &Db) -> Result<Vec<ApiKeyInfo>, StoreError> {
 
 /// Revokes key `id` at unix time `now`; returns whether a live key was revoked.
 pub async fn revoke(db: &Db, id: i64, now: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+    let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL").bind(now).bind(id).execute(db.pool()).await?;
     Ok(done.rows_affected() == 1)
 }
 

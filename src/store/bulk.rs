@@ -56,12 +56,7 @@ fn placeholders(first: usize, n: usize) -> String {
 
 /// Runs `head VALUES (…), (…) tail` over `rows` in chunks; returns the rows `tail`'s
 /// `RETURNING` clause yields (empty without one) and the total rows affected.
-pub async fn insert(
-    conn: &mut AnyConnection,
-    head: &str,
-    rows: &[Vec<Value>],
-    tail: &str,
-) -> Result<(Vec<AnyRow>, u64), StoreError> {
+pub async fn insert(conn: &mut AnyConnection, head: &str, rows: &[Vec<Value>], tail: &str) -> Result<(Vec<AnyRow>, u64), StoreError> {
     let Some(width) = rows.first().map(Vec::len) else { return Ok((Vec::new(), 0)) };
     if is_sqlite(conn) {
         return insert_json(conn, head, rows, tail, width).await;
@@ -200,13 +195,7 @@ fn in_list_statements(conn: &AnyConnection, before: &str, after: &str, leading: 
 
 /// Runs `before (…) after` with the values as an `IN` list, in chunks, binding `leading`
 /// first (`$1…`) and the list after it; returns the fetched rows.
-pub async fn fetch_in(
-    conn: &mut AnyConnection,
-    before: &str,
-    after: &str,
-    leading: &[Value],
-    list: &[Value],
-) -> Result<Vec<AnyRow>, StoreError> {
+pub async fn fetch_in(conn: &mut AnyConnection, before: &str, after: &str, leading: &[Value], list: &[Value]) -> Result<Vec<AnyRow>, StoreError> {
     let mut out = Vec::new();
     for (sql, values) in in_list_statements(conn, before, after, leading, list) {
         let query = values.iter().fold(sqlx::query(&sql), bind);
@@ -217,13 +206,7 @@ pub async fn fetch_in(
 
 /// Runs `before (…) after` (an UPDATE or DELETE) over the `IN` list in chunks; returns
 /// the rows affected.
-pub async fn execute_in(
-    conn: &mut AnyConnection,
-    before: &str,
-    after: &str,
-    leading: &[Value],
-    list: &[Value],
-) -> Result<u64, StoreError> {
+pub async fn execute_in(conn: &mut AnyConnection, before: &str, after: &str, leading: &[Value], list: &[Value]) -> Result<u64, StoreError> {
     let mut affected = 0;
     for (sql, values) in in_list_statements(conn, before, after, leading, list) {
         let query = values.iter().fold(sqlx::query(&sql), bind);

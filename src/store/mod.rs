@@ -247,15 +247,7 @@ impl Db {
                 .map(|options| sqlite::SqliteConn::new(options.get_filename().to_path_buf())),
             _ => None,
         };
-        Ok(Self {
-            pool,
-            backend,
-            write_gate,
-            changes: std::sync::Arc::new(changes::Changes::new(listen_url)),
-            orders: Default::default(),
-            checkpoints,
-            sqlite,
-        })
+        Ok(Self { pool, backend, write_gate, changes: std::sync::Arc::new(changes::Changes::new(listen_url)), orders: Default::default(), checkpoints, sqlite })
     }
 
     /// Returns the generation a read-through cache tags what it reads now with, or `None`

@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 
 use super::{
     Backend, Db, StoreError,
-    outbox::{self, NewEvent},
     bulk::{Value, insert},
+    outbox::{self, NewEvent},
 };
 
 /// Order ids reserved per database round trip.
@@ -83,10 +83,7 @@ pub async fn next_id(db: &Db) -> Result<i64, StoreError> {
     }
     let mut tx = db.begin_write().await?;
     tx.keep_read_caches();
-    let row = sqlx::query("UPDATE id_blocks SET next_id = next_id + $1 WHERE name = 'order_id' RETURNING next_id")
-        .bind(ID_BLOCK)
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = sqlx::query("UPDATE id_blocks SET next_id = next_id + $1 WHERE name = 'order_id' RETURNING next_id").bind(ID_BLOCK).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     let end: i64 = row.try_get("next_id")?;
     ids.extend(end - ID_BLOCK..end);
@@ -123,12 +120,11 @@ pub async fn load(db: &Db, checkout_id: &str) -> Result<Option<StoredOrder>, Sto
     if checkout_id.len() > 100 {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1",
-    )
-    .bind(checkout_id)
-    .fetch_optional(db.pool())
-    .await?;
+    let row =
+        sqlx::query("SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1")
+            .bind(checkout_id)
+            .fetch_optional(db.pool())
+            .await?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(StoredOrder {
         order_id: r.try_get("order_id")?,

@@ -61,23 +61,17 @@ pub(crate) fn body(id: &str, event_type: &str, data: &impl Serialize) -> String 
 /// exist; returns how many were written.
 pub async fn write_all(conn: &mut AnyConnection, events: &[NewEvent], now: i64) -> Result<u64, StoreError> {
     use super::bulk::{Value, insert};
-    let rows: Vec<Vec<Value>> = events
-        .iter()
-        .map(|e| {
-            vec![Value::Text(e.id.clone()), Value::Text(e.event_type.to_string()), Value::Text(e.body.clone()), Value::I64(now)]
-        })
-        .collect();
-    let (_, written) =
-        insert(conn, "INSERT INTO outbox_events (id, event_type, payload, created_at)", &rows, "ON CONFLICT (id) DO NOTHING").await?;
+    let rows: Vec<Vec<Value>> =
+        events.iter().map(|e| vec![Value::Text(e.id.clone()), Value::Text(e.event_type.to_string()), Value::Text(e.body.clone()), Value::I64(now)]).collect();
+    let (_, written) = insert(conn, "INSERT INTO outbox_events (id, event_type, payload, created_at)", &rows, "ON CONFLICT (id) DO NOTHING").await?;
     Ok(written)
 }
 
 /// Writes events on the process's own SQLite connection ([`super::sqlite`]) inside its
 /// transaction, skipping ids that exist, with `now` as their time.
 pub(crate) fn write_all_sqlite<'a>(conn: &rusqlite::Connection, events: impl IntoIterator<Item = &'a NewEvent>, now: i64) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-    )?;
+    let mut insert =
+        conn.prepare_cached("INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING")?;
     for e in events {
         insert.execute(rusqlite::params![e.id, e.event_type, e.body, now])?;
     }
@@ -86,22 +80,14 @@ pub(crate) fn write_all_sqlite<'a>(conn: &rusqlite::Connection, events: impl Int
 
 /// Writes one event with `now` (unix seconds) as its time unless an event with the same
 /// id exists; returns whether it wrote.
-pub async fn write(
-    conn: &mut AnyConnection,
-    id: &str,
-    event_type: &str,
-    payload: &impl Serialize,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(event_type)
-    .bind(body(id, event_type, payload))
-    .bind(now)
-    .execute(conn)
-    .await?;
+pub async fn write(conn: &mut AnyConnection, id: &str, event_type: &str, payload: &impl Serialize, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query("INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
+        .bind(id)
+        .bind(event_type)
+        .bind(body(id, event_type, payload))
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -135,14 +121,13 @@ fn stored_event(r: &sqlx::any::AnyRow) -> Result<StoredEvent, StoreError> {
 /// Returns up to `limit` events after position `after`, of `event_type` when given, in
 /// order (the merchant's event list).
 pub async fn page(db: &Db, after: i64, event_type: Option<&str>, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT seq, id, event_type, payload, created_at FROM outbox_events WHERE seq > $1 AND ($2 = '' OR event_type = $2) ORDER BY seq LIMIT $3",
-    )
-    .bind(after)
-    .bind(event_type.unwrap_or_default().to_string())
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
+    let rows =
+        sqlx::query("SELECT seq, id, event_type, payload, created_at FROM outbox_events WHERE seq > $1 AND ($2 = '' OR event_type = $2) ORDER BY seq LIMIT $3")
+            .bind(after)
+            .bind(event_type.unwrap_or_default().to_string())
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?;
     rows.iter().map(stored_event).collect()
 }
 

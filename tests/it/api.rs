@@ -59,7 +59,8 @@ impl App {
         let d = h.chain.deployment.clone();
         let mut http = http;
         http.public_rpc_url = Some(h.chain.anvil.endpoint());
-        let state = AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, h.rpc.clone(), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
+        let state =
+            AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, h.rpc.clone(), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
         let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -254,9 +255,8 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing(kind: DbKind) {
         assert!(error["error"]["message"].as_str().unwrap().contains(message), "{body}: {error}");
     }
     // Malformed JSON, the wrong content type, an oversize body
-    let raw = |body: String, content_type: &'static str| {
-        app.client.post(format!("{}/v1/checkouts", app.base)).header("content-type", content_type).body(body).send()
-    };
+    let raw =
+        |body: String, content_type: &'static str| app.client.post(format!("{}/v1/checkouts", app.base)).header("content-type", content_type).body(body).send();
     for (body, content_type, status, code) in [
         ("{\"plan_id\": 3,".to_string(), "application/json", 400, "invalid_request"),
         ("plan_id=3".to_string(), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
@@ -455,7 +455,9 @@ async fn metrics_request_ids_and_docs() {
     let docs = app.client.get(format!("{}/docs", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(docs.contains("/openapi.json"));
     // Every route the router serves under /v1 is in the document.
-    for route in ["/v1/plans", "/v1/checkouts", "/v1/checkouts/{id}", "/v1/checkouts/{id}/events", "/v1/subscriptions/{wallet}", "/v1/badges/{wallet}", "/v1/payments"] {
+    for route in
+        ["/v1/plans", "/v1/checkouts", "/v1/checkouts/{id}", "/v1/checkouts/{id}/events", "/v1/subscriptions/{wallet}", "/v1/badges/{wallet}", "/v1/payments"]
+    {
         assert!(app.doc["paths"][route].is_object(), "{route}");
     }
 }
@@ -682,6 +684,10 @@ async fn a_checkout_runs_on_the_service_clock(kind: DbKind) {
     let created_at = events["events"][0]["created_at"].as_u64().unwrap();
     assert!((start..=start + 5).contains(&created_at), "{created_at} against {start}");
     assert_eq!(status, 200);
-    assert_eq!((later["status"].as_str(), later["progress"]["stage"].as_str(), later["progress"]["done"].as_bool()), (Some("expired"), Some("expired"), Some(true)), "{later}");
+    assert_eq!(
+        (later["status"].as_str(), later["progress"]["stage"].as_str(), later["progress"]["done"].as_bool()),
+        (Some("expired"), Some("expired"), Some(true)),
+        "{later}"
+    );
 }
 on_both_databases!(a_checkout_runs_on_the_service_clock);

@@ -555,10 +555,22 @@ async fn only_a_paid_cycle_invoice_at_the_plans_price_renews(kind: DbKind) {
     let mut euros = invoice("evt_bad_cycle", "sub_vip", "subscription_cycle", 4);
     euros["data"]["object"]["currency"] = json!("eur");
     let cases = [
-        (invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_4", 900), "amount_mismatch", "900 usd is not the card price of plan 4 (9900"),
-        (invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_4", 0), "amount_mismatch", "0 usd is not the card price of plan 4"),
+        (
+            invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_4", 900),
+            "amount_mismatch",
+            "900 usd is not the card price of plan 4 (9900",
+        ),
+        (
+            invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_4", 0),
+            "amount_mismatch",
+            "0 usd is not the card price of plan 4",
+        ),
         (euros, "amount_mismatch", "card prices are in \"usd\""),
-        (invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_elsewhere", 9900), "unknown_price", "price_elsewhere is no plan's card_price_id"),
+        (
+            invoice_event("evt_bad_cycle", "invoice.paid", "sub_vip", "subscription_cycle", "price_elsewhere", 9900),
+            "unknown_price",
+            "price_elsewhere is no plan's card_price_id",
+        ),
     ];
     // Assert 2: refused, nothing changed or recorded.
     for (event, code, message) in cases {
@@ -791,8 +803,10 @@ async fn a_wallet_gets_one_card_trial_ever(kind: DbKind) {
     let fresh = card.app.wallet(2);
     assert_eq!(card.send(&session("evt_tr_4", &fresh, json!(1), "sub_tr_4")).await.1["outcome"], "trialing");
     let moved_to = card.app.wallet(3);
-    let (status, body) =
-        card.app.call("POST", "/v1/members/{wallet}/move", &format!("/v1/members/{wallet}/move"), Some(json!({ "new_wallet": moved_to })), Some(&card.app.key)).await;
+    let (status, body) = card
+        .app
+        .call("POST", "/v1/members/{wallet}/move", &format!("/v1/members/{wallet}/move"), Some(json!({ "new_wallet": moved_to })), Some(&card.app.key))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(card.app.count("SELECT COUNT(*) FROM card_trials").await, 3);
 }

@@ -12,12 +12,14 @@ use tmai_pay::{
         bindings::{
             IMembershipBadge::Membership,
             ISubscriptionCheckout::Quote,
-            MembershipBadge, SubscriptionCheckout::{self, OrderPaid}, TestToken,
+            MembershipBadge,
+            SubscriptionCheckout::{self, OrderPaid},
+            TestToken,
         },
         compile,
         deploy::DEFAULT_ADMIN_DELAY,
         devnet,
-        signing::{PermitRequest, quote_domain, quote_digest, sign_permit, sign_quote},
+        signing::{PermitRequest, quote_digest, quote_domain, sign_permit, sign_quote},
     },
     commands,
 };
@@ -67,12 +69,7 @@ async fn a_quote_signed_in_rust_pays_on_chain_and_emits_order_paid() {
     // Assert
     assert!(receipt.status());
     assert_eq!(checkout.quoteDigest(q.clone()).call().await.unwrap(), quote_digest(&q, &domain));
-    let event = receipt
-        .inner
-        .logs()
-        .iter()
-        .find_map(|log| OrderPaid::decode_log(&log.inner).ok())
-        .expect("OrderPaid emitted");
+    let event = receipt.inner.logs().iter().find_map(|log| OrderPaid::decode_log(&log.inner).ok()).expect("OrderPaid emitted");
     assert_eq!(event.orderId, U256::from(7));
     assert_eq!(event.payer, payer_address);
     assert_eq!(event.planId, 3);
@@ -86,10 +83,7 @@ async fn a_quote_signed_in_rust_pays_on_chain_and_emits_order_paid() {
     token.approve(d.checkout, amount).send().await.unwrap().get_receipt().await.unwrap();
     let replay = checkout.pay(q, signature).call().await.expect_err("replay must revert");
     let decoded = replay.as_decoded_interface_error::<SubscriptionCheckout::SubscriptionCheckoutErrors>();
-    assert!(
-        matches!(decoded, Some(SubscriptionCheckout::SubscriptionCheckoutErrors::SubscriptionCheckout__OrderAlreadyPaid(_))),
-        "unexpected error: {replay}"
-    );
+    assert!(matches!(decoded, Some(SubscriptionCheckout::SubscriptionCheckoutErrors::SubscriptionCheckout__OrderAlreadyPaid(_))), "unexpected error: {replay}");
 }
 
 #[tokio::test]
@@ -102,8 +96,7 @@ async fn pay_with_permit_signed_in_rust_takes_one_transaction() {
     let usd = d.token("USD").unwrap().address;
     let amount = U256::from(19_990_000u64);
     let q = quote(8, payer_key.address(), usd, amount);
-    let signature =
-        sign_quote(&devnet::key(&chain.anvil, devnet::QUOTE_SIGNER), &q, &quote_domain(d.chain_id, d.checkout)).await.unwrap();
+    let signature = sign_quote(&devnet::key(&chain.anvil, devnet::QUOTE_SIGNER), &q, &quote_domain(d.chain_id, d.checkout)).await.unwrap();
     let token = TestToken::new(usd, &payer);
     let permit = sign_permit(
         &payer_key,
@@ -146,18 +139,14 @@ async fn a_quote_paid_by_another_wallet_is_refused_and_changes_nothing() {
     let tmai = d.token("TMAI").unwrap().address;
     let amount = U256::from(10).pow(U256::from(18));
     let q = quote(9, chain.anvil.addresses()[0], tmai, amount);
-    let signature =
-        sign_quote(&devnet::key(&chain.anvil, devnet::QUOTE_SIGNER), &q, &quote_domain(d.chain_id, d.checkout)).await.unwrap();
+    let signature = sign_quote(&devnet::key(&chain.anvil, devnet::QUOTE_SIGNER), &q, &quote_domain(d.chain_id, d.checkout)).await.unwrap();
     TestToken::new(tmai, &intruder).approve(d.checkout, amount).send().await.unwrap().get_receipt().await.unwrap();
     let checkout = SubscriptionCheckout::new(d.checkout, &intruder);
 
     let error = checkout.pay(q, signature).call().await.expect_err("wrong payer must revert");
 
     let decoded = error.as_decoded_interface_error::<SubscriptionCheckout::SubscriptionCheckoutErrors>();
-    assert!(
-        matches!(decoded, Some(SubscriptionCheckout::SubscriptionCheckoutErrors::SubscriptionCheckout__WrongPayer(_))),
-        "unexpected error: {error}"
-    );
+    assert!(matches!(decoded, Some(SubscriptionCheckout::SubscriptionCheckoutErrors::SubscriptionCheckout__WrongPayer(_))), "unexpected error: {error}");
     assert!(!checkout.isOrderPaid(U256::from(9)).call().await.unwrap());
 }
 
@@ -173,14 +162,7 @@ async fn an_issued_badge_gates_by_tier_and_expiry_and_renders_its_card() {
     let expiry = now + 30 * 86_400;
 
     // Act
-    badge
-        .issue(vec![Membership { wallet: member, tier: 3, expiresAt: expiry }])
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    badge.issue(vec![Membership { wallet: member, tier: 3, expiresAt: expiry }]).send().await.unwrap().get_receipt().await.unwrap();
 
     // Assert
     assert!(badge.isActive(member).call().await.unwrap());
@@ -190,8 +172,7 @@ async fn an_issued_badge_gates_by_tier_and_expiry_and_renders_its_card() {
     assert_eq!(badge.expiresAt(token_id).call().await.unwrap(), expiry);
     let uri = badge.tokenURI(token_id).call().await.unwrap();
     let json = uri.strip_prefix("data:application/json;base64,").expect("data URI");
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(json).unwrap()).unwrap();
+    let metadata: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(json).unwrap()).unwrap();
     assert_eq!(metadata["name"], "TMAI Premium Membership");
     let image = metadata["image"].as_str().unwrap().strip_prefix("data:image/svg+xml;base64,").unwrap();
     let svg = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(image).unwrap()).unwrap();

@@ -122,11 +122,10 @@ async fn deploy_sets_the_badge_admin_delay_from_the_command_line() {
 #[test]
 fn deploy_refuses_an_admin_delay_longer_than_a_year() {
     // 2 days written in milliseconds: the mistake the cap is there to catch
-    let stderr = failed_deploy(&["--rpc-url", "http://127.0.0.1:1", "--test-tokens", "--admin-delay-secs", "172800000"], &[
-        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
-        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
-        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
-    ]);
+    let stderr = failed_deploy(
+        &["--rpc-url", "http://127.0.0.1:1", "--test-tokens", "--admin-delay-secs", "172800000"],
+        &[("TMAI_PAY_DEPLOYER_KEY", SOME_KEY), ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY), ("TMAI_PAY_ISSUER_KEY", SOME_KEY)],
+    );
     assert!(stderr.contains("--admin-delay-secs") && stderr.contains("172800000"), "{stderr}");
 }
 
@@ -158,11 +157,10 @@ fn deploy_refuses_an_unreachable_rpc_url() {
 
 #[test]
 fn deploy_refuses_a_malformed_rpc_url() {
-    let stderr = failed_deploy(&["--rpc-url", "not a url", "--test-tokens"], &[
-        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
-        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
-        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
-    ]);
+    let stderr = failed_deploy(
+        &["--rpc-url", "not a url", "--test-tokens"],
+        &[("TMAI_PAY_DEPLOYER_KEY", SOME_KEY), ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY), ("TMAI_PAY_ISSUER_KEY", SOME_KEY)],
+    );
     assert!(stderr.contains("is not a URL"), "{stderr}");
 }
 
@@ -182,22 +180,20 @@ fn deploy_refuses_an_invalid_key_without_printing_it() {
 
 #[test]
 fn deploy_refuses_without_tokens() {
-    let stderr = failed_deploy(&["--rpc-url", "http://127.0.0.1:1"], &[
-        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
-        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
-        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
-    ]);
+    let stderr = failed_deploy(
+        &["--rpc-url", "http://127.0.0.1:1"],
+        &[("TMAI_PAY_DEPLOYER_KEY", SOME_KEY), ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY), ("TMAI_PAY_ISSUER_KEY", SOME_KEY)],
+    );
     assert!(stderr.contains("no tokens"), "{stderr}");
 }
 
 #[tokio::test]
 async fn deploy_refuses_an_unfunded_deployer() {
     let anvil = devnet::spawn_anvil(&toolchain(), &AnvilOptions::default()).unwrap();
-    let stderr = failed_deploy(&["--rpc-url", &anvil.endpoint(), "--test-tokens"], &[
-        ("TMAI_PAY_DEPLOYER_KEY", SOME_KEY),
-        ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY),
-        ("TMAI_PAY_ISSUER_KEY", SOME_KEY),
-    ]);
+    let stderr = failed_deploy(
+        &["--rpc-url", &anvil.endpoint(), "--test-tokens"],
+        &[("TMAI_PAY_DEPLOYER_KEY", SOME_KEY), ("TMAI_PAY_QUOTE_SIGNER_KEY", SOME_KEY), ("TMAI_PAY_ISSUER_KEY", SOME_KEY)],
+    );
     assert!(stderr.contains("has 0.000000000000000000 ETH") && stderr.contains("fund it first"), "{stderr}");
 }
 

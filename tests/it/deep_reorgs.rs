@@ -42,15 +42,7 @@ struct Paid {
 /// signed transactions fit on another branch); returns their raw bytes.
 async fn pay_keeping_raw(h: &Harness, index: usize, quote: &IssuedQuote) -> Paid {
     let wallet = devnet::provider_for(&h.chain.anvil, index);
-    let approval = TestToken::new(quote.token, &wallet)
-        .approve(quote.checkout, quote.amount)
-        .gas(100_000)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let approval = TestToken::new(quote.token, &wallet).approve(quote.checkout, quote.amount).gas(100_000).send().await.unwrap().get_receipt().await.unwrap();
     let receipt = SubscriptionCheckout::new(quote.checkout, &wallet)
         .pay(quote.quote.clone(), quote.signature.clone())
         .gas(400_000)

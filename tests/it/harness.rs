@@ -117,14 +117,7 @@ impl Harness {
     /// Pays `quote` from wallet `index`; returns the approval's and the payment's receipts.
     pub(crate) async fn approve_and_pay(&self, index: usize, quote: &IssuedQuote) -> (TransactionReceipt, TransactionReceipt) {
         let wallet = devnet::provider_for(&self.chain.anvil, index);
-        let approval = TestToken::new(quote.token, &wallet)
-            .approve(quote.checkout, quote.amount)
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+        let approval = TestToken::new(quote.token, &wallet).approve(quote.checkout, quote.amount).send().await.unwrap().get_receipt().await.unwrap();
         let receipt = SubscriptionCheckout::new(quote.checkout, &wallet)
             .pay(quote.quote.clone(), quote.signature.clone())
             .send()

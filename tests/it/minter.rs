@@ -208,8 +208,7 @@ async fn a_stuck_transaction_is_replaced_once_the_cap_allows(kind: DbKind) {
     let minter = b.minter(config.clone());
     let first = minter.tick().await.unwrap();
     assert_eq!(first.sent, 1);
-    let first_hash: Vec<u8> =
-        sqlx::query("SELECT tx_hash FROM badge_batches").fetch_one(b.db().pool()).await.unwrap().try_get(0).unwrap();
+    let first_hash: Vec<u8> = sqlx::query("SELECT tx_hash FROM badge_batches").fetch_one(b.db().pool()).await.unwrap().try_get(0).unwrap();
 
     // Act 1: no block comes; after the stuck timeout the transaction is replaced with a
     // higher fee, under the cap
@@ -232,7 +231,8 @@ async fn a_stuck_transaction_is_replaced_once_the_cap_allows(kind: DbKind) {
     }
     assert!(capped, "the fee cap never stopped a replacement");
     assert_eq!(b.count("SELECT COUNT(*) FROM badge_jobs WHERE status = 'confirmed'").await, 0);
-    let fees: Vec<Vec<u8>> = sqlx::query("SELECT max_fee FROM badge_batch_txs").fetch_all(b.db().pool()).await.unwrap().iter().map(|r| r.try_get(0).unwrap()).collect();
+    let fees: Vec<Vec<u8>> =
+        sqlx::query("SELECT max_fee FROM badge_batch_txs").fetch_all(b.db().pool()).await.unwrap().iter().map(|r| r.try_get(0).unwrap()).collect();
     assert!(fees.iter().all(|f| U256::from_be_slice(f) <= U256::from(low_cap)), "every version stays under the cap");
 
     // Act 3: the operator raises the cap and restarts the minter
@@ -443,7 +443,8 @@ async fn revoke_move_and_impossible_jobs(kind: DbKind) {
     assert_eq!(revoked.iter().filter(|e| e.payload["data"]["already_on_chain"] == true).count(), 1);
     let moved: Vec<_> = b.events("badge.updated").await.into_iter().filter(|e| e.payload["data"]["change"] == "moved").collect();
     assert_eq!(moved.len(), 1);
-    let rejected: String = sqlx::query("SELECT last_error FROM badge_jobs WHERE status = 'rejected'").fetch_one(b.db().pool()).await.unwrap().try_get(0).unwrap();
+    let rejected: String =
+        sqlx::query("SELECT last_error FROM badge_jobs WHERE status = 'rejected'").fetch_one(b.db().pool()).await.unwrap().try_get(0).unwrap();
     assert!(rejected.contains("already holds a badge"), "{rejected}");
     assert_eq!(b.on_chain(wallet(2)).await.0, U256::from_be_slice(wallet(2).as_slice()), "the refused move changed nothing");
 }

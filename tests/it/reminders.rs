@@ -79,13 +79,8 @@ async fn reminders_fire_once_per_period(kind: DbKind) {
     let expired = notices(&h, "subscription.expired", a).await;
     assert_eq!(expired.len(), 1);
     assert_eq!((expired[0]["expired_at"].as_u64(), expired[0]["reason"].as_str()), (Some(end_a), Some("period_ended")));
-    let status: String = sqlx::query("SELECT status FROM subscriptions WHERE wallet = $1")
-        .bind(a.to_vec())
-        .fetch_one(h.test_db.db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap();
+    let status: String =
+        sqlx::query("SELECT status FROM subscriptions WHERE wallet = $1").bind(a.to_vec()).fetch_one(h.test_db.db.pool()).await.unwrap().try_get(0).unwrap();
     assert_eq!(status, "expired");
     assert_eq!(notices(&h, "subscription.expiring", a).await.len(), 2);
 
@@ -118,9 +113,7 @@ on_both_databases!(reminders_fire_once_per_period);
 async fn two_instances_write_each_reminder_once() {
     let test_db = crate::db::fresh_db(DbKind::Postgres).await;
     let other = Db::connect(&test_db.url).await.unwrap();
-    let catalog = std::sync::Arc::new(
-        tmai_pay::billing::plans::Catalog::new(&crate::harness::plan_configs(), &fixture_deployment().tokens).unwrap(),
-    );
+    let catalog = std::sync::Arc::new(tmai_pay::billing::plans::Catalog::new(&crate::harness::plan_configs(), &fixture_deployment().tokens).unwrap());
     let clock = Clock::system();
     let now = clock.now();
     // 300 subscriptions ending over the next 10 days, written by the service's own code.

@@ -18,7 +18,14 @@ use crate::{
 };
 
 /// Writes a configuration for `h` (or for a plain chain) and returns its path.
-fn write_config(parent: &std::path::Path, database_url: &str, rpc_url: &str, chain_id: u64, deployment: &tmai_pay::chain::deployment::Deployment, extra_plan: &str) -> std::path::PathBuf {
+fn write_config(
+    parent: &std::path::Path,
+    database_url: &str,
+    rpc_url: &str,
+    chain_id: u64,
+    deployment: &tmai_pay::chain::deployment::Deployment,
+    extra_plan: &str,
+) -> std::path::PathBuf {
     // Each configuration gets its own folder, so several can exist side by side.
     let dir = tempfile::tempdir_in(parent).unwrap().keep();
     let deployment_file = dir.join("deployment.json");
@@ -55,13 +62,55 @@ async fn watch_refuses_to_start_on_bad_configuration() {
     let db = format!("sqlite://{}", dir.path().join("w.db").display());
     let d = &chain.deployment;
     let cases: Vec<(String, &str)> = vec![
-        (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"monthly\"\nprices = { DOGE = \"1\" }").display().to_string(), "plans[1].prices.DOGE: unknown token"),
-        (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"monthly\"\nprices = { TMAI = \"0\" }").display().to_string(), "plans[1].prices.TMAI: price must be greater than zero"),
-        (write_config(dir.path(), &db, &chain.anvil.endpoint(), d.chain_id, d, "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"-1\"\nprices = { TMAI = \"1\" }").display().to_string(), "plans[1].period"),
+        (
+            write_config(
+                dir.path(),
+                &db,
+                &chain.anvil.endpoint(),
+                d.chain_id,
+                d,
+                "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"monthly\"\nprices = { DOGE = \"1\" }",
+            )
+            .display()
+            .to_string(),
+            "plans[1].prices.DOGE: unknown token",
+        ),
+        (
+            write_config(
+                dir.path(),
+                &db,
+                &chain.anvil.endpoint(),
+                d.chain_id,
+                d,
+                "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"monthly\"\nprices = { TMAI = \"0\" }",
+            )
+            .display()
+            .to_string(),
+            "plans[1].prices.TMAI: price must be greater than zero",
+        ),
+        (
+            write_config(
+                dir.path(),
+                &db,
+                &chain.anvil.endpoint(),
+                d.chain_id,
+                d,
+                "[[plans]]\nid = 4\nname = \"VIP\"\ntier = 4\nperiod = \"-1\"\nprices = { TMAI = \"1\" }",
+            )
+            .display()
+            .to_string(),
+            "plans[1].period",
+        ),
         (write_config(dir.path(), &db, "http://127.0.0.1:9", d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint"),
         // A provider key in the URL is never printed, not even in the transport's error.
-        (write_config(dir.path(), &db, &format!("http://127.0.0.1:9/v3/{RPC_KEY}"), d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint http://127.0.0.1:9/v3/***"),
-        (write_config(dir.path(), &db, &format!("http://127.0.0.1:9/?apikey={RPC_KEY}"), d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint http://127.0.0.1:9/?apikey=***"),
+        (
+            write_config(dir.path(), &db, &format!("http://127.0.0.1:9/v3/{RPC_KEY}"), d.chain_id, d, "").display().to_string(),
+            "cannot reach the RPC endpoint http://127.0.0.1:9/v3/***",
+        ),
+        (
+            write_config(dir.path(), &db, &format!("http://127.0.0.1:9/?apikey={RPC_KEY}"), d.chain_id, d, "").display().to_string(),
+            "cannot reach the RPC endpoint http://127.0.0.1:9/?apikey=***",
+        ),
     ];
     for (config, expected) in cases {
         let output = tmai_pay(&["watch", "--config", &config], &[]);

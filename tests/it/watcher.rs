@@ -168,11 +168,8 @@ async fn a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated(k
     assert_eq!(unmatched.len(), 1);
     assert_eq!(unmatched[0].payload["data"]["reason"], "unknown order");
     assert_eq!(h.count("SELECT COUNT(*) FROM subscriptions").await, 0);
-    let wallet_rows = sqlx::query("SELECT COUNT(*) FROM payments WHERE payer = $1")
-        .bind(address_bytes(h.wallet(5)))
-        .fetch_one(h.test_db.db.pool())
-        .await
-        .unwrap();
+    let wallet_rows =
+        sqlx::query("SELECT COUNT(*) FROM payments WHERE payer = $1").bind(address_bytes(h.wallet(5))).fetch_one(h.test_db.db.pool()).await.unwrap();
     use sqlx::Row;
     assert_eq!(wallet_rows.try_get::<i64, _>(0).unwrap(), 1);
 }
@@ -299,9 +296,7 @@ async fn subscriptions_of(db: &tmai_pay::store::Db) -> Vec<(Vec<u8>, i64, i64, S
         .await
         .unwrap()
         .iter()
-        .map(|r| {
-            (r.get("wallet"), r.get("plan_id"), r.get("tier"), r.get("status"), r.get("next_plan_id"), r.get("expires_at"), r.get("next_expires_at"))
-        })
+        .map(|r| (r.get("wallet"), r.get("plan_id"), r.get("tier"), r.get("status"), r.get("next_plan_id"), r.get("expires_at"), r.get("next_expires_at")))
         .collect()
 }
 
@@ -342,7 +337,19 @@ async fn a_pass_in_many_chunks_activates_exactly_as_one_chunk(kind: DbKind) {
         let read = |db: tmai_pay::store::Db| async move {
             use sqlx::Row;
             let rows = sqlx::query(sql).fetch_all(db.pool()).await.unwrap();
-            rows.iter().map(|r| format!("{:?}", (0..r.len()).map(|i| r.try_get::<String, _>(i).or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string())).unwrap_or_else(|_| alloy::hex::encode(r.get::<Vec<u8>, _>(i)))).collect::<Vec<_>>())).collect::<Vec<_>>()
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "{:?}",
+                        (0..r.len())
+                            .map(|i| r
+                                .try_get::<String, _>(i)
+                                .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
+                                .unwrap_or_else(|_| alloy::hex::encode(r.get::<Vec<u8>, _>(i))))
+                            .collect::<Vec<_>>()
+                    )
+                })
+                .collect::<Vec<_>>()
         };
         let (a, b) = (read(h.test_db.db.clone()).await, read(other.db.clone()).await);
         assert_eq!(a.len(), rows, "{sql}: {a:?}");

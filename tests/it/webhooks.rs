@@ -6,7 +6,11 @@
 use std::{collections::HashSet, time::Duration};
 
 use serde_json::{Value, json};
-use tmai_pay::{clock::Clock, config::{HttpSettings, WebhookSettings}, notify::delivery::Deliverer};
+use tmai_pay::{
+    clock::Clock,
+    config::{HttpSettings, WebhookSettings},
+    notify::delivery::Deliverer,
+};
 use tokio::io::AsyncBufReadExt;
 
 use crate::{
@@ -211,9 +215,8 @@ async fn a_day_of_downtime_loses_nothing_and_keeps_order(kind: DbKind) {
     assert_eq!(canceled, 11, "the disabled endpoint's queue was canceled (it can be redelivered)");
 
     // Redelivery sends an event again with its original id.
-    let (status, body) = app
-        .call("POST", "/v1/events/{id}/redeliver", &format!("/v1/events/{}/redeliver", all[3]), Some(json!({ "endpoint_id": down })), Some(&app.key))
-        .await;
+    let (status, body) =
+        app.call("POST", "/v1/events/{id}/redeliver", &format!("/v1/events/{}/redeliver", all[3]), Some(json!({ "endpoint_id": down })), Some(&app.key)).await;
     assert_eq!(status, 202, "{body}");
     deliverer.tick().await.unwrap();
     let received = receiver.received_ids("down").await;
@@ -221,9 +224,8 @@ async fn a_day_of_downtime_loses_nothing_and_keeps_order(kind: DbKind) {
     assert_eq!(received[16], all[3]);
     // To a disabled endpoint, or of an unknown event: refused, nothing queued.
     let before = app.count("SELECT COUNT(*) FROM webhook_deliveries").await;
-    let (status, _) = app
-        .call("POST", "/v1/events/{id}/redeliver", &format!("/v1/events/{}/redeliver", all[3]), Some(json!({ "endpoint_id": gone })), Some(&app.key))
-        .await;
+    let (status, _) =
+        app.call("POST", "/v1/events/{id}/redeliver", &format!("/v1/events/{}/redeliver", all[3]), Some(json!({ "endpoint_id": gone })), Some(&app.key)).await;
     assert_eq!(status, 409);
     let (status, _) = app.call("POST", "/v1/events/{id}/redeliver", "/v1/events/evt_nope/redeliver", None, Some(&app.key)).await;
     assert_eq!(status, 404);
@@ -235,16 +237,14 @@ async fn a_day_of_downtime_loses_nothing_and_keeps_order(kind: DbKind) {
 
     // Enabled again, the 410 endpoint receives what is written from then on.
     receiver.set("gone", json!({ "mode": "up" })).await;
-    let (status, endpoint) = app
-        .call("PATCH", "/v1/webhook-endpoints/{id}", &format!("/v1/webhook-endpoints/{gone}"), Some(json!({ "enabled": true })), Some(&app.key))
-        .await;
+    let (status, endpoint) =
+        app.call("PATCH", "/v1/webhook-endpoints/{id}", &format!("/v1/webhook-endpoints/{gone}"), Some(json!({ "enabled": true })), Some(&app.key)).await;
     assert_eq!((status, endpoint["enabled"].clone()), (200, json!(true)));
     pay_checkouts(&app, 5, 1).await;
     live_through(&app, &deliverer, &clock, &receiver, i64::MAX).await;
     // The failed first event stays failed; the four new ones arrive, and only they.
-    let (_, failed) = app
-        .call("GET", "/v1/webhook-endpoints/{id}/deliveries", &format!("/v1/webhook-endpoints/{gone}/deliveries?status=failed"), None, Some(&app.key))
-        .await;
+    let (_, failed) =
+        app.call("GET", "/v1/webhook-endpoints/{id}/deliveries", &format!("/v1/webhook-endpoints/{gone}/deliveries?status=failed"), None, Some(&app.key)).await;
     assert_eq!(failed["deliveries"].as_array().unwrap().len(), 1);
     let got = receiver.received_ids("gone").await;
     let all = event_ids(&app, None).await;
@@ -259,7 +259,8 @@ async fn secret_rotation_signs_with_both_during_the_overlap(kind: DbKind) {
     let app = app(kind, &clock, true).await;
     let receiver = Receiver::start().await;
     let (id, old) = register(&app, &receiver.url("old"), None).await;
-    let (_, rotated) = app.call("POST", "/v1/webhook-endpoints/{id}/rotate-secret", &format!("/v1/webhook-endpoints/{id}/rotate-secret"), None, Some(&app.key)).await;
+    let (_, rotated) =
+        app.call("POST", "/v1/webhook-endpoints/{id}/rotate-secret", &format!("/v1/webhook-endpoints/{id}/rotate-secret"), None, Some(&app.key)).await;
     let new = rotated["secret"].as_str().unwrap().to_string();
     assert!(new.starts_with("whsec_") && new != old);
     assert_eq!(rotated["previous_secret_until"].as_i64().unwrap(), clock.now() as i64 + 86_400);
@@ -314,10 +315,7 @@ async fn private_targets_are_refused_unless_allowed(kind: DbKind) {
     let deliverer = Deliverer::new(app.h.test_db.db.clone(), settings(false), clock.clone()).unwrap();
     deliverer.tick().await.unwrap();
     assert_eq!(receiver.state("x").await["attempts"].as_array().unwrap().len(), 0, "no request left the service");
-    let error: String = sqlx::query_scalar("SELECT error FROM webhook_attempts ORDER BY id LIMIT 1")
-        .fetch_one(app.h.test_db.db.pool())
-        .await
-        .unwrap();
+    let error: String = sqlx::query_scalar("SELECT error FROM webhook_attempts ORDER BY id LIMIT 1").fetch_one(app.h.test_db.db.pool()).await.unwrap();
     assert!(error.contains("127.0.0.1") && error.contains("public"), "{error}");
 }
 on_both_databases!(private_targets_are_refused_unless_allowed);

@@ -58,9 +58,10 @@ pub(super) fn member_from<'c>(metadata: &Value, ctx: &Ctx<'c>, place: &str) -> R
     let Some(plan_id) = plan_id else {
         return Err(CardError::UnknownPlan(format!("{}: {place}.plan_id {} is not a plan id; {METADATA_HINT}", ctx.name(), metadata["plan_id"])));
     };
-    let plan = ctx.catalog.get(plan_id).ok_or_else(|| {
-        CardError::UnknownPlan(format!("{}: {place}.plan_id {plan_id} is not a plan of the catalog (see GET /v1/plans)", ctx.name()))
-    })?;
+    let plan = ctx
+        .catalog
+        .get(plan_id)
+        .ok_or_else(|| CardError::UnknownPlan(format!("{}: {place}.plan_id {plan_id} is not a plan of the catalog (see GET /v1/plans)", ctx.name())))?;
     Ok((wallet, plan))
 }
 
@@ -137,9 +138,7 @@ pub(super) fn check_currency(ctx: &Ctx<'_>, currency: &str, place: &str) -> Resu
 
 /// Returns `plan`'s card price in cents, or refuses a plan not sold by card.
 pub(super) fn card_price(ctx: &Ctx<'_>, plan: &Plan) -> Result<u64, CardError> {
-    plan.card_price_cents.ok_or_else(|| {
-        CardError::AmountMismatch(format!("{}: plan {} has no card_price_cents: it is not sold by card", ctx.name(), plan.id))
-    })
+    plan.card_price_cents.ok_or_else(|| CardError::AmountMismatch(format!("{}: plan {} has no card_price_cents: it is not sold by card", ctx.name(), plan.id)))
 }
 
 /// Reads an amount in cents at `pointer`, or refuses the event.
@@ -165,10 +164,7 @@ pub(super) struct CardSubscription {
 
 /// Loads the card subscription `id`.
 pub(super) async fn card_subscription(conn: &mut AnyConnection, id: &str) -> Result<Option<CardSubscription>, CardError> {
-    let row = sqlx::query("SELECT wallet, plan_id, status FROM card_subscriptions WHERE card_subscription_id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query("SELECT wallet, plan_id, status FROM card_subscriptions WHERE card_subscription_id = $1").bind(id).fetch_optional(&mut *conn).await?;
     let Some(row) = row else { return Ok(None) };
     Ok(Some(CardSubscription {
         wallet: to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "card_subscriptions.wallet")?,
@@ -326,7 +322,13 @@ pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payme
 /// the unused paid time credited (a trial keeps its end: it was not paid for, and the
 /// processor keeps it running on the new price), a lower tier at the end of the period,
 /// the same tier by switching the plan. Returns the outcome.
-pub(super) async fn switch_plan(conn: &mut AnyConnection, ctx: &Ctx<'_>, wallet: Address, plan: &Plan, card_subscription: &str) -> Result<&'static str, CardError> {
+pub(super) async fn switch_plan(
+    conn: &mut AnyConnection,
+    ctx: &Ctx<'_>,
+    wallet: Address,
+    plan: &Plan,
+    card_subscription: &str,
+) -> Result<&'static str, CardError> {
     let now = ctx.now;
     let loaded = activation::load(conn, wallet).await?;
     let current = settle_due_downgrade(conn, ctx, loaded).await?;
@@ -384,20 +386,26 @@ async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change
         activation::queue_badge(conn, a.wallet, action, a.tier, a.expires_at, ctx.now).await?;
     }
     let name = change.kind.event();
-    outbox::write(conn, &outbox::event_id(&[name, "card", &ctx.event.id]), name, &serde_json::json!({
-        "wallet": a.wallet,
-        "plan_id": a.plan_id,
-        "tier": a.tier,
-        "status": a.status,
-        "expires_at": a.expires_at,
-        "previous_expires_at": change.old_expires_at,
-        "credit_seconds": change.credit_seconds,
-        "next_plan_id": a.next_plan_id,
-        "next_expires_at": a.next_expires_at,
-        "source": "card",
-        "card_event": ctx.event.id,
-        "card_subscription": card_subscription,
-    }), ctx.now as i64)
+    outbox::write(
+        conn,
+        &outbox::event_id(&[name, "card", &ctx.event.id]),
+        name,
+        &serde_json::json!({
+            "wallet": a.wallet,
+            "plan_id": a.plan_id,
+            "tier": a.tier,
+            "status": a.status,
+            "expires_at": a.expires_at,
+            "previous_expires_at": change.old_expires_at,
+            "credit_seconds": change.credit_seconds,
+            "next_plan_id": a.next_plan_id,
+            "next_expires_at": a.next_expires_at,
+            "source": "card",
+            "card_event": ctx.event.id,
+            "card_subscription": card_subscription,
+        }),
+        ctx.now as i64,
+    )
     .await?;
     Ok(())
 }

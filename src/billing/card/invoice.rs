@@ -45,9 +45,10 @@ fn plan_of<'c>(ctx: &Ctx<'c>, object: &Value) -> Result<(&'c Plan, u64), CardErr
         .iter()
         .find(|l| apply::price_id(l).is_some_and(|id| ctx.catalog.by_card_price(id).is_some_and(|p| p.id == plan.id)))
         .expect("the plan came from one of these lines");
-    let amount = line.get("amount").and_then(Value::as_u64).ok_or_else(|| {
-        CardError::BadRequest(format!("{}: data.object.lines.data[].amount (the plan line's amount in cents) is missing", ctx.name()))
-    })?;
+    let amount = line
+        .get("amount")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| CardError::BadRequest(format!("{}: data.object.lines.data[].amount (the plan line's amount in cents) is missing", ctx.name())))?;
     Ok((plan, amount))
 }
 

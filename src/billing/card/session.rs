@@ -54,10 +54,7 @@ pub(super) async fn completed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result
             return Ok(acknowledged("pending"));
         }
         other => {
-            return Err(CardError::BadRequest(format!(
-                "{}: data.object.payment_status {other:?} is not paid, unpaid or no_payment_required",
-                ctx.name()
-            )));
+            return Err(CardError::BadRequest(format!("{}: data.object.payment_status {other:?} is not paid, unpaid or no_payment_required", ctx.name())));
         }
     }
     let subscription = text_at(object, "/subscription");

@@ -220,7 +220,11 @@ impl Minter {
                     (false, true) => Ok(Decision::Send(Call::Move)),
                     (true, false) => {
                         let (from_safe, to_safe) = (state(job.wallet, Some(safe_block)).await?, state(to, Some(safe_block)).await?);
-                        Ok(if from_safe.tokenId.is_zero() && !to_safe.tokenId.is_zero() { Decision::Done { token_id: to_safe.tokenId } } else { Decision::Wait })
+                        Ok(if from_safe.tokenId.is_zero() && !to_safe.tokenId.is_zero() {
+                            Decision::Done { token_id: to_safe.tokenId }
+                        } else {
+                            Decision::Wait
+                        })
                     }
                     (false, false) => Ok(Decision::Reject(format!("{to} already holds a badge"))),
                     (true, true) => Ok(Decision::Reject(format!("{} holds no badge to move", job.wallet))),

@@ -61,10 +61,7 @@ pub(super) async fn count_open(db: &Db, chain_id: u64, issuer: Address) -> Resul
 
 /// Returns the hashes of every signed version of a batch, newest first.
 pub(super) async fn versions(db: &Db, batch_id: i64) -> Result<Vec<B256>, MintError> {
-    let rows = sqlx::query("SELECT tx_hash FROM badge_batch_txs WHERE batch_id = $1 ORDER BY created_at DESC")
-        .bind(batch_id)
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query("SELECT tx_hash FROM badge_batch_txs WHERE batch_id = $1 ORDER BY created_at DESC").bind(batch_id).fetch_all(db.pool()).await?;
     Ok(rows.iter().map(|r| to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "badge_batch_txs.tx_hash")).collect::<Result<_, _>>()?)
 }
 
@@ -92,12 +89,7 @@ pub(super) async fn mark_mined(db: &Db, batch_id: i64, tx_hash: B256, block: u64
 /// Sets a batch's status and its in-flight jobs' status.
 pub(super) async fn set_batch_status(db: &Db, batch_id: i64, batch_status: &str, job_status: &str, now: i64) -> Result<(), MintError> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE badge_batches SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(batch_status)
-        .bind(now)
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("UPDATE badge_batches SET status = $1, updated_at = $2 WHERE id = $3").bind(batch_status).bind(now).bind(batch_id).execute(&mut *tx).await?;
     sqlx::query("UPDATE badge_jobs SET status = $1, updated_at = $2 WHERE batch_id = $3 AND status IN ('sent', 'mined')")
         .bind(job_status)
         .bind(now)
@@ -152,10 +144,7 @@ pub(super) async fn note_error(db: &Db, batch_id: i64, reason: &str, resent: boo
 
 /// Returns the ids of the jobs a batch carries (sent or mined).
 async fn jobs_in_batch(conn: &mut AnyConnection, batch_id: i64) -> Result<Vec<i64>, MintError> {
-    let rows = sqlx::query("SELECT id FROM badge_jobs WHERE batch_id = $1 AND status IN ('sent', 'mined')")
-        .bind(batch_id)
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query("SELECT id FROM badge_jobs WHERE batch_id = $1 AND status IN ('sent', 'mined')").bind(batch_id).fetch_all(conn).await?;
     Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
 }
 
@@ -232,15 +221,11 @@ pub(super) async fn mark_reverted(db: &Db, batch_id: i64, reason: &str, backoff:
 
 /// Returns the in-flight jobs of a batch with their positions in its call.
 pub(super) async fn batch_jobs(conn: &mut AnyConnection, batch_id: i64) -> Result<Vec<(Job, usize)>, MintError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS}, position FROM badge_jobs WHERE batch_id = $1 AND status IN ('sent', 'mined') ORDER BY position"
-    ))
-    .bind(batch_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((job_of(r)?, r.try_get::<Option<i64>, _>("position")?.unwrap_or(0) as usize)))
-        .collect()
+    let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS}, position FROM badge_jobs WHERE batch_id = $1 AND status IN ('sent', 'mined') ORDER BY position"))
+        .bind(batch_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|r| Ok((job_of(r)?, r.try_get::<Option<i64>, _>("position")?.unwrap_or(0) as usize))).collect()
 }
 
 /// Confirms jobs with their token ids (and the transaction that did it, if any) and
@@ -289,12 +274,10 @@ pub(super) async fn reject_jobs(conn: &mut AnyConnection, rejected: &[(i64, Stri
 
 /// Returns the jobs due to be sent (queued, or failed and due for a retry), by id.
 pub(super) async fn due_jobs(db: &Db, now: i64) -> Result<Vec<Job>, MintError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM badge_jobs WHERE status IN ('queued', 'failed') AND next_attempt_at <= $1 ORDER BY id"
-    ))
-    .bind(now)
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM badge_jobs WHERE status IN ('queued', 'failed') AND next_attempt_at <= $1 ORDER BY id"))
+        .bind(now)
+        .fetch_all(db.pool())
+        .await?;
     Ok(rows.iter().map(job_of).collect::<Result<_, _>>()?)
 }
 

@@ -10,8 +10,9 @@ use alloy::{
 
 use super::{
     super::bindings::MembershipBadge::{BadgeMoved, SubscriptionUpdate, Transfer},
-    MintError, Minter, TickReport, store,
+    MintError, Minter, TickReport,
     send::{explain_refusal, is_fee_refusal},
+    store,
     types::{Batch, Broadcast, Call, badge_event},
 };
 use crate::store::StoreError;

@@ -151,9 +151,7 @@ pub(super) enum Broadcast {
 
 /// Returns the badge contract call for `jobs` (one job for a move).
 pub(super) fn encode(call: Call, jobs: &[Job]) -> Bytes {
-    let memberships = || -> Vec<Membership> {
-        jobs.iter().map(|j| Membership { wallet: j.wallet, tier: j.tier, expiresAt: j.expires_at }).collect()
-    };
+    let memberships = || -> Vec<Membership> { jobs.iter().map(|j| Membership { wallet: j.wallet, tier: j.tier, expiresAt: j.expires_at }).collect() };
     match call {
         Call::Issue => MembershipBadge::issueCall { memberships: memberships() }.abi_encode().into(),
         Call::Update => MembershipBadge::updateCall { memberships: memberships() }.abi_encode().into(),
@@ -205,10 +203,7 @@ pub(super) fn job_of(row: &sqlx::any::AnyRow) -> Result<Job, StoreError> {
         action: Call::parse(&action).ok_or(StoreError::Corrupt("badge_jobs.action"))?,
         tier: row.try_get::<Option<i64>, _>("tier")?.unwrap_or(0).clamp(0, 255) as u8,
         expires_at: row.try_get::<Option<i64>, _>("expires_at")?.unwrap_or(0).max(0) as u64,
-        new_wallet: row
-            .try_get::<Option<Vec<u8>>, _>("new_wallet")?
-            .map(|b| to_address(&b, "badge_jobs.new_wallet"))
-            .transpose()?,
+        new_wallet: row.try_get::<Option<Vec<u8>>, _>("new_wallet")?.map(|b| to_address(&b, "badge_jobs.new_wallet")).transpose()?,
         cause: match row.try_get::<Option<String>, _>("cause_order_id")? {
             Some(order_id) => Some(Cause {
                 order_id,

@@ -55,13 +55,7 @@ pub(super) fn order_ids(logs: &[PaidLog]) -> Vec<i64> {
 
 /// Returns the payment rows for `logs`, matched against `orders`; those at or below
 /// `deep` are recorded as confirmed at once.
-pub(super) fn new_payments(
-    chain_id: u64,
-    logs: Vec<PaidLog>,
-    orders: &HashMap<i64, StoredOrder>,
-    paid_by: &HashMap<i64, B256>,
-    deep: u64,
-) -> Vec<NewPayment> {
+pub(super) fn new_payments(chain_id: u64, logs: Vec<PaidLog>, orders: &HashMap<i64, StoredOrder>, paid_by: &HashMap<i64, B256>, deep: u64) -> Vec<NewPayment> {
     logs.into_iter()
         .map(|log| {
             let (matched_order, unmatched_reason) = match_order(chain_id, orders, paid_by, &log);

@@ -315,10 +315,7 @@ impl Watcher {
     async fn find_fork(&self, stored: &[(u64, B256)]) -> Result<Option<u64>, WatchError> {
         let mut lowest = None;
         for (i, (number, hash)) in stored.iter().enumerate() {
-            let block = self
-                .provider
-                .get_block_by_number((*number).into())
-                .await?;
+            let block = self.provider.get_block_by_number((*number).into()).await?;
             if block.is_some_and(|b| b.header.hash == *hash) {
                 return Ok((i > 0).then_some(*number));
             }
@@ -357,14 +354,7 @@ impl Watcher {
     /// `after_confirmation`, the subscription change, its badge job and event, an error
     /// log line and the `tmai_watcher_confirmed_reorged_total` counter. `pending` (what the
     /// pass has planned so far) is written first; returns what to write next.
-    async fn take_back(
-        &self,
-        tx: &mut PassTx,
-        deep: u64,
-        pending: activation::Writes,
-        known: &mut Known,
-        now: u64,
-    ) -> Result<activation::Writes, WatchError> {
+    async fn take_back(&self, tx: &mut PassTx, deep: u64, pending: activation::Writes, known: &mut Known, now: u64) -> Result<activation::Writes, WatchError> {
         let chain = self.config.chain_id;
         let orphans = tx.orphans_up_to(chain, deep).await?;
         if orphans.is_empty() {
@@ -404,13 +394,7 @@ impl Watcher {
                 reversals.push(reversal);
                 continue;
             };
-            let vanished = reversal::Vanished {
-                wallet: p.payer,
-                periods: p.periods,
-                payment_key: &key,
-                cause: effects::cause_of(p),
-                revision: p.revision,
-            };
+            let vanished = reversal::Vanished { wallet: p.payer, periods: p.periods, payment_key: &key, cause: effects::cause_of(p), revision: p.revision };
             let paid = reversal::Bought {
                 kind: b.kind.clone(),
                 plan_id: b.plan_id,
@@ -585,11 +569,7 @@ impl Watcher {
     /// refuses it; returns the logs and the range's actual end.
     async fn fetch_logs(&self, from: u64, mut to: u64) -> Result<(Vec<PaidLog>, u64), WatchError> {
         loop {
-            let filter = Filter::new()
-                .address(self.config.checkout)
-                .event_signature(OrderPaid::SIGNATURE_HASH)
-                .from_block(from)
-                .to_block(to);
+            let filter = Filter::new().address(self.config.checkout).event_signature(OrderPaid::SIGNATURE_HASH).from_block(from).to_block(to);
             match self.provider.get_logs(&filter).await {
                 Ok(logs) => {
                     self.grow_range_after_successes();
@@ -636,11 +616,7 @@ impl Watcher {
         // trips in a backfill pass. `buffered` keeps them in block order.
         let out: Vec<BlockRow> = futures::stream::iter(start..=to)
             .map(|number| async move {
-                let block = self
-                    .provider
-                    .get_block_by_number(number.into())
-                    .await?
-                    .ok_or_else(|| WatchError::Moved(format!("block {number} disappeared")))?;
+                let block = self.provider.get_block_by_number(number.into()).await?.ok_or_else(|| WatchError::Moved(format!("block {number} disappeared")))?;
                 Ok::<_, WatchError>(BlockRow { number, hash: block.header.hash, parent_hash: block.header.parent_hash })
             })
             .buffered(16)

@@ -330,8 +330,7 @@ mod sql {
         log_index = $3, block_number = $4, block_hash = $5 WHERE id = $6";
 
     /// The transaction of the confirmed payment of one order.
-    pub(super) const PAID_BY_ONE: &str =
-        "SELECT tx_hash FROM payments WHERE chain_id = $1 AND matched_order = $2 AND status = 'confirmed'";
+    pub(super) const PAID_BY_ONE: &str = "SELECT tx_hash FROM payments WHERE chain_id = $1 AND matched_order = $2 AND status = 'confirmed'";
 
     /// Orphaned payments whose old block the new branch has made `N` deep.
     pub(super) fn orphans_up_to() -> String {
@@ -342,8 +341,7 @@ mod sql {
     }
 
     /// One payment's activation.
-    pub(super) const ACTIVATION_OF: &str =
-        "SELECT kind, plan_id, new_expires_at, credit_seconds, previous FROM activations WHERE payment_id = $1";
+    pub(super) const ACTIVATION_OF: &str = "SELECT kind, plan_id, new_expires_at, credit_seconds, previous FROM activations WHERE payment_id = $1";
 
     /// What a take-back undid.
     pub(super) const RECORD_REVERSAL: &str = "INSERT INTO payment_reversals (payment_id, revision, wallet, kind, plan_id, \
@@ -353,8 +351,7 @@ mod sql {
     pub(super) const DROP_ACTIVATION: &str = "DELETE FROM activations WHERE payment_id = $1";
 
     /// A taken-back payment: a new revision, never confirmed on the chain as it is now.
-    pub(super) const FORGET_CONFIRMATION: &str =
-        "UPDATE payments SET revision = revision + 1, confirmed_at = NULL, orphaned_at = NULL WHERE id = $1";
+    pub(super) const FORGET_CONFIRMATION: &str = "UPDATE payments SET revision = revision + 1, confirmed_at = NULL, orphaned_at = NULL WHERE id = $1";
 
     /// Its order can be paid again, unless another payment paid it meanwhile.
     pub(super) const REOPEN_ORDER: &str = "UPDATE orders SET status = 'open' WHERE order_id = $1 AND status = 'paid' AND NOT EXISTS \

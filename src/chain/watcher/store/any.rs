@@ -20,10 +20,8 @@ use crate::{
 pub(super) async fn position(pool: &sqlx::AnyPool, chain_id: u64) -> Result<(Option<u64>, Vec<(u64, B256)>), StoreError> {
     let mut conn = pool.acquire().await?;
     let cursor = cursor(&mut conn, chain_id).await?;
-    let rows = sqlx::query("SELECT number, hash FROM chain_blocks WHERE chain_id = $1 ORDER BY number DESC")
-        .bind(chain_id as i64)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows =
+        sqlx::query("SELECT number, hash FROM chain_blocks WHERE chain_id = $1 ORDER BY number DESC").bind(chain_id as i64).fetch_all(&mut *conn).await?;
     let blocks = rows
         .iter()
         .map(|r| Ok((r.try_get::<i64, _>("number")? as u64, to_b256(&r.try_get::<Vec<u8>, _>("hash")?, "chain_blocks.hash")?)))
@@ -101,9 +99,7 @@ pub(super) async fn paid_by(conn: &mut AnyConnection, chain_id: u64, ids: Vec<i6
         &ids,
     )
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get::<i64, _>("matched_order")?, to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?)))
-        .collect()
+    rows.iter().map(|r| Ok((r.try_get::<i64, _>("matched_order")?, to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?))).collect()
 }
 
 pub(super) async fn orphans_up_to(conn: &mut AnyConnection, chain_id: u64, deep: u64) -> Result<Vec<StoredPayment>, StoreError> {
@@ -116,13 +112,16 @@ pub(super) async fn activations_of(conn: &mut AnyConnection, payment_ids: Vec<i6
     for id in payment_ids {
         let Some(r) = sqlx::query(sql::ACTIVATION_OF).bind(id).fetch_optional(&mut *conn).await? else { continue };
         let previous: Option<String> = r.try_get("previous")?;
-        out.insert(id, PastActivation {
-            kind: r.try_get("kind")?,
-            plan_id: r.try_get::<i64, _>("plan_id")? as u32,
-            new_expires_at: r.try_get::<i64, _>("new_expires_at")? as u64,
-            credit_seconds: r.try_get::<i64, _>("credit_seconds")? as u64,
-            previous: previous.as_deref().map(serde_json::from_str).transpose().map_err(|_| StoreError::Corrupt("activations.previous"))?,
-        });
+        out.insert(
+            id,
+            PastActivation {
+                kind: r.try_get("kind")?,
+                plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+                new_expires_at: r.try_get::<i64, _>("new_expires_at")? as u64,
+                credit_seconds: r.try_get::<i64, _>("credit_seconds")? as u64,
+                previous: previous.as_deref().map(serde_json::from_str).transpose().map_err(|_| StoreError::Corrupt("activations.previous"))?,
+            },
+        );
     }
     Ok(out)
 }
@@ -164,13 +163,21 @@ pub(super) async fn detected_up_to(conn: &mut AnyConnection, chain_id: u64, deep
 
 pub(super) async fn confirm(conn: &mut AnyConnection, ids: Vec<i64>, now: u64) -> Result<u64, StoreError> {
     let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
-    execute_in(conn, "UPDATE payments SET status = 'confirmed', confirmed_at = COALESCE(confirmed_at, $1) WHERE status = 'detected' AND id IN", "", &[Value::I64(now as i64)], &ids)
-        .await
+    execute_in(
+        conn,
+        "UPDATE payments SET status = 'confirmed', confirmed_at = COALESCE(confirmed_at, $1) WHERE status = 'detected' AND id IN",
+        "",
+        &[Value::I64(now as i64)],
+        &ids,
+    )
+    .await
 }
 
 pub(super) async fn orders(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
     let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
-    let rows = fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id IN", "", &[], &ids).await?;
+    let rows =
+        fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id IN", "", &[], &ids)
+            .await?;
     rows.iter()
         .map(|row| {
             let order = StoredOrder {
@@ -310,13 +317,7 @@ pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) ->
             ]
         })
         .collect();
-    insert(
-        conn,
-        "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at, cause_order_id, cause_checkout_id, cause_tx_hash)",
-        &jobs,
-        "",
-    )
-    .await?;
+    insert(conn, "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at, cause_order_id, cause_checkout_id, cause_tx_hash)", &jobs, "").await?;
     outbox::write_all(conn, &writes.events, now).await?;
     Ok(())
 }

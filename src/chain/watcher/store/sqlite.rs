@@ -50,10 +50,8 @@ fn select<T>(conn: &Connection, sql: &str, params: impl rusqlite::Params, decode
 
 pub(super) async fn cursor(tx: &mut SqliteTx, chain_id: u64) -> Result<Option<u64>, StoreError> {
     tx.run(move |conn| {
-        let next: Option<i64> = conn
-            .prepare_cached("SELECT next_block FROM chain_cursor WHERE chain_id = ?1")?
-            .query_row([chain_id as i64], |r| r.get(0))
-            .optional()?;
+        let next: Option<i64> =
+            conn.prepare_cached("SELECT next_block FROM chain_cursor WHERE chain_id = ?1")?.query_row([chain_id as i64], |r| r.get(0)).optional()?;
         Ok(next.map(|n| n as u64))
     })
     .await
@@ -95,14 +93,7 @@ pub(super) async fn relocate(tx: &mut SqliteTx, moves: Vec<Move>) -> Result<(), 
         }
         let mut put = conn.prepare_cached(sql::RELOCATE)?;
         for m in &moves {
-            put.execute(params![
-                m.status,
-                m.confirmed_at.map(|v| v as i64),
-                m.log_index as i64,
-                m.block_number as i64,
-                m.block_hash.as_slice(),
-                m.id
-            ])?;
+            put.execute(params![m.status, m.confirmed_at.map(|v| v as i64), m.log_index as i64, m.block_number as i64, m.block_hash.as_slice(), m.id])?;
         }
         Ok(())
     })
@@ -192,7 +183,8 @@ pub(super) async fn detected_up_to(tx: &mut SqliteTx, chain_id: u64, deep: u64) 
 
 pub(super) async fn confirm(tx: &mut SqliteTx, ids: Vec<i64>, now: u64) -> Result<u64, StoreError> {
     tx.run(move |conn| {
-        let mut update = conn.prepare_cached("UPDATE payments SET status = 'confirmed', confirmed_at = COALESCE(confirmed_at, ?1) WHERE id = ?2 AND status = 'detected'")?;
+        let mut update =
+            conn.prepare_cached("UPDATE payments SET status = 'confirmed', confirmed_at = COALESCE(confirmed_at, ?1) WHERE id = ?2 AND status = 'detected'")?;
         let mut changed = 0;
         for id in ids {
             changed += update.execute(params![now as i64, id])? as u64;
@@ -286,8 +278,13 @@ fn record_again(conn: &Connection, chain_id: u64, p: &NewPayment, status: &str, 
         None => Err(StoreError::Corrupt("payments: a new log was refused by a constraint")),
         Some((_, current)) if current != "reorged" => Ok(None),
         Some((id, _)) => {
-            conn.prepare_cached("UPDATE payments SET status = ?1, confirmed_at = ?2, block_number = ?3, block_hash = ?4 WHERE id = ?5")?
-                .execute(params![status, confirmed_at, log.block_number as i64, log.block_hash.as_slice(), id])?;
+            conn.prepare_cached("UPDATE payments SET status = ?1, confirmed_at = ?2, block_number = ?3, block_hash = ?4 WHERE id = ?5")?.execute(params![
+                status,
+                confirmed_at,
+                log.block_number as i64,
+                log.block_hash.as_slice(),
+                id
+            ])?;
             Ok(Some(id))
         }
     }
