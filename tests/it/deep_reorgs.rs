@@ -20,10 +20,7 @@ use tmai_pay::{
         plans::MONTH_SECS,
         quotes::IssuedQuote,
     },
-    chain::{
-        bindings::{SubscriptionCheckout, TestToken},
-        devnet,
-    },
+    chain::bindings::{SubscriptionCheckout, TestToken},
 };
 
 use crate::{
@@ -41,18 +38,7 @@ struct Paid {
 /// Approves and pays `quote` from wallet `index` with explicit gas limits (so the same
 /// signed transactions fit on another branch); returns their raw bytes.
 async fn pay_keeping_raw(h: &Harness, index: usize, quote: &IssuedQuote) -> Paid {
-    let wallet = devnet::provider_for(&h.chain.anvil, index);
-    let approval = TestToken::new(quote.token, &wallet).approve(quote.checkout, quote.amount).gas(100_000).send().await.unwrap().get_receipt().await.unwrap();
-    let receipt = SubscriptionCheckout::new(quote.checkout, &wallet)
-        .pay(quote.quote.clone(), quote.signature.clone())
-        .gas(400_000)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status());
+    let (approval, receipt) = h.approve_and_pay_with_gas(index, quote, Some((100_000, 400_000))).await;
     let raw = |hash| async move { h.rpc.get_raw_transaction_by_hash(hash).await.unwrap().unwrap() };
     Paid { approve: raw(approval.transaction_hash).await, pay: raw(receipt.transaction_hash).await, tx_hash: receipt.transaction_hash }
 }

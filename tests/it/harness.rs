@@ -116,16 +116,28 @@ impl Harness {
 
     /// Pays `quote` from wallet `index`; returns the approval's and the payment's receipts.
     pub(crate) async fn approve_and_pay(&self, index: usize, quote: &IssuedQuote) -> (TransactionReceipt, TransactionReceipt) {
+        self.approve_and_pay_with_gas(index, quote, None).await
+    }
+
+    /// Pays `quote` from wallet `index`, with `(approve, pay)` gas limits when given (else
+    /// estimated); returns the approval's and the payment's receipts.
+    pub(crate) async fn approve_and_pay_with_gas(
+        &self,
+        index: usize,
+        quote: &IssuedQuote,
+        gas: Option<(u64, u64)>,
+    ) -> (TransactionReceipt, TransactionReceipt) {
         let wallet = devnet::provider_for(&self.chain.anvil, index);
-        let approval = TestToken::new(quote.token, &wallet).approve(quote.checkout, quote.amount).send().await.unwrap().get_receipt().await.unwrap();
-        let receipt = SubscriptionCheckout::new(quote.checkout, &wallet)
-            .pay(quote.quote.clone(), quote.signature.clone())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+        let token = TestToken::new(quote.token, &wallet);
+        let mut approve = token.approve(quote.checkout, quote.amount);
+        let checkout = SubscriptionCheckout::new(quote.checkout, &wallet);
+        let mut pay = checkout.pay(quote.quote.clone(), quote.signature.clone());
+        if let Some((approve_gas, pay_gas)) = gas {
+            approve = approve.gas(approve_gas);
+            pay = pay.gas(pay_gas);
+        }
+        let approval = approve.send().await.unwrap().get_receipt().await.unwrap();
+        let receipt = pay.send().await.unwrap().get_receipt().await.unwrap();
         assert!(receipt.status());
         (approval, receipt)
     }
