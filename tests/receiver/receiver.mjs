@@ -9,6 +9,14 @@
 // Control (JSON): POST /_control {name, secret?, mode?}, POST /_clock {offset_ms} (the
 // verifier's clock follows the service's test clock), GET /_state.
 // Prints "listening <port>" once ready.
+//
+// Options (the chaos campaign uses them; the integration tests use none):
+//   --port N      listen on a fixed port (default: any free one)
+//   --log FILE    durable log: every control change and every verified delivery is
+//                 appended as one JSON line (fsynced before the 200 is sent) and the file
+//                 is replayed at start, so the receiver can be killed, stay down for
+//                 minutes, come back, and still answer /_state with everything it got.
+import fs from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 
@@ -19,10 +27,45 @@ const realNow = Date.now.bind(Date);
 let offsetMs = 0;
 Date.now = () => realNow() + offsetMs;
 
+const arg = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const port = Number(arg("--port") ?? 0);
+const logPath = arg("--log");
+
 const endpoints = new Map();
 function endpoint(name) {
   if (!endpoints.has(name)) endpoints.set(name, { secret: null, mode: "up", received: [], attempts: [], rejected: 0 });
   return endpoints.get(name);
+}
+
+let logFd = null;
+function durable(entry) {
+  if (logFd === null) return;
+  fs.writeSync(logFd, JSON.stringify(entry) + "\n");
+  fs.fsyncSync(logFd);
+}
+if (logPath) {
+  if (fs.existsSync(logPath)) {
+    for (const line of fs.readFileSync(logPath, "utf8").split("\n")) {
+      if (!line.trim()) continue;
+      let entry;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        continue; // a line cut by a kill mid-write
+      }
+      const e = endpoint(entry.name);
+      if (entry.control) {
+        if (entry.control.secret !== undefined) e.secret = entry.control.secret;
+        if (entry.control.mode !== undefined) e.mode = entry.control.mode;
+      } else if (entry.received) {
+        e.received.push(entry.received);
+      }
+    }
+  }
+  logFd = fs.openSync(logPath, "a");
 }
 
 function readBody(req) {
@@ -47,6 +90,7 @@ const server = http.createServer(async (req, res) => {
     const e = endpoint(c.name);
     if (c.secret !== undefined) e.secret = c.secret;
     if (c.mode !== undefined) e.mode = c.mode;
+    durable({ name: c.name, control: { secret: c.secret, mode: c.mode } });
     return reply(res, 200, { ok: true });
   }
   if (path === "/_clock" && req.method === "POST") {
@@ -62,7 +106,9 @@ const server = http.createServer(async (req, res) => {
   if (e.mode === "gone") return reply(res, 410, "gone");
   try {
     const payload = new Webhook(e.secret).verify(body, req.headers);
-    e.received.push({ id: req.headers["webhook-id"], timestamp: Number(req.headers["webhook-timestamp"]), type: payload.type, body: payload });
+    const received = { id: req.headers["webhook-id"], timestamp: Number(req.headers["webhook-timestamp"]), type: payload.type, body: payload };
+    durable({ name: path.slice(1), received });
+    e.received.push(received);
     return reply(res, 200, "ok");
   } catch (error) {
     e.rejected += 1;
@@ -71,6 +117,6 @@ const server = http.createServer(async (req, res) => {
 });
 
 server.keepAliveTimeout = 60_000;
-server.listen(0, "127.0.0.1", () => {
+server.listen(port, "127.0.0.1", () => {
   process.stdout.write(`listening ${server.address().port}\n`);
 });

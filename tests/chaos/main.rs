@@ -1,0 +1,571 @@
+//! The chaos campaign (issue 18): the real `tmai-pay run` binary, as separate processes,
+//! against anvil (through a fault proxy) and PostgreSQL, driven by checkouts paid with real
+//! signed transactions from many wallets and card webhooks, while it is SIGKILLed and
+//! restarted, the chain reorganises deeper than the confirmations, and the webhook receiver
+//! goes down. Then it checks the chain, the database and the receiver against each other.
+//!
+//! `cargo test --test chaos` runs the short campaign (CI); `-- --full` the full one;
+//! `--instances 3` the scale-out mode; `--seed N` replays a seed. `scripts/chaos` wraps it.
+//! Exits non-zero on a violation, printing the seed and the first violating record. The
+//! figures go to target/chaos/summary-<mode>.json.
+
+mod checks;
+mod procs;
+mod proxy;
+mod traffic;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    hex,
+    network::TransactionBuilder,
+    primitives::U256,
+    providers::{Provider, ext::AnvilApi},
+    rpc::types::{
+        TransactionRequest,
+        anvil::{ReorgOptions, TransactionData},
+    },
+    sol_types::SolCall,
+};
+use rand::{Rng, seq::SliceRandom};
+use serde_json::{Value, json};
+use sqlx::Row;
+use tmai_pay::{
+    chain::{
+        bindings::TestToken,
+        devnet::{self, AnvilOptions},
+    },
+    toolchain::Toolchain,
+};
+use tokio::sync::RwLock;
+
+use crate::{
+    procs::{Instance, Led, Receiver},
+    traffic::{Progress, Traffic},
+};
+
+/// Blocks deep before a payment counts; reorgs go up to two deeper.
+const CONFIRMATIONS: u64 = 2;
+
+#[derive(Debug, Clone)]
+struct Plan {
+    mode: &'static str,
+    seed: u64,
+    checkouts: u64,
+    wallets: usize,
+    card_wallets: usize,
+    kills: usize,
+    reorgs: usize,
+    receiver_down: Duration,
+    instances: usize,
+    concurrency: usize,
+    fault_percent: u32,
+    max_delay_ms: u64,
+    time_limit: Duration,
+}
+
+fn plan_from_args() -> Plan {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let full = args.iter().any(|a| a == "--full");
+    let seed = value("--seed").or_else(|| std::env::var("CHAOS_SEED").ok()).map(|s| s.parse().expect("--seed is a number")).unwrap_or_else(rand::random::<u32>) as u64;
+    let instances: usize = value("--instances").map(|s| s.parse().unwrap()).unwrap_or(1);
+    let mut plan = if full {
+        Plan {
+            mode: "full",
+            seed,
+            checkouts: 1_000,
+            wallets: 120,
+            card_wallets: 12,
+            kills: 20,
+            reorgs: 50,
+            receiver_down: Duration::from_secs(120),
+            instances,
+            concurrency: 12,
+            fault_percent: 20,
+            max_delay_ms: 3_000,
+            time_limit: Duration::from_secs(40 * 60),
+        }
+    } else {
+        Plan {
+            mode: "short",
+            seed,
+            checkouts: 100,
+            wallets: 24,
+            card_wallets: 4,
+            kills: 3,
+            reorgs: 6,
+            receiver_down: Duration::from_secs(15),
+            instances,
+            concurrency: 6,
+            fault_percent: 20,
+            max_delay_ms: 2_000,
+            time_limit: Duration::from_secs(6 * 60),
+        }
+    };
+    if let Some(n) = value("--checkouts") {
+        plan.checkouts = n.parse().unwrap();
+    }
+    if instances > 1 {
+        plan.mode = if full { "full-scale-out" } else { "short-scale-out" };
+    }
+    plan
+}
+
+fn main() {
+    let plan = plan_from_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let started = Instant::now();
+    let outcome = runtime.block_on(async {
+        let limit = plan.time_limit;
+        match tokio::time::timeout(limit, campaign(plan.clone())).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("time limit {} s reached", limit.as_secs())),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
+        Ok(()) => println!("chaos: campaign {} seed {} passed in {:.0} s", plan.mode, plan.seed, started.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!("chaos: campaign {} FAILED; replay with --seed {}: {e}", plan.mode, plan.seed);
+            std::process::exit(1);
+        }
+    }
+}
+
+fn out_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/chaos");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn key_hex(anvil: &alloy::node_bindings::AnvilInstance, index: usize) -> String {
+    hex::encode_prefixed(devnet::key(anvil, index).to_bytes())
+}
+
+async fn campaign(plan: Plan) -> Result<(), String> {
+    println!("chaos: campaign {} seed {} ({} checkouts, {} wallets, {} kills, {} reorgs, {} instance(s), faults {} %)", plan.mode, plan.seed, plan.checkouts, plan.wallets, plan.kills, plan.reorgs, plan.instances, plan.fault_percent);
+    let work = tempfile::Builder::new().prefix("tmai-chaos-").tempdir().unwrap();
+    let toolchain = Toolchain::locate().map_err(|e| e.to_string())?;
+    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions::default()).map_err(|e| e.to_string())?;
+    let deployment = devnet::deploy_fixture_contracts(&anvil).await.map_err(|e| e.to_string())?;
+    let owner = devnet::provider_for(&anvil, devnet::DEPLOYER);
+    let proxy = proxy::Proxy::start(anvil.endpoint(), anvil.port(), plan.seed, 0, plan.max_delay_ms).await;
+
+    // One PostgreSQL database for the campaign.
+    let server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&format!("{server}/postgres")).await.map_err(|e| format!("PostgreSQL: {e}"))?;
+    let db_name = format!("tmai_chaos_{}_{}", plan.seed, std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&admin).await.map_err(|e| e.to_string())?;
+    let db_url = format!("{server}/{db_name}");
+
+    // Secrets: keys from anvil's accounts, the card secret made up here.
+    let quote_key = key_hex(&anvil, devnet::QUOTE_SIGNER);
+    let issuer_key = key_hex(&anvil, devnet::ISSUER);
+    let card_secret = format!("whsec_chaos_card_{}", plan.seed);
+    let deployment_file = work.path().join("deployment.json");
+    deployment.write(&deployment_file).unwrap();
+    let mut plans_toml = String::new();
+    for (id, cents) in traffic::PLANS {
+        let (tier, period, tmai, usd) = match id {
+            1 => (1, "monthly", 80, 9),
+            2 => (2, "monthly", 160, 19),
+            3 => (3, "monthly", 400, 49),
+            4 => (4, "monthly", 800, 99),
+            _ => (3, "yearly", 4000, 490),
+        };
+        plans_toml.push_str(&format!(
+            "[[plans]]\nid = {id}\nname = \"plan {id}\"\ntier = {tier}\nperiod = \"{period}\"\nprices = {{ TMAI = \"{tmai}\", USD = \"{usd}\" }}\ncard_price_cents = {cents}\ncard_price_id = \"price_{id}\"\n\n"
+        ));
+    }
+    let config_for = |i: usize, port: u16, ops: u16| {
+        let text = format!(
+            r#"database_url = "{db_url}"
+deployment_file = "{}"
+
+[chain]
+rpc_url = "{}"
+ws_url = "{}"
+chain_id = {}
+confirmations = {CONFIRMATIONS}
+poll_interval_ms = 200
+
+[http]
+bind = "127.0.0.1:{port}"
+ops_bind = "127.0.0.1:{ops}"
+rate_limit_per_second = 0
+web_dir = "{}/web/dist"
+
+[minter]
+stuck_after_secs = 10
+retry_base_secs = 1
+retry_max_secs = 5
+
+[webhooks]
+allow_private_targets = true
+timeout_secs = 5
+schedule_secs = [0, 1, 2, 4, 8, 15, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30]
+poll_interval_ms = 100
+
+[card]
+currency = "usd"
+
+{plans_toml}"#,
+            deployment_file.display(),
+            proxy.http_url,
+            proxy.ws_url,
+            deployment.chain_id,
+            env!("CARGO_MANIFEST_DIR"),
+        );
+        let path = work.path().join(format!("tmai-pay-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let env = vec![
+        ("TMAI_PAY__CHAIN__QUOTE_SIGNER_KEY".to_string(), quote_key.clone()),
+        ("TMAI_PAY__CHAIN__ISSUER_KEY".to_string(), issuer_key.clone()),
+        ("TMAI_PAY__CARD__WEBHOOK_SECRET".to_string(), card_secret.clone()),
+    ];
+    let led: Arc<Mutex<Vec<Led>>> = Arc::default();
+    let logs_dir = out_dir().join(format!("logs-{}", plan.mode));
+    let _ = std::fs::remove_dir_all(&logs_dir);
+    std::fs::create_dir_all(&logs_dir).unwrap();
+    let mut instances: Vec<Instance> = (0..plan.instances)
+        .map(|i| {
+            let (port, ops) = (free_port(), free_port());
+            let config = config_for(i, port, ops);
+            Instance::new(i, format!("http://127.0.0.1:{port}"), config, env.clone(), logs_dir.join(format!("instance-{i}.log")), led.clone())
+        })
+        .collect();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+
+    // The merchant API key, made with the binary as an operator makes it.
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
+        .args(["api-key", "create", "--name", "chaos", "--config", work.path().join("tmai-pay-0.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let api_key = String::from_utf8_lossy(&created.stdout).lines().last().unwrap_or_default().trim().to_string();
+    if !created.status.success() || api_key.is_empty() {
+        return Err(format!("api-key create failed: {}", String::from_utf8_lossy(&created.stderr)));
+    }
+
+    for instance in &mut instances {
+        instance.start();
+        instance.wait_healthy(&client, Duration::from_secs(60)).await.ok_or("an instance did not start")?;
+    }
+
+    // The receiver and two endpoints.
+    let receiver_log = logs_dir.join("receiver.jsonl");
+    let mut receiver = Receiver::new(free_port(), &receiver_log);
+    receiver.start().await;
+    let mut endpoints = Vec::new();
+    let mut webhook_secrets = Vec::new();
+    for name in ["ep1", "ep2"] {
+        let r = client
+            .post(format!("{}/v1/webhook-endpoints", instances[0].base))
+            .bearer_auth(&api_key)
+            .json(&json!({ "url": receiver.url(&format!("/{name}")), "description": "chaos" }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        let secret = body["secret"].as_str().ok_or(format!("endpoint not created: {body}"))?.to_string();
+        client.post(receiver.url("/_control")).json(&json!({ "name": name, "secret": secret })).send().await.map_err(|e| e.to_string())?;
+        endpoints.push((body["endpoint"]["id"].as_str().unwrap().to_string(), name.to_string()));
+        webhook_secrets.push(secret);
+    }
+
+    // Wallets.
+    let wallets: Vec<traffic::Wallet> = (0..plan.wallets).map(|i| traffic::wallet(plan.seed, i, &anvil.endpoint())).collect();
+    traffic::fund(&owner, &deployment, &wallets).await;
+    let card_wallets: Vec<alloy::primitives::Address> =
+        (0..plan.card_wallets).map(|i| traffic::wallet(plan.seed, 10_000 + i, &anvil.endpoint()).key.address()).collect();
+    println!("chaos: {} wallets funded; service, receiver and proxy up; faults on", wallets.len());
+
+    // Blocks keep coming, as on a live chain; reorgs take the lock for writing.
+    let chain_lock = Arc::new(RwLock::new(()));
+    let mining = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let miner = {
+        let (rpc, lock, mining) = (owner.clone(), chain_lock.clone(), mining.clone());
+        tokio::spawn(async move {
+            while mining.load(Ordering::Relaxed) {
+                {
+                    let _guard = lock.read().await;
+                    let _ = rpc.anvil_mine(Some(1), None).await;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
+    // The traffic.
+    proxy.set_share(plan.fault_percent);
+    let progress = Arc::new(Progress::default());
+    let shared = Arc::new(Traffic {
+        seed: plan.seed,
+        deployment: deployment.clone(),
+        instances: instances.iter().map(|i| i.base.clone()).collect(),
+        client: client.clone(),
+        card_secret: card_secret.clone(),
+        progress: progress.clone(),
+        chain_lock: chain_lock.clone(),
+    });
+    let wallets = Arc::new(wallets);
+    let faults_started = Instant::now();
+    let mut workers = Vec::new();
+    for task in 0..plan.concurrency {
+        let (shared, wallets, card_wallets, plan) = (shared.clone(), wallets.clone(), card_wallets.clone(), plan.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = traffic::rng_for(plan.seed, task as u64);
+            let mut n = task as u64;
+            while n < plan.checkouts {
+                // One in ten is a card subscription; the rest pay on chain.
+                if n % 10 == 9 && !card_wallets.is_empty() {
+                    shared.card(n, card_wallets[(n as usize / 10) % card_wallets.len()], &mut rng).await;
+                } else {
+                    let w = &wallets[(n as usize) % wallets.len()];
+                    // A wallet is driven by one task only (n ≡ task mod concurrency).
+                    shared.checkout(n, w, &mut rng).await;
+                }
+                shared.progress.done.fetch_add(1, Ordering::Relaxed);
+                n += plan.concurrency as u64;
+            }
+        }));
+    }
+    // Wallet i is paid from tasks i mod concurrency only when wallets is a multiple of it.
+    assert_eq!(plan.wallets % plan.concurrency, 0, "wallets must be a multiple of the concurrency");
+
+    // The chaos, at progress points from the seed.
+    let mut rng = traffic::rng_for(plan.seed, 1_000_000);
+    let mut schedule: Vec<(u64, &'static str)> = Vec::new();
+    for _ in 0..plan.kills {
+        schedule.push((rng.random_range(plan.checkouts / 20..plan.checkouts * 9 / 10), "kill"));
+    }
+    for _ in 0..plan.reorgs {
+        schedule.push((rng.random_range(plan.checkouts / 20..plan.checkouts * 19 / 20), "reorg"));
+    }
+    schedule.push((rng.random_range(plan.checkouts / 10..plan.checkouts / 2), "receiver-down"));
+    schedule.sort();
+    let mut kill_recoveries = Vec::new();
+    let mut takeovers = Vec::new();
+    let mut reorg_log = Vec::new();
+    let mut receiver_back_at: Option<Instant> = None;
+    let tx_filler = devnet::provider_for(&anvil, 9);
+    let tmai = deployment.token("TMAI").unwrap().address;
+    let mut next = 0;
+    loop {
+        let done = progress.done.load(Ordering::Relaxed);
+        if let Some(at) = receiver_back_at
+            && Instant::now() >= at
+        {
+            receiver.start().await;
+            receiver_back_at = None;
+            println!("chaos: receiver back up");
+        }
+        if next < schedule.len() && done >= schedule[next].0 {
+            let what = schedule[next].1;
+            next += 1;
+            match what {
+                "kill" => {
+                    let victim = pick_victim(&mut instances, &led, &mut rng);
+                    let killed_at = Instant::now();
+                    let before = led.lock().unwrap().len();
+                    instances[victim].kill();
+                    if plan.instances > 1 {
+                        // Another instance takes the leader-held workers over while this one is down.
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        while Instant::now() < deadline && !led.lock().unwrap()[before..].iter().any(|l| l.instance != victim) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        let taken: Vec<Led> = led.lock().unwrap()[before..].iter().filter(|l| l.instance != victim).cloned().collect();
+                        if let Some(max) = taken.iter().map(|l| l.at.duration_since(killed_at)).max() {
+                            takeovers.push(max.as_millis() as u64);
+                            let locks: Vec<String> = taken.iter().map(|l| format!("lock {} by instance {}", l.lock, l.instance)).collect();
+                            println!("chaos: taken over in {} ms: {}", max.as_millis(), locks.join(", "));
+                        }
+                        tokio::time::sleep(Duration::from_millis(rng.random_range(500..3_000))).await;
+                    }
+                    instances[victim].start();
+                    let recovered = instances[victim].wait_healthy(&client, Duration::from_secs(60)).await.ok_or("a restarted instance did not come up")?;
+                    kill_recoveries.push(killed_at.elapsed().as_millis() as u64);
+                    println!("chaos: SIGKILL instance {victim} at {done} checkouts; serving again after {} ms", recovered.as_millis());
+                }
+                "reorg" => {
+                    let depth = rng.random_range(1..=CONFIRMATIONS + 2);
+                    let remine = rng.random_bool(0.5);
+                    let _guard = chain_lock.write().await;
+                    let head = owner.get_block_number().await.map_err(|e| e.to_string())?;
+                    let mut pairs = Vec::new();
+                    let mut payment_txs = 0;
+                    for (i, number) in (head + 1 - depth..=head).enumerate() {
+                        let block = owner.get_block_by_number(number.into()).await.map_err(|e| e.to_string())?.ok_or("no block")?;
+                        for tx in block.transactions.hashes() {
+                            payment_txs += 1;
+                            if remine && let Some(raw) = owner.get_raw_transaction_by_hash(tx).await.map_err(|e| e.to_string())? {
+                                pairs.push((TransactionData::Raw(raw), i as u64));
+                            }
+                        }
+                    }
+                    // The new branch always differs: an unrelated transfer in its first block.
+                    let call = TestToken::transferCall { to: anvil.addresses()[8], value: U256::from(1u64) };
+                    let filler = TransactionRequest::default().with_from(anvil.addresses()[9]).with_to(tmai).with_input(call.abi_encode()).with_gas_limit(100_000);
+                    pairs.insert(0, (TransactionData::JSON(filler), 0));
+                    let _ = &tx_filler;
+                    owner.anvil_reorg(ReorgOptions { depth, tx_block_pairs: pairs }).await.map_err(|e| format!("anvil_reorg: {e}"))?;
+                    reorg_log.push(json!({ "at_checkouts": done, "depth": depth, "remined": remine, "txs": payment_txs }));
+                    println!("chaos: reorg depth {depth} at {done} checkouts, {payment_txs} tx(s) {}", if remine { "re-mined" } else { "dropped" });
+                }
+                _ => {
+                    receiver.kill();
+                    receiver_back_at = Some(Instant::now() + plan.receiver_down);
+                    println!("chaos: receiver down for {} s", plan.receiver_down.as_secs());
+                }
+            }
+            continue;
+        }
+        if workers.iter().all(|w| w.is_finished()) && next >= schedule.len() && receiver_back_at.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for w in workers {
+        w.await.map_err(|e| e.to_string())?;
+    }
+    let fault_secs = faults_started.elapsed().as_secs_f64();
+    let pool = sqlx::AnyPool::connect(&db_url).await.map_err(|e| e.to_string())?;
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query(sql).fetch_one(&pool).await.map(|r| r.try_get::<i64, _>(0).unwrap()).unwrap_or(-1) }
+    };
+    let activations_under_faults = count("SELECT COUNT(*) FROM activations").await;
+    println!(
+        "chaos: traffic done in {fault_secs:.0} s: {} checkouts, {} paid ({} by permit), {} failed or lost, {} card events; {activations_under_faults} activations",
+        progress.done.load(Ordering::Relaxed),
+        progress.paid.load(Ordering::Relaxed),
+        progress.permit.load(Ordering::Relaxed),
+        progress.failed.load(Ordering::Relaxed),
+        progress.card_events.load(Ordering::Relaxed)
+    );
+
+    // Settle: faults off, every instance up, blocks still coming, until nothing is pending.
+    proxy.set_share(0);
+    for instance in &mut instances {
+        if !instance.running() {
+            instance.start();
+        }
+    }
+    let settle_started = Instant::now();
+    let mut settled = false;
+    while settle_started.elapsed() < Duration::from_secs(240) {
+        let pending = count("SELECT COUNT(*) FROM payments WHERE status = 'detected'").await
+            + count("SELECT COUNT(*) FROM badge_jobs WHERE status NOT IN ('confirmed', 'rejected', 'superseded')").await
+            + count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").await
+            + count("SELECT COUNT(*) FROM outbox_events WHERE fanned_out = 0").await;
+        if pending == 0 && settle_started.elapsed() > Duration::from_secs(5) {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("chaos: settled={settled} after {:.0} s", settle_started.elapsed().as_secs_f64());
+    mining.store(false, Ordering::Relaxed);
+    let _ = miner.await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Checks.
+    println!("chaos: checks (seed {})", plan.seed);
+    let mut report = checks::Report::default();
+    checks::chain_and_db(&mut report, &owner, &deployment, &pool).await;
+    let state: Value = client.get(receiver.url("/_state")).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+    checks::events(&mut report, &pool, &state, &endpoints).await;
+    checks::duplicates(&mut report, &pool).await;
+    for instance in &mut instances {
+        instance.kill();
+    }
+    receiver.kill();
+    let mut secrets = vec![
+        ("quote signer key", quote_key.trim_start_matches("0x").to_string()),
+        ("issuer key", issuer_key.trim_start_matches("0x").to_string()),
+        ("API key", api_key.clone()),
+        ("card webhook secret", card_secret.clone()),
+    ];
+    for s in &webhook_secrets {
+        secrets.push(("webhook endpoint secret", s.trim_start_matches("whsec_").to_string()));
+    }
+    let log_files: Vec<PathBuf> = (0..plan.instances).map(|i| logs_dir.join(format!("instance-{i}.log"))).collect();
+    checks::secrets(&mut report, &log_files, &secrets);
+    if !settled {
+        report.failed += 1;
+        report.first_violation.get_or_insert("the service did not settle within 240 s (pending payments, badge jobs or deliveries)".into());
+        println!("  FAIL  settled within 240 s");
+    }
+
+    // The figures, for the benchmark report.
+    let mut sorted = kill_recoveries.clone();
+    sorted.sort();
+    let summary = json!({
+        "mode": plan.mode,
+        "seed": plan.seed,
+        "instances": plan.instances,
+        "checkouts": progress.done.load(Ordering::Relaxed),
+        "paid": progress.paid.load(Ordering::Relaxed),
+        "paid_by_permit": progress.permit.load(Ordering::Relaxed),
+        "failed_or_lost": progress.failed.load(Ordering::Relaxed),
+        "card_events": progress.card_events.load(Ordering::Relaxed),
+        "fault_percent": plan.fault_percent,
+        "fault_phase_secs": fault_secs,
+        "activations_under_faults": activations_under_faults,
+        "activations_per_sec_under_faults": activations_under_faults as f64 / fault_secs,
+        "kills": kill_recoveries.len(),
+        "kill_recovery_ms": kill_recoveries,
+        "kill_recovery_ms_max": sorted.last(),
+        "kill_recovery_ms_median": sorted.get(sorted.len() / 2),
+        "takeover_ms": takeovers,
+        "takeover_ms_max": takeovers.iter().max(),
+        "reorgs": reorg_log,
+        "starts_refused_on_rpc_faults": instances.iter().map(|i| i.failed_starts).sum::<u32>(),
+        "proxy": proxy.counts(),
+        "settle_secs": settle_started.elapsed().as_secs_f64(),
+        "checks": report.counts,
+        "passed": report.passed,
+        "failed": report.failed,
+        "first_violation": report.first_violation,
+    });
+    let path = out_dir().join(format!("summary-{}.json", plan.mode));
+    std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    println!("chaos: figures in {}", path.display());
+    println!("chaos: {} passed, {} failed", report.passed, report.failed);
+    drop(anvil);
+    if report.failed == 0 {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&admin).await;
+        Ok(())
+    } else {
+        Err(format!("first violation: {} (database {db_name} and logs in {} kept)", report.first_violation.unwrap_or_default(), logs_dir.display()))
+    }
+}
+
+/// The instance to kill: with several, one that leads (it holds the workers), else any.
+fn pick_victim(instances: &mut [Instance], led: &Arc<Mutex<Vec<Led>>>, rng: &mut impl Rng) -> usize {
+    if instances.len() == 1 {
+        return 0;
+    }
+    // The last instance to gain a lock and still running leads it.
+    let last: Vec<usize> = led.lock().unwrap().iter().rev().map(|l| l.instance).collect();
+    for i in last {
+        if instances[i].running() {
+            return i;
+        }
+    }
+    let mut order: Vec<usize> = (0..instances.len()).collect();
+    order.shuffle(rng);
+    order[0]
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
