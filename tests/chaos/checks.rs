@@ -132,7 +132,10 @@ pub(crate) async fn chain_and_db(report: &mut Report, chain: &DynProvider, d: &D
         if status == "active" || status == "trialing" {
             live += 1;
             if holds != 1 || i64::from(m.tier) != tier || m.expiresAt_ as i64 != expires {
-                violation.get_or_insert(format!("{wallet}: db {status} tier {tier} expires {expires}; chain holds {holds}, tier {} expires {}", m.tier, m.expiresAt_));
+                violation.get_or_insert(format!(
+                    "{wallet}: db {status} tier {tier} expires {expires}; chain holds {holds}, tier {} expires {}",
+                    m.tier, m.expiresAt_
+                ));
             }
         }
     }
@@ -194,8 +197,14 @@ pub(crate) async fn events(report: &mut Report, pool: &AnyPool, receiver: &Value
 pub(crate) async fn duplicates(report: &mut Report, pool: &AnyPool) {
     let queries = [
         ("payments per (chain, tx, log index)", "SELECT COUNT(*) FROM (SELECT 1 FROM payments GROUP BY chain_id, tx_hash, log_index HAVING COUNT(*) > 1) d"),
-        ("confirmed payments per order", "SELECT COUNT(*) FROM (SELECT 1 FROM payments WHERE status = 'confirmed' GROUP BY chain_id, matched_order HAVING COUNT(*) > 1) d"),
-        ("activations per order", "SELECT COUNT(*) FROM (SELECT 1 FROM activations a JOIN payments p ON p.id = a.payment_id WHERE p.status = 'confirmed' GROUP BY p.matched_order HAVING COUNT(*) > 1) d"),
+        (
+            "confirmed payments per order",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM payments WHERE status = 'confirmed' GROUP BY chain_id, matched_order HAVING COUNT(*) > 1) d",
+        ),
+        (
+            "activations per order",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM activations a JOIN payments p ON p.id = a.payment_id WHERE p.status = 'confirmed' GROUP BY p.matched_order HAVING COUNT(*) > 1) d",
+        ),
         ("outbox events per id", "SELECT COUNT(*) FROM (SELECT 1 FROM outbox_events GROUP BY id HAVING COUNT(*) > 1) d"),
         ("deliveries per (endpoint, event)", "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries GROUP BY endpoint_id, event_id HAVING COUNT(*) > 1) d"),
         ("card events per processor id", "SELECT COUNT(*) FROM (SELECT 1 FROM card_events GROUP BY event_id HAVING COUNT(*) > 1) d"),

@@ -72,7 +72,8 @@ fn plan_from_args() -> Plan {
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let full = args.iter().any(|a| a == "--full");
-    let seed = value("--seed").or_else(|| std::env::var("CHAOS_SEED").ok()).map(|s| s.parse().expect("--seed is a number")).unwrap_or_else(rand::random::<u32>) as u64;
+    let seed =
+        value("--seed").or_else(|| std::env::var("CHAOS_SEED").ok()).map(|s| s.parse().expect("--seed is a number")).unwrap_or_else(rand::random::<u32>) as u64;
     let instances: usize = value("--instances").map(|s| s.parse().unwrap()).unwrap_or(1);
     let mut plan = if full {
         Plan {
@@ -148,7 +149,10 @@ fn key_hex(anvil: &alloy::node_bindings::AnvilInstance, index: usize) -> String 
 }
 
 async fn campaign(plan: Plan) -> Result<(), String> {
-    println!("chaos: campaign {} seed {} ({} checkouts, {} wallets, {} kills, {} reorgs, {} instance(s), faults {} %)", plan.mode, plan.seed, plan.checkouts, plan.wallets, plan.kills, plan.reorgs, plan.instances, plan.fault_percent);
+    println!(
+        "chaos: campaign {} seed {} ({} checkouts, {} wallets, {} kills, {} reorgs, {} instance(s), faults {} %)",
+        plan.mode, plan.seed, plan.checkouts, plan.wallets, plan.kills, plan.reorgs, plan.instances, plan.fault_percent
+    );
     let work = tempfile::Builder::new().prefix("tmai-chaos-").tempdir().unwrap();
     let toolchain = Toolchain::locate().map_err(|e| e.to_string())?;
     let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions::default()).map_err(|e| e.to_string())?;
@@ -375,12 +379,20 @@ currency = "usd"
                     let victim = pick_victim(&mut instances, &led, &mut rng);
                     let killed_at = Instant::now();
                     let before = led.lock().unwrap().len();
+                    let held = locks_held_by(&led, victim);
                     instances[victim].kill();
                     if plan.instances > 1 {
-                        // Another instance takes the leader-held workers over while this one is down.
+                        // Other instances take every leader-held worker of this one over while it is down.
                         let deadline = Instant::now() + Duration::from_secs(30);
-                        while Instant::now() < deadline && !led.lock().unwrap()[before..].iter().any(|l| l.instance != victim) {
+                        let all_taken = || {
+                            let led = led.lock().unwrap();
+                            held.iter().all(|lock| led[before..].iter().any(|l| l.instance != victim && l.lock == *lock))
+                        };
+                        while Instant::now() < deadline && !all_taken() {
                             tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        if !all_taken() {
+                            return Err(format!("instance {victim} held locks {held:?}; not all were taken over within 30 s"));
                         }
                         let taken: Vec<Led> = led.lock().unwrap()[before..].iter().filter(|l| l.instance != victim).cloned().collect();
                         if let Some(max) = taken.iter().map(|l| l.at.duration_since(killed_at)).max() {
@@ -413,7 +425,8 @@ currency = "usd"
                     }
                     // The new branch always differs: an unrelated transfer in its first block.
                     let call = TestToken::transferCall { to: anvil.addresses()[8], value: U256::from(1u64) };
-                    let filler = TransactionRequest::default().with_from(anvil.addresses()[9]).with_to(tmai).with_input(call.abi_encode()).with_gas_limit(100_000);
+                    let filler =
+                        TransactionRequest::default().with_from(anvil.addresses()[9]).with_to(tmai).with_input(call.abi_encode()).with_gas_limit(100_000);
                     pairs.insert(0, (TransactionData::JSON(filler), 0));
                     let _ = &tx_filler;
                     owner.anvil_reorg(ReorgOptions { depth, tx_block_pairs: pairs }).await.map_err(|e| format!("anvil_reorg: {e}"))?;
@@ -564,6 +577,15 @@ fn pick_victim(instances: &mut [Instance], led: &Arc<Mutex<Vec<Led>>>, rng: &mut
     let mut order: Vec<usize> = (0..instances.len()).collect();
     order.shuffle(rng);
     order[0]
+}
+
+/// Locks whose latest leader is `instance`.
+fn locks_held_by(led: &Arc<Mutex<Vec<Led>>>, instance: usize) -> Vec<i64> {
+    let mut latest = std::collections::HashMap::new();
+    for l in led.lock().unwrap().iter() {
+        latest.insert(l.lock, l.instance);
+    }
+    latest.into_iter().filter(|(_, i)| *i == instance).map(|(lock, _)| lock).collect()
 }
 
 fn free_port() -> u16 {
