@@ -34,6 +34,7 @@ use crate::{
     store::{
         Db, StoreError,
         bulk::{Value, execute_in, insert},
+        outbox,
     },
 };
 
@@ -41,6 +42,8 @@ use crate::{
 const EXCERPT_BYTES: usize = 256;
 /// Events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 2_000;
+/// Longest wait for event writers in flight before a fan-out gives up until the next poll.
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -191,10 +194,16 @@ impl Deliverer {
             if waiting.is_none() {
                 return Ok(queued);
             }
+            // Deliveries go out in the order they are created: never pass an event whose
+            // transaction is still in flight (it may hold a lower number).
+            let Some(settled) = outbox::settled_seq(&self.inner.db, SETTLE_WAIT).await? else {
+                return Ok(queued);
+            };
             let now_ms = self.inner.clock.now_ms();
             let first_delay = self.inner.settings.schedule_secs[0] as i64 * 1000;
             let mut tx = self.inner.db.begin_write().await?;
-            let events = sqlx::query("SELECT seq, id, event_type FROM outbox_events WHERE fanned_out = 0 ORDER BY seq LIMIT $1")
+            let events = sqlx::query("SELECT seq, id, event_type FROM outbox_events WHERE fanned_out = 0 AND seq <= $1 ORDER BY seq LIMIT $2")
+                .bind(settled)
                 .bind(FAN_OUT_BATCH)
                 .fetch_all(&mut *tx)
                 .await?;

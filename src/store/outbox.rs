@@ -6,7 +6,7 @@ use alloy::primitives::keccak256;
 use serde::Serialize;
 use sqlx::AnyConnection;
 
-use super::{Db, StoreError};
+use super::{Backend, Db, StoreError};
 
 /// Returns a stable event id: `evt_` and 24 hex digits of the hash of the parts.
 pub fn event_id<S: AsRef<str>>(parts: &[S]) -> String {
@@ -89,6 +89,38 @@ pub async fn write(conn: &mut AnyConnection, id: &str, event_type: &str, payload
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Returns the highest event number that is safe to hand on in order: no transaction still
+/// in flight can add an event below it. PostgreSQL numbers an event (`BIGSERIAL`) when it is
+/// written, not when its transaction commits, so a later number can be visible before an
+/// earlier one; an order-preserving reader must not pass a writer that was in flight when it
+/// read. This reads the highest visible number, then waits (up to `wait`) for every
+/// transaction in progress at that moment to finish; `None` if one is still open then (try
+/// again later). SQLite has one writer, which commits in number order: no wait.
+pub async fn settled_seq(db: &Db, wait: std::time::Duration) -> Result<Option<i64>, StoreError> {
+    if db.backend() != Backend::Postgres {
+        return Ok(Some(i64::MAX));
+    }
+    let pool = db.pool();
+    let highest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM outbox_events").fetch_one(pool).await?;
+    // Taken after the read: a writer holding a lower number had it before the read, so it is
+    // in this snapshot's in-progress list unless it has finished.
+    let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text").fetch_one(pool).await?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_snapshot_xip($1::text::pg_snapshot) x WHERE pg_xact_status(x) = 'in progress'")
+            .bind(&snapshot)
+            .fetch_one(pool)
+            .await?;
+        if open == 0 {
+            return Ok(Some(highest.unwrap_or(0)));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 /// One stored event.

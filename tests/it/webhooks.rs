@@ -416,3 +416,32 @@ async fn the_running_worker_delivers_and_stops_cleanly(kind: DbKind) {
     assert_eq!(app.count("SELECT COUNT(*) FROM webhook_attempts").await, all.len() as i64);
 }
 on_both_databases!(the_running_worker_delivers_and_stops_cleanly);
+
+/// PostgreSQL numbers an event when it is written, not when its transaction commits: an
+/// event whose transaction commits after a later-numbered one must still go out first. Found
+/// by the chaos campaign (seed 3: a card webhook's `subscription.downgrade_scheduled`, seq
+/// 1188, delivered after a `checkout.created`, seq 1189, at both endpoints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_commits_late_is_still_delivered_in_order() {
+    // Arrange: an endpoint; a writer takes the lower number and holds its transaction open
+    let clock = Clock::system();
+    let app = app(DbKind::Postgres, &clock, true).await;
+    register(&app, "http://127.0.0.1:9/ordered", None).await;
+    let pool = app.h.test_db.db.pool().clone();
+    let mut slow = pool.begin().await.unwrap();
+    tmai_pay::store::outbox::write(&mut slow, "evt_slow", "checkout.created", &json!({}), 1).await.unwrap();
+    let mut fast = pool.acquire().await.unwrap();
+    tmai_pay::store::outbox::write(&mut fast, "evt_fast", "checkout.created", &json!({}), 1).await.unwrap();
+    drop(fast);
+    let deliverer = Deliverer::new(app.h.test_db.db.clone(), settings(true), clock.clone()).unwrap();
+
+    // Act: fan out while the slow writer is in flight, then after it commits
+    let queued_while_open = deliverer.fan_out().await.unwrap();
+    slow.commit().await.unwrap();
+    deliverer.fan_out().await.unwrap();
+
+    // Assert: nothing passed the writer in flight; the deliveries follow the event numbers
+    assert_eq!(queued_while_open, 0, "the later event went out while an earlier one was uncommitted");
+    let order: Vec<String> = sqlx::query_scalar("SELECT event_id FROM webhook_deliveries ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(order, ["evt_slow", "evt_fast"]);
+}
