@@ -291,7 +291,12 @@ currency = "usd"
         (0..plan.card_wallets).map(|i| traffic::wallet(plan.seed, 10_000 + i, &anvil.endpoint()).key.address()).collect();
     println!("chaos: {} wallets funded; service, receiver and proxy up; faults on", wallets.len());
 
-    // Blocks keep coming, as on a live chain; reorgs take the lock for writing.
+    let pool = sqlx::AnyPool::connect(&db_url).await.map_err(|e| e.to_string())?;
+
+    // Blocks keep coming, as on a live chain, from this miner only (automine off: every block
+    // is made under the lock, so a reorg sees the head it removes, and the service's badge
+    // transactions wait in the pool meanwhile); reorgs take the lock for writing.
+    owner.anvil_set_auto_mine(false).await.map_err(|e| e.to_string())?;
     let chain_lock = Arc::new(RwLock::new(()));
     let mining = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let miner = {
@@ -319,6 +324,7 @@ currency = "usd"
         progress: progress.clone(),
         chain_lock: chain_lock.clone(),
     });
+    let payer_addresses: std::collections::HashSet<alloy::primitives::Address> = wallets.iter().map(|w| w.key.address()).collect();
     let wallets = Arc::new(wallets);
     let faults_started = Instant::now();
     let mut workers = Vec::new();
@@ -412,13 +418,38 @@ currency = "usd"
                     let remine = rng.random_bool(0.5);
                     let _guard = chain_lock.write().await;
                     let head = owner.get_block_number().await.map_err(|e| e.to_string())?;
+                    let mut watcher_at = None;
+                    if !remine && depth > CONFIRMATIONS {
+                        // Let the watcher read up to the head (no block comes while the lock
+                        // is held), so the deepest dropped payments were confirmed and
+                        // activated: the take-back path, not only the unconfirmed one.
+                        let deadline = Instant::now() + Duration::from_secs(15);
+                        while Instant::now() < deadline {
+                            let read: Option<i64> = sqlx::query_scalar("SELECT next_block FROM chain_cursor").fetch_optional(&pool).await.ok().flatten();
+                            watcher_at = read;
+                            if read.is_some_and(|n| n > head as i64) {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
                     let mut pairs = Vec::new();
                     let mut payment_txs = 0;
                     for (i, number) in (head + 1 - depth..=head).enumerate() {
                         let block = owner.get_block_by_number(number.into()).await.map_err(|e| e.to_string())?.ok_or("no block")?;
                         for tx in block.transactions.hashes() {
-                            payment_txs += 1;
-                            if remine && let Some(raw) = owner.get_raw_transaction_by_hash(tx).await.map_err(|e| e.to_string())? {
+                            // A real node puts an orphaned block's transactions back in its pool;
+                            // anvil drops them. "Dropped" means the wallets' payments (approvals,
+                            // payments, permits): the issuer's badge transactions and the rest
+                            // are mined again on the new branch, as a node would.
+                            let sender = owner.get_transaction_by_hash(tx).await.map_err(|e| e.to_string())?.map(|t| t.inner.signer());
+                            let payer = sender.is_some_and(|s| payer_addresses.contains(&s));
+                            if payer {
+                                payment_txs += 1;
+                            }
+                            if (remine || !payer)
+                                && let Some(raw) = owner.get_raw_transaction_by_hash(tx).await.map_err(|e| e.to_string())?
+                            {
                                 pairs.push((TransactionData::Raw(raw), i as u64));
                             }
                         }
@@ -430,8 +461,11 @@ currency = "usd"
                     pairs.insert(0, (TransactionData::JSON(filler), 0));
                     let _ = &tx_filler;
                     owner.anvil_reorg(ReorgOptions { depth, tx_block_pairs: pairs }).await.map_err(|e| format!("anvil_reorg: {e}"))?;
-                    reorg_log.push(json!({ "at_checkouts": done, "depth": depth, "remined": remine, "txs": payment_txs }));
-                    println!("chaos: reorg depth {depth} at {done} checkouts, {payment_txs} tx(s) {}", if remine { "re-mined" } else { "dropped" });
+                    reorg_log.push(json!({ "at_checkouts": done, "depth": depth, "remined": remine, "payer_txs": payment_txs }));
+                    println!(
+                        "chaos: reorg depth {depth} at {done} checkouts (head {head}, watcher at {watcher_at:?}), {payment_txs} payer tx(s) {}",
+                        if remine { "re-mined" } else { "dropped" }
+                    );
                 }
                 _ => {
                     receiver.kill();
@@ -450,7 +484,6 @@ currency = "usd"
         w.await.map_err(|e| e.to_string())?;
     }
     let fault_secs = faults_started.elapsed().as_secs_f64();
-    let pool = sqlx::AnyPool::connect(&db_url).await.map_err(|e| e.to_string())?;
     let count = |sql: &'static str| {
         let pool = pool.clone();
         async move { sqlx::query(sql).fetch_one(&pool).await.map(|r| r.try_get::<i64, _>(0).unwrap()).unwrap_or(-1) }

@@ -140,10 +140,12 @@ impl Traffic {
     }
 
     async fn pay(&self, w: &Wallet, quote: Quote, signature: alloy::primitives::Bytes, use_permit: bool) -> anyhow::Result<bool> {
+        // The chain lock is held for reading around each broadcast only, never while waiting
+        // for a receipt (blocks come from the miner, which takes it too; a reorg waits for
+        // broadcasts in progress and none starts during it).
         let checkout = SubscriptionCheckout::new(self.deployment.checkout, &w.provider);
-        let _chain = self.chain_lock.read().await;
+        let token = TestToken::new(quote.token, &w.provider);
         if use_permit {
-            let token = TestToken::new(quote.token, &w.provider);
             let deadline = U256::from(quote.deadline);
             let permit = sign_permit(
                 &w.key,
@@ -158,13 +160,25 @@ impl Traffic {
                 },
             )
             .await?;
-            let receipt = checkout.payWithPermit(quote, signature, deadline, permit.v, permit.r, permit.s).send().await?.get_receipt().await?;
-            Ok(receipt.status())
+            let call = checkout.payWithPermit(quote, signature, deadline, permit.v, permit.r, permit.s);
+            let pending = {
+                let _chain = self.chain_lock.read().await;
+                call.send().await?
+            };
+            Ok(pending.get_receipt().await?.status())
         } else {
-            let token = TestToken::new(quote.token, &w.provider);
-            token.approve(self.deployment.checkout, quote.amount).send().await?.get_receipt().await?;
-            let receipt = checkout.pay(quote, signature).send().await?.get_receipt().await?;
-            Ok(receipt.status())
+            let approve = token.approve(self.deployment.checkout, quote.amount);
+            let pending = {
+                let _chain = self.chain_lock.read().await;
+                approve.send().await?
+            };
+            pending.get_receipt().await?;
+            let call = checkout.pay(quote, signature);
+            let pending = {
+                let _chain = self.chain_lock.read().await;
+                call.send().await?
+            };
+            Ok(pending.get_receipt().await?.status())
         }
     }
 
