@@ -113,6 +113,10 @@ pub(crate) async fn chain_and_db(report: &mut Report, chain: &DynProvider, d: &D
         }
     }
     report.check("activations of vanished payments taken back", vanished, violation);
+    let reversals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payment_reversals").fetch_one(pool).await.unwrap();
+    report.note("payment reversals (confirmed payments the chain dropped)", reversals);
+    let reorged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE status = 'reorged'").fetch_one(pool).await.unwrap();
+    report.note("payments marked reorged", reorged);
 
     // Badges: at most one per wallet; a live subscription's badge shows the database's tier
     // and expiry.
