@@ -429,9 +429,9 @@ async fn an_event_that_commits_late_is_still_delivered_in_order() {
     register(&app, "http://127.0.0.1:9/ordered", None).await;
     let pool = app.h.test_db.db.pool().clone();
     let mut slow = pool.begin().await.unwrap();
-    tmai_pay::store::outbox::write(&mut slow, "evt_slow", "checkout.created", &json!({}), 1).await.unwrap();
+    tmai_pay::store::outbox::write(&mut slow, "evt_slow", tmai_pay::events::EventType::CheckoutCreated, &json!({}), 1).await.unwrap();
     let mut fast = pool.acquire().await.unwrap();
-    tmai_pay::store::outbox::write(&mut fast, "evt_fast", "checkout.created", &json!({}), 1).await.unwrap();
+    tmai_pay::store::outbox::write(&mut fast, "evt_fast", tmai_pay::events::EventType::CheckoutCreated, &json!({}), 1).await.unwrap();
     drop(fast);
     let deliverer = Deliverer::new(app.h.test_db.db.clone(), settings(true), clock.clone()).unwrap();
 
