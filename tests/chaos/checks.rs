@@ -50,6 +50,9 @@ async fn rows(pool: &AnyPool, sql: &str) -> Vec<sqlx::any::AnyRow> {
     sqlx::query(sql).fetch_all(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// A payment row: id, status, matched order, activations, reversals.
+type PaymentRow = (i64, String, Option<i64>, i64, i64);
+
 /// Chain against database: payments, activations, badges.
 pub(crate) async fn chain_and_db(report: &mut Report, chain: &DynProvider, d: &Deployment, pool: &AnyPool) {
     let filter = Filter::new().address(d.checkout).event_signature(SubscriptionCheckout::OrderPaid::SIGNATURE_HASH).from_block(d.deploy_block);
@@ -65,7 +68,7 @@ pub(crate) async fn chain_and_db(report: &mut Report, chain: &DynProvider, d: &D
          FROM payments p ORDER BY p.id",
     )
     .await;
-    let mut by_tx: HashMap<B256, Vec<(i64, String, Option<i64>, i64, i64)>> = HashMap::new();
+    let mut by_tx: HashMap<B256, Vec<PaymentRow>> = HashMap::new();
     for r in &payments {
         let tx = B256::from_slice(&r.try_get::<Vec<u8>, _>("tx_hash").unwrap());
         by_tx.entry(tx).or_default().push((
