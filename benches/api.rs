@@ -57,6 +57,7 @@ fn plans() -> Vec<PlanConfig> {
         card_price_id: None,
         trial_days: 7,
         tmai_discount_percent: Some(18),
+        price_usd: None,
     }]
 }
 

@@ -99,6 +99,8 @@ pub struct Shared {
     pub webhooks: Arc<WebhookSettings>,
     /// Incoming card webhook settings.
     pub card: Arc<CardSettings>,
+    /// The cached market rates of USD-priced tokens.
+    pub rates: Arc<crate::billing::rates::RateBook>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
@@ -150,6 +152,7 @@ impl AppState {
             clock: Clock::system(),
             webhooks: Arc::new(WebhookSettings::default()),
             card: Arc::new(CardSettings::default()),
+            rates: Arc::new(crate::billing::rates::RateBook::empty(Clock::system())),
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }))
@@ -171,6 +174,13 @@ impl AppState {
     /// Returns the state with a quote issuer (checkouts are refused without one).
     pub fn with_quotes(mut self, quotes: Option<QuoteIssuer>) -> Self {
         self.parts().quotes = quotes;
+        self
+    }
+
+    /// Returns the state with the market rates `rates` (shown by `GET /v1/plans` and
+    /// `/readyz`; the quote issuer prices with its own handle to them).
+    pub fn with_rates(mut self, rates: Arc<crate::billing::rates::RateBook>) -> Self {
+        self.parts().rates = rates;
         self
     }
 

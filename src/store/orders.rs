@@ -56,8 +56,38 @@ pub struct NewOrder {
     pub signature: Vec<u8>,
     /// Unix time of creation.
     pub created_at: i64,
+    /// The market rate a USD-priced order was quoted at.
+    pub pricing: Option<OrderPricing>,
     /// The `checkout.created` event.
     pub event: NewEvent,
+}
+
+/// The rate a USD-priced order was quoted at (columns of `orders`, migration 0011).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPricing {
+    /// USD value of the amount at the rate, in micro-dollars.
+    pub usd_micro: i64,
+    /// USD per whole token (decimal string).
+    pub rate_usd: String,
+    /// The rate's source.
+    pub rate_source: String,
+    /// Unix time the rate was read.
+    pub rate_at: i64,
+}
+
+impl NewOrder {
+    fn usd_micro(&self) -> Option<i64> {
+        self.pricing.as_ref().map(|p| p.usd_micro)
+    }
+    fn rate_usd(&self) -> Option<String> {
+        self.pricing.as_ref().map(|p| p.rate_usd.clone())
+    }
+    fn rate_source(&self) -> Option<String> {
+        self.pricing.as_ref().map(|p| p.rate_source.clone())
+    }
+    fn rate_at(&self) -> Option<i64> {
+        self.pricing.as_ref().map(|p| p.rate_at)
+    }
 }
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -236,6 +266,10 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
                 Value::I64(o.deadline),
                 Value::Bytes(o.signature.clone()),
                 Value::I64(o.created_at),
+                Value::OptI64(o.usd_micro()),
+                Value::OptText(o.rate_usd()),
+                Value::OptText(o.rate_source()),
+                Value::OptI64(o.rate_at()),
             ]
         })
         .collect();
@@ -243,7 +277,7 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
     tx.keep_read_caches();
     insert(
         &mut tx,
-        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at)",
+        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at)",
         &order_rows,
         "",
     )
@@ -256,8 +290,8 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
 
 fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rusqlite::Result<()> {
     let mut order = tx.prepare_cached(
-        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?;
     for o in orders {
         order.execute(rusqlite::params![
@@ -271,7 +305,11 @@ fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rus
             o.periods,
             o.deadline,
             o.signature,
-            o.created_at
+            o.created_at,
+            o.usd_micro(),
+            o.rate_usd(),
+            o.rate_source(),
+            o.rate_at()
         ])?;
     }
     outbox::write_all_sqlite(tx, orders.iter().map(|o| &o.event), now)
@@ -282,12 +320,12 @@ fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rus
 async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), StoreError> {
     use std::fmt::Write;
     let mut sql = String::from(
-        "WITH new_orders AS (INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) VALUES ",
+        "WITH new_orders AS (INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at) VALUES ",
     );
     let mut n = 0;
     for (i, _) in orders.iter().enumerate() {
         sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 0..11 {
+        for c in 0..15 {
             n += 1;
             let _ = write!(sql, "{}${n}", if c == 0 { "" } else { ", " });
         }
@@ -312,7 +350,11 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
             .bind(o.periods)
             .bind(o.deadline)
             .bind(o.signature.clone())
-            .bind(o.created_at);
+            .bind(o.created_at)
+            .bind(o.usd_micro())
+            .bind(o.rate_usd())
+            .bind(o.rate_source())
+            .bind(o.rate_at());
     }
     for o in orders {
         query = query.bind(o.event.id.clone()).bind(o.event.event_type).bind(o.event.body.clone()).bind(now);
