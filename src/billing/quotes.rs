@@ -176,34 +176,9 @@ impl QuoteIssuer {
         self
     }
 
-    /// Returns the amount `periods` of `plan` cost in `token`: its explicit token price, or
-    /// its USD price at the token's cached market rate (with the pricing that was used).
+    /// Returns the amount `periods` of `plan` cost in `token` ([`price_plan`]).
     pub fn price(&self, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(U256, Option<QuotePricing>), QuoteError> {
-        if let Some(amount) = plan.price(token.address, periods) {
-            return Ok((amount, None));
-        }
-        let not_sold = || QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() };
-        let (Some(usd), Some(rates)) = (plan.price_usd_micro, &self.rates) else { return Err(not_sold()) };
-        if !rates.prices(token.address) {
-            return Err(not_sold());
-        }
-        let reading = rates.current(token.address)?;
-        let settings = rates.settings();
-        let discount = if token.symbol.eq_ignore_ascii_case(&settings.discount_token) { plan.tmai_discount_percent.unwrap_or(0) } else { 0 };
-        let total = usd.saturating_mul(u64::from(periods));
-        let amount = pricing::token_amount(total, discount, reading.rate, token.decimals, settings.significant_digits)
-            .ok_or_else(|| RateUnavailable { symbol: token.symbol.clone(), reason: "the amount at this rate is out of range".into() })?;
-        Ok((
-            amount,
-            Some(QuotePricing {
-                price_usd_micro: pricing::discounted_micro(total, discount),
-                usd_value_micro: pricing::usd_value_micro(amount, reading.rate, token.decimals),
-                discount_percent: discount,
-                rate: reading.rate,
-                source: reading.source,
-                rate_at: reading.read_at,
-            }),
-        ))
+        price_plan(self.rates.as_deref(), plan, token, periods)
     }
 
     /// Returns the signer's address (must be the checkout's quote signer).
@@ -294,6 +269,36 @@ impl QuoteIssuer {
         .await?;
         Ok(issued)
     }
+}
+
+/// Returns the amount `periods` of `plan` cost in `token`: its explicit token price, or
+/// its USD price at the token's cached market rate in `rates` (with the pricing used).
+pub fn price_plan(rates: Option<&RateBook>, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(U256, Option<QuotePricing>), QuoteError> {
+    if let Some(amount) = plan.price(token.address, periods) {
+        return Ok((amount, None));
+    }
+    let not_sold = || QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() };
+    let (Some(usd), Some(rates)) = (plan.price_usd_micro, rates) else { return Err(not_sold()) };
+    if !rates.prices(token.address) {
+        return Err(not_sold());
+    }
+    let reading = rates.current(token.address)?;
+    let settings = rates.settings();
+    let discount = if token.symbol.eq_ignore_ascii_case(&settings.discount_token) { plan.tmai_discount_percent.unwrap_or(0) } else { 0 };
+    let total = usd.saturating_mul(u64::from(periods));
+    let amount = pricing::token_amount(total, discount, reading.rate, token.decimals, settings.significant_digits)
+        .ok_or_else(|| RateUnavailable { symbol: token.symbol.clone(), reason: "the amount at this rate is out of range".into() })?;
+    Ok((
+        amount,
+        Some(QuotePricing {
+            price_usd_micro: pricing::discounted_micro(total, discount),
+            usd_value_micro: pricing::usd_value_micro(amount, reading.rate, token.decimals),
+            discount_percent: discount,
+            rate: reading.rate,
+            source: reading.source,
+            rate_at: reading.read_at,
+        }),
+    ))
 }
 
 /// Returns a new public checkout id: `chk_`, the order id as 16 hex digits, and 32 random

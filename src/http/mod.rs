@@ -56,6 +56,7 @@ pub mod clients;
 pub mod error;
 pub mod keys;
 pub mod members;
+pub mod rates;
 pub mod streams;
 pub mod webhooks;
 
@@ -231,7 +232,7 @@ impl AppState {
         webhooks::rotate_secret, webhooks::list_deliveries, webhooks::list_attempts, webhooks::redeliver, webhooks::list_events,
         healthz, readyz,
     ),
-    components(schemas(error::ErrorBody, api::Progress, Health, Ready)),
+    components(schemas(error::ErrorBody, api::Progress, Health, Ready, rates::RateView, rates::UsdPricing)),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "public", description = "Subscribers and the checkout page"),
@@ -416,6 +417,9 @@ pub struct Ready {
     pub database: bool,
     /// The RPC endpoint answers.
     pub rpc: bool,
+    /// Each priced token's market rate: an unhealthy one refuses quotes in that token only
+    /// (it does not make the service unready).
+    pub rates: Vec<rates::RateView>,
 }
 
 /// Answers while the process runs.
@@ -438,7 +442,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
     let rpc = tokio::time::timeout(Duration::from_secs(2), state.provider.get_block_number()).await.is_ok_and(|r| r.is_ok());
     let ok = database && rpc;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc };
+    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc, rates: rates::rate_views(&state) };
     *cached = Some((Instant::now(), status, ready.clone()));
     (status, Json(ready))
 }

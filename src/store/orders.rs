@@ -143,6 +143,8 @@ pub struct StoredOrder {
     pub signature: Vec<u8>,
     /// `open` or `paid`, as stored (an open order past its deadline is still `open`).
     pub status: String,
+    /// The market rate a USD-priced order was quoted at.
+    pub pricing: Option<OrderPricing>,
 }
 
 /// Returns the order of checkout `checkout_id`, if any (ids over 100 characters are none).
@@ -151,7 +153,8 @@ pub async fn load(db: &Db, checkout_id: &str) -> Result<Option<StoredOrder>, Sto
         return Ok(None);
     }
     let row =
-        sqlx::query("SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1")
+        sqlx::query("SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status, usd_micro, rate_usd, rate_source, rate_at \
+             FROM orders WHERE checkout_id = $1")
             .bind(checkout_id)
             .fetch_optional(db.pool())
             .await?;
@@ -167,6 +170,15 @@ pub async fn load(db: &Db, checkout_id: &str) -> Result<Option<StoredOrder>, Sto
         deadline: r.try_get::<i64, _>("deadline")? as u64,
         signature: r.try_get("signature")?,
         status: r.try_get("status")?,
+        pricing: match (r.try_get::<Option<i64>, _>("usd_micro")?, r.try_get::<Option<String>, _>("rate_usd")?) {
+            (Some(usd_micro), Some(rate_usd)) => Some(OrderPricing {
+                usd_micro,
+                rate_usd,
+                rate_source: r.try_get::<Option<String>, _>("rate_source")?.unwrap_or_default(),
+                rate_at: r.try_get::<Option<i64>, _>("rate_at")?.unwrap_or_default(),
+            }),
+            _ => None,
+        },
     }))
 }
 

@@ -9,6 +9,7 @@
 
 pub mod chainlink;
 pub mod config;
+pub mod report;
 pub mod uniswap;
 
 use std::{collections::BTreeMap, sync::RwLock, time::Duration};
@@ -181,10 +182,6 @@ impl RateBook {
                 }
             }
         };
-        if let Err(e) = &result {
-            metrics::counter!("tmai_rate_refusals_total", "token" => t.symbol.clone()).increment(1);
-            tracing::debug!(token = %t.symbol, reason = %e.reason, "rate refused");
-        }
         result
     }
 
@@ -237,6 +234,7 @@ impl RateBook {
                 }
                 Health::Refused { reason, .. } => {
                     metrics::gauge!("tmai_rate_healthy", "token" => t.symbol.clone()).set(0.0);
+                    metrics::counter!("tmai_rate_refusals_total", "token" => t.symbol.clone()).increment(1);
                     tracing::warn!(token = %t.symbol, %reason, "rate refused");
                 }
                 Health::Pending => {}
