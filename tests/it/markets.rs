@@ -185,9 +185,11 @@ impl Markets {
         let router = deploy(&provider, artifact_bytecode(&format!("{periphery}/SwapRouter.sol/SwapRouter.json")), (factory, weth).abi_encode_params()).await;
 
         let f = IUniswapV3Factory::new(factory, &provider);
-        f.createPool(tmai, weth, U24::from(FEE)).send().await.unwrap().get_receipt().await.unwrap();
+        f.createPool(tmai, weth, U24::from(FEE)).gas(8_000_000).send().await.unwrap().get_receipt().await.unwrap();
         let pool = f.getPool(tmai, weth, U24::from(FEE)).call().await.unwrap();
         let (token0, token1) = if tmai < weth { (tmai, weth) } else { (weth, tmai) };
+        // Gas limits are fixed: estimates of calls that pay through a callback can fall
+        // short by the 1/64 a call keeps back, and the transaction then runs out of gas.
         // WETH per TMAI: 0.0025 / 3000.
         let weth_per_tmai: f64 = 0.0025 / 3000.0;
         let price = if token0 == tmai { weth_per_tmai } else { 1.0 / weth_per_tmai };
@@ -217,7 +219,11 @@ impl Markets {
             recipient: deployer,
             deadline: U256::from(u64::MAX),
         };
-        let minted = INonfungiblePositionManager::new(manager, &provider).mint(params).send().await.unwrap().get_receipt().await.unwrap();
+        let npm = INonfungiblePositionManager::new(manager, &provider);
+        if let Err(e) = npm.mint(params.clone()).call().await {
+            panic!("adding liquidity would revert: {e} (token0 {token0}, sqrt price {sqrt_x96})");
+        }
+        let minted = npm.mint(params).gas(1_000_000).send().await.unwrap().get_receipt().await.unwrap();
         assert!(minted.status(), "adding liquidity reverted");
 
         let eth_usd = deploy_feed(&provider, 8, 3_000_00000000).await;
@@ -237,7 +243,7 @@ impl Markets {
             amountOutMinimum: U256::ZERO,
             sqrtPriceLimitX96: U160::ZERO,
         };
-        let receipt = ISwapRouter::new(self.router, &self.provider).exactInputSingle(params).send().await.unwrap().get_receipt().await.unwrap();
+        let receipt = ISwapRouter::new(self.router, &self.provider).exactInputSingle(params).gas(1_000_000).send().await.unwrap().get_receipt().await.unwrap();
         assert!(receipt.status(), "swap reverted");
     }
 

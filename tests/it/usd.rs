@@ -179,6 +179,11 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     assert_eq!(row.get::<String, _>("rate_source"), "uniswap_v3");
     assert_eq!(row.get::<i64, _>("usd_micro") as u64, locked.pricing.unwrap().usd_value_micro);
 
+    let events = tmai_pay::store::outbox::all(test_db.db.pool()).await.unwrap();
+    let created = events.iter().find(|e| e.event_type == "checkout.created" && e.payload["data"]["order_id"] == locked.order_id.to_string()).unwrap();
+    assert_eq!(created.payload["data"]["usd_value"], tmai_pay::billing::pricing::format_usd(locked.pricing.unwrap().usd_value_micro));
+    assert_eq!(created.payload["data"]["rate_source"], "uniswap_v3");
+
     // Through the API: 503 rate_unavailable for TMAI with the reason; USD still sold.
     let api = Api::spawn(&test_db.db, catalog.clone(), d.clone(), rpc.clone(), issuer.clone(), book.clone()).await;
     let (status, body) = api.checkout("TMAI", chain.anvil.addresses()[3]).await;
@@ -196,6 +201,19 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     let price = |symbol: &str| plan["prices"].as_array().unwrap().iter().find(|p| p["token"] == symbol).unwrap().clone();
     assert!(price("TMAI")["reason"].as_str().unwrap().contains("manipulated"));
     assert_eq!(price("USD")["display"], "49");
+    let payments: Value = api
+        .client
+        .get(format!("{}/v1/payments", api.base))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = payments["payments"].as_array().unwrap().iter().find(|p| p["order_id"] == locked.order_id.to_string()).unwrap();
+    assert_eq!(listed["usd_value"], tmai_pay::billing::pricing::format_usd(locked.pricing.unwrap().usd_value_micro));
+    assert_eq!(listed["rate_source"], "uniswap_v3");
     let ready: Value = api.client.get(format!("{}/readyz", api.ops)).send().await.unwrap().json().await.unwrap();
     let health: Vec<(String, bool)> = ready["rates"].as_array().unwrap().iter().map(|r| (r["token"].as_str().unwrap().to_string(), r["healthy"].as_bool().unwrap())).collect();
     assert_eq!(health, vec![("TMAI".to_string(), false), ("USD".to_string(), true)]);
@@ -244,6 +262,7 @@ struct Api {
     base: String,
     ops: String,
     client: reqwest::Client,
+    key: String,
     cancel: CancellationToken,
 }
 
@@ -265,13 +284,14 @@ impl Api {
         let cancel = CancellationToken::new();
         let http = HttpSettings { rate_limit_per_second: 0, ..Default::default() };
         let state = AppState::new(db.clone(), catalog, d, rpc, 2, http, cancel.clone()).with_quotes(Some(issuer)).with_rates(book);
+        let (_, key) = tmai_pay::http::keys::create(db, "tests", state.clock.now() as i64).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let ops = format!("http://{}", ops_listener.local_addr().unwrap());
         tokio::spawn(serve(listener, router(state.clone()), cancel.clone()));
         tokio::spawn(serve(ops_listener, ops_router(state), cancel.clone()));
-        Self { base, ops, client: reqwest::Client::new(), cancel }
+        Self { base, ops, client: reqwest::Client::new(), key, cancel }
     }
 
     async fn checkout(&self, token: &str, wallet: Address) -> (u16, Value) {
