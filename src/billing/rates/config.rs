@@ -117,3 +117,49 @@ impl RateSourceConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+
+    use super::RateSourceConfig;
+
+    #[test]
+    fn every_source_reads_from_toml() {
+        let toml = r#"
+[chain]
+rpc_url = "http://x"
+chain_id = 1
+[pricing]
+significant_digits = 5
+[pricing.tokens.TMAI]
+source = "uniswap_v3"
+pool = "0x1111111111111111111111111111111111111111"
+twap_secs = 1800
+max_spot_deviation_bps = 500
+quote_feed = { address = "0x2222222222222222222222222222222222222222", decimals = 8, max_age_secs = 3600 }
+[pricing.tokens.USD]
+source = "stable"
+peg_feed = { address = "0x3333333333333333333333333333333333333333", decimals = 8, max_age_secs = 86400 }
+[pricing.tokens.LINK]
+source = "chainlink"
+feed = { address = "0x4444444444444444444444444444444444444444", decimals = 18, max_age_secs = 3600 }
+eth_usd_feed = { address = "0x2222222222222222222222222222222222222222", decimals = 8, max_age_secs = 3600 }
+[pricing.tokens.TEST]
+source = "fixed"
+usd = "0.25"
+"#;
+        let settings = Settings::from_toml(toml).unwrap();
+        let p = &settings.pricing;
+        assert_eq!(p.significant_digits, 5);
+        let source = |symbol: &str| p.tokens.iter().find(|(k, _)| k.eq_ignore_ascii_case(symbol)).map(|(_, v)| v.clone()).unwrap();
+        assert!(matches!(source("TMAI"), RateSourceConfig::UniswapV3 { twap_secs: 1800, quote_feed: Some(_), quote_usd: None, .. }));
+        assert!(matches!(source("USD"), RateSourceConfig::Stable { peg_feed: Some(_), peg_tolerance_bps: 100 }));
+        assert!(matches!(source("LINK"), RateSourceConfig::Chainlink { eth_usd_feed: Some(_), .. }));
+        assert!(matches!(source("TEST"), RateSourceConfig::Fixed { .. }));
+        let typo = toml.replace("twap_secs", "twap_seconds");
+        assert!(Settings::from_toml(&typo).unwrap_err().to_string().contains("twap_seconds"));
+        let unknown = toml.replace("source = \"fixed\"", "source = \"coingecko\"");
+        assert!(Settings::from_toml(&unknown).unwrap_err().to_string().contains("coingecko"));
+    }
+}
