@@ -22,11 +22,11 @@ use tmai_pay::{
     chain::{
         bindings::{SubscriptionCheckout, TestToken},
         devnet,
-        watcher::{Watcher, WatcherConfig},
     },
     clock::Clock,
     config::HttpSettings,
     http::{AppState, ops_router, router, serve},
+    watcher::{Watcher, WatcherConfig},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -170,7 +170,7 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
         }
     }
     let row = sqlx::query("SELECT o.status, o.rate_usd, o.rate_source, o.usd_micro, p.status AS paid FROM orders o JOIN payments p ON p.matched_order = o.order_id WHERE o.order_id = $1")
-        .bind(locked.order_id as i64)
+        .bind(locked.order_id.db_key().unwrap())
         .fetch_one(test_db.db.pool())
         .await
         .unwrap();
