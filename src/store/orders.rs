@@ -21,6 +21,7 @@ use crate::{
     states::OrderStatus,
 };
 
+pub use super::order_pricing::{OrderPricing, OrderUsd};
 use super::{
     Backend, Db, StoreError,
     bulk::{Value, insert},
@@ -67,35 +68,10 @@ pub struct NewOrder {
     pub event: NewEvent,
 }
 
-/// The rate a USD-priced order was quoted at (columns of `orders`, migration 0011).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderPricing {
-    /// USD value of the amount at the rate, in micro-dollars.
-    pub usd_micro: i64,
-    /// USD per whole token (decimal string).
-    pub rate_usd: String,
-    /// The rate's source.
-    pub rate_source: String,
-    /// Unix time the rate was read.
-    pub rate_at: i64,
-}
-
 impl NewOrder {
     /// The `orders` key: ids from [`next_id`] always fit.
     fn key(&self) -> i64 {
         self.order_id.db_key().expect("an order id from next_id fits the orders key")
-    }
-    fn usd_micro(&self) -> Option<i64> {
-        self.pricing.as_ref().map(|p| p.usd_micro)
-    }
-    fn rate_usd(&self) -> Option<String> {
-        self.pricing.as_ref().map(|p| p.rate_usd.clone())
-    }
-    fn rate_source(&self) -> Option<String> {
-        self.pricing.as_ref().map(|p| p.rate_source.clone())
-    }
-    fn rate_at(&self) -> Option<i64> {
-        self.pricing.as_ref().map(|p| p.rate_at)
     }
 }
 
@@ -403,9 +379,11 @@ pub struct OrderTerms {
     pub paid: bool,
     /// The checkout that issued it.
     pub checkout_id: CheckoutId,
+    /// A USD-priced order's USD value at its locked rate.
+    pub usd: Option<OrderUsd>,
 }
 
-const TERMS: &str = "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id";
+const TERMS: &str = "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id, usd_micro, rate_usd FROM orders WHERE order_id";
 
 fn terms_from(r: &sqlx::any::AnyRow) -> Result<(OrderId, OrderTerms), StoreError> {
     let terms = OrderTerms {
@@ -417,6 +395,7 @@ fn terms_from(r: &sqlx::any::AnyRow) -> Result<(OrderId, OrderTerms), StoreError
         periods: r.try_get::<i64, _>("periods")? as u32,
         paid: r.try_get::<String, _>("status")? == OrderStatus::Paid.as_str(),
         checkout_id: CheckoutId::from_stored(r.try_get("checkout_id")?),
+        usd: OrderUsd::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?),
     };
     Ok((OrderId::issued(r.try_get("order_id")?), terms))
 }
@@ -448,6 +427,7 @@ pub fn terms_sqlite(conn: &rusqlite::Connection, ids: &[OrderId]) -> Result<std:
                 periods: r.get::<_, i64>(6)? as u32,
                 paid: r.get::<_, String>(7)? == OrderStatus::Paid.as_str(),
                 checkout_id: CheckoutId::from_stored(r.get(8)?),
+                usd: OrderUsd::from_columns(r.get(9)?, r.get(10)?),
             };
             out.insert(*id, terms);
         }

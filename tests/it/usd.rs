@@ -183,6 +183,9 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     let created = events.iter().find(|e| e.event_type == "checkout.created" && e.payload["data"]["order_id"] == locked.order_id.to_string()).unwrap();
     assert_eq!(created.payload["data"]["usd_value"], tmai_pay::billing::pricing::format_usd(locked.pricing.unwrap().usd_value_micro));
     assert_eq!(created.payload["data"]["rate_source"], "uniswap_v3");
+    let confirmed = events.iter().find(|e| e.event_type == "payment.confirmed" && e.payload["data"]["order_id"] == locked.order_id.to_string()).unwrap();
+    assert_eq!(confirmed.payload["data"]["usd_value"], created.payload["data"]["usd_value"], "payment.confirmed shows the USD value at the locked rate");
+    assert_eq!(confirmed.payload["data"]["rate_usd"], locked.pricing.unwrap().rate.to_decimal());
 
     // Through the API: 503 rate_unavailable for TMAI with the reason; USD still sold.
     let api = Api::spawn(&test_db.db, catalog.clone(), d.clone(), rpc.clone(), issuer.clone(), book.clone()).await;
