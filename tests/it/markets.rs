@@ -2,7 +2,7 @@
 //! manager and swap router) deployed from the bytecode in its published npm packages, and
 //! Chainlink's own `MockV3Aggregator` compiled from `@chainlink/contracts` with the
 //! project's pinned solc. No price oracle of ours stands in for either.
-#![allow(clippy::too_many_arguments)]
+#![allow(clippy::too_many_arguments, dead_code)]
 
 use std::{path::PathBuf, sync::OnceLock};
 
@@ -15,9 +15,15 @@ use alloy::{
     sol_types::SolValue,
 };
 use serde_json::{Value, json};
-use tmai_pay::chain::{bindings::TestToken, devnet};
+use alloy::node_bindings::AnvilInstance;
+use tmai_pay::{
+    chain::{bindings::TestToken, deployment::Deployment, devnet},
+    toolchain::Toolchain,
+};
 
-use crate::helpers::{TestChain, toolchain};
+fn toolchain() -> Toolchain {
+    Toolchain::locate().expect("toolchain installs")
+}
 
 sol! {
     #[sol(rpc)]
@@ -164,10 +170,10 @@ pub(crate) async fn set_answer(provider: &DynProvider, feed: Address, answer: i1
 impl Markets {
     /// Deploys WETH (a test token), Uniswap v3 with a TMAI/WETH pool at $0.0025 per TMAI
     /// (ETH at $3000) holding 1,000,000 TMAI, room for 100 observations, and the feeds.
-    pub(crate) async fn deploy(chain: &TestChain) -> Self {
-        let provider = devnet::provider_for(&chain.anvil, devnet::DEPLOYER);
-        let deployer = chain.anvil.addresses()[devnet::DEPLOYER];
-        let tmai = chain.deployment.tokens.iter().find(|t| t.symbol == "TMAI").unwrap().address;
+    pub(crate) async fn deploy(anvil: &AnvilInstance, deployment: &Deployment) -> Self {
+        let provider = devnet::provider_for(anvil, devnet::DEPLOYER);
+        let deployer = anvil.addresses()[devnet::DEPLOYER];
+        let tmai = deployment.tokens.iter().find(|t| t.symbol == "TMAI").unwrap().address;
         let weth_token = TestToken::deploy(&provider, "Wrapped Ether (test)".into(), "WETH".into(), 18, deployer).await.unwrap();
         let weth = *weth_token.address();
         let big = U256::from(10).pow(U256::from(30));

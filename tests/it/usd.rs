@@ -92,7 +92,7 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     // Arrange: the fixture contracts, Uniswap v3 and the feeds on one anvil.
     let chain = spawn_chain().await;
     let test_db = fresh_db(kind).await;
-    let m = Markets::deploy(&chain).await;
+    let m = Markets::deploy(&chain.anvil, &chain.deployment).await;
     let d = chain.deployment.clone();
     let tmai = d.tokens.iter().find(|t| t.symbol == "TMAI").unwrap().clone();
     let usd = d.tokens.iter().find(|t| t.symbol == "USD").unwrap().clone();
@@ -314,7 +314,7 @@ impl Api {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_pricing_configuration_names_the_field() {
     let chain = spawn_chain().await;
-    let m = Markets::deploy(&chain).await;
+    let m = Markets::deploy(&chain.anvil, &chain.deployment).await;
     let d = &chain.deployment;
     let rpc = devnet::provider_for(&chain.anvil, devnet::DEPLOYER);
     let good = pricing(&m);
