@@ -388,7 +388,7 @@ mod tests {
             tmai_discount_percent: Some(18),
         };
         // Card prices that disagree with the USD prices are not what the credit follows.
-        let catalog = Catalog::new(&[plan(1, 1, "9.80", Some(1_000)), plan(3, 3, "49.00", Some(1_000))], &[tmai.clone()]).unwrap();
+        let catalog = Catalog::new(&[plan(1, 1, "9.80", Some(1_000)), plan(3, 3, "49.00", Some(1_000))], std::slice::from_ref(&tmai)).unwrap();
         let (basic, premium) = (catalog.get(1).unwrap(), catalog.get(3).unwrap());
         // 10 days of a $9.80 plan are worth 2 days of a $49.00 plan.
         assert_eq!(credit(10 * 86_400, basic, premium, tmai.address), 2 * 86_400);

@@ -7,7 +7,7 @@ pub mod checkouts;
 pub mod members;
 pub mod plans;
 pub mod pricing;
-pub mod rates;
 pub mod quotes;
+pub mod rates;
 pub mod reminders;
 pub mod reversal;

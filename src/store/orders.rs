@@ -134,14 +134,13 @@ pub struct StoredOrder {
 
 /// Returns the order of checkout `checkout_id`, if any.
 pub async fn load(db: &Db, checkout_id: &CheckoutId) -> Result<Option<StoredOrder>, StoreError> {
-    let row =
-        sqlx::query(
-            "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status, usd_micro, rate_usd, rate_source, rate_at \
+    let row = sqlx::query(
+        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status, usd_micro, rate_usd, rate_source, rate_at \
              FROM orders WHERE checkout_id = $1",
-        )
-        .bind(checkout_id.as_str())
-            .fetch_optional(db.pool())
-            .await?;
+    )
+    .bind(checkout_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(StoredOrder {
         order_id: OrderId::issued(r.try_get("order_id")?),

@@ -6,16 +6,16 @@
 
 use std::{path::PathBuf, sync::OnceLock};
 
+use alloy::node_bindings::AnvilInstance;
 use alloy::{
     network::TransactionBuilder,
-    primitives::{Address, Bytes, U256, aliases::U24, aliases::I24, aliases::U160},
+    primitives::{Address, Bytes, U256, aliases::I24, aliases::U24, aliases::U160},
     providers::{DynProvider, Provider, ext::AnvilApi},
     rpc::types::TransactionRequest,
     sol,
     sol_types::SolValue,
 };
 use serde_json::{Value, json};
-use alloy::node_bindings::AnvilInstance;
 use tmai_pay::{
     chain::{bindings::TestToken, deployment::Deployment, devnet},
     toolchain::Toolchain,
@@ -232,8 +232,8 @@ impl Markets {
         let minted = npm.mint(params).gas(1_000_000).send().await.unwrap().get_receipt().await.unwrap();
         assert!(minted.status(), "adding liquidity reverted");
 
-        let eth_usd = deploy_feed(&provider, 8, 3_000_00000000).await;
-        let usd_peg = deploy_feed(&provider, 8, 1_00000000).await;
+        let eth_usd = deploy_feed(&provider, 8, 300_000_000_000).await;
+        let usd_peg = deploy_feed(&provider, 8, 100_000_000).await;
         Self { provider, deployer, tmai, weth, pool, router, eth_usd, usd_peg }
     }
 

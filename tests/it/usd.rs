@@ -131,7 +131,11 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     assert!((280..=310).contains(&moved), "spot moved {moved} ticks");
     book.refresh().await;
     let right_after = quote("TMAI", 1).await.unwrap();
-    assert!((whole(right_after.amount, 18) / tokens - 1.0).abs() < 0.001, "the quote follows the TWAP, not the spot: {} vs {tokens}", whole(right_after.amount, 18));
+    assert!(
+        (whole(right_after.amount, 18) / tokens - 1.0).abs() < 0.001,
+        "the quote follows the TWAP, not the spot: {} vs {tokens}",
+        whole(right_after.amount, 18)
+    );
 
     // After the window the TWAP has moved: the expired first quote is re-priced ~3 % lower.
     m.advance(u64::from(TWAP_SECS) + 100).await;
@@ -204,21 +208,13 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     let price = |symbol: &str| plan["prices"].as_array().unwrap().iter().find(|p| p["token"] == symbol).unwrap().clone();
     assert!(price("TMAI")["reason"].as_str().unwrap().contains("manipulated"));
     assert_eq!(price("USD")["display"], "49");
-    let payments: Value = api
-        .client
-        .get(format!("{}/v1/payments", api.base))
-        .bearer_auth(&api.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let payments: Value = api.client.get(format!("{}/v1/payments", api.base)).bearer_auth(&api.key).send().await.unwrap().json().await.unwrap();
     let listed = payments["payments"].as_array().unwrap().iter().find(|p| p["order_id"] == locked.order_id.to_string()).unwrap();
     assert_eq!(listed["usd_value"], tmai_pay::billing::pricing::format_usd(locked.pricing.unwrap().usd_value_micro));
     assert_eq!(listed["rate_source"], "uniswap_v3");
     let ready: Value = api.client.get(format!("{}/readyz", api.ops)).send().await.unwrap().json().await.unwrap();
-    let health: Vec<(String, bool)> = ready["rates"].as_array().unwrap().iter().map(|r| (r["token"].as_str().unwrap().to_string(), r["healthy"].as_bool().unwrap())).collect();
+    let health: Vec<(String, bool)> =
+        ready["rates"].as_array().unwrap().iter().map(|r| (r["token"].as_str().unwrap().to_string(), r["healthy"].as_bool().unwrap())).collect();
     assert_eq!(health, vec![("TMAI".to_string(), false), ("USD".to_string(), true)]);
 
     // A stale ETH/USD answer (heartbeat 1 h) refuses TMAI only; a fresh one restores it.
@@ -227,12 +223,12 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     let reason = refused(&book, tmai.address);
     assert!(reason.contains("stale"), "{reason}");
     assert!(book.current(usd.address).is_ok());
-    crate::markets::set_answer(&m.provider, m.eth_usd, 3_000_00000000).await;
+    crate::markets::set_answer(&m.provider, m.eth_usd, 300_000_000_000).await;
     book.refresh().await;
     assert!(book.current(tmai.address).is_ok(), "{:?}", book.current(tmai.address));
 
     // A depegged stablecoin (−5 %, tolerance 1 %) refuses USD only.
-    crate::markets::set_answer(&m.provider, m.usd_peg, 95_000000).await;
+    crate::markets::set_answer(&m.provider, m.usd_peg, 95_000_000).await;
     book.refresh().await;
     let reason = refused(&book, usd.address);
     assert!(reason.contains("depegged"), "{reason}");

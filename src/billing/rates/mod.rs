@@ -170,7 +170,7 @@ impl RateBook {
             return Err(RateUnavailable { symbol: token.to_string(), reason: "the token has no rate source in [pricing.tokens]".into() });
         };
         let unavailable = |reason: String| RateUnavailable { symbol: t.symbol.clone(), reason };
-        let result = match &*t.health.read().expect("rate lock") {
+        match &*t.health.read().expect("rate lock") {
             Health::Pending => Err(unavailable("not read yet".into())),
             Health::Refused { reason, .. } => Err(unavailable(reason.clone())),
             Health::Good(reading) => {
@@ -181,8 +181,7 @@ impl RateBook {
                     Ok(*reading)
                 }
             }
-        };
-        result
+        }
     }
 
     /// Every token's status.

@@ -153,7 +153,11 @@ pub fn quote_per_token(tick: i32, token_decimals: u8, quote_decimals: u8) -> Usd
     let raw = pow_q128(tick);
     let scaled = raw * ten.pow(U512::from(token_decimals)) * U512::from(RATE_SCALE) / ten.pow(U512::from(quote_decimals));
     let value: U512 = scaled >> 128usize;
-    UsdRate(if value > U512::from_limbs_slice(U256::MAX.as_limbs()) { U256::MAX } else { U256::from_limbs(value.as_limbs()[..4].try_into().expect("four limbs")) })
+    UsdRate(if value > U512::from_limbs_slice(U256::MAX.as_limbs()) {
+        U256::MAX
+    } else {
+        U256::from_limbs(value.as_limbs()[..4].try_into().expect("four limbs"))
+    })
 }
 
 #[cfg(test)]
