@@ -341,3 +341,44 @@ async fn bad_pricing_configuration_names_the_field() {
     let error = Catalog::new(&[zero], &d.tokens).unwrap_err().to_string();
     assert!(error.contains("plans[0].price_usd") && error.contains("greater than zero"), "{error}");
 }
+
+/// `tmai-pay rates` (the real binary) reads every source once and prints it; a bad source
+/// stops it with the field named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rates_command_prints_each_token_and_names_a_bad_field() {
+    let chain = spawn_chain().await;
+    let m = Markets::deploy(&chain.anvil, &chain.deployment).await;
+    m.advance(u64::from(TWAP_SECS) + 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = dir.path().join("deployment.json");
+    chain.deployment.write(&deployment).unwrap();
+    let config = dir.path().join("tmai-pay.toml");
+    let write = |pool: Address| {
+        let text = format!(
+            "deployment_file = \"{}\"\n[chain]\nrpc_url = \"{}\"\nchain_id = {}\n\
+             [pricing.tokens.TMAI]\nsource = \"uniswap_v3\"\npool = \"{pool}\"\ntwap_secs = {TWAP_SECS}\nmax_spot_deviation_bps = 500\n\
+             quote_feed = {{ address = \"{}\", decimals = 8, max_age_secs = 3600 }}\n\
+             [pricing.tokens.USD]\nsource = \"fixed\"\nusd = \"1\"\n",
+            deployment.display(),
+            chain.anvil.endpoint(),
+            chain.deployment.chain_id,
+            m.eth_usd
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    let config_arg = config.to_str().unwrap().to_string();
+
+    write(m.pool);
+    let output = crate::helpers::tmai_pay(&["rates", "--config", &config_arg], &[]);
+    let (stdout, stderr) = crate::helpers::text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let tmai = stdout.lines().find(|l| l.to_ascii_uppercase().starts_with("TMAI")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(tmai.contains("uniswap_v3") && tmai.contains(" 0.002") && tmai.ends_with("ok"), "{tmai}");
+    assert!(stdout.lines().any(|l| l.to_ascii_uppercase().starts_with("USD") && l.contains("fixed") && l.ends_with("ok")), "{stdout}");
+
+    write(Address::repeat_byte(0x77));
+    let output = crate::helpers::tmai_pay(&["rates", "--config", &config_arg], &[]);
+    let (stdout, stderr) = crate::helpers::text(&output);
+    assert!(!output.status.success());
+    assert!(stderr.to_ascii_lowercase().contains("pricing.tokens.tmai.pool") && stderr.contains("no contract"), "{stdout}{stderr}");
+}
