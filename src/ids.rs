@@ -1,6 +1,8 @@
 //! Identifiers, parsed once where they enter (the API, a log, a row) and carried unchanged
 //! to storage and back: an order id is an [`OrderId`] from the checkout handler to the
-//! webhook body, never an `i64` here and a `String` there.
+//! webhook body, never an `i64` here and a `String` there. (A plan id is the `u32` the
+//! configuration, the catalog, the quote's `uint32 planId` and every row and event carry
+//! alike; it never changes type on its way, so it has no wrapper.)
 
 use std::{fmt, str::FromStr};
 
@@ -154,42 +156,6 @@ impl fmt::Display for CheckoutId {
 impl AsRef<str> for CheckoutId {
     fn as_ref(&self) -> &str {
         &self.0
-    }
-}
-
-/// A plan's catalog id; also `Quote.planId` on-chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PlanId(pub u32);
-
-impl PlanId {
-    /// The id as the contract and the database carry it.
-    pub const fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for PlanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl From<u32> for PlanId {
-    fn from(id: u32) -> Self {
-        Self(id)
-    }
-}
-
-impl From<PlanId> for u32 {
-    fn from(id: PlanId) -> Self {
-        id.0
-    }
-}
-
-impl From<PlanId> for i64 {
-    fn from(id: PlanId) -> Self {
-        Self::from(id.0)
     }
 }
 
