@@ -43,6 +43,9 @@ pub struct Settings {
     /// Incoming card-processor webhooks.
     #[serde(default)]
     pub card: CardSettings,
+    /// USD pricing: rate sources per token, rounding, the discount token.
+    #[serde(default)]
+    pub pricing: crate::billing::rates::PricingSettings,
 }
 
 /// Outgoing webhook delivery (the `[webhooks]` table); every field has a default.
