@@ -171,13 +171,16 @@ fn trim_units(amount: U256, decimals: u8) -> String {
 #[serde(deny_unknown_fields)]
 pub struct CreateCheckout {
     /// Plan id from `GET /v1/plans`.
+    #[serde(deserialize_with = "super::numbers::u32_integral")]
     pub plan_id: u32,
     /// Token symbol to pay in.
     pub token: String,
-    /// The wallet that pays and receives the plan (0x-prefixed address).
+    /// The wallet that pays and receives the plan (0x-prefixed address, not the zero address).
+    #[schema(pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")]
     pub wallet: String,
-    /// Periods to buy (default 1).
-    #[serde(default)]
+    /// Periods to buy, 1–36 (default 1).
+    #[serde(default, deserialize_with = "super::numbers::opt_u32_integral")]
+    #[schema(minimum = 1, maximum = 36)]
     pub periods: Option<u32>,
 }
 
@@ -477,7 +480,7 @@ pub struct SubscriptionView {
 }
 
 /// Returns a wallet's subscription.
-#[utoipa::path(get, path = "/v1/subscriptions/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
+#[utoipa::path(get, path = "/v1/subscriptions/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), responses(
     (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
 pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<SubscriptionView>, ApiError> {
@@ -534,7 +537,7 @@ pub struct BadgeView {
 }
 
 /// Returns a wallet's badge as the chain holds it.
-#[utoipa::path(get, path = "/v1/badges/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
+#[utoipa::path(get, path = "/v1/badges/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), responses(
     (status = 200, body = BadgeView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
 ))]
@@ -599,10 +602,12 @@ pub struct PaymentsPage {
 #[serde(deny_unknown_fields)]
 pub struct PaymentsQuery {
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only payments with an id below this.
     pub before: Option<i64>,
     /// Only payments in this status.
+    #[param(pattern = "^(detected|confirmed|reorged)$")]
     pub status: Option<String>,
 }
 

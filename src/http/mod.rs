@@ -53,9 +53,11 @@ use crate::{
 pub mod api;
 pub mod card;
 pub mod clients;
+pub mod document;
 pub mod error;
 pub mod keys;
 pub mod members;
+pub mod numbers;
 pub mod streams;
 pub mod webhooks;
 
@@ -310,7 +312,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
     // Signed by the processor: neither rate-limited per address nor behind an API key.
     let card_in = Router::new().route("/v1/card/webhook", post(card::webhook)).route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
-    let documents = Router::new().route("/healthz", get(healthz)).route("/openapi.json", get(openapi_json)).route("/docs", get(docs));
+    let documents = Router::new().route("/healthz", get(healthz)).route("/openapi.json", get(document::openapi_json)).route("/docs", get(docs));
     // The API benchmark's baseline: the same stack with no work behind it. Not in the
     // production binary (the `test-hooks` feature is on only for tests and benchmarks).
     #[cfg(feature = "test-hooks")]
@@ -447,12 +449,6 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
     let _ = crate::chain::minter::job_counts(&state.db).await;
     let _ = crate::notify::delivery::pending_gauge(&state.db).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
-}
-
-async fn openapi_json() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises"));
-    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
 }
 
 async fn docs() -> Html<&'static str> {
