@@ -19,7 +19,7 @@ use axum::{
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{AppState, ApiDoc};
+use super::{ApiDoc, AppState};
 use crate::{billing::plans::Catalog, chain::deployment::TokenInfo, notify};
 
 /// Serves the document for this service's catalog.
@@ -84,7 +84,9 @@ fn add_body_rejections(doc: &mut Value) {
                 continue;
             }
             let responses = &mut operation["responses"];
-            for (status, description) in [("400", "the body is not JSON or not this schema"), ("413", "the body is too large"), ("415", "the body is not application/json")] {
+            for (status, description) in
+                [("400", "the body is not JSON or not this schema"), ("413", "the body is too large"), ("415", "the body is not application/json")]
+            {
                 if responses.get(status).is_none() {
                     responses[status] = json!({
                         "description": description,

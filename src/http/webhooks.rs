@@ -47,7 +47,10 @@ fn checked_filter(filter: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
 pub struct CreateEndpoint {
     /// Where to POST events: an https (or http) URL on a public address, without
     /// credentials or a #fragment, up to 2048 characters.
-    #[schema(max_length = 2048, pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$")]
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$"
+    )]
     pub url: String,
     /// Event names or families (`subscription.*`) to receive; leave out for every event.
     #[schema(min_items = 1)]
@@ -111,7 +114,10 @@ fn some_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
     /// New URL (as for a new endpoint).
-    #[schema(max_length = 2048, pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$")]
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$"
+    )]
     pub url: Option<String>,
     /// New filter; `null` to receive every event.
     #[serde(default, deserialize_with = "some_or_null")]
