@@ -15,13 +15,13 @@ use tokio::sync::mpsc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::watcher::{Watcher, WatcherConfig};
 use crate::{
     billing::{plans::Catalog, quotes::QuoteIssuer},
     chain::{
         bindings::{MembershipBadge, SubscriptionCheckout},
         deployment::Deployment,
         minter::{Minter, MinterConfig},
-        watcher::{Watcher, WatcherConfig},
     },
     config::Settings,
     http::AppState,
@@ -47,6 +47,8 @@ pub struct Service {
     pub issuer: Option<PrivateKeySigner>,
     /// The clock every time-based decision reads.
     pub clock: crate::clock::Clock,
+    /// The market rates of USD-priced tokens, checked against the chain at start-up.
+    pub rates: Arc<crate::billing::rates::RateBook>,
 }
 
 impl Service {
@@ -111,7 +113,11 @@ impl Service {
                 deployment.chain_id
             );
         }
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock: crate::clock::Clock::system() })
+        let clock = crate::clock::Clock::system();
+        let rates = crate::billing::rates::RateBook::connect(&settings.pricing, &deployment.tokens, provider.clone(), clock.clone()).await?;
+        rates.refresh().await;
+        let rates = Arc::new(rates);
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock, rates })
     }
 
     /// Returns the watcher for this service.
@@ -135,7 +141,10 @@ impl Service {
     /// Returns the HTTP state for this service.
     pub fn app_state(&self, cancel: CancellationToken) -> AppState {
         let chain = &self.settings.chain;
-        let quotes = self.quote_signer.clone().map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs));
+        let quotes = self
+            .quote_signer
+            .clone()
+            .map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs).with_rates(self.rates.clone()));
         // No fallback to chain.rpc_url for wallets: provider URLs carry API keys.
         let http = self.settings.http.clone();
         AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel)
@@ -143,6 +152,7 @@ impl Service {
             .with_clock(self.clock.clone())
             .with_webhooks(self.settings.webhooks.clone())
             .with_card(self.settings.card.clone())
+            .with_rates(self.rates.clone())
     }
 
     /// Runs the public HTTP server on `listener` and the operations one on `ops`, the
@@ -190,7 +200,9 @@ impl Service {
             cancel.cancel();
             result
         };
-        let (s, w, m, d, ()) = tokio::join!(server, watching, minting, delivering, reminding);
+        // One task keeps the rates fresh for every checkout (at most once per block).
+        let pricing = self.rates.clone().run(cancel.clone());
+        let (s, w, m, d, (), ()) = tokio::join!(server, watching, minting, delivering, reminding, pricing);
         s?;
         w?;
         m?;

@@ -1,7 +1,8 @@
 //! `GET /openapi.json`: utoipa's document ([`super::ApiDoc`], with every constraint the
 //! handlers enforce as schema attributes) completed with what only the running service
 //! knows, so that data valid per the served document is accepted and invalid data refused:
-//! - the catalog's plan ids and the token symbols they are sold in, as enums of
+//! - the catalog's plan ids and the token symbols they are sold in (every token when a plan
+//!   is priced in USD; a token without a usable rate is then refused at quote time), as enums of
 //!   `CreateCheckout`;
 //! - the event names and families (`subscription.*`) as enums of the endpoint filters and
 //!   of `GET /v1/events?type=`;
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::{ApiDoc, AppState};
-use crate::{billing::plans::Catalog, chain::deployment::TokenInfo, notify};
+use crate::{billing::plans::Catalog, chain::deployment::TokenInfo, events::EventType};
 
 /// Serves the document for this service's catalog.
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
@@ -34,13 +35,17 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
 pub fn served(base: &Value, catalog: &Catalog, tokens: &[TokenInfo]) -> Value {
     let mut doc = base.clone();
     let plan_ids: Vec<u32> = catalog.plans().map(|p| p.id).collect();
-    let symbols: Vec<&str> = tokens.iter().filter(|t| catalog.plans().any(|p| p.prices.contains_key(&t.address))).map(|t| t.symbol.as_str()).collect();
+    let symbols: Vec<&str> = tokens
+        .iter()
+        .filter(|t| catalog.plans().any(|p| p.prices.contains_key(&t.address) || p.price_usd_micro.is_some()))
+        .map(|t| t.symbol.as_str())
+        .collect();
     let schemas = &mut doc["components"]["schemas"];
     set_enum(&mut schemas["CreateCheckout"]["properties"]["plan_id"], json!(plan_ids));
     set_enum(&mut schemas["CreateCheckout"]["properties"]["token"], json!(symbols));
-    let names: Vec<String> = notify::EVENT_TYPES.iter().map(|t| t.to_string()).collect();
+    let names: Vec<String> = EventType::names().map(str::to_string).collect();
     let mut filters = names.clone();
-    for name in notify::EVENT_TYPES {
+    for name in EventType::names() {
         let family = format!("{}.*", name.split('.').next().unwrap_or(name));
         if !filters.contains(&family) {
             filters.push(family);

@@ -395,7 +395,7 @@ impl App {
 fn fetch_quote(app: &App, checkout: &Value) -> tmai_pay::billing::quotes::IssuedQuote {
     let q = &checkout["quote"];
     tmai_pay::billing::quotes::IssuedQuote {
-        checkout_id: checkout["id"].as_str().unwrap().into(),
+        checkout_id: checkout["id"].as_str().unwrap().parse().unwrap(),
         order_id: checkout["order_id"].as_str().unwrap().parse().unwrap(),
         quote: tmai_pay::chain::bindings::ISubscriptionCheckout::Quote {
             orderId: q["orderId"].as_str().unwrap().parse().unwrap(),
@@ -411,6 +411,7 @@ fn fetch_quote(app: &App, checkout: &Value) -> tmai_pay::billing::quotes::Issued
         chain_id: app.h.chain.deployment.chain_id,
         amount: checkout["amount"].as_str().unwrap().parse().unwrap(),
         token: checkout["token"]["address"].as_str().unwrap().parse().unwrap(),
+        pricing: None,
         expires_at: checkout["expires_at"].as_u64().unwrap(),
     }
 }

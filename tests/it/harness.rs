@@ -9,6 +9,7 @@ use alloy::{
     rpc::types::TransactionReceipt,
 };
 use sqlx::Row;
+use tmai_pay::watcher::{Watcher, WatcherConfig};
 use tmai_pay::{
     billing::{
         plans::{Catalog, PlanConfig},
@@ -17,7 +18,6 @@ use tmai_pay::{
     chain::{
         bindings::{SubscriptionCheckout, TestToken},
         devnet,
-        watcher::{Watcher, WatcherConfig},
     },
     store::outbox,
 };
@@ -42,6 +42,7 @@ pub(crate) fn plan_configs() -> Vec<PlanConfig> {
         card_price_id: Some(format!("price_{id}")),
         trial_days: 7,
         tmai_discount_percent: None,
+        price_usd: None,
     };
     vec![
         plan(1, "Basic monthly", 1, "monthly", "80", "9", 900),
