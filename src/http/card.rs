@@ -65,7 +65,7 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
     // A request without a signature is refused as such (400) before the configuration is
     // looked at: only a signed event learns that card payments are off.
     if !headers.contains_key("stripe-signature") {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", "the Stripe-Signature header is missing"));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", "missing Stripe-Signature header"));
     }
     let Some(secret) = &state.card.webhook_secret else {
         tracing::warn!("card webhook received but card.webhook_secret is not set; refused");
