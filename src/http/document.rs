@@ -130,10 +130,14 @@ fn set_items_enum(schema: &mut Value, values: &Value) {
     }
 }
 
+/// A link: source path, method and status, the id's runtime expression, and the (path,
+/// method) of each operation that takes the id.
+type Link = (&'static str, &'static str, &'static str, &'static str, &'static [(&'static str, &'static str)]);
+
 /// OpenAPI links: from a response that creates an id to the operations that take it.
 fn add_links(doc: &mut Value) {
     const ENDPOINT: &str = "/v1/webhook-endpoints/{id}";
-    let links: [(&str, &str, &str, &str, &[(&str, &str)]); 3] = [
+    let links: [Link; 3] = [
         ("/v1/checkouts", "post", "201", "$response.body#/id", &[("/v1/checkouts/{id}", "get"), ("/v1/checkouts/{id}/events", "get")]),
         (
             "/v1/webhook-endpoints",
