@@ -205,7 +205,7 @@ pub async fn revoke(conn: &mut AnyConnection, wallet: Address, now: u64) -> Resu
 /// subscriptions and its badge (badge job `move`); event `subscription.moved`.
 pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, now: u64) -> Result<Subscription, MemberError> {
     if from == to {
-        return Err(MemberError::Invalid("new_wallet is the wallet the subscription is already on".into()));
+        return Err(MemberError::Conflict("new_wallet is the wallet the subscription is already on".into()));
     }
     let mut sub = existing(conn, from).await?;
     if ended(&sub, now) {

@@ -188,13 +188,16 @@ fn trim_units(amount: U256, decimals: u8) -> String {
 #[serde(deny_unknown_fields)]
 pub struct CreateCheckout {
     /// Plan id from `GET /v1/plans`.
+    #[serde(deserialize_with = "super::numbers::u32_integral")]
     pub plan_id: u32,
     /// Token symbol to pay in.
     pub token: String,
-    /// The wallet that pays and receives the plan (0x-prefixed address).
+    /// The wallet that pays and receives the plan (0x-prefixed address, not the zero address).
+    #[schema(pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")]
     pub wallet: String,
-    /// Periods to buy (default 1).
-    #[serde(default)]
+    /// Periods to buy, 1–36 (default 1).
+    #[serde(default, deserialize_with = "super::numbers::opt_u32_integral")]
+    #[schema(minimum = 1, maximum = 36)]
     pub periods: Option<u32>,
 }
 

@@ -43,7 +43,10 @@ pub struct CardWebhookResponse {
 
 /// Receives a card-processor event (Stripe). Verified with the `Stripe-Signature` header
 /// (HMAC-SHA256 of `t.body` with `card.webhook_secret`, `card.tolerance_secs` of clock
-/// skew); each event id is applied once, a replay answers `duplicate`.
+/// skew); each event id is applied once, a replay answers `duplicate`. Without a configured
+/// secret the route answers 404 `card_not_configured`: card payments are off on this
+/// service, which is the operator's choice and not a server fault (a processor retries any
+/// non-2xx answer, so events sent before the secret is set are delivered once it is).
 #[utoipa::path(
     post,
     path = "/v1/card/webhook",
@@ -55,13 +58,20 @@ pub struct CardWebhookResponse {
         (status = 400, body = ErrorBody, description = "bad, missing or stale signature; a body that is not an event; a bad wallet in the metadata"),
         (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "metadata missing or naming a plan that does not exist; a processor price that is no plan's card_price_id; an amount or currency that is not the plan's card price"),
-        (status = 503, body = ErrorBody, description = "card.webhook_secret is not configured"),
+        (status = 404, body = ErrorBody, description = "`card_not_configured`: card payments are off on this service (no card.webhook_secret)"),
     )
 )]
 pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<CardWebhookResponse>, ApiError> {
+    // A request without a signature is refused as such (400) before the configuration is
+    // looked at: only a signed event learns that card payments are off.
+    if !headers.contains_key("stripe-signature") {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", "missing Stripe-Signature header"));
+    }
     let Some(secret) = &state.card.webhook_secret else {
-        tracing::error!("card webhook received but card.webhook_secret is not set; refused");
-        return Err(ApiError::unavailable(
+        tracing::warn!("card webhook received but card.webhook_secret is not set; refused");
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "card_not_configured",
             "card webhooks are not configured: set [card] webhook_secret (TMAI_PAY__CARD__WEBHOOK_SECRET) to the endpoint's signing secret",
         ));
     };

@@ -61,8 +61,11 @@ impl From<&Subscription> for MemberView {
 #[serde(deny_unknown_fields)]
 pub struct CompRequest {
     /// Days to grant, 1–3650.
+    #[serde(deserialize_with = "super::numbers::u32_integral")]
+    #[schema(minimum = 1, maximum = 3650)]
     pub days: u32,
-    /// Why (kept in the ledger and the event), up to 500 characters.
+    /// Why (kept in the ledger and the event), up to 500 characters, not blank.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub reason: String,
 }
 
@@ -82,6 +85,7 @@ pub struct CompResponse {
 #[serde(deny_unknown_fields)]
 pub struct MoveRequest {
     /// The wallet that takes over the subscription and badge (0x address, without one).
+    #[schema(pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")]
     pub new_wallet: String,
 }
 
@@ -89,7 +93,8 @@ pub struct MoveRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
-    /// Why, up to 500 characters (the money is returned outside the service).
+    /// Why, up to 500 characters, not blank (the money is returned outside the service).
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub note: String,
 }
 
@@ -111,7 +116,7 @@ pub struct RefundResponse {
 /// Grants comp time: the expiry moves by `days`, kept apart from paid time (an upgrade
 /// never credits it at a paid price); badge job `update`; event `subscription.comp_granted`.
 #[utoipa::path(post, path = "/v1/members/{wallet}/comp", tag = "merchant", security(("api_key" = [])),
-    params(("wallet" = String, Path, description = "0x address")), request_body = CompRequest, responses(
+    params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), request_body = CompRequest, responses(
     (status = 200, body = CompResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
 ))]
@@ -125,7 +130,7 @@ pub async fn comp(State(state): State<AppState>, Path(wallet): Path<String>, Api
 
 /// Cancels: no renewal, access to the end of the paid period; event `subscription.canceled`.
 #[utoipa::path(post, path = "/v1/members/{wallet}/cancel", tag = "merchant", security(("api_key" = [])),
-    params(("wallet" = String, Path, description = "0x address")), responses(
+    params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), responses(
     (status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
 ))]
@@ -140,7 +145,7 @@ pub async fn cancel(State(state): State<AppState>, Path(wallet): Path<String>) -
 /// Revokes: the subscription ends now and the badge is revoked; badge job `revoke`; event
 /// `subscription.expired` with reason `revoked`.
 #[utoipa::path(post, path = "/v1/members/{wallet}/revoke", tag = "merchant", security(("api_key" = [])),
-    params(("wallet" = String, Path, description = "0x address")), responses(
+    params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), responses(
     (status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
 ))]
@@ -155,7 +160,7 @@ pub async fn revoke(State(state): State<AppState>, Path(wallet): Path<String>) -
 /// Moves the subscription and badge to a new wallet (a member who lost a key); badge job
 /// `move`; event `subscription.moved`.
 #[utoipa::path(post, path = "/v1/members/{wallet}/move", tag = "merchant", security(("api_key" = [])),
-    params(("wallet" = String, Path, description = "0x address")), request_body = MoveRequest, responses(
+    params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), request_body = MoveRequest, responses(
     (status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
 ))]

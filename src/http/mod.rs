@@ -51,9 +51,11 @@ use crate::{
 pub mod api;
 pub mod card;
 pub mod clients;
+pub mod document;
 pub mod error;
 pub mod keys;
 pub mod members;
+pub mod numbers;
 pub mod ops;
 pub mod pages;
 pub mod rates;
@@ -322,7 +324,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
     // Signed by the processor: neither rate-limited per address nor behind an API key.
     let card_in = Router::new().route("/v1/card/webhook", post(card::webhook)).route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
-    let documents = Router::new().route("/healthz", get(ops::healthz)).route("/openapi.json", get(openapi_json)).route("/docs", get(docs));
+    let documents = Router::new().route("/healthz", get(ops::healthz)).route("/openapi.json", get(document::openapi_json)).route("/docs", get(docs));
     // The API benchmark's baseline: the same stack with no work behind it. Not in the
     // production binary (the `test-hooks` feature is on only for tests and benchmarks).
     #[cfg(feature = "test-hooks")]
@@ -400,12 +402,6 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /openapi.json")
-}
-
-async fn openapi_json() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises"));
-    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
 }
 
 async fn docs() -> Html<&'static str> {

@@ -48,7 +48,7 @@ pub struct SubscriptionView {
 }
 
 /// Returns a wallet's subscription.
-#[utoipa::path(get, path = "/v1/subscriptions/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
+#[utoipa::path(get, path = "/v1/subscriptions/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), responses(
     (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
 pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<SubscriptionView>, ApiError> {
@@ -105,7 +105,7 @@ pub struct BadgeView {
 }
 
 /// Returns a wallet's badge as the chain holds it.
-#[utoipa::path(get, path = "/v1/badges/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
+#[utoipa::path(get, path = "/v1/badges/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), responses(
     (status = 200, body = BadgeView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
 ))]
@@ -178,10 +178,12 @@ pub struct PaymentsPage {
 #[serde(deny_unknown_fields)]
 pub struct PaymentsQuery {
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only payments with an id below this.
     pub before: Option<i64>,
     /// Only payments in this status.
+    #[param(pattern = "^(detected|confirmed|reorged)$")]
     pub status: Option<String>,
 }
 

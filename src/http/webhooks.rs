@@ -45,11 +45,18 @@ fn checked_filter(filter: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
-    /// Where to POST events: an https (or http) URL on a public address.
+    /// Where to POST events: an https (or http) URL on a public address, without
+    /// credentials or a #fragment, up to 2048 characters.
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$"
+    )]
     pub url: String,
     /// Event names or families (`subscription.*`) to receive; leave out for every event.
+    #[schema(min_items = 1)]
     pub event_types: Option<Vec<String>>,
     /// Free text, up to 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
 }
 
@@ -106,13 +113,18 @@ fn some_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
-    /// New URL.
+    /// New URL (as for a new endpoint).
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$"
+    )]
     pub url: Option<String>,
     /// New filter; `null` to receive every event.
     #[serde(default, deserialize_with = "some_or_null")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1)]
     pub event_types: Option<Option<Vec<String>>>,
-    /// New description.
+    /// New description, up to 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// `false` stops deliveries and cancels what is pending; `true` delivers the events
     /// written from then on (also after a 410 disabled it). Missed events can be redelivered.
@@ -178,10 +190,12 @@ pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only entries with an id below this (the previous page's `next_before`).
     pub before: Option<i64>,
     /// Deliveries only: `pending`, `delivered`, `failed` or `canceled`.
+    #[param(pattern = "^(pending|delivered|failed|canceled)$")]
     pub status: Option<String>,
     /// Attempts only: the attempts of one event.
     pub event_id: Option<String>,
@@ -326,6 +340,7 @@ pub struct EventsQuery {
     /// Only events after this position.
     pub after: Option<i64>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only events of this name.
     pub r#type: Option<String>,

@@ -193,7 +193,10 @@ async fn a_checkout_goes_from_quote_to_badge_through_the_api(kind: DbKind) {
     let response = app.client.get(format!("{}/readyz", app.ops)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let ready: Value = response.json().await.unwrap();
-    app.check("GET", "/readyz", 200, &ready);
+    // `/readyz` is on the operations listener, so not in the API's served document; its
+    // body is the document's `Ready` schema.
+    let root = json!({ "$ref": "#/components/schemas/Ready", "components": app.doc["components"] });
+    assert!(jsonschema::validator_for(&root).unwrap().is_valid(&ready), "{ready}");
     assert_eq!(ready["rpc"].as_bool(), Some(true));
 }
 on_both_databases!(a_checkout_goes_from_quote_to_badge_through_the_api);

@@ -3,6 +3,7 @@
 
 mod activation;
 mod api;
+mod bad_input;
 mod browser;
 mod card;
 mod chain;

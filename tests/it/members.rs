@@ -198,7 +198,7 @@ async fn member_actions_refuse_bad_requests_and_change_nothing(kind: DbKind) {
         (COMP, "/v1/members/0x1234/comp".into(), comp(json!(5), json!("x")), 400, "is not an address"),
         (CANCEL, "/v1/members/not-a-wallet/cancel".into(), None, 400, "is not an address"),
         (MOVE, format!("/v1/members/{member}/move"), Some(json!({ "new_wallet": "0x12" })), 400, "new_wallet"),
-        (MOVE, format!("/v1/members/{member}/move"), Some(json!({ "new_wallet": member })), 400, "already on"),
+        (MOVE, format!("/v1/members/{member}/move"), Some(json!({ "new_wallet": member })), 409, "already on"),
         (REFUND, "/v1/payments/999/refund".into(), Some(json!({ "note": "x" })), 404, "no payment 999"),
         (REFUND, "/v1/payments/abc/refund".into(), Some(json!({ "note": "x" })), 400, "is not a number"),
         (REFUND, "/v1/payments/1/refund".into(), Some(json!({ "note": "" })), 400, "note must not be empty"),
