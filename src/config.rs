@@ -40,6 +40,9 @@ pub struct Settings {
     /// Incoming card-processor webhooks.
     #[serde(default)]
     pub card: CardSettings,
+    /// Sign-In with Ethereum and membership tokens.
+    #[serde(default)]
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// Outgoing webhook delivery (the `[webhooks]` table); every field has a default.

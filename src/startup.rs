@@ -47,6 +47,8 @@ pub struct Service {
     pub issuer: Option<PrivateKeySigner>,
     /// The clock every time-based decision reads.
     pub clock: crate::clock::Clock,
+    /// Sign-in and membership tokens, when the `[auth]` table configures them.
+    pub auth: Option<crate::auth::AuthService>,
 }
 
 impl Service {
@@ -111,7 +113,8 @@ impl Service {
                 deployment.chain_id
             );
         }
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock: crate::clock::Clock::system() })
+        let auth = crate::auth::AuthService::from_settings(&settings.auth)?;
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock: crate::clock::Clock::system(), auth })
     }
 
     /// Returns the watcher for this service.
@@ -143,6 +146,7 @@ impl Service {
             .with_clock(self.clock.clone())
             .with_webhooks(self.settings.webhooks.clone())
             .with_card(self.settings.card.clone())
+            .with_auth(self.auth.clone())
     }
 
     /// Runs the public HTTP server on `listener` and the operations one on `ops`, the

@@ -21,7 +21,8 @@ use serde_json::json;
 use crate::toolchain::Toolchain;
 
 /// Contracts whose artifacts the service and its benchmarks use.
-pub const EXPORTED: &[&str] = &["SubscriptionCheckout", "MembershipBadge", "TestToken", "ReferenceBadge"];
+pub const EXPORTED: &[&str] =
+    &["SubscriptionCheckout", "MembershipBadge", "TestToken", "ReferenceBadge", "SignatureCheck", "TestSmartWallet", "TestSmartWalletFactory"];
 
 /// Why compiling or checking the contracts failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,7 @@ pub fn compile(toolchain: &Toolchain) -> Result<BTreeMap<String, String>, Compil
     // Only what is exported and what it imports: the forge tests are compiled by forge.
     let mut files = sol_files(&dir.join("src"))?;
     files.push(dir.join("test/bench/ReferenceBadge.sol"));
+    files.push(dir.join("test/wallets/TestSmartWallet.sol"));
     let output = project.compile_files(files).map_err(|e| CompileError::Compiler(e.to_string()))?;
     if output.has_compiler_errors() {
         return Err(CompileError::Sources(output.to_string()));

@@ -3,6 +3,7 @@
 
 mod activation;
 mod api;
+mod auth;
 mod browser;
 mod card;
 mod chain;
