@@ -121,7 +121,7 @@ async fn main() -> Result<()> {
                     wallet: *wallet,
                     plan_id: 3,
                     tier: 3,
-                    status: "active".into(),
+                    status: tmai_pay::states::SubscriptionStatus::Active,
                     started_at: now,
                     expires_at: now + 30 * 86_400,
                     next_plan_id: None,

@@ -60,7 +60,7 @@ async fn main() -> Result<()> {
     let db = Db::connect(&format!("sqlite://{}", tmp.path().join("minter.db").display())).await?;
     let mut tx = db.begin_write().await?;
     for i in 0..jobs {
-        queue_badge(&mut tx, wallet(i), "issue", (i % 4 + 1) as u8, expiry + i, unix_now() as u64).await?;
+        queue_badge(&mut tx, wallet(i), tmai_pay::states::BadgeAction::Issue, (i % 4 + 1) as u8, expiry + i, unix_now() as u64).await?;
     }
     tx.commit().await?;
 

@@ -26,6 +26,7 @@ use alloy::{
 };
 use anyhow::{Context, Result};
 use sqlx::Row;
+use tmai_pay::watcher::{Watcher, WatcherConfig};
 use tmai_pay::{
     billing::{
         plans::{Catalog, PlanConfig},
@@ -38,7 +39,6 @@ use tmai_pay::{
         },
         devnet::{self, AnvilOptions},
         paid_log::decode_logs,
-        watcher::{Watcher, WatcherConfig},
     },
     store::Db,
     toolchain::Toolchain,

@@ -92,7 +92,7 @@ fn events(from: usize, n: usize) -> Vec<NewEvent> {
         .map(|i| {
             NewEvent::new(
                 format!("evt_bench_{i:08}"),
-                "payment.confirmed",
+                tmai_pay::events::EventType::PaymentConfirmed,
                 &serde_json::json!({ "n": i, "written_ms": written, "wallet": "0x00000000000000000000000000000000000000aa" }),
             )
         })

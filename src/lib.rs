@@ -13,12 +13,16 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod events;
 pub mod http;
+pub mod ids;
 pub mod notify;
 pub mod startup;
+pub mod states;
 pub mod store;
 pub mod telemetry;
 pub mod toolchain;
+pub mod watcher;
 
 /// mimalloc for every binary that links the service (the server, its tests and
 /// benchmarks): a request allocates a few hundred small objects (JSON values, strings,

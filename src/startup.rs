@@ -15,13 +15,13 @@ use tokio::sync::mpsc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::watcher::{Watcher, WatcherConfig};
 use crate::{
     billing::{plans::Catalog, quotes::QuoteIssuer},
     chain::{
         bindings::{MembershipBadge, SubscriptionCheckout},
         deployment::Deployment,
         minter::{Minter, MinterConfig},
-        watcher::{Watcher, WatcherConfig},
     },
     config::Settings,
     http::AppState,

@@ -6,7 +6,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
 import {ISubscriptionCheckout} from "../src/interfaces/ISubscriptionCheckout.sol";
-import {TestToken} from "../src/tokens/TestToken.sol";
+import {TestToken} from "../devnet/TestToken.sol";
 import {CheckoutFixture} from "./utils/CheckoutFixture.sol";
 import {FeeOnTransferToken} from "./mocks/FeeOnTransferToken.sol";
 

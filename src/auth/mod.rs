@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use alloy::primitives::Address;
 
-use crate::billing::activation::Subscription;
+use crate::store::subscriptions::Subscription;
 
 /// Sign-in as the HTTP layer uses it: the settings and the loaded keys.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl AuthService {
     pub fn claims(&self, wallet: Address, subscription: Option<&Subscription>, now: u64, auth_time: u64, jti: &str) -> tokens::Claims {
         let session_end = auth_time.saturating_add(self.settings.session_secs);
         let (tier, plan, status, period_end, exp) = match subscription {
-            Some(s) if s.expires_at > now => (s.tier, Some(s.plan_id), s.status.clone(), Some(s.expires_at), session_end.min(s.expires_at)),
+            Some(s) if s.expires_at > now => (s.tier, Some(s.plan_id), s.status.as_str().to_string(), Some(s.expires_at), session_end.min(s.expires_at)),
             Some(s) => (0, Some(s.plan_id), "expired".to_string(), Some(s.expires_at), session_end),
             None => (0, None, "none".to_string(), None, session_end),
         };

@@ -16,40 +16,24 @@
 use std::collections::{HashMap, HashSet};
 
 use alloy::primitives::{Address, B256, U256};
-use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use serde::Serialize;
+use sqlx::AnyConnection;
 
 use super::plans::{Catalog, Plan};
-use crate::store::{
-    StoreError, address_bytes,
-    outbox::{self, NewEvent},
-    to_address,
+pub use crate::store::{
+    badge_jobs::{Cause, NewBadgeJob as BadgeJob},
+    subscriptions::{ActivationRow, Subscription, load, save},
 };
-
-/// A subscription row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subscription {
-    /// Member wallet.
-    pub wallet: Address,
-    /// Current plan.
-    pub plan_id: u32,
-    /// Current tier.
-    pub tier: u8,
-    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
-    /// `expired` or `canceled`.
-    pub status: String,
-    /// When the subscription first started.
-    pub started_at: u64,
-    /// When the current tier's paid time ends.
-    pub expires_at: u64,
-    /// Plan that takes over at `expires_at` (a scheduled downgrade).
-    pub next_plan_id: Option<u32>,
-    /// When the scheduled plan's time ends.
-    pub next_expires_at: Option<u64>,
-    /// The comped part of `expires_at` (granted by the merchant, not paid): the last
-    /// `comp_seconds` before `expires_at`.
-    pub comp_seconds: u64,
-}
+use crate::{
+    events::EventType,
+    ids::{CheckoutId, OrderId},
+    states::{BadgeAction, SubscriptionStatus},
+    store::{
+        StoreError, badge_jobs,
+        outbox::{self, NewEvent},
+        subscriptions,
+    },
+};
 
 /// What kind of change a payment made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,13 +50,13 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    /// Returns the outbox event name.
-    pub fn event(self) -> &'static str {
+    /// Returns the outbox event.
+    pub fn event(self) -> EventType {
         match self {
-            Self::Activated => "subscription.activated",
-            Self::Renewed => "subscription.renewed",
-            Self::Upgraded => "subscription.upgraded",
-            Self::DowngradeScheduled => "subscription.downgrade_scheduled",
+            Self::Activated => EventType::SubscriptionActivated,
+            Self::Renewed => EventType::SubscriptionRenewed,
+            Self::Upgraded => EventType::SubscriptionUpgraded,
+            Self::DowngradeScheduled => EventType::SubscriptionDowngradeScheduled,
         }
     }
 }
@@ -121,7 +105,7 @@ pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Ad
             wallet,
             plan_id: plan.id,
             tier: plan.tier,
-            status: "active".into(),
+            status: SubscriptionStatus::Active,
             started_at: now,
             expires_at: now + bought,
             next_plan_id: None,
@@ -131,11 +115,11 @@ pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Ad
         old_expires_at: current.map(|c| c.expires_at),
         credit_seconds: 0,
     };
-    let Some(cur) = current.filter(|c| c.expires_at > now && c.status != "expired") else {
+    let Some(cur) = current.filter(|c| c.expires_at > now && c.status != SubscriptionStatus::Expired) else {
         return fresh(ChangeKind::Activated);
     };
     let mut after = cur.clone();
-    after.status = "active".into();
+    after.status = SubscriptionStatus::Active;
     if plan.tier == cur.tier {
         after.plan_id = plan.id;
         after.expires_at = cur.expires_at.max(now) + bought;
@@ -150,7 +134,7 @@ pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Ad
         // A trial was not paid for either: upgrading from one credits nothing.
         let left = cur.expires_at - now;
         let comp_left = cur.comp_seconds.min(left);
-        let paid_left = if cur.status == "trialing" { 0 } else { left - comp_left };
+        let paid_left = if cur.status == SubscriptionStatus::Trialing { 0 } else { left - comp_left };
         let mut credit_seconds = catalog.get(cur.plan_id).map_or(0, |old| credit(paid_left, old, plan, token));
         if let (Some(next_id), Some(next_end)) = (cur.next_plan_id, cur.next_expires_at)
             && let Some(next) = catalog.get(next_id)
@@ -172,72 +156,10 @@ pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Ad
     Change { kind: ChangeKind::DowngradeScheduled, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }
 }
 
-/// The `subscriptions` columns a [`Subscription`] is read from, in its order.
-pub const SUBSCRIPTION_COLUMNS: &str = "wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds";
-
-/// Loads the subscription of `wallet`.
-pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Subscription>, StoreError> {
-    let row =
-        sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet = $1")).bind(address_bytes(wallet)).fetch_optional(conn).await?;
-    row.as_ref().map(subscription_from).transpose()
-}
-
-/// Decodes a `subscriptions` row of [`SUBSCRIPTION_COLUMNS`].
-pub fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreError> {
-    Ok(Subscription {
-        wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
-        plan_id: r.try_get::<i64, _>("plan_id")? as u32,
-        tier: r.try_get::<i64, _>("tier")? as u8,
-        status: r.try_get("status")?,
-        started_at: r.try_get::<i64, _>("started_at")? as u64,
-        expires_at: r.try_get::<i64, _>("expires_at")? as u64,
-        next_plan_id: r.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
-        next_expires_at: r.try_get::<Option<i64>, _>("next_expires_at")?.map(|v| v as u64),
-        comp_seconds: r.try_get::<i64, _>("comp_seconds")? as u64,
-    })
-}
-
-/// Writes `s` (insert or replace).
-pub async fn save(conn: &mut AnyConnection, s: &Subscription, now: u64) -> Result<(), StoreError> {
-    sqlx::query(&format!("{SAVE_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {SAVE_TAIL}"))
-        .bind(address_bytes(s.wallet))
-        .bind(i64::from(s.plan_id))
-        .bind(i64::from(s.tier))
-        .bind(&s.status)
-        .bind(s.started_at as i64)
-        .bind(s.expires_at as i64)
-        .bind(s.next_plan_id.map(i64::from))
-        .bind(s.next_expires_at.map(|v| v as i64))
-        .bind(s.comp_seconds as i64)
-        .bind(now as i64)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Queues a badge job setting `wallet`'s badge to `tier` until `expires_at`.
-pub async fn queue_badge(conn: &mut AnyConnection, wallet: Address, action: &str, tier: u8, expires_at: u64, now: u64) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(address_bytes(wallet))
-        .bind(action)
-        .bind(i64::from(tier))
-        .bind(expires_at as i64)
-        .bind(now as i64)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The on-chain payment behind a change: every event it causes (`payment.*`,
-/// `subscription.*`, `badge.*`) carries these, so a merchant's app needs no join.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cause {
-    /// The on-chain order id (decimal).
-    pub order_id: String,
-    /// The checkout that issued the order (None: a payment for an order not stored here).
-    pub checkout_id: Option<String>,
-    /// The payment's transaction.
-    pub tx_hash: B256,
+/// Queues a badge job setting `wallet`'s badge to `tier` until `expires_at` (no payment
+/// behind it: a merchant's action or a card event).
+pub async fn queue_badge(conn: &mut AnyConnection, wallet: Address, action: BadgeAction, tier: u8, expires_at: u64, now: u64) -> Result<(), StoreError> {
+    badge_jobs::queue(conn, &BadgeJob { wallet, action, tier, expires_at, new_wallet: None, cause: None }, now).await
 }
 
 /// The confirmed, matched payment being activated.
@@ -263,42 +185,6 @@ pub struct PaidOrder {
     pub token: Address,
 }
 
-/// An `activations` row: what one payment did.
-#[derive(Debug, Clone)]
-pub struct ActivationRow {
-    /// `payments.id` (the row's key: a payment activates at most once).
-    pub payment_id: i64,
-    /// Member wallet.
-    pub wallet: Address,
-    /// The change, as its event name.
-    pub kind: &'static str,
-    /// Plan paid for.
-    pub plan_id: u32,
-    /// Expiry before the payment.
-    pub old_expires_at: Option<u64>,
-    /// Expiry after it.
-    pub new_expires_at: u64,
-    /// Seconds credited from unused time.
-    pub credit_seconds: u64,
-    /// The subscription before an upgrade, as JSON (what taking the upgrade back restores).
-    pub previous: Option<String>,
-}
-
-/// A badge job to queue.
-#[derive(Debug, Clone)]
-pub struct BadgeJob {
-    /// Member wallet.
-    pub wallet: Address,
-    /// `issue`, `update` or `revoke`.
-    pub action: &'static str,
-    /// Tier the badge shows.
-    pub tier: u8,
-    /// Expiry the badge shows.
-    pub expires_at: u64,
-    /// The payment that caused it, for its `badge.*` event.
-    pub cause: Option<Cause>,
-}
-
 /// What a run of activations (or applied downgrades) writes, planned in memory; the
 /// caller writes it in its transaction.
 #[derive(Debug, Default)]
@@ -319,12 +205,12 @@ pub struct Writes {
 /// stored JSON has always had them: sorted).
 #[derive(Serialize)]
 struct ChangeData<'a> {
-    checkout_id: Option<&'a str>,
+    checkout_id: Option<&'a CheckoutId>,
     credit_seconds: u64,
     expires_at: u64,
     next_expires_at: Option<u64>,
     next_plan_id: Option<u32>,
-    order_id: &'a str,
+    order_id: OrderId,
     payment: &'a str,
     plan_id: u32,
     previous_expires_at: Option<u64>,
@@ -361,16 +247,23 @@ pub fn plan_activations(catalog: &Catalog, paid: &[PaidOrder], current: &mut Has
             previous: existing.filter(|_| change.kind == ChangeKind::Upgraded).map(|s| serde_json::to_string(s).expect("a subscription serializes")),
         });
         if change.kind != ChangeKind::DowngradeScheduled {
-            let action = if existing.is_none() { "issue" } else { "update" };
-            writes.jobs.push(BadgeJob { wallet: p.wallet, action, tier: change.after.tier, expires_at: change.after.expires_at, cause: Some(p.cause.clone()) });
+            let action = if existing.is_none() { BadgeAction::Issue } else { BadgeAction::Update };
+            writes.jobs.push(BadgeJob {
+                wallet: p.wallet,
+                action,
+                tier: change.after.tier,
+                expires_at: change.after.expires_at,
+                new_wallet: None,
+                cause: Some(p.cause.clone()),
+            });
         }
         let after = &change.after;
         writes.events.push(NewEvent::new(
-            outbox::event_id(&revised(&[change.kind.event(), &p.payment_key], p.revision)),
+            outbox::event_id(&revised(&[change.kind.event().as_str(), &p.payment_key], p.revision)),
             change.kind.event(),
             &ChangeData {
-                checkout_id: p.cause.checkout_id.as_deref(),
-                order_id: &p.cause.order_id,
+                checkout_id: p.cause.checkout_id.as_ref(),
+                order_id: p.cause.order_id,
                 tx_hash: p.cause.tx_hash,
                 credit_seconds: change.credit_seconds,
                 expires_at: after.expires_at,
@@ -430,10 +323,17 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
         sub.next_expires_at = None;
         // Comp time belonged to the tier that just ended.
         sub.comp_seconds = 0;
-        writes.jobs.push(BadgeJob { wallet: sub.wallet, action: "update", tier: sub.tier, expires_at: sub.expires_at, cause: None });
+        writes.jobs.push(BadgeJob {
+            wallet: sub.wallet,
+            action: BadgeAction::Update,
+            tier: sub.tier,
+            expires_at: sub.expires_at,
+            new_wallet: None,
+            cause: None,
+        });
         writes.events.push(NewEvent::new(
-            outbox::event_id(&["subscription.renewed", "downgrade", &sub.wallet.to_string(), &previous.to_string()]),
-            "subscription.renewed",
+            outbox::event_id(&[EventType::SubscriptionRenewed.as_str(), "downgrade", &sub.wallet.to_string(), &previous.to_string()]),
+            EventType::SubscriptionRenewed,
             &DowngradeData {
                 change: "downgrade",
                 expires_at: sub.expires_at,
@@ -448,31 +348,12 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
     writes
 }
 
-/// Returns the subscriptions whose scheduled downgrade is due at `now`, by wallet.
-pub async fn due_downgrades(conn: &mut AnyConnection, now: u64) -> Result<Vec<Subscription>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet"))
-        .bind(now as i64)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(subscription_from).collect()
-}
-
 /// Applies the scheduled downgrades due at `now` inside the caller's transaction
 /// ([`plan_downgrades`]); returns how many took effect.
 pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, now: u64) -> Result<usize, StoreError> {
-    let writes = plan_downgrades(catalog, due_downgrades(conn, now).await?);
-    for (sub, job) in writes.subscriptions.iter().zip(&writes.jobs) {
-        save(conn, sub, now).await?;
-        queue_badge(conn, job.wallet, job.action, job.tier, job.expires_at, now).await?;
-    }
+    let writes = plan_downgrades(catalog, subscriptions::due_downgrades(conn, now).await?);
+    subscriptions::save_all(conn, &writes.subscriptions, now).await?;
+    badge_jobs::queue_all(conn, &writes.jobs, now).await?;
     outbox::write_all(conn, &writes.events, now as i64).await?;
     Ok(writes.subscriptions.len())
 }
-
-/// The columns [`save`] writes, for the writers of planned subscriptions.
-pub const SAVE_HEAD: &str =
-    "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds, updated_at)";
-/// How [`save`] resolves an existing row.
-pub const SAVE_TAIL: &str = "ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, \
-    status = excluded.status, expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, \
-    next_expires_at = excluded.next_expires_at, comp_seconds = excluded.comp_seconds, updated_at = excluded.updated_at";

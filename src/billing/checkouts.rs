@@ -9,11 +9,14 @@ use alloy::primitives::{Address, B256};
 use sqlx::Row;
 
 use super::activation::ChangeKind;
-use crate::store::{
-    Db, StoreError, address_bytes,
-    orders::StoredOrder,
-    payments::{self, OrderPayment},
-    to_b256,
+use crate::{
+    states::{CheckoutStatus, OrderStatus},
+    store::{
+        Db, StoreError, address_bytes,
+        orders::StoredOrder,
+        payments::{self, OrderPayment},
+        to_b256,
+    },
 };
 
 /// Where a checkout stands.
@@ -76,8 +79,13 @@ impl CheckoutProgress {
 
 /// Returns the checkout's status at `now`: the stored one, except that an open order past
 /// its deadline is `expired`.
-pub fn status(order: &StoredOrder, now: u64) -> &str {
-    if order.status == "open" && order.deadline < now { "expired" } else { &order.status }
+pub fn status(order: &StoredOrder, now: u64) -> CheckoutStatus {
+    match order.status {
+        OrderStatus::Open if order.deadline < now => CheckoutStatus::Expired,
+        OrderStatus::Open => CheckoutStatus::Open,
+        OrderStatus::Paid => CheckoutStatus::Paid,
+        OrderStatus::Expired => CheckoutStatus::Expired,
+    }
 }
 
 /// Returns `order`'s progress at `now` with `required` confirmations; `head` gives the
@@ -109,7 +117,7 @@ where
     if let Some(activation) = activation_of(db, id).await? {
         progress.expires_at = Some(activation.new_expires_at);
         // A scheduled downgrade changes no badge now: no badge job comes for it.
-        if activation.kind == ChangeKind::DowngradeScheduled.event() {
+        if activation.kind == ChangeKind::DowngradeScheduled.event().as_str() {
             progress.done = true;
             return Ok(progress);
         }

@@ -16,7 +16,13 @@ use sqlx::{AnyConnection, Row};
 use super::activation::{self, Subscription};
 use crate::{
     chain::paid_log::payment_key,
-    store::{StoreError, address_bytes, outbox, to_address, to_b256, to_u256},
+    events::EventType,
+    states::{BadgeAction, PaymentStatus, SubscriptionStatus},
+    store::{
+        StoreError, address_bytes,
+        badge_jobs::{self, NewBadgeJob},
+        outbox, payments, subscriptions,
+    },
 };
 
 /// Seconds in a comp day.
@@ -67,7 +73,7 @@ async fn existing(conn: &mut AnyConnection, wallet: Address) -> Result<Subscript
 
 /// Whether the subscription has ended (expired by status or by time).
 fn ended(sub: &Subscription, now: u64) -> bool {
-    sub.status == "expired" || sub.expires_at <= now
+    sub.status == SubscriptionStatus::Expired || sub.expires_at <= now
 }
 
 fn view(sub: &Subscription) -> serde_json::Value {
@@ -131,15 +137,16 @@ pub async fn grant_comp(conn: &mut AnyConnection, wallet: Address, days: u32, re
     .fetch_one(&mut *conn)
     .await?
     .try_get(0)?;
-    activation::queue_badge(conn, wallet, "update", sub.tier, sub.expires_at, now).await?;
+    activation::queue_badge(conn, wallet, BadgeAction::Update, sub.tier, sub.expires_at, now).await?;
     let mut data = view(&sub);
     data["days"] = days.into();
     data["seconds"] = seconds.into();
     data["reason"] = reason.into();
     data["previous_expires_at"] = previous.into();
     data["grant_id"] = grant_id.into();
-    let id = outbox::event_id(&["subscription.comp_granted", &wallet.to_string(), &grant_id.to_string()]);
-    outbox::write(conn, &id, "subscription.comp_granted", &data, now as i64).await?;
+    let event = EventType::SubscriptionCompGranted;
+    let id = outbox::event_id(&[event.as_str(), &wallet.to_string(), &grant_id.to_string()]);
+    outbox::write(conn, &id, event, &data, now as i64).await?;
     Ok(CompGrant { grant_id, seconds, subscription: sub })
 }
 
@@ -147,18 +154,19 @@ pub async fn grant_comp(conn: &mut AnyConnection, wallet: Address, days: u32, re
 /// badge already expires with it, so no badge job); event `subscription.canceled`.
 pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Result<Subscription, MemberError> {
     let mut sub = existing(conn, wallet).await?;
-    if sub.status == "canceled" {
+    if sub.status == SubscriptionStatus::Canceled {
         return Err(MemberError::Conflict(format!("{wallet}'s subscription is already canceled (access ends at {})", sub.expires_at)));
     }
     if ended(&sub, now) {
         return Err(MemberError::Conflict(format!("{wallet}'s subscription has already expired (at {})", sub.expires_at)));
     }
-    sub.status = "canceled".into();
+    sub.status = SubscriptionStatus::Canceled;
     activation::save(conn, &sub, now).await?;
     let mut data = view(&sub);
     data["source"] = "merchant".into();
-    let id = outbox::event_id(&["subscription.canceled", &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, "subscription.canceled", &data, now as i64).await?;
+    let event = EventType::SubscriptionCanceled;
+    let id = outbox::event_id(&[event.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
+    outbox::write(conn, &id, event, &data, now as i64).await?;
     Ok(sub)
 }
 
@@ -167,18 +175,19 @@ pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Resu
 /// live. `key` makes the event id stable (what caused it).
 async fn end_now(conn: &mut AnyConnection, mut sub: Subscription, reason: &str, key: &str, now: u64) -> Result<Subscription, MemberError> {
     let previous = sub.expires_at;
-    sub.status = "expired".into();
+    sub.status = SubscriptionStatus::Expired;
     sub.expires_at = now;
     sub.next_plan_id = None;
     sub.next_expires_at = None;
     sub.comp_seconds = 0;
     activation::save(conn, &sub, now).await?;
-    activation::queue_badge(conn, sub.wallet, "revoke", sub.tier, now, now).await?;
+    activation::queue_badge(conn, sub.wallet, BadgeAction::Revoke, sub.tier, now, now).await?;
     let mut data = view(&sub);
     data["reason"] = reason.into();
     data["previous_expires_at"] = previous.into();
-    let id = outbox::event_id(&["subscription.expired", &sub.wallet.to_string(), reason, key]);
-    outbox::write(conn, &id, "subscription.expired", &data, now as i64).await?;
+    let event = EventType::SubscriptionExpired;
+    let id = outbox::event_id(&[event.as_str(), &sub.wallet.to_string(), reason, key]);
+    outbox::write(conn, &id, event, &data, now as i64).await?;
     Ok(sub)
 }
 
@@ -208,12 +217,7 @@ pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, n
     if activation::load(conn, to).await?.is_some() {
         return Err(MemberError::Conflict(format!("{to} already has a subscription; a wallet holds one subscription and one badge")));
     }
-    sqlx::query("UPDATE subscriptions SET wallet = $1, updated_at = $2 WHERE wallet = $3")
-        .bind(address_bytes(to))
-        .bind(now as i64)
-        .bind(address_bytes(from))
-        .execute(&mut *conn)
-        .await?;
+    subscriptions::move_wallet(conn, from, to, now).await?;
     // Card renewals follow the member to the new wallet.
     sqlx::query("UPDATE card_subscriptions SET wallet = $1, updated_at = $2 WHERE wallet = $3")
         .bind(address_bytes(to))
@@ -223,20 +227,15 @@ pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, n
         .await?;
     // So does the record of the card trial: the new wallet has had it too.
     super::card::carry_trial(conn, from, to).await?;
-    sqlx::query("INSERT INTO badge_jobs (wallet, action, tier, expires_at, new_wallet, created_at) VALUES ($1, 'move', $2, $3, $4, $5)")
-        .bind(address_bytes(from))
-        .bind(i64::from(sub.tier))
-        .bind(sub.expires_at as i64)
-        .bind(address_bytes(to))
-        .bind(now as i64)
-        .execute(&mut *conn)
-        .await?;
+    let job = NewBadgeJob { wallet: from, action: BadgeAction::Move, tier: sub.tier, expires_at: sub.expires_at, new_wallet: Some(to), cause: None };
+    badge_jobs::queue(conn, &job, now).await?;
     sub.wallet = to;
     let mut data = view(&sub);
     data["from"] = serde_json::json!(from);
     data["to"] = serde_json::json!(to);
-    let id = outbox::event_id(&["subscription.moved", &from.to_string(), &to.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, "subscription.moved", &data, now as i64).await?;
+    let event = EventType::SubscriptionMoved;
+    let id = outbox::event_id(&[event.as_str(), &from.to_string(), &to.to_string(), &now.to_string()]);
+    outbox::write(conn, &id, event, &data, now as i64).await?;
     Ok(sub)
 }
 
@@ -261,43 +260,33 @@ pub struct Refund {
 /// revoke (reason `refunded`); events `payment.refunded` and `subscription.expired`.
 pub async fn refund(conn: &mut AnyConnection, payment_id: i64, note: &str, now: u64) -> Result<Refund, MemberError> {
     let note = text_field("note", note)?;
-    let row = sqlx::query(
-        "SELECT p.id, p.chain_id, p.tx_hash, p.log_index, p.payer, p.token, p.amount, p.plan_id, p.status, p.refunded_at, \
-         (SELECT COUNT(*) FROM activations a WHERE a.payment_id = p.id) AS activated FROM payments p WHERE p.id = $1",
-    )
-    .bind(payment_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| MemberError::NotFound(format!("no payment {payment_id} (ids as in GET /v1/payments)")))?;
-    let status: String = row.try_get("status")?;
-    if status != "confirmed" {
+    let paid =
+        payments::for_refund(conn, payment_id).await?.ok_or_else(|| MemberError::NotFound(format!("no payment {payment_id} (ids as in GET /v1/payments)")))?;
+    if paid.status != PaymentStatus::Confirmed {
+        let status = paid.status;
         return Err(MemberError::Conflict(format!("payment {payment_id} is {status}, not confirmed: only a confirmed payment can be refunded")));
     }
-    if let Some(at) = row.try_get::<Option<i64>, _>("refunded_at")? {
+    if let Some(at) = paid.refunded_at {
         return Err(MemberError::Conflict(format!("payment {payment_id} was already refunded (at {at})")));
     }
-    let payer = to_address(&row.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?;
-    let tx_hash = to_b256(&row.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?;
-    let activated = row.try_get::<i64, _>("activated")? > 0;
-    sqlx::query("UPDATE payments SET refunded_at = $1, refund_note = $2 WHERE id = $3")
-        .bind(now as i64)
-        .bind(&note)
-        .bind(payment_id)
-        .execute(&mut *conn)
-        .await?;
-    let key = payment_key(row.try_get::<i64, _>("chain_id")? as u64, tx_hash, row.try_get::<i64, _>("log_index")? as u64);
+    let (payer, tx_hash, activated) = (paid.payer, paid.tx_hash, paid.activated);
+    payments::mark_refunded(conn, payment_id, &note, now).await?;
+    let key = payment_key(paid.chain_id, tx_hash, paid.log_index);
+    let event = EventType::PaymentRefunded;
     outbox::write(
         conn,
-        &outbox::event_id(&["payment.refunded", &key]),
-        "payment.refunded",
+        &outbox::event_id(&[event.as_str(), &key]),
+        event,
         &serde_json::json!({
             "payment_id": payment_id,
             "payment": key,
             "tx_hash": tx_hash,
             "payer": payer,
-            "token": to_address(&row.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
-            "amount": to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?.to_string(),
-            "plan_id": row.try_get::<i64, _>("plan_id")?,
+            "token": paid.token,
+            "amount": paid.amount.to_string(),
+            "plan_id": paid.plan_id,
+            "order_id": paid.order_id,
+            "checkout_id": paid.checkout_id,
             "note": note,
             "refunded_at": now,
         }),

@@ -7,7 +7,6 @@ use alloy::{
     primitives::{Address, Bytes, U256},
     signers::local::PrivateKeySigner,
 };
-use rand::Rng;
 use serde::Serialize;
 
 use super::plans::Catalog;
@@ -16,6 +15,8 @@ use crate::{
         bindings::ISubscriptionCheckout::Quote,
         signing::{DigestSigner, QuoteHasher, quote_domain},
     },
+    events::EventType,
+    ids::{CheckoutId, OrderId},
     store::{
         Db, StoreError, address_bytes,
         orders::{self, NewOrder},
@@ -44,9 +45,9 @@ pub struct QuoteRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuedQuote {
     /// Public checkout id (unguessable).
-    pub checkout_id: String,
+    pub checkout_id: CheckoutId,
     /// Order id (on-chain `Quote.orderId`).
-    pub order_id: u64,
+    pub order_id: OrderId,
     /// The EIP-712 quote.
     #[serde(skip)]
     pub quote: Quote,
@@ -102,9 +103,9 @@ impl From<sqlx::Error> for QuoteError {
 #[derive(Serialize)]
 struct CreatedData<'a> {
     amount: String,
-    checkout_id: &'a str,
+    checkout_id: &'a CheckoutId,
     expires_at: u64,
-    order_id: String,
+    order_id: OrderId,
     payer: Address,
     periods: u32,
     plan_id: u32,
@@ -154,23 +155,16 @@ impl QuoteIssuer {
         let deadline = now + self.ttl_secs;
 
         let order_id = orders::next_id(db).await?;
-        let checkout_id = new_checkout_id(order_id);
-        let quote = Quote {
-            orderId: U256::from(order_id as u64),
-            payer: request.payer,
-            token: token.address,
-            amount,
-            planId: plan.id,
-            periods: request.periods,
-            deadline,
-        };
+        let checkout_id = CheckoutId::new(order_id);
+        let quote =
+            Quote { orderId: order_id.as_u256(), payer: request.payer, token: token.address, amount, planId: plan.id, periods: request.periods, deadline };
         // Signed before anything is written, outside any transaction: checkouts sign in
         // parallel and only share the commit (store::orders). The quote leaves this
         // function only once its order is stored.
         let signature = self.digests.sign_hashed(&quote, &self.hasher);
         let issued = IssuedQuote {
             checkout_id: checkout_id.clone(),
-            order_id: order_id as u64,
+            order_id,
             quote,
             signature: signature.clone(),
             checkout: self.checkout,
@@ -180,13 +174,13 @@ impl QuoteIssuer {
             expires_at: deadline,
         };
         let event = NewEvent::new(
-            outbox::ordered_event_id(order_id as u64, &["checkout.created", &checkout_id]),
-            "checkout.created",
+            outbox::ordered_event_id(order_id.sort_key(), &[EventType::CheckoutCreated.as_str(), checkout_id.as_str()]),
+            EventType::CheckoutCreated,
             &CreatedData {
                 amount: amount.to_string(),
                 checkout_id: &checkout_id,
                 expires_at: deadline,
-                order_id: issued.order_id.to_string(),
+                order_id,
                 payer: request.payer,
                 periods: request.periods,
                 plan_id: plan.id,
@@ -213,13 +207,4 @@ impl QuoteIssuer {
         .await?;
         Ok(issued)
     }
-}
-
-/// Returns a new public checkout id: `chk_`, the order id as 16 hex digits, and 32 random
-/// hex digits. The random part makes it unguessable; the order id in front makes new ids
-/// sort after older ones, so storing one appends to the index instead of rewriting a
-/// random page of it (as sequence-first ids such as UUIDv7 do).
-fn new_checkout_id(order_id: i64) -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    format!("chk_{order_id:016x}{}", alloy::hex::encode(bytes))
 }

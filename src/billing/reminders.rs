@@ -20,11 +20,12 @@ use super::{activation, plans::Catalog};
 use crate::{
     clock::Clock,
     config::ReminderSettings,
+    events::EventType,
     store::{
         Db, StoreError, address_bytes,
-        bulk::{Value, execute_in, insert},
+        bulk::{Value, insert},
         outbox::{self, NewEvent},
-        to_address,
+        subscriptions, to_address,
     },
 };
 
@@ -99,8 +100,8 @@ impl Reminders {
             for s in due {
                 notices.push(notice(s.wallet, s.end, &kind, now));
                 events.push(NewEvent::new(
-                    outbox::event_id(&["subscription.expiring", &s.wallet.to_string(), &s.end.to_string(), &kind]),
-                    "subscription.expiring",
+                    outbox::event_id(&[EventType::SubscriptionExpiring.as_str(), &s.wallet.to_string(), &s.end.to_string(), &kind]),
+                    EventType::SubscriptionExpiring,
                     &serde_json::json!({
                         "wallet": s.wallet, "plan_id": s.plan_id, "tier": s.tier, "status": s.status,
                         "expires_at": s.end, "days_before": d,
@@ -112,8 +113,8 @@ impl Reminders {
         for s in ended {
             notices.push(notice(s.wallet, s.end, "expired", now));
             events.push(NewEvent::new(
-                outbox::event_id(&["subscription.expired", &s.wallet.to_string(), &s.end.to_string()]),
-                "subscription.expired",
+                outbox::event_id(&[EventType::SubscriptionExpired.as_str(), &s.wallet.to_string(), &s.end.to_string()]),
+                EventType::SubscriptionExpired,
                 &serde_json::json!({
                     "wallet": s.wallet, "plan_id": s.plan_id, "tier": s.tier, "expired_at": s.end,
                     "reason": match s.status.as_str() { "canceled" => "canceled", "past_due" => "renewal_failed", _ => "period_ended" },
@@ -145,21 +146,13 @@ impl Reminders {
             }
             if kind == "expired" {
                 report.expired += 1;
-                wallets.push(Value::Bytes(w.clone()));
+                wallets.push(wallet);
             } else {
                 report.expiring += 1;
             }
             written.push(event);
         }
-        execute_in(
-            &mut tx,
-            "UPDATE subscriptions SET status = 'expired', updated_at = $1 WHERE expires_at <= $1 AND next_plan_id IS NULL \
-             AND status IN ('active', 'trialing', 'past_due', 'canceled') AND wallet IN",
-            "",
-            &[Value::I64(now)],
-            &wallets,
-        )
-        .await?;
+        subscriptions::expire_ended(&mut tx, &wallets, now as u64).await?;
         outbox::write_all(&mut tx, &written, now).await?;
         tx.commit().await?;
         if report.expiring + report.expired > 0 {

@@ -22,7 +22,12 @@ use super::{
     activation::{BadgeJob, Subscription, revised},
     plans::Catalog,
 };
-use crate::store::outbox::{self, NewEvent};
+use crate::{
+    events::EventType,
+    ids::{CheckoutId, OrderId},
+    states::{BadgeAction, SubscriptionStatus},
+    store::outbox::{self, NewEvent},
+};
 
 /// The payment the chain no longer holds.
 #[derive(Debug, Clone)]
@@ -70,16 +75,16 @@ pub struct TakenBack {
 /// The `data` of the event (fields sorted, like the other subscription events).
 #[derive(Serialize)]
 struct ReversedData<'a> {
-    checkout_id: Option<&'a str>,
+    checkout_id: Option<&'a CheckoutId>,
     expires_at: u64,
     next_expires_at: Option<u64>,
     next_plan_id: Option<u32>,
-    order_id: &'a str,
+    order_id: OrderId,
     payment: &'a str,
     plan_id: u32,
     previous_expires_at: u64,
     reason: &'static str,
-    status: &'a str,
+    status: SubscriptionStatus,
     tier: u8,
     tx_hash: B256,
     wallet: Address,
@@ -102,15 +107,15 @@ fn remove(s: &mut Subscription, seconds: u64, now: u64) {
 pub fn take_back(catalog: &Catalog, vanished: &Vanished<'_>, bought: &Bought, current: &Subscription, now: u64) -> TakenBack {
     let periods_secs = catalog.get(bought.plan_id).map_or(0, |p| p.period.seconds() * u64::from(vanished.periods));
     let mut after = current.clone();
-    match bought.kind.as_str() {
-        "subscription.upgraded" => match &bought.previous {
+    match bought.kind.parse::<EventType>().ok() {
+        Some(EventType::SubscriptionUpgraded) => match &bought.previous {
             Some(previous) if after.plan_id == bought.plan_id && after.expires_at == bought.new_expires_at && after.next_plan_id.is_none() => {
                 after = previous.clone();
                 after.wallet = current.wallet;
             }
             _ => remove(&mut after, periods_secs + bought.credit_seconds, now),
         },
-        "subscription.downgrade_scheduled" if after.next_plan_id == Some(bought.plan_id) => {
+        Some(EventType::SubscriptionDowngradeScheduled) if after.next_plan_id == Some(bought.plan_id) => {
             let next = after.next_expires_at.unwrap_or(after.expires_at).saturating_sub(periods_secs);
             if next <= after.expires_at {
                 after.next_plan_id = None;
@@ -123,30 +128,31 @@ pub fn take_back(catalog: &Catalog, vanished: &Vanished<'_>, bought: &Bought, cu
     }
     let ended = after.expires_at <= now;
     if ended {
-        after.status = "expired".into();
+        after.status = SubscriptionStatus::Expired;
         after.expires_at = now;
         after.next_plan_id = None;
         after.next_expires_at = None;
         after.comp_seconds = 0;
     }
-    let (event_type, action) = if ended { ("subscription.expired", "revoke") } else { ("subscription.reversed", "update") };
+    let (event_type, action) =
+        if ended { (EventType::SubscriptionExpired, BadgeAction::Revoke) } else { (EventType::SubscriptionReversed, BadgeAction::Update) };
     let data = ReversedData {
         expires_at: after.expires_at,
         next_expires_at: after.next_expires_at,
         next_plan_id: after.next_plan_id,
-        checkout_id: vanished.cause.checkout_id.as_deref(),
-        order_id: &vanished.cause.order_id,
+        checkout_id: vanished.cause.checkout_id.as_ref(),
+        order_id: vanished.cause.order_id,
         payment: vanished.payment_key,
         plan_id: after.plan_id,
         previous_expires_at: current.expires_at,
         reason: "reorged",
-        status: &after.status,
+        status: after.status,
         tier: after.tier,
         tx_hash: vanished.cause.tx_hash,
         wallet: after.wallet,
     };
-    let event = NewEvent::new(outbox::event_id(&revised(&[event_type, vanished.payment_key, "reorged"], vanished.revision)), event_type, &data);
-    let job = BadgeJob { wallet: after.wallet, action, tier: after.tier, expires_at: after.expires_at, cause: Some(vanished.cause.clone()) };
+    let event = NewEvent::new(outbox::event_id(&revised(&[event_type.as_str(), vanished.payment_key, "reorged"], vanished.revision)), event_type, &data);
+    let job = BadgeJob { wallet: after.wallet, action, tier: after.tier, expires_at: after.expires_at, new_wallet: None, cause: Some(vanished.cause.clone()) };
     TakenBack { after, ended, job, event }
 }
 
@@ -176,7 +182,7 @@ mod tests {
             wallet: Address::repeat_byte(9),
             plan_id,
             tier,
-            status: "active".into(),
+            status: SubscriptionStatus::Active,
             started_at: 0,
             expires_at,
             next_plan_id: None,
@@ -186,7 +192,11 @@ mod tests {
     }
 
     fn vanished(periods: u32) -> Vanished<'static> {
-        let cause = crate::billing::activation::Cause { order_id: "7".into(), checkout_id: Some("chk_7".into()), tx_hash: B256::repeat_byte(1) };
+        let cause = crate::billing::activation::Cause {
+            order_id: OrderId::issued(7),
+            checkout_id: Some(CheckoutId::from_stored("chk_7".into())),
+            tx_hash: B256::repeat_byte(1),
+        };
         Vanished { wallet: Address::repeat_byte(9), periods, payment_key: "31337:0x01:1", cause, revision: 0 }
     }
 
@@ -201,7 +211,7 @@ mod tests {
         let out = take_back(&catalog(), &vanished(2), &bought("subscription.renewed", 1, current.expires_at), &current, now);
         assert!(!out.ended);
         assert_eq!(out.after.expires_at, now + MONTH_SECS);
-        assert_eq!((out.job.action, out.event.event_type), ("update", "subscription.reversed"));
+        assert_eq!((out.job.action.as_str(), out.event.event_type.as_str()), ("update", "subscription.reversed"));
     }
 
     #[test]
@@ -211,7 +221,7 @@ mod tests {
         let out = take_back(&catalog(), &vanished(1), &bought("subscription.activated", 1, current.expires_at), &current, now);
         assert!(out.ended);
         assert_eq!((out.after.status.as_str(), out.after.expires_at), ("expired", now));
-        assert_eq!((out.job.action, out.event.event_type), ("revoke", "subscription.expired"));
+        assert_eq!((out.job.action.as_str(), out.event.event_type.as_str()), ("revoke", "subscription.expired"));
         assert!(out.event.body.contains(r#""reason":"reorged""#), "{}", out.event.body);
     }
 

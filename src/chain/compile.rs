@@ -80,9 +80,11 @@ pub fn compile(toolchain: &Toolchain) -> Result<BTreeMap<String, String>, Compil
         .build(SolcCompiler::Specific(solc))
         .map_err(|e| CompileError::Compiler(e.to_string()))?;
     // Only what is exported and what it imports: the forge tests are compiled by forge.
+    // `devnet/` holds what local chains and tests deploy (the test tokens), kept out of
+    // `src/` so that no production contract can import it.
     let mut files = sol_files(&dir.join("src"))?;
+    files.extend(sol_files(&dir.join("devnet"))?);
     files.push(dir.join("test/bench/ReferenceBadge.sol"));
-    files.push(dir.join("test/wallets/TestSmartWallet.sol"));
     let output = project.compile_files(files).map_err(|e| CompileError::Compiler(e.to_string()))?;
     if output.has_compiler_errors() {
         return Err(CompileError::Sources(output.to_string()));

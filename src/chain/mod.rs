@@ -9,7 +9,6 @@ pub mod devnet;
 pub mod minter;
 pub mod paid_log;
 pub mod signing;
-pub mod watcher;
 
 /// Waits before a worker's next round (the watcher's pass, the minter's tick): `wait`, or
 /// less when a new head arrives on `heads`; returns `false` when `cancel` fires first.

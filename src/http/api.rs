@@ -1,13 +1,13 @@
-//! The `/v1` routes: plans, checkouts (with their progress stream), subscriptions, badges,
-//! and the merchant's payments list. Inputs are parsed at the edge into chain types; every
-//! bad input is a 4xx in the one error shape.
+//! The `/v1` routes of a purchase: plans, and checkouts with their progress stream (the
+//! reads of subscriptions, badges and payments are in [`super::reads`]). Inputs are parsed
+//! at the edge into typed values; every bad input is a 4xx in the one error shape.
 
-use std::{convert::Infallible, str::FromStr, sync::Arc, time::Duration};
+use std::{convert::Infallible, str::FromStr, time::Duration};
 
 use alloy::primitives::{Address, U256, utils::format_units};
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{
         IntoResponse, Response,
@@ -15,7 +15,7 @@ use axum::{
     },
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::{
     AppState,
@@ -24,15 +24,12 @@ use super::{
 };
 use crate::{
     billing::{
-        activation::{self, Subscription},
         checkouts::{self, CheckoutProgress},
         quotes::QuoteRequest,
     },
-    chain::bindings::MembershipBadge,
-    store::{
-        orders::{self, StoredOrder},
-        payments::{self, PaymentFilter},
-    },
+    ids::{CheckoutId, OrderId},
+    states::{CheckoutStatus, OrderStatus},
+    store::orders::{self, StoredOrder},
 };
 
 /// The chain the checkout runs on.
@@ -186,7 +183,8 @@ pub struct CreateCheckout {
 #[allow(non_snake_case)]
 pub struct QuoteView {
     /// Order id (decimal string).
-    pub orderId: String,
+    #[schema(value_type = String)]
+    pub orderId: OrderId,
     /// Payer.
     pub payer: String,
     /// Token address.
@@ -239,11 +237,13 @@ impl From<&CheckoutProgress> for Progress {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckoutView {
     /// Public checkout id.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: CheckoutId,
     /// `open`, `paid` or `expired`.
-    pub status: String,
+    pub status: CheckoutStatus,
     /// On-chain order id (decimal string).
-    pub order_id: String,
+    #[schema(value_type = String)]
+    pub order_id: OrderId,
     /// Chain id.
     pub chain_id: u64,
     /// Checkout contract to call.
@@ -291,7 +291,7 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
     let issued = issuer.issue(&state.db, &state.catalog, &request, state.clock.now()).await?;
     // Built from what was just stored: no second read on the hot path.
     let order = StoredOrder {
-        order_id: issued.order_id as i64,
+        order_id: issued.order_id,
         checkout_id: issued.checkout_id,
         payer: issued.quote.payer,
         token: issued.token,
@@ -300,10 +300,10 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         periods: issued.quote.periods,
         deadline: issued.expires_at,
         signature: issued.signature.to_vec(),
-        status: "open".into(),
+        status: OrderStatus::Open,
     };
     let progress = Progress::from(&CheckoutProgress::open(state.confirmations));
-    let view = view_of(&state, &order, order.status.clone(), progress);
+    let view = view_of(&state, &order, CheckoutStatus::Open, progress);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -328,7 +328,7 @@ pub async fn get_checkout(State(state): State<AppState>, Path(id): Path<String>)
     (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
 pub async fn checkout_events(State(state): State<AppState>, Client(client): Client, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let Some(order) = orders::load(&state.db, &id).await? else {
+    let Some(order) = load_order(&state, &id).await? else {
         return Err(ApiError::not_found(format!("no checkout {id:?}")));
     };
     let slot = state.streams.acquire(client)?;
@@ -409,21 +409,28 @@ impl Follow {
     }
 }
 
+/// Returns the order of the checkout `id` names, parsed here once: a text that is no
+/// checkout id is no checkout (404), without a database read.
+async fn load_order(state: &AppState, id: &str) -> Result<Option<StoredOrder>, ApiError> {
+    let Ok(checkout_id) = id.parse::<CheckoutId>() else { return Ok(None) };
+    Ok(orders::load(&state.db, &checkout_id).await?)
+}
+
 async fn load_checkout(state: &AppState, checkout_id: &str) -> Result<Option<CheckoutView>, ApiError> {
-    let Some(order) = orders::load(&state.db, checkout_id).await? else { return Ok(None) };
+    let Some(order) = load_order(state, checkout_id).await? else { return Ok(None) };
     let progress = progress_of(state, &order).await?;
-    let status = checkouts::status(&order, state.clock.now()).to_string();
+    let status = checkouts::status(&order, state.clock.now());
     Ok(Some(view_of(state, &order, status, progress)))
 }
 
-fn view_of(state: &AppState, order: &StoredOrder, status: String, progress: Progress) -> CheckoutView {
+fn view_of(state: &AppState, order: &StoredOrder, status: CheckoutStatus, progress: Progress) -> CheckoutView {
     let d = &state.deployment;
     let token = d.tokens.iter().find(|t| t.address == order.token);
     let (token_text, amount) = (state.address_text(order.token), order.amount.to_string());
     CheckoutView {
         id: order.checkout_id.clone(),
         status,
-        order_id: order.order_id.to_string(),
+        order_id: order.order_id,
         chain_id: d.chain_id,
         contract: state.address_text(d.checkout),
         token: TokenView {
@@ -435,7 +442,7 @@ fn view_of(state: &AppState, order: &StoredOrder, status: String, progress: Prog
         amount: amount.clone(),
         expires_at: order.deadline,
         quote: QuoteView {
-            orderId: order.order_id.to_string(),
+            orderId: order.order_id,
             payer: order.payer.to_string(),
             token: token_text,
             amount,
@@ -452,201 +459,4 @@ fn view_of(state: &AppState, order: &StoredOrder, status: String, progress: Prog
 async fn progress_of(state: &AppState, order: &StoredOrder) -> Result<Progress, ApiError> {
     let progress = checkouts::progress(&state.db, order, state.confirmations, state.clock.now(), || state.head()).await?;
     Ok(Progress::from(&progress))
-}
-
-/// A wallet's subscription.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SubscriptionView {
-    /// Member wallet.
-    pub wallet: String,
-    /// Current plan.
-    pub plan_id: u32,
-    /// Current tier.
-    pub tier: u8,
-    /// Tier name.
-    pub tier_name: String,
-    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
-    /// `expired` or `canceled`.
-    pub status: String,
-    /// Unix time the subscription started.
-    pub started_at: u64,
-    /// Unix time the current tier's paid time ends.
-    pub expires_at: u64,
-    /// Plan that takes over at `expires_at` (a scheduled downgrade).
-    pub next_plan_id: Option<u32>,
-}
-
-/// Returns a wallet's subscription.
-#[utoipa::path(get, path = "/v1/subscriptions/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
-    (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
-))]
-pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<SubscriptionView>, ApiError> {
-    let wallet = parse_wallet("wallet", &wallet)?;
-    let stored = stored_subscription(&state, wallet).await?.ok_or_else(|| ApiError::not_found(format!("{wallet} has no subscription")))?;
-    let mut status = stored.status.clone();
-    if status != "canceled" && stored.expires_at <= state.clock.now() {
-        status = "expired".into();
-    }
-    Ok(Json(SubscriptionView {
-        wallet: wallet.to_string(),
-        plan_id: stored.plan_id,
-        tier: stored.tier,
-        tier_name: tier_name(stored.tier).into(),
-        status,
-        started_at: stored.started_at,
-        expires_at: stored.expires_at,
-        next_plan_id: stored.next_plan_id,
-    }))
-}
-
-/// Reads `wallet`'s subscription through the read cache: members' apps ask for it on every
-/// page they gate, and it changes only at payments, card events and member changes.
-async fn stored_subscription(state: &AppState, wallet: Address) -> Result<Option<Arc<Subscription>>, ApiError> {
-    let generation = state.db.cache_generation();
-    if let Some(generation) = generation
-        && let Some(hit) = state.subscriptions.get(&wallet, generation)
-    {
-        return Ok(hit);
-    }
-    let mut conn = state.db.pool().acquire().await?;
-    let stored = activation::load(&mut conn, wallet).await?.map(Arc::new);
-    if let Some(generation) = generation {
-        state.subscriptions.insert(wallet, generation, stored.clone());
-    }
-    Ok(stored)
-}
-
-/// A wallet's badge, read from the chain.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BadgeView {
-    /// Holder.
-    pub wallet: String,
-    /// Token id (decimal string).
-    pub token_id: String,
-    /// Tier on chain.
-    pub tier: u8,
-    /// Expiry on chain (unix time).
-    pub expires_at: u64,
-    /// Whether the badge is active now (`isActive`).
-    pub active: bool,
-    /// On-chain metadata (`data:application/json;base64,…` with an SVG image).
-    pub token_uri: String,
-}
-
-/// Returns a wallet's badge as the chain holds it.
-#[utoipa::path(get, path = "/v1/badges/{wallet}", tag = "public", params(("wallet" = String, Path, description = "0x address")), responses(
-    (status = 200, body = BadgeView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-    (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
-))]
-pub async fn badge(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<BadgeView>, ApiError> {
-    let wallet = parse_wallet("wallet", &wallet)?;
-    let badge = MembershipBadge::new(state.deployment.badge, &state.provider);
-    let unavailable = |e: alloy::contract::Error| {
-        tracing::warn!(error = %e, "reading the badge failed");
-        ApiError::unavailable("the chain cannot be read right now; try again")
-    };
-    let m = badge.membershipOf(wallet).call().await.map_err(unavailable)?;
-    if m.tokenId.is_zero() {
-        return Err(ApiError::not_found(format!("{wallet} holds no badge")));
-    }
-    let token_uri = badge.tokenURI(m.tokenId).call().await.map_err(unavailable)?;
-    let active = badge.isActive(wallet).call().await.map_err(unavailable)?;
-    Ok(Json(BadgeView { wallet: wallet.to_string(), token_id: m.tokenId.to_string(), tier: m.tier, expires_at: m.expiresAt_, active, token_uri }))
-}
-
-/// A recorded payment.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentView {
-    /// Payment id (cursor order).
-    pub id: i64,
-    /// Transaction hash.
-    pub tx_hash: String,
-    /// Log index.
-    pub log_index: i64,
-    /// Block number.
-    pub block_number: i64,
-    /// Order id (decimal string).
-    pub order_id: String,
-    /// Payer.
-    pub payer: String,
-    /// Token address.
-    pub token: String,
-    /// Amount in the token's smallest unit (decimal string).
-    pub amount: String,
-    /// Plan id.
-    pub plan_id: u32,
-    /// Periods.
-    pub periods: u32,
-    /// `detected`, `confirmed` or `reorged`.
-    pub status: String,
-    /// Why the payment matched no open order, if it did not.
-    pub unmatched_reason: Option<String>,
-    /// Unix time detected.
-    pub detected_at: i64,
-}
-
-/// A page of payments.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentsPage {
-    /// Payments, newest first.
-    pub payments: Vec<PaymentView>,
-    /// Pass as `before` for the next page; absent on the last page.
-    pub next_before: Option<i64>,
-}
-
-/// Paging of `GET /v1/payments`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct PaymentsQuery {
-    /// Page size, 1–500 (default 100).
-    pub limit: Option<u32>,
-    /// Only payments with an id below this.
-    pub before: Option<i64>,
-    /// Only payments in this status.
-    pub status: Option<String>,
-}
-
-/// Returns a list route's page size: `limit`, 1–500, default 100.
-pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(100);
-    if (1..=500).contains(&limit) { Ok(limit) } else { Err(ApiError::invalid("limit must be between 1 and 500")) }
-}
-
-/// Lists payments, newest first (merchant API key).
-#[utoipa::path(get, path = "/v1/payments", tag = "merchant", params(PaymentsQuery), security(("api_key" = [])), responses(
-    (status = 200, body = PaymentsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-))]
-pub async fn payments(
-    State(state): State<AppState>,
-    query: Result<Query<PaymentsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<PaymentsPage>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = page_limit(query.limit)?;
-    if let Some(s) = &query.status
-        && !["detected", "confirmed", "reorged"].contains(&s.as_str())
-    {
-        return Err(ApiError::invalid("status must be detected, confirmed or reorged"));
-    }
-    let filter = PaymentFilter { before: query.before, status: query.status.as_deref(), limit: i64::from(limit) };
-    let payments: Vec<PaymentView> = payments::list(&state.db, &filter)
-        .await?
-        .into_iter()
-        .map(|p| PaymentView {
-            id: p.id,
-            tx_hash: p.tx_hash.to_string(),
-            log_index: p.log_index,
-            block_number: p.block_number,
-            order_id: p.order_id.to_string(),
-            payer: p.payer.to_string(),
-            token: p.token.to_string(),
-            amount: p.amount.to_string(),
-            plan_id: p.plan_id,
-            periods: p.periods,
-            status: p.status,
-            unmatched_reason: p.unmatched_reason,
-            detected_at: p.detected_at,
-        })
-        .collect();
-    let next_before = (payments.len() == limit as usize).then(|| payments.last().map(|p| p.id)).flatten();
-    Ok(Json(PaymentsPage { payments, next_before }))
 }

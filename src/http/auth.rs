@@ -208,9 +208,9 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
     Ok(Json(Membership::of(&current)))
 }
 
-async fn load_subscription(state: &AppState, wallet: Address) -> Result<Option<crate::billing::activation::Subscription>, ApiError> {
+async fn load_subscription(state: &AppState, wallet: Address) -> Result<Option<crate::store::subscriptions::Subscription>, ApiError> {
     let mut conn = state.db.pool().acquire().await?;
-    Ok(crate::billing::activation::load(&mut conn, wallet).await?)
+    Ok(crate::store::subscriptions::load(&mut conn, wallet).await?)
 }
 
 /// A public key of the membership tokens (JWK, RFC 7517).

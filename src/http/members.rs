@@ -29,7 +29,7 @@ pub struct MemberView {
     pub tier_name: String,
     /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
     /// `expired` or `canceled`.
-    pub status: String,
+    pub status: crate::states::SubscriptionStatus,
     /// Unix time access ends.
     pub expires_at: u64,
     /// The comped part of the time to `expires_at`, in seconds.
@@ -47,7 +47,7 @@ impl From<&Subscription> for MemberView {
             plan_id: s.plan_id,
             tier: s.tier,
             tier_name: tier_name(s.tier).into(),
-            status: s.status.clone(),
+            status: s.status,
             expires_at: s.expires_at,
             comp_seconds: s.comp_seconds,
             next_plan_id: s.next_plan_id,

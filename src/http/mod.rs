@@ -12,7 +12,6 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
@@ -22,15 +21,14 @@ use alloy::{
     providers::{DynProvider, Provider},
 };
 use axum::{
-    Json, Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -38,7 +36,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
@@ -57,6 +55,9 @@ pub mod clients;
 pub mod error;
 pub mod keys;
 pub mod members;
+pub mod ops;
+pub mod pages;
+pub mod reads;
 pub mod streams;
 pub mod webhooks;
 
@@ -115,7 +116,7 @@ pub struct Shared {
     /// Open checkout event streams ([`streams`]).
     pub(crate) streams: Arc<streams::StreamCaps>,
     /// The last readiness answer, with when it was worked out (reused for a second).
-    ready: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, Ready)>>>,
+    ready: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, ops::Ready)>>>,
 }
 
 /// Subscriptions the read cache holds at most (a few hundred bytes each).
@@ -224,15 +225,15 @@ impl AppState {
 #[openapi(
     info(title = "tmai-pay", description = "Subscription checkout paid on-chain, with soulbound membership badges."),
     paths(
-        api::plans, api::create_checkout, api::get_checkout, api::checkout_events, api::subscription, api::badge, api::payments,
+        api::plans, api::create_checkout, api::get_checkout, api::checkout_events, reads::subscription, reads::badge, reads::payments,
         members::comp, members::cancel, members::revoke, members::move_member, members::refund,
         card::webhook,
         webhooks::create_endpoint, webhooks::list_endpoints, webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint,
         webhooks::rotate_secret, webhooks::list_deliveries, webhooks::list_attempts, webhooks::redeliver, webhooks::list_events,
         auth::nonce, auth::verify, auth::logout, auth::me, auth::jwks,
-        healthz, readyz,
+        ops::healthz, ops::readyz,
     ),
-    components(schemas(error::ErrorBody, api::Progress, Health, Ready)),
+    components(schemas(error::ErrorBody, api::Progress, ops::Health, ops::Ready)),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "public", description = "Subscribers and the checkout page"),
@@ -282,8 +283,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkouts", post(api::create_checkout))
         .route("/v1/checkouts/{id}", get(api::get_checkout))
         .route("/v1/checkouts/{id}/events", get(api::checkout_events))
-        .route("/v1/subscriptions/{wallet}", get(api::subscription))
-        .route("/v1/badges/{wallet}", get(api::badge))
+        .route("/v1/subscriptions/{wallet}", get(reads::subscription))
+        .route("/v1/badges/{wallet}", get(reads::badge))
         .route("/v1/auth/nonce", post(auth::nonce))
         .route("/v1/auth/verify", post(auth::verify))
         .route("/v1/auth/logout", post(auth::logout))
@@ -312,7 +313,7 @@ pub fn router(state: AppState) -> Router {
         public
     };
     let merchant = Router::new()
-        .route("/v1/payments", get(api::payments))
+        .route("/v1/payments", get(reads::payments))
         .route("/v1/payments/{id}/refund", post(members::refund))
         .route("/v1/members/{wallet}/comp", post(members::comp))
         .route("/v1/members/{wallet}/cancel", post(members::cancel))
@@ -328,12 +329,12 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
     // Signed by the processor: neither rate-limited per address nor behind an API key.
     let card_in = Router::new().route("/v1/card/webhook", post(card::webhook)).route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
-    let documents = Router::new().route("/healthz", get(healthz)).route("/openapi.json", get(openapi_json)).route("/docs", get(docs));
+    let documents = Router::new().route("/healthz", get(ops::healthz)).route("/openapi.json", get(openapi_json)).route("/docs", get(docs));
     // The API benchmark's baseline: the same stack with no work behind it. Not in the
     // production binary (the `test-hooks` feature is on only for tests and benchmarks).
     #[cfg(feature = "test-hooks")]
     let documents = documents.route("/bench/hello", get(hello));
-    let page = Router::new().route("/checkout", get(checkout_page)).route("/checkout/assets/{file}", get(checkout_asset));
+    let page = Router::new().route("/checkout", get(pages::checkout_page)).route("/checkout/assets/{file}", get(pages::checkout_asset));
     let app = Router::new().merge(public).merge(merchant).merge(card_in).merge(documents).merge(page);
     with_common_layers(app, &state).with_state(state)
 }
@@ -341,7 +342,7 @@ pub fn router(state: AppState) -> Router {
 /// Returns the operations listener's router: `/metrics`, `/readyz` and `/healthz`.
 pub fn ops_router(state: AppState) -> Router {
     prometheus();
-    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_page));
+    let app = Router::new().route("/healthz", get(ops::healthz)).route("/readyz", get(ops::readyz)).route("/metrics", get(ops::metrics_page));
     with_common_layers(app, &state).with_state(state)
 }
 
@@ -408,65 +409,6 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /openapi.json")
 }
 
-/// Liveness.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// Always `ok` when the process answers.
-    pub status: String,
-}
-
-/// Readiness: what the service depends on.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Ready {
-    /// `ready` or `not_ready`.
-    pub status: String,
-    /// The database answers.
-    pub database: bool,
-    /// The RPC endpoint answers.
-    pub rpc: bool,
-}
-
-/// Answers while the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
-}
-
-/// Answers 200 when the database and the RPC endpoint answer, 503 otherwise. Served on the
-/// operations listener (`http.ops_bind`) only; the answer is reused for a second.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
-    let mut cached = state.ready.lock().await;
-    if let Some((at, status, ready)) = cached.as_ref()
-        && at.elapsed() < READY_CACHE
-    {
-        return (*status, Json(ready.clone()));
-    }
-    let database = state.db.ping().await;
-    let rpc = tokio::time::timeout(Duration::from_secs(2), state.provider.get_block_number()).await.is_ok_and(|r| r.is_ok());
-    let ok = database && rpc;
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc };
-    *cached = Some((Instant::now(), status, ready.clone()));
-    (status, Json(ready))
-}
-
-/// How long a readiness answer is reused.
-const READY_CACHE: Duration = Duration::from_secs(1);
-
-async fn metrics_page(State(state): State<AppState>) -> Response {
-    // Gauges read on scrape: watcher lag, queue depths.
-    if let Some(head) = state.head().await
-        && let Ok(Some(next)) = state.db.next_block(state.deployment.chain_id).await
-    {
-        metrics::gauge!("tmai_watcher_lag_blocks").set((head as i64 + 1 - next).max(0) as f64);
-        metrics::gauge!("tmai_chain_head").set(head as f64);
-    }
-    let _ = crate::chain::minter::job_counts(&state.db).await;
-    let _ = crate::notify::delivery::pending_gauge(&state.db).await;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
-}
-
 async fn openapi_json() -> Response {
     static DOC: OnceLock<String> = OnceLock::new();
     let doc = DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises"));
@@ -480,49 +422,4 @@ async fn docs() -> Html<&'static str> {
 #[cfg(feature = "test-hooks")]
 async fn hello() -> &'static str {
     "hello"
-}
-
-async fn checkout_page(State(state): State<AppState>) -> Response {
-    serve_web_file(&state.http.web_dir, "checkout.html").await
-}
-
-async fn checkout_asset(State(state): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
-    serve_web_file(&state.http.web_dir, &file).await
-}
-
-/// The checkout page's Content-Security-Policy: its own script, style and API (fetch and
-/// the event stream) only; images from itself and `data:` (the badge's on-chain SVG, the
-/// empty favicon); no plugins, no framing, no `<base>` or form posts elsewhere. The wallet
-/// reaches the chain itself, outside the page.
-const CHECKOUT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-async fn serve_web_file(dir: &std::path::Path, name: &str) -> Response {
-    let allowed = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !name.starts_with('.');
-    if !allowed {
-        return ApiError::not_found("no such file").into_response();
-    }
-    let path: PathBuf = dir.join(name);
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
-            let mime = match path.extension().and_then(|e| e.to_str()) {
-                Some("html") => "text/html; charset=utf-8",
-                Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
-                Some("css") => "text/css; charset=utf-8",
-                Some("svg") => "image/svg+xml",
-                Some("png") => "image/png",
-                Some("map") | Some("json") => "application/json",
-                _ => "application/octet-stream",
-            };
-            let mut response = ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], bytes).into_response();
-            if mime.starts_with("text/html") {
-                response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CHECKOUT_CSP));
-            }
-            response
-        }
-        Err(_) if name == "checkout.html" => {
-            ApiError::unavailable(format!("the checkout page is not built: run tools/install.sh (it builds {})", dir.display())).into_response()
-        }
-        Err(_) => ApiError::not_found("no such file").into_response(),
-    }
 }

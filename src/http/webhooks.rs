@@ -189,7 +189,7 @@ pub struct LogQuery {
 
 fn log_query(query: Result<Query<LogQuery>, QueryRejection>) -> Result<(LogQuery, i64), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = super::api::page_limit(query.limit)?;
+    let limit = super::reads::page_limit(query.limit)?;
     Ok((query, i64::from(limit)))
 }
 
@@ -337,9 +337,9 @@ pub struct EventsQuery {
 ))]
 pub async fn list_events(State(state): State<AppState>, query: Result<Query<EventsQuery>, QueryRejection>) -> Result<Json<EventPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = super::api::page_limit(query.limit)?;
+    let limit = super::reads::page_limit(query.limit)?;
     if let Some(t) = &query.r#type
-        && !notify::EVENT_TYPES.contains(&t.as_str())
+        && t.parse::<crate::events::EventType>().is_err()
     {
         return Err(ApiError::invalid(format!("type: unknown event {t:?}")));
     }

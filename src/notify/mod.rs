@@ -13,30 +13,7 @@ pub mod endpoints;
 pub mod signing;
 pub mod targets;
 
-/// Every event name the service writes, for endpoint filters.
-pub const EVENT_TYPES: &[&str] = &[
-    "checkout.created",
-    "payment.detected",
-    "payment.confirmed",
-    "payment.reorged",
-    "payment.unmatched",
-    "payment.refunded",
-    "subscription.activated",
-    "subscription.renewed",
-    "subscription.upgraded",
-    "subscription.downgrade_scheduled",
-    "subscription.expiring",
-    "subscription.expired",
-    "subscription.canceled",
-    "subscription.uncanceled",
-    "subscription.renewal_failed",
-    "subscription.comp_granted",
-    "subscription.moved",
-    "subscription.reversed",
-    "badge.minted",
-    "badge.updated",
-    "badge.revoked",
-];
+use crate::events::EventType;
 
 /// Returns whether an endpoint with `filter` (None: every event) takes `event_type`. A
 /// filter entry is an event name or a family such as `subscription.*`.
@@ -56,11 +33,11 @@ pub fn check_filter(filter: &[String]) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for f in filter {
         let known = match f.strip_suffix(".*") {
-            Some(family) => EVENT_TYPES.iter().any(|t| t.strip_prefix(family).is_some_and(|r| r.starts_with('.'))),
-            None => EVENT_TYPES.contains(&f.as_str()),
+            Some(family) => EventType::is_family(family),
+            None => f.parse::<EventType>().is_ok(),
         };
         if !known {
-            return Err(format!("event_types: unknown event {f:?}; known events: {}", EVENT_TYPES.join(", ")));
+            return Err(format!("event_types: unknown event {f:?}; known events: {}", EventType::names().collect::<Vec<_>>().join(", ")));
         }
         if !out.contains(f) {
             out.push(f.clone());

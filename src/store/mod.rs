@@ -11,6 +11,7 @@ use sqlx::{
 
 pub mod api_keys;
 pub mod auth_nonces;
+pub mod badge_jobs;
 pub mod bulk;
 pub mod changes;
 pub mod leader;
@@ -18,6 +19,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub(crate) mod sqlite;
+pub mod subscriptions;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -380,7 +382,9 @@ pub fn to_b256(bytes: &[u8], column: &'static str) -> Result<B256, StoreError> {
     (bytes.len() == 32).then(|| B256::from_slice(bytes)).ok_or(StoreError::Corrupt(column))
 }
 
-/// Returns the current unix time in seconds.
+/// Returns the current unix time in seconds, for tests and benchmarks; the service reads
+/// every time from its one clock ([`crate::clock::Clock`]).
+#[cfg(feature = "test-hooks")]
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -16,6 +16,11 @@ use std::{collections::VecDeque, sync::Arc};
 use sqlx::Row;
 use tokio::sync::oneshot;
 
+use crate::{
+    ids::{CheckoutId, OrderId},
+    states::OrderStatus,
+};
+
 use super::{
     Backend, Db, StoreError,
     bulk::{Value, insert},
@@ -35,9 +40,9 @@ const READY_YIELDS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct NewOrder {
     /// Reserved with [`next_id`].
-    pub order_id: i64,
+    pub order_id: OrderId,
     /// Public checkout id.
-    pub checkout_id: String,
+    pub checkout_id: CheckoutId,
     /// Chain id.
     pub chain_id: i64,
     /// Payer (20 bytes).
@@ -60,6 +65,13 @@ pub struct NewOrder {
     pub event: NewEvent,
 }
 
+impl NewOrder {
+    /// The `orders` key: ids from [`next_id`] always fit.
+    fn key(&self) -> i64 {
+        self.order_id.db_key().expect("an order id from next_id fits the orders key")
+    }
+}
+
 type Waiter = oneshot::Sender<Result<(), String>>;
 
 /// Reserved ids and orders waiting for the writer (one per [`Db`]).
@@ -76,10 +88,10 @@ struct Pending {
 }
 
 /// Returns the next order id, reserving a new block when the last is used up.
-pub async fn next_id(db: &Db) -> Result<i64, StoreError> {
+pub async fn next_id(db: &Db) -> Result<OrderId, StoreError> {
     let mut ids = db.orders().ids.lock().await;
     if let Some(id) = ids.pop_front() {
-        return Ok(id);
+        return Ok(OrderId::issued(id));
     }
     let mut tx = db.begin_write().await?;
     tx.keep_read_caches();
@@ -87,16 +99,16 @@ pub async fn next_id(db: &Db) -> Result<i64, StoreError> {
     tx.commit().await?;
     let end: i64 = row.try_get("next_id")?;
     ids.extend(end - ID_BLOCK..end);
-    Ok(ids.pop_front().expect("a block was just reserved"))
+    Ok(OrderId::issued(ids.pop_front().expect("a block was just reserved")))
 }
 
 /// A stored order: what its checkout shows.
 #[derive(Debug, Clone)]
 pub struct StoredOrder {
     /// Order id.
-    pub order_id: i64,
+    pub order_id: OrderId,
     /// Public checkout id.
-    pub checkout_id: String,
+    pub checkout_id: CheckoutId,
     /// Payer.
     pub payer: alloy::primitives::Address,
     /// Token.
@@ -111,24 +123,21 @@ pub struct StoredOrder {
     pub deadline: u64,
     /// The quote signature.
     pub signature: Vec<u8>,
-    /// `open` or `paid`, as stored (an open order past its deadline is still `open`).
-    pub status: String,
+    /// As stored (an open order past its deadline is still `open`).
+    pub status: OrderStatus,
 }
 
-/// Returns the order of checkout `checkout_id`, if any (ids over 100 characters are none).
-pub async fn load(db: &Db, checkout_id: &str) -> Result<Option<StoredOrder>, StoreError> {
-    if checkout_id.len() > 100 {
-        return Ok(None);
-    }
+/// Returns the order of checkout `checkout_id`, if any.
+pub async fn load(db: &Db, checkout_id: &CheckoutId) -> Result<Option<StoredOrder>, StoreError> {
     let row =
         sqlx::query("SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1")
-            .bind(checkout_id)
+            .bind(checkout_id.as_str())
             .fetch_optional(db.pool())
             .await?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(StoredOrder {
-        order_id: r.try_get("order_id")?,
-        checkout_id: r.try_get("checkout_id")?,
+        order_id: OrderId::issued(r.try_get("order_id")?),
+        checkout_id: CheckoutId::from_stored(r.try_get("checkout_id")?),
         payer: super::to_address(&r.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
         token: super::to_address(&r.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
         amount: super::to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
@@ -136,7 +145,7 @@ pub async fn load(db: &Db, checkout_id: &str) -> Result<Option<StoredOrder>, Sto
         periods: r.try_get::<i64, _>("periods")? as u32,
         deadline: r.try_get::<i64, _>("deadline")? as u64,
         signature: r.try_get("signature")?,
-        status: r.try_get("status")?,
+        status: r.try_get::<String, _>("status")?.parse().map_err(|_| StoreError::Corrupt("orders.status"))?,
     }))
 }
 
@@ -225,8 +234,8 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
         .iter()
         .map(|o| {
             vec![
-                Value::I64(o.order_id),
-                Value::Text(o.checkout_id.clone()),
+                Value::I64(o.key()),
+                Value::Text(o.checkout_id.to_string()),
                 Value::I64(o.chain_id),
                 Value::Bytes(o.payer.clone()),
                 Value::Bytes(o.token.clone()),
@@ -261,8 +270,8 @@ fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rus
     )?;
     for o in orders {
         order.execute(rusqlite::params![
-            o.order_id,
-            o.checkout_id,
+            o.key(),
+            o.checkout_id.as_str(),
             o.chain_id,
             o.payer,
             o.token,
@@ -302,8 +311,8 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
     let mut query = sqlx::query(&sql);
     for o in orders {
         query = query
-            .bind(o.order_id)
-            .bind(o.checkout_id.clone())
+            .bind(o.key())
+            .bind(o.checkout_id.to_string())
             .bind(o.chain_id)
             .bind(o.payer.clone())
             .bind(o.token.clone())
@@ -315,8 +324,114 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
             .bind(o.created_at);
     }
     for o in orders {
-        query = query.bind(o.event.id.clone()).bind(o.event.event_type).bind(o.event.body.clone()).bind(now);
+        query = query.bind(o.event.id.clone()).bind(o.event.event_type.as_str()).bind(o.event.body.clone()).bind(now);
     }
     query.execute(db.pool()).await?;
+    Ok(())
+}
+
+/// An order's terms as the watcher matches a payment against them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderTerms {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Payer.
+    pub payer: alloy::primitives::Address,
+    /// Token.
+    pub token: alloy::primitives::Address,
+    /// Amount in the token's smallest unit.
+    pub amount: alloy::primitives::U256,
+    /// Plan id.
+    pub plan_id: u32,
+    /// Periods.
+    pub periods: u32,
+    /// Whether a payment already marked the order paid (a log for it from another
+    /// transaction pays nothing).
+    pub paid: bool,
+    /// The checkout that issued it.
+    pub checkout_id: CheckoutId,
+}
+
+const TERMS: &str = "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id";
+
+fn terms_from(r: &sqlx::any::AnyRow) -> Result<(OrderId, OrderTerms), StoreError> {
+    let terms = OrderTerms {
+        chain_id: r.try_get::<i64, _>("chain_id")? as u64,
+        payer: super::to_address(&r.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
+        token: super::to_address(&r.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
+        amount: super::to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
+        plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+        periods: r.try_get::<i64, _>("periods")? as u32,
+        paid: r.try_get::<String, _>("status")? == OrderStatus::Paid.as_str(),
+        checkout_id: CheckoutId::from_stored(r.try_get("checkout_id")?),
+    };
+    Ok((OrderId::issued(r.try_get("order_id")?), terms))
+}
+
+fn keys(ids: &[OrderId]) -> Vec<Value> {
+    ids.iter().filter_map(|id| id.db_key()).map(Value::I64).collect()
+}
+
+/// Returns the terms of the stored orders among `ids` (ids no order has are left out).
+pub async fn terms(conn: &mut sqlx::AnyConnection, ids: &[OrderId]) -> Result<std::collections::HashMap<OrderId, OrderTerms>, StoreError> {
+    let rows = super::bulk::fetch_in(conn, &format!("{TERMS} IN"), "", &[], &keys(ids)).await?;
+    rows.iter().map(terms_from).collect()
+}
+
+/// [`terms`] on the process's SQLite connection.
+pub fn terms_sqlite(conn: &rusqlite::Connection, ids: &[OrderId]) -> Result<std::collections::HashMap<OrderId, OrderTerms>, StoreError> {
+    let mut read = conn.prepare_cached(&format!("{TERMS} = ?1"))?;
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    for id in ids {
+        let Some(key) = id.db_key() else { continue };
+        let mut rows = read.query([key])?;
+        if let Some(r) = rows.next()? {
+            let terms = OrderTerms {
+                chain_id: r.get::<_, i64>(1)? as u64,
+                payer: super::to_address(&r.get::<_, Vec<u8>>(2)?, "orders.payer")?,
+                token: super::to_address(&r.get::<_, Vec<u8>>(3)?, "orders.token")?,
+                amount: super::to_u256(&r.get::<_, Vec<u8>>(4)?, "orders.amount")?,
+                plan_id: r.get::<_, i64>(5)? as u32,
+                periods: r.get::<_, i64>(6)? as u32,
+                paid: r.get::<_, String>(7)? == OrderStatus::Paid.as_str(),
+                checkout_id: CheckoutId::from_stored(r.get(8)?),
+            };
+            out.insert(*id, terms);
+        }
+    }
+    Ok(out)
+}
+
+/// Marks orders paid.
+pub async fn mark_paid(conn: &mut sqlx::AnyConnection, ids: &[OrderId]) -> Result<(), StoreError> {
+    super::bulk::execute_in(conn, "UPDATE orders SET status = 'paid' WHERE order_id IN", "", &[], &keys(ids)).await?;
+    Ok(())
+}
+
+/// [`mark_paid`] on the process's SQLite connection.
+pub fn mark_paid_sqlite(conn: &rusqlite::Connection, ids: &[OrderId]) -> Result<(), StoreError> {
+    let mut update = conn.prepare_cached("UPDATE orders SET status = 'paid' WHERE order_id = ?1")?;
+    for key in ids.iter().filter_map(|id| id.db_key()) {
+        update.execute([key])?;
+    }
+    Ok(())
+}
+
+/// Opens `order` again after its payment was taken back, unless another confirmed payment
+/// on `chain_id` paid it.
+const REOPEN: &str = "UPDATE orders SET status = 'open' WHERE order_id = $1 AND status = 'paid' AND NOT EXISTS \
+    (SELECT 1 FROM payments WHERE chain_id = $2 AND matched_order = orders.order_id AND status = 'confirmed')";
+
+/// Opens `order` again (see [`REOPEN`]).
+pub async fn reopen(conn: &mut sqlx::AnyConnection, order: OrderId, chain_id: u64) -> Result<(), StoreError> {
+    let Some(key) = order.db_key() else { return Ok(()) };
+    sqlx::query(REOPEN).bind(key).bind(chain_id as i64).execute(conn).await?;
+    Ok(())
+}
+
+/// [`reopen`] on the process's SQLite connection.
+pub fn reopen_sqlite(conn: &rusqlite::Connection, order: OrderId, chain_id: u64) -> Result<(), StoreError> {
+    let Some(key) = order.db_key() else { return Ok(()) };
+    conn.prepare_cached(REOPEN)?.execute(rusqlite::params![key, chain_id as i64])?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 
 use super::{Db, StoreError};
+use crate::events::EventType;
 
 /// Returns a stable event id: `evt_` and 24 hex digits of the hash of the parts.
 pub fn event_id<S: AsRef<str>>(parts: &[S]) -> String {
@@ -29,16 +30,16 @@ pub fn ordered_event_id(sequence: u64, parts: &[&str]) -> String {
 pub struct NewEvent {
     /// Stable id.
     pub id: String,
-    /// Event name.
-    pub event_type: &'static str,
+    /// Event type.
+    pub event_type: EventType,
     /// The stored body: `{"id", "type", "data"}`.
     pub body: String,
 }
 
 impl NewEvent {
     /// Returns the event `id` of `event_type` with `data` as its body's `data`.
-    pub fn new(id: String, event_type: &'static str, data: &impl Serialize) -> Self {
-        let body = body(&id, event_type, data);
+    pub fn new(id: String, event_type: EventType, data: &impl Serialize) -> Self {
+        let body = body(&id, event_type.as_str(), data);
         Self { id, event_type, body }
     }
 }
@@ -73,18 +74,18 @@ pub(crate) fn write_all_sqlite<'a>(conn: &rusqlite::Connection, events: impl Int
     let mut insert =
         conn.prepare_cached("INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING")?;
     for e in events {
-        insert.execute(rusqlite::params![e.id, e.event_type, e.body, now])?;
+        insert.execute(rusqlite::params![e.id, e.event_type.as_str(), e.body, now])?;
     }
     Ok(())
 }
 
 /// Writes one event with `now` (unix seconds) as its time unless an event with the same
 /// id exists; returns whether it wrote.
-pub async fn write(conn: &mut AnyConnection, id: &str, event_type: &str, payload: &impl Serialize, now: i64) -> Result<bool, StoreError> {
+pub async fn write(conn: &mut AnyConnection, id: &str, event_type: EventType, payload: &impl Serialize, now: i64) -> Result<bool, StoreError> {
     let done = sqlx::query("INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
         .bind(id)
-        .bind(event_type)
-        .bind(body(id, event_type, payload))
+        .bind(event_type.as_str())
+        .bind(body(id, event_type.as_str(), payload))
         .bind(now)
         .execute(conn)
         .await?;

@@ -36,7 +36,7 @@ fn subscription(plan_id: u32, tier: u8, expires_at: u64) -> Subscription {
         wallet: WALLET,
         plan_id,
         tier,
-        status: "active".into(),
+        status: "active".parse().unwrap(),
         started_at: NOW - 1_000,
         expires_at,
         next_plan_id: None,
@@ -117,7 +117,7 @@ fn an_upgrade_credits_paid_time_at_price_and_carries_comp_time_over() {
 fn an_upgrade_from_a_trial_credits_nothing() {
     let c = catalog();
     let mut trial = subscription(1, 1, NOW + 5 * 86_400);
-    trial.status = "trialing".into();
+    trial.status = "trialing".parse().unwrap();
     let change = plan_change(Some(&trial), &c, WALLET, c.get(3).unwrap(), 1, Address::ZERO, NOW);
     assert_eq!((change.kind, change.credit_seconds), (ChangeKind::Upgraded, 0));
     assert_eq!((change.after.status.as_str(), change.after.expires_at), ("active", NOW + MONTH_SECS));

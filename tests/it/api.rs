@@ -392,7 +392,7 @@ impl App {
 fn fetch_quote(app: &App, checkout: &Value) -> tmai_pay::billing::quotes::IssuedQuote {
     let q = &checkout["quote"];
     tmai_pay::billing::quotes::IssuedQuote {
-        checkout_id: checkout["id"].as_str().unwrap().into(),
+        checkout_id: checkout["id"].as_str().unwrap().parse().unwrap(),
         order_id: checkout["order_id"].as_str().unwrap().parse().unwrap(),
         quote: tmai_pay::chain::bindings::ISubscriptionCheckout::Quote {
             orderId: q["orderId"].as_str().unwrap().parse().unwrap(),

@@ -9,6 +9,7 @@ use alloy::{
     rpc::types::TransactionReceipt,
 };
 use sqlx::Row;
+use tmai_pay::watcher::{Watcher, WatcherConfig};
 use tmai_pay::{
     billing::{
         plans::{Catalog, PlanConfig},
@@ -17,7 +18,6 @@ use tmai_pay::{
     chain::{
         bindings::{SubscriptionCheckout, TestToken},
         devnet,
-        watcher::{Watcher, WatcherConfig},
     },
     store::outbox,
 };

@@ -257,6 +257,13 @@ async fn a_refund_ends_the_plan_the_payment_bought(kind: DbKind) {
     let refunded = app.h.events("payment.refunded").await;
     assert_eq!(refunded.len(), 1);
     assert_eq!((refunded[0].payload["data"]["payment_id"].as_i64(), refunded[0].payload["data"]["amount"].as_str()), (Some(id), Some("400000000000000000000")));
+    // The refund names the order and checkout the payment paid, like every event about it.
+    let order_id = page["payments"][0]["order_id"].as_str().unwrap();
+    let confirmed = app.h.events("payment.confirmed").await;
+    let paid = confirmed.iter().find(|e| e.payload["data"]["order_id"] == order_id).expect("the payment's confirmation");
+    assert_eq!(refunded[0].payload["data"]["order_id"], order_id);
+    assert_eq!(refunded[0].payload["data"]["checkout_id"], paid.payload["data"]["checkout_id"]);
+    assert!(refunded[0].payload["data"]["checkout_id"].as_str().is_some_and(|c| c.starts_with("chk_")), "{}", refunded[0].payload);
     let expired = app.h.events("subscription.expired").await;
     assert_eq!((expired.len(), expired[0].payload["data"]["reason"].as_str()), (1, Some("refunded")));
 

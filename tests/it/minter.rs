@@ -78,7 +78,7 @@ impl Bench {
             wallet,
             plan_id: u32::from(tier),
             tier,
-            status: "active".into(),
+            status: "active".parse().unwrap(),
             started_at: now,
             expires_at,
             next_plan_id: None,
@@ -86,7 +86,7 @@ impl Bench {
             comp_seconds: 0,
         };
         activation::save(&mut tx, &sub, now).await.unwrap();
-        activation::queue_badge(&mut tx, wallet, action, tier, expires_at, now).await.unwrap();
+        activation::queue_badge(&mut tx, wallet, action.parse().unwrap(), tier, expires_at, now).await.unwrap();
         tx.commit().await.unwrap();
     }
 

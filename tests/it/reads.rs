@@ -32,7 +32,7 @@ fn subscription(wallet: Address, tier: u8, status: &str) -> Subscription {
         wallet,
         plan_id: u32::from(tier),
         tier,
-        status: status.into(),
+        status: status.parse().unwrap(),
         started_at: now,
         expires_at: now + 30 * 86_400,
         next_plan_id: None,

@@ -124,7 +124,7 @@ async fn two_instances_write_each_reminder_once() {
             wallet,
             plan_id: 1,
             tier: 1,
-            status: if i % 10 == 0 { "canceled".into() } else { "active".into() },
+            status: if i % 10 == 0 { "canceled" } else { "active" }.parse().unwrap(),
             started_at: now,
             expires_at: now + 3_600 + i * 2_880,
             next_plan_id: None,

@@ -17,9 +17,15 @@ async fn the_sqlite_log_starts_over_under_steady_commits() {
     while started.elapsed() < Duration::from_secs(3) {
         let mut tx = test_db.db.begin_write().await.unwrap();
         let id = format!("evt_steady_{commits}");
-        outbox::write(&mut tx, &id, "payment.confirmed", &serde_json::json!({ "n": commits, "pad": "x".repeat(300) }), tmai_pay::store::unix_now())
-            .await
-            .unwrap();
+        outbox::write(
+            &mut tx,
+            &id,
+            tmai_pay::events::EventType::PaymentConfirmed,
+            &serde_json::json!({ "n": commits, "pad": "x".repeat(300) }),
+            tmai_pay::store::unix_now(),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         commits += 1;
     }

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {SubscriptionCheckout} from "../../src/SubscriptionCheckout.sol";
 import {ISubscriptionCheckout} from "../../src/interfaces/ISubscriptionCheckout.sol";
-import {TestToken} from "../../src/tokens/TestToken.sol";
+import {TestToken} from "../../devnet/TestToken.sol";
 import {Test} from "../utils/Test.sol";
 
 /// @title CheckoutHandler

@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {SubscriptionCheckout} from "../../src/SubscriptionCheckout.sol";
-import {TestToken} from "../../src/tokens/TestToken.sol";
+import {TestToken} from "../../devnet/TestToken.sol";
 import {InvariantTest} from "../utils/InvariantTest.sol";
 import {CheckoutHandler} from "./CheckoutHandler.sol";
 

@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {Test} from "./Test.sol";
 import {SubscriptionCheckout} from "../../src/SubscriptionCheckout.sol";
 import {ISubscriptionCheckout} from "../../src/interfaces/ISubscriptionCheckout.sol";
-import {TestToken} from "../../src/tokens/TestToken.sol";
+import {TestToken} from "../../devnet/TestToken.sol";
 
 /// @title CheckoutFixture
 /// @notice Shared setup for the SubscriptionCheckout tests: a deployed checkout, a 6-decimal

@@ -12,7 +12,9 @@ use crate::{
         activation::{self, Change, ChangeKind, Subscription, plan_change},
         plans::Plan,
     },
-    store::{address_bytes, outbox, to_address},
+    events::EventType,
+    states::{BadgeAction, SubscriptionStatus},
+    store::{address_bytes, badge_jobs, outbox, to_address},
 };
 
 /// Reads a string field at `pointer` (None when absent, null or empty).
@@ -22,7 +24,7 @@ pub(super) fn text_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
 
 /// Whether `sub` still gives access at `now`.
 pub(super) fn live(sub: &Subscription, now: u64) -> bool {
-    sub.status != "expired" && sub.expires_at > now
+    sub.status != SubscriptionStatus::Expired && sub.expires_at > now
 }
 
 const METADATA_HINT: &str = "create the Checkout Session with metadata {\"wallet\": \"0x…\", \"plan_id\": <id from GET /v1/plans>}";
@@ -282,7 +284,7 @@ pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payme
             wallet,
             plan_id: plan.id,
             tier: plan.tier,
-            status: "trialing".into(),
+            status: SubscriptionStatus::Trialing,
             started_at: now,
             expires_at: now + u64::from(plan.trial_days) * 86_400,
             next_plan_id: None,
@@ -300,11 +302,11 @@ pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payme
             && c.expires_at <= now
             && c.tier == plan.tier
             && c.next_plan_id.is_none()
-            && ["trialing", "active", "past_due"].contains(&c.status.as_str())
+            && matches!(c.status, SubscriptionStatus::Trialing | SubscriptionStatus::Active | SubscriptionStatus::PastDue)
     }) {
         let mut after = cur.clone();
         after.plan_id = plan.id;
-        after.status = "active".into();
+        after.status = SubscriptionStatus::Active;
         after.expires_at = now + plan.period.seconds();
         after.comp_seconds = 0;
         (Change { kind: ChangeKind::Renewed, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }, "renewed")
@@ -342,7 +344,7 @@ pub(super) async fn switch_plan(
         activation::save(conn, &after, now).await?;
         return Ok("plan_changed");
     }
-    let change = if plan.tier > cur.tier && cur.status == "trialing" {
+    let change = if plan.tier > cur.tier && cur.status == SubscriptionStatus::Trialing {
         let mut after = cur.clone();
         after.plan_id = plan.id;
         after.tier = plan.tier;
@@ -352,7 +354,7 @@ pub(super) async fn switch_plan(
     } else {
         // Nothing was paid: no period is bought (0 periods), only the rules' credit.
         let mut change = plan_change(Some(&cur), ctx.catalog, wallet, plan, 0, Address::ZERO, now);
-        change.after.status = cur.status.clone();
+        change.after.status = cur.status;
         change
     };
     write_change(conn, ctx, false, &change, Some(card_subscription)).await?;
@@ -369,9 +371,7 @@ async fn settle_due_downgrade(conn: &mut AnyConnection, ctx: &Ctx<'_>, current: 
     let writes = activation::plan_downgrades(ctx.catalog, vec![cur.clone()]);
     let Some(after) = writes.subscriptions.first().cloned() else { return Ok(Some(cur)) };
     activation::save(conn, &after, ctx.now).await?;
-    for job in &writes.jobs {
-        activation::queue_badge(conn, job.wallet, job.action, job.tier, job.expires_at, ctx.now).await?;
-    }
+    badge_jobs::queue_all(conn, &writes.jobs, ctx.now).await?;
     outbox::write_all(conn, &writes.events, ctx.now as i64).await?;
     Ok(Some(after))
 }
@@ -382,13 +382,13 @@ async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change
     let a = &change.after;
     activation::save(conn, a, ctx.now).await?;
     if change.kind != ChangeKind::DowngradeScheduled {
-        let action = if new { "issue" } else { "update" };
+        let action = if new { BadgeAction::Issue } else { BadgeAction::Update };
         activation::queue_badge(conn, a.wallet, action, a.tier, a.expires_at, ctx.now).await?;
     }
     let name = change.kind.event();
     outbox::write(
         conn,
-        &outbox::event_id(&[name, "card", &ctx.event.id]),
+        &outbox::event_id(&[name.as_str(), "card", &ctx.event.id]),
         name,
         &serde_json::json!({
             "wallet": a.wallet,
@@ -415,7 +415,7 @@ async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change
 pub(super) async fn write_status_event(
     conn: &mut AnyConnection,
     ctx: &Ctx<'_>,
-    name: &str,
+    name: EventType,
     sub: &Subscription,
     card_subscription: &str,
     extra: serde_json::Value,
@@ -433,6 +433,6 @@ pub(super) async fn write_status_event(
     if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
         data.extend(extra);
     }
-    outbox::write(conn, &outbox::event_id(&[name, "card", &ctx.event.id]), name, &data, ctx.now as i64).await?;
+    outbox::write(conn, &outbox::event_id(&[name.as_str(), "card", &ctx.event.id]), name, &data, ctx.now as i64).await?;
     Ok(())
 }

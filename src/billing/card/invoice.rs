@@ -18,7 +18,11 @@ use super::{
     CardError, Ctx, Handled,
     apply::{self, Grant, Payment, text_at},
 };
-use crate::billing::{activation, plans::Plan};
+use crate::{
+    billing::{activation, plans::Plan},
+    events::EventType,
+    states::SubscriptionStatus,
+};
 
 /// The card subscription an invoice belongs to: `subscription` (older API versions) or
 /// `parent.subscription_details.subscription` (newer).
@@ -138,12 +142,12 @@ pub(super) async fn payment_failed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> R
     let Some(mut sub) = activation::load(conn, wallet).await? else {
         return Ok(acknowledged("no_subscription", Some(wallet)));
     };
-    match sub.status.as_str() {
-        "expired" => return Ok(acknowledged("already_ended", Some(wallet))),
-        "canceled" => return Ok(acknowledged("already_canceled", Some(wallet))),
+    match sub.status {
+        SubscriptionStatus::Expired => return Ok(acknowledged("already_ended", Some(wallet))),
+        SubscriptionStatus::Canceled => return Ok(acknowledged("already_canceled", Some(wallet))),
         _ => {}
     }
-    sub.status = "past_due".into();
+    sub.status = SubscriptionStatus::PastDue;
     activation::save(conn, &sub, ctx.now).await?;
     let extra = serde_json::json!({
         "attempt_count": object.get("attempt_count"),
@@ -151,7 +155,7 @@ pub(super) async fn payment_failed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> R
         "amount_due": object.get("amount_due"),
         "currency": object.get("currency"),
     });
-    apply::write_status_event(conn, ctx, "subscription.renewal_failed", &sub, id, extra).await?;
+    apply::write_status_event(conn, ctx, EventType::SubscriptionRenewalFailed, &sub, id, extra).await?;
     tracing::warn!(event = %ctx.event.id, %wallet, card_subscription = id, "card renewal failed; subscription past_due");
     Ok(Handled { status: "processed", outcome: "past_due".into(), wallet: Some(wallet) })
 }

@@ -13,7 +13,11 @@ use super::{
     CardError, Ctx, Handled,
     apply::{self, CardSubscription, text_at},
 };
-use crate::billing::{activation, plans::Plan};
+use crate::{
+    billing::{activation, plans::Plan},
+    events::EventType,
+    states::SubscriptionStatus,
+};
 
 /// Returns the plan a subscription object's items are priced at.
 fn plan_of<'c>(ctx: &Ctx<'c>, object: &Value) -> Result<&'c Plan, CardError> {
@@ -74,12 +78,12 @@ async fn cancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &CardS
     if !apply::live(&sub, ctx.now) {
         return Ok(("already_ended", false));
     }
-    if sub.status == "canceled" {
+    if sub.status == SubscriptionStatus::Canceled {
         return Ok(("already_canceled", false));
     }
-    sub.status = "canceled".into();
+    sub.status = SubscriptionStatus::Canceled;
     activation::save(conn, &sub, ctx.now).await?;
-    apply::write_status_event(conn, ctx, "subscription.canceled", &sub, id, Value::Null).await?;
+    apply::write_status_event(conn, ctx, EventType::SubscriptionCanceled, &sub, id, Value::Null).await?;
     Ok(("canceled", true))
 }
 
@@ -92,16 +96,15 @@ async fn uncancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &Car
     if !apply::live(&sub, ctx.now) {
         return Ok(("already_ended", false));
     }
-    if sub.status != "canceled" {
+    if sub.status != SubscriptionStatus::Canceled {
         return Ok(("not_canceled", false));
     }
     sub.status = match text_at(&ctx.event.object, "/status") {
-        Some("trialing") => "trialing",
-        Some("past_due" | "unpaid") => "past_due",
-        _ => "active",
-    }
-    .into();
+        Some("trialing") => SubscriptionStatus::Trialing,
+        Some("past_due" | "unpaid") => SubscriptionStatus::PastDue,
+        _ => SubscriptionStatus::Active,
+    };
     activation::save(conn, &sub, ctx.now).await?;
-    apply::write_status_event(conn, ctx, "subscription.uncanceled", &sub, id, Value::Null).await?;
+    apply::write_status_event(conn, ctx, EventType::SubscriptionUncanceled, &sub, id, Value::Null).await?;
     Ok(("uncanceled", true))
 }

@@ -18,7 +18,7 @@ use super::{
     MintError, Minter, TickReport,
     send::{explain_refusal, first_fees},
     store,
-    types::{Broadcast, Call, Decision, Job, Planned, Signed, badge_event, encode},
+    types::{Broadcast, Call, CallCosts, Decision, Job, Planned, Signed, badge_event, encode},
 };
 use crate::store::address_bytes;
 

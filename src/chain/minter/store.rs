@@ -1,8 +1,7 @@
 //! The minter's tables (`badge_jobs`, `badge_batches`, `badge_batch_txs`, `minter_state`):
 //! every statement the minter runs, each taking the time it writes from the caller's
-//! clock. Badge jobs are queued by their producers through
-//! [`crate::billing::activation::queue_badge`] and the watcher's writes; from there on only
-//! this module changes them.
+//! clock. Badge jobs are queued by their producers through [`crate::store::badge_jobs`];
+//! from there on only this module changes them.
 
 use std::collections::{BTreeMap, HashSet};
 

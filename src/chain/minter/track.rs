@@ -141,7 +141,7 @@ impl Minter {
     /// Confirms a successful batch `N` deep: its jobs become `confirmed` with the token
     /// ids read from the receipt's logs, and their events are written, in one transaction.
     async fn confirm(&self, batch: &Batch, receipt: &TransactionReceipt) -> Result<usize, MintError> {
-        let call = Call::parse(&batch.call).ok_or(StoreError::Corrupt("badge_batches.call"))?;
+        let call: Call = batch.call.parse().map_err(|_| StoreError::Corrupt("badge_batches.call"))?;
         let tokens = TokenIds::of(receipt, self.config.badge);
         let now = self.now();
         let mut tx = self.db.begin_write().await?;

@@ -8,46 +8,30 @@ use alloy::{
 
 use super::super::bindings::{IMembershipBadge::Membership, MembershipBadge};
 use crate::{
-    billing::activation::Cause,
+    events::EventType,
+    ids::{CheckoutId, OrderId},
     store::{
         StoreError,
+        badge_jobs::Cause,
         outbox::{self, NewEvent},
         to_address, to_b256, to_u256,
     },
 };
 
 /// What a job asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) enum Call {
-    Issue,
-    Update,
-    Revoke,
-    Move,
-}
+pub(super) use crate::states::BadgeAction as Call;
 
-impl Call {
-    pub(super) fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "issue" => Self::Issue,
-            "update" => Self::Update,
-            "revoke" => Self::Revoke,
-            "move" => Self::Move,
-            _ => return None,
-        })
-    }
-
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Issue => "issue",
-            Self::Update => "update",
-            Self::Revoke => "revoke",
-            Self::Move => "move",
-        }
-    }
-
+/// What the minter knows about each call.
+pub(super) trait CallCosts {
     /// Gas one job adds to a batch of this call (measured with `scripts/bench-gas`, with a
     /// margin); bounds batches by gas before they are simulated.
-    pub(super) fn gas_per_job(self) -> u64 {
+    fn gas_per_job(self) -> u64;
+    /// Returns the outbox event a confirmed job of this call writes.
+    fn event(self) -> EventType;
+}
+
+impl CallCosts for Call {
+    fn gas_per_job(self) -> u64 {
         match self {
             Self::Issue => 32_000,
             Self::Update => 16_000,
@@ -56,12 +40,11 @@ impl Call {
         }
     }
 
-    /// Returns the outbox event a confirmed job of this call writes.
-    pub(super) fn event(self) -> &'static str {
+    fn event(self) -> EventType {
         match self {
-            Self::Issue => "badge.minted",
-            Self::Update | Self::Move => "badge.updated",
-            Self::Revoke => "badge.revoked",
+            Self::Issue => EventType::BadgeMinted,
+            Self::Update | Self::Move => EventType::BadgeUpdated,
+            Self::Revoke => EventType::BadgeRevoked,
         }
     }
 }
@@ -186,11 +169,11 @@ pub(super) fn badge_event(job: &Job, call: Call, token_id: U256, tx_hash: Option
         data["already_on_chain"] = true.into();
     }
     if let Some(cause) = &job.cause {
-        data["order_id"] = cause.order_id.clone().into();
+        data["order_id"] = serde_json::json!(cause.order_id);
         data["checkout_id"] = serde_json::json!(cause.checkout_id);
         data["payment_tx_hash"] = serde_json::json!(cause.tx_hash);
     }
-    NewEvent::new(outbox::event_id(&[event_type, &job.id.to_string()]), event_type, &data)
+    NewEvent::new(outbox::event_id(&[event_type.as_str(), &job.id.to_string()]), event_type, &data)
 }
 
 /// Decodes a `badge_jobs` row.
@@ -200,14 +183,14 @@ pub(super) fn job_of(row: &sqlx::any::AnyRow) -> Result<Job, StoreError> {
     Ok(Job {
         id: row.try_get("id")?,
         wallet: to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "badge_jobs.wallet")?,
-        action: Call::parse(&action).ok_or(StoreError::Corrupt("badge_jobs.action"))?,
+        action: action.parse().map_err(|_| StoreError::Corrupt("badge_jobs.action"))?,
         tier: row.try_get::<Option<i64>, _>("tier")?.unwrap_or(0).clamp(0, 255) as u8,
         expires_at: row.try_get::<Option<i64>, _>("expires_at")?.unwrap_or(0).max(0) as u64,
         new_wallet: row.try_get::<Option<Vec<u8>>, _>("new_wallet")?.map(|b| to_address(&b, "badge_jobs.new_wallet")).transpose()?,
         cause: match row.try_get::<Option<String>, _>("cause_order_id")? {
             Some(order_id) => Some(Cause {
-                order_id,
-                checkout_id: row.try_get("cause_checkout_id")?,
+                order_id: order_id.parse::<OrderId>().map_err(|_| StoreError::Corrupt("badge_jobs.cause_order_id"))?,
+                checkout_id: row.try_get::<Option<String>, _>("cause_checkout_id")?.map(CheckoutId::from_stored),
                 tx_hash: to_b256(&row.try_get::<Vec<u8>, _>("cause_tx_hash")?, "badge_jobs.cause_tx_hash")?,
             }),
             None => None,

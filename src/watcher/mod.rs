@@ -22,12 +22,12 @@ use alloy::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    bindings::SubscriptionCheckout::OrderPaid,
-    paid_log::{PaidLog, decode_logs},
-};
 use crate::{
     billing::{activation, plans::Catalog},
+    chain::{
+        bindings::SubscriptionCheckout::OrderPaid,
+        paid_log::{PaidLog, decode_logs},
+    },
     clock::Clock,
     store::{Db, StoreError, outbox::NewEvent},
 };
@@ -205,7 +205,7 @@ impl Watcher {
                     self.config.poll_interval * failures.min(10)
                 }
             };
-            if !super::wait_for_next_round(&cancel, wait, &mut heads).await {
+            if !crate::chain::wait_for_next_round(&cancel, wait, &mut heads).await {
                 return;
             }
         }

@@ -9,10 +9,17 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::{Address, B256};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{BlockRow, Move, NewPayment, PAYMENT_COLUMNS, PastActivation, Reversal, StoredOrder, StoredPayment, sql};
+use super::{BlockRow, Move, NewPayment, PAYMENT_COLUMNS, PastActivation, Reversal, StoredOrder, StoredPayment, order_id_of, order_keys, payment_status, sql};
 use crate::{
-    billing::activation::{SAVE_HEAD, SAVE_TAIL, SUBSCRIPTION_COLUMNS, Subscription, Writes},
-    store::{StoreError, outbox, sqlite::SqliteTx, to_address, to_b256, to_u256},
+    billing::activation::Writes,
+    ids::{CheckoutId, OrderId},
+    states::PaymentStatus,
+    store::{
+        StoreError, badge_jobs, orders, outbox,
+        sqlite::SqliteTx,
+        subscriptions::{self, Subscription},
+        to_address, to_b256,
+    },
 };
 
 /// Decodes a row of [`PAYMENT_COLUMNS`].
@@ -23,17 +30,17 @@ fn payment_from(r: &Row<'_>) -> Result<StoredPayment, StoreError> {
         log_index: r.get::<_, i64>(2)? as u64,
         block_number: r.get::<_, i64>(3)? as u64,
         block_hash: to_b256(&r.get::<_, Vec<u8>>(4)?, "payments.block_hash")?,
-        order_id: to_u256(&r.get::<_, Vec<u8>>(5)?, "payments.order_id")?,
+        order_id: order_id_of(&r.get::<_, Vec<u8>>(5)?)?,
         payer: to_address(&r.get::<_, Vec<u8>>(6)?, "payments.payer")?,
         token: to_address(&r.get::<_, Vec<u8>>(7)?, "payments.token")?,
         plan_id: r.get::<_, i64>(8)? as u32,
         periods: r.get::<_, i64>(9)? as u32,
-        matched_order: r.get(10)?,
-        status: r.get(11)?,
+        matched_order: r.get::<_, Option<i64>>(10)?.map(OrderId::issued),
+        status: payment_status(&r.get::<_, String>(11)?)?,
         revision: r.get::<_, i64>(12)? as u32,
         confirmed_at: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
         orphaned_at: r.get::<_, Option<i64>>(14)?.map(|v| v as u64),
-        checkout_id: r.get(15)?,
+        checkout_id: r.get::<_, Option<String>>(15)?.map(CheckoutId::from_stored),
     })
 }
 
@@ -93,20 +100,27 @@ pub(super) async fn relocate(tx: &mut SqliteTx, moves: Vec<Move>) -> Result<(), 
         }
         let mut put = conn.prepare_cached(sql::RELOCATE)?;
         for m in &moves {
-            put.execute(params![m.status, m.confirmed_at.map(|v| v as i64), m.log_index as i64, m.block_number as i64, m.block_hash.as_slice(), m.id])?;
+            put.execute(params![
+                m.status.as_str(),
+                m.confirmed_at.map(|v| v as i64),
+                m.log_index as i64,
+                m.block_number as i64,
+                m.block_hash.as_slice(),
+                m.id
+            ])?;
         }
         Ok(())
     })
     .await
 }
 
-pub(super) async fn paid_by(tx: &mut SqliteTx, chain_id: u64, ids: Vec<i64>) -> Result<HashMap<i64, B256>, StoreError> {
+pub(super) async fn paid_by(tx: &mut SqliteTx, chain_id: u64, ids: Vec<OrderId>) -> Result<HashMap<OrderId, B256>, StoreError> {
     tx.run(move |conn| {
         let mut read = conn.prepare_cached(sql::PAID_BY_ONE)?;
         let mut out = HashMap::new();
-        for id in ids {
+        for id in order_keys(&ids) {
             if let Some(hash) = read.query_row(params![chain_id as i64, id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
-                out.insert(id, to_b256(&hash, "payments.tx_hash")?);
+                out.insert(OrderId::issued(id), to_b256(&hash, "payments.tx_hash")?);
             }
         }
         Ok(out)
@@ -158,7 +172,7 @@ pub(super) async fn take_back(tx: &mut SqliteTx, chain_id: u64, reversals: Vec<R
             conn.prepare_cached(sql::DROP_ACTIVATION)?.execute([r.payment_id])?;
             conn.prepare_cached(sql::FORGET_CONFIRMATION)?.execute([r.payment_id])?;
             if let Some(order) = r.order {
-                conn.prepare_cached(sql::REOPEN_ORDER)?.execute(params![order, chain_id as i64])?;
+                orders::reopen_sqlite(conn, order, chain_id)?;
             }
         }
         Ok(())
@@ -194,29 +208,8 @@ pub(super) async fn confirm(tx: &mut SqliteTx, ids: Vec<i64>, now: u64) -> Resul
     .await
 }
 
-pub(super) async fn orders(tx: &mut SqliteTx, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
-    tx.run(move |conn| {
-        let mut read = conn.prepare_cached("SELECT chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id = ?1")?;
-        let mut out = HashMap::with_capacity(ids.len());
-        for id in ids {
-            let mut rows = read.query([id])?;
-            if let Some(r) = rows.next()? {
-                let order = StoredOrder {
-                    chain_id: r.get::<_, i64>(0)? as u64,
-                    payer: to_address(&r.get::<_, Vec<u8>>(1)?, "orders.payer")?,
-                    token: to_address(&r.get::<_, Vec<u8>>(2)?, "orders.token")?,
-                    amount: to_u256(&r.get::<_, Vec<u8>>(3)?, "orders.amount")?,
-                    plan_id: r.get::<_, i64>(4)? as u32,
-                    periods: r.get::<_, i64>(5)? as u32,
-                    paid: r.get::<_, String>(6)? == "paid",
-                    checkout_id: r.get(7)?,
-                };
-                out.insert(id, order);
-            }
-        }
-        Ok(out)
-    })
-    .await
+pub(super) async fn orders(tx: &mut SqliteTx, ids: Vec<OrderId>) -> Result<HashMap<OrderId, StoredOrder>, StoreError> {
+    tx.run(move |conn| orders::terms_sqlite(conn, &ids)).await
 }
 
 pub(super) async fn insert_payments(tx: &mut SqliteTx, chain_id: u64, rows: Vec<NewPayment>, now: u64) -> Result<Vec<Option<i64>>, StoreError> {
@@ -231,7 +224,7 @@ pub(super) async fn insert_payments(tx: &mut SqliteTx, chain_id: u64, rows: Vec<
         let mut ids = Vec::with_capacity(rows.len());
         for p in &rows {
             let (log, e) = (&p.log, &p.log.event);
-            let status = if p.confirmed { "confirmed" } else { "detected" };
+            let status = if p.confirmed { PaymentStatus::Confirmed } else { PaymentStatus::Detected };
             let confirmed_at = p.confirmed.then_some(now as i64);
             let inserted = insert.execute(params![
                 chain_id as i64,
@@ -239,14 +232,14 @@ pub(super) async fn insert_payments(tx: &mut SqliteTx, chain_id: u64, rows: Vec<
                 log.log_index as i64,
                 log.block_number as i64,
                 log.block_hash.as_slice(),
-                &e.orderId.to_be_bytes::<32>()[..],
+                &OrderId::from(e.orderId).to_be_bytes()[..],
                 e.payer.as_slice(),
                 e.token.as_slice(),
                 &e.amount.to_be_bytes::<32>()[..],
                 i64::from(e.planId),
                 i64::from(e.periods),
-                status,
-                p.matched_order,
+                status.as_str(),
+                p.matched_order.and_then(OrderId::db_key),
                 p.unmatched_reason,
                 now as i64,
                 confirmed_at,
@@ -268,7 +261,7 @@ pub(super) async fn insert_payments(tx: &mut SqliteTx, chain_id: u64, rows: Vec<
 /// back to `status` in its new block (returns its id); recorded and not reorged, it is a
 /// duplicate (`None`). `Err` when the log was never recorded (another constraint refused
 /// it: the caller reports the insert's own error).
-fn record_again(conn: &Connection, chain_id: u64, p: &NewPayment, status: &str, confirmed_at: Option<i64>) -> Result<Option<i64>, StoreError> {
+fn record_again(conn: &Connection, chain_id: u64, p: &NewPayment, status: PaymentStatus, confirmed_at: Option<i64>) -> Result<Option<i64>, StoreError> {
     let log = &p.log;
     let existing: Option<(i64, String)> = conn
         .prepare_cached("SELECT id, status FROM payments WHERE chain_id = ?1 AND tx_hash = ?2 AND log_index = ?3")?
@@ -276,10 +269,10 @@ fn record_again(conn: &Connection, chain_id: u64, p: &NewPayment, status: &str, 
         .optional()?;
     match existing {
         None => Err(StoreError::Corrupt("payments: a new log was refused by a constraint")),
-        Some((_, current)) if current != "reorged" => Ok(None),
+        Some((_, current)) if current != PaymentStatus::Reorged.as_str() => Ok(None),
         Some((id, _)) => {
             conn.prepare_cached("UPDATE payments SET status = ?1, confirmed_at = ?2, block_number = ?3, block_hash = ?4 WHERE id = ?5")?.execute(params![
-                status,
+                status.as_str(),
                 confirmed_at,
                 log.block_number as i64,
                 log.block_hash.as_slice(),
@@ -290,15 +283,8 @@ fn record_again(conn: &Connection, chain_id: u64, p: &NewPayment, status: &str, 
     }
 }
 
-pub(super) async fn orders_paid(tx: &mut SqliteTx, ids: Vec<i64>) -> Result<(), StoreError> {
-    tx.run(move |conn| {
-        let mut update = conn.prepare_cached("UPDATE orders SET status = 'paid' WHERE order_id = ?1")?;
-        for id in ids {
-            update.execute([id])?;
-        }
-        Ok(())
-    })
-    .await
+pub(super) async fn orders_paid(tx: &mut SqliteTx, ids: Vec<OrderId>) -> Result<(), StoreError> {
+    tx.run(move |conn| orders::mark_paid_sqlite(conn, &ids)).await
 }
 
 pub(super) async fn activated(tx: &mut SqliteTx, payment_ids: Vec<i64>) -> Result<HashSet<i64>, StoreError> {
@@ -315,98 +301,20 @@ pub(super) async fn activated(tx: &mut SqliteTx, payment_ids: Vec<i64>) -> Resul
     .await
 }
 
-/// Decodes a row of [`SUBSCRIPTION_COLUMNS`].
-fn subscription_from(r: &Row<'_>) -> Result<Subscription, StoreError> {
-    Ok(Subscription {
-        wallet: to_address(&r.get::<_, Vec<u8>>(0)?, "subscriptions.wallet")?,
-        plan_id: r.get::<_, i64>(1)? as u32,
-        tier: r.get::<_, i64>(2)? as u8,
-        status: r.get(3)?,
-        started_at: r.get::<_, i64>(4)? as u64,
-        expires_at: r.get::<_, i64>(5)? as u64,
-        next_plan_id: r.get::<_, Option<i64>>(6)?.map(|v| v as u32),
-        next_expires_at: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-        comp_seconds: r.get::<_, i64>(8)? as u64,
-    })
-}
-
 pub(super) async fn subscriptions(tx: &mut SqliteTx, wallets: Vec<Address>) -> Result<Vec<Subscription>, StoreError> {
-    tx.run(move |conn| {
-        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet = ?1");
-        let mut out = Vec::with_capacity(wallets.len());
-        for wallet in wallets {
-            out.extend(select(conn, &sql, [wallet.as_slice()], subscription_from)?);
-        }
-        Ok(out)
-    })
-    .await
+    tx.run(move |conn| subscriptions::load_many_sqlite(conn, &wallets)).await
 }
 
 pub(super) async fn due_downgrades(tx: &mut SqliteTx, now: u64) -> Result<Vec<Subscription>, StoreError> {
-    tx.run(move |conn| {
-        select(
-            conn,
-            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= ?1 ORDER BY wallet"),
-            [now as i64],
-            subscription_from,
-        )
-    })
-    .await
+    tx.run(move |conn| subscriptions::due_downgrades_sqlite(conn, now)).await
 }
 
 pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result<(), StoreError> {
     tx.run(move |conn| {
-        let now = now as i64;
-        let mut activation = conn.prepare_cached(
-            "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at, previous) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for a in &writes.activations {
-            activation.execute(params![
-                a.payment_id,
-                a.wallet.as_slice(),
-                a.kind,
-                i64::from(a.plan_id),
-                a.old_expires_at.map(|v| v as i64),
-                a.new_expires_at as i64,
-                a.credit_seconds as i64,
-                now,
-                a.previous
-            ])?;
-        }
-        let mut save = conn.prepare_cached(&format!("{SAVE_HEAD} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) {SAVE_TAIL}"))?;
-        for s in &writes.subscriptions {
-            save.execute(params![
-                s.wallet.as_slice(),
-                i64::from(s.plan_id),
-                i64::from(s.tier),
-                s.status,
-                s.started_at as i64,
-                s.expires_at as i64,
-                s.next_plan_id.map(i64::from),
-                s.next_expires_at.map(|v| v as i64),
-                s.comp_seconds as i64,
-                now
-            ])?;
-        }
-        let mut job = conn.prepare_cached(
-            "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at, cause_order_id, cause_checkout_id, cause_tx_hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for j in &writes.jobs {
-            let cause = j.cause.as_ref();
-            job.execute(params![
-                j.wallet.as_slice(),
-                j.action,
-                i64::from(j.tier),
-                j.expires_at as i64,
-                now,
-                cause.map(|c| c.order_id.as_str()),
-                cause.and_then(|c| c.checkout_id.as_deref()),
-                cause.map(|c| c.tx_hash.as_slice())
-            ])?;
-        }
-        Ok(outbox::write_all_sqlite(conn, &writes.events, now)?)
+        subscriptions::record_activations_sqlite(conn, &writes.activations, now)?;
+        subscriptions::save_all_sqlite(conn, &writes.subscriptions, now)?;
+        badge_jobs::queue_all_sqlite(conn, &writes.jobs, now)?;
+        Ok(outbox::write_all_sqlite(conn, &writes.events, now as i64)?)
     })
     .await
 }

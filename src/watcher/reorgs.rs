@@ -15,6 +15,8 @@ use super::{
 use crate::{
     billing::{activation, reversal},
     chain::paid_log::PaidLog,
+    ids::OrderId,
+    states::PaymentStatus,
     store::outbox::NewEvent,
 };
 
@@ -156,16 +158,16 @@ impl Watcher {
         let mut rest = Vec::with_capacity(logs.len());
         let (mut moves, mut moved) = (Vec::new(), Vec::new());
         for log in logs {
-            let Some(old) = reorged.iter().find(|p| p.tx_hash == log.tx_hash && p.order_id == log.event.orderId) else {
+            let Some(old) = reorged.iter().find(|p| p.tx_hash == log.tx_hash && p.order_id == OrderId::from(log.event.orderId)) else {
                 rest.push(log.clone());
                 continue;
             };
             let deep_enough = log.block_number <= deep;
-            let status = if deep_enough { "confirmed" } else { "detected" };
+            let status = if deep_enough { PaymentStatus::Confirmed } else { PaymentStatus::Detected };
             let confirmed_at = old.confirmed_at.or(deep_enough.then_some(now));
             let mut p = old.clone();
             (p.log_index, p.block_number, p.block_hash) = (log.log_index, log.block_number, log.block_hash);
-            p.status = status.into();
+            p.status = status;
             (p.confirmed_at, p.orphaned_at) = (confirmed_at, None);
             moves.push(Move { id: p.id, log_index: p.log_index, block_number: p.block_number, block_hash: p.block_hash, status, confirmed_at });
             if old.was_confirmed() {

@@ -11,6 +11,9 @@ use super::store::{NewPayment, StoredOrder, StoredPayment};
 use crate::{
     billing::activation::{Cause, PaidOrder, revised},
     chain::paid_log::{PaidLog, payment_key},
+    events::EventType,
+    ids::{CheckoutId, OrderId},
+    states::PaymentStatus,
     store::outbox::{self, NewEvent},
 };
 
@@ -20,12 +23,13 @@ use crate::{
 /// payment is stale or this log is; either way it must not activate twice).
 pub(super) fn match_order(
     chain_id: u64,
-    orders: &HashMap<i64, StoredOrder>,
-    paid_by: &HashMap<i64, B256>,
+    orders: &HashMap<OrderId, StoredOrder>,
+    paid_by: &HashMap<OrderId, B256>,
     log: &PaidLog,
-) -> (Option<i64>, Option<&'static str>) {
+) -> (Option<OrderId>, Option<&'static str>) {
     let e = &log.event;
-    let Some((id, order)) = i64::try_from(e.orderId).ok().and_then(|id| orders.get(&id).map(|o| (id, o))) else {
+    let id = OrderId::from(e.orderId);
+    let Some(order) = orders.get(&id) else {
         return (None, Some("unknown order"));
     };
     let same = order.chain_id == chain_id
@@ -44,18 +48,24 @@ pub(super) fn match_order(
 }
 
 /// Returns the ids of the orders among `orders` that are marked paid.
-pub(super) fn paid_orders(orders: &HashMap<i64, StoredOrder>) -> Vec<i64> {
+pub(super) fn paid_orders(orders: &HashMap<OrderId, StoredOrder>) -> Vec<OrderId> {
     orders.iter().filter(|(_, o)| o.paid).map(|(id, _)| *id).collect()
 }
 
-/// Returns the order ids the logs name (those that fit an order id at all).
-pub(super) fn order_ids(logs: &[PaidLog]) -> Vec<i64> {
-    logs.iter().filter_map(|l| i64::try_from(l.event.orderId).ok()).collect()
+/// Returns the order ids the logs name.
+pub(super) fn order_ids(logs: &[PaidLog]) -> Vec<OrderId> {
+    logs.iter().map(|l| OrderId::from(l.event.orderId)).collect()
 }
 
 /// Returns the payment rows for `logs`, matched against `orders`; those at or below
 /// `deep` are recorded as confirmed at once.
-pub(super) fn new_payments(chain_id: u64, logs: Vec<PaidLog>, orders: &HashMap<i64, StoredOrder>, paid_by: &HashMap<i64, B256>, deep: u64) -> Vec<NewPayment> {
+pub(super) fn new_payments(
+    chain_id: u64,
+    logs: Vec<PaidLog>,
+    orders: &HashMap<OrderId, StoredOrder>,
+    paid_by: &HashMap<OrderId, B256>,
+    deep: u64,
+) -> Vec<NewPayment> {
     logs.into_iter()
         .map(|log| {
             let (matched_order, unmatched_reason) = match_order(chain_id, orders, paid_by, &log);
@@ -71,9 +81,9 @@ struct DetectedData<'a> {
     amount: String,
     block_hash: B256,
     block_number: u64,
-    checkout_id: Option<&'a str>,
+    checkout_id: Option<&'a CheckoutId>,
     confirmations_required: u64,
-    order_id: String,
+    order_id: OrderId,
     payer: Address,
     payment: &'a str,
     periods: u32,
@@ -93,9 +103,9 @@ pub(super) fn detected_events(chain_id: u64, p: &NewPayment, confirmations: u64,
         amount: e.amount.to_string(),
         block_hash: log.block_hash,
         block_number: log.block_number,
-        checkout_id: p.checkout_id.as_deref(),
+        checkout_id: p.checkout_id.as_ref(),
         confirmations_required: confirmations,
-        order_id: e.orderId.to_string(),
+        order_id: OrderId::from(e.orderId),
         payer: e.payer,
         payment: &key,
         periods: e.periods,
@@ -104,10 +114,12 @@ pub(super) fn detected_events(chain_id: u64, p: &NewPayment, confirmations: u64,
         token: e.token,
         tx_hash: log.tx_hash,
     };
-    out.push(NewEvent::new(outbox::event_id(&["payment.detected", &key, &log.block_hash.to_string()]), "payment.detected", &data));
+    let detected = EventType::PaymentDetected;
+    out.push(NewEvent::new(outbox::event_id(&[detected.as_str(), &key, &log.block_hash.to_string()]), detected, &data));
     if let Some(reason) = p.unmatched_reason {
         data.reason = Some(reason);
-        out.push(NewEvent::new(outbox::event_id(&["payment.unmatched", &key]), "payment.unmatched", &data));
+        let unmatched = EventType::PaymentUnmatched;
+        out.push(NewEvent::new(outbox::event_id(&[unmatched.as_str(), &key]), unmatched, &data));
     }
 }
 
@@ -120,13 +132,13 @@ pub(super) fn recorded(id: i64, p: &NewPayment) -> StoredPayment {
         log_index: p.log.log_index,
         block_number: p.log.block_number,
         block_hash: p.log.block_hash,
-        order_id: e.orderId,
+        order_id: OrderId::from(e.orderId),
         payer: e.payer,
         token: e.token,
         plan_id: e.planId,
         periods: e.periods,
         matched_order: p.matched_order,
-        status: "confirmed".into(),
+        status: PaymentStatus::Confirmed,
         revision: 0,
         confirmed_at: None,
         orphaned_at: None,
@@ -151,15 +163,15 @@ pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> 
 
 /// Returns the order, checkout and transaction of `p`, for the events it causes.
 pub(super) fn cause_of(p: &StoredPayment) -> Cause {
-    Cause { order_id: p.order_id.to_string(), checkout_id: p.checkout_id.clone(), tx_hash: p.tx_hash }
+    Cause { order_id: p.order_id, checkout_id: p.checkout_id.clone(), tx_hash: p.tx_hash }
 }
 
 #[derive(Serialize)]
 struct ConfirmedData<'a> {
     block_number: u64,
-    checkout_id: Option<&'a str>,
+    checkout_id: Option<&'a CheckoutId>,
     confirmations: u64,
-    order_id: String,
+    order_id: OrderId,
     payer: Address,
     payment: &'a str,
     tx_hash: B256,
@@ -170,14 +182,15 @@ pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u
     let key = payment_key(chain_id, c.tx_hash, c.log_index);
     let data = ConfirmedData {
         block_number: c.block_number,
-        checkout_id: c.checkout_id.as_deref(),
+        checkout_id: c.checkout_id.as_ref(),
         confirmations,
-        order_id: c.order_id.to_string(),
+        order_id: c.order_id,
         payer: c.payer,
         payment: &key,
         tx_hash: c.tx_hash,
     };
-    NewEvent::new(outbox::event_id(&revised(&["payment.confirmed", &key], c.revision)), "payment.confirmed", &data)
+    let confirmed = EventType::PaymentConfirmed;
+    NewEvent::new(outbox::event_id(&revised(&[confirmed.as_str(), &key], c.revision)), confirmed, &data)
 }
 
 #[derive(Serialize)]
@@ -185,8 +198,8 @@ struct ReorgedData<'a> {
     after_confirmation: bool,
     block_hash: B256,
     block_number: u64,
-    checkout_id: Option<&'a str>,
-    order_id: String,
+    checkout_id: Option<&'a CheckoutId>,
+    order_id: OrderId,
     payer: Address,
     payment: &'a str,
     tx_hash: B256,
@@ -200,11 +213,12 @@ pub(super) fn reorged_event(chain_id: u64, p: &StoredPayment, after_confirmation
         after_confirmation,
         block_hash: p.block_hash,
         block_number: p.block_number,
-        checkout_id: p.checkout_id.as_deref(),
-        order_id: p.order_id.to_string(),
+        checkout_id: p.checkout_id.as_ref(),
+        order_id: p.order_id,
         payer: p.payer,
         payment: &key,
         tx_hash: p.tx_hash,
     };
-    NewEvent::new(outbox::event_id(&["payment.reorged", &key, &p.block_hash.to_string()]), "payment.reorged", &data)
+    let reorged = EventType::PaymentReorged;
+    NewEvent::new(outbox::event_id(&[reorged.as_str(), &key, &p.block_hash.to_string()]), reorged, &data)
 }

@@ -6,14 +6,18 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::{Address, B256};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{BlockRow, Move, NewPayment, PAYMENT_COLUMNS, PastActivation, Reversal, StoredOrder, StoredPayment, sql};
-pub(super) use crate::billing::activation::due_downgrades;
+use super::{BlockRow, Move, NewPayment, PAYMENT_COLUMNS, PastActivation, Reversal, StoredOrder, StoredPayment, order_id_of, order_keys, payment_status, sql};
+pub(super) use crate::store::subscriptions::due_downgrades;
 use crate::{
-    billing::activation::{SAVE_HEAD, SAVE_TAIL, SUBSCRIPTION_COLUMNS, Subscription, Writes, subscription_from},
+    billing::activation::Writes,
+    ids::{CheckoutId, OrderId},
+    states::PaymentStatus,
     store::{
-        StoreError, address_bytes, b256_bytes,
+        StoreError, address_bytes, b256_bytes, badge_jobs,
         bulk::{Value, column_i64, execute_in, fetch_in, insert},
-        outbox, to_address, to_b256, to_u256, u256_bytes,
+        orders, outbox,
+        subscriptions::{self, Subscription},
+        to_address, to_b256, u256_bytes,
     },
 };
 
@@ -41,17 +45,17 @@ fn payment_from(r: &AnyRow) -> Result<StoredPayment, StoreError> {
         log_index: r.try_get::<i64, _>("log_index")? as u64,
         block_number: r.try_get::<i64, _>("block_number")? as u64,
         block_hash: to_b256(&r.try_get::<Vec<u8>, _>("block_hash")?, "payments.block_hash")?,
-        order_id: to_u256(&r.try_get::<Vec<u8>, _>("order_id")?, "payments.order_id")?,
+        order_id: order_id_of(&r.try_get::<Vec<u8>, _>("order_id")?)?,
         payer: to_address(&r.try_get::<Vec<u8>, _>("payer")?, "payments.payer")?,
         token: to_address(&r.try_get::<Vec<u8>, _>("token")?, "payments.token")?,
         plan_id: r.try_get::<i64, _>("plan_id")? as u32,
         periods: r.try_get::<i64, _>("periods")? as u32,
-        matched_order: r.try_get("matched_order")?,
-        status: r.try_get("status")?,
+        matched_order: r.try_get::<Option<i64>, _>("matched_order")?.map(OrderId::issued),
+        status: payment_status(&r.try_get::<String, _>("status")?)?,
         revision: r.try_get::<i64, _>("revision")? as u32,
         confirmed_at: r.try_get::<Option<i64>, _>("confirmed_at")?.map(|v| v as u64),
         orphaned_at: r.try_get::<Option<i64>, _>("orphaned_at")?.map(|v| v as u64),
-        checkout_id: r.try_get("checkout_id")?,
+        checkout_id: r.try_get::<Option<String>, _>("checkout_id")?.map(CheckoutId::from_stored),
     })
 }
 
@@ -77,7 +81,7 @@ pub(super) async fn relocate(conn: &mut AnyConnection, moves: Vec<Move>) -> Resu
     }
     for m in &moves {
         sqlx::query(sql::RELOCATE)
-            .bind(m.status)
+            .bind(m.status.as_str())
             .bind(m.confirmed_at.map(|v| v as i64))
             .bind(m.log_index as i64)
             .bind(m.block_number as i64)
@@ -89,8 +93,8 @@ pub(super) async fn relocate(conn: &mut AnyConnection, moves: Vec<Move>) -> Resu
     Ok(())
 }
 
-pub(super) async fn paid_by(conn: &mut AnyConnection, chain_id: u64, ids: Vec<i64>) -> Result<HashMap<i64, B256>, StoreError> {
-    let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
+pub(super) async fn paid_by(conn: &mut AnyConnection, chain_id: u64, ids: Vec<OrderId>) -> Result<HashMap<OrderId, B256>, StoreError> {
+    let ids: Vec<Value> = order_keys(&ids).into_iter().map(Value::I64).collect();
     let rows = fetch_in(
         conn,
         "SELECT matched_order, tx_hash FROM payments WHERE chain_id = $1 AND status = 'confirmed' AND matched_order IN",
@@ -99,7 +103,9 @@ pub(super) async fn paid_by(conn: &mut AnyConnection, chain_id: u64, ids: Vec<i6
         &ids,
     )
     .await?;
-    rows.iter().map(|r| Ok((r.try_get::<i64, _>("matched_order")?, to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?))).collect()
+    rows.iter()
+        .map(|r| Ok((OrderId::issued(r.try_get::<i64, _>("matched_order")?), to_b256(&r.try_get::<Vec<u8>, _>("tx_hash")?, "payments.tx_hash")?)))
+        .collect()
 }
 
 pub(super) async fn orphans_up_to(conn: &mut AnyConnection, chain_id: u64, deep: u64) -> Result<Vec<StoredPayment>, StoreError> {
@@ -143,7 +149,7 @@ pub(super) async fn take_back(conn: &mut AnyConnection, chain_id: u64, reversals
         sqlx::query(sql::DROP_ACTIVATION).bind(r.payment_id).execute(&mut *conn).await?;
         sqlx::query(sql::FORGET_CONFIRMATION).bind(r.payment_id).execute(&mut *conn).await?;
         if let Some(order) = r.order {
-            sqlx::query(sql::REOPEN_ORDER).bind(order).bind(chain_id as i64).execute(&mut *conn).await?;
+            orders::reopen(conn, order, chain_id).await?;
         }
     }
     Ok(())
@@ -173,26 +179,8 @@ pub(super) async fn confirm(conn: &mut AnyConnection, ids: Vec<i64>, now: u64) -
     .await
 }
 
-pub(super) async fn orders(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
-    let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
-    let rows =
-        fetch_in(conn, "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id IN", "", &[], &ids)
-            .await?;
-    rows.iter()
-        .map(|row| {
-            let order = StoredOrder {
-                chain_id: row.try_get::<i64, _>("chain_id")? as u64,
-                payer: to_address(&row.try_get::<Vec<u8>, _>("payer")?, "orders.payer")?,
-                token: to_address(&row.try_get::<Vec<u8>, _>("token")?, "orders.token")?,
-                amount: to_u256(&row.try_get::<Vec<u8>, _>("amount")?, "orders.amount")?,
-                plan_id: row.try_get::<i64, _>("plan_id")? as u32,
-                periods: row.try_get::<i64, _>("periods")? as u32,
-                paid: row.try_get::<String, _>("status")? == "paid",
-                checkout_id: row.try_get("checkout_id")?,
-            };
-            Ok((row.try_get::<i64, _>("order_id")?, order))
-        })
-        .collect()
+pub(super) async fn orders(conn: &mut AnyConnection, ids: Vec<OrderId>) -> Result<HashMap<OrderId, StoredOrder>, StoreError> {
+    orders::terms(conn, &ids).await
 }
 
 pub(super) async fn insert_payments(conn: &mut AnyConnection, chain_id: u64, rows: Vec<NewPayment>, now: u64) -> Result<Vec<Option<i64>>, StoreError> {
@@ -206,14 +194,14 @@ pub(super) async fn insert_payments(conn: &mut AnyConnection, chain_id: u64, row
                 Value::I64(log.log_index as i64),
                 Value::I64(log.block_number as i64),
                 Value::Bytes(b256_bytes(log.block_hash)),
-                Value::Bytes(u256_bytes(e.orderId)),
+                Value::Bytes(OrderId::from(e.orderId).to_be_bytes().to_vec()),
                 Value::Bytes(address_bytes(e.payer)),
                 Value::Bytes(address_bytes(e.token)),
                 Value::Bytes(u256_bytes(e.amount)),
                 Value::I64(i64::from(e.planId)),
                 Value::I64(i64::from(e.periods)),
-                Value::Text(if p.confirmed { "confirmed" } else { "detected" }.into()),
-                Value::OptI64(p.matched_order),
+                Value::Text(if p.confirmed { PaymentStatus::Confirmed } else { PaymentStatus::Detected }.as_str().into()),
+                Value::OptI64(p.matched_order.and_then(OrderId::db_key)),
                 Value::OptText(p.unmatched_reason.map(str::to_string)),
                 Value::I64(now as i64),
                 Value::OptI64(p.confirmed.then_some(now as i64)),
@@ -238,10 +226,8 @@ pub(super) async fn insert_payments(conn: &mut AnyConnection, chain_id: u64, row
     Ok(rows.iter().map(|p| ids.get(&(p.log.tx_hash, p.log.log_index)).copied()).collect())
 }
 
-pub(super) async fn orders_paid(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<(), StoreError> {
-    let ids: Vec<Value> = ids.into_iter().map(Value::I64).collect();
-    execute_in(conn, "UPDATE orders SET status = 'paid' WHERE order_id IN", "", &[], &ids).await?;
-    Ok(())
+pub(super) async fn orders_paid(conn: &mut AnyConnection, ids: Vec<OrderId>) -> Result<(), StoreError> {
+    orders::mark_paid(conn, &ids).await
 }
 
 pub(super) async fn activated(conn: &mut AnyConnection, payment_ids: Vec<i64>) -> Result<HashSet<i64>, StoreError> {
@@ -251,74 +237,14 @@ pub(super) async fn activated(conn: &mut AnyConnection, payment_ids: Vec<i64>) -
 }
 
 pub(super) async fn subscriptions(conn: &mut AnyConnection, wallets: Vec<Address>) -> Result<Vec<Subscription>, StoreError> {
-    let list: Vec<Value> = wallets.iter().map(|w| Value::Bytes(address_bytes(*w))).collect();
-    let rows = fetch_in(conn, &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE wallet IN"), "", &[], &list).await?;
-    rows.iter().map(subscription_from).collect()
+    subscriptions::load_many(conn, &wallets).await
 }
 
 pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) -> Result<(), StoreError> {
-    let now = now as i64;
-    let activations: Vec<Vec<Value>> = writes
-        .activations
-        .iter()
-        .map(|a| {
-            vec![
-                Value::I64(a.payment_id),
-                Value::Bytes(address_bytes(a.wallet)),
-                Value::Text(a.kind.to_string()),
-                Value::I64(i64::from(a.plan_id)),
-                Value::OptI64(a.old_expires_at.map(|v| v as i64)),
-                Value::I64(a.new_expires_at as i64),
-                Value::I64(a.credit_seconds as i64),
-                Value::I64(now),
-                Value::OptText(a.previous.clone()),
-            ]
-        })
-        .collect();
-    insert(
-        conn,
-        "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at, previous)",
-        &activations,
-        "",
-    )
-    .await?;
-    let subscriptions: Vec<Vec<Value>> = writes
-        .subscriptions
-        .iter()
-        .map(|s| {
-            vec![
-                Value::Bytes(address_bytes(s.wallet)),
-                Value::I64(i64::from(s.plan_id)),
-                Value::I64(i64::from(s.tier)),
-                Value::Text(s.status.clone()),
-                Value::I64(s.started_at as i64),
-                Value::I64(s.expires_at as i64),
-                Value::OptI64(s.next_plan_id.map(i64::from)),
-                Value::OptI64(s.next_expires_at.map(|v| v as i64)),
-                Value::I64(s.comp_seconds as i64),
-                Value::I64(now),
-            ]
-        })
-        .collect();
-    insert(conn, SAVE_HEAD, &subscriptions, SAVE_TAIL).await?;
-    let jobs: Vec<Vec<Value>> = writes
-        .jobs
-        .iter()
-        .map(|j| {
-            vec![
-                Value::Bytes(address_bytes(j.wallet)),
-                Value::Text(j.action.to_string()),
-                Value::I64(i64::from(j.tier)),
-                Value::I64(j.expires_at as i64),
-                Value::I64(now),
-                Value::OptText(j.cause.as_ref().map(|c| c.order_id.clone())),
-                Value::OptText(j.cause.as_ref().and_then(|c| c.checkout_id.clone())),
-                Value::OptBytes(j.cause.as_ref().map(|c| b256_bytes(c.tx_hash))),
-            ]
-        })
-        .collect();
-    insert(conn, "INSERT INTO badge_jobs (wallet, action, tier, expires_at, created_at, cause_order_id, cause_checkout_id, cause_tx_hash)", &jobs, "").await?;
-    outbox::write_all(conn, &writes.events, now).await?;
+    subscriptions::record_activations(conn, &writes.activations, now).await?;
+    subscriptions::save_all(conn, &writes.subscriptions, now).await?;
+    badge_jobs::queue_all(conn, &writes.jobs, now).await?;
+    outbox::write_all(conn, &writes.events, now as i64).await?;
     Ok(())
 }
 

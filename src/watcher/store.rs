@@ -7,43 +7,32 @@
 
 use std::collections::{HashMap, HashSet};
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256};
 
-use super::super::paid_log::PaidLog;
+use crate::chain::paid_log::PaidLog;
 use crate::{
-    billing::activation::{Subscription, Writes},
-    store::{Db, StoreError, WriteTx, sqlite::SqliteTx},
+    billing::activation::Writes,
+    ids::{CheckoutId, OrderId},
+    states::PaymentStatus,
+    store::{Db, StoreError, WriteTx, sqlite::SqliteTx, subscriptions::Subscription},
 };
 
 mod any;
 mod sqlite;
 
 /// An order as stored, for matching payments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StoredOrder {
-    pub(crate) chain_id: u64,
-    pub(crate) payer: Address,
-    pub(crate) token: Address,
-    pub(crate) amount: U256,
-    pub(crate) plan_id: u32,
-    pub(crate) periods: u32,
-    /// Whether a payment already marked the order paid (a log for it from another
-    /// transaction pays nothing).
-    pub(crate) paid: bool,
-    /// The checkout that issued it.
-    pub(crate) checkout_id: String,
-}
+pub(crate) use crate::store::orders::OrderTerms as StoredOrder;
 
 /// A payment to record: the log, the order it pays (or why none), and whether it is deep
 /// enough to be recorded as confirmed at once.
 #[derive(Debug, Clone)]
 pub(crate) struct NewPayment {
     pub(crate) log: PaidLog,
-    pub(crate) matched_order: Option<i64>,
+    pub(crate) matched_order: Option<OrderId>,
     pub(crate) unmatched_reason: Option<&'static str>,
     pub(crate) confirmed: bool,
     /// The matched order's checkout.
-    pub(crate) checkout_id: Option<String>,
+    pub(crate) checkout_id: Option<CheckoutId>,
 }
 
 /// The `payments` columns a [`StoredPayment`] is read from, in its order (both
@@ -60,14 +49,13 @@ pub(crate) struct StoredPayment {
     pub(crate) log_index: u64,
     pub(crate) block_number: u64,
     pub(crate) block_hash: B256,
-    pub(crate) order_id: U256,
+    pub(crate) order_id: OrderId,
     pub(crate) payer: Address,
     pub(crate) token: Address,
     pub(crate) plan_id: u32,
     pub(crate) periods: u32,
-    pub(crate) matched_order: Option<i64>,
-    /// `detected`, `confirmed` or `reorged`.
-    pub(crate) status: String,
+    pub(crate) matched_order: Option<OrderId>,
+    pub(crate) status: PaymentStatus,
     /// Times what the payment bought was taken back (part of its later event ids).
     pub(crate) revision: u32,
     /// When it was first confirmed; kept while a reorg has it off the chain or waiting to
@@ -77,7 +65,7 @@ pub(crate) struct StoredPayment {
     /// chain (its effects kept until it is found again or taken back).
     pub(crate) orphaned_at: Option<u64>,
     /// The matched order's checkout.
-    pub(crate) checkout_id: Option<String>,
+    pub(crate) checkout_id: Option<CheckoutId>,
 }
 
 impl StoredPayment {
@@ -95,7 +83,7 @@ pub(crate) struct Move {
     pub(crate) block_number: u64,
     pub(crate) block_hash: B256,
     /// `detected`, or `confirmed` when it is already deep enough.
-    pub(crate) status: &'static str,
+    pub(crate) status: PaymentStatus,
     pub(crate) confirmed_at: Option<u64>,
 }
 
@@ -116,7 +104,7 @@ pub(crate) struct Reversal {
     pub(crate) payment_id: i64,
     pub(crate) revision: u32,
     pub(crate) wallet: Address,
-    pub(crate) order: Option<i64>,
+    pub(crate) order: Option<OrderId>,
     pub(crate) kind: Option<String>,
     pub(crate) plan_id: Option<u32>,
     pub(crate) activated_expires_at: Option<u64>,
@@ -197,7 +185,7 @@ impl PassTx {
     }
 
     /// Returns, for the orders among `ids` that a confirmed payment paid, its transaction.
-    pub(crate) async fn paid_by(&mut self, chain_id: u64, ids: Vec<i64>) -> Result<HashMap<i64, B256>, StoreError> {
+    pub(crate) async fn paid_by(&mut self, chain_id: u64, ids: Vec<OrderId>) -> Result<HashMap<OrderId, B256>, StoreError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -236,7 +224,7 @@ impl PassTx {
     }
 
     /// Returns the stored orders among `ids`.
-    pub(crate) async fn orders(&mut self, ids: Vec<i64>) -> Result<HashMap<i64, StoredOrder>, StoreError> {
+    pub(crate) async fn orders(&mut self, ids: Vec<OrderId>) -> Result<HashMap<OrderId, StoredOrder>, StoreError> {
         dispatch!(self, orders(ids))
     }
 
@@ -247,7 +235,7 @@ impl PassTx {
     }
 
     /// Marks orders paid.
-    pub(crate) async fn orders_paid(&mut self, ids: Vec<i64>) -> Result<(), StoreError> {
+    pub(crate) async fn orders_paid(&mut self, ids: Vec<OrderId>) -> Result<(), StoreError> {
         dispatch!(self, orders_paid(ids))
     }
 
@@ -352,8 +340,19 @@ mod sql {
 
     /// A taken-back payment: a new revision, never confirmed on the chain as it is now.
     pub(super) const FORGET_CONFIRMATION: &str = "UPDATE payments SET revision = revision + 1, confirmed_at = NULL, orphaned_at = NULL WHERE id = $1";
+}
 
-    /// Its order can be paid again, unless another payment paid it meanwhile.
-    pub(super) const REOPEN_ORDER: &str = "UPDATE orders SET status = 'open' WHERE order_id = $1 AND status = 'paid' AND NOT EXISTS \
-        (SELECT 1 FROM payments WHERE chain_id = $2 AND matched_order = orders.order_id AND status = 'confirmed')";
+/// Decodes `payments.status`.
+fn payment_status(text: &str) -> Result<PaymentStatus, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt("payments.status"))
+}
+
+/// Decodes `payments.order_id`.
+fn order_id_of(bytes: &[u8]) -> Result<OrderId, StoreError> {
+    OrderId::from_be_slice(bytes).ok_or(StoreError::Corrupt("payments.order_id"))
+}
+
+/// The `orders` keys of `ids` (ids no stored order can have are left out).
+fn order_keys(ids: &[OrderId]) -> Vec<i64> {
+    ids.iter().filter_map(|id| id.db_key()).collect()
 }

@@ -1,0 +1,277 @@
+//! `subscriptions` and `activations`: every statement that reads or writes them, for both
+//! connections the service uses (sqlx on any database, and the process's own rusqlite
+//! connection on the hot SQLite paths). The rules that decide what a subscription becomes
+//! live in [`crate::billing::activation`]; this module only stores what they decided.
+
+use alloy::primitives::Address;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use super::{
+    StoreError, address_bytes,
+    bulk::{Value, execute_in, fetch_in, insert},
+    to_address,
+};
+use crate::{events::EventType, states::SubscriptionStatus};
+
+/// A subscription row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Member wallet.
+    pub wallet: Address,
+    /// Current plan.
+    pub plan_id: u32,
+    /// Current tier.
+    pub tier: u8,
+    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
+    /// `expired` or `canceled`.
+    pub status: SubscriptionStatus,
+    /// When the subscription first started.
+    pub started_at: u64,
+    /// When the current tier's paid time ends.
+    pub expires_at: u64,
+    /// Plan that takes over at `expires_at` (a scheduled downgrade).
+    pub next_plan_id: Option<u32>,
+    /// When the scheduled plan's time ends.
+    pub next_expires_at: Option<u64>,
+    /// The comped part of `expires_at` (granted by the merchant, not paid): the last
+    /// `comp_seconds` before `expires_at`.
+    pub comp_seconds: u64,
+}
+
+/// An `activations` row: what one payment did.
+#[derive(Debug, Clone)]
+pub struct ActivationRow {
+    /// `payments.id` (the row's key: a payment activates at most once).
+    pub payment_id: i64,
+    /// Member wallet.
+    pub wallet: Address,
+    /// The change, as its event.
+    pub kind: EventType,
+    /// Plan paid for.
+    pub plan_id: u32,
+    /// Expiry before the payment.
+    pub old_expires_at: Option<u64>,
+    /// Expiry after it.
+    pub new_expires_at: u64,
+    /// Seconds credited from unused time.
+    pub credit_seconds: u64,
+    /// The subscription before an upgrade, as JSON (what taking the upgrade back restores).
+    pub previous: Option<String>,
+}
+
+/// The columns a [`Subscription`] is read from, in its order.
+const COLUMNS: &str = "wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds";
+
+/// The columns a save writes.
+const SAVE_HEAD: &str =
+    "INSERT INTO subscriptions (wallet, plan_id, tier, status, started_at, expires_at, next_plan_id, next_expires_at, comp_seconds, updated_at)";
+/// How a save resolves an existing row.
+const SAVE_TAIL: &str = "ON CONFLICT (wallet) DO UPDATE SET plan_id = excluded.plan_id, tier = excluded.tier, \
+    status = excluded.status, expires_at = excluded.expires_at, next_plan_id = excluded.next_plan_id, \
+    next_expires_at = excluded.next_expires_at, comp_seconds = excluded.comp_seconds, updated_at = excluded.updated_at";
+
+const ACTIVATION_HEAD: &str =
+    "INSERT INTO activations (payment_id, wallet, kind, plan_id, old_expires_at, new_expires_at, credit_seconds, created_at, previous)";
+
+fn status_of(text: &str) -> Result<SubscriptionStatus, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt("subscriptions.status"))
+}
+
+/// Decodes a row of [`COLUMNS`] read through sqlx.
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Subscription, StoreError> {
+    Ok(Subscription {
+        wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
+        plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+        tier: r.try_get::<i64, _>("tier")? as u8,
+        status: status_of(&r.try_get::<String, _>("status")?)?,
+        started_at: r.try_get::<i64, _>("started_at")? as u64,
+        expires_at: r.try_get::<i64, _>("expires_at")? as u64,
+        next_plan_id: r.try_get::<Option<i64>, _>("next_plan_id")?.map(|v| v as u32),
+        next_expires_at: r.try_get::<Option<i64>, _>("next_expires_at")?.map(|v| v as u64),
+        comp_seconds: r.try_get::<i64, _>("comp_seconds")? as u64,
+    })
+}
+
+/// Decodes a row of [`COLUMNS`] read through rusqlite.
+fn from_sqlite_row(r: &rusqlite::Row<'_>) -> Result<Subscription, StoreError> {
+    let get_err = |e: rusqlite::Error| StoreError::Sqlite(e.to_string());
+    Ok(Subscription {
+        wallet: to_address(&r.get::<_, Vec<u8>>(0).map_err(get_err)?, "subscriptions.wallet")?,
+        plan_id: r.get::<_, i64>(1).map_err(get_err)? as u32,
+        tier: r.get::<_, i64>(2).map_err(get_err)? as u8,
+        status: status_of(&r.get::<_, String>(3).map_err(get_err)?)?,
+        started_at: r.get::<_, i64>(4).map_err(get_err)? as u64,
+        expires_at: r.get::<_, i64>(5).map_err(get_err)? as u64,
+        next_plan_id: r.get::<_, Option<i64>>(6).map_err(get_err)?.map(|v| v as u32),
+        next_expires_at: r.get::<_, Option<i64>>(7).map_err(get_err)?.map(|v| v as u64),
+        comp_seconds: r.get::<_, i64>(8).map_err(get_err)? as u64,
+    })
+}
+
+/// Loads the subscription of `wallet`.
+pub async fn load(conn: &mut AnyConnection, wallet: Address) -> Result<Option<Subscription>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE wallet = $1")).bind(address_bytes(wallet)).fetch_optional(conn).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Loads the subscriptions of `wallets` (those that have one), in one statement.
+pub async fn load_many(conn: &mut AnyConnection, wallets: &[Address]) -> Result<Vec<Subscription>, StoreError> {
+    let list: Vec<Value> = wallets.iter().map(|w| Value::Bytes(address_bytes(*w))).collect();
+    let rows = fetch_in(conn, &format!("SELECT {COLUMNS} FROM subscriptions WHERE wallet IN"), "", &[], &list).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Loads the subscriptions of `wallets` on the process's SQLite connection.
+pub fn load_many_sqlite(conn: &rusqlite::Connection, wallets: &[Address]) -> Result<Vec<Subscription>, StoreError> {
+    let mut read = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM subscriptions WHERE wallet = ?1")).map_err(sqlite_err)?;
+    let mut out = Vec::with_capacity(wallets.len());
+    for wallet in wallets {
+        let mut rows = read.query([wallet.as_slice()]).map_err(sqlite_err)?;
+        while let Some(row) = rows.next().map_err(sqlite_err)? {
+            out.push(from_sqlite_row(row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Returns the subscriptions whose scheduled downgrade is due at `now`, by wallet.
+pub async fn due_downgrades(conn: &mut AnyConnection, now: u64) -> Result<Vec<Subscription>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet"))
+        .bind(now as i64)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// [`due_downgrades`] on the process's SQLite connection.
+pub fn due_downgrades_sqlite(conn: &rusqlite::Connection, now: u64) -> Result<Vec<Subscription>, StoreError> {
+    let mut read = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= ?1 ORDER BY wallet"))
+        .map_err(sqlite_err)?;
+    let mut rows = read.query([now as i64]).map_err(sqlite_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_err)? {
+        out.push(from_sqlite_row(row)?);
+    }
+    Ok(out)
+}
+
+/// Writes `s` (insert or replace).
+pub async fn save(conn: &mut AnyConnection, s: &Subscription, now: u64) -> Result<(), StoreError> {
+    save_all(conn, std::slice::from_ref(s), now).await
+}
+
+fn values(s: &Subscription, now: i64) -> Vec<Value> {
+    vec![
+        Value::Bytes(address_bytes(s.wallet)),
+        Value::I64(i64::from(s.plan_id)),
+        Value::I64(i64::from(s.tier)),
+        Value::Text(s.status.as_str().to_string()),
+        Value::I64(s.started_at as i64),
+        Value::I64(s.expires_at as i64),
+        Value::OptI64(s.next_plan_id.map(i64::from)),
+        Value::OptI64(s.next_expires_at.map(|v| v as i64)),
+        Value::I64(s.comp_seconds as i64),
+        Value::I64(now),
+    ]
+}
+
+/// Writes `subscriptions` (insert or replace each), in one statement.
+pub async fn save_all(conn: &mut AnyConnection, subscriptions: &[Subscription], now: u64) -> Result<(), StoreError> {
+    let rows: Vec<Vec<Value>> = subscriptions.iter().map(|s| values(s, now as i64)).collect();
+    insert(conn, SAVE_HEAD, &rows, SAVE_TAIL).await?;
+    Ok(())
+}
+
+/// [`save_all`] on the process's SQLite connection.
+pub fn save_all_sqlite(conn: &rusqlite::Connection, subscriptions: &[Subscription], now: u64) -> rusqlite::Result<()> {
+    let mut save = conn.prepare_cached(&format!("{SAVE_HEAD} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) {SAVE_TAIL}"))?;
+    for s in subscriptions {
+        save.execute(rusqlite::params![
+            s.wallet.as_slice(),
+            i64::from(s.plan_id),
+            i64::from(s.tier),
+            s.status.as_str(),
+            s.started_at as i64,
+            s.expires_at as i64,
+            s.next_plan_id.map(i64::from),
+            s.next_expires_at.map(|v| v as i64),
+            s.comp_seconds as i64,
+            now as i64
+        ])?;
+    }
+    Ok(())
+}
+
+/// Records `activations` (each payment's row is its key: a second one fails the
+/// transaction, so a payment never activates twice).
+pub async fn record_activations(conn: &mut AnyConnection, activations: &[ActivationRow], now: u64) -> Result<(), StoreError> {
+    let rows: Vec<Vec<Value>> = activations
+        .iter()
+        .map(|a| {
+            vec![
+                Value::I64(a.payment_id),
+                Value::Bytes(address_bytes(a.wallet)),
+                Value::Text(a.kind.as_str().to_string()),
+                Value::I64(i64::from(a.plan_id)),
+                Value::OptI64(a.old_expires_at.map(|v| v as i64)),
+                Value::I64(a.new_expires_at as i64),
+                Value::I64(a.credit_seconds as i64),
+                Value::I64(now as i64),
+                Value::OptText(a.previous.clone()),
+            ]
+        })
+        .collect();
+    insert(conn, ACTIVATION_HEAD, &rows, "").await?;
+    Ok(())
+}
+
+/// [`record_activations`] on the process's SQLite connection.
+pub fn record_activations_sqlite(conn: &rusqlite::Connection, activations: &[ActivationRow], now: u64) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(&format!("{ACTIVATION_HEAD} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))?;
+    for a in activations {
+        insert.execute(rusqlite::params![
+            a.payment_id,
+            a.wallet.as_slice(),
+            a.kind.as_str(),
+            i64::from(a.plan_id),
+            a.old_expires_at.map(|v| v as i64),
+            a.new_expires_at as i64,
+            a.credit_seconds as i64,
+            now as i64,
+            a.previous
+        ])?;
+    }
+    Ok(())
+}
+
+/// Marks the subscriptions of `wallets` whose time ended by `now` (and that have no plan
+/// waiting to take over) `expired`; returns how many changed.
+pub async fn expire_ended(conn: &mut AnyConnection, wallets: &[Address], now: u64) -> Result<u64, StoreError> {
+    let list: Vec<Value> = wallets.iter().map(|w| Value::Bytes(address_bytes(*w))).collect();
+    execute_in(
+        conn,
+        "UPDATE subscriptions SET status = 'expired', updated_at = $1 WHERE expires_at <= $1 AND next_plan_id IS NULL \
+         AND status IN ('active', 'trialing', 'past_due', 'canceled') AND wallet IN",
+        "",
+        &[Value::I64(now as i64)],
+        &list,
+    )
+    .await
+}
+
+/// Moves `from`'s subscription to `to` (who has none).
+pub async fn move_wallet(conn: &mut AnyConnection, from: Address, to: Address, now: u64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE subscriptions SET wallet = $1, updated_at = $2 WHERE wallet = $3")
+        .bind(address_bytes(to))
+        .bind(now as i64)
+        .bind(address_bytes(from))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite(e.to_string())
+}
