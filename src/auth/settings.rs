@@ -21,9 +21,6 @@ pub struct AuthSettings {
     /// Seconds a membership token (and the account page's session) lives at most; it also
     /// ends at the subscription's end, whichever comes first.
     pub session_secs: u64,
-    /// Seconds after sign-in during which account actions (renew, upgrade, switch, cancel)
-    /// are allowed; later the member signs in again.
-    pub fresh_secs: u64,
     /// The tokens' `iss`.
     pub issuer: String,
     /// The tokens' `aud`, when the merchant's app checks one.
@@ -42,7 +39,6 @@ impl Default for AuthSettings {
             nonce_ttl_secs: 300,
             clock_skew_secs: 60,
             session_secs: 86_400,
-            fresh_secs: 900,
             issuer: "tmai-pay".into(),
             audience: None,
             keys: Vec::new(),
