@@ -1,5 +1,4 @@
--- Sign-In with Ethereum and the merchant's customer reference (same schema on SQLite and
--- PostgreSQL).
+-- Sign-In with Ethereum (same schema on SQLite and PostgreSQL).
 --
 -- auth_nonces: each nonce POST /v1/auth/nonce hands out, single-use and short-lived.
 -- POST /v1/auth/verify spends it by setting used_at (one UPDATE guarded by
@@ -13,8 +12,3 @@ CREATE TABLE auth_nonces (
 );
 CREATE INDEX auth_nonces_expiry ON auth_nonces (expires_at);
 
--- The merchant's own id for the customer (POST /v1/checkouts customer_ref), kept with the
--- order and with the subscription it activates.
-ALTER TABLE orders ADD COLUMN customer_ref TEXT;
-ALTER TABLE subscriptions ADD COLUMN customer_ref TEXT;
-CREATE INDEX subscriptions_customer_ref ON subscriptions (customer_ref);

@@ -174,7 +174,10 @@ async fn a_member_signs_in_and_the_token_verifies_elsewhere(kind: DbKind) {
     assert_eq!((verified["payload"]["tier"].as_u64(), verified["payload"]["status"].as_str()), (Some(3), Some("active")));
     assert_eq!(verified["payload"]["exp"].as_u64(), Some(expires_at));
     assert_eq!(verified["header"]["kid"], "k2");
-    let tampered = format!("{}x", &token[..token.len() - 1]);
+    // A changed signature byte (not the last character, whose low bits are padding).
+    let (signed_part, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{signed_part}.{flipped}{}", &signature[1..]);
     let refused = std::process::Command::new("node").args([script, &format!("{}/.well-known/jwks.json", app.base), &tampered, "tmai-pay"]).output().unwrap();
     assert!(!refused.status.success(), "jose accepted a tampered token");
 
