@@ -49,7 +49,11 @@ impl From<SignInError> for ApiError {
 }
 
 fn service(state: &AppState) -> Result<&AuthService, ApiError> {
-    state.auth.as_deref().ok_or_else(|| ApiError::unavailable("sign-in is not configured on this service (the [auth] table)"))
+    // Not a 5xx: nothing is failing, the merchant has not turned the feature on.
+    state
+        .auth
+        .as_deref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "sign_in_not_configured", "sign-in is not configured on this service (the [auth] table)"))
 }
 
 /// A new sign-in nonce.
@@ -67,7 +71,7 @@ pub struct NonceView {
 
 /// Returns a single-use nonce for a Sign-In with Ethereum message.
 #[utoipa::path(post, path = "/v1/auth/nonce", tag = "public", responses(
-    (status = 200, body = NonceView), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    (status = 200, body = NonceView), (status = 404, body = ErrorBody, description = "Sign-in is not configured"), (status = 429, body = ErrorBody),
 ))]
 pub async fn nonce(State(state): State<AppState>) -> Result<Json<NonceView>, ApiError> {
     let auth = service(&state)?;
@@ -142,7 +146,9 @@ pub struct SignInView {
     (status = 400, body = ErrorBody, description = "Malformed message or signature, wrong chain or statement"),
     (status = 401, body = ErrorBody, description = "Expired message, unknown or used nonce, bad signature, another wallet's signature"),
     (status = 403, body = ErrorBody, description = "Domain or URI not allowed"),
-    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    (status = 404, body = ErrorBody, description = "Sign-in is not configured"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody),
+    (status = 503, body = ErrorBody, description = "The node could not be asked about a contract wallet"),
 ))]
 pub async fn verify(State(state): State<AppState>, ApiJson(body): ApiJson<VerifyRequest>) -> Result<Response, ApiError> {
     let auth = service(&state)?;
@@ -194,7 +200,7 @@ pub(crate) fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Claims,
 /// Answers what the request's membership token says, with the subscription as it stands
 /// now (a renewal or cancellation since sign-in shows here, not in the token).
 #[utoipa::path(get, path = "/v1/me", tag = "public", security(("membership_token" = [])), responses(
-    (status = 200, body = Membership), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    (status = 200, body = Membership), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "Sign-in is not configured"), (status = 429, body = ErrorBody),
 ))]
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Membership>, ApiError> {
     let claims = signed_in(&state, &headers)?;
@@ -241,7 +247,7 @@ pub struct JwksView {
 }
 
 /// The public keys that verify membership tokens (a JWKS, RFC 7517).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "public", responses((status = 200, body = JwksView), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "public", responses((status = 200, body = JwksView), (status = 404, body = ErrorBody, description = "Sign-in is not configured")))]
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     let auth = service(&state)?;
     let set = auth.keys.jwks(state.clock.now());

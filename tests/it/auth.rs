@@ -298,6 +298,19 @@ async fn contract_wallets_sign_in(kind: DbKind) {
 }
 on_both_databases!(contract_wallets_sign_in);
 
+/// Without an `[auth]` table the sign-in routes answer 404 `sign_in_not_configured`, as
+/// documented (nothing is failing, so no 5xx).
+async fn sign_in_is_off_until_configured(kind: DbKind) {
+    let app = App::spawn(kind).await;
+    for (method, route) in [("POST", "/v1/auth/nonce"), ("GET", "/v1/me"), ("GET", "/.well-known/jwks.json")] {
+        let (status, body) = app.call(method, route, route, None, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("sign_in_not_configured")), "{route}: {body}");
+    }
+    let (status, body) = verify(&app, "x", "0x00").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("sign_in_not_configured")), "{body}");
+}
+on_both_databases!(sign_in_is_off_until_configured);
+
 /// A retired key stays published (and its tokens valid) until its last tokens expire,
 /// then disappears; a new key signs; a key that does not load names its id, not its text.
 #[test]
