@@ -27,6 +27,7 @@ use tmai_pay::{
         activation::{Subscription, save},
         plans::{Catalog, PlanConfig},
         quotes::QuoteIssuer,
+        rates::{FeedConfig, PricingSettings, RateBook, RateSourceConfig},
     },
     chain::{
         bindings::ISubscriptionCheckout::Quote,
@@ -41,13 +42,17 @@ use tmai_pay::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// The tests' real markets: Uniswap v3 from its npm artifacts, Chainlink's test aggregator.
+#[path = "../tests/it/markets.rs"]
+mod markets;
+
 const WALLET: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
 /// Members whose subscriptions the read load rotates over.
 const READ_WALLETS: u64 = 1_000;
 
 fn plans() -> Vec<PlanConfig> {
-    vec![PlanConfig {
+    let fixed = PlanConfig {
         id: 3,
         name: "Premium monthly".into(),
         tier: 3,
@@ -57,7 +62,28 @@ fn plans() -> Vec<PlanConfig> {
         card_price_id: None,
         trial_days: 7,
         tmai_discount_percent: Some(18),
-    }]
+        price_usd: None,
+    };
+    // The same plan priced in dollars: TMAI at the live Uniswap v3 TWAP × Chainlink ETH/USD.
+    let usd = PlanConfig { id: 4, prices: Default::default(), price_usd: Some("49.00".into()), card_price_cents: None, ..fixed.clone() };
+    vec![fixed, usd]
+}
+
+/// A TMAI/WETH Uniswap v3 pool and Chainlink feeds on `anvil` (the tests' markets), with
+/// the TWAP window's history behind them, and a rate book kept fresh per block.
+async fn live_rates(anvil: &alloy::node_bindings::AnvilInstance, deployment: &Deployment, provider: &alloy::providers::DynProvider) -> Result<Arc<RateBook>> {
+    let m = markets::Markets::deploy(anvil, deployment).await;
+    m.advance(700).await;
+    let mut pricing = PricingSettings::default();
+    let feed = |address, max_age_secs| FeedConfig { address, decimals: 8, max_age_secs };
+    pricing.tokens.insert(
+        "TMAI".into(),
+        RateSourceConfig::UniswapV3 { pool: m.pool, twap_secs: 600, max_spot_deviation_bps: 500, quote_feed: Some(feed(m.eth_usd, 86_400)), quote_usd: None },
+    );
+    let book = Arc::new(RateBook::connect(&pricing, &deployment.tokens, provider.clone(), tmai_pay::clock::Clock::system()).await?);
+    book.refresh().await;
+    book.current(m.tmai).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(book)
 }
 
 struct Figures {
@@ -79,12 +105,23 @@ async fn main() -> Result<()> {
     let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions { load_state: Some(dir.join(devnet::STATE_FILE)), ..Default::default() })?;
     let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
     let catalog = Arc::new(Catalog::new(&plans(), &deployment.tokens)?);
+    let rates = live_rates(&anvil, &deployment, &provider).await?;
+    let rates_cancel = CancellationToken::new();
+    tokio::spawn(rates.clone().run(rates_cancel.clone()));
     let tmp = tempfile::tempdir()?;
     let post = tmp.path().join("post.lua");
     std::fs::write(
         &post,
         format!(
             "wrk.method = \"POST\"\nwrk.body = '{{\"plan_id\": 3, \"token\": \"TMAI\", \"wallet\": \"{WALLET}\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )?;
+
+    let post_usd = tmp.path().join("post-usd.lua");
+    std::fs::write(
+        &post_usd,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{{\"plan_id\": 4, \"token\": \"TMAI\", \"wallet\": \"{WALLET}\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
         ),
     )?;
 
@@ -134,7 +171,7 @@ async fn main() -> Result<()> {
         }
         tx.commit().await?;
         let cancel = CancellationToken::new();
-        let quotes = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 1_800);
+        let quotes = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 1_800).with_rates(rates.clone());
         let http = HttpSettings { rate_limit_per_second: 0, ..Default::default() };
         let state = AppState::new(db.clone(), catalog.clone(), deployment.clone(), provider.clone(), 2, http, cancel.clone()).with_quotes(Some(quotes));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -143,6 +180,7 @@ async fn main() -> Result<()> {
 
         let hello = wrk(&format!("{base}/bench/hello"), None, seconds).await?;
         let create = wrk(&format!("{base}/v1/checkouts"), Some(&post), seconds).await?;
+        let create_usd = wrk(&format!("{base}/v1/checkouts"), Some(&post_usd), seconds).await?;
         let read = wrk(&format!("{base}/v1/subscriptions/{WALLET}"), Some(&get), seconds).await?;
         // The bound on checkout creation: one secp256k1 signature per quote, measured alone
         // on one core, with the pure-Rust signer and with libsecp256k1 (which checkouts use).
@@ -185,6 +223,15 @@ async fn main() -> Result<()> {
             create_half_rate
         );
         println!(
+            "  {:<36} {:>9.0} {:>10.2} {:>8.3}x {:>16}   {:.3} of the fixed-price checkouts (rates cached per block)",
+            "POST /v1/checkouts, USD live rate",
+            create_usd.rps,
+            create_usd.p99_ms,
+            create_usd.rps / hello.rps,
+            "",
+            create_usd.rps / create.rps
+        );
+        println!(
             "  {:<36} {:>9.0} {:>10.2} {:>8.3}x {:>16.2}   at {:.0} req/s; target >= 0.6x, p99 @ half <= 20 ms",
             "GET /v1/subscriptions/{wallet}",
             read.rps,
@@ -211,6 +258,7 @@ async fn main() -> Result<()> {
         let _ = server.await;
         db.close().await;
     }
+    rates_cancel.cancel();
     Ok(())
 }
 

@@ -60,6 +60,7 @@ fn plans() -> Vec<PlanConfig> {
             card_price_id: None,
             trial_days: 0,
             tmai_discount_percent: None,
+            price_usd: None,
         })
         .collect()
 }

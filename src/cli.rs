@@ -38,6 +38,9 @@ pub enum Command {
     /// Create, list or revoke merchant API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Print every priced token's current USD rate, source, age and guard status (exits 1
+    /// when one is refused, 2 — with the field named — when the configuration is bad).
+    Rates(WatchArgs),
 }
 
 /// `tmai-pay api-key …`

@@ -35,6 +35,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Watch(args) => watch(args).await,
         Command::Run(args) => serve(args).await,
         Command::ApiKey(command) => api_key(command).await,
+        Command::Rates(args) => rates(args).await,
     }
 }
 
@@ -51,6 +52,16 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     })
     .await?;
     service.db.close().await;
+    Ok(())
+}
+
+async fn rates(args: WatchArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
+    let (report, healthy) = crate::billing::rates::report::report(&settings).await?;
+    print!("{report}");
+    if !healthy {
+        bail!("a rate is refused: quotes in that token answer 503 rate_unavailable");
+    }
     Ok(())
 }
 

@@ -49,6 +49,8 @@ pub struct Service {
     pub clock: crate::clock::Clock,
     /// Sign-in and membership tokens, when the `[auth]` table configures them.
     pub auth: Option<crate::auth::AuthService>,
+    /// The market rates of USD-priced tokens, checked against the chain at start-up.
+    pub rates: Arc<crate::billing::rates::RateBook>,
 }
 
 impl Service {
@@ -113,8 +115,12 @@ impl Service {
                 deployment.chain_id
             );
         }
+        let clock = crate::clock::Clock::system();
         let auth = crate::auth::AuthService::from_settings(&settings.auth)?;
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock: crate::clock::Clock::system(), auth })
+        let rates = crate::billing::rates::RateBook::connect(&settings.pricing, &deployment.tokens, provider.clone(), clock.clone()).await?;
+        rates.refresh().await;
+        let rates = Arc::new(rates);
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock, rates, auth })
     }
 
     /// Returns the watcher for this service.
@@ -138,7 +144,10 @@ impl Service {
     /// Returns the HTTP state for this service.
     pub fn app_state(&self, cancel: CancellationToken) -> AppState {
         let chain = &self.settings.chain;
-        let quotes = self.quote_signer.clone().map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs));
+        let quotes = self
+            .quote_signer
+            .clone()
+            .map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs).with_rates(self.rates.clone()));
         // No fallback to chain.rpc_url for wallets: provider URLs carry API keys.
         let http = self.settings.http.clone();
         AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel)
@@ -147,6 +156,7 @@ impl Service {
             .with_webhooks(self.settings.webhooks.clone())
             .with_card(self.settings.card.clone())
             .with_auth(self.auth.clone())
+            .with_rates(self.rates.clone())
     }
 
     /// Runs the public HTTP server on `listener` and the operations one on `ops`, the
@@ -194,7 +204,9 @@ impl Service {
             cancel.cancel();
             result
         };
-        let (s, w, m, d, ()) = tokio::join!(server, watching, minting, delivering, reminding);
+        // One task keeps the rates fresh for every checkout (at most once per block).
+        let pricing = self.rates.clone().run(cancel.clone());
+        let (s, w, m, d, (), ()) = tokio::join!(server, watching, minting, delivering, reminding, pricing);
         s?;
         w?;
         m?;

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs tmai-pay's pinned toolchain into tools/ and links the commands into tools/bin:
 # anvil, forge and cast (Foundry 1.7.1 from npm), solc (solc-js behind a solc-compatible
-# command, or a native compiler), and OpenZeppelin Contracts. Then installs the checkout
+# command, or a native compiler), OpenZeppelin Contracts, and the real markets the USD
+# pricing tests deploy on anvil: Uniswap v3 (@uniswap/v3-core and v3-periphery, whose npm
+# packages carry the compiled factory, pool, position manager and router) and Chainlink
+# (@chainlink/contracts, whose MockV3Aggregator the tests compile). Then installs the checkout
 # page's pinned packages (web/package-lock.json), bundles the page into web/dist/, and makes
 # sure a Chromium is there for the browser test (Debian's package, as root). Idempotent: when
 # everything is in place and nothing has changed it does nothing and prints nothing.

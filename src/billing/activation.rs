@@ -6,9 +6,9 @@
 //! - same tier: **renewed** from the later of now and the current expiry;
 //! - higher tier: **upgraded** at once; the unused *paid* time of the old tier (and of a
 //!   scheduled downgrade) is credited at the ratio of the two plans' per-second prices in
-//!   the paid token (card prices when the token prices are missing; no credit when neither
-//!   is); unused comp time (granted, not bought) is carried over as it is, never priced,
-//!   and the rest of a (card) trial is not credited;
+//!   the paid token (USD prices when the plans are priced in dollars, card prices when
+//!   neither; no credit when none is); unused comp time (granted, not bought) is carried
+//!   over as it is, never priced, and the rest of a (card) trial is not credited;
 //! - lower tier: **downgrade scheduled**; it takes effect when the current period ends.
 //!
 //! Exactly once: the `activations` row is keyed by the payment; if it exists, nothing runs.
@@ -75,11 +75,13 @@ pub struct Change {
 }
 
 /// Returns the per-second price ratio `old / new` as (numerator, denominator), in the paid
-/// token when both plans are priced in it, else in card cents.
-fn price_ratio(old: &Plan, new: &Plan, token: Address) -> Option<(U256, U256)> {
+/// token when both plans have an explicit price in it, else in US dollars when both are
+/// priced in dollars (`price_usd`), else in card cents.
+pub(crate) fn price_ratio(old: &Plan, new: &Plan, token: Address) -> Option<(U256, U256)> {
     let per_period = |p: &Plan| -> Option<U256> {
-        match (old.prices.get(&token), new.prices.get(&token)) {
-            (Some(_), Some(_)) => p.prices.get(&token).copied(),
+        match (old.prices.get(&token), new.prices.get(&token), old.price_usd_micro, new.price_usd_micro) {
+            (Some(_), Some(_), _, _) => p.prices.get(&token).copied(),
+            (_, _, Some(_), Some(_)) => p.price_usd_micro.map(U256::from),
             _ => Some(U256::from(p.card_price_cents?)),
         }
     };
@@ -356,4 +358,39 @@ pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, n
     badge_jobs::queue_all(conn, &writes.jobs, now).await?;
     outbox::write_all(conn, &writes.events, now as i64).await?;
     Ok(writes.subscriptions.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::Address;
+
+    use super::credit;
+    use crate::{
+        billing::plans::{Catalog, PlanConfig},
+        chain::deployment::TokenInfo,
+    };
+
+    /// An upgrade between plans priced in dollars credits at the USD prices, whatever the
+    /// token paid (its amount moves with the market; the plans' worth does not).
+    #[test]
+    fn upgrade_credit_follows_the_usd_prices() {
+        let tmai = TokenInfo { symbol: "TMAI".into(), address: Address::repeat_byte(1), decimals: 18, permit: true };
+        let plan = |id: u32, tier: u8, usd: &str, cents: Option<u64>| PlanConfig {
+            id,
+            name: format!("plan {id}"),
+            tier,
+            period: "monthly".into(),
+            prices: Default::default(),
+            price_usd: Some(usd.into()),
+            card_price_cents: cents,
+            card_price_id: None,
+            trial_days: 0,
+            tmai_discount_percent: Some(18),
+        };
+        // Card prices that disagree with the USD prices are not what the credit follows.
+        let catalog = Catalog::new(&[plan(1, 1, "9.80", Some(1_000)), plan(3, 3, "49.00", Some(1_000))], std::slice::from_ref(&tmai)).unwrap();
+        let (basic, premium) = (catalog.get(1).unwrap(), catalog.get(3).unwrap());
+        // 10 days of a $9.80 plan are worth 2 days of a $49.00 plan.
+        assert_eq!(credit(10 * 86_400, basic, premium, tmai.address), 2 * 86_400);
+    }
 }

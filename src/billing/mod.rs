@@ -6,6 +6,8 @@ pub mod card;
 pub mod checkouts;
 pub mod members;
 pub mod plans;
+pub mod pricing;
 pub mod quotes;
+pub mod rates;
 pub mod reminders;
 pub mod reversal;

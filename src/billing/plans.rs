@@ -29,7 +29,13 @@ pub struct PlanConfig {
     /// A TMAI discount is simply a lower TMAI price.
     #[serde(default)]
     pub prices: BTreeMap<String, String>,
-    /// Card price per period in cents; no card payments when absent.
+    /// Price per period in US dollars as a decimal string (`"49.00"`), kept exactly (in
+    /// micro-dollars). The plan is then sold in every token with a rate source in
+    /// `[pricing.tokens]` at the market rate; an explicit `prices` entry overrides it.
+    #[serde(default)]
+    pub price_usd: Option<String>,
+    /// Card price per period in cents; no card payments when absent (defaults to the USD
+    /// price in cents when `price_usd` is set).
     #[serde(default)]
     pub card_price_cents: Option<u64>,
     /// The card processor's price id for this plan (Stripe's `price_…`): invoices and
@@ -40,8 +46,9 @@ pub struct PlanConfig {
     /// Free trial days for card payments (never for on-chain payments).
     #[serde(default)]
     pub trial_days: u32,
-    /// The discount the TMAI price gives against the list price, in percent, shown on the
-    /// checkout page (the TMAI price itself is what is charged).
+    /// The discount the TMAI price gives against the list price, in percent. With
+    /// `price_usd` it is taken off the USD price of `pricing.discount_token` payments; with
+    /// an explicit TMAI price it is only shown (the TMAI price itself is what is charged).
     #[serde(default)]
     pub tmai_discount_percent: Option<u8>,
 }
@@ -88,6 +95,8 @@ pub struct Plan {
     pub period: Period,
     /// Price per period in the token's smallest unit, by token address.
     pub prices: BTreeMap<Address, U256>,
+    /// USD price per period in micro-dollars, when the plan is priced in dollars.
+    pub price_usd_micro: Option<u64>,
     /// Card price per period in cents.
     pub card_price_cents: Option<u64>,
     /// The card processor's price id (`price_…`).
@@ -142,8 +151,18 @@ impl Catalog {
                 "yearly" | "year" | "annual" => Period::Yearly,
                 other => return Err(err("period", format!("{other:?} is not a period; use monthly or yearly"))),
             };
-            if config.prices.is_empty() && config.card_price_cents.is_none() {
-                return Err(err("prices", "a plan needs a token price or a card price".into()));
+            let price_usd_micro = match &config.price_usd {
+                None => None,
+                Some(text) => match super::pricing::parse_usd(text) {
+                    Ok(0) => return Err(err("price_usd", "must be greater than zero".into())),
+                    Ok(micro) => Some(micro),
+                    Err(message) => return Err(err("price_usd", message)),
+                },
+            };
+            // The card price defaults to the USD price in whole cents (rounded up).
+            let card_price_cents = config.card_price_cents.or(price_usd_micro.map(|m| m.div_ceil(10_000)));
+            if config.prices.is_empty() && card_price_cents.is_none() {
+                return Err(err("prices", "a plan needs price_usd, a token price or a card price".into()));
             }
             let mut prices = BTreeMap::new();
             for (symbol, text) in &config.prices {
@@ -175,7 +194,7 @@ impl Catalog {
                 None => None,
                 Some("") => return Err(err("card_price_id", "must not be empty (leave it out for a plan not sold by card subscription)".into())),
                 Some(id) => {
-                    if config.card_price_cents.is_none() {
+                    if card_price_cents.is_none() {
                         return Err(err("card_price_id", "needs card_price_cents: the amount the processor charges for this price".into()));
                     }
                     if let Some(other) = plans.values().find(|p: &&Plan| p.card_price_id.as_deref() == Some(id)) {
@@ -193,7 +212,8 @@ impl Catalog {
                 tier: config.tier,
                 period,
                 prices,
-                card_price_cents: config.card_price_cents,
+                price_usd_micro,
+                card_price_cents,
                 card_price_id,
                 trial_days: config.trial_days,
                 tmai_discount_percent: config.tmai_discount_percent,

@@ -9,7 +9,12 @@ use alloy::{
 };
 use serde::Serialize;
 
-use super::plans::Catalog;
+use super::{
+    plans::{Catalog, Plan},
+    pricing::{self, UsdRate},
+    rates::{RateBook, RateUnavailable},
+};
+use crate::chain::deployment::TokenInfo;
 use crate::{
     chain::{
         bindings::ISubscriptionCheckout::Quote,
@@ -19,7 +24,7 @@ use crate::{
     ids::{CheckoutId, OrderId},
     store::{
         Db, StoreError, address_bytes,
-        orders::{self, NewOrder},
+        orders::{self, NewOrder, OrderPricing},
         outbox::{self, NewEvent},
         u256_bytes,
     },
@@ -63,6 +68,25 @@ pub struct IssuedQuote {
     pub token: Address,
     /// Unix time after which the quote cannot be paid.
     pub expires_at: u64,
+    /// The market rate the amount was priced at, for a plan priced in dollars.
+    pub pricing: Option<QuotePricing>,
+}
+
+/// How a USD-priced quote was priced: locked with the order for the quote's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QuotePricing {
+    /// The plan's USD price for the periods bought, after discount, in micro-dollars.
+    pub price_usd_micro: u64,
+    /// The USD value of the quoted amount at the rate (≥ the price: rounding goes up).
+    pub usd_value_micro: u64,
+    /// The discount taken off the USD price, in percent.
+    pub discount_percent: u8,
+    /// USD per whole token.
+    pub rate: UsdRate,
+    /// The rate's source.
+    pub source: &'static str,
+    /// Unix time the rate was read.
+    pub rate_at: u64,
 }
 
 /// Why a quote was refused; each is bad input except [`QuoteError::Store`].
@@ -88,6 +112,9 @@ pub enum QuoteError {
     /// The payer is the zero address.
     #[error("payer must not be the zero address")]
     ZeroPayer,
+    /// The token's market rate cannot be used now (503 `rate_unavailable`).
+    #[error(transparent)]
+    RateUnavailable(#[from] RateUnavailable),
     /// Storing the order failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -109,7 +136,13 @@ struct CreatedData<'a> {
     payer: Address,
     periods: u32,
     plan_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_usd: Option<String>,
     token: Address,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usd_value: Option<String>,
 }
 
 /// Signs quotes for one checkout contract.
@@ -121,6 +154,7 @@ pub struct QuoteIssuer {
     chain_id: u64,
     checkout: Address,
     ttl_secs: u64,
+    rates: Option<std::sync::Arc<RateBook>>,
 }
 
 impl QuoteIssuer {
@@ -133,7 +167,19 @@ impl QuoteIssuer {
             chain_id,
             checkout,
             ttl_secs,
+            rates: None,
         }
+    }
+
+    /// Returns the issuer pricing USD plans from `rates`.
+    pub fn with_rates(mut self, rates: std::sync::Arc<RateBook>) -> Self {
+        self.rates = Some(rates);
+        self
+    }
+
+    /// Returns the amount `periods` of `plan` cost in `token` ([`price_plan`]).
+    pub fn price(&self, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(U256, Option<QuotePricing>), QuoteError> {
+        price_plan(self.rates.as_deref(), plan, token, periods)
     }
 
     /// Returns the signer's address (must be the checkout's quote signer).
@@ -151,7 +197,7 @@ impl QuoteIssuer {
         if request.payer == Address::ZERO {
             return Err(QuoteError::ZeroPayer);
         }
-        let amount = plan.price(token.address, request.periods).ok_or_else(|| QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() })?;
+        let (amount, priced) = self.price(plan, token, request.periods)?;
         let deadline = now + self.ttl_secs;
 
         let order_id = orders::next_id(db).await?;
@@ -172,6 +218,7 @@ impl QuoteIssuer {
             amount,
             token: token.address,
             expires_at: deadline,
+            pricing: priced,
         };
         let event = NewEvent::new(
             outbox::ordered_event_id(order_id.sort_key(), &[EventType::CheckoutCreated.as_str(), checkout_id.as_str()]),
@@ -184,7 +231,10 @@ impl QuoteIssuer {
                 payer: request.payer,
                 periods: request.periods,
                 plan_id: plan.id,
+                rate_source: priced.map(|p| p.source),
+                rate_usd: priced.map(|p| p.rate.to_decimal()),
                 token: token.address,
+                usd_value: priced.map(|p| pricing::format_usd(p.usd_value_micro)),
             },
         );
         orders::insert_order(
@@ -201,10 +251,46 @@ impl QuoteIssuer {
                 deadline: deadline as i64,
                 signature: signature.to_vec(),
                 created_at: now as i64,
+                pricing: priced.map(|p| OrderPricing {
+                    usd_micro: p.usd_value_micro as i64,
+                    rate_usd: p.rate.to_decimal(),
+                    rate_source: p.source.to_string(),
+                    rate_at: p.rate_at as i64,
+                }),
                 event,
             },
         )
         .await?;
         Ok(issued)
     }
+}
+
+/// Returns the amount `periods` of `plan` cost in `token`: its explicit token price, or
+/// its USD price at the token's cached market rate in `rates` (with the pricing used).
+pub fn price_plan(rates: Option<&RateBook>, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(U256, Option<QuotePricing>), QuoteError> {
+    if let Some(amount) = plan.price(token.address, periods) {
+        return Ok((amount, None));
+    }
+    let not_sold = || QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() };
+    let (Some(usd), Some(rates)) = (plan.price_usd_micro, rates) else { return Err(not_sold()) };
+    if !rates.prices(token.address) {
+        return Err(not_sold());
+    }
+    let reading = rates.current(token.address)?;
+    let settings = rates.settings();
+    let discount = if token.symbol.eq_ignore_ascii_case(&settings.discount_token) { plan.tmai_discount_percent.unwrap_or(0) } else { 0 };
+    let total = usd.saturating_mul(u64::from(periods));
+    let amount = pricing::token_amount(total, discount, reading.rate, token.decimals, settings.significant_digits)
+        .ok_or_else(|| RateUnavailable { symbol: token.symbol.clone(), reason: "the amount at this rate is out of range".into() })?;
+    Ok((
+        amount,
+        Some(QuotePricing {
+            price_usd_micro: pricing::discounted_micro(total, discount),
+            usd_value_micro: pricing::usd_value_micro(amount, reading.rate, token.decimals),
+            discount_percent: discount,
+            rate: reading.rate,
+            source: reading.source,
+            rate_at: reading.read_at,
+        }),
+    ))
 }

@@ -172,6 +172,7 @@ mod tests {
             card_price_id: None,
             trial_days: 0,
             tmai_discount_percent: None,
+            price_usd: None,
         };
         let tokens = [crate::chain::deployment::TokenInfo { symbol: "USD".into(), address: Address::repeat_byte(1), decimals: 6, permit: true }];
         Catalog::new(&[plan(1, 1), plan(3, 3)], &tokens).unwrap()

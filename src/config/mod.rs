@@ -46,6 +46,9 @@ pub struct Settings {
     /// Sign-In with Ethereum and membership tokens.
     #[serde(default)]
     pub auth: crate::auth::AuthSettings,
+    /// USD pricing: rate sources per token, rounding, the discount token.
+    #[serde(default)]
+    pub pricing: crate::billing::rates::PricingSettings,
 }
 
 /// Outgoing webhook delivery (the `[webhooks]` table); every field has a default.

@@ -66,10 +66,15 @@ pub struct TokenView {
 pub struct PriceView {
     /// Token symbol.
     pub token: String,
-    /// Price per period in the token's smallest unit (decimal string).
+    /// Price per period in the token's smallest unit (decimal string); empty while the
+    /// token's market rate is unavailable (`reason`).
     pub amount: String,
     /// Price per period in whole tokens.
     pub display: String,
+    /// For a plan priced in dollars: the USD side of this amount at the current rate.
+    pub usd: Option<super::rates::UsdPricing>,
+    /// Why the plan cannot be bought in this token now (its rate is unavailable).
+    pub reason: Option<String>,
 }
 
 /// A plan.
@@ -85,6 +90,8 @@ pub struct PlanView {
     pub tier_name: String,
     /// `monthly` or `yearly`.
     pub period: String,
+    /// Price per period in US dollars (`"49.00"`), for a plan priced in dollars.
+    pub price_usd: Option<String>,
     /// Price per accepted token.
     pub prices: Vec<PriceView>,
     /// Card price in cents, when sold by card.
@@ -104,6 +111,10 @@ pub struct PlansResponse {
     pub tokens: Vec<TokenView>,
     /// Plans on sale.
     pub plans: Vec<PlanView>,
+    /// The market rate of each token priced from one (`[pricing.tokens]`).
+    pub rates: Vec<super::rates::RateView>,
+    /// Where a member short of a token can buy it (`{token}` and `{amount}` to fill in).
+    pub buy_url: Option<String>,
 }
 
 /// Returns the tier's name.
@@ -132,12 +143,19 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
             tier: p.tier,
             tier_name: tier_name(p.tier).to_string(),
             period: p.period.to_string(),
+            price_usd: p.price_usd_micro.map(crate::billing::pricing::format_usd),
             prices: d
                 .tokens
                 .iter()
                 .filter_map(|t| {
-                    let amount = p.prices.get(&t.address)?;
-                    Some(PriceView { token: t.symbol.clone(), amount: amount.to_string(), display: trim_units(*amount, t.decimals) })
+                    let price = super::rates::plan_price(&state, p, t)?;
+                    Some(PriceView {
+                        token: t.symbol.clone(),
+                        amount: price.amount.map(|a| a.to_string()).unwrap_or_default(),
+                        display: price.amount.map(|a| trim_units(a, t.decimals)).unwrap_or_default(),
+                        usd: price.pricing.as_ref().map(Into::into),
+                        reason: price.reason,
+                    })
                 })
                 .collect(),
             card_price_cents: p.card_price_cents,
@@ -155,6 +173,8 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
         },
         tokens,
         plans,
+        rates: super::rates::rate_views(&state),
+        buy_url: state.rates.settings().buy_url.clone(),
     })
 }
 
@@ -262,6 +282,8 @@ pub struct CheckoutView {
     pub events_url: String,
     /// Progress now.
     pub progress: Progress,
+    /// For a plan priced in dollars: the rate the amount is locked at and its USD value.
+    pub usd: Option<super::rates::UsdPricing>,
 }
 
 pub(crate) fn parse_wallet(field: &str, text: &str) -> Result<Address, ApiError> {
@@ -301,9 +323,11 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         deadline: issued.expires_at,
         signature: issued.signature.to_vec(),
         status: OrderStatus::Open,
+        pricing: None,
     };
     let progress = Progress::from(&CheckoutProgress::open(state.confirmations));
-    let view = view_of(&state, &order, CheckoutStatus::Open, progress);
+    let mut view = view_of(&state, &order, CheckoutStatus::Open, progress);
+    view.usd = issued.pricing.as_ref().map(Into::into);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -453,6 +477,7 @@ fn view_of(state: &AppState, order: &StoredOrder, status: CheckoutStatus, progre
         signature: format!("0x{}", alloy::hex::encode(&order.signature)),
         events_url: format!("/v1/checkouts/{}/events", order.checkout_id),
         progress,
+        usd: order.pricing.as_ref().map(Into::into),
     }
 }
 

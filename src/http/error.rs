@@ -158,6 +158,9 @@ impl From<crate::billing::quotes::QuoteError> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_token", format!("{e}; see GET /v1/plans"))
             }
             QuoteError::BadPeriods | QuoteError::ZeroPayer => Self::invalid(e.to_string()),
+            QuoteError::RateUnavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "rate_unavailable", format!("{e}; other tokens may still be paid in")).retry_after(5)
+            }
             QuoteError::Store(e) => Self::internal(&e),
         }
     }

@@ -57,6 +57,7 @@ pub mod keys;
 pub mod members;
 pub mod ops;
 pub mod pages;
+pub mod rates;
 pub mod reads;
 pub mod streams;
 pub mod webhooks;
@@ -101,8 +102,10 @@ pub struct Shared {
     pub webhooks: Arc<WebhookSettings>,
     /// Incoming card webhook settings.
     pub card: Arc<CardSettings>,
-    /// Sign-in and membership tokens (`None`: sign-in answers 503).
+    /// Sign-in and membership tokens (`None`: sign-in routes answer 404).
     pub auth: Option<Arc<crate::auth::AuthService>>,
+    /// The cached market rates of USD-priced tokens.
+    pub rates: Arc<crate::billing::rates::RateBook>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
@@ -155,6 +158,7 @@ impl AppState {
             webhooks: Arc::new(WebhookSettings::default()),
             card: Arc::new(CardSettings::default()),
             auth: None,
+            rates: Arc::new(crate::billing::rates::RateBook::empty(Clock::system())),
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }))
@@ -176,6 +180,13 @@ impl AppState {
     /// Returns the state with a quote issuer (checkouts are refused without one).
     pub fn with_quotes(mut self, quotes: Option<QuoteIssuer>) -> Self {
         self.parts().quotes = quotes;
+        self
+    }
+
+    /// Returns the state with the market rates `rates` (shown by `GET /v1/plans` and
+    /// `/readyz`; the quote issuer prices with its own handle to them).
+    pub fn with_rates(mut self, rates: Arc<crate::billing::rates::RateBook>) -> Self {
+        self.parts().rates = rates;
         self
     }
 
@@ -233,7 +244,7 @@ impl AppState {
         auth::nonce, auth::verify, auth::logout, auth::me, auth::jwks,
         ops::healthz, ops::readyz,
     ),
-    components(schemas(error::ErrorBody, api::Progress, ops::Health, ops::Ready)),
+    components(schemas(error::ErrorBody, api::Progress, ops::Health, ops::Ready, rates::RateView, rates::UsdPricing)),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "public", description = "Subscribers and the checkout page"),

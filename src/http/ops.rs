@@ -31,6 +31,9 @@ pub struct Ready {
     pub database: bool,
     /// The RPC endpoint answers.
     pub rpc: bool,
+    /// Each priced token's market rate: an unhealthy one refuses quotes in that token only
+    /// (it does not make the service unready).
+    pub rates: Vec<super::rates::RateView>,
 }
 
 /// Answers while the process runs.
@@ -53,7 +56,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
     let rpc = tokio::time::timeout(Duration::from_secs(2), state.provider.get_block_number()).await.is_ok_and(|r| r.is_ok());
     let ok = database && rpc;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc };
+    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc, rates: super::rates::rate_views(&state) };
     *cached = Some((Instant::now(), status, ready.clone()));
     (status, Json(ready))
 }

@@ -155,6 +155,13 @@ pub struct PaymentView {
     pub unmatched_reason: Option<String>,
     /// Unix time detected.
     pub detected_at: i64,
+    /// For a USD-priced order: the amount's USD value at the rate it was quoted at
+    /// (`"40.18"`).
+    pub usd_value: Option<String>,
+    /// That rate, USD per whole token.
+    pub rate_usd: Option<String>,
+    /// That rate's source.
+    pub rate_source: Option<String>,
 }
 
 /// A page of payments.
@@ -216,6 +223,9 @@ pub async fn payments(
             status: p.status,
             unmatched_reason: p.unmatched_reason,
             detected_at: p.detected_at,
+            usd_value: p.usd.as_ref().map(|(micro, _, _)| crate::billing::pricing::format_usd((*micro).max(0) as u64)),
+            rate_usd: p.usd.as_ref().map(|(_, rate, _)| rate.clone()),
+            rate_source: p.usd.map(|(_, _, source)| source),
         })
         .collect();
     let next_before = (payments.len() == limit as usize).then(|| payments.last().map(|p| p.id)).flatten();

@@ -15,6 +15,7 @@ pub mod badge_jobs;
 pub mod bulk;
 pub mod changes;
 pub mod leader;
+pub mod order_pricing;
 pub mod orders;
 pub mod outbox;
 pub mod payments;

@@ -21,6 +21,7 @@ use crate::{
     states::OrderStatus,
 };
 
+pub use super::order_pricing::{OrderPricing, OrderUsd};
 use super::{
     Backend, Db, StoreError,
     bulk::{Value, insert},
@@ -61,6 +62,8 @@ pub struct NewOrder {
     pub signature: Vec<u8>,
     /// Unix time of creation.
     pub created_at: i64,
+    /// The market rate a USD-priced order was quoted at.
+    pub pricing: Option<OrderPricing>,
     /// The `checkout.created` event.
     pub event: NewEvent,
 }
@@ -125,15 +128,19 @@ pub struct StoredOrder {
     pub signature: Vec<u8>,
     /// As stored (an open order past its deadline is still `open`).
     pub status: OrderStatus,
+    /// The market rate a USD-priced order was quoted at.
+    pub pricing: Option<OrderPricing>,
 }
 
 /// Returns the order of checkout `checkout_id`, if any.
 pub async fn load(db: &Db, checkout_id: &CheckoutId) -> Result<Option<StoredOrder>, StoreError> {
-    let row =
-        sqlx::query("SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status FROM orders WHERE checkout_id = $1")
-            .bind(checkout_id.as_str())
-            .fetch_optional(db.pool())
-            .await?;
+    let row = sqlx::query(
+        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status, usd_micro, rate_usd, rate_source, rate_at \
+             FROM orders WHERE checkout_id = $1",
+    )
+    .bind(checkout_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(StoredOrder {
         order_id: OrderId::issued(r.try_get("order_id")?),
@@ -146,6 +153,15 @@ pub async fn load(db: &Db, checkout_id: &CheckoutId) -> Result<Option<StoredOrde
         deadline: r.try_get::<i64, _>("deadline")? as u64,
         signature: r.try_get("signature")?,
         status: r.try_get::<String, _>("status")?.parse().map_err(|_| StoreError::Corrupt("orders.status"))?,
+        pricing: match (r.try_get::<Option<i64>, _>("usd_micro")?, r.try_get::<Option<String>, _>("rate_usd")?) {
+            (Some(usd_micro), Some(rate_usd)) => Some(OrderPricing {
+                usd_micro,
+                rate_usd,
+                rate_source: r.try_get::<Option<String>, _>("rate_source")?.unwrap_or_default(),
+                rate_at: r.try_get::<Option<i64>, _>("rate_at")?.unwrap_or_default(),
+            }),
+            _ => None,
+        },
     }))
 }
 
@@ -245,6 +261,10 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
                 Value::I64(o.deadline),
                 Value::Bytes(o.signature.clone()),
                 Value::I64(o.created_at),
+                Value::OptI64(o.usd_micro()),
+                Value::OptText(o.rate_usd()),
+                Value::OptText(o.rate_source()),
+                Value::OptI64(o.rate_at()),
             ]
         })
         .collect();
@@ -252,7 +272,7 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
     tx.keep_read_caches();
     insert(
         &mut tx,
-        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at)",
+        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at)",
         &order_rows,
         "",
     )
@@ -265,8 +285,8 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
 
 fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rusqlite::Result<()> {
     let mut order = tx.prepare_cached(
-        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?;
     for o in orders {
         order.execute(rusqlite::params![
@@ -280,7 +300,11 @@ fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rus
             o.periods,
             o.deadline,
             o.signature,
-            o.created_at
+            o.created_at,
+            o.usd_micro(),
+            o.rate_usd(),
+            o.rate_source(),
+            o.rate_at()
         ])?;
     }
     outbox::write_all_sqlite(tx, orders.iter().map(|o| &o.event), now)
@@ -291,12 +315,12 @@ fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rus
 async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), StoreError> {
     use std::fmt::Write;
     let mut sql = String::from(
-        "WITH new_orders AS (INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at) VALUES ",
+        "WITH new_orders AS (INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at) VALUES ",
     );
     let mut n = 0;
     for (i, _) in orders.iter().enumerate() {
         sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 0..11 {
+        for c in 0..15 {
             n += 1;
             let _ = write!(sql, "{}${n}", if c == 0 { "" } else { ", " });
         }
@@ -321,7 +345,11 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
             .bind(o.periods)
             .bind(o.deadline)
             .bind(o.signature.clone())
-            .bind(o.created_at);
+            .bind(o.created_at)
+            .bind(o.usd_micro())
+            .bind(o.rate_usd())
+            .bind(o.rate_source())
+            .bind(o.rate_at());
     }
     for o in orders {
         query = query.bind(o.event.id.clone()).bind(o.event.event_type.as_str()).bind(o.event.body.clone()).bind(now);
@@ -350,9 +378,11 @@ pub struct OrderTerms {
     pub paid: bool,
     /// The checkout that issued it.
     pub checkout_id: CheckoutId,
+    /// A USD-priced order's USD value at its locked rate.
+    pub usd: Option<OrderUsd>,
 }
 
-const TERMS: &str = "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id FROM orders WHERE order_id";
+const TERMS: &str = "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id, usd_micro, rate_usd FROM orders WHERE order_id";
 
 fn terms_from(r: &sqlx::any::AnyRow) -> Result<(OrderId, OrderTerms), StoreError> {
     let terms = OrderTerms {
@@ -364,6 +394,7 @@ fn terms_from(r: &sqlx::any::AnyRow) -> Result<(OrderId, OrderTerms), StoreError
         periods: r.try_get::<i64, _>("periods")? as u32,
         paid: r.try_get::<String, _>("status")? == OrderStatus::Paid.as_str(),
         checkout_id: CheckoutId::from_stored(r.try_get("checkout_id")?),
+        usd: OrderUsd::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?),
     };
     Ok((OrderId::issued(r.try_get("order_id")?), terms))
 }
@@ -395,6 +426,7 @@ pub fn terms_sqlite(conn: &rusqlite::Connection, ids: &[OrderId]) -> Result<std:
                 periods: r.get::<_, i64>(6)? as u32,
                 paid: r.get::<_, String>(7)? == OrderStatus::Paid.as_str(),
                 checkout_id: CheckoutId::from_stored(r.get(8)?),
+                usd: OrderUsd::from_columns(r.get(9)?, r.get(10)?),
             };
             out.insert(*id, terms);
         }

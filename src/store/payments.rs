@@ -39,6 +39,9 @@ pub struct Payment {
     pub unmatched_reason: Option<String>,
     /// Unix time detected.
     pub detected_at: i64,
+    /// For a USD-priced order: the USD value of its amount at the rate it was quoted at
+    /// (micro-dollars), and that rate (USD per whole token) with its source.
+    pub usd: Option<(i64, String, String)>,
 }
 
 /// Which payments [`list`] returns.
@@ -55,8 +58,10 @@ pub struct PaymentFilter {
 /// Lists payments, newest first.
 pub async fn list(db: &Db, filter: &PaymentFilter) -> Result<Vec<Payment>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, tx_hash, log_index, block_number, order_id, payer, token, amount, plan_id, periods, status, unmatched_reason, detected_at \
-         FROM payments WHERE id < $1 AND ($2 = '' OR status = $2) ORDER BY id DESC LIMIT $3",
+        "SELECT p.id, p.tx_hash, p.log_index, p.block_number, p.order_id, p.payer, p.token, p.amount, p.plan_id, p.periods, p.status, \
+         p.unmatched_reason, p.detected_at, o.usd_micro, o.rate_usd, o.rate_source \
+         FROM payments p LEFT JOIN orders o ON o.order_id = p.matched_order \
+         WHERE p.id < $1 AND ($2 = '' OR p.status = $2) ORDER BY p.id DESC LIMIT $3",
     )
     .bind(filter.before.unwrap_or(i64::MAX))
     .bind(filter.status.map(PaymentStatus::as_str).unwrap_or_default().to_string())
@@ -79,6 +84,10 @@ pub async fn list(db: &Db, filter: &PaymentFilter) -> Result<Vec<Payment>, Store
                 status: r.try_get::<String, _>("status")?.parse().map_err(|_| StoreError::Corrupt("payments.status"))?,
                 unmatched_reason: r.try_get("unmatched_reason")?,
                 detected_at: r.try_get("detected_at")?,
+                usd: match (r.try_get::<Option<i64>, _>("usd_micro")?, r.try_get::<Option<String>, _>("rate_usd")?) {
+                    (Some(micro), Some(rate)) => Some((micro, rate, r.try_get::<Option<String>, _>("rate_source")?.unwrap_or_default())),
+                    _ => None,
+                },
             })
         })
         .collect()

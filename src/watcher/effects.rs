@@ -70,8 +70,9 @@ pub(super) fn new_payments(
         .map(|log| {
             let (matched_order, unmatched_reason) = match_order(chain_id, orders, paid_by, &log);
             let confirmed = log.block_number <= deep;
-            let checkout_id = matched_order.and_then(|id| orders.get(&id)).map(|o| o.checkout_id.clone());
-            NewPayment { log, matched_order, unmatched_reason, confirmed, checkout_id }
+            let order = matched_order.and_then(|id| orders.get(&id));
+            let (checkout_id, usd) = (order.map(|o| o.checkout_id.clone()), order.and_then(|o| o.usd.clone()));
+            NewPayment { log, matched_order, unmatched_reason, confirmed, checkout_id, usd }
         })
         .collect()
 }
@@ -143,6 +144,7 @@ pub(super) fn recorded(id: i64, p: &NewPayment) -> StoredPayment {
         confirmed_at: None,
         orphaned_at: None,
         checkout_id: p.checkout_id.clone(),
+        usd: p.usd.clone(),
     }
 }
 
@@ -174,7 +176,11 @@ struct ConfirmedData<'a> {
     order_id: OrderId,
     payer: Address,
     payment: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_usd: Option<&'a str>,
     tx_hash: B256,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usd_value: Option<String>,
 }
 
 /// Returns `payment.confirmed` for `c`.
@@ -187,7 +193,9 @@ pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u
         order_id: c.order_id,
         payer: c.payer,
         payment: &key,
+        rate_usd: c.usd.as_ref().map(|u| u.rate_usd.as_str()),
         tx_hash: c.tx_hash,
+        usd_value: c.usd.as_ref().map(|u| u.usd_value()),
     };
     let confirmed = EventType::PaymentConfirmed;
     NewEvent::new(outbox::event_id(&revised(&[confirmed.as_str(), &key], c.revision)), confirmed, &data)

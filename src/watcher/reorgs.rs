@@ -181,6 +181,7 @@ impl Watcher {
                 unmatched_reason: None,
                 confirmed: deep_enough,
                 checkout_id: p.checkout_id.clone(),
+                usd: p.usd.clone(),
             };
             effects::detected_events(chain, &row, confirmations, &mut detected);
             let confirmed = deep_enough.then(|| effects::confirmed_event(chain, &p, confirmations));

@@ -33,13 +33,17 @@ pub(crate) struct NewPayment {
     pub(crate) confirmed: bool,
     /// The matched order's checkout.
     pub(crate) checkout_id: Option<CheckoutId>,
+    /// The matched order's USD value at its locked rate (USD-priced orders).
+    pub(crate) usd: Option<crate::store::orders::OrderUsd>,
 }
 
 /// The `payments` columns a [`StoredPayment`] is read from, in its order (both
 /// implementations decode them).
 const PAYMENT_COLUMNS: &str = "id, tx_hash, log_index, block_number, block_hash, order_id, payer, token, plan_id, periods, \
      matched_order, status, revision, confirmed_at, orphaned_at, \
-     (SELECT o.checkout_id FROM orders o WHERE o.order_id = payments.matched_order) AS checkout_id";
+     (SELECT o.checkout_id FROM orders o WHERE o.order_id = payments.matched_order) AS checkout_id, \
+     (SELECT o.usd_micro FROM orders o WHERE o.order_id = payments.matched_order) AS usd_micro, \
+     (SELECT o.rate_usd FROM orders o WHERE o.order_id = payments.matched_order) AS rate_usd";
 
 /// A stored payment: one the pass confirms, or one a reorg removed.
 #[derive(Debug, Clone)]
@@ -66,6 +70,8 @@ pub(crate) struct StoredPayment {
     pub(crate) orphaned_at: Option<u64>,
     /// The matched order's checkout.
     pub(crate) checkout_id: Option<CheckoutId>,
+    /// The matched order's USD value at its locked rate (USD-priced orders).
+    pub(crate) usd: Option<crate::store::orders::OrderUsd>,
 }
 
 impl StoredPayment {

@@ -408,6 +408,7 @@ fn fetch_quote(app: &App, checkout: &Value) -> tmai_pay::billing::quotes::Issued
         chain_id: app.h.chain.deployment.chain_id,
         amount: checkout["amount"].as_str().unwrap().parse().unwrap(),
         token: checkout["token"]["address"].as_str().unwrap().parse().unwrap(),
+        pricing: None,
         expires_at: checkout["expires_at"].as_u64().unwrap(),
     }
 }

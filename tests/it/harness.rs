@@ -42,6 +42,7 @@ pub(crate) fn plan_configs() -> Vec<PlanConfig> {
         card_price_id: Some(format!("price_{id}")),
         trial_days: 7,
         tmai_discount_percent: None,
+        price_usd: None,
     };
     vec![
         plan(1, "Basic monthly", 1, "monthly", "80", "9", 900),

@@ -51,6 +51,7 @@ const el = {
   badgeCaption: document.getElementById('badge-caption'),
   summaryPlan: document.getElementById('summary-plan'),
   summaryPrice: document.getElementById('summary-price'),
+  buyToken: document.getElementById('buy-token'),
   summaryWallet: document.getElementById('summary-wallet'),
   footerChain: document.getElementById('footer-chain'),
 };
@@ -72,6 +73,7 @@ function showError(err) {
 function clearError() {
   el.error.hidden = true;
   el.errorMessage.textContent = '';
+  el.buyToken.hidden = true;
   el.retryQuote.hidden = true;
   el.switchNetwork.hidden = true;
 }
@@ -87,7 +89,9 @@ const plansFor = (period) =>
   state.catalog.plans.filter((p) => p.period === period).sort((a, b) => a.tier - b.tier || a.id - b.id);
 const selectedPlan = () => state.catalog?.plans.find((p) => p.id === state.planId) ?? null;
 const tokenInfo = (symbol) => state.catalog.tokens.find((t) => t.symbol === symbol) ?? null;
-const priceOf = (plan, symbol) => plan?.prices.find((p) => p.token === symbol) ?? null;
+const priceOf = (plan, symbol) => plan?.prices.find((p) => p.token === symbol && p.amount) ?? null;
+// A plan priced in dollars: "$49.00 / month", the token amount at today's rate beside it.
+const usdLabel = (plan, unit) => (plan?.price_usd ? `$${plan.price_usd} / ${unit}` : null);
 
 function render() {
   if (!state.catalog) return;
@@ -113,7 +117,12 @@ function render() {
   const price = priceOf(plan, state.token);
   const token = tokenInfo(state.token);
   el.summaryPlan.textContent = plan ? plan.name : '—';
-  el.summaryPrice.textContent = price ? `${price.display} ${price.token} per ${PERIOD_UNIT[plan.period] ?? plan.period}` : '—';
+  const usd = usdLabel(plan, PERIOD_UNIT[plan?.period] ?? plan?.period);
+  el.summaryPrice.textContent = price
+    ? usd
+      ? `${usd} · ${price.display} ${price.token} at today's rate${price.usd?.discount_percent ? ` (${price.usd.discount_percent} % off)` : ''}`
+      : `${price.display} ${price.token} per ${PERIOD_UNIT[plan.period] ?? plan.period}`
+    : '—';
   el.summaryWallet.textContent = state.account ? shortHex(state.account) : 'Not connected';
   el.summaryWallet.title = state.account ?? '';
   el.summaryWallet.classList.toggle('mono', Boolean(state.account));
@@ -158,7 +167,9 @@ function planCard(plan, locked) {
   const name = node('span', 'plan-tier', plan.tier_name);
   const title = node('span', 'plan-name', plan.name);
   const amount = node('span', 'plan-price');
-  if (price) {
+  if (price && plan.price_usd) {
+    amount.append(node('strong', null, `$${plan.price_usd}`), node('span', null, `/ ${unit} · ${price.display} ${price.token}`));
+  } else if (price) {
     amount.append(node('strong', null, price.display), node('span', null, `${price.token} / ${unit}`));
   } else {
     amount.append(node('span', 'muted', `Not payable in ${state.token}`));
@@ -238,6 +249,19 @@ async function loadCatalog() {
     if (!tokenInfo(state.token) && catalog.tokens.length) state.token = catalog.tokens[0].symbol;
     el.footerChain.textContent = `Payments settle on ${name} (chain id ${id}) through contract ${catalog.chain.checkout}.`;
     render();
+    // Amounts of plans priced in dollars follow the market: read them again every 30 s
+    // (and so after a quote's lifetime) while nothing is being paid.
+    if (catalog.plans.some((p) => p.price_usd) && !state.refreshing) {
+      state.refreshing = setInterval(async () => {
+        if (state.busy || state.paid) return;
+        try {
+          state.catalog = { ...state.catalog, ...(await api('/v1/plans')) };
+          render();
+        } catch (err) {
+          console.warn('[checkout] refreshing the prices failed', err);
+        }
+      }, 30_000);
+    }
     updateReadyStatus();
   } catch (err) {
     el.plans.replaceChildren(node('p', 'muted', 'Plans are unavailable.'));
@@ -328,6 +352,14 @@ function watchWallet() {
 // Paying
 
 function insufficient(balance, amount, token) {
+  // The merchant's swap link (GET /v1/plans buy_url), with the token and the amount missing.
+  const base = state.catalog?.buy_url;
+  if (base && BigInt(amount) > BigInt(balance)) {
+    const missing = formatAmount(BigInt(amount) - BigInt(balance), token.decimals).replace(/,/g, '');
+    el.buyToken.href = base.replace('{token}', token.address).replace('{amount}', missing);
+    el.buyToken.textContent = `Buy ${token.symbol}`;
+    el.buyToken.hidden = false;
+  }
   return new FriendlyError(
     `Insufficient balance: you have ${formatAmount(balance, token.decimals)} ${token.symbol}, ` +
       `the plan costs ${formatAmount(amount, token.decimals)} ${token.symbol}`,
@@ -466,7 +498,14 @@ function checkQuote(checkout, quote, { account, plan, price, token, periods }) {
   if (!same(quote.token, token.address) || (checkout.token?.address && !same(checkout.token.address, token.address))) {
     problems.push(`it charges token ${quote.token}, not ${token.symbol} (${getAddress(token.address)})`);
   }
-  if (quote.amount !== expected || BigInt(checkout.amount) !== quote.amount) {
+  // A plan priced in dollars is quoted at the rate of the moment: the amount may differ from
+  // the one shown a while ago, but its USD value never falls below the price, and a quote
+  // more than 10 % above the shown amount is refused.
+  const live = Boolean(price.usd);
+  const amountOk = live
+    ? quote.amount <= (expected * 110n) / 100n && Boolean(checkout.usd) && Number(checkout.usd.usd_value) >= Number(price.usd.price_usd) * periods
+    : quote.amount === expected;
+  if (!amountOk || BigInt(checkout.amount) !== quote.amount) {
     problems.push(
       `it charges ${formatAmount(quote.amount, token.decimals)} ${token.symbol}, not the ${price.display} ${price.token} shown`,
     );

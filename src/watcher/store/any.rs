@@ -56,6 +56,7 @@ fn payment_from(r: &AnyRow) -> Result<StoredPayment, StoreError> {
         confirmed_at: r.try_get::<Option<i64>, _>("confirmed_at")?.map(|v| v as u64),
         orphaned_at: r.try_get::<Option<i64>, _>("orphaned_at")?.map(|v| v as u64),
         checkout_id: r.try_get::<Option<String>, _>("checkout_id")?.map(CheckoutId::from_stored),
+        usd: crate::store::orders::OrderUsd::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?),
     })
 }
 

@@ -41,6 +41,7 @@ fn payment_from(r: &Row<'_>) -> Result<StoredPayment, StoreError> {
         confirmed_at: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
         orphaned_at: r.get::<_, Option<i64>>(14)?.map(|v| v as u64),
         checkout_id: r.get::<_, Option<String>>(15)?.map(CheckoutId::from_stored),
+        usd: crate::store::orders::OrderUsd::from_columns(r.get(16)?, r.get(17)?),
     })
 }
 
