@@ -6,6 +6,7 @@
 //! [`toolchain`] finds the pinned Foundry and solc commands;
 //! [`cli`] is the command line.
 
+pub mod auth;
 pub mod billing;
 pub mod chain;
 pub mod cli;

@@ -47,6 +47,8 @@ pub struct Service {
     pub issuer: Option<PrivateKeySigner>,
     /// The clock every time-based decision reads.
     pub clock: crate::clock::Clock,
+    /// Sign-in and membership tokens, when the `[auth]` table configures them.
+    pub auth: Option<crate::auth::AuthService>,
     /// The market rates of USD-priced tokens, checked against the chain at start-up.
     pub rates: Arc<crate::billing::rates::RateBook>,
 }
@@ -114,10 +116,11 @@ impl Service {
             );
         }
         let clock = crate::clock::Clock::system();
+        let auth = crate::auth::AuthService::from_settings(&settings.auth)?;
         let rates = crate::billing::rates::RateBook::connect(&settings.pricing, &deployment.tokens, provider.clone(), clock.clone()).await?;
         rates.refresh().await;
         let rates = Arc::new(rates);
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock, rates })
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock, rates, auth })
     }
 
     /// Returns the watcher for this service.
@@ -152,6 +155,7 @@ impl Service {
             .with_clock(self.clock.clone())
             .with_webhooks(self.settings.webhooks.clone())
             .with_card(self.settings.card.clone())
+            .with_auth(self.auth.clone())
             .with_rates(self.rates.clone())
     }
 

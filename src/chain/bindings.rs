@@ -31,3 +31,10 @@ sol!(
     ReferenceBadge,
     "contracts/artifacts/ReferenceBadge.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    SignatureCheck,
+    "contracts/artifacts/SignatureCheck.json"
+);

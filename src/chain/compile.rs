@@ -21,7 +21,8 @@ use serde_json::json;
 use crate::toolchain::Toolchain;
 
 /// Contracts whose artifacts the service and its benchmarks use.
-pub const EXPORTED: &[&str] = &["SubscriptionCheckout", "MembershipBadge", "TestToken", "ReferenceBadge"];
+pub const EXPORTED: &[&str] =
+    &["SubscriptionCheckout", "MembershipBadge", "TestToken", "ReferenceBadge", "SignatureCheck", "TestSmartWallet", "TestSmartWalletFactory"];
 
 /// Why compiling or checking the contracts failed.
 #[derive(Debug, thiserror::Error)]

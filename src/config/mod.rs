@@ -43,6 +43,9 @@ pub struct Settings {
     /// Incoming card-processor webhooks.
     #[serde(default)]
     pub card: CardSettings,
+    /// Sign-In with Ethereum and membership tokens.
+    #[serde(default)]
+    pub auth: crate::auth::AuthSettings,
     /// USD pricing: rate sources per token, rounding, the discount token.
     #[serde(default)]
     pub pricing: crate::billing::rates::PricingSettings,

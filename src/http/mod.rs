@@ -49,6 +49,7 @@ use crate::{
 };
 
 pub mod api;
+pub mod auth;
 pub mod card;
 pub mod clients;
 pub mod document;
@@ -103,6 +104,8 @@ pub struct Shared {
     pub webhooks: Arc<WebhookSettings>,
     /// Incoming card webhook settings.
     pub card: Arc<CardSettings>,
+    /// Sign-in and membership tokens (`None`: sign-in routes answer 404).
+    pub auth: Option<Arc<crate::auth::AuthService>>,
     /// The cached market rates of USD-priced tokens.
     pub rates: Arc<crate::billing::rates::RateBook>,
     /// The latest head seen, with when it was read (shared by all requests).
@@ -156,6 +159,7 @@ impl AppState {
             clock: Clock::system(),
             webhooks: Arc::new(WebhookSettings::default()),
             card: Arc::new(CardSettings::default()),
+            auth: None,
             rates: Arc::new(crate::billing::rates::RateBook::empty(Clock::system())),
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
@@ -206,6 +210,12 @@ impl AppState {
         self
     }
 
+    /// Returns the state with sign-in (`None`: sign-in routes answer 503).
+    pub fn with_auth(mut self, auth: Option<crate::auth::AuthService>) -> Self {
+        self.parts().auth = auth.map(Arc::new);
+        self
+    }
+
     /// Returns how many times event streams have re-read their checkout (after a commit, the
     /// fallback poll or a deadline), over this state's life.
     pub fn event_stream_reads(&self) -> u64 {
@@ -233,6 +243,7 @@ impl AppState {
         card::webhook,
         webhooks::create_endpoint, webhooks::list_endpoints, webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint,
         webhooks::rotate_secret, webhooks::list_deliveries, webhooks::list_attempts, webhooks::redeliver, webhooks::list_events,
+        auth::nonce, auth::verify, auth::logout, auth::me, auth::jwks,
         ops::healthz, ops::readyz,
     ),
     components(schemas(error::ErrorBody, api::Progress, ops::Health, ops::Ready, rates::RateView, rates::UsdPricing)),
@@ -252,6 +263,8 @@ impl Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("api_key", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tmai_sk_…").build()));
+        components
+            .add_security_scheme("membership_token", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
     }
 }
 
@@ -284,7 +297,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkouts/{id}", get(api::get_checkout))
         .route("/v1/checkouts/{id}/events", get(api::checkout_events))
         .route("/v1/subscriptions/{wallet}", get(reads::subscription))
-        .route("/v1/badges/{wallet}", get(reads::badge));
+        .route("/v1/badges/{wallet}", get(reads::badge))
+        .route("/v1/auth/nonce", post(auth::nonce))
+        .route("/v1/auth/verify", post(auth::verify))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/me", get(auth::me))
+        .route("/.well-known/jwks.json", get(auth::jwks));
     let public = if limits.rate_limit_per_second > 0 {
         let per_request = Duration::from_secs_f64(1.0 / f64::from(limits.rate_limit_per_second));
         let config = tower_governor::governor::GovernorConfigBuilder::default()

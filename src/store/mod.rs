@@ -10,6 +10,7 @@ use sqlx::{
 };
 
 pub mod api_keys;
+pub mod auth_nonces;
 pub mod badge_jobs;
 pub mod bulk;
 pub mod changes;

@@ -3,6 +3,7 @@
 
 mod activation;
 mod api;
+mod auth;
 mod bad_input;
 mod browser;
 mod card;
