@@ -286,7 +286,7 @@ async fn run_takes_a_payment_to_a_badge() {
     let config = write_config(dir.path(), &db_url, &h.chain.anvil.endpoint(), d.chain_id, d, "");
     let issuer = key_hex(&h, tmai_pay::chain::devnet::ISSUER);
     let instance = Instance::start_with("run", &config, &[("TMAI_PAY__CHAIN__ISSUER_KEY", &issuer)]);
-    assert!(instance.wait_for("watcher and minter starting", Duration::from_secs(30)));
+    assert!(instance.wait_for("watcher and minter starting", Duration::from_secs(90)));
     let db = tmai_pay::store::Db::connect(&db_url).await.unwrap();
 
     // Act: pay; blocks keep coming, as on a live chain
@@ -345,7 +345,7 @@ async fn run_publishes_no_rpc_url_and_serves_operations_apart(kind: DbKind) {
     let config = write_config(dir.path(), &db.url, &h.chain.anvil.endpoint(), d.chain_id, d, &http);
     let issuer = key_hex(&h, tmai_pay::chain::devnet::ISSUER);
     let instance = Instance::start_with("run", &config, &[("TMAI_PAY__CHAIN__ISSUER_KEY", &issuer)]);
-    assert!(instance.wait_for("watcher and minter starting", Duration::from_secs(30)));
+    assert!(instance.wait_for("watcher and minter starting", Duration::from_secs(90)));
     let (api, ops) = (format!("http://127.0.0.1:{port}"), format!("http://127.0.0.1:{ops_port}"));
 
     // Act
