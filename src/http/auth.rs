@@ -88,7 +88,7 @@ pub struct VerifyRequest {
     pub message: String,
     /// The wallet's signature (`personal_sign`), hex; contract wallets' ERC-1271 or
     /// ERC-6492 signatures are accepted.
-    #[schema(max_length = 16386)]
+    #[schema(max_length = 12000)]
     pub signature: String,
 }
 
@@ -192,8 +192,10 @@ pub(crate) fn request_token(headers: &HeaderMap) -> Option<String> {
 
 /// Returns the verified claims of the request's token, or 401.
 pub(crate) fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
-    let auth = service(state)?;
+    // No token is a 401 whether or not sign-in is configured: the request lacks what the
+    // document says it needs.
     let token = request_token(headers).ok_or_else(|| ApiError::unauthorized("sign in first: send the membership token as a Bearer token"))?;
+    let auth = service(state)?;
     auth.keys.verify(&token, state.clock.now()).map_err(|e| ApiError::unauthorized(format!("{e}; sign in again")))
 }
 

@@ -302,10 +302,15 @@ on_both_databases!(contract_wallets_sign_in);
 /// documented (nothing is failing, so no 5xx).
 async fn sign_in_is_off_until_configured(kind: DbKind) {
     let app = App::spawn(kind).await;
-    for (method, route) in [("POST", "/v1/auth/nonce"), ("GET", "/v1/me"), ("GET", "/.well-known/jwks.json")] {
+    for (method, route) in [("POST", "/v1/auth/nonce"), ("GET", "/.well-known/jwks.json")] {
         let (status, body) = app.call(method, route, route, None, None).await;
         assert_eq!((status, body["error"]["code"].as_str()), (404, Some("sign_in_not_configured")), "{route}: {body}");
     }
+    // /v1/me needs a token first (401 without one, as the document says); with one, 404.
+    let (status, body) = app.call("GET", "/v1/me", "/v1/me", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = app.call("GET", "/v1/me", "/v1/me", None, Some(&app.key)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("sign_in_not_configured")), "{body}");
     let (status, body) = verify(&app, "x", "0x00").await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("sign_in_not_configured")), "{body}");
 }
