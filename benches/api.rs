@@ -3,7 +3,10 @@
 //! For each database the service's router is served in this process (rate limit off) and
 //! wrk drives, for a few seconds each: the hello-world route of the same binary (the
 //! baseline), `POST /v1/checkouts` (an order, a signed quote and an event per request), and
-//! `GET /v1/subscriptions/{wallet}` rotating over 1,000 members. Printed: requests/s and wrk's p99 at full load, the
+//! `GET /v1/subscriptions/{wallet}` rotating over 1,000 members, and the two member routes a
+//! merchant's app may call on every page: `GET /v1/me` with a membership token (an ES256
+//! verification and a subscription read) and `POST /v1/auth/refresh` with a session cookie (a
+//! session read, a subscription read and an ES256 signature). Printed: requests/s and wrk's p99 at full load, the
 //! ratio to the baseline, and p99 near half the maximum rate (wrk paced by its `delay()`
 //! hook: each connection waits 4 ms before each request, with as many connections as the
 //! rate needs).
@@ -23,11 +26,12 @@ use alloy::{
 };
 use anyhow::{Context, Result, bail};
 use tmai_pay::{
+    auth::{AuthService, tokens::generate_pem},
     billing::{
         activation::{Subscription, save},
-        plans::{Catalog, PlanConfig},
+        plans::Catalog,
         quotes::QuoteIssuer,
-        rates::{FeedConfig, PricingSettings, RateBook, RateSourceConfig},
+        rates::RateBook,
     },
     chain::{
         bindings::ISubscriptionCheckout::Quote,
@@ -35,9 +39,9 @@ use tmai_pay::{
         devnet::{self, AnvilOptions},
         signing::{DigestSigner, quote_domain, sign_quote},
     },
-    config::HttpSettings,
+    config::{AuthSettings, FeedConfig, HttpSettings, PlanConfig, PricingSettings, RateSourceConfig, SigningKeyConfig},
     http::{AppState, router, serve},
-    store::{Db, unix_now},
+    store::{Db, auth_sessions, unix_now},
     toolchain::Toolchain,
 };
 use tokio_util::sync::CancellationToken;
@@ -78,7 +82,16 @@ async fn live_rates(anvil: &alloy::node_bindings::AnvilInstance, deployment: &De
     let feed = |address, max_age_secs| FeedConfig { address, decimals: 8, max_age_secs };
     pricing.tokens.insert(
         "TMAI".into(),
-        RateSourceConfig::UniswapV3 { pool: m.pool, twap_secs: 600, max_spot_deviation_bps: 500, quote_feed: Some(feed(m.eth_usd, 86_400)), quote_usd: None },
+        RateSourceConfig::UniswapV3 {
+            pool: m.pool,
+            twap_secs: 600,
+            max_spot_deviation_bps: 500,
+            quote_feed: Some(feed(m.eth_usd, 86_400)),
+            quote_usd: None,
+            min_liquidity: None,
+            min_usd: None,
+            max_usd: None,
+        },
     );
     let book = Arc::new(RateBook::connect(&pricing, &deployment.tokens, provider.clone(), tmai_pay::clock::Clock::system()).await?);
     book.refresh().await;
@@ -164,24 +177,54 @@ async fn main() -> Result<()> {
                     next_plan_id: None,
                     next_expires_at: None,
                     comp_seconds: 0,
+                    paid_rate: None,
                 },
                 now,
             )
             .await?;
         }
         tx.commit().await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        // Sign-in for this server's origin; a member (with a subscription) holding a token
+        // and a session, as after a sign-in.
+        let auth_settings = AuthSettings {
+            allowed_origins: vec![base.clone()],
+            keys: vec![SigningKeyConfig { kid: "bench".into(), private_key_pem: Some(generate_pem().into()), private_key_env: None, retired_at: None }],
+            ..Default::default()
+        };
+        let auth = AuthService::from_settings(&auth_settings)?.context("sign-in is configured")?;
+        let member = readers[0];
+        let session_secret = format!("bench-session-{}", std::process::id());
+        let csrf = "bench-csrf".to_string();
+        let session = auth_sessions::Session { wallet: member, csrf: csrf.clone(), auth_time: now, expires_at: now + 86_400 };
+        auth_sessions::create(&db, &<sha2::Sha256 as sha2::Digest>::digest(session_secret.as_bytes()), &session, now).await?;
+        let mut claims = auth.claims(member, None, now, now, "bench");
+        claims.exp = now + 86_400;
+        let token = auth.keys.sign(&claims)?;
+        let me_lua = tmp.path().join(format!("me-{name}.lua"));
+        std::fs::write(&me_lua, format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"))?;
+        let refresh_lua = tmp.path().join(format!("refresh-{name}.lua"));
+        std::fs::write(
+            &refresh_lua,
+            format!(
+                "wrk.method = \"POST\"\nwrk.headers[\"Cookie\"] = \"tmai_session={session_secret}\"\nwrk.headers[\"Origin\"] = \"{base}\"\nwrk.headers[\"X-CSRF-Token\"] = \"{csrf}\"\n"
+            ),
+        )?;
         let cancel = CancellationToken::new();
         let quotes = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 1_800).with_rates(rates.clone());
         let http = HttpSettings { rate_limit_per_second: 0, ..Default::default() };
-        let state = AppState::new(db.clone(), catalog.clone(), deployment.clone(), provider.clone(), 2, http, cancel.clone()).with_quotes(Some(quotes));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
+        let state = AppState::new(db.clone(), catalog.clone(), deployment.clone(), provider.clone(), 2, http, cancel.clone())
+            .with_quotes(Some(quotes))
+            .with_auth(Some(auth));
         let server = tokio::spawn(serve(listener, router(state), cancel.clone()));
 
         let hello = wrk(&format!("{base}/bench/hello"), None, seconds).await?;
         let create = wrk(&format!("{base}/v1/checkouts"), Some(&post), seconds).await?;
         let create_usd = wrk(&format!("{base}/v1/checkouts"), Some(&post_usd), seconds).await?;
         let read = wrk(&format!("{base}/v1/subscriptions/{WALLET}"), Some(&get), seconds).await?;
+        let me = wrk(&format!("{base}/v1/me"), Some(&me_lua), seconds).await?;
+        let refresh = wrk(&format!("{base}/v1/auth/refresh"), Some(&refresh_lua), seconds).await?;
         // The bound on checkout creation: one secp256k1 signature per quote, measured alone
         // on one core, with the pure-Rust signer and with libsecp256k1 (which checkouts use).
         let signer = devnet::key(&anvil, devnet::QUOTE_SIGNER);
@@ -240,6 +283,9 @@ async fn main() -> Result<()> {
             read_half,
             read_half_rate
         );
+        for (route, figures) in [("GET /v1/me (membership token)", &me), ("POST /v1/auth/refresh (session)", &refresh)] {
+            println!("  {:<36} {:>9.0} {:>10.2} {:>8.3}x {:>16}   target >= 0.5x", route, figures.rps, figures.p99_ms, figures.rps / hello.rps, "");
+        }
         println!(
             "  {:<36} {:>9.0} {:>10} {:>8.3}x   (one core, nothing else; libsecp256k1, what checkouts use)",
             "EIP-712 quote signing alone",

@@ -1,6 +1,9 @@
 //! Gas benchmark: deploys on a fresh anvil and prints the gas of `pay`, `payWithPermit`,
 //! one badge issue, a batch of 100, one update, one revoke and one move, each beside a
-//! baseline measured in the same run on the same chain state, with the ratio and its target.
+//! baseline measured in the same run on the same chain state, with the ratio and its target;
+//! then, on the committed fixtures' market (`tmai-pay dev`'s chain), the checkout page's
+//! one-click buy: the swap of the missing TMAI (`multicall(selfPermit, exactOutput)` through
+//! Uniswap's router, USD → WETH → TMAI) plus `payWithPermit`, beside `payWithPermit` alone.
 //!
 //! Run: `cargo bench --bench gas` (or `scripts/bench-gas`).
 
@@ -21,6 +24,23 @@ use tmai_pay::{
     },
     toolchain::Toolchain,
 };
+
+alloy::sol! {
+    /// The published `SwapRouter`'s calls the checkout page makes.
+    #[sol(rpc)]
+    interface IPageRouter {
+        struct ExactOutputParams {
+            bytes path;
+            address recipient;
+            uint256 deadline;
+            uint256 amountOut;
+            uint256 amountInMaximum;
+        }
+        function multicall(bytes[] calldata data) external payable returns (bytes[] memory results);
+        function selfPermit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external payable;
+        function exactOutput(ExactOutputParams calldata params) external payable returns (uint256 amountIn);
+    }
+}
 
 const PAYMENTS: u64 = 100;
 const SAMPLES: u64 = 20;
@@ -258,6 +278,85 @@ async fn bench_badges(env: &Env) -> Result<Vec<Row>> {
     ])
 }
 
+/// The one-click buy on the fixtures' market: `SAMPLES` plain `payWithPermit`s, then
+/// `SAMPLES` swaps of exactly the amount (the page's multicall, priced by the configured
+/// quoter with the example's route) each followed by its `payWithPermit`.
+async fn bench_one_click(toolchain: &Toolchain, amount: U256) -> Result<Row> {
+    use alloy::sol_types::SolCall;
+    use tmai_pay::{billing::swaps::SwapDesk, config::Settings};
+    let dir = toolchain.fixtures_dir();
+    let deployment = Deployment::read(&dir.join(devnet::DEPLOYMENT_FILE))?;
+    let anvil = devnet::spawn_anvil(toolchain, &AnvilOptions { load_state: Some(dir.join(devnet::STATE_FILE)), ..Default::default() })?;
+    let env = Env {
+        payer: devnet::provider_for(&anvil, 0),
+        payer_key: devnet::key(&anvil, 0),
+        spender: devnet::provider_for(&anvil, 1),
+        issuer: devnet::provider_for(&anvil, devnet::ISSUER),
+        signer: devnet::key(&anvil, devnet::QUOTE_SIGNER),
+        deployment: deployment.clone(),
+        anvil,
+    };
+    let settings = Settings::from_toml(include_str!("../tmai-pay.example.toml"))?;
+    let swap = settings.pricing.swap.context("the example configures [pricing.swap]")?;
+    let desk = SwapDesk::new(&swap, &deployment, env.payer.clone()).map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
+    let tmai = deployment.token("TMAI").context("TMAI")?.clone();
+    let usd = deployment.token("USD").context("USD")?.clone();
+    let checkout = SubscriptionCheckout::new(deployment.checkout, &env.payer);
+    let router = IPageRouter::new(swap.router, &env.payer);
+    let payer = env.payer_key.address();
+    let permit = |token: &tmai_pay::chain::deployment::TokenInfo, name: String, spender: Address, value: U256, nonce: U256| PermitRequest {
+        token_name: name,
+        token: token.address,
+        chain_id: deployment.chain_id,
+        spender,
+        value,
+        nonce,
+        deadline: U256::from(EXPIRY),
+    };
+    let (tmai_token, usd_token) = (TestToken::new(tmai.address, &env.payer), TestToken::new(usd.address, &env.payer));
+    let (tmai_name, usd_name) = (tmai_token.name().call().await?, usd_token.name().call().await?);
+    let pay = |order: u64| {
+        let (env, checkout, tmai, tmai_token, tmai_name) = (&env, &checkout, &tmai, &tmai_token, tmai_name.clone());
+        async move {
+            let (quote, signature) = env.quote(order, amount).await?;
+            let nonce = tmai_token.nonces(payer).call().await?;
+            let signed = sign_permit(&env.payer_key, &permit(tmai, tmai_name, env.deployment.checkout, amount, nonce)).await?;
+            gas(checkout.payWithPermit(quote, signature, U256::from(EXPIRY), signed.v, signed.r, signed.s).send().await).await
+        }
+    };
+    let mut plain = Vec::new();
+    for i in 0..SAMPLES {
+        plain.push(pay(1_000_000 + i).await?);
+    }
+    let mut bought = Vec::new();
+    for i in 0..SAMPLES {
+        let quote = desk.quote("TMAI", amount).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let nonce = usd_token.nonces(payer).call().await?;
+        let signed = sign_permit(&env.payer_key, &permit(&usd, usd_name.clone(), swap.router, quote.amount_in_max, nonce)).await?;
+        let self_permit =
+            IPageRouter::selfPermitCall { token: usd.address, value: quote.amount_in_max, deadline: U256::from(EXPIRY), v: signed.v, r: signed.r, s: signed.s };
+        let exact_output = IPageRouter::exactOutputCall {
+            params: IPageRouter::ExactOutputParams {
+                path: quote.route.path.clone(),
+                recipient: payer,
+                deadline: U256::from(EXPIRY),
+                amountOut: amount,
+                amountInMaximum: quote.amount_in_max,
+            },
+        };
+        let swapped = gas(router.multicall(vec![self_permit.abi_encode().into(), exact_output.abi_encode().into()]).send().await).await?;
+        bought.push(swapped + pay(2_000_000 + i).await?);
+    }
+    Ok(Row {
+        name: format!("one-click buy: swap + payWithPermit ({SAMPLES})"),
+        gas: mean(&bought),
+        baseline_name: "payWithPermit alone".into(),
+        baseline: mean(&plain),
+        target: None,
+        absolute_target: None,
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let toolchain = Toolchain::locate()?;
@@ -276,6 +375,7 @@ async fn main() -> Result<()> {
 
     let mut rows = vec![bench_pay(&env, amount).await?, bench_permit(&env, amount).await?];
     rows.extend(bench_badges(&env).await?);
+    rows.push(bench_one_click(&toolchain, amount).await?);
 
     println!("gas benchmark (anvil {}, chain {})", env.anvil.endpoint(), env.deployment.chain_id);
     println!("{:<38} {:>10}  {:<34} {:>10} {:>7}  {:<14}", "operation", "gas", "baseline (same run)", "gas", "ratio", "target");

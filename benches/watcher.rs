@@ -29,7 +29,7 @@ use sqlx::Row;
 use tmai_pay::watcher::{Watcher, WatcherConfig};
 use tmai_pay::{
     billing::{
-        plans::{Catalog, PlanConfig},
+        plans::Catalog,
         quotes::{IssuedQuote, QuoteIssuer, QuoteRequest},
     },
     chain::{
@@ -40,6 +40,7 @@ use tmai_pay::{
         devnet::{self, AnvilOptions},
         paid_log::decode_logs,
     },
+    config::PlanConfig,
     store::Db,
     toolchain::Toolchain,
 };

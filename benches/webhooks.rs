@@ -46,7 +46,7 @@ async fn receive(State(seen): State<Seen>, headers: HeaderMap, body: String) -> 
     // The signature headers are there; the body says when the event was written.
     debug_assert!(headers.contains_key("webhook-signature"));
     let written =
-        body.split("\"written_ms\":").nth(1).and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse().ok()).unwrap_or(at);
+        body.split("\"block_number\":").nth(1).and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse().ok()).unwrap_or(at);
     seen.lock().unwrap().push((at, written));
     "ok"
 }
@@ -90,10 +90,20 @@ fn events(from: usize, n: usize) -> Vec<NewEvent> {
     let written = now_ms();
     (from..from + n)
         .map(|i| {
+            // The body carries its write time (ms) as `block_number`, for the latency.
             NewEvent::new(
                 format!("evt_bench_{i:08}"),
-                tmai_pay::events::EventType::PaymentConfirmed,
-                &serde_json::json!({ "n": i, "written_ms": written, "wallet": "0x00000000000000000000000000000000000000aa" }),
+                tmai_pay::events::PaymentConfirmed {
+                    block_number: written as u64,
+                    checkout_id: None,
+                    confirmations: i as u64,
+                    order_id: tmai_pay::ids::OrderId::issued(i as i64),
+                    payer: alloy::primitives::Address::repeat_byte(0xaa),
+                    payment: format!("31337:bench:{i}"),
+                    rate_usd: None,
+                    tx_hash: alloy::primitives::B256::ZERO,
+                    usd_value: None,
+                },
             )
         })
         .collect()

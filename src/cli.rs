@@ -30,6 +30,9 @@ pub enum Command {
     Fixtures(FixturesCommand),
     /// Run the local chain with the contracts deployed; stop with Ctrl-C.
     Dev(DevArgs),
+    /// Move the local chain's market (`tmai-pay dev`'s anvil).
+    #[command(subcommand)]
+    Devnet(DevnetCommand),
     /// Run the payment watcher (leader-elected on PostgreSQL); stop with Ctrl-C.
     Watch(WatchArgs),
     /// Run the service: the payment watcher and the badge minter (each leader-elected on
@@ -95,6 +98,32 @@ pub enum FixturesCommand {
     Regenerate,
     /// Deploy on a fresh anvil and fail when anvil-fixtures/ differs.
     Check,
+}
+
+/// `tmai-pay devnet …`
+#[derive(Debug, Subcommand)]
+pub enum DevnetCommand {
+    /// Buy (or, with --sell, sell) TMAI worth --usd dollars through the Uniswap router,
+    /// USD → WETH → TMAI, as the tokens' owner (impersonated; anvil only), who mints what it
+    /// pays with. The spot price moves at once, the TWAP over its window.
+    Swap(SwapArgs),
+}
+
+/// `tmai-pay devnet swap`
+#[derive(Debug, Args)]
+pub struct SwapArgs {
+    /// Dollars of TMAI to buy (or, with --sell, the dollars to receive for TMAI).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub usd: u64,
+    /// Sell TMAI instead of buying it (the TMAI price falls).
+    #[arg(long)]
+    pub sell: bool,
+    /// The local chain's JSON-RPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8545")]
+    pub rpc_url: String,
+    /// The deployment file naming the market (default: anvil-fixtures/deployment.json).
+    #[arg(long)]
+    pub deployment: Option<PathBuf>,
 }
 
 /// `tmai-pay deploy`

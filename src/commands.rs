@@ -17,8 +17,9 @@ use crate::{
         deploy::{self, DeployPlan, Tokens},
         deployment::Deployment,
         devnet::{self, AnvilOptions},
+        market,
     },
-    cli::{ApiKeyCommand, Command, ContractsCommand, DeployArgs, DevArgs, FixturesCommand, WatchArgs},
+    cli::{ApiKeyCommand, Command, ContractsCommand, DeployArgs, DevArgs, DevnetCommand, FixturesCommand, WatchArgs},
     config::Settings,
     startup::Service,
     store,
@@ -32,6 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy_cmd(args).await,
         Command::Fixtures(c) => fixtures(c).await,
         Command::Dev(args) => dev(args).await,
+        Command::Devnet(DevnetCommand::Swap(args)) => devnet_swap(args).await,
         Command::Watch(args) => watch(args).await,
         Command::Run(args) => serve(args).await,
         Command::ApiKey(command) => api_key(command).await,
@@ -260,6 +262,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         load_state: Some(dir.join(devnet::STATE_FILE)),
         block_time: (args.block_time > 0).then_some(args.block_time),
         public: false,
+        timestamp: None,
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.http_port))
         .await
@@ -269,6 +272,16 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on 127.0.0.1:{} (is the port free? --ops-port picks another)", args.ops_port))?;
     let anvil = devnet::spawn_anvil(&toolchain, &options).with_context(|| format!("starting anvil on port {} (is the port free?)", args.rpc_port))?;
     check_fixture_code(&anvil, &deployment).await?;
+    // The fixtures' feed rounds are as old as the fixtures: post the same answers now (and
+    // every FEED_REFRESH), so the rates stay healthy however long ago they were made.
+    let feeds = match &deployment.market {
+        Some(m) => {
+            let provider = devnet::provider_for(&anvil, devnet::DEPLOYER);
+            market::refresh_feeds(&provider, m).await.context("refreshing the local feeds")?;
+            Some(tokio::spawn(keep_feeds_fresh(provider, m.clone())))
+        }
+        None => None,
+    };
 
     // The chain starts from the fixtures every time, so the service starts from an empty
     // database every time (order ids must not run ahead of or behind the chain).
@@ -287,6 +300,16 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     settings.http.ops_bind = ops_listener.local_addr()?.to_string();
     // Local anvil carries no key: the page may hand it to wallets.
     settings.http.public_rpc_url = Some(anvil.endpoint());
+    // Sign-in on, for this page's own origin, with a token key made for this run only
+    // (never written anywhere; tokens from an earlier run no longer verify).
+    let sign_in_kid = format!("dev-{}", alloy::hex::encode(rand::random::<[u8; 4]>()));
+    settings.auth.allowed_origins = vec![format!("http://{}", listener.local_addr()?)];
+    settings.auth.keys = vec![crate::config::SigningKeyConfig {
+        kid: sign_in_kid.clone(),
+        private_key_pem: Some(SecretString::from(crate::auth::tokens::generate_pem())),
+        private_key_env: None,
+        retired_at: None,
+    }];
     settings.http.web_dir = toolchain.root().join("web").join("dist");
     // A receiver on this machine is what local development needs.
     settings.webhooks.allow_private_targets = true;
@@ -304,16 +327,63 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("  RPC URL        {}   (chain id {}, a block every {} s)", anvil.endpoint(), deployment.chain_id, args.block_time);
     println!("  database       {}", db_path.display());
     println!("  merchant key   {api_key}   (Authorization: Bearer …; webhooks may target this machine)");
+    println!("  sign-in        on for http://{address} (membership token key {sign_in_kid}: made for this run, development only)");
     print_deployment(&deployment);
     println!("  funded test wallets (anvil's public test keys; import one into your wallet):");
     for wallet in &deployment.test_wallets {
         println!("    {}  {}", wallet.address, wallet.private_key);
     }
+    if deployment.market.is_some() {
+        println!("  plans          priced in dollars: TMAI from the TMAI/WETH pool's 30-minute TWAP × ETH/USD, USD 1:1 (peg feed)");
+        println!("  feeds          a new round now and every 10 minutes (the fixtures' rounds are old)");
+        println!("  move the market  tmai-pay devnet swap --usd 50000 [--sell] --rpc-url {}", anvil.endpoint());
+        println!("                 (the spot moves at once and quotes in TMAI are refused until the TWAP follows)");
+    }
     println!("Press Ctrl-C to stop.");
     let cancel = stop_on_ctrl_c();
+    // Moving the local chain's time ahead (cast rpc evm_increaseTime …) moves the
+    // service's clock with it.
+    tokio::spawn(crate::chain::chain_time::follow_chain_time(
+        service.provider.clone(),
+        service.clock.clone(),
+        std::time::Duration::from_millis(500),
+        cancel.clone(),
+    ));
     service.run_until_stopped(listener, ops_listener, cancel).await?;
+    if let Some(task) = feeds {
+        task.abort();
+    }
     drop(anvil);
     println!("stopped");
+    Ok(())
+}
+
+/// How often `tmai-pay dev` posts a new round on the local feeds (well within the example
+/// catalog's ETH/USD max_age_secs of 3600).
+const FEED_REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn keep_feeds_fresh(provider: DynProvider, m: crate::chain::deployment::MarketInfo) {
+    loop {
+        tokio::time::sleep(FEED_REFRESH).await;
+        if let Err(e) = market::refresh_feeds(&provider, &m).await {
+            tracing::warn!(error = %e, "refreshing the local feeds failed");
+        }
+    }
+}
+
+async fn devnet_swap(args: crate::cli::SwapArgs) -> anyhow::Result<()> {
+    let path = match args.deployment {
+        Some(p) => p,
+        None => Toolchain::locate()?.fixtures_dir().join(devnet::DEPLOYMENT_FILE),
+    };
+    let deployment = Deployment::read(&path)?;
+    let url = args.rpc_url.parse().with_context(|| format!("--rpc-url {} is not a URL", crate::config::redacted(&args.rpc_url)))?;
+    let provider = ProviderBuilder::new().connect_http(url).erased();
+    let done = market::swap_usd(&provider, &deployment, args.usd, args.sell).await.context("is `tmai-pay dev` running on that RPC URL?")?;
+    let verb = if args.sell { "sold" } else { "bought" };
+    println!("{verb} {:.2} TMAI for ${} in block {}", done.tmai, args.usd, done.block);
+    let change = (done.spot_after / done.spot_before - 1.0) * 100.0;
+    println!("TMAI spot ${:.6} -> ${:.6} ({change:+.2} %); the TWAP follows over its window", done.spot_before, done.spot_after);
     Ok(())
 }
 
@@ -330,6 +400,11 @@ async fn check_fixture_code(anvil: &alloy::node_bindings::AnvilInstance, deploym
             bail!("anvil-fixtures/state.json has no {name} contract at {address}; run `tmai-pay fixtures regenerate`");
         }
     }
+    if let Some(m) = &deployment.market
+        && !market::has_code(&provider, m).await?
+    {
+        bail!("anvil-fixtures/state.json lacks the market the deployment file names; run `tmai-pay fixtures regenerate`");
+    }
     Ok(())
 }
 
@@ -343,5 +418,16 @@ fn print_deployment(d: &Deployment) {
     row("treasury", d.treasury);
     for t in &d.tokens {
         println!("  token {:<8} {} ({} decimals{})", t.symbol, t.address, t.decimals, if t.permit { ", permit" } else { "" });
+    }
+    if let Some(m) = &d.market {
+        row("WETH", m.weth);
+        row("uniswap v3", m.uniswap_factory);
+        row("positions", m.position_manager);
+        row("swap router", m.swap_router);
+        row("swap quoter", m.quoter);
+        row("TMAI/WETH", m.tmai_weth_pool);
+        row("WETH/USD", m.weth_usd_pool);
+        row("ETH/USD feed", m.eth_usd_feed);
+        row("USD peg feed", m.usd_peg_feed);
     }
 }

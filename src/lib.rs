@@ -16,6 +16,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod money;
 pub mod notify;
 pub mod startup;
 pub mod states;

@@ -51,6 +51,8 @@ pub struct Service {
     pub auth: Option<crate::auth::AuthService>,
     /// The market rates of USD-priced tokens, checked against the chain at start-up.
     pub rates: Arc<crate::billing::rates::RateBook>,
+    /// The one-click buy of a missing token (`[pricing.swap]`), when configured.
+    pub swaps: Option<Arc<crate::billing::swaps::SwapDesk>>,
 }
 
 impl Service {
@@ -106,7 +108,7 @@ impl Service {
         // Order ids come from the database's sequence; a database that is behind the chain
         // (restored from an old backup, or a new one against a used contract) would sign
         // quotes for ids already paid, which the contract refuses.
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(order_id), 0) + 1 FROM orders").fetch_one(db.pool()).await?;
+        let next = crate::store::orders::id_after_last(&db).await?;
         let checkout = SubscriptionCheckout::new(deployment.checkout, &provider);
         if checkout.isOrderPaid(alloy::primitives::U256::from(next as u64)).call().await.context("reading the checkout contract")? {
             bail!(
@@ -120,7 +122,20 @@ impl Service {
         let rates = crate::billing::rates::RateBook::connect(&settings.pricing, &deployment.tokens, provider.clone(), clock.clone()).await?;
         rates.refresh().await;
         let rates = Arc::new(rates);
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock, rates, auth })
+        let swaps = match &settings.pricing.swap {
+            Some(swap) => {
+                let desk =
+                    crate::billing::swaps::SwapDesk::new(swap, &deployment, provider.clone()).map_err(|(field, why)| anyhow::anyhow!("{field}: {why}"))?;
+                for (field, address) in [("pricing.swap.router", swap.router), ("pricing.swap.quoter", swap.quoter)] {
+                    if provider.get_code_at(address).await.with_context(|| format!("reading {field}"))?.is_empty() {
+                        bail!("{field}: no contract at {address} on chain {}", deployment.chain_id);
+                    }
+                }
+                Some(Arc::new(desk))
+            }
+            None => None,
+        };
+        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock, rates, auth, swaps })
     }
 
     /// Returns the watcher for this service.
@@ -157,11 +172,13 @@ impl Service {
             .with_card(self.settings.card.clone())
             .with_auth(self.auth.clone())
             .with_rates(self.rates.clone())
+            .with_swaps(self.swaps.clone())
     }
 
     /// Runs the public HTTP server on `listener` and the operations one on `ops`, the
-    /// watcher, the minter (when an issuer key is set) and the webhook deliverer (each
-    /// leader-elected on PostgreSQL), and the reminder pass (on every instance) until
+    /// watcher, the minter (when an issuer key is set), the webhook deliverer and the pruning
+    /// of unpaid checkouts (each leader-elected on PostgreSQL), and the reminder pass (on
+    /// every instance) until
     /// `cancel` fires; in-flight requests finish first.
     pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, ops: tokio::net::TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
         let state = self.app_state(cancel.clone());
@@ -199,6 +216,12 @@ impl Service {
         // Reminders run on every instance: each is exactly once by its key, not by leadership.
         let reminders = self.reminders();
         let reminding = reminders.run(cancel.clone());
+        // Unpaid checkouts past their retention are deleted by one instance at a time.
+        let retention = self.retention();
+        let pruning = crate::store::leader::run_as_leader(&self.db, crate::store::leader::RETENTION_LOCK, retry, cancel.clone(), |token| {
+            let retention = retention.clone();
+            async move { retention.run(token).await }
+        });
         let server = async {
             let result = server.await;
             cancel.cancel();
@@ -206,11 +229,12 @@ impl Service {
         };
         // One task keeps the rates fresh for every checkout (at most once per block).
         let pricing = self.rates.clone().run(cancel.clone());
-        let (s, w, m, d, (), ()) = tokio::join!(server, watching, minting, delivering, reminding, pricing);
+        let (s, w, m, d, (), (), p) = tokio::join!(server, watching, minting, delivering, reminding, pricing, pruning);
         s?;
         w?;
         m?;
         d?;
+        p?;
         self.db.close().await;
         Ok(())
     }
@@ -223,6 +247,11 @@ impl Service {
     /// Returns the reminder pass.
     pub fn reminders(&self) -> crate::billing::reminders::Reminders {
         crate::billing::reminders::Reminders::new(self.db.clone(), self.catalog.clone(), self.settings.reminders.clone(), self.clock.clone())
+    }
+
+    /// Returns the pruning pass of unpaid checkouts.
+    pub fn retention(&self) -> crate::billing::retention::Retention {
+        crate::billing::retention::Retention::new(self.db.clone(), self.settings.retention.clone(), self.clock.clone())
     }
 
     /// Returns the badge minter, when an issuer key is configured.

@@ -2,17 +2,15 @@
 //! job's action: enums whose names are written once, here, and stored as the same text
 //! the tables' `CHECK` constraints list.
 
-use std::{fmt, str::FromStr};
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
+/// Declares a state enum stored as text: serde snake case, `as_str`, `Display` and
+/// `FromStr` all give the same text, which is the one the table's `CHECK` constraint lists.
+/// Used here and by the store modules that own a state column.
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$doc])*
         // Stored and serialized as the variant's name in snake case (`PastDue` is
         // `past_due`); the test below checks that it equals the text written here.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vdoc])* $variant,)+
@@ -30,30 +28,27 @@ macro_rules! text_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownState;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::states::UnknownState;
 
             fn from_str(text: &str) -> Result<Self, Self::Err> {
                 match text {
                     $($text => Ok(Self::$variant),)+
-                    _ => Err(UnknownState { kind: stringify!($name), text: text.to_string() }),
+                    _ => Err($crate::states::UnknownState { kind: stringify!($name), text: text.to_string() }),
                 }
-            }
-        }
-
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
             }
         }
     };
 }
+// State enums that live with their store owner (`store::subscriptions`, `store::badges`, …)
+// are declared with it too.
+pub(crate) use text_enum;
 
 /// A stored text that is none of a state's values (a corrupt row, or a row written by a
 /// newer version).
@@ -155,6 +150,10 @@ text_enum! {
 
 #[cfg(test)]
 mod tests {
+    use std::{fmt, str::FromStr};
+
+    use serde::Serialize;
+
     use super::*;
 
     #[test]

@@ -1,5 +1,10 @@
 //! Checks a Sign-In with Ethereum message (EIP-4361, parsed by the `signinwithethereum`
 //! crate) against the service's configuration and spends its nonce.
+//!
+//! Cheap checks come first and cost nothing but CPU. Only a signature that is not the
+//! wallet's plain-key signature asks the chain, and then only with a place in sign-in's
+//! share of the node and one of the nonce's tries taken first (in that order: a busy
+//! refusal costs the member no try).
 
 use alloy::{
     primitives::{Address, B256},
@@ -8,10 +13,16 @@ use alloy::{
 use signinwithethereum::Message;
 
 use super::{
-    settings::AuthSettings,
-    signature::{self, SignatureError, SignerKind},
+    AuthService,
+    signature::{self, KeyCheck, SignatureError, SignerKind},
 };
-use crate::store::{Db, StoreError, auth_nonces, auth_nonces::Spend};
+use crate::{
+    config::AuthSettings,
+    store::{
+        Db, StoreError, auth_nonces,
+        auth_nonces::{Issue, Spend},
+    },
+};
 
 /// Longest message accepted, in bytes (a message with many resources is still far below).
 pub const MAX_MESSAGE_BYTES: usize = 4_096;
@@ -47,6 +58,15 @@ pub enum SignInError {
     /// The nonce has been used already.
     #[error("this message has been used to sign in already; ask for a new nonce")]
     Replayed,
+    /// The nonce's tries are spent (`auth.tries_per_nonce` failed signature checks).
+    #[error("too many failed signature checks with this nonce; ask for a new nonce")]
+    TriesSpent,
+    /// As many nonces are live as `auth.max_live_nonces` allows.
+    #[error("too many sign-ins are under way; try again in {retry_after_secs} s")]
+    TooManyNonces {
+        /// Seconds until the oldest live nonce expires.
+        retry_after_secs: u64,
+    },
     /// The signature is not the named wallet's.
     #[error(transparent)]
     Signature(#[from] SignatureError),
@@ -69,16 +89,18 @@ pub struct SignedIn {
 }
 
 /// Checks `text` signed by `signature` (hex) at unix time `now` on `chain_id`, and spends
-/// its nonce. Cheap checks come first; the nonce is spent only once the signature holds.
+/// its nonce. Cheap checks come first; the nonce is spent only once the signature holds,
+/// or once `auth.tries_per_nonce` checks that asked the chain have failed.
 pub async fn sign_in(
     db: &Db,
     provider: &DynProvider,
-    settings: &AuthSettings,
+    auth: &AuthService,
     chain_id: u64,
     text: &str,
     signature_hex: &str,
     now: u64,
 ) -> Result<SignedIn, SignInError> {
+    let settings = &*auth.settings;
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(SignInError::Malformed(format!("message: longer than {MAX_MESSAGE_BYTES} bytes")));
     }
@@ -94,19 +116,29 @@ pub async fn sign_in(
         return Err(SignInError::WrongStatement(statement.clone()));
     }
     check_times(&message, settings, now)?;
-    match auth_nonces::peek(db, &message.nonce, now as i64).await? {
-        Spend::Spent => {}
-        Spend::Replayed => return Err(SignInError::Replayed),
-        Spend::Expired => return Err(SignInError::BadNonce("the nonce has expired; ask for a new one".into())),
-        Spend::Unknown => return Err(SignInError::BadNonce("the nonce was not issued by this service; ask POST /v1/auth/nonce".into())),
-    }
+    usable(auth_nonces::peek(db, &message.nonce, now as i64, settings.tries_per_nonce).await?)?;
     let wallet = Address::from(message.address);
     let hash = B256::from(message.eip191_hash().map_err(|e| SignInError::Malformed(format!("message: {e}")))?);
-    let kind = signature::verify(provider, wallet, hash, &signature).await?;
-    match auth_nonces::spend(db, &message.nonce, now as i64).await? {
-        Spend::Spent => Ok(SignedIn { wallet, kind, nonce: message.nonce, origin }),
+    let kind = match signature::by_key(wallet, hash, &signature) {
+        KeyCheck::Signed => SignerKind::Key,
+        KeyCheck::AskChain { recovered } => {
+            let _permit = auth.checks.try_permit()?;
+            usable(auth_nonces::take_try(db, &message.nonce, now as i64, settings.tries_per_nonce).await?)?;
+            signature::on_chain(provider, auth.checks.gas(), wallet, hash, &signature, recovered).await?
+        }
+    };
+    usable(auth_nonces::spend(db, &message.nonce, now as i64).await?)?;
+    Ok(SignedIn { wallet, kind, nonce: message.nonce, origin })
+}
+
+/// Returns `Ok` when the nonce was (or could be) spent, else why not.
+fn usable(spend: Spend) -> Result<(), SignInError> {
+    match spend {
+        Spend::Spent => Ok(()),
         Spend::Replayed => Err(SignInError::Replayed),
-        _ => Err(SignInError::BadNonce("the nonce has expired; ask for a new one".into())),
+        Spend::Exhausted => Err(SignInError::TriesSpent),
+        Spend::Expired => Err(SignInError::BadNonce("the nonce has expired; ask for a new one".into())),
+        Spend::Unknown => Err(SignInError::BadNonce("the nonce was not issued by this service; ask POST /v1/auth/nonce".into())),
     }
 }
 
@@ -176,10 +208,13 @@ fn check_times(message: &Message, settings: &AuthSettings, now: u64) -> Result<(
     Ok(())
 }
 
-/// Returns a new nonce (17 letters and digits) stored for `settings.nonce_ttl_secs`.
-pub async fn new_nonce(db: &Db, settings: &AuthSettings, now: u64) -> Result<(String, u64), StoreError> {
+/// Returns a new nonce (17 letters and digits) stored for `settings.nonce_ttl_secs`, or
+/// [`SignInError::TooManyNonces`] while `settings.max_live_nonces` are live.
+pub async fn new_nonce(db: &Db, settings: &AuthSettings, now: u64) -> Result<(String, u64), SignInError> {
     let nonce = signinwithethereum::generate_nonce();
     let expires_at = now + settings.nonce_ttl_secs;
-    auth_nonces::insert(db, &nonce, now as i64, expires_at as i64).await?;
-    Ok((nonce, expires_at))
+    match auth_nonces::insert(db, &nonce, now as i64, expires_at as i64, settings.max_live_nonces).await? {
+        Issue::Issued => Ok((nonce, expires_at)),
+        Issue::Full { next_expiry } => Err(SignInError::TooManyNonces { retry_after_secs: (next_expiry - now as i64).max(1) as u64 }),
+    }
 }

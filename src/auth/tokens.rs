@@ -8,7 +8,7 @@ use jsonwebtoken::{
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use super::settings::{AuthSettings, SigningKeyConfig};
+use crate::config::{AuthSettings, SigningKeyConfig};
 
 /// Why the keys could not be loaded or a token not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,9 @@ pub enum TokenError {
         /// What is wrong.
         reason: String,
     },
+    /// Another `[auth]` setting is out of range (the message names it).
+    #[error("{0}")]
+    Setting(String),
     /// No key is configured, or every key is retired.
     #[error("no signing key: add one to auth.keys")]
     NoKey,
@@ -71,12 +74,20 @@ struct Key {
     retired_at: Option<u64>,
 }
 
+/// Tokens whose signature was checked, at most (a few hundred bytes each).
+const VERIFIED_TOKENS: usize = 100_000;
+
 /// The loaded signing keys.
 pub struct TokenKeys {
     keys: Vec<Key>,
     session_secs: u64,
     issuer: String,
     audience: Option<String>,
+    /// Tokens already verified, by the SHA-256 of their text: the signing key's id and the
+    /// claims. A merchant's app sends the same token with each page for its whole life;
+    /// an ES256 verification costs ~50 µs, the hash ~1 µs. A hit is still checked for
+    /// expiry and for its key being published at that moment.
+    verified: quick_cache::sync::Cache<[u8; 32], (String, Claims)>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -102,7 +113,13 @@ impl TokenKeys {
         if keys.is_empty() {
             return Err(TokenError::NoKey);
         }
-        Ok(Self { keys, session_secs: settings.session_secs, issuer: settings.issuer.clone(), audience: settings.audience.clone() })
+        Ok(Self {
+            keys,
+            session_secs: settings.session_secs,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS),
+        })
     }
 
     /// Signs `claims` with the current key.
@@ -116,6 +133,24 @@ impl TokenKeys {
     /// Returns the claims of `token` when one of the published keys signed it, for this
     /// issuer (and audience), and it has not expired at `now`.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some((kid, claims)) = self.verified.get(&digest) {
+            if claims.exp <= now {
+                return Err(TokenError::Invalid("expired".into()));
+            }
+            if self.published(now).any(|k| k.kid == kid) {
+                return Ok(claims);
+            }
+            return Err(TokenError::Invalid("unknown or withdrawn key".into()));
+        }
+        let (kid, claims) = self.verify_signature(token, now)?;
+        self.verified.insert(digest, (kid, claims.clone()));
+        Ok(claims)
+    }
+
+    /// [`Self::verify`] without the cache: the signature, issuer, audience and expiry.
+    fn verify_signature(&self, token: &str, now: u64) -> Result<(String, Claims), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         let kid = header.kid.ok_or_else(|| TokenError::Invalid("no key id".into()))?;
         let key = self.published(now).find(|k| k.kid == kid).ok_or_else(|| TokenError::Invalid("unknown or withdrawn key".into()))?;
@@ -132,7 +167,7 @@ impl TokenKeys {
         if claims.exp <= now {
             return Err(TokenError::Invalid("expired".into()));
         }
-        Ok(claims)
+        Ok((kid, claims))
     }
 
     /// Returns the public keys to publish at `now`: every key not retired, and retired ones
@@ -192,4 +227,67 @@ pub fn generate_pem() -> String {
     }
     pem.push_str("-----END PRIVATE KEY-----\n");
     pem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SigningKeyConfig;
+
+    fn keys(retired_at: Option<u64>) -> (AuthSettings, TokenKeys) {
+        let settings = AuthSettings {
+            keys: vec![SigningKeyConfig { kid: "k1".into(), private_key_pem: Some(generate_pem().into()), private_key_env: None, retired_at }],
+            ..Default::default()
+        };
+        let keys = TokenKeys::load(&settings).unwrap();
+        (settings, keys)
+    }
+
+    fn claims(issuer: &str, exp: u64) -> Claims {
+        Claims {
+            iss: issuer.into(),
+            sub: "0x70997970c51812dc3a010c7d01b50e0d17dc79c8".into(),
+            aud: None,
+            iat: 1_000,
+            exp,
+            jti: "j".into(),
+            tier: 3,
+            plan: Some(3),
+            status: "active".into(),
+            period_end: Some(9_000),
+            auth_time: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_verified_token_is_taken_from_the_cache_but_still_expires_and_a_changed_one_is_checked_again() {
+        let (settings, keys) = keys(None);
+        let token = keys.sign(&claims(&settings.issuer, 2_000)).unwrap();
+        assert_eq!(keys.verify(&token, 1_500).unwrap().tier, 3, "first sight: the signature is checked");
+        assert_eq!(keys.verified.len(), 1);
+        assert_eq!(keys.verify(&token, 1_600).unwrap().tier, 3, "again: from the cache");
+        assert!(keys.verify(&token, 2_000).is_err(), "a cached token still expires");
+        // One character of the signature changed: another digest, so the signature is
+        // checked, and refused.
+        let mut tampered = token.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert!(keys.verify(std::str::from_utf8(&tampered).unwrap(), 1_500).is_err());
+        // A token of another key set (same claims) is refused, not served from the cache.
+        let (_, other) = self::keys(None);
+        assert!(other.verify(&token, 1_500).is_err());
+    }
+
+    #[test]
+    fn a_cached_token_of_a_withdrawn_key_is_refused() {
+        // Retired at 1,000: published until its last sessions' tokens expire (1,000 + a day).
+        let (settings, keys) = keys(Some(1_000));
+        let mut signing = keys;
+        signing.keys[0].retired_at = None;
+        let token = signing.sign(&claims(&settings.issuer, 200_000)).unwrap();
+        signing.keys[0].retired_at = Some(1_000);
+        assert!(signing.verify(&token, 1_500).is_ok());
+        let withdrawn = 1_000 + settings.session_secs + 1;
+        assert!(signing.verify(&token, withdrawn).is_err(), "the key is no longer published: the cache does not keep it alive");
+    }
 }

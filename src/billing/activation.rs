@@ -5,31 +5,38 @@
 //! - no subscription, or an expired one: **activated** for `periods` from now;
 //! - same tier: **renewed** from the later of now and the current expiry;
 //! - higher tier: **upgraded** at once; the unused *paid* time of the old tier (and of a
-//!   scheduled downgrade) is credited at the ratio of the two plans' per-second prices in
-//!   the paid token (USD prices when the plans are priced in dollars, card prices when
-//!   neither; no credit when none is); unused comp time (granted, not bought) is carried
-//!   over as it is, never priced, and the rest of a (card) trial is not credited;
+//!   scheduled downgrade) is credited at what was paid for it: the subscription keeps the
+//!   lowest price per second among the payments whose time it runs on
+//!   ([`Subscription::paid_rate`]), and the credit is that time's worth at the new plan's
+//!   list price per second, rounded down. A payment's worth is its order's USD value at
+//!   the locked rate (after the TMAI discount), for plans priced in tokens the plan's dollar
+//!   or card price less its TMAI discount when paid in TMAI, for cards what was collected.
+//!   Unused comp time (granted, not bought) is carried over as it is, never priced, and the
+//!   rest of a (card) trial is not credited;
 //! - lower tier: **downgrade scheduled**; it takes effect when the current period ends.
 //!
 //! Exactly once: the `activations` row is keyed by the payment; if it exists, nothing runs.
 
 use std::collections::{HashMap, HashSet};
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::Address;
 use serde::Serialize;
 use sqlx::AnyConnection;
 
 use super::plans::{Catalog, Plan};
 pub use crate::store::{
-    badge_jobs::{Cause, NewBadgeJob as BadgeJob},
-    subscriptions::{ActivationRow, Subscription, load, save},
+    badges::{Cause, NewBadgeJob as BadgeJob},
+    subscriptions::{ActivationKind, ActivationRow, Subscription, load, save},
 };
 use crate::{
-    events::EventType,
-    ids::{CheckoutId, OrderId},
+    events::{
+        ChangeShape, DowngradeTookEffect, EventType, Payload, PaymentChange, SubscriptionActivated, SubscriptionDowngradeScheduled, SubscriptionRenewed,
+        SubscriptionUpgraded,
+    },
+    money::{PaidRate, Usd},
     states::{BadgeAction, SubscriptionStatus},
     store::{
-        StoreError, badge_jobs,
+        StoreError, badges,
         outbox::{self, NewEvent},
         subscriptions,
     },
@@ -59,6 +66,28 @@ impl ChangeKind {
             Self::DowngradeScheduled => EventType::SubscriptionDowngradeScheduled,
         }
     }
+
+    /// Returns the outbox event's payload: `shape` as this kind's event.
+    pub fn payload(self, shape: ChangeShape) -> Payload {
+        match self {
+            Self::Activated => SubscriptionActivated::from(shape).into(),
+            Self::Renewed => SubscriptionRenewed::from(shape).into(),
+            Self::Upgraded => SubscriptionUpgraded::from(shape).into(),
+            Self::DowngradeScheduled => SubscriptionDowngradeScheduled::from(shape).into(),
+        }
+    }
+}
+
+impl From<ChangeKind> for ActivationKind {
+    /// The `activations` row's kind (stored as the change's event name).
+    fn from(kind: ChangeKind) -> Self {
+        match kind {
+            ChangeKind::Activated => Self::Activated,
+            ChangeKind::Renewed => Self::Renewed,
+            ChangeKind::Upgraded => Self::Upgraded,
+            ChangeKind::DowngradeScheduled => Self::DowngradeScheduled,
+        }
+    }
 }
 
 /// The subscription after a payment, and how it got there.
@@ -74,33 +103,33 @@ pub struct Change {
     pub credit_seconds: u64,
 }
 
-/// Returns the per-second price ratio `old / new` as (numerator, denominator), in the paid
-/// token when both plans have an explicit price in it, else in US dollars when both are
-/// priced in dollars (`price_usd`), else in card cents.
-pub(crate) fn price_ratio(old: &Plan, new: &Plan, token: Address) -> Option<(U256, U256)> {
-    let per_period = |p: &Plan| -> Option<U256> {
-        match (old.prices.get(&token), new.prices.get(&token), old.price_usd_micro, new.price_usd_micro) {
-            (Some(_), Some(_), _, _) => p.prices.get(&token).copied(),
-            (_, _, Some(_), Some(_)) => p.price_usd_micro.map(U256::from),
-            _ => Some(U256::from(p.card_price_cents?)),
-        }
-    };
-    let (o, n) = (per_period(old)?, per_period(new)?);
-    // (o / old_len) / (n / new_len) = o * new_len / (old_len * n)
-    Some((o * U256::from(new.period.seconds()), U256::from(old.period.seconds()) * n))
+/// Returns the rate `sub`'s unused paid time is valued at: what was paid for it
+/// ([`Subscription::paid_rate`]), or for a row written before that was kept, its plan's
+/// list price ([`Plan::list_rate`]); time with no dollar worth is worth nothing.
+pub(crate) fn held_rate(sub: &Subscription, catalog: &Catalog) -> PaidRate {
+    sub.paid_rate.or_else(|| catalog.get(sub.plan_id).and_then(Plan::list_rate)).unwrap_or(PaidRate::ZERO)
 }
 
-/// Returns `seconds` of `old`'s time converted into `new`'s time, rounded down.
-pub fn credit(seconds: u64, old: &Plan, new: &Plan, token: Address) -> u64 {
-    match price_ratio(old, new, token) {
-        Some((num, den)) if !den.is_zero() => u64::try_from(U256::from(seconds) * num / den).unwrap_or(u64::MAX),
-        _ => 0,
-    }
+/// Returns `seconds` of time held at `rate` converted into `new`'s time at its list
+/// price, rounded down; 0 when `new` has no dollar worth.
+pub fn credit(seconds: u64, rate: PaidRate, new: &Plan) -> u64 {
+    new.list_rate().map_or(0, |to| rate.convert(seconds, to))
 }
 
-/// Computes what paying `periods` of `plan` in `token` at `now` does to `current`.
-pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Address, plan: &Plan, periods: u32, token: Address, now: u64) -> Change {
-    let bought = plan.period.seconds() * u64::from(periods);
+/// Computes what paying `periods` of `plan`, worth `paid` dollars, at `now` does to
+/// `current`.
+///
+/// `paid` is what the payment was worth ([`purchase_worth`]; a card payment's collected
+/// amount); the subscription keeps the lowest price per second among the payments whose
+/// time it runs on, and an upgrade credits the unused paid time at that price.
+pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Address, plan: &Plan, periods: u32, paid: Usd, now: u64) -> Change {
+    change_for_time(current, catalog, wallet, plan, plan.period.seconds() * u64::from(periods), paid, now)
+}
+
+/// [`plan_change`] for `bought` seconds of `plan` (a card invoice that collected more or
+/// less than one period's price buys that share of a period).
+pub fn change_for_time(current: Option<&Subscription>, catalog: &Catalog, wallet: Address, plan: &Plan, bought: u64, paid: Usd, now: u64) -> Change {
+    let bought_rate = PaidRate::new(paid, bought);
     let fresh = |kind| Change {
         kind,
         after: Subscription {
@@ -113,6 +142,7 @@ pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Ad
             next_plan_id: None,
             next_expires_at: None,
             comp_seconds: 0,
+            paid_rate: bought_rate,
         },
         old_expires_at: current.map(|c| c.expires_at),
         credit_seconds: 0,
@@ -128,40 +158,63 @@ pub fn plan_change(current: Option<&Subscription>, catalog: &Catalog, wallet: Ad
         if let Some(next) = after.next_expires_at.as_mut() {
             *next += bought;
         }
+        after.paid_rate = PaidRate::lower(Some(held_rate(cur, catalog)), bought_rate);
         return Change { kind: ChangeKind::Renewed, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 };
     }
     if plan.tier > cur.tier {
         // Comp time sits at the end of the period: what is left of it is carried over as is,
-        // and only the paid rest is credited at the two plans' prices.
-        // A trial was not paid for either: upgrading from one credits nothing.
+        // and only the paid rest (and a scheduled downgrade's paid time) is credited, at the
+        // lowest price per second it was paid at. A trial was not paid for: upgrading from
+        // one credits nothing.
         let left = cur.expires_at - now;
         let comp_left = cur.comp_seconds.min(left);
         let paid_left = if cur.status == SubscriptionStatus::Trialing { 0 } else { left - comp_left };
-        let mut credit_seconds = catalog.get(cur.plan_id).map_or(0, |old| credit(paid_left, old, plan, token));
-        if let (Some(next_id), Some(next_end)) = (cur.next_plan_id, cur.next_expires_at)
-            && let Some(next) = catalog.get(next_id)
-        {
-            credit_seconds += credit(next_end.saturating_sub(cur.expires_at), next, plan, token);
-        }
+        let scheduled = match (cur.next_plan_id, cur.next_expires_at) {
+            (Some(_), Some(next_end)) => next_end.saturating_sub(cur.expires_at),
+            _ => 0,
+        };
+        let credit_seconds = credit(paid_left.saturating_add(scheduled), held_rate(cur, catalog), plan);
+        // The credited time is worth the new plan's list price (what it was converted at).
+        let credited_rate = plan.list_rate().filter(|_| credit_seconds > 0);
         after.plan_id = plan.id;
         after.tier = plan.tier;
         after.expires_at = now + bought + credit_seconds + comp_left;
         after.comp_seconds = comp_left;
         after.next_plan_id = None;
         after.next_expires_at = None;
+        after.paid_rate = Some(PaidRate::lower(bought_rate, credited_rate).unwrap_or(PaidRate::ZERO));
         return Change { kind: ChangeKind::Upgraded, after, old_expires_at: Some(cur.expires_at), credit_seconds };
     }
     // A downgrade: queue the lower plan after the current (and any already scheduled) time.
     let start = cur.next_expires_at.unwrap_or(cur.expires_at);
     after.next_plan_id = Some(plan.id);
     after.next_expires_at = Some(start + bought);
+    after.paid_rate = PaidRate::lower(Some(held_rate(cur, catalog)), bought_rate);
     Change { kind: ChangeKind::DowngradeScheduled, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }
+}
+
+/// Returns what an on-chain payment of `periods` of `plan` in `token` was worth in dollars:
+/// the order's USD value at its locked rate (`usd`, set for orders priced in dollars: the
+/// amount after the TMAI discount), else the plan's own dollar or card price for those
+/// periods, less its TMAI discount when paid in TMAI ([`Catalog::token_payment_worth`]).
+pub fn purchase_worth(catalog: &Catalog, plan: &Plan, periods: u32, token: Address, usd: Option<Usd>) -> Usd {
+    usd.unwrap_or_else(|| catalog.token_payment_worth(plan, periods, token))
+}
+
+/// Ends `sub` at `now` (what was taken back left it no time): `expired`, nothing scheduled,
+/// no comp time left.
+pub(crate) fn end_now(sub: &mut Subscription, now: u64) {
+    sub.status = SubscriptionStatus::Expired;
+    sub.expires_at = now;
+    sub.next_plan_id = None;
+    sub.next_expires_at = None;
+    sub.comp_seconds = 0;
 }
 
 /// Queues a badge job setting `wallet`'s badge to `tier` until `expires_at` (no payment
 /// behind it: a merchant's action or a card event).
 pub async fn queue_badge(conn: &mut AnyConnection, wallet: Address, action: BadgeAction, tier: u8, expires_at: u64, now: u64) -> Result<(), StoreError> {
-    badge_jobs::queue(conn, &BadgeJob { wallet, action, tier, expires_at, new_wallet: None, cause: None }, now).await
+    badges::queue(conn, &BadgeJob { wallet, action, tier, expires_at, new_wallet: None, cause: None }, now).await
 }
 
 /// The confirmed, matched payment being activated.
@@ -185,6 +238,8 @@ pub struct PaidOrder {
     pub periods: u32,
     /// Token paid in.
     pub token: Address,
+    /// The order's USD value at its locked rate (orders priced in dollars).
+    pub usd: Option<Usd>,
 }
 
 /// What a run of activations (or applied downgrades) writes, planned in memory; the
@@ -203,24 +258,6 @@ pub struct Writes {
     pub changes: Vec<Change>,
 }
 
-/// The `data` of a `subscription.*` event a payment caused (fields in the order the
-/// stored JSON has always had them: sorted).
-#[derive(Serialize)]
-struct ChangeData<'a> {
-    checkout_id: Option<&'a CheckoutId>,
-    credit_seconds: u64,
-    expires_at: u64,
-    next_expires_at: Option<u64>,
-    next_plan_id: Option<u32>,
-    order_id: OrderId,
-    payment: &'a str,
-    plan_id: u32,
-    previous_expires_at: Option<u64>,
-    tier: u8,
-    tx_hash: B256,
-    wallet: Address,
-}
-
 /// Plans the activation of confirmed payments, in order: `current` holds the
 /// subscriptions of their wallets (a wallet paying twice sees its first change), `done`
 /// the payments activated before, which are skipped, so planning a run twice plans nothing
@@ -237,11 +274,12 @@ pub fn plan_activations(catalog: &Catalog, paid: &[PaidOrder], current: &mut Has
             continue;
         };
         let existing = current.get(&p.wallet);
-        let change = plan_change(existing, catalog, p.wallet, plan, p.periods, p.token, now);
+        let paid = purchase_worth(catalog, plan, p.periods, p.token, p.usd);
+        let change = plan_change(existing, catalog, p.wallet, plan, p.periods, paid, now);
         writes.activations.push(ActivationRow {
             payment_id: p.payment_id,
             wallet: p.wallet,
-            kind: change.kind.event(),
+            kind: change.kind.into(),
             plan_id: plan.id,
             old_expires_at: change.old_expires_at,
             new_expires_at: change.after.expires_at,
@@ -262,21 +300,20 @@ pub fn plan_activations(catalog: &Catalog, paid: &[PaidOrder], current: &mut Has
         let after = &change.after;
         writes.events.push(NewEvent::new(
             outbox::event_id(&revised(&[change.kind.event().as_str(), &p.payment_key], p.revision)),
-            change.kind.event(),
-            &ChangeData {
-                checkout_id: p.cause.checkout_id.as_ref(),
+            change.kind.payload(ChangeShape::Payment(PaymentChange {
+                checkout_id: p.cause.checkout_id.clone(),
                 order_id: p.cause.order_id,
                 tx_hash: p.cause.tx_hash,
                 credit_seconds: change.credit_seconds,
                 expires_at: after.expires_at,
                 next_expires_at: after.next_expires_at,
                 next_plan_id: after.next_plan_id,
-                payment: &p.payment_key,
+                payment: p.payment_key.clone(),
                 plan_id: after.plan_id,
                 previous_expires_at: change.old_expires_at,
                 tier: after.tier,
                 wallet: p.wallet,
-            },
+            })),
         ));
         if !touched.contains(&p.wallet) {
             touched.push(p.wallet);
@@ -296,17 +333,6 @@ pub fn revised<'a>(parts: &[&'a str], revision: u32) -> Vec<std::borrow::Cow<'a,
         out.push(std::borrow::Cow::Owned(format!("r{revision}")));
     }
     out
-}
-
-/// The `data` of `subscription.renewed` when a scheduled downgrade takes over (sorted).
-#[derive(Serialize)]
-struct DowngradeData {
-    change: &'static str,
-    expires_at: u64,
-    plan_id: u32,
-    previous_expires_at: u64,
-    tier: u8,
-    wallet: Address,
 }
 
 /// Plans the scheduled downgrades of `due` (subscriptions whose period has ended with a
@@ -335,15 +361,14 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
         });
         writes.events.push(NewEvent::new(
             outbox::event_id(&[EventType::SubscriptionRenewed.as_str(), "downgrade", &sub.wallet.to_string(), &previous.to_string()]),
-            EventType::SubscriptionRenewed,
-            &DowngradeData {
+            SubscriptionRenewed::Downgrade(DowngradeTookEffect {
                 change: "downgrade",
                 expires_at: sub.expires_at,
                 plan_id: sub.plan_id,
                 previous_expires_at: previous,
                 tier: sub.tier,
                 wallet: sub.wallet,
-            },
+            }),
         ));
         writes.subscriptions.push(sub);
     }
@@ -355,7 +380,7 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
 pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, now: u64) -> Result<usize, StoreError> {
     let writes = plan_downgrades(catalog, subscriptions::due_downgrades(conn, now).await?);
     subscriptions::save_all(conn, &writes.subscriptions, now).await?;
-    badge_jobs::queue_all(conn, &writes.jobs, now).await?;
+    badges::queue_all(conn, &writes.jobs, now).await?;
     outbox::write_all(conn, &writes.events, now as i64).await?;
     Ok(writes.subscriptions.len())
 }
@@ -365,10 +390,7 @@ mod tests {
     use alloy::primitives::Address;
 
     use super::credit;
-    use crate::{
-        billing::plans::{Catalog, PlanConfig},
-        chain::deployment::TokenInfo,
-    };
+    use crate::{billing::plans::Catalog, chain::deployment::TokenInfo, config::PlanConfig};
 
     /// An upgrade between plans priced in dollars credits at the USD prices, whatever the
     /// token paid (its amount moves with the market; the plans' worth does not).
@@ -391,6 +413,16 @@ mod tests {
         let catalog = Catalog::new(&[plan(1, 1, "9.80", Some(1_000)), plan(3, 3, "49.00", Some(1_000))], std::slice::from_ref(&tmai)).unwrap();
         let (basic, premium) = (catalog.get(1).unwrap(), catalog.get(3).unwrap());
         // 10 days of a $9.80 plan are worth 2 days of a $49.00 plan.
-        assert_eq!(credit(10 * 86_400, basic, premium, tmai.address), 2 * 86_400);
+        assert_eq!(credit(10 * 86_400, basic.list_rate().unwrap(), premium), 2 * 86_400);
+    }
+
+    /// An activation is stored as the name of the event its change causes (what rows
+    /// written before the kind was a type hold).
+    #[test]
+    fn activation_kinds_are_stored_as_their_event_names() {
+        use super::{ActivationKind, ChangeKind};
+        for kind in [ChangeKind::Activated, ChangeKind::Renewed, ChangeKind::Upgraded, ChangeKind::DowngradeScheduled] {
+            assert_eq!(ActivationKind::from(kind).as_str(), kind.event().as_str());
+        }
     }
 }

@@ -18,8 +18,9 @@
 //!   ever (`card_trials`); a paid session is one period by the on-chain rules;
 //! - `checkout.session.async_payment_failed`: acknowledged, nothing granted;
 //! - `invoice.paid` ([`invoice`]): only `billing_reason` `subscription_cycle` renews, for the
-//!   plan of the invoice line's processor price (`card_price_id`) and only when
-//!   `amount_paid`/`currency` are that plan's card price; other reasons (the first invoice,
+//!   plan of the invoice line's processor price (`card_price_id`, whose line amount must be
+//!   the plan's card price), granting only what the invoice collected for the plan
+//!   (prorations and credit counted) at that price; other reasons (the first invoice,
 //!   prorations, manual and threshold invoices) are acknowledged with nothing granted;
 //! - `invoice.payment_failed`: a failed renewal makes the subscription `past_due` (access
 //!   to the end of the paid period) and writes `subscription.renewal_failed`;
@@ -28,10 +29,14 @@
 //!   the end of the period); `cancel_at_period_end` cancels and un-cancels;
 //! - `customer.subscription.deleted`: the subscription is `canceled` (no renewal; access to
 //!   the end of the paid period);
+//! - `charge.refunded`, `charge.dispute.created` and `charge.dispute.closed` ([`refunds`]):
+//!   a refund or dispute takes back its share of the time the payment bought; a won
+//!   dispute gives it back;
 //! - anything else is recorded as `ignored`.
 
 mod apply;
 mod invoice;
+mod refunds;
 mod session;
 mod subscription;
 
@@ -40,14 +45,15 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
-use sqlx::{AnyConnection, Row};
-
-pub use apply::carry_trial;
+use sqlx::AnyConnection;
 
 use super::plans::Catalog;
 use crate::{
     config::CardSettings,
-    store::{StoreError, address_bytes, to_address},
+    store::{
+        self, StoreError,
+        card::{CardOutcome, CardOutcomes},
+    },
 };
 
 /// Why a `Stripe-Signature` header was refused.
@@ -173,22 +179,14 @@ pub enum CardError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for CardError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Store(e.into())
-    }
-}
-
 /// What handling an event did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Handled {
     /// `processed`, `acknowledged` (valid, nothing to change), `ignored` (a type not
     /// handled) or `duplicate` (handled before; nothing changed now).
     pub status: &'static str,
-    /// What it did: `trialing`, `activated`, `renewed`, `upgraded`, `downgrade_scheduled`,
-    /// `canceled`, `past_due`, `pending`, `first_invoice`, `not_a_renewal`, … (for a
-    /// duplicate, what the first delivery did).
-    pub outcome: String,
+    /// What it did (for a duplicate, what the first delivery did).
+    pub outcome: CardOutcomes,
     /// The member's wallet, when the event named one.
     pub wallet: Option<Address>,
 }
@@ -211,19 +209,10 @@ impl Ctx<'_> {
 
 /// Applies `event` inside the caller's write transaction at `now`. The caller commits.
 pub async fn handle(conn: &mut AnyConnection, catalog: &Catalog, settings: &CardSettings, event: &CardEvent, now: u64) -> Result<Handled, CardError> {
-    // Claim the event id first: a concurrent delivery of the same event waits here (on
-    // PostgreSQL, on the row lock) and then finds it taken.
-    let claimed =
-        sqlx::query("INSERT INTO card_events (event_id, event_type, outcome, received_at) VALUES ($1, $2, 'pending', $3) ON CONFLICT (event_id) DO NOTHING")
-            .bind(&event.id)
-            .bind(&event.event_type)
-            .bind(now as i64)
-            .execute(&mut *conn)
-            .await?;
-    if claimed.rows_affected() == 0 {
-        let row = sqlx::query("SELECT outcome, wallet FROM card_events WHERE event_id = $1").bind(&event.id).fetch_one(&mut *conn).await?;
-        let wallet = row.try_get::<Option<Vec<u8>>, _>("wallet")?.map(|b| to_address(&b, "card_events.wallet")).transpose()?;
-        return Ok(Handled { status: "duplicate", outcome: row.try_get("outcome")?, wallet });
+    // Claim the event id first: a concurrent delivery of the same event waits there and
+    // then finds it taken.
+    if let Some(first) = store::card::claim_event(conn, &event.id, &event.event_type, now).await? {
+        return Ok(Handled { status: "duplicate", outcome: first.outcome, wallet: first.wallet });
     }
     let ctx = Ctx { catalog, currency: &settings.currency, event, now };
     let handled = match event.event_type.as_str() {
@@ -233,14 +222,12 @@ pub async fn handle(conn: &mut AnyConnection, catalog: &Catalog, settings: &Card
         "invoice.payment_failed" => invoice::payment_failed(conn, &ctx).await?,
         "customer.subscription.updated" => subscription::updated(conn, &ctx).await?,
         "customer.subscription.deleted" => subscription::deleted(conn, &ctx).await?,
-        _ => Handled { status: "ignored", outcome: "ignored".into(), wallet: None },
+        "charge.refunded" => refunds::refunded(conn, &ctx).await?,
+        "charge.dispute.created" => refunds::dispute_created(conn, &ctx).await?,
+        "charge.dispute.closed" => refunds::dispute_closed(conn, &ctx).await?,
+        _ => Handled { status: "ignored", outcome: CardOutcome::Ignored.into(), wallet: None },
     };
-    sqlx::query("UPDATE card_events SET outcome = $1, wallet = $2 WHERE event_id = $3")
-        .bind(&handled.outcome)
-        .bind(handled.wallet.map(address_bytes))
-        .bind(&event.id)
-        .execute(&mut *conn)
-        .await?;
+    store::card::finish_event(conn, &event.id, &handled.outcome, handled.wallet).await?;
     Ok(handled)
 }
 

@@ -5,22 +5,22 @@
 
 use std::future::Future;
 
-use alloy::primitives::{Address, B256};
-use sqlx::Row;
+use alloy::primitives::B256;
+use serde::Serialize;
 
-use super::activation::ChangeKind;
 use crate::{
     states::{CheckoutStatus, OrderStatus},
     store::{
-        Db, StoreError, address_bytes,
+        Db, StoreError, badges,
+        ledger::payments::{self, OrderPayment},
         orders::StoredOrder,
-        payments::{self, OrderPayment},
-        to_b256,
+        subscriptions::{self, ActivationKind},
     },
 };
 
-/// Where a checkout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a checkout stands (serialized as [`Stage::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Quoted, not paid (yet).
     Open,
@@ -114,14 +114,14 @@ where
     }
     progress.confirmations = required;
     progress.stage = Stage::Active;
-    if let Some(activation) = activation_of(db, id).await? {
+    if let Some(activation) = subscriptions::activation_of(db, id).await? {
         progress.expires_at = Some(activation.new_expires_at);
         // A scheduled downgrade changes no badge now: no badge job comes for it.
-        if activation.kind == ChangeKind::DowngradeScheduled.event().as_str() {
+        if activation.kind == ActivationKind::DowngradeScheduled {
             progress.done = true;
             return Ok(progress);
         }
-        if let Some(badge_tx_hash) = confirmed_badge_job(db, order.payer, activation.created_at).await? {
+        if let Some(badge_tx_hash) = badges::confirmed_since(db, order.payer, activation.created_at).await? {
             progress.stage = Stage::BadgeIssued;
             progress.done = true;
             progress.badge_tx_hash = badge_tx_hash;
@@ -130,31 +130,14 @@ where
     Ok(progress)
 }
 
-/// What a payment's activation did, as progress needs it.
-struct PaymentActivation {
-    kind: String,
-    new_expires_at: u64,
-    created_at: i64,
-}
+#[cfg(test)]
+mod tests {
+    use super::Stage;
 
-async fn activation_of(db: &Db, payment_id: i64) -> Result<Option<PaymentActivation>, StoreError> {
-    let row = sqlx::query("SELECT kind, new_expires_at, created_at FROM activations WHERE payment_id = $1").bind(payment_id).fetch_optional(db.pool()).await?;
-    let Some(a) = row else { return Ok(None) };
-    Ok(Some(PaymentActivation {
-        kind: a.try_get("kind")?,
-        new_expires_at: a.try_get::<i64, _>("new_expires_at")? as u64,
-        created_at: a.try_get("created_at")?,
-    }))
-}
-
-/// Returns the transaction of the newest confirmed badge job of `wallet` created at or
-/// after `since` (`Some(None)`: confirmed without a stored hash), if there is one.
-async fn confirmed_badge_job(db: &Db, wallet: Address, since: i64) -> Result<Option<Option<B256>>, StoreError> {
-    let row = sqlx::query("SELECT tx_hash FROM badge_jobs WHERE wallet = $1 AND created_at >= $2 AND status = 'confirmed' ORDER BY id DESC LIMIT 1")
-        .bind(address_bytes(wallet))
-        .bind(since)
-        .fetch_optional(db.pool())
-        .await?;
-    let Some(job) = row else { return Ok(None) };
-    Ok(Some(job.try_get::<Option<Vec<u8>>, _>("tx_hash")?.map(|h| to_b256(&h, "badge_jobs.tx_hash")).transpose()?))
+    #[test]
+    fn a_stage_serializes_as_the_name_the_api_shows() {
+        for stage in [Stage::Open, Stage::Expired, Stage::Detected, Stage::Confirming, Stage::Active, Stage::BadgeIssued] {
+            assert_eq!(serde_json::to_value(stage).unwrap(), stage.as_str());
+        }
+    }
 }

@@ -11,17 +11,22 @@
 
 use alloy::primitives::Address;
 use serde::Serialize;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::activation::{self, Subscription};
 use crate::{
     chain::paid_log::payment_key,
-    events::EventType,
+    events::{
+        ChangeSource, CompGranted, EventType, ExpiredReason, MemberCanceled, MemberEnded, Moved, PaymentRefunded, SubscriptionCanceled, SubscriptionExpired,
+    },
     states::{BadgeAction, PaymentStatus, SubscriptionStatus},
     store::{
-        StoreError, address_bytes,
-        badge_jobs::{self, NewBadgeJob},
-        outbox, payments, subscriptions,
+        StoreError,
+        badges::{self, NewBadgeJob},
+        card,
+        comp_grants::{self, NewCompGrant},
+        ledger::payments,
+        outbox, subscriptions,
     },
 };
 
@@ -49,12 +54,6 @@ pub enum MemberError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for MemberError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Store(e.into())
-    }
-}
-
 fn text_field(field: &str, text: &str) -> Result<String, MemberError> {
     let text = text.trim();
     if text.is_empty() {
@@ -74,19 +73,6 @@ async fn existing(conn: &mut AnyConnection, wallet: Address) -> Result<Subscript
 /// Whether the subscription has ended (expired by status or by time).
 fn ended(sub: &Subscription, now: u64) -> bool {
     sub.status == SubscriptionStatus::Expired || sub.expires_at <= now
-}
-
-fn view(sub: &Subscription) -> serde_json::Value {
-    serde_json::json!({
-        "wallet": sub.wallet,
-        "plan_id": sub.plan_id,
-        "tier": sub.tier,
-        "status": sub.status,
-        "expires_at": sub.expires_at,
-        "comp_seconds": sub.comp_seconds,
-        "next_plan_id": sub.next_plan_id,
-        "next_expires_at": sub.next_expires_at,
-    })
 }
 
 /// A comp grant and the subscription after it.
@@ -123,30 +109,26 @@ pub async fn grant_comp(conn: &mut AnyConnection, wallet: Address, days: u32, re
         *next += seconds;
     }
     activation::save(conn, &sub, now).await?;
-    let grant_id: i64 = sqlx::query(
-        "INSERT INTO comp_grants (wallet, days, seconds, reason, old_expires_at, new_expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind(address_bytes(wallet))
-    .bind(i64::from(days))
-    .bind(seconds as i64)
-    .bind(&reason)
-    .bind(previous as i64)
-    .bind(sub.expires_at as i64)
-    .bind(now as i64)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
+    let grant = NewCompGrant { wallet, days, seconds, reason: &reason, old_expires_at: previous, new_expires_at: sub.expires_at };
+    let grant_id = comp_grants::record(conn, &grant, now).await?;
     activation::queue_badge(conn, wallet, BadgeAction::Update, sub.tier, sub.expires_at, now).await?;
-    let mut data = view(&sub);
-    data["days"] = days.into();
-    data["seconds"] = seconds.into();
-    data["reason"] = reason.into();
-    data["previous_expires_at"] = previous.into();
-    data["grant_id"] = grant_id.into();
-    let event = EventType::SubscriptionCompGranted;
-    let id = outbox::event_id(&[event.as_str(), &wallet.to_string(), &grant_id.to_string()]);
-    outbox::write(conn, &id, event, &data, now as i64).await?;
+    let data = CompGranted {
+        comp_seconds: sub.comp_seconds,
+        days,
+        expires_at: sub.expires_at,
+        grant_id,
+        next_expires_at: sub.next_expires_at,
+        next_plan_id: sub.next_plan_id,
+        plan_id: sub.plan_id,
+        previous_expires_at: previous,
+        reason,
+        seconds,
+        status: sub.status,
+        tier: sub.tier,
+        wallet: sub.wallet,
+    };
+    let id = outbox::event_id(&[EventType::SubscriptionCompGranted.as_str(), &wallet.to_string(), &grant_id.to_string()]);
+    outbox::write(conn, &id, data, now as i64).await?;
     Ok(CompGrant { grant_id, seconds, subscription: sub })
 }
 
@@ -162,32 +144,46 @@ pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Resu
     }
     sub.status = SubscriptionStatus::Canceled;
     activation::save(conn, &sub, now).await?;
-    let mut data = view(&sub);
-    data["source"] = "merchant".into();
-    let event = EventType::SubscriptionCanceled;
-    let id = outbox::event_id(&[event.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, event, &data, now as i64).await?;
+    let data = SubscriptionCanceled::Merchant(MemberCanceled {
+        comp_seconds: sub.comp_seconds,
+        expires_at: sub.expires_at,
+        next_expires_at: sub.next_expires_at,
+        next_plan_id: sub.next_plan_id,
+        plan_id: sub.plan_id,
+        source: ChangeSource::Merchant,
+        status: sub.status,
+        tier: sub.tier,
+        wallet: sub.wallet,
+    });
+    let id = outbox::event_id(&[EventType::SubscriptionCanceled.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
+    outbox::write(conn, &id, data, now as i64).await?;
     Ok(sub)
 }
 
 /// Ends `sub` now: status `expired`, expiry now, scheduled downgrade and comp time cleared;
 /// badge job `revoke`; event `subscription.expired` with `reason`. The caller checked it is
 /// live. `key` makes the event id stable (what caused it).
-async fn end_now(conn: &mut AnyConnection, mut sub: Subscription, reason: &str, key: &str, now: u64) -> Result<Subscription, MemberError> {
+async fn end_now(conn: &mut AnyConnection, mut sub: Subscription, reason: ExpiredReason, key: &str, now: u64) -> Result<Subscription, MemberError> {
     let previous = sub.expires_at;
-    sub.status = SubscriptionStatus::Expired;
-    sub.expires_at = now;
-    sub.next_plan_id = None;
-    sub.next_expires_at = None;
-    sub.comp_seconds = 0;
+    activation::end_now(&mut sub, now);
     activation::save(conn, &sub, now).await?;
+    // The member's account sessions end with it: their tokens stop renewing.
+    crate::store::auth_sessions::end_wallet(conn, sub.wallet, now).await?;
     activation::queue_badge(conn, sub.wallet, BadgeAction::Revoke, sub.tier, now, now).await?;
-    let mut data = view(&sub);
-    data["reason"] = reason.into();
-    data["previous_expires_at"] = previous.into();
-    let event = EventType::SubscriptionExpired;
-    let id = outbox::event_id(&[event.as_str(), &sub.wallet.to_string(), reason, key]);
-    outbox::write(conn, &id, event, &data, now as i64).await?;
+    let data = SubscriptionExpired::Ended(MemberEnded {
+        comp_seconds: sub.comp_seconds,
+        expires_at: sub.expires_at,
+        next_expires_at: sub.next_expires_at,
+        next_plan_id: sub.next_plan_id,
+        plan_id: sub.plan_id,
+        previous_expires_at: previous,
+        reason,
+        status: sub.status,
+        tier: sub.tier,
+        wallet: sub.wallet,
+    });
+    let id = outbox::event_id(&[EventType::SubscriptionExpired.as_str(), &sub.wallet.to_string(), reason.as_str(), key]);
+    outbox::write(conn, &id, data, now as i64).await?;
     Ok(sub)
 }
 
@@ -198,7 +194,7 @@ pub async fn revoke(conn: &mut AnyConnection, wallet: Address, now: u64) -> Resu
     if ended(&sub, now) {
         return Err(MemberError::Conflict(format!("{wallet}'s subscription has already expired (at {})", sub.expires_at)));
     }
-    end_now(conn, sub, "revoked", &now.to_string(), now).await
+    end_now(conn, sub, ExpiredReason::Revoked, &now.to_string(), now).await
 }
 
 /// Moves `from`'s subscription to `to` (a member who lost a key): the row, its card
@@ -218,24 +214,29 @@ pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, n
         return Err(MemberError::Conflict(format!("{to} already has a subscription; a wallet holds one subscription and one badge")));
     }
     subscriptions::move_wallet(conn, from, to, now).await?;
+    // The old wallet's account sessions end: it no longer holds the membership.
+    crate::store::auth_sessions::end_wallet(conn, from, now).await?;
     // Card renewals follow the member to the new wallet.
-    sqlx::query("UPDATE card_subscriptions SET wallet = $1, updated_at = $2 WHERE wallet = $3")
-        .bind(address_bytes(to))
-        .bind(now as i64)
-        .bind(address_bytes(from))
-        .execute(&mut *conn)
-        .await?;
+    card::move_card_subscriptions(conn, from, to, now).await?;
     // So does the record of the card trial: the new wallet has had it too.
-    super::card::carry_trial(conn, from, to).await?;
+    card::carry_trial(conn, from, to).await?;
     let job = NewBadgeJob { wallet: from, action: BadgeAction::Move, tier: sub.tier, expires_at: sub.expires_at, new_wallet: Some(to), cause: None };
-    badge_jobs::queue(conn, &job, now).await?;
+    badges::queue(conn, &job, now).await?;
     sub.wallet = to;
-    let mut data = view(&sub);
-    data["from"] = serde_json::json!(from);
-    data["to"] = serde_json::json!(to);
-    let event = EventType::SubscriptionMoved;
-    let id = outbox::event_id(&[event.as_str(), &from.to_string(), &to.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, event, &data, now as i64).await?;
+    let data = Moved {
+        comp_seconds: sub.comp_seconds,
+        expires_at: sub.expires_at,
+        from,
+        next_expires_at: sub.next_expires_at,
+        next_plan_id: sub.next_plan_id,
+        plan_id: sub.plan_id,
+        status: sub.status,
+        tier: sub.tier,
+        to,
+        wallet: sub.wallet,
+    };
+    let id = outbox::event_id(&[EventType::SubscriptionMoved.as_str(), &from.to_string(), &to.to_string(), &now.to_string()]);
+    outbox::write(conn, &id, data, now as i64).await?;
     Ok(sub)
 }
 
@@ -272,34 +273,28 @@ pub async fn refund(conn: &mut AnyConnection, payment_id: i64, note: &str, now: 
     let (payer, tx_hash, activated) = (paid.payer, paid.tx_hash, paid.activated);
     payments::mark_refunded(conn, payment_id, &note, now).await?;
     let key = payment_key(paid.chain_id, tx_hash, paid.log_index);
-    let event = EventType::PaymentRefunded;
-    outbox::write(
-        conn,
-        &outbox::event_id(&[event.as_str(), &key]),
-        event,
-        &serde_json::json!({
-            "payment_id": payment_id,
-            "payment": key,
-            "tx_hash": tx_hash,
-            "payer": payer,
-            "token": paid.token,
-            "amount": paid.amount.to_string(),
-            "plan_id": paid.plan_id,
-            "order_id": paid.order_id,
-            "checkout_id": paid.checkout_id,
-            "note": note,
-            "refunded_at": now,
-        }),
-        now as i64,
-    )
-    .await?;
+    let id = outbox::event_id(&[EventType::PaymentRefunded.as_str(), &key]);
+    let data = PaymentRefunded {
+        amount: paid.amount.to_string(),
+        checkout_id: paid.checkout_id.clone(),
+        note: note.clone(),
+        order_id: paid.order_id,
+        payer,
+        payment: key.clone(),
+        payment_id,
+        plan_id: paid.plan_id,
+        refunded_at: now,
+        token: paid.token,
+        tx_hash,
+    };
+    outbox::write(conn, &id, data, now as i64).await?;
     // A payment that activated nothing (unmatched) leaves the payer's plan alone.
     let live = match activated {
         true => activation::load(conn, payer).await?.filter(|s| !ended(s, now)),
         false => None,
     };
     let subscription = match live {
-        Some(sub) => Some(end_now(conn, sub, "refunded", &key, now).await?),
+        Some(sub) => Some(end_now(conn, sub, ExpiredReason::Refunded, &key, now).await?),
         None => None,
     };
     Ok(Refund { payment_id, payer, refunded_at: now, note, subscription })

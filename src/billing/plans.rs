@@ -3,55 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::{Address, U256, utils::parse_units};
-use serde::{Deserialize, Serialize};
+use alloy::primitives::Address;
+use serde::Serialize;
 
-use crate::chain::deployment::TokenInfo;
+use crate::{
+    chain::deployment::TokenInfo,
+    config::PlanConfig,
+    money::{AmountError, Cents, Discount, PaidRate, TokenAmount, Usd},
+};
 
 /// Seconds in a monthly period (30 days: the badge and the database count in seconds).
 pub const MONTH_SECS: u64 = 30 * 86_400;
 /// Seconds in a yearly period (365 days).
 pub const YEAR_SECS: u64 = 365 * 86_400;
-
-/// One plan as written in the configuration file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanConfig {
-    /// Catalog id; also `Quote.planId` on-chain.
-    pub id: u32,
-    /// Display name ("Premium monthly").
-    pub name: String,
-    /// Tier rank: 1 Basic, 2 Advanced, 3 Premium, 4 VIP; a higher rank is an upgrade.
-    pub tier: u8,
-    /// Billing period: `monthly` or `yearly`.
-    pub period: String,
-    /// Price per period by token symbol, in whole tokens as a decimal string ("49.99").
-    /// A TMAI discount is simply a lower TMAI price.
-    #[serde(default)]
-    pub prices: BTreeMap<String, String>,
-    /// Price per period in US dollars as a decimal string (`"49.00"`), kept exactly (in
-    /// micro-dollars). The plan is then sold in every token with a rate source in
-    /// `[pricing.tokens]` at the market rate; an explicit `prices` entry overrides it.
-    #[serde(default)]
-    pub price_usd: Option<String>,
-    /// Card price per period in cents; no card payments when absent (defaults to the USD
-    /// price in cents when `price_usd` is set).
-    #[serde(default)]
-    pub card_price_cents: Option<u64>,
-    /// The card processor's price id for this plan (Stripe's `price_…`): invoices and
-    /// subscription changes name the plan by it. Unique across plans; needs
-    /// `card_price_cents` (what the processor charges for it).
-    #[serde(default)]
-    pub card_price_id: Option<String>,
-    /// Free trial days for card payments (never for on-chain payments).
-    #[serde(default)]
-    pub trial_days: u32,
-    /// The discount the TMAI price gives against the list price, in percent. With
-    /// `price_usd` it is taken off the USD price of `pricing.discount_token` payments; with
-    /// an explicit TMAI price it is only shown (the TMAI price itself is what is charged).
-    #[serde(default)]
-    pub tmai_discount_percent: Option<u8>,
-}
 
 /// A billing period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,7 +47,7 @@ impl Period {
 }
 
 /// A validated plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Catalog id.
     pub id: u32,
@@ -93,24 +57,38 @@ pub struct Plan {
     pub tier: u8,
     /// Billing period.
     pub period: Period,
-    /// Price per period in the token's smallest unit, by token address.
-    pub prices: BTreeMap<Address, U256>,
-    /// USD price per period in micro-dollars, when the plan is priced in dollars.
-    pub price_usd_micro: Option<u64>,
-    /// Card price per period in cents.
-    pub card_price_cents: Option<u64>,
+    /// Explicit price per period, by token address.
+    pub prices: BTreeMap<Address, TokenAmount>,
+    /// USD price per period, when the plan is priced in dollars.
+    pub price_usd: Option<Usd>,
+    /// Card price per period.
+    pub card_price: Option<Cents>,
     /// The card processor's price id (`price_…`).
     pub card_price_id: Option<String>,
     /// Trial days for card payments.
     pub trial_days: u32,
-    /// Discount of the TMAI price against the list price, in percent (for display).
-    pub tmai_discount_percent: Option<u8>,
+    /// Discount of the TMAI price against the list price (taken off the USD price of
+    /// `pricing.discount_token` payments; only shown beside an explicit TMAI price).
+    pub tmai_discount: Option<Discount>,
 }
 
 impl Plan {
-    /// Returns the price of `periods` periods in `token`, if the plan is sold in it.
-    pub fn price(&self, token: Address, periods: u32) -> Option<U256> {
-        self.prices.get(&token).map(|p| *p * U256::from(periods))
+    /// Returns the explicit price of `periods` periods in `token`, if the plan has one (and
+    /// it does not overflow).
+    pub fn price(&self, token: Address, periods: u32) -> Option<TokenAmount> {
+        self.prices.get(&token)?.checked_mul(periods)
+    }
+
+    /// Returns what one period of the plan is worth in dollars, the measure that upgrade
+    /// credit compares tiers by: `price_usd`, else the card price (a hundredth of a dollar
+    /// per cent); `None` for a plan priced only in tokens.
+    pub fn list_worth(&self) -> Option<Usd> {
+        self.price_usd.or_else(|| self.card_price.and_then(Cents::to_usd))
+    }
+
+    /// Returns the plan's list price per second ([`Plan::list_worth`] over its period).
+    pub fn list_rate(&self) -> Option<PaidRate> {
+        PaidRate::new(self.list_worth()?, self.period.seconds())
     }
 }
 
@@ -131,93 +109,16 @@ pub struct Catalog {
     tokens: Vec<TokenInfo>,
 }
 
+/// Builds the error for a field of the plan being validated.
+type FieldError<'a> = &'a dyn Fn(&str, String) -> CatalogError;
+
 impl Catalog {
     /// Validates `configs` against the deployment's `tokens`.
     pub fn new(configs: &[PlanConfig], tokens: &[TokenInfo]) -> Result<Self, CatalogError> {
         let mut plans = BTreeMap::new();
         for (i, config) in configs.iter().enumerate() {
             let err = |field: &str, message: String| CatalogError { field: format!("plans[{i}].{field}"), message };
-            if config.id == 0 {
-                return Err(err("id", "must be 1 or more".into()));
-            }
-            if config.name.trim().is_empty() {
-                return Err(err("name", "must not be empty".into()));
-            }
-            if config.tier == 0 {
-                return Err(err("tier", "must be 1 or more (1 Basic … 4 VIP)".into()));
-            }
-            let period = match config.period.trim().to_ascii_lowercase().as_str() {
-                "monthly" | "month" => Period::Monthly,
-                "yearly" | "year" | "annual" => Period::Yearly,
-                other => return Err(err("period", format!("{other:?} is not a period; use monthly or yearly"))),
-            };
-            let price_usd_micro = match &config.price_usd {
-                None => None,
-                Some(text) => match super::pricing::parse_usd(text) {
-                    Ok(0) => return Err(err("price_usd", "must be greater than zero".into())),
-                    Ok(micro) => Some(micro),
-                    Err(message) => return Err(err("price_usd", message)),
-                },
-            };
-            // The card price defaults to the USD price in whole cents (rounded up).
-            let card_price_cents = config.card_price_cents.or(price_usd_micro.map(|m| m.div_ceil(10_000)));
-            if config.prices.is_empty() && card_price_cents.is_none() {
-                return Err(err("prices", "a plan needs price_usd, a token price or a card price".into()));
-            }
-            let mut prices = BTreeMap::new();
-            for (symbol, text) in &config.prices {
-                let field = format!("prices.{symbol}");
-                let token = tokens.iter().find(|t| t.symbol.eq_ignore_ascii_case(symbol)).ok_or_else(|| {
-                    let known: Vec<&str> = tokens.iter().map(|t| t.symbol.as_str()).collect();
-                    err(&field, format!("unknown token (the deployment has {})", known.join(", ")))
-                })?;
-                let trimmed = text.trim();
-                if trimmed.starts_with('-') {
-                    return Err(err(&field, format!("{text:?} is negative")));
-                }
-                // parse_units would silently drop digits past the token's decimals.
-                if trimmed.split_once('.').is_some_and(|(_, frac)| frac.len() > usize::from(token.decimals)) {
-                    return Err(err(&field, format!("{text:?} has more than the token's {} decimals", token.decimals)));
-                }
-                let units: U256 = parse_units(trimmed, token.decimals)
-                    .map_err(|e| err(&field, format!("{text:?} is not an amount with at most {} decimals: {e}", token.decimals)))?
-                    .into();
-                if units.is_zero() {
-                    return Err(err(&field, "price must be greater than zero".into()));
-                }
-                prices.insert(token.address, units);
-            }
-            if config.card_price_cents == Some(0) {
-                return Err(err("card_price_cents", "must be greater than zero".into()));
-            }
-            let card_price_id = match config.card_price_id.as_deref().map(str::trim) {
-                None => None,
-                Some("") => return Err(err("card_price_id", "must not be empty (leave it out for a plan not sold by card subscription)".into())),
-                Some(id) => {
-                    if card_price_cents.is_none() {
-                        return Err(err("card_price_id", "needs card_price_cents: the amount the processor charges for this price".into()));
-                    }
-                    if let Some(other) = plans.values().find(|p: &&Plan| p.card_price_id.as_deref() == Some(id)) {
-                        return Err(err("card_price_id", format!("{id:?} is also the card price of plan {}; each processor price names one plan", other.id)));
-                    }
-                    Some(id.to_string())
-                }
-            };
-            if config.tmai_discount_percent.is_some_and(|d| d == 0 || d >= 100) {
-                return Err(err("tmai_discount_percent", "must be between 1 and 99".into()));
-            }
-            let plan = Plan {
-                id: config.id,
-                name: config.name.trim().to_string(),
-                tier: config.tier,
-                period,
-                prices,
-                price_usd_micro,
-                card_price_cents,
-                card_price_id,
-                trial_days: config.trial_days,
-                tmai_discount_percent: config.tmai_discount_percent,
-            };
+            let plan = validate(config, tokens, &plans, &err)?;
             if plans.insert(config.id, plan).is_some() {
                 return Err(err("id", format!("{} is used by another plan", config.id)));
             }
@@ -243,8 +144,110 @@ impl Catalog {
         self.plans.values()
     }
 
+    /// Returns what a payment of `periods` of `plan` in `token` at the plan's own token
+    /// price is worth in dollars (a plan priced in tokens has no locked rate): the plan's
+    /// [`Plan::list_worth`] for those periods, less the plan's TMAI discount when paid in
+    /// TMAI (the explicit TMAI price is the discounted one), rounded down. Zero for a plan
+    /// with no dollar or card price: such time credits nothing on an upgrade.
+    pub fn token_payment_worth(&self, plan: &Plan, periods: u32, token: Address) -> Usd {
+        let Some(worth) = plan.list_worth().and_then(|w| w.checked_mul(periods)) else { return Usd::ZERO };
+        let in_tmai = self.tokens.iter().any(|t| t.address == token && t.symbol.eq_ignore_ascii_case("TMAI"));
+        match plan.tmai_discount {
+            Some(discount) if in_tmai => worth.less_down(discount),
+            _ => worth,
+        }
+    }
+
     /// Returns the token with `symbol` (case-insensitive).
     pub fn token(&self, symbol: &str) -> Option<&TokenInfo> {
         self.tokens.iter().find(|t| t.symbol.eq_ignore_ascii_case(symbol))
     }
+}
+
+/// Validates one plan's configuration; `plans` are the plans validated before it.
+fn validate(config: &PlanConfig, tokens: &[TokenInfo], plans: &BTreeMap<u32, Plan>, err: FieldError<'_>) -> Result<Plan, CatalogError> {
+    if config.id == 0 {
+        return Err(err("id", "must be 1 or more".into()));
+    }
+    if config.name.trim().is_empty() {
+        return Err(err("name", "must not be empty".into()));
+    }
+    if config.tier == 0 {
+        return Err(err("tier", "must be 1 or more (1 Basic … 4 VIP)".into()));
+    }
+    let period = match config.period.trim().to_ascii_lowercase().as_str() {
+        "monthly" | "month" => Period::Monthly,
+        "yearly" | "year" | "annual" => Period::Yearly,
+        other => return Err(err("period", format!("{other:?} is not a period; use monthly or yearly"))),
+    };
+    let price_usd = match &config.price_usd {
+        None => None,
+        Some(text) => match Usd::parse(text) {
+            Ok(Usd::ZERO) => return Err(err("price_usd", "must be greater than zero".into())),
+            Ok(usd) => Some(usd),
+            Err(e) => return Err(err("price_usd", e.to_string())),
+        },
+    };
+    // The card price defaults to the USD price in whole cents (rounded up).
+    let card_price = config.card_price_cents.map(Cents::from_minor).or(price_usd.map(Usd::to_cents));
+    if config.prices.is_empty() && card_price.is_none() {
+        return Err(err("prices", "a plan needs price_usd, a token price or a card price".into()));
+    }
+    let prices = token_prices(config, tokens, err)?;
+    if config.card_price_cents == Some(0) {
+        return Err(err("card_price_cents", "must be greater than zero".into()));
+    }
+    let card_price_id = match config.card_price_id.as_deref().map(str::trim) {
+        None => None,
+        Some("") => return Err(err("card_price_id", "must not be empty (leave it out for a plan not sold by card subscription)".into())),
+        Some(id) => {
+            if card_price.is_none() {
+                return Err(err("card_price_id", "needs card_price_cents: the amount the processor charges for this price".into()));
+            }
+            if let Some(other) = plans.values().find(|p: &&Plan| p.card_price_id.as_deref() == Some(id)) {
+                return Err(err("card_price_id", format!("{id:?} is also the card price of plan {}; each processor price names one plan", other.id)));
+            }
+            Some(id.to_string())
+        }
+    };
+    let tmai_discount = match config.tmai_discount_percent {
+        None => None,
+        Some(percent) => {
+            Some(Discount::percent(percent).filter(|d| *d != Discount::NONE).ok_or_else(|| err("tmai_discount_percent", "must be between 1 and 99".into()))?)
+        }
+    };
+    Ok(Plan {
+        id: config.id,
+        name: config.name.trim().to_string(),
+        tier: config.tier,
+        period,
+        prices,
+        price_usd,
+        card_price,
+        card_price_id,
+        trial_days: config.trial_days,
+        tmai_discount,
+    })
+}
+
+/// Parses a plan's explicit token prices (whole tokens, exactly, at most the token's
+/// decimals) by token address.
+fn token_prices(config: &PlanConfig, tokens: &[TokenInfo], err: FieldError<'_>) -> Result<BTreeMap<Address, TokenAmount>, CatalogError> {
+    let mut prices = BTreeMap::new();
+    for (symbol, text) in &config.prices {
+        let field = format!("prices.{symbol}");
+        let token = tokens.iter().find(|t| t.symbol.eq_ignore_ascii_case(symbol)).ok_or_else(|| {
+            let known: Vec<&str> = tokens.iter().map(|t| t.symbol.as_str()).collect();
+            err(&field, format!("unknown token (the deployment has {})", known.join(", ")))
+        })?;
+        let price = TokenAmount::parse(text, token.decimals).map_err(|e| match e {
+            AmountError::TooPrecise { .. } => err(&field, format!("{text:?} has more than the token's {} decimals", token.decimals)),
+            e => err(&field, e.to_string()),
+        })?;
+        if price.is_zero() {
+            return Err(err(&field, "price must be greater than zero".into()));
+        }
+        prices.insert(token.address, price);
+    }
+    Ok(prices)
 }

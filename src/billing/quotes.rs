@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use super::{
     plans::{Catalog, Plan},
-    pricing::{self, UsdRate},
-    rates::{RateBook, RateUnavailable},
+    rates::{RateBook, RateUnavailable, RefusalCode},
 };
 use crate::chain::deployment::TokenInfo;
 use crate::{
@@ -20,8 +19,9 @@ use crate::{
         bindings::ISubscriptionCheckout::Quote,
         signing::{DigestSigner, QuoteHasher, quote_domain},
     },
-    events::EventType,
+    events::{CheckoutCreated, EventType},
     ids::{CheckoutId, OrderId},
+    money::{Discount, TokenAmount, Usd, UsdRate},
     store::{
         Db, StoreError, address_bytes,
         orders::{self, NewOrder, OrderPricing},
@@ -29,6 +29,12 @@ use crate::{
         u256_bytes,
     },
 };
+
+/// Returns the id of the `checkout.created` event of `order_id`'s checkout: stable, so the
+/// pruning of unpaid checkouts ([`super::retention`]) finds the event of an order it deletes.
+pub fn checkout_created_id(order_id: OrderId, checkout_id: &CheckoutId) -> String {
+    outbox::ordered_event_id(order_id.sort_key(), &[EventType::CheckoutCreated.as_str(), checkout_id.as_str()])
+}
 
 /// Longest purchase in one checkout, in periods.
 pub const MAX_PERIODS: u32 = 36;
@@ -75,18 +81,23 @@ pub struct IssuedQuote {
 /// How a USD-priced quote was priced: locked with the order for the quote's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct QuotePricing {
-    /// The plan's USD price for the periods bought, after discount, in micro-dollars.
-    pub price_usd_micro: u64,
-    /// The USD value of the quoted amount at the rate (≥ the price: rounding goes up).
-    pub usd_value_micro: u64,
-    /// The discount taken off the USD price, in percent.
-    pub discount_percent: u8,
+    /// The plan's USD price for the periods bought, after discount (rounded up).
+    pub price_usd: Usd,
+    /// The USD value of the quoted amount at the rate (≥ the price: the amount is rounded
+    /// up, its value down).
+    pub usd_value: Usd,
+    /// The discount taken off the USD price.
+    pub discount: Discount,
     /// USD per whole token.
     pub rate: UsdRate,
     /// The rate's source.
     pub source: &'static str,
     /// Unix time the rate was read.
     pub rate_at: u64,
+    /// Whether the rate moves with a market: the quote then lives
+    /// `pricing.market_quote_ttl_secs` at most.
+    #[serde(skip)]
+    pub market: bool,
 }
 
 /// Why a quote was refused; each is bad input except [`QuoteError::Store`].
@@ -126,25 +137,6 @@ impl From<sqlx::Error> for QuoteError {
     }
 }
 
-/// The `data` of `checkout.created` (fields sorted, as the stored JSON has always had them).
-#[derive(Serialize)]
-struct CreatedData<'a> {
-    amount: String,
-    checkout_id: &'a CheckoutId,
-    expires_at: u64,
-    order_id: OrderId,
-    payer: Address,
-    periods: u32,
-    plan_id: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rate_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rate_usd: Option<String>,
-    token: Address,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usd_value: Option<String>,
-}
-
 /// Signs quotes for one checkout contract.
 #[derive(Debug, Clone)]
 pub struct QuoteIssuer {
@@ -178,7 +170,7 @@ impl QuoteIssuer {
     }
 
     /// Returns the amount `periods` of `plan` cost in `token` ([`price_plan`]).
-    pub fn price(&self, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(U256, Option<QuotePricing>), QuoteError> {
+    pub fn price(&self, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(TokenAmount, Option<QuotePricing>), QuoteError> {
         price_plan(self.rates.as_deref(), plan, token, periods)
     }
 
@@ -198,7 +190,14 @@ impl QuoteIssuer {
             return Err(QuoteError::ZeroPayer);
         }
         let (amount, priced) = self.price(plan, token, request.periods)?;
-        let deadline = now + self.ttl_secs;
+        let amount = amount.units();
+        // A market rate moves while the quote is open: its quote lives shorter than a fixed
+        // price's, just long enough to approve, swap and pay.
+        let ttl = match (priced, &self.rates) {
+            (Some(p), Some(rates)) if p.market => self.ttl_secs.min(rates.settings().market_quote_ttl_secs),
+            _ => self.ttl_secs,
+        };
+        let deadline = now + ttl;
 
         let order_id = orders::next_id(db).await?;
         let checkout_id = CheckoutId::new(order_id);
@@ -221,11 +220,10 @@ impl QuoteIssuer {
             pricing: priced,
         };
         let event = NewEvent::new(
-            outbox::ordered_event_id(order_id.sort_key(), &[EventType::CheckoutCreated.as_str(), checkout_id.as_str()]),
-            EventType::CheckoutCreated,
-            &CreatedData {
+            checkout_created_id(order_id, &checkout_id),
+            CheckoutCreated {
                 amount: amount.to_string(),
-                checkout_id: &checkout_id,
+                checkout_id: checkout_id.clone(),
                 expires_at: deadline,
                 order_id,
                 payer: request.payer,
@@ -234,7 +232,7 @@ impl QuoteIssuer {
                 rate_source: priced.map(|p| p.source),
                 rate_usd: priced.map(|p| p.rate.to_decimal()),
                 token: token.address,
-                usd_value: priced.map(|p| pricing::format_usd(p.usd_value_micro)),
+                usd_value: priced.map(|p| p.usd_value.to_string()),
             },
         );
         orders::insert_order(
@@ -251,12 +249,7 @@ impl QuoteIssuer {
                 deadline: deadline as i64,
                 signature: signature.to_vec(),
                 created_at: now as i64,
-                pricing: priced.map(|p| OrderPricing {
-                    usd_micro: p.usd_value_micro as i64,
-                    rate_usd: p.rate.to_decimal(),
-                    rate_source: p.source.to_string(),
-                    rate_at: p.rate_at as i64,
-                }),
+                pricing: priced.map(|p| OrderPricing { usd_value: p.usd_value, rate: p.rate, rate_source: p.source.to_string(), rate_at: p.rate_at }),
                 event,
             },
         )
@@ -266,31 +259,35 @@ impl QuoteIssuer {
 }
 
 /// Returns the amount `periods` of `plan` cost in `token`: its explicit token price, or
-/// its USD price at the token's cached market rate in `rates` (with the pricing used).
-pub fn price_plan(rates: Option<&RateBook>, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(U256, Option<QuotePricing>), QuoteError> {
-    if let Some(amount) = plan.price(token.address, periods) {
-        return Ok((amount, None));
+/// its USD price at the token's cached market rate in `rates` (with the pricing used),
+/// rounded up to the configured significant digits (never below the discounted price).
+pub fn price_plan(rates: Option<&RateBook>, plan: &Plan, token: &TokenInfo, periods: u32) -> Result<(TokenAmount, Option<QuotePricing>), QuoteError> {
+    let out_of_range = || RateUnavailable::new(&token.symbol, RefusalCode::AmountOutOfRange, "");
+    if let Some(price) = plan.prices.get(&token.address) {
+        return Ok((price.checked_mul(periods).ok_or_else(out_of_range)?, None));
     }
     let not_sold = || QuoteError::NotSoldInToken { plan: plan.id, token: token.symbol.clone() };
-    let (Some(usd), Some(rates)) = (plan.price_usd_micro, rates) else { return Err(not_sold()) };
+    let (Some(usd), Some(rates)) = (plan.price_usd, rates) else { return Err(not_sold()) };
     if !rates.prices(token.address) {
         return Err(not_sold());
     }
     let reading = rates.current(token.address)?;
     let settings = rates.settings();
-    let discount = if token.symbol.eq_ignore_ascii_case(&settings.discount_token) { plan.tmai_discount_percent.unwrap_or(0) } else { 0 };
-    let total = usd.saturating_mul(u64::from(periods));
-    let amount = pricing::token_amount(total, discount, reading.rate, token.decimals, settings.significant_digits)
-        .ok_or_else(|| RateUnavailable { symbol: token.symbol.clone(), reason: "the amount at this rate is out of range".into() })?;
+    let discount = if token.symbol.eq_ignore_ascii_case(&settings.discount_token) { plan.tmai_discount.unwrap_or(Discount::NONE) } else { Discount::NONE };
+    let total = usd.checked_mul(periods).ok_or_else(out_of_range)?;
+    let amount = TokenAmount::owed(total, discount, reading.rate, token.decimals)
+        .and_then(|a| a.round_up_significant(settings.significant_digits))
+        .ok_or_else(out_of_range)?;
     Ok((
         amount,
         Some(QuotePricing {
-            price_usd_micro: pricing::discounted_micro(total, discount),
-            usd_value_micro: pricing::usd_value_micro(amount, reading.rate, token.decimals),
-            discount_percent: discount,
+            price_usd: total.less(discount),
+            usd_value: amount.usd_value(reading.rate).ok_or_else(out_of_range)?,
+            discount,
             rate: reading.rate,
             source: reading.source,
             rate_at: reading.read_at,
+            market: reading.market,
         }),
     ))
 }

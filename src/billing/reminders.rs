@@ -12,20 +12,19 @@
 
 use std::time::Duration;
 
-use alloy::primitives::Address;
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use super::{activation, plans::Catalog};
 use crate::{
     clock::Clock,
     config::ReminderSettings,
-    events::EventType,
+    events::{EventType, ExpiredReason, PeriodEnded, SubscriptionExpired, SubscriptionExpiring},
+    states::SubscriptionStatus,
     store::{
-        Db, StoreError, address_bytes,
-        bulk::{Value, insert},
+        Db, StoreError,
+        notices::{self, Notice, NoticeKind},
         outbox::{self, NewEvent},
-        subscriptions, to_address,
+        subscriptions,
     },
 };
 
@@ -48,14 +47,6 @@ pub struct Reminders {
     catalog: std::sync::Arc<Catalog>,
     settings: ReminderSettings,
     clock: Clock,
-}
-
-struct Due {
-    wallet: Address,
-    plan_id: i64,
-    tier: i64,
-    status: String,
-    end: i64,
 }
 
 impl Reminders {
@@ -81,110 +72,70 @@ impl Reminders {
     /// One pass, in one transaction: due downgrades take effect, then reminders, then
     /// expiry.
     pub async fn tick(&self) -> Result<Report, StoreError> {
-        let now = self.clock.now() as i64;
+        let now = self.clock.now();
         let mut report = Report::default();
         let mut tx = self.db.begin_write().await?;
-        report.downgrades = activation::apply_due_downgrades(&mut tx, &self.catalog, now as u64).await? as u64;
+        report.downgrades = activation::apply_due_downgrades(&mut tx, &self.catalog, now).await? as u64;
 
         // Offsets from the largest to the smallest: a subscription is in the window of an
         // offset when its end is within it but not within the next smaller one.
-        let mut days: Vec<i64> = self.settings.expiring_days.iter().map(|d| i64::from(*d)).collect();
+        let mut days = self.settings.expiring_days.clone();
         days.sort_unstable_by(|a, b| b.cmp(a));
         days.dedup();
         let mut events = Vec::new();
-        let mut notices = Vec::new();
+        let mut candidates = Vec::new();
         for (i, d) in days.iter().enumerate() {
-            let lower = days.get(i + 1).map_or(0, |next| next * 86_400);
-            let kind = format!("expiring_{d}d");
-            let due = self.select(&mut tx, "s.expires_at > $1 + $2 AND s.expires_at <= $1 + $3", &[now, lower, d * 86_400], &kind).await?;
+            let lower = days.get(i + 1).map_or(0, |next| u64::from(*next) * 86_400);
+            let kind = NoticeKind::Expiring { days: *d };
+            let due = notices::ending_between(&mut tx, now + lower, now + u64::from(*d) * 86_400, kind).await?;
             for s in due {
-                notices.push(notice(s.wallet, s.end, &kind, now));
+                candidates.push(Notice { wallet: s.wallet, period_end: s.expires_at, kind });
                 events.push(NewEvent::new(
-                    outbox::event_id(&[EventType::SubscriptionExpiring.as_str(), &s.wallet.to_string(), &s.end.to_string(), &kind]),
-                    EventType::SubscriptionExpiring,
-                    &serde_json::json!({
-                        "wallet": s.wallet, "plan_id": s.plan_id, "tier": s.tier, "status": s.status,
-                        "expires_at": s.end, "days_before": d,
-                    }),
+                    outbox::event_id(&[EventType::SubscriptionExpiring.as_str(), &s.wallet.to_string(), &s.expires_at.to_string(), &kind.to_string()]),
+                    SubscriptionExpiring { wallet: s.wallet, plan_id: s.plan_id, tier: s.tier, status: s.status, expires_at: s.expires_at, days_before: *d },
                 ));
             }
         }
-        let ended = self.select(&mut tx, "s.expires_at <= $1 AND $2 = $2 AND $3 = $3", &[now, 0, 0], "expired").await?;
-        for s in ended {
-            notices.push(notice(s.wallet, s.end, "expired", now));
+        for s in notices::ended_by(&mut tx, now).await? {
+            candidates.push(Notice { wallet: s.wallet, period_end: s.expires_at, kind: NoticeKind::Expired });
             events.push(NewEvent::new(
-                outbox::event_id(&[EventType::SubscriptionExpired.as_str(), &s.wallet.to_string(), &s.end.to_string()]),
-                EventType::SubscriptionExpired,
-                &serde_json::json!({
-                    "wallet": s.wallet, "plan_id": s.plan_id, "tier": s.tier, "expired_at": s.end,
-                    "reason": match s.status.as_str() { "canceled" => "canceled", "past_due" => "renewal_failed", _ => "period_ended" },
+                outbox::event_id(&[EventType::SubscriptionExpired.as_str(), &s.wallet.to_string(), &s.expires_at.to_string()]),
+                SubscriptionExpired::PeriodEnded(PeriodEnded {
+                    wallet: s.wallet,
+                    plan_id: s.plan_id,
+                    tier: s.tier,
+                    expired_at: s.expires_at,
+                    reason: match s.status {
+                        SubscriptionStatus::Canceled => ExpiredReason::Canceled,
+                        SubscriptionStatus::PastDue => ExpiredReason::RenewalFailed,
+                        _ => ExpiredReason::PeriodEnded,
+                    },
                 }),
             ));
         }
-        // The notice row is the claim: another instance running the same pass at the same
-        // moment waits on it (PostgreSQL) and inserts nothing, so only the pass that inserted
-        // a notice writes its event.
-        let (claimed, _) = insert(
-            &mut tx,
-            "INSERT INTO subscription_notices (wallet, period_end, kind, created_at)",
-            &notices,
-            "ON CONFLICT DO NOTHING RETURNING wallet, period_end, kind",
-        )
-        .await?;
-        let mut mine = std::collections::HashSet::new();
-        for row in &claimed {
-            let wallet = to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "subscription_notices.wallet")?;
-            mine.insert((wallet, row.try_get::<i64, _>("period_end")?, row.try_get::<String, _>("kind")?));
-        }
+        // The notice row is the claim: only the pass that inserted a notice writes its event.
+        let mine = notices::claim(&mut tx, &candidates, now).await?;
         let mut wallets = Vec::new();
         let mut written = Vec::new();
-        for (n, event) in notices.iter().zip(events) {
-            let (Value::Bytes(w), Value::I64(end), Value::Text(kind)) = (&n[0], &n[1], &n[2]) else { unreachable!("built above") };
-            let wallet = Address::from_slice(w);
-            if !mine.contains(&(wallet, *end, kind.clone())) {
+        for (n, event) in candidates.iter().zip(events) {
+            if !mine.contains(n) {
                 continue;
             }
-            if kind == "expired" {
-                report.expired += 1;
-                wallets.push(wallet);
-            } else {
-                report.expiring += 1;
+            match n.kind {
+                NoticeKind::Expired => {
+                    report.expired += 1;
+                    wallets.push(n.wallet);
+                }
+                NoticeKind::Expiring { .. } => report.expiring += 1,
             }
             written.push(event);
         }
-        subscriptions::expire_ended(&mut tx, &wallets, now as u64).await?;
-        outbox::write_all(&mut tx, &written, now).await?;
+        subscriptions::expire_ended(&mut tx, &wallets, now).await?;
+        outbox::write_all(&mut tx, &written, now as i64).await?;
         tx.commit().await?;
         if report.expiring + report.expired > 0 {
             tracing::info!(expiring = report.expiring, expired = report.expired, "reminders written");
         }
         Ok(report)
     }
-
-    /// Returns live subscriptions matching `window` (over `$1…$3`) without a `kind` notice
-    /// for their current end.
-    async fn select(&self, conn: &mut sqlx::AnyConnection, window: &str, params: &[i64; 3], kind: &str) -> Result<Vec<Due>, StoreError> {
-        let sql = format!(
-            "SELECT s.wallet, s.plan_id, s.tier, s.status, s.expires_at FROM subscriptions s \
-             WHERE s.status IN ('active', 'trialing', 'past_due', 'canceled') AND s.next_plan_id IS NULL AND {window} \
-             AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $4) \
-             ORDER BY s.expires_at, s.wallet"
-        );
-        let rows = sqlx::query(&sql).bind(params[0]).bind(params[1]).bind(params[2]).bind(kind).fetch_all(conn).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Due {
-                    wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
-                    plan_id: r.try_get("plan_id")?,
-                    tier: r.try_get("tier")?,
-                    status: r.try_get("status")?,
-                    end: r.try_get("expires_at")?,
-                })
-            })
-            .collect()
-    }
-}
-
-fn notice(wallet: Address, end: i64, kind: &str, now: i64) -> Vec<Value> {
-    vec![Value::Bytes(address_bytes(wallet)), Value::I64(end), Value::Text(kind.to_string()), Value::I64(now)]
 }

@@ -15,18 +15,19 @@
 //!
 //! Pure: the watcher reads the inputs and writes the result in its pass's transaction.
 
-use alloy::primitives::{Address, B256};
-use serde::Serialize;
+use alloy::primitives::Address;
 
 use super::{
     activation::{BadgeJob, Subscription, revised},
     plans::Catalog,
 };
 use crate::{
-    events::EventType,
-    ids::{CheckoutId, OrderId},
-    states::{BadgeAction, SubscriptionStatus},
-    store::outbox::{self, NewEvent},
+    events::{EventType, Payload, PaymentTakenBack, SubscriptionExpired, SubscriptionReversed, TakeBackReason},
+    states::BadgeAction,
+    store::{
+        outbox::{self, NewEvent},
+        subscriptions::ActivationKind,
+    },
 };
 
 /// The payment the chain no longer holds.
@@ -47,8 +48,8 @@ pub struct Vanished<'a> {
 /// What its activation did (the stored `activations` row).
 #[derive(Debug, Clone)]
 pub struct Bought {
-    /// The change, as its event name (`subscription.activated`, …).
-    pub kind: String,
+    /// The change.
+    pub kind: ActivationKind,
     /// The plan it paid for.
     pub plan_id: u32,
     /// The expiry right after it.
@@ -72,24 +73,6 @@ pub struct TakenBack {
     pub event: NewEvent,
 }
 
-/// The `data` of the event (fields sorted, like the other subscription events).
-#[derive(Serialize)]
-struct ReversedData<'a> {
-    checkout_id: Option<&'a CheckoutId>,
-    expires_at: u64,
-    next_expires_at: Option<u64>,
-    next_plan_id: Option<u32>,
-    order_id: OrderId,
-    payment: &'a str,
-    plan_id: u32,
-    previous_expires_at: u64,
-    reason: &'static str,
-    status: SubscriptionStatus,
-    tier: u8,
-    tx_hash: B256,
-    wallet: Address,
-}
-
 /// Removes `seconds` of paid time from the end of `s` (and from a scheduled plan after it).
 fn remove(s: &mut Subscription, seconds: u64, now: u64) {
     s.expires_at = s.expires_at.saturating_sub(seconds);
@@ -107,15 +90,15 @@ fn remove(s: &mut Subscription, seconds: u64, now: u64) {
 pub fn take_back(catalog: &Catalog, vanished: &Vanished<'_>, bought: &Bought, current: &Subscription, now: u64) -> TakenBack {
     let periods_secs = catalog.get(bought.plan_id).map_or(0, |p| p.period.seconds() * u64::from(vanished.periods));
     let mut after = current.clone();
-    match bought.kind.parse::<EventType>().ok() {
-        Some(EventType::SubscriptionUpgraded) => match &bought.previous {
+    match bought.kind {
+        ActivationKind::Upgraded => match &bought.previous {
             Some(previous) if after.plan_id == bought.plan_id && after.expires_at == bought.new_expires_at && after.next_plan_id.is_none() => {
                 after = previous.clone();
                 after.wallet = current.wallet;
             }
             _ => remove(&mut after, periods_secs + bought.credit_seconds, now),
         },
-        Some(EventType::SubscriptionDowngradeScheduled) if after.next_plan_id == Some(bought.plan_id) => {
+        ActivationKind::DowngradeScheduled if after.next_plan_id == Some(bought.plan_id) => {
             let next = after.next_expires_at.unwrap_or(after.expires_at).saturating_sub(periods_secs);
             if next <= after.expires_at {
                 after.next_plan_id = None;
@@ -128,38 +111,42 @@ pub fn take_back(catalog: &Catalog, vanished: &Vanished<'_>, bought: &Bought, cu
     }
     let ended = after.expires_at <= now;
     if ended {
-        after.status = SubscriptionStatus::Expired;
-        after.expires_at = now;
-        after.next_plan_id = None;
-        after.next_expires_at = None;
-        after.comp_seconds = 0;
+        super::activation::end_now(&mut after, now);
     }
     let (event_type, action) =
         if ended { (EventType::SubscriptionExpired, BadgeAction::Revoke) } else { (EventType::SubscriptionReversed, BadgeAction::Update) };
-    let data = ReversedData {
+    let data = PaymentTakenBack {
         expires_at: after.expires_at,
         next_expires_at: after.next_expires_at,
         next_plan_id: after.next_plan_id,
-        checkout_id: vanished.cause.checkout_id.as_ref(),
+        checkout_id: vanished.cause.checkout_id.clone(),
         order_id: vanished.cause.order_id,
-        payment: vanished.payment_key,
+        payment: vanished.payment_key.to_string(),
         plan_id: after.plan_id,
         previous_expires_at: current.expires_at,
-        reason: "reorged",
+        reason: TakeBackReason::Reorged,
         status: after.status,
         tier: after.tier,
         tx_hash: vanished.cause.tx_hash,
         wallet: after.wallet,
     };
-    let event = NewEvent::new(outbox::event_id(&revised(&[event_type.as_str(), vanished.payment_key, "reorged"], vanished.revision)), event_type, &data);
+    let payload: Payload = if ended { SubscriptionExpired::TakenBack(data).into() } else { SubscriptionReversed::Payment(data).into() };
+    let event = NewEvent::new(outbox::event_id(&revised(&[event_type.as_str(), vanished.payment_key, "reorged"], vanished.revision)), payload);
     let job = BadgeJob { wallet: after.wallet, action, tier: after.tier, expires_at: after.expires_at, new_wallet: None, cause: Some(vanished.cause.clone()) };
     TakenBack { after, ended, job, event }
 }
 
 #[cfg(test)]
 mod tests {
+    use alloy::primitives::B256;
+
     use super::*;
-    use crate::billing::plans::{MONTH_SECS, PlanConfig};
+    use crate::{
+        billing::plans::MONTH_SECS,
+        config::PlanConfig,
+        ids::{CheckoutId, OrderId},
+        states::SubscriptionStatus,
+    };
 
     fn catalog() -> Catalog {
         let plan = |id: u32, tier: u8| PlanConfig {
@@ -189,6 +176,7 @@ mod tests {
             next_plan_id: None,
             next_expires_at: None,
             comp_seconds: 0,
+            paid_rate: None,
         }
     }
 
@@ -202,7 +190,7 @@ mod tests {
     }
 
     fn bought(kind: &str, plan_id: u32, new_expires_at: u64) -> Bought {
-        Bought { kind: kind.into(), plan_id, new_expires_at, credit_seconds: 0, previous: None }
+        Bought { kind: kind.parse().expect("a stored activation kind"), plan_id, new_expires_at, credit_seconds: 0, previous: None }
     }
 
     #[test]

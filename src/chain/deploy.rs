@@ -151,6 +151,7 @@ pub async fn deploy(provider: &DynProvider, plan: &DeployPlan) -> Result<Deploym
         issuer: plan.issuer,
         treasury: plan.treasury,
         tokens,
+        market: None,
         test_wallets: Vec::new(),
     })
 }

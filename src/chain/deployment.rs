@@ -28,6 +28,10 @@ pub struct Deployment {
     pub treasury: Address,
     /// Tokens the checkout is meant to accept.
     pub tokens: Vec<TokenInfo>,
+    /// The local chain's market (WETH, Uniswap v3, pools, feeds); absent from deployments
+    /// of real chains and from older fixture files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketInfo>,
     /// Funded wallets of a local test chain with their (public, well-known) test keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_wallets: Vec<TestWallet>,
@@ -45,6 +49,33 @@ pub struct TokenInfo {
     pub decimals: u8,
     /// Whether the token implements EIP-2612 `permit`.
     pub permit: bool,
+}
+
+/// The market deployed on a local test chain (`tmai-pay fixtures regenerate`): what a
+/// buyer's route (USD → WETH → TMAI) and the USD pricing sources need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MarketInfo {
+    /// WETH9.
+    pub weth: Address,
+    /// `UniswapV3Factory`.
+    pub uniswap_factory: Address,
+    /// `NonfungiblePositionManager`.
+    pub position_manager: Address,
+    /// `SwapRouter`.
+    pub swap_router: Address,
+    /// The pools' fee tier, in hundredths of a basis point (3000: 0.3 %).
+    pub fee: u32,
+    /// The TMAI/WETH pool (TMAI's TWAP).
+    pub tmai_weth_pool: Address,
+    /// The WETH/USD pool (the rest of a buyer's route).
+    pub weth_usd_pool: Address,
+    /// Chainlink `MockV3Aggregator`: ETH/USD, 8 decimals.
+    pub eth_usd_feed: Address,
+    /// Chainlink `MockV3Aggregator`: the USD test token's peg, 8 decimals.
+    pub usd_peg_feed: Address,
+    /// `QuoterV2` (Uniswap v3 periphery's lens): what a swap costs, by simulating it.
+    pub quoter: Address,
 }
 
 /// A funded account of a local test chain.

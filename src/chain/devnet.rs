@@ -9,6 +9,7 @@
 use std::{io::Read, path::Path};
 
 use alloy::{
+    eips::BlockNumberOrTag,
     network::EthereumWallet,
     node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, B256},
@@ -19,6 +20,7 @@ use alloy::{
 use super::{
     deploy::{self, DeployError, DeployPlan, Tokens},
     deployment::{Deployment, DeploymentFileError, TestWallet},
+    market,
 };
 use crate::toolchain::Toolchain;
 
@@ -72,6 +74,8 @@ pub struct AnvilOptions {
     pub block_time: Option<u64>,
     /// Listen on all interfaces instead of 127.0.0.1.
     pub public: bool,
+    /// The genesis block's timestamp (`--timestamp`); the wall clock when `None`.
+    pub timestamp: Option<u64>,
 }
 
 /// Starts anvil from the toolchain with the test accounts; it is killed when the
@@ -89,6 +93,9 @@ pub fn spawn_anvil(toolchain: &Toolchain, options: &AnvilOptions) -> Result<Anvi
     }
     if let Some(state) = &options.load_state {
         anvil = anvil.arg("--load-state").arg(state);
+    }
+    if let Some(time) = options.timestamp {
+        anvil = anvil.arg("--timestamp").arg(time.to_string());
     }
     if let Some(seconds) = options.block_time {
         anvil = anvil.arg("--block-time").arg(seconds.to_string());
@@ -129,11 +136,30 @@ pub async fn deploy_fixture_contracts(anvil: &AnvilInstance) -> Result<Deploymen
     Ok(deployment)
 }
 
-/// Deploys on a fresh anvil and returns the deployment and anvil's dumped state (JSON).
+/// The fixtures' genesis time (2026-11-01 00:00 UTC). Every block after it is stamped one
+/// second after the one before, and the market's history at fixed times, so the state
+/// (pool observations, feed rounds) is the same on every run.
+pub const FIXTURE_GENESIS_TIME: u64 = 1_793_491_200;
+
+/// Deploys on a fresh anvil and returns the deployment and anvil's dumped state (JSON):
+/// the contracts and test tokens ([`deploy_fixture_contracts`]), then the market
+/// ([`market::deploy_market`]) with its TWAP history ([`market::build_history`]).
 pub async fn make_fixtures(toolchain: &Toolchain) -> Result<(Deployment, serde_json::Value), DevnetError> {
-    let anvil = spawn_anvil(toolchain, &AnvilOptions::default())?;
-    let deployment = deploy_fixture_contracts(&anvil).await?;
+    let anvil = spawn_anvil(toolchain, &AnvilOptions { timestamp: Some(FIXTURE_GENESIS_TIME), ..AnvilOptions::default() })?;
     let provider = provider_for(&anvil, DEPLOYER);
+    provider.anvil_set_block_timestamp_interval(1).await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
+    let mut deployment = deploy_fixture_contracts(&anvil).await?;
+    let owner = anvil.addresses()[DEPLOYER];
+    let market = market::deploy_market(toolchain, &provider, owner, &deployment).await?;
+    let tmai = deployment.token("TMAI").map(|t| t.address).ok_or_else(|| DevnetError::File("no TMAI token".into()))?;
+    let head = provider.get_block_by_number(BlockNumberOrTag::Latest).await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
+    let head_time = head.map(|b| b.header.timestamp).ok_or_else(|| DevnetError::Rpc("no latest block".into()))?;
+    market::build_history(&provider, owner, tmai, &market, head_time + market::HISTORY_STEP_SECS).await?;
+    // The feeds' rounds at the end of the history, as a keeper's would be.
+    market::refresh_feeds(&provider, &market).await?;
+    let mut market = market;
+    market.quoter = market::deploy_quoter(toolchain, &provider, &market).await?;
+    deployment.market = Some(market);
     let dumped = provider.anvil_dump_state().await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
     let state = decode_state(&dumped)?;
     Ok((deployment, state))

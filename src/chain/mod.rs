@@ -2,10 +2,12 @@
 //! the compiler driver, deployment and the local anvil chain.
 
 pub mod bindings;
+pub mod chain_time;
 pub mod compile;
 pub mod deploy;
 pub mod deployment;
 pub mod devnet;
+pub mod market;
 pub mod minter;
 pub mod paid_log;
 pub mod signing;

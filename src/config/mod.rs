@@ -1,17 +1,26 @@
 //! Configuration in layers: a TOML file (default `tmai-pay.toml`), then environment
 //! variables `TMAI_PAY__SECTION__FIELD` (for example `TMAI_PAY__CHAIN__RPC_URL`). Keys and
-//! secrets are [`SecretString`] and never printed. Every field is documented here; the
-//! example file `tmai-pay.example.toml` shows them all.
+//! secrets are [`SecretString`] and never printed. Every field is documented here or in
+//! this module's files (one per larger table: plans, pricing, auth, webhooks); the example
+//! file `tmai-pay.example.toml` shows them all. Every settings type of the crate lives
+//! here, and this module imports nothing else of the crate.
 
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::billing::plans::PlanConfig;
-
+mod auth;
+mod plans;
+mod pricing;
 mod redact;
-pub use redact::{redacted, scrubbed};
+mod webhooks;
+
+pub use auth::{AuthSettings, SigningKeyConfig};
+pub use plans::PlanConfig;
+pub use pricing::{FeedConfig, PricingSettings, RateSourceConfig, SequencerFeedConfig, SwapRoute, SwapSettings};
+pub use redact::{redacted, scrubbed, scrubbed_urls};
+pub use webhooks::{CardSettings, WebhookSettings};
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -45,48 +54,34 @@ pub struct Settings {
     pub card: CardSettings,
     /// Sign-In with Ethereum and membership tokens.
     #[serde(default)]
-    pub auth: crate::auth::AuthSettings,
+    pub auth: AuthSettings,
     /// USD pricing: rate sources per token, rounding, the discount token.
     #[serde(default)]
-    pub pricing: crate::billing::rates::PricingSettings,
+    pub pricing: PricingSettings,
+    /// How long unpaid checkouts are kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
 }
 
-/// Outgoing webhook delivery (the `[webhooks]` table); every field has a default.
+/// Retention of what anonymous clients create (the `[retention]` table); every field has a
+/// default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct WebhookSettings {
-    /// Allow endpoints on private, loopback and link-local addresses (local development
-    /// only: it lets anyone with an API key make the service call into your network).
-    pub allow_private_targets: bool,
-    /// Seconds to wait for an endpoint's answer.
-    pub timeout_secs: u64,
-    /// When each attempt is made, in seconds after the previous one failed; the first entry
-    /// is the delay of the first attempt. After the last entry the delivery is given up.
-    pub schedule_secs: Vec<u64>,
-    /// Random spread added to each retry delay, in percent of it.
-    pub jitter_percent: u8,
-    /// Endpoints delivered to at once.
-    pub max_concurrent_endpoints: usize,
-    /// Deliveries sent to one endpoint, in order, before their results are recorded.
-    pub batch_size: usize,
-    /// Milliseconds between looks at the outbox when idle.
-    pub poll_interval_ms: u64,
-    /// Seconds the old secret still signs (beside the new one) after a rotation.
-    pub rotation_overlap_secs: u64,
+pub struct RetentionSettings {
+    /// Days after its quote's deadline that a never-paid checkout (its order, its
+    /// `checkout.created` event and that event's finished deliveries) is kept; then it is
+    /// deleted.
+    pub unpaid_checkouts_days: u32,
+    /// Seconds between pruning passes.
+    pub interval_secs: u64,
+    /// Checkouts deleted per write transaction at most (each batch takes the write gate
+    /// once, briefly).
+    pub batch_size: u32,
 }
 
-impl Default for WebhookSettings {
+impl Default for RetentionSettings {
     fn default() -> Self {
-        Self {
-            allow_private_targets: false,
-            timeout_secs: 15,
-            schedule_secs: vec![0, 5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400],
-            jitter_percent: 10,
-            max_concurrent_endpoints: 16,
-            batch_size: 100,
-            poll_interval_ms: 100,
-            rotation_overlap_secs: 86_400,
-        }
+        Self { unpaid_checkouts_days: 30, interval_secs: 3_600, batch_size: 1_000 }
     }
 }
 
@@ -103,26 +98,6 @@ pub struct ReminderSettings {
 impl Default for ReminderSettings {
     fn default() -> Self {
         Self { expiring_days: vec![7, 1], interval_secs: 30 }
-    }
-}
-
-/// Incoming card-processor webhooks (the `[card]` table).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CardSettings {
-    /// The processor's endpoint signing secret (`whsec_…` in Stripe's dashboard). Card
-    /// webhooks are refused while it is unset.
-    pub webhook_secret: Option<SecretString>,
-    /// Seconds a signed timestamp may be away from now.
-    pub tolerance_secs: u64,
-    /// The three-letter currency (ISO 4217, as the processor writes it: `usd`) that
-    /// `card_price_cents` are in; a payment in another currency is refused.
-    pub currency: String,
-}
-
-impl Default for CardSettings {
-    fn default() -> Self {
-        Self { webhook_secret: None, tolerance_secs: 300, currency: "usd".into() }
     }
 }
 
@@ -433,6 +408,12 @@ impl Settings {
         if r.interval_secs == 0 {
             return Err(invalid("reminders.interval_secs", "must be at least 1"));
         }
+        if !(4 * 1024..=16 * 1024 * 1024).contains(&self.card.body_limit_bytes) {
+            return Err(invalid("card.body_limit_bytes", "must be between 4096 and 16777216"));
+        }
+        if self.card.rate_limit_per_second > 0 && self.card.rate_limit_burst == 0 {
+            return Err(invalid("card.rate_limit_burst", "must be at least 1 while card.rate_limit_per_second is set"));
+        }
         if self.card.tolerance_secs == 0 {
             return Err(invalid("card.tolerance_secs", "must be at least 1"));
         }
@@ -441,6 +422,19 @@ impl Settings {
         }
         if self.chain.quote_ttl_secs == 0 {
             return Err(invalid("chain.quote_ttl_secs", "must be at least 1"));
+        }
+        if let Err((field, message)) = self.pricing.validate() {
+            return Err(invalid(&field, &message));
+        }
+        let k = &self.retention;
+        if k.unpaid_checkouts_days == 0 || k.unpaid_checkouts_days > 3_650 {
+            return Err(invalid("retention.unpaid_checkouts_days", "must be between 1 and 3650"));
+        }
+        if k.interval_secs == 0 {
+            return Err(invalid("retention.interval_secs", "must be at least 1"));
+        }
+        if k.batch_size == 0 || k.batch_size > 10_000 {
+            return Err(invalid("retention.batch_size", "must be between 1 and 10000"));
         }
         Ok(())
     }
@@ -458,6 +452,32 @@ mod tests {
         assert_eq!(settings.minter.max_batch_size, defaults.max_batch_size);
         assert_eq!(settings.minter.stuck_after_secs, defaults.stuck_after_secs);
         assert_eq!(settings.chain.confirmations(), 2);
+        let (retention, defaults) = (&settings.retention, RetentionSettings::default());
+        assert_eq!(
+            (retention.unpaid_checkouts_days, retention.interval_secs, retention.batch_size),
+            (defaults.unpaid_checkouts_days, defaults.interval_secs, defaults.batch_size)
+        );
+        let (card, defaults) = (&settings.card, CardSettings::default());
+        assert_eq!(
+            (card.body_limit_bytes, card.rate_limit_per_second, card.rate_limit_burst),
+            (defaults.body_limit_bytes, defaults.rate_limit_per_second, defaults.rate_limit_burst)
+        );
+    }
+
+    #[test]
+    fn bad_retention_and_card_limits_name_the_field() {
+        let base = "[chain]\nrpc_url = \"http://x\"\nchain_id = 1\n";
+        for (extra, field) in [
+            ("[retention]\nunpaid_checkouts_days = 0", "retention.unpaid_checkouts_days"),
+            ("[retention]\ninterval_secs = 0", "retention.interval_secs"),
+            ("[retention]\nbatch_size = 0", "retention.batch_size"),
+            ("[card]\nbody_limit_bytes = 100", "card.body_limit_bytes"),
+            ("[card]\nrate_limit_burst = 0", "card.rate_limit_burst"),
+        ] {
+            let error = Settings::from_toml(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(error.contains(field), "{extra}: {error}");
+        }
+        assert!(Settings::from_toml(&format!("{base}[card]\nrate_limit_per_second = 0\nrate_limit_burst = 0")).is_ok(), "no limit needs no burst");
     }
 
     #[test]

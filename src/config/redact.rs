@@ -44,6 +44,23 @@ pub fn scrubbed(text: &str, url: &str) -> String {
     text
 }
 
+/// Returns `text` with every URL in it (`http`, `https`, `ws`, `wss`) replaced by its
+/// [`redacted`] form: for errors whose URL the caller does not know (a transport's error
+/// passed up through a contract call, say).
+pub fn scrubbed_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = ["https://", "http://", "wss://", "ws://"].iter().filter_map(|scheme| rest.find(scheme)).min() {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| c.is_whitespace() || matches!(c, ')' | '(' | '"' | '\'' | '<' | '>' | ',' | '`')).unwrap_or(tail.len());
+        out.push_str(&redacted(&tail[..end]));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Whether a path segment looks like a key: a run of 20+ letters, digits, `-` and `_`
 /// holding a digit (Infura, Ankr, QuickNode), or of 16+ after a `/v2/`-style version
 /// segment (Alchemy keys need not hold a digit).
@@ -83,5 +100,11 @@ mod tests {
         let scrubbed = scrubbed(&error, url);
         assert!(!scrubbed.contains("0123456789abcdef"), "{scrubbed}");
         assert!(scrubbed.contains("https://mainnet.infura.io/v3/***"), "{scrubbed}");
+        let found = scrubbed_urls(&format!("Chainlink feed 0x12 cannot be read: error sending request for url ({url}): reset; at {url}, again"));
+        assert_eq!(
+            found,
+            "Chainlink feed 0x12 cannot be read: error sending request for url (https://mainnet.infura.io/v3/***): reset; at https://mainnet.infura.io/v3/***, again"
+        );
+        assert_eq!(scrubbed_urls("no url here"), "no url here");
     }
 }

@@ -3,23 +3,21 @@
 //! in one write transaction with its `card_events` row ([`crate::billing::card`]).
 
 use axum::{
-    Json,
+    Json, Router,
     body::Bytes,
-    extract::State,
+    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
+    routing::post,
 };
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
 use super::{
     AppState,
     error::{ApiError, ErrorBody},
 };
 use crate::billing::card::{self, CardEvent};
-
-/// Largest event body taken (Stripe events are a few KiB; invoices with many lines more).
-pub const MAX_EVENT_BYTES: usize = 512 * 1024;
 
 /// What the service did with an event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,12 +54,27 @@ pub struct CardWebhookResponse {
     responses(
         (status = 200, body = CardWebhookResponse),
         (status = 400, body = ErrorBody, description = "bad, missing or stale signature; a body that is not an event; a bad wallet in the metadata"),
-        (status = 413, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "the event is larger than card.body_limit_bytes"),
+        (status = 429, body = ErrorBody, description = "over card.rate_limit_per_second for this client; retry after Retry-After"),
         (status = 422, body = ErrorBody, description = "metadata missing or naming a plan that does not exist; a processor price that is no plan's card_price_id; an amount or currency that is not the plan's card price"),
         (status = 404, body = ErrorBody, description = "`card_not_configured`: card payments are off on this service (no card.webhook_secret)"),
     )
 )]
-pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<CardWebhookResponse>, ApiError> {
+pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<CardWebhookResponse>, ApiError> {
+    // Over `card.body_limit_bytes` (or unreadable): refused before anything is checked or
+    // recorded; the processor retries, so raising the limit delivers it later.
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            tracing::warn!(limit = state.card.body_limit_bytes, "card webhook body over card.body_limit_bytes; refused");
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the event is larger than card.body_limit_bytes ({} bytes)", state.card.body_limit_bytes),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read")
+        }
+    })?;
     // A request without a signature is refused as such (400) before the configuration is
     // looked at: only a signed event learns that card payments are off.
     if !headers.contains_key("stripe-signature") {
@@ -88,5 +101,22 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
     let handled = card::handle(&mut tx, &state.catalog, &state.card, &event, now).await?;
     tx.commit().await?;
     tracing::info!(event = %event.id, event_type = %event.event_type, status = handled.status, outcome = %handled.outcome, "card event");
-    Ok(Json(CardWebhookResponse { status: handled.status.into(), outcome: handled.outcome, event_id: event.id, wallet: handled.wallet.map(|w| w.to_string()) }))
+    Ok(Json(CardWebhookResponse {
+        status: handled.status.into(),
+        outcome: handled.outcome.to_string(),
+        event_id: event.id,
+        wallet: handled.wallet.map(|w| w.to_string()),
+    }))
 }
+
+/// Returns the card webhook route with its body limit (`card.body_limit_bytes`). Signed by
+/// the processor, so behind no API key; rate-limited per client with a budget of its own
+/// (`card.rate_limit_per_second`, by [`super::router`]).
+pub(super) fn router(body_limit_bytes: usize) -> Router<AppState> {
+    Router::new().route("/v1/card/webhook", post(webhook)).route_layer(DefaultBodyLimit::max(body_limit_bytes))
+}
+
+/// The card webhook route's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(webhook))]
+pub(super) struct Api;

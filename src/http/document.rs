@@ -6,6 +6,9 @@
 //!   `CreateCheckout`;
 //! - the event names and families (`subscription.*`) as enums of the endpoint filters and
 //!   of `GET /v1/events?type=`;
+//! - every event's body under OpenAPI 3.1 `webhooks` (utoipa's document type has no
+//!   place for them), with the payload schemas derived from the payload types
+//!   ([`crate::events::schema`]);
 //! - OpenAPI links from the operations that create ids (checkouts, webhook endpoints,
 //!   events) to the operations that take them, so generated calls reach real rows;
 //! - not `/readyz`: it is served by the operations listener (`http.ops_bind`), not here.
@@ -13,15 +16,22 @@
 use std::sync::OnceLock;
 
 use axum::{
+    Router,
     extract::State,
     http::header,
     response::{IntoResponse, Response},
+    routing::get,
 };
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::{ApiDoc, AppState};
 use crate::{billing::plans::Catalog, chain::deployment::TokenInfo, events::EventType};
+
+/// Returns the document's route, `/openapi.json` (anyone may read it; not rate-limited).
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi_json))
+}
 
 /// Serves the document for this service's catalog.
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
@@ -35,11 +45,8 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
 pub fn served(base: &Value, catalog: &Catalog, tokens: &[TokenInfo]) -> Value {
     let mut doc = base.clone();
     let plan_ids: Vec<u32> = catalog.plans().map(|p| p.id).collect();
-    let symbols: Vec<&str> = tokens
-        .iter()
-        .filter(|t| catalog.plans().any(|p| p.prices.contains_key(&t.address) || p.price_usd_micro.is_some()))
-        .map(|t| t.symbol.as_str())
-        .collect();
+    let symbols: Vec<&str> =
+        tokens.iter().filter(|t| catalog.plans().any(|p| p.prices.contains_key(&t.address) || p.price_usd.is_some())).map(|t| t.symbol.as_str()).collect();
     let schemas = &mut doc["components"]["schemas"];
     set_enum(&mut schemas["CreateCheckout"]["properties"]["plan_id"], json!(plan_ids));
     set_enum(&mut schemas["CreateCheckout"]["properties"]["token"], json!(symbols));
@@ -74,6 +81,7 @@ pub fn served(base: &Value, catalog: &Catalog, tokens: &[TokenInfo]) -> Value {
     }
     add_links(&mut doc);
     add_body_rejections(&mut doc);
+    crate::events::schema::publish(&mut doc);
     doc
 }
 

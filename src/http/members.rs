@@ -1,18 +1,20 @@
-//! Member management (merchant API key): comp time, cancel, revoke, move, refund. Each
-//! request is one write transaction ([`crate::billing::members`]); any error leaves nothing
-//! changed.
+//! Member management (merchant API key): comp time, cancel, revoke, move (a payment's
+//! refund is in [`super::payments`]). Each request is one write transaction
+//! ([`crate::billing::members`]); any error leaves nothing changed.
 
 use axum::{
-    Json,
+    Json, Router,
     extract::{Path, State},
+    routing::post,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
 use super::{
     AppState,
-    api::{parse_wallet, tier_name},
     error::{ApiError, ApiJson, ErrorBody},
+    params::parse_wallet,
+    plans::tier_name,
 };
 use crate::billing::{activation::Subscription, members};
 
@@ -89,30 +91,6 @@ pub struct MoveRequest {
     pub new_wallet: String,
 }
 
-/// `POST /v1/payments/{id}/refund` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RefundRequest {
-    /// Why, up to 500 characters, not blank (the money is returned outside the service).
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
-    pub note: String,
-}
-
-/// A refunded payment.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RefundResponse {
-    /// Payment id.
-    pub payment_id: i64,
-    /// The payer.
-    pub payer: String,
-    /// Unix time marked refunded.
-    pub refunded_at: u64,
-    /// The note.
-    pub note: String,
-    /// The payer's subscription, ended now, when the payment had activated a live one.
-    pub subscription: Option<MemberView>,
-}
-
 /// Grants comp time: the expiry moves by `days`, kept apart from paid time (an upgrade
 /// never credits it at a paid price); badge job `update`; event `subscription.comp_granted`.
 #[utoipa::path(post, path = "/v1/members/{wallet}/comp", tag = "merchant", security(("api_key" = [])),
@@ -173,24 +151,16 @@ pub async fn move_member(State(state): State<AppState>, Path(wallet): Path<Strin
     Ok(Json((&sub).into()))
 }
 
-/// Marks a confirmed on-chain payment refunded and ends the payer's subscription it
-/// activated (like a revoke, reason `refunded`); events `payment.refunded` and
-/// `subscription.expired`.
-#[utoipa::path(post, path = "/v1/payments/{id}/refund", tag = "merchant", security(("api_key" = [])),
-    params(("id" = i64, Path, description = "payment id, as in GET /v1/payments")), request_body = RefundRequest, responses(
-    (status = 200, body = RefundResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
-))]
-pub async fn refund(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<RefundRequest>) -> Result<Json<RefundResponse>, ApiError> {
-    let id: i64 = id.trim().parse().map_err(|_| ApiError::invalid(format!("payment id {id:?} is not a number (ids as in GET /v1/payments)")))?;
-    let mut tx = state.db.begin_write().await?;
-    let refund = members::refund(&mut tx, id, &body.note, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(Json(RefundResponse {
-        payment_id: refund.payment_id,
-        payer: refund.payer.to_string(),
-        refunded_at: refund.refunded_at,
-        note: refund.note,
-        subscription: refund.subscription.as_ref().map(MemberView::from),
-    }))
+/// Returns the member routes (merchant: behind the API key).
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/members/{wallet}/comp", post(comp))
+        .route("/v1/members/{wallet}/cancel", post(cancel))
+        .route("/v1/members/{wallet}/revoke", post(revoke))
+        .route("/v1/members/{wallet}/move", post(move_member))
 }
+
+/// The member routes' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(comp, cancel, revoke, move_member))]
+pub(super) struct Api;

@@ -4,6 +4,12 @@
 //! default: Prometheus `/metrics`, `/readyz` and `/healthz`), so that nothing anonymous can
 //! make the service count its tables or call its RPC endpoint at will.
 //!
+//! One file per resource, each with its `router()` and its part of the OpenAPI document
+//! (`Api`): [`plans`], [`checkouts`], [`subscriptions`] (and badges), [`auth`] (sign-in),
+//! [`payments`], [`members`], [`webhooks`] (endpoints), [`events`], [`card`] (the
+//! processor's webhooks), [`pages`] (checkout and docs), [`document`] and [`ops`]. They
+//! are merged here under the layers their audience needs.
+//!
 //! Every request gets an `x-request-id` (kept when the client sends one) that is in its log
 //! span and its response; bodies are limited; slow requests time out; public routes are
 //! rate-limited per client ([`clients`]); merchant routes need an API key. Nothing an
@@ -25,8 +31,7 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
-    routing::{get, post},
+    response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
@@ -48,20 +53,24 @@ use crate::{
     store::{Db, changes::ReadCache},
 };
 
-pub mod api;
 pub mod auth;
 pub mod card;
+pub mod checkouts;
 pub mod clients;
 pub mod document;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod members;
 pub mod numbers;
 pub mod ops;
 pub mod pages;
+pub mod params;
+pub mod payments;
+pub mod plans;
 pub mod rates;
-pub mod reads;
 pub mod streams;
+pub mod subscriptions;
 pub mod webhooks;
 
 use error::ApiError;
@@ -108,6 +117,8 @@ pub struct Shared {
     pub auth: Option<Arc<crate::auth::AuthService>>,
     /// The cached market rates of USD-priced tokens.
     pub rates: Arc<crate::billing::rates::RateBook>,
+    /// The one-click buy of a missing token, when `[pricing.swap]` is configured.
+    pub swaps: Option<Arc<crate::billing::swaps::SwapDesk>>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
@@ -161,6 +172,7 @@ impl AppState {
             card: Arc::new(CardSettings::default()),
             auth: None,
             rates: Arc::new(crate::billing::rates::RateBook::empty(Clock::system())),
+            swaps: None,
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }))
@@ -189,6 +201,13 @@ impl AppState {
     /// `/readyz`; the quote issuer prices with its own handle to them).
     pub fn with_rates(mut self, rates: Arc<crate::billing::rates::RateBook>) -> Self {
         self.parts().rates = rates;
+        self
+    }
+
+    /// Returns the state with the one-click buy (`None`: `GET /v1/swaps/quote` answers 404
+    /// and the page offers `buy_url`).
+    pub fn with_swaps(mut self, swaps: Option<Arc<crate::billing::swaps::SwapDesk>>) -> Self {
+        self.parts().swaps = swaps;
         self
     }
 
@@ -233,21 +252,13 @@ impl AppState {
     }
 }
 
-/// The OpenAPI document, generated from the handlers and types.
+/// The OpenAPI document, generated from the handlers and types: each resource's part
+/// ([`Resources`]) under one title, its tags and security schemes.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tmai-pay", description = "Subscription checkout paid on-chain, with soulbound membership badges."),
-    paths(
-        api::plans, api::create_checkout, api::get_checkout, api::checkout_events, reads::subscription, reads::badge, reads::payments,
-        members::comp, members::cancel, members::revoke, members::move_member, members::refund,
-        card::webhook,
-        webhooks::create_endpoint, webhooks::list_endpoints, webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint,
-        webhooks::rotate_secret, webhooks::list_deliveries, webhooks::list_attempts, webhooks::redeliver, webhooks::list_events,
-        auth::nonce, auth::verify, auth::logout, auth::me, auth::jwks,
-        ops::healthz, ops::readyz,
-    ),
-    components(schemas(error::ErrorBody, api::Progress, ops::Health, ops::Ready, rates::RateView, rates::UsdPricing)),
-    modifiers(&ApiKeyScheme),
+    components(schemas(error::ErrorBody, checkouts::Progress, ops::Health, ops::Ready, rates::RateView, rates::UsdPricing)),
+    modifiers(&Resources, &ApiKeyScheme),
     tags(
         (name = "public", description = "Subscribers and the checkout page"),
         (name = "merchant", description = "Needs an API key"),
@@ -257,6 +268,29 @@ impl AppState {
 )]
 pub struct ApiDoc;
 
+/// Adds each resource's paths (and the schemas they use), in the order of the routes.
+struct Resources;
+
+impl Modify for Resources {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for part in [
+            plans::Api::openapi(),
+            checkouts::Api::openapi(),
+            subscriptions::Api::openapi(),
+            payments::Api::openapi(),
+            members::Api::openapi(),
+            card::Api::openapi(),
+            webhooks::Api::openapi(),
+            events::Api::openapi(),
+            auth::Api::openapi(),
+            ops::Api::openapi(),
+        ] {
+            openapi.merge(part);
+        }
+    }
+}
+
+/// Declares the two bearer schemes: the merchant's API key and the member's token.
 struct ApiKeyScheme;
 
 impl Modify for ApiKeyScheme {
@@ -290,73 +324,59 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// `/healthz`.
 pub fn router(state: AppState) -> Router {
     prometheus();
-    let limits = &state.http;
-    let public = Router::new()
-        .route("/v1/plans", get(api::plans))
-        .route("/v1/checkouts", post(api::create_checkout))
-        .route("/v1/checkouts/{id}", get(api::get_checkout))
-        .route("/v1/checkouts/{id}/events", get(api::checkout_events))
-        .route("/v1/subscriptions/{wallet}", get(reads::subscription))
-        .route("/v1/badges/{wallet}", get(reads::badge))
-        .route("/v1/auth/nonce", post(auth::nonce))
-        .route("/v1/auth/verify", post(auth::verify))
-        .route("/v1/auth/logout", post(auth::logout))
-        .route("/v1/me", get(auth::me))
-        .route("/.well-known/jwks.json", get(auth::jwks));
-    let public = if limits.rate_limit_per_second > 0 {
-        let per_request = Duration::from_secs_f64(1.0 / f64::from(limits.rate_limit_per_second));
-        let config = tower_governor::governor::GovernorConfigBuilder::default()
-            .key_extractor(clients::ClientKey(state.clients.clone()))
-            .period(per_request)
-            .burst_size(limits.rate_limit_burst.max(1))
-            .error_handler(|error| {
-                let wait = match &error {
-                    tower_governor::GovernorError::TooManyRequests { wait_time, .. } => *wait_time,
-                    _ => 1,
-                };
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests from your address; retry in {} s", wait.max(1)))
-                    .retry_after(wait.max(1))
-                    .into_response()
-            })
-            .finish()
-            .expect("rate limit settings are validated");
-        let sweeper = clients::RateLimit::new(config.limiter().clone(), RATE_LIMIT_SWEEP);
-        public.layer(tower_governor::GovernorLayer { config: Arc::new(config) }).layer(middleware::from_fn_with_state(sweeper, clients::sweep_idle))
-    } else {
-        public
-    };
+    // Anyone's: rate-limited per client.
+    let public = Router::new().merge(plans::router()).merge(checkouts::router()).merge(subscriptions::router()).merge(auth::router());
+    let public = rate_limited(public, &state, state.http.rate_limit_per_second, state.http.rate_limit_burst);
+    // The processor's: signed, so neither an API key nor the public routes' budget; a
+    // budget of its own per client, and the smallest body limit the processor needs.
+    let card = rate_limited(card::router(state.card.body_limit_bytes), &state, state.card.rate_limit_per_second, state.card.rate_limit_burst);
+    // The merchant's: every request needs an API key.
     let merchant = Router::new()
-        .route("/v1/payments", get(reads::payments))
-        .route("/v1/payments/{id}/refund", post(members::refund))
-        .route("/v1/members/{wallet}/comp", post(members::comp))
-        .route("/v1/members/{wallet}/cancel", post(members::cancel))
-        .route("/v1/members/{wallet}/revoke", post(members::revoke))
-        .route("/v1/members/{wallet}/move", post(members::move_member))
-        .route("/v1/webhook-endpoints", post(webhooks::create_endpoint).get(webhooks::list_endpoints))
-        .route("/v1/webhook-endpoints/{id}", get(webhooks::get_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint))
-        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
-        .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::list_deliveries))
-        .route("/v1/webhook-endpoints/{id}/attempts", get(webhooks::list_attempts))
-        .route("/v1/events", get(webhooks::list_events))
-        .route("/v1/events/{id}/redeliver", post(webhooks::redeliver))
+        .merge(payments::router())
+        .merge(members::router())
+        .merge(webhooks::router())
+        .merge(events::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), keys::require_key));
-    // Signed by the processor: neither rate-limited per address nor behind an API key.
-    let card_in = Router::new().route("/v1/card/webhook", post(card::webhook)).route_layer(DefaultBodyLimit::max(card::MAX_EVENT_BYTES));
-    let documents = Router::new().route("/healthz", get(ops::healthz)).route("/openapi.json", get(document::openapi_json)).route("/docs", get(docs));
+    let documents = Router::new().merge(ops::public_router()).merge(document::router());
     // The API benchmark's baseline: the same stack with no work behind it. Not in the
     // production binary (the `test-hooks` feature is on only for tests and benchmarks).
     #[cfg(feature = "test-hooks")]
-    let documents = documents.route("/bench/hello", get(hello));
-    let page = Router::new().route("/checkout", get(pages::checkout_page)).route("/checkout/assets/{file}", get(pages::checkout_asset));
-    let app = Router::new().merge(public).merge(merchant).merge(card_in).merge(documents).merge(page);
+    let documents = documents.route("/bench/hello", axum::routing::get(hello));
+    let app = Router::new().merge(public).merge(merchant).merge(card).merge(documents).merge(pages::router());
     with_common_layers(app, &state).with_state(state)
+}
+
+/// Returns `routes` limited to `per_second` requests per client (with bursts of `burst`),
+/// or as they are when the limit is 0. Each call makes a limiter of its own: a client's
+/// budget on these routes is not spent on others.
+fn rate_limited(routes: Router<AppState>, state: &AppState, per_second: u32, burst: u32) -> Router<AppState> {
+    if per_second == 0 {
+        return routes;
+    }
+    let per_request = Duration::from_secs_f64(1.0 / f64::from(per_second));
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .key_extractor(clients::ClientKey(state.clients.clone()))
+        .period(per_request)
+        .burst_size(burst.max(1))
+        .error_handler(|error| {
+            let wait = match &error {
+                tower_governor::GovernorError::TooManyRequests { wait_time, .. } => *wait_time,
+                _ => 1,
+            };
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests from your address; retry in {} s", wait.max(1)))
+                .retry_after(wait.max(1))
+                .into_response()
+        })
+        .finish()
+        .expect("rate limit settings are validated");
+    let sweeper = clients::RateLimit::new(config.limiter().clone(), RATE_LIMIT_SWEEP);
+    routes.layer(tower_governor::GovernorLayer { config: Arc::new(config) }).layer(middleware::from_fn_with_state(sweeper, clients::sweep_idle))
 }
 
 /// Returns the operations listener's router: `/metrics`, `/readyz` and `/healthz`.
 pub fn ops_router(state: AppState) -> Router {
     prometheus();
-    let app = Router::new().route("/healthz", get(ops::healthz)).route("/readyz", get(ops::readyz)).route("/metrics", get(ops::metrics_page));
-    with_common_layers(app, &state).with_state(state)
+    with_common_layers(ops::router(), &state).with_state(state)
 }
 
 /// How often the rate limiter forgets idle clients, at most.
@@ -420,10 +440,6 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /openapi.json")
-}
-
-async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
 }
 
 #[cfg(feature = "test-hooks")]

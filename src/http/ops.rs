@@ -5,13 +5,14 @@ use std::time::{Duration, Instant};
 
 use alloy::providers::Provider;
 use axum::{
-    Json,
+    Json, Router,
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
+    routing::get,
 };
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
 use super::{AppState, prometheus};
 
@@ -64,7 +65,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
 /// How long a readiness answer is reused.
 const READY_CACHE: Duration = Duration::from_secs(1);
 
-pub(super) async fn metrics_page(State(state): State<AppState>) -> Response {
+async fn metrics_page(State(state): State<AppState>) -> Response {
     // Gauges read on scrape: watcher lag, queue depths.
     if let Some(head) = state.head().await
         && let Ok(Some(next)) = state.db.next_block(state.deployment.chain_id).await
@@ -76,3 +77,18 @@ pub(super) async fn metrics_page(State(state): State<AppState>) -> Response {
     let _ = crate::notify::delivery::pending_gauge(&state.db).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
 }
+
+/// Returns the operations listener's routes: `/healthz`, `/readyz` and `/metrics`.
+pub(super) fn router() -> Router<AppState> {
+    public_router().route("/readyz", get(readyz)).route("/metrics", get(metrics_page))
+}
+
+/// Returns what the public listener serves of them: `/healthz` only.
+pub(super) fn public_router() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz))
+}
+
+/// The operations routes' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(healthz, readyz))]
+pub(super) struct Api;

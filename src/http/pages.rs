@@ -1,29 +1,47 @@
 //! The pages the service serves from `http.web_dir` (the built `web/dist/`): the checkout
-//! page and its assets, each HTML page with a strict Content-Security-Policy.
+//! page and its assets, and the API docs page (`/docs`: Swagger UI, bundled from npm and
+//! served from here, rendering `/openapi.json`) and its assets; each HTML page with a
+//! strict Content-Security-Policy.
 
 use std::path::PathBuf;
 
 use axum::{
-    extract::State,
+    Router,
+    extract::{Path, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
+    routing::get,
 };
 
 use super::{AppState, error::ApiError};
 
-pub(super) async fn checkout_page(State(state): State<AppState>) -> Response {
+/// Returns the page routes: `/checkout` and `/docs`, each with its `assets/` (anyone may
+/// load them; not rate-limited).
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/checkout", get(checkout_page))
+        .route("/checkout/assets/{file}", get(asset))
+        .route("/docs", get(docs_page))
+        .route("/docs/assets/{file}", get(asset))
+}
+
+async fn checkout_page(State(state): State<AppState>) -> Response {
     serve_web_file(&state.http.web_dir, "checkout.html").await
 }
 
-pub(super) async fn checkout_asset(State(state): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+async fn docs_page(State(state): State<AppState>) -> Response {
+    serve_web_file(&state.http.web_dir, "docs.html").await
+}
+
+async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     serve_web_file(&state.http.web_dir, &file).await
 }
 
-/// The checkout page's Content-Security-Policy: its own script, style and API (fetch and
-/// the event stream) only; images from itself and `data:` (the badge's on-chain SVG, the
+/// The pages' Content-Security-Policy: their own script, style and API (fetch, the
+/// checkout's event stream and the docs page's `/openapi.json`) only; images from itself and `data:` (the badge's on-chain SVG, the
 /// empty favicon); no plugins, no framing, no `<base>` or form posts elsewhere. The wallet
 /// reaches the chain itself, outside the page.
-const CHECKOUT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 async fn serve_web_file(dir: &std::path::Path, name: &str) -> Response {
@@ -45,12 +63,13 @@ async fn serve_web_file(dir: &std::path::Path, name: &str) -> Response {
             };
             let mut response = ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], bytes).into_response();
             if mime.starts_with("text/html") {
-                response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CHECKOUT_CSP));
+                response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
             }
             response
         }
-        Err(_) if name == "checkout.html" => {
-            ApiError::unavailable(format!("the checkout page is not built: run tools/install.sh (it builds {})", dir.display())).into_response()
+        Err(_) if name.ends_with(".html") => {
+            let page = name.trim_end_matches(".html");
+            ApiError::unavailable(format!("the {page} page is not built: run tools/install.sh (it builds {})", dir.display())).into_response()
         }
         Err(_) => ApiError::not_found("no such file").into_response(),
     }

@@ -8,11 +8,11 @@ use super::AppState;
 use crate::{
     billing::{
         plans::Plan,
-        pricing::format_usd,
         quotes::{QuoteError, QuotePricing, price_plan},
-        rates::RateStatus,
+        rates::{RateStatus, RefusalCode},
     },
     chain::deployment::TokenInfo,
+    money::TokenAmount,
     store::orders::OrderPricing,
 };
 
@@ -31,8 +31,11 @@ pub struct RateView {
     pub block: Option<u64>,
     /// Seconds since the rate was read (or refused).
     pub age_secs: u64,
-    /// Why quotes in the token are refused, when they are.
+    /// Why quotes in the token are refused, when they are: a fixed sentence per
+    /// `reason_code` (never the node's own words).
     pub reason: Option<String>,
+    /// Why quotes in the token are refused, as a code, when they are.
+    pub reason_code: Option<RefusalCode>,
 }
 
 impl From<&RateStatus> for RateView {
@@ -45,6 +48,7 @@ impl From<&RateStatus> for RateView {
             block: s.current.as_ref().ok().map(|r| r.block),
             age_secs: s.age_secs,
             reason: s.current.as_ref().err().map(|e| e.reason.clone()),
+            reason_code: s.current.as_ref().err().map(|e| e.code),
         }
     }
 }
@@ -76,12 +80,12 @@ pub struct UsdPricing {
 impl From<&QuotePricing> for UsdPricing {
     fn from(p: &QuotePricing) -> Self {
         Self {
-            price_usd: Some(format_usd(p.price_usd_micro)),
-            usd_value: format_usd(p.usd_value_micro),
+            price_usd: Some(p.price_usd.to_string()),
+            usd_value: p.usd_value.to_string(),
             rate_usd: p.rate.to_decimal(),
             source: p.source.into(),
             rate_at: p.rate_at,
-            discount_percent: Some(p.discount_percent),
+            discount_percent: Some(p.discount.as_percent()),
         }
     }
 }
@@ -90,10 +94,10 @@ impl From<&OrderPricing> for UsdPricing {
     fn from(p: &OrderPricing) -> Self {
         Self {
             price_usd: None,
-            usd_value: format_usd(p.usd_micro.max(0) as u64),
-            rate_usd: p.rate_usd.clone(),
+            usd_value: p.usd_value.to_string(),
+            rate_usd: p.rate.to_decimal(),
             source: p.rate_source.clone(),
-            rate_at: p.rate_at.max(0) as u64,
+            rate_at: p.rate_at,
             discount_percent: None,
         }
     }
@@ -101,16 +105,17 @@ impl From<&OrderPricing> for UsdPricing {
 
 /// A plan's price in one token now, as `GET /v1/plans` shows it.
 pub(crate) struct PlanPrice {
-    pub(crate) amount: Option<alloy::primitives::U256>,
+    pub(crate) amount: Option<TokenAmount>,
     pub(crate) pricing: Option<QuotePricing>,
     pub(crate) reason: Option<String>,
+    pub(crate) reason_code: Option<RefusalCode>,
 }
 
 /// The price of one period of `plan` in `token` now, if the plan is sold in it.
 pub(crate) fn plan_price(state: &AppState, plan: &Plan, token: &TokenInfo) -> Option<PlanPrice> {
     match price_plan(Some(&state.rates), plan, token, 1) {
-        Ok((amount, pricing)) => Some(PlanPrice { amount: Some(amount), pricing, reason: None }),
-        Err(QuoteError::RateUnavailable(e)) => Some(PlanPrice { amount: None, pricing: None, reason: Some(e.reason) }),
+        Ok((amount, pricing)) => Some(PlanPrice { amount: Some(amount), pricing, reason: None, reason_code: None }),
+        Err(QuoteError::RateUnavailable(e)) => Some(PlanPrice { amount: None, pricing: None, reason: Some(e.reason), reason_code: Some(e.code) }),
         Err(_) => None,
     }
 }

@@ -1,33 +1,56 @@
 //! Merchant routes for webhooks out: endpoints (create, list, read, update, delete, rotate
-//! the secret), the delivery log, redelivery, and the event list. All need an API key.
+//! the secret) and their delivery log (the events, and their redelivery, are in
+//! [`super::events`]). All need an API key.
 
 use axum::{
-    Json,
+    Json, Router,
     extract::{Path, Query, State, rejection::QueryRejection},
     http::StatusCode,
+    routing::{get, post},
 };
+use std::sync::LazyLock;
+
+use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::{
     AppState,
     error::{ApiError, ApiJson, ErrorBody},
 };
 use crate::{
-    notify::{
-        self,
-        endpoints::{self, Attempt, Delivery, Endpoint, Patch},
-        targets,
+    notify::{self, targets},
+    store::webhooks::{
+        DeliveryStatus, deliveries,
+        deliveries::{Attempt, Delivery},
+        endpoints,
+        endpoints::{Endpoint, Patch},
     },
-    store::outbox,
 };
 
 fn endpoint_missing(id: &str) -> ApiError {
     ApiError::not_found(format!("no webhook endpoint {id}"))
 }
 
+/// The form of an endpoint URL the document states (`url`'s `pattern` in both request
+/// bodies; a unit test keeps them equal): an http(s) URL whose host is a dotted name of
+/// letter-led labels or a dotted-quad IPv4 address, an optional port, and no fragment.
+/// A URL parser is more lenient (it takes `*` in a host, say), so the text is checked
+/// against the stated form before it is parsed.
+const URL_PATTERN: &str = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$";
+
+static URL_FORM: LazyLock<Regex> = LazyLock::new(|| Regex::new(URL_PATTERN).expect("the documented URL pattern compiles"));
+
 async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    Ok(targets::check_url(raw, state.webhooks.allow_private_targets).await?.to_string())
+    // The parser's checks first: they name what is wrong (scheme, credentials, a private
+    // address); what the parser takes and the stated form does not is refused after.
+    let url = targets::check_url(raw, state.webhooks.allow_private_targets).await?;
+    if !URL_FORM.is_match(raw) {
+        return Err(ApiError::invalid(
+            "url must be http(s)://host[:port][/path] with a host name of letters, digits and hyphens (each label led by a letter) or a dotted IPv4 address",
+        ));
+    }
+    Ok(url.to_string())
 }
 
 fn checked_description(description: Option<String>) -> Result<Option<String>, ApiError> {
@@ -78,7 +101,7 @@ pub async fn create_endpoint(State(state): State<AppState>, ApiJson(body): ApiJs
     let url = checked_url(&state, &body.url).await?;
     let filter = checked_filter(body.event_types)?;
     let description = checked_description(body.description)?.unwrap_or_default();
-    let (endpoint, secret) = endpoints::create(&state.db, &url, &description, filter, state.clock.now() as i64).await?;
+    let (endpoint, secret) = notify::endpoints::create(&state.db, &url, &description, filter, state.clock.now() as i64).await?;
     tracing::info!(endpoint = %endpoint.id, "webhook endpoint registered");
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
 }
@@ -179,14 +202,16 @@ pub struct RotatedSecret {
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "merchant", params(("id" = String, Path, description = "Endpoint id")),
     security(("api_key" = [])), responses((status = 200, body = RotatedSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RotatedSecret>, ApiError> {
-    let (secret, until) =
-        endpoints::rotate(&state.db, &id, state.clock.now() as i64, state.webhooks.rotation_overlap_secs).await?.ok_or_else(|| endpoint_missing(&id))?;
+    let (secret, until) = notify::endpoints::rotate(&state.db, &id, state.clock.now() as i64, state.webhooks.rotation_overlap_secs)
+        .await?
+        .ok_or_else(|| endpoint_missing(&id))?;
     tracing::info!(endpoint = %id, "webhook secret rotated");
     Ok(Json(RotatedSecret { secret, previous_secret_until: until }))
 }
 
 /// Paging of the delivery log.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Page size, 1–500 (default 100).
@@ -203,7 +228,7 @@ pub struct LogQuery {
 
 fn log_query(query: Result<Query<LogQuery>, QueryRejection>) -> Result<(LogQuery, i64), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = super::reads::page_limit(query.limit)?;
+    let limit = super::params::page_limit(query.limit)?;
     Ok((query, i64::from(limit)))
 }
 
@@ -227,16 +252,17 @@ pub async fn list_deliveries(
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let (query, limit) = log_query(query)?;
-    if let Some(s) = &query.status
-        && !["pending", "delivered", "failed", "canceled"].contains(&s.as_str())
-    {
-        return Err(ApiError::invalid("status must be pending, delivered, failed or canceled"));
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<DeliveryStatus>)
+        .transpose()
+        .map_err(|_| ApiError::invalid("status must be pending, delivered, failed or canceled"))?;
     if query.event_id.is_some() {
         return Err(ApiError::invalid("event_id filters attempts; see /v1/webhook-endpoints/{id}/attempts"));
     }
     known_endpoint(&state, &id).await?;
-    let deliveries = endpoints::deliveries(&state.db, &id, query.status.as_deref(), query.before, limit).await?;
+    let deliveries = deliveries::list(&state.db, &id, status, query.before, limit).await?;
     let next_before = (deliveries.len() as i64 == limit).then(|| deliveries.last().map(|d| d.id)).flatten();
     Ok(Json(DeliveryPage { deliveries, next_before }))
 }
@@ -266,7 +292,7 @@ pub async fn list_attempts(
         return Err(ApiError::invalid("status filters deliveries; see /v1/webhook-endpoints/{id}/deliveries"));
     }
     known_endpoint(&state, &id).await?;
-    let attempts = endpoints::attempts(&state.db, &id, query.event_id.as_deref(), query.before, limit).await?;
+    let attempts = deliveries::attempts(&state.db, &id, query.event_id.as_deref(), query.before, limit).await?;
     let next_before = (attempts.len() as i64 == limit).then(|| attempts.last().map(|a| a.id)).flatten();
     Ok(Json(AttemptPage { attempts, next_before }))
 }
@@ -276,93 +302,56 @@ async fn known_endpoint(state: &AppState, id: &str) -> Result<(), ApiError> {
     if endpoints::ever_existed(&state.db, id).await? { Ok(()) } else { Err(endpoint_missing(id)) }
 }
 
-/// `POST /v1/events/{id}/redeliver`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Redeliver {
-    /// Only to this endpoint; leave out for every enabled endpoint that takes the event.
-    pub endpoint_id: Option<String>,
+/// Returns the webhook endpoint routes (merchant: behind the API key).
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhook-endpoints", post(create_endpoint).get(list_endpoints))
+        .route("/v1/webhook-endpoints/{id}", get(get_endpoint).patch(update_endpoint).delete(delete_endpoint))
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(rotate_secret))
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(list_deliveries))
+        .route("/v1/webhook-endpoints/{id}/attempts", get(list_attempts))
 }
 
-/// The deliveries queued by a redelivery.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Redelivered {
-    /// New delivery ids; each carries the event's original `webhook-id`.
-    pub deliveries: Vec<i64>,
-}
+/// The webhook endpoint routes' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(create_endpoint, list_endpoints, get_endpoint, update_endpoint, delete_endpoint, rotate_secret, list_deliveries, list_attempts))]
+pub(super) struct Api;
 
-/// Queues an event again (same `webhook-id`), behind what each endpoint has pending.
-#[utoipa::path(post, path = "/v1/events/{id}/redeliver", tag = "merchant", params(("id" = String, Path, description = "Event id (evt_…)")),
-    request_body(content = Redeliver, description = "Optional; an empty body redelivers to every endpoint that takes the event"),
-    security(("api_key" = [])), responses(
-    (status = 202, body = Redelivered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-    (status = 409, body = ErrorBody),
-))]
-pub async fn redeliver(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<Redelivered>), ApiError> {
-    let body: Redeliver = if body.iter().all(u8::is_ascii_whitespace) {
-        Redeliver::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?
-    };
-    let deliveries = endpoints::redeliver(&state.db, &id, body.endpoint_id.as_deref(), state.clock.now_ms()).await?;
-    Ok((StatusCode::ACCEPTED, Json(Redelivered { deliveries })))
-}
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
 
-/// An event, as delivered.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventView {
-    /// Position in the event log.
-    pub seq: i64,
-    /// Event id (the `webhook-id` of its deliveries).
-    pub id: String,
-    /// Event name.
-    pub r#type: String,
-    /// Unix time written.
-    pub created_at: i64,
-    /// The delivered body: `{"id", "type", "data"}`.
-    #[schema(value_type = Object)]
-    pub body: serde_json::Value,
-}
+    use super::*;
 
-/// A page of events.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventPage {
-    /// Events, oldest first.
-    pub events: Vec<EventView>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<i64>,
-}
-
-/// Paging of `GET /v1/events`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    /// Only events after this position.
-    pub after: Option<i64>,
-    /// Page size, 1–500 (default 100).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
-    /// Only events of this name.
-    pub r#type: Option<String>,
-}
-
-/// Lists events in the order they were written, for reconciliation.
-#[utoipa::path(get, path = "/v1/events", tag = "merchant", params(EventsQuery), security(("api_key" = [])), responses(
-    (status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-))]
-pub async fn list_events(State(state): State<AppState>, query: Result<Query<EventsQuery>, QueryRejection>) -> Result<Json<EventPage>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    let limit = super::reads::page_limit(query.limit)?;
-    if let Some(t) = &query.r#type
-        && t.parse::<crate::events::EventType>().is_err()
-    {
-        return Err(ApiError::invalid(format!("type: unknown event {t:?}")));
+    fn url_pattern_of(schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>) -> String {
+        let json = serde_json::to_value(schema).unwrap();
+        json["properties"]["url"]["pattern"].as_str().expect("url has a pattern").to_string()
     }
-    let events: Vec<EventView> = outbox::page(&state.db, query.after.unwrap_or(0), query.r#type.as_deref(), i64::from(limit))
-        .await?
-        .into_iter()
-        .map(|e| EventView { seq: e.seq, id: e.id, r#type: e.event_type, created_at: e.created_at, body: e.payload })
-        .collect();
-    let next_after = (events.len() == limit as usize).then(|| events.last().map(|e| e.seq)).flatten();
-    Ok(Json(EventPage { events, next_after }))
+
+    #[test]
+    fn the_checked_url_form_is_the_documented_one() {
+        assert_eq!(url_pattern_of(CreateEndpoint::schema()), URL_PATTERN);
+        assert_eq!(url_pattern_of(UpdateEndpoint::schema()), URL_PATTERN);
+    }
+
+    #[test]
+    fn urls_a_parser_would_take_but_the_document_refuses_are_refused() {
+        for good in ["https://hooks.example.com/tmai", "http://127.0.0.1:8080/in?x=1", "https://a.b-c.io:65535", "https://example.com?q"] {
+            assert!(URL_FORM.is_match(good), "{good}");
+        }
+        for bad in [
+            "https://251.227.240.252*",
+            "https://exa*mple.com/",
+            "https://[::1]/",
+            "https://256.1.1.1/",
+            "https://example.com:65536/",
+            "https://example.com/#frag",
+            " https://example.com/",
+            "https://user@example.com/",
+            "ftp://example.com/",
+            "https://-bad.example/",
+        ] {
+            assert!(!URL_FORM.is_match(bad), "{bad}");
+        }
+    }
 }

@@ -2,11 +2,14 @@
 //! into signed (Standard Webhooks) deliveries, retried on a schedule of about three days,
 //! strictly in order per endpoint, every attempt logged.
 //!
-//! - [`endpoints`]: registering, listing, updating, deleting endpoints; secret rotation;
-//!   redelivery; the delivery log.
+//! - [`endpoints`]: registering endpoints (id and secret), secret rotation, redelivery.
 //! - [`delivery`]: fan-out of the outbox into deliveries and the sending itself.
-//! - [`signing`]: `webhook-signature` per the Standard Webhooks specification.
+//! - [`signing`]: `webhook-signature` per the Standard Webhooks specification, and the
+//!   keys that sign for an endpoint.
 //! - [`targets`]: the SSRF guard (public addresses only unless the operator allows more).
+//!
+//! Storage (endpoints, deliveries, attempts and the delivery log) is
+//! [`crate::store::webhooks`]'s; nothing here holds SQL.
 
 pub mod delivery;
 pub mod endpoints;

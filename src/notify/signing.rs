@@ -8,6 +8,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use crate::store::{StoreError, webhooks::endpoints::Secrets};
+
 /// The prefix of a signing secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -38,6 +40,32 @@ pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
 /// Returns the `webhook-signature` header value: one signature per key, space-separated.
 pub fn signature_header(keys: &[Vec<u8>], id: &str, timestamp: u64, body: &[u8]) -> String {
     keys.iter().map(|key| sign(key, id, timestamp, body)).collect::<Vec<_>>().join(" ")
+}
+
+/// The keys that sign for an endpoint at a given time.
+#[derive(Debug, Clone)]
+pub struct SigningTarget {
+    /// The endpoint's URL.
+    pub url: String,
+    /// Keys: the current secret's, then the previous one's during a rotation's overlap.
+    pub keys: Vec<Vec<u8>>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+}
+
+impl SigningTarget {
+    /// Returns what signs with an endpoint's stored `secrets` at `now` (unix time). A
+    /// malformed current secret is a corrupt row; a malformed previous one just stops signing.
+    pub fn new(secrets: Secrets, now: i64) -> Result<Self, StoreError> {
+        let mut keys = vec![secret_key(&secrets.secret).ok_or(StoreError::Corrupt("webhook_endpoints.secret"))?];
+        if let (Some(previous), Some(until)) = (&secrets.previous_secret, secrets.previous_secret_until)
+            && until > now
+            && let Some(key) = secret_key(previous)
+        {
+            keys.push(key);
+        }
+        Ok(Self { url: secrets.url, keys, enabled: secrets.enabled })
+    }
 }
 
 #[cfg(test)]

@@ -34,10 +34,7 @@ pub enum Value {
     OptText(Option<String>),
 }
 
-fn bind<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    value: &Value,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind<'q>(query: super::AnyQuery<'q>, value: &Value) -> super::AnyQuery<'q> {
     match value {
         Value::I64(v) => query.bind(*v),
         Value::OptI64(v) => query.bind(*v),
@@ -79,12 +76,7 @@ pub async fn insert(conn: &mut AnyConnection, head: &str, rows: &[Vec<Value>], t
 
 /// Runs one chunk's statement: fetches the rows of a `RETURNING` clause into `returned`;
 /// returns the rows affected.
-async fn run<'q>(
-    conn: &mut AnyConnection,
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    returning: bool,
-    returned: &mut Vec<AnyRow>,
-) -> Result<u64, StoreError> {
+async fn run<'q>(conn: &mut AnyConnection, query: super::AnyQuery<'q>, returning: bool, returned: &mut Vec<AnyRow>) -> Result<u64, StoreError> {
     if returning {
         let rows = query.fetch_all(&mut *conn).await?;
         let n = rows.len() as u64;

@@ -19,6 +19,9 @@ pub const MINTER_LOCK: i64 = 0x746d_6169 + 1;
 /// Advisory lock key of the webhook delivery worker.
 pub const WEBHOOK_LOCK: i64 = 0x746d_6169 + 2;
 
+/// Advisory lock key of the pruning of unpaid checkouts.
+pub const RETENTION_LOCK: i64 = 0x746d_6169 + 3;
+
 /// Runs `work` while this process holds `lock`; on losing the lock (connection lost) the
 /// work's token is cancelled and the election starts again. Returns when `cancel` fires.
 pub async fn run_as_leader<F, Fut>(db: &Db, lock: i64, retry: Duration, cancel: CancellationToken, work: F) -> Result<(), StoreError>

@@ -11,19 +11,27 @@ use sqlx::{
 
 pub mod api_keys;
 pub mod auth_nonces;
-pub mod badge_jobs;
+pub mod auth_sessions;
+pub mod badges;
 pub mod bulk;
+pub mod card;
 pub mod changes;
+pub mod comp_grants;
 pub mod leader;
+pub mod ledger;
+pub mod notices;
 pub mod order_pricing;
 pub mod orders;
 pub mod outbox;
-pub mod payments;
 pub(crate) mod sqlite;
 pub mod subscriptions;
+pub mod webhooks;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A statement on the pool's any-database driver, as the store's helpers bind it.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +206,14 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let (backend, url) = if url.starts_with("sqlite:") {
-            let url = if url.contains('?') || url.contains(":memory:") { url.to_string() } else { format!("{url}?mode=rwc") };
+            // The hot write paths open the file with a connection of their own, which an
+            // in-memory database (one per connection, or one shared cache) cannot share.
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                return Err(StoreError::Connect(sqlx::Error::Configuration(
+                    "an in-memory SQLite database is not supported: use a file (sqlite://path.db)".into(),
+                )));
+            }
+            let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             (Backend::Postgres, url.to_string())
@@ -244,12 +259,14 @@ impl Db {
         let write_gate: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
         let checkpoints = (backend == Backend::Sqlite).then(|| spawn_checkpointer(pool.clone(), write_gate.clone()));
         let listen_url = (backend == Backend::Postgres).then(|| url.clone());
-        // The hot write paths open the same SQLite file themselves (not an in-memory database).
+        // The hot write paths open the same SQLite file themselves: every SQLite Db has this
+        // connection.
         let sqlite = match backend {
-            Backend::Sqlite if !url.contains(":memory:") => <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
-                .ok()
-                .map(|options| sqlite::SqliteConn::new(options.get_filename().to_path_buf())),
-            _ => None,
+            Backend::Sqlite => {
+                let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url).map_err(StoreError::Connect)?;
+                Some(sqlite::SqliteConn::new(options.get_filename().to_path_buf()))
+            }
+            Backend::Postgres => None,
         };
         Ok(Self { pool, backend, write_gate, changes: std::sync::Arc::new(changes::Changes::new(listen_url)), orders: Default::default(), checkpoints, sqlite })
     }
@@ -339,8 +356,7 @@ impl Db {
     /// Returns the next block the watcher reads on `chain_id` (`chain_cursor`), if it has
     /// read any.
     pub async fn next_block(&self, chain_id: u64) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT next_block FROM chain_cursor WHERE chain_id = $1").bind(chain_id as i64).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| sqlx::Row::try_get(&r, 0)).transpose()?)
+        Ok(ledger::next_block(self, chain_id).await?.map(|n| n as i64))
     }
 
     /// Closes the pool, waiting for connections to be returned.

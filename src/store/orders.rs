@@ -23,8 +23,8 @@ use crate::{
 
 pub use super::order_pricing::{OrderPricing, OrderUsd};
 use super::{
-    Backend, Db, StoreError,
-    bulk::{Value, insert},
+    Db, StoreError,
+    bulk::Value,
     outbox::{self, NewEvent},
 };
 
@@ -73,6 +73,18 @@ impl NewOrder {
     fn key(&self) -> i64 {
         self.order_id.db_key().expect("an order id from next_id fits the orders key")
     }
+    fn usd_micro(&self) -> Option<i64> {
+        self.pricing.as_ref().map(OrderPricing::usd_micro_column)
+    }
+    fn rate_usd(&self) -> Option<String> {
+        self.pricing.as_ref().map(OrderPricing::rate_usd_column)
+    }
+    fn rate_source(&self) -> Option<String> {
+        self.pricing.as_ref().map(OrderPricing::rate_source_column)
+    }
+    fn rate_at(&self) -> Option<i64> {
+        self.pricing.as_ref().map(OrderPricing::rate_at_column)
+    }
 }
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -103,6 +115,11 @@ pub async fn next_id(db: &Db) -> Result<OrderId, StoreError> {
     let end: i64 = row.try_get("next_id")?;
     ids.extend(end - ID_BLOCK..end);
     Ok(OrderId::issued(ids.pop_front().expect("a block was just reserved")))
+}
+
+/// Returns the order id after the highest stored one (1 for a database without orders).
+pub async fn id_after_last(db: &Db) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(order_id), 0) + 1 FROM orders").fetch_one(db.pool()).await?)
 }
 
 /// A stored order: what its checkout shows.
@@ -153,15 +170,7 @@ pub async fn load(db: &Db, checkout_id: &CheckoutId) -> Result<Option<StoredOrde
         deadline: r.try_get::<i64, _>("deadline")? as u64,
         signature: r.try_get("signature")?,
         status: r.try_get::<String, _>("status")?.parse().map_err(|_| StoreError::Corrupt("orders.status"))?,
-        pricing: match (r.try_get::<Option<i64>, _>("usd_micro")?, r.try_get::<Option<String>, _>("rate_usd")?) {
-            (Some(usd_micro), Some(rate_usd)) => Some(OrderPricing {
-                usd_micro,
-                rate_usd,
-                rate_source: r.try_get::<Option<String>, _>("rate_source")?.unwrap_or_default(),
-                rate_at: r.try_get::<Option<i64>, _>("rate_at")?.unwrap_or_default(),
-            }),
-            _ => None,
-        },
+        pricing: OrderPricing::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?, r.try_get("rate_source")?, r.try_get("rate_at")?)?,
     }))
 }
 
@@ -243,44 +252,9 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
         db.committed_outside(false);
         return Ok(());
     }
-    if db.backend() == Backend::Postgres {
-        return write_postgres(db, &orders, now).await;
-    }
-    let order_rows: Vec<Vec<Value>> = orders
-        .iter()
-        .map(|o| {
-            vec![
-                Value::I64(o.key()),
-                Value::Text(o.checkout_id.to_string()),
-                Value::I64(o.chain_id),
-                Value::Bytes(o.payer.clone()),
-                Value::Bytes(o.token.clone()),
-                Value::Bytes(o.amount.clone()),
-                Value::I64(o.plan_id),
-                Value::I64(o.periods),
-                Value::I64(o.deadline),
-                Value::Bytes(o.signature.clone()),
-                Value::I64(o.created_at),
-                Value::OptI64(o.usd_micro()),
-                Value::OptText(o.rate_usd()),
-                Value::OptText(o.rate_source()),
-                Value::OptI64(o.rate_at()),
-            ]
-        })
-        .collect();
-    let mut tx = db.begin_write().await?;
-    tx.keep_read_caches();
-    insert(
-        &mut tx,
-        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at)",
-        &order_rows,
-        "",
-    )
-    .await?;
-    let events: Vec<NewEvent> = orders.iter().map(|o| o.event.clone()).collect();
-    outbox::write_all(&mut tx, &events, now).await?;
-    tx.commit().await?;
-    Ok(())
+    // Every other database is PostgreSQL: an SQLite database is always a file with the
+    // process's own connection (`Db::connect` refuses an in-memory one).
+    write_postgres(db, &orders, now).await
 }
 
 fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rusqlite::Result<()> {
@@ -326,12 +300,8 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
         }
         sql.push(')');
     }
-    sql.push_str(") INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ");
-    for (i, _) in orders.iter().enumerate() {
-        let _ = write!(sql, "{}(${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, n + 1, n + 2, n + 3, n + 4);
-        n += 4;
-    }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql.push(')');
+    outbox::append_insert(&mut sql, n + 1, orders.len());
     let mut query = sqlx::query(&sql);
     for o in orders {
         query = query
@@ -352,7 +322,7 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
             .bind(o.rate_at());
     }
     for o in orders {
-        query = query.bind(o.event.id.clone()).bind(o.event.event_type.as_str()).bind(o.event.body.clone()).bind(now);
+        query = outbox::bind_event(query, &o.event, now);
     }
     query.execute(db.pool()).await?;
     Ok(())
@@ -466,4 +436,54 @@ pub fn reopen_sqlite(conn: &rusqlite::Connection, order: OrderId, chain_id: u64)
     let Some(key) = order.db_key() else { return Ok(()) };
     conn.prepare_cached(REOPEN)?.execute(rusqlite::params![key, chain_id as i64])?;
     Ok(())
+}
+
+/// A never-paid order whose quote's deadline is old enough to prune ([`expired_unpaid`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredOrder {
+    /// Order id.
+    pub order_id: OrderId,
+    /// Its checkout.
+    pub checkout_id: CheckoutId,
+    /// Its quote's deadline (unix seconds): with the order id, the cursor of a pass.
+    pub deadline: i64,
+}
+
+/// Open orders, by deadline then id, after the cursor `($2, $3)`, with a deadline before `$1`:
+/// read through the partial index `orders_open_deadline` (migration 0015), whose predicate
+/// is spelled here as it is there. The newest order is never one of them: start-up compares
+/// the order id after the highest stored one with the chain ([`id_after_last`]).
+const EXPIRED_UNPAID: &str = "SELECT order_id, checkout_id, deadline FROM orders WHERE status = 'open' AND deadline < $1 AND (deadline, order_id) > ($2, $3) \
+     AND order_id < (SELECT MAX(order_id) FROM orders) ORDER BY deadline, order_id LIMIT $4";
+
+/// Returns up to `limit` open orders whose deadline is before `cutoff`, oldest deadline
+/// first, after `after` (the `(deadline, order_id)` of the last one a pass saw). A read on
+/// the pool: it holds no write lock. Orders a payment names are left out by
+/// [`delete_unpaid`], which checks again under the write transaction.
+pub async fn expired_unpaid(db: &Db, cutoff: i64, after: (i64, i64), limit: u32) -> Result<Vec<ExpiredOrder>, StoreError> {
+    let rows = sqlx::query(EXPIRED_UNPAID).bind(cutoff).bind(after.0).bind(after.1).bind(i64::from(limit)).fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ExpiredOrder {
+                order_id: OrderId::issued(r.try_get("order_id")?),
+                checkout_id: CheckoutId::from_stored(r.try_get("checkout_id")?),
+                deadline: r.try_get("deadline")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the orders among `ids` that are still open, have a deadline before `cutoff` and
+/// that no payment row names (a payment matched to an order keeps it, whatever became of
+/// the payment); returns the ids deleted.
+pub async fn delete_unpaid(conn: &mut sqlx::AnyConnection, ids: &[OrderId], cutoff: i64) -> Result<Vec<OrderId>, StoreError> {
+    let rows = super::bulk::fetch_in(
+        conn,
+        "DELETE FROM orders WHERE status = 'open' AND deadline < $1 AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.matched_order = orders.order_id) AND order_id IN",
+        "RETURNING order_id",
+        &[Value::I64(cutoff)],
+        &keys(ids),
+    )
+    .await?;
+    rows.iter().map(|r| Ok(OrderId::issued(r.try_get("order_id")?))).collect()
 }

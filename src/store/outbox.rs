@@ -3,11 +3,10 @@
 //! re-run after a crash writes the same id and the insert is a no-op.
 
 use alloy::primitives::keccak256;
-use serde::Serialize;
 use sqlx::AnyConnection;
 
 use super::{Backend, Db, StoreError};
-use crate::events::EventType;
+use crate::events::{EventType, Payload};
 
 /// Returns a stable event id: `evt_` and 24 hex digits of the hash of the parts.
 pub fn event_id<S: AsRef<str>>(parts: &[S]) -> String {
@@ -37,25 +36,13 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// Returns the event `id` of `event_type` with `data` as its body's `data`.
-    pub fn new(id: String, event_type: EventType, data: &impl Serialize) -> Self {
-        let body = body(&id, event_type.as_str(), data);
-        Self { id, event_type, body }
+    /// Returns the event `id` with `payload` as its body's `data` (its type is the
+    /// payload's).
+    pub fn new(id: String, payload: impl Into<Payload>) -> Self {
+        let payload = payload.into();
+        let body = payload.body(&id);
+        Self { id, event_type: payload.event_type(), body }
     }
-}
-
-/// An event body as stored and delivered: `{"id", "type", "data"}`.
-#[derive(Serialize)]
-struct Body<'a, D: Serialize> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    data: &'a D,
-}
-
-/// Returns the stored body of an event, serialized from borrowed parts (no copy of `data`).
-pub(crate) fn body(id: &str, event_type: &str, data: &impl Serialize) -> String {
-    serde_json::to_string(&Body { id, event_type, data }).expect("an event body serializes")
 }
 
 /// Writes events in bulk with `now` (unix seconds) as their time, skipping ids that
@@ -66,6 +53,25 @@ pub async fn write_all(conn: &mut AnyConnection, events: &[NewEvent], now: i64) 
         events.iter().map(|e| vec![Value::Text(e.id.clone()), Value::Text(e.event_type.to_string()), Value::Text(e.body.clone()), Value::I64(now)]).collect();
     let (_, written) = insert(conn, "INSERT INTO outbox_events (id, event_type, payload, created_at)", &rows, "ON CONFLICT (id) DO NOTHING").await?;
     Ok(written)
+}
+
+/// Appends to a data-modifying PostgreSQL statement the insert of `count` events whose
+/// parameters follow parameter `$first - 1`, skipping ids that exist ([`bind_event`] binds
+/// each): the order writer stores its orders and their `checkout.created` events in one
+/// statement, while the outbox's statement text stays here, with its owner.
+pub(crate) fn append_insert(sql: &mut String, first: usize, count: usize) {
+    use std::fmt::Write;
+    sql.push_str(" INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ");
+    for i in 0..count {
+        let n = first + 4 * i;
+        let _ = write!(sql, "{}(${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, n, n + 1, n + 2, n + 3);
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+}
+
+/// Binds one event's parameters of [`append_insert`], with `now` as its time.
+pub(crate) fn bind_event<'q>(query: super::AnyQuery<'q>, event: &NewEvent, now: i64) -> super::AnyQuery<'q> {
+    query.bind(event.id.clone()).bind(event.event_type.as_str()).bind(event.body.clone()).bind(now)
 }
 
 /// Writes events on the process's own SQLite connection ([`super::sqlite`]) inside its
@@ -81,11 +87,12 @@ pub(crate) fn write_all_sqlite<'a>(conn: &rusqlite::Connection, events: impl Int
 
 /// Writes one event with `now` (unix seconds) as its time unless an event with the same
 /// id exists; returns whether it wrote.
-pub async fn write(conn: &mut AnyConnection, id: &str, event_type: EventType, payload: &impl Serialize, now: i64) -> Result<bool, StoreError> {
+pub async fn write(conn: &mut AnyConnection, id: &str, payload: impl Into<Payload>, now: i64) -> Result<bool, StoreError> {
+    let payload = payload.into();
     let done = sqlx::query("INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
         .bind(id)
-        .bind(event_type.as_str())
-        .bind(body(id, event_type.as_str(), payload))
+        .bind(payload.event_type().as_str())
+        .bind(payload.body(id))
         .bind(now)
         .execute(conn)
         .await?;
@@ -168,6 +175,110 @@ pub async fn page(db: &Db, after: i64, event_type: Option<&str>, limit: i64) -> 
 pub async fn all(pool: &sqlx::AnyPool) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query("SELECT seq, id, event_type, payload, created_at FROM outbox_events ORDER BY seq").fetch_all(pool).await?;
     rows.iter().map(stored_event).collect()
+}
+
+/// An event as fan-out and redelivery see it: where it is, its id and its name.
+#[derive(Debug, Clone)]
+pub struct EventRef {
+    /// Position in the outbox.
+    pub seq: i64,
+    /// Stable id (the `webhook-id` of its deliveries).
+    pub id: String,
+    /// Event name.
+    pub event_type: String,
+}
+
+fn event_ref(r: &sqlx::any::AnyRow) -> Result<EventRef, StoreError> {
+    use sqlx::Row;
+    Ok(EventRef { seq: r.try_get("seq")?, id: r.try_get("id")?, event_type: r.try_get("event_type")? })
+}
+
+/// Returns the position the next event written will have at least (a webhook endpoint
+/// registered now receives the events from there on).
+pub async fn next_seq(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox_events").fetch_one(conn).await?)
+}
+
+/// Returns event `id`, if there is one.
+pub async fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<EventRef>, StoreError> {
+    let row = sqlx::query("SELECT seq, id, event_type FROM outbox_events WHERE id = $1").bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(event_ref).transpose()
+}
+
+/// [`find`] for a redelivery: on PostgreSQL the event row is held (`FOR SHARE`) until the
+/// caller's transaction ends, so the pruning of unpaid checkouts, which locks the events it
+/// may delete ([`lock_for_delete`]), either sees the new pending delivery and keeps the
+/// event, or has deleted it and the redelivery finds nothing (404). SQLite's write gate
+/// serializes the two already.
+pub async fn find_held(conn: &mut AnyConnection, id: &str, backend: super::Backend) -> Result<Option<EventRef>, StoreError> {
+    let hold = if backend == super::Backend::Postgres { " FOR SHARE" } else { "" };
+    let row = sqlx::query(&format!("SELECT seq, id, event_type FROM outbox_events WHERE id = $1{hold}")).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(event_ref).transpose()
+}
+
+/// Locks the events among `ids` for the caller's transaction on PostgreSQL (`FOR UPDATE`),
+/// before [`unfinished`] decides which may be deleted (see [`find_held`]).
+pub async fn lock_for_delete(conn: &mut AnyConnection, ids: &[String], backend: super::Backend) -> Result<(), StoreError> {
+    if backend != super::Backend::Postgres || ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<super::bulk::Value> = ids.iter().map(|id| super::bulk::Value::Text(id.clone())).collect();
+    super::bulk::fetch_in(conn, "SELECT id FROM outbox_events WHERE id IN", "ORDER BY id FOR UPDATE", &[], &ids).await?;
+    Ok(())
+}
+
+/// Returns whether some event is not yet fanned out into webhook deliveries (a read: an
+/// idle poll takes no write lock).
+pub async fn any_unfanned(db: &Db) -> Result<bool, StoreError> {
+    let waiting: Option<i64> = sqlx::query_scalar("SELECT seq FROM outbox_events WHERE fanned_out = 0 LIMIT 1").fetch_optional(db.pool()).await?;
+    Ok(waiting.is_some())
+}
+
+/// Returns up to `limit` events not yet fanned out, up to position `settled`, in order.
+pub async fn unfanned(conn: &mut AnyConnection, settled: i64, limit: i64) -> Result<Vec<EventRef>, StoreError> {
+    let rows = sqlx::query("SELECT seq, id, event_type FROM outbox_events WHERE fanned_out = 0 AND seq <= $1 ORDER BY seq LIMIT $2")
+        .bind(settled)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(event_ref).collect()
+}
+
+/// Flags the events at positions `seqs` as fanned out.
+pub async fn mark_fanned_out(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), StoreError> {
+    let seqs: Vec<super::bulk::Value> = seqs.iter().map(|&s| super::bulk::Value::I64(s)).collect();
+    super::bulk::execute_in(conn, "UPDATE outbox_events SET fanned_out = 1 WHERE seq IN", "", &[], &seqs).await?;
+    Ok(())
+}
+
+/// Returns the events among `ids` whose webhooks are not finished: not fanned out yet, or
+/// with a delivery still pending (retried on its schedule). Such an event, and what it
+/// reports, is kept until its deliveries end.
+pub async fn unfinished(conn: &mut AnyConnection, ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+    let ids: Vec<super::bulk::Value> = ids.iter().map(|id| super::bulk::Value::Text(id.clone())).collect();
+    let rows = super::bulk::fetch_in(conn, UNFINISHED, "", &[], &ids).await?;
+    rows.iter().map(|r| Ok(sqlx::Row::try_get::<String, _>(r, "id")?)).collect()
+}
+
+/// Events not yet fanned out, or with a pending delivery, among an `IN` list that follows.
+/// The pending state is spelled as the partial indexes of `webhook_deliveries` spell it.
+const UNFINISHED: &str = "SELECT o.id FROM outbox_events o WHERE (o.fanned_out = 0 OR EXISTS \
+    (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND d.status = 'pending')) AND o.id IN";
+
+/// Deletes the events among `ids` whose webhooks are finished (fanned out, and no delivery
+/// pending: each was delivered, given up or canceled); returns how many went. The pruning
+/// of unpaid checkouts deletes their `checkout.created` this way.
+pub async fn delete_finished(conn: &mut AnyConnection, ids: &[String]) -> Result<u64, StoreError> {
+    let ids: Vec<super::bulk::Value> = ids.iter().map(|id| super::bulk::Value::Text(id.clone())).collect();
+    super::bulk::execute_in(
+        conn,
+        "DELETE FROM outbox_events WHERE fanned_out = 1 AND NOT EXISTS \
+         (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = outbox_events.id AND d.status = 'pending') AND id IN",
+        "",
+        &[],
+        &ids,
+    )
+    .await
 }
 
 #[cfg(test)]

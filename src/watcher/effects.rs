@@ -1,20 +1,20 @@
 //! What a pass writes, computed without the database: matching logs to orders, the
-//! payment rows, and the `payment.*` events (their `data` fields in the order the stored
-//! JSON has always had them: sorted).
+//! payment rows, and the `payment.*` events.
 
 use std::collections::HashMap;
 
-use alloy::primitives::{Address, B256};
-use serde::Serialize;
+use alloy::primitives::B256;
 
-use super::store::{NewPayment, StoredOrder, StoredPayment};
 use crate::{
     billing::activation::{Cause, PaidOrder, revised},
     chain::paid_log::{PaidLog, payment_key},
-    events::EventType,
-    ids::{CheckoutId, OrderId},
+    events::{EventType, PaymentConfirmed, PaymentDetected, PaymentReorged},
+    ids::OrderId,
     states::PaymentStatus,
-    store::outbox::{self, NewEvent},
+    store::{
+        ledger::{NewPayment, StoredOrder, StoredPayment},
+        outbox::{self, NewEvent},
+    },
 };
 
 /// Returns the order a log pays, or `None` with the reason it matches none. `paid_by` holds
@@ -77,50 +77,29 @@ pub(super) fn new_payments(
         .collect()
 }
 
-#[derive(Serialize)]
-struct DetectedData<'a> {
-    amount: String,
-    block_hash: B256,
-    block_number: u64,
-    checkout_id: Option<&'a CheckoutId>,
-    confirmations_required: u64,
-    order_id: OrderId,
-    payer: Address,
-    payment: &'a str,
-    periods: u32,
-    plan_id: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    token: Address,
-    tx_hash: B256,
-}
-
 /// Returns `payment.detected` for a recorded payment, and `payment.unmatched` after it
 /// when it pays no order.
 pub(super) fn detected_events(chain_id: u64, p: &NewPayment, confirmations: u64, out: &mut Vec<NewEvent>) {
     let (log, e) = (&p.log, &p.log.event);
     let key = payment_key(chain_id, log.tx_hash, log.log_index);
-    let mut data = DetectedData {
+    let data = PaymentDetected {
         amount: e.amount.to_string(),
         block_hash: log.block_hash,
         block_number: log.block_number,
-        checkout_id: p.checkout_id.as_ref(),
+        checkout_id: p.checkout_id.clone(),
         confirmations_required: confirmations,
         order_id: OrderId::from(e.orderId),
         payer: e.payer,
-        payment: &key,
+        payment: key.clone(),
         periods: e.periods,
         plan_id: e.planId,
-        reason: None,
         token: e.token,
         tx_hash: log.tx_hash,
     };
-    let detected = EventType::PaymentDetected;
-    out.push(NewEvent::new(outbox::event_id(&[detected.as_str(), &key, &log.block_hash.to_string()]), detected, &data));
-    if let Some(reason) = p.unmatched_reason {
-        data.reason = Some(reason);
-        let unmatched = EventType::PaymentUnmatched;
-        out.push(NewEvent::new(outbox::event_id(&[unmatched.as_str(), &key]), unmatched, &data));
+    let unmatched = p.unmatched_reason.map(|reason| data.unmatched(reason));
+    out.push(NewEvent::new(outbox::event_id(&[EventType::PaymentDetected.as_str(), &key, &log.block_hash.to_string()]), data));
+    if let Some(data) = unmatched {
+        out.push(NewEvent::new(outbox::event_id(&[EventType::PaymentUnmatched.as_str(), &key]), data));
     }
 }
 
@@ -160,6 +139,7 @@ pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> 
         plan_id: p.plan_id,
         periods: p.periods,
         token: p.token,
+        usd: p.usd.as_ref().map(|u| u.usd_value),
     })
 }
 
@@ -168,65 +148,38 @@ pub(super) fn cause_of(p: &StoredPayment) -> Cause {
     Cause { order_id: p.order_id, checkout_id: p.checkout_id.clone(), tx_hash: p.tx_hash }
 }
 
-#[derive(Serialize)]
-struct ConfirmedData<'a> {
-    block_number: u64,
-    checkout_id: Option<&'a CheckoutId>,
-    confirmations: u64,
-    order_id: OrderId,
-    payer: Address,
-    payment: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rate_usd: Option<&'a str>,
-    tx_hash: B256,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usd_value: Option<String>,
-}
-
 /// Returns `payment.confirmed` for `c`.
 pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u64) -> NewEvent {
     let key = payment_key(chain_id, c.tx_hash, c.log_index);
-    let data = ConfirmedData {
+    let id = outbox::event_id(&revised(&[EventType::PaymentConfirmed.as_str(), &key], c.revision));
+    let data = PaymentConfirmed {
         block_number: c.block_number,
-        checkout_id: c.checkout_id.as_ref(),
+        checkout_id: c.checkout_id.clone(),
         confirmations,
         order_id: c.order_id,
         payer: c.payer,
-        payment: &key,
-        rate_usd: c.usd.as_ref().map(|u| u.rate_usd.as_str()),
+        payment: key,
+        rate_usd: c.usd.as_ref().map(|u| u.rate_usd.clone()),
         tx_hash: c.tx_hash,
         usd_value: c.usd.as_ref().map(|u| u.usd_value()),
     };
-    let confirmed = EventType::PaymentConfirmed;
-    NewEvent::new(outbox::event_id(&revised(&[confirmed.as_str(), &key], c.revision)), confirmed, &data)
-}
-
-#[derive(Serialize)]
-struct ReorgedData<'a> {
-    after_confirmation: bool,
-    block_hash: B256,
-    block_number: u64,
-    checkout_id: Option<&'a CheckoutId>,
-    order_id: OrderId,
-    payer: Address,
-    payment: &'a str,
-    tx_hash: B256,
+    NewEvent::new(id, data)
 }
 
 /// Returns `payment.reorged` for a payment a reorg removed: a detected one at once, a
 /// confirmed one (`after_confirmation`) once the new branch is `N` deep without it.
 pub(super) fn reorged_event(chain_id: u64, p: &StoredPayment, after_confirmation: bool) -> NewEvent {
     let key = payment_key(chain_id, p.tx_hash, p.log_index);
-    let data = ReorgedData {
+    let id = outbox::event_id(&[EventType::PaymentReorged.as_str(), &key, &p.block_hash.to_string()]);
+    let data = PaymentReorged {
         after_confirmation,
         block_hash: p.block_hash,
         block_number: p.block_number,
-        checkout_id: p.checkout_id.as_ref(),
+        checkout_id: p.checkout_id.clone(),
         order_id: p.order_id,
         payer: p.payer,
-        payment: &key,
+        payment: key,
         tx_hash: p.tx_hash,
     };
-    let reorged = EventType::PaymentReorged;
-    NewEvent::new(outbox::event_id(&[reorged.as_str(), &key, &p.block_hash.to_string()]), reorged, &data)
+    NewEvent::new(id, data)
 }

@@ -34,9 +34,8 @@ use crate::{
 
 mod effects;
 mod reorgs;
-mod store;
 
-use store::{BlockRow, PassTx, StoredPayment};
+use crate::store::ledger::{self, BlockRow, PassTx, StoredPayment};
 
 /// Logs the time since `t` for one phase of a pass at debug level
 /// (`RUST_LOG=tmai_pay::watcher::phases=debug`), then restarts `t`.
@@ -232,7 +231,7 @@ impl Watcher {
         // outside the transaction (only this watcher writes them; the transaction checks
         // the cursor again), so no write waits on these RPC round trips.
         let mut t = std::time::Instant::now();
-        let (cursor, stored) = store::position(&self.db, chain).await?;
+        let (cursor, stored) = ledger::position(&self.db, chain).await?;
         let fork = self.find_fork(&stored).await?;
         let mut next = cursor.unwrap_or(self.config.start_block);
         if let Some(fork) = fork {

@@ -8,16 +8,16 @@ use alloy::{
     providers::Provider,
 };
 
-use super::{
-    Known, WatchError, Watcher, effects,
-    store::{self, Move, PassTx, Reversal, StoredPayment},
-};
+use super::{Known, WatchError, Watcher, effects};
 use crate::{
     billing::{activation, reversal},
     chain::paid_log::PaidLog,
     ids::OrderId,
     states::PaymentStatus,
-    store::outbox::NewEvent,
+    store::{
+        ledger::{self, Move, PassTx, Reversal, StoredPayment},
+        outbox::NewEvent,
+    },
 };
 
 impl Watcher {
@@ -114,14 +114,14 @@ impl Watcher {
             };
             let vanished = reversal::Vanished { wallet: p.payer, periods: p.periods, payment_key: &key, cause: effects::cause_of(p), revision: p.revision };
             let paid = reversal::Bought {
-                kind: b.kind.clone(),
+                kind: b.kind,
                 plan_id: b.plan_id,
                 new_expires_at: b.new_expires_at,
                 credit_seconds: b.credit_seconds,
                 previous: b.previous.clone(),
             };
             let out = reversal::take_back(&self.catalog, &vanished, &paid, current, now);
-            (reversal.kind, reversal.plan_id, reversal.activated_expires_at) = (Some(b.kind.clone()), Some(b.plan_id), Some(b.new_expires_at));
+            (reversal.kind, reversal.plan_id, reversal.activated_expires_at) = (Some(b.kind), Some(b.plan_id), Some(b.new_expires_at));
             (reversal.expires_before, reversal.expires_after) = (Some(current.expires_at), Some(out.after.expires_at));
             reversals.push(reversal);
             writes.jobs.push(out.job);
@@ -175,7 +175,7 @@ impl Watcher {
                 continue;
             }
             let mut detected = Vec::with_capacity(1);
-            let row = store::NewPayment {
+            let row = ledger::NewPayment {
                 log: log.clone(),
                 matched_order: p.matched_order,
                 unmatched_reason: None,

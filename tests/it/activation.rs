@@ -5,9 +5,11 @@ use alloy::primitives::Address;
 use tmai_pay::{
     billing::{
         activation::{self, ChangeKind, Subscription, plan_change},
-        plans::{Catalog, MONTH_SECS, PlanConfig, YEAR_SECS},
+        plans::{Catalog, MONTH_SECS, YEAR_SECS},
     },
     chain::deployment::TokenInfo,
+    config::PlanConfig,
+    money::Usd,
 };
 
 use crate::{
@@ -42,13 +44,14 @@ fn subscription(plan_id: u32, tier: u8, expires_at: u64) -> Subscription {
         next_plan_id: None,
         next_expires_at: None,
         comp_seconds: 0,
+        paid_rate: None,
     }
 }
 
 #[test]
 fn a_first_payment_activates_for_the_periods_bought() {
     let c = catalog();
-    let change = plan_change(None, &c, WALLET, c.get(13).unwrap(), 2, TMAI, NOW);
+    let change = plan_change(None, &c, WALLET, c.get(13).unwrap(), 2, usd("980"), NOW);
     assert_eq!(change.kind, ChangeKind::Activated);
     assert_eq!(change.after.expires_at, NOW + 2 * YEAR_SECS);
     assert_eq!(change.after.tier, 3);
@@ -58,59 +61,68 @@ fn a_first_payment_activates_for_the_periods_bought() {
 fn a_renewal_extends_from_the_later_of_now_and_expiry() {
     let c = catalog();
     let early = subscription(1, 1, NOW + 10 * 86_400);
-    assert_eq!(plan_change(Some(&early), &c, WALLET, c.get(1).unwrap(), 1, USD, NOW).after.expires_at, NOW + 10 * 86_400 + MONTH_SECS);
+    assert_eq!(plan_change(Some(&early), &c, WALLET, c.get(1).unwrap(), 1, list_worth(&c, 1, 1), NOW).after.expires_at, NOW + 10 * 86_400 + MONTH_SECS);
     let lapsed = subscription(1, 1, NOW - 5);
-    let change = plan_change(Some(&lapsed), &c, WALLET, c.get(1).unwrap(), 1, USD, NOW);
+    let change = plan_change(Some(&lapsed), &c, WALLET, c.get(1).unwrap(), 1, list_worth(&c, 1, 1), NOW);
     assert_eq!(change.kind, ChangeKind::Activated);
     assert_eq!(change.after.expires_at, NOW + MONTH_SECS);
 }
 
+/// `periods` of plan `id` at its list price (the test catalog's card prices).
+fn list_worth(c: &Catalog, id: u32, periods: u32) -> Usd {
+    c.get(id).unwrap().list_worth().unwrap().checked_mul(periods).unwrap()
+}
+
+fn usd(text: &str) -> Usd {
+    Usd::parse(text).unwrap()
+}
+
 #[test]
 fn an_upgrade_credits_unused_time_by_price_to_the_second() {
-    // Basic (80 TMAI / 30 d) with 12 days left, upgraded to Premium (400 TMAI / 30 d):
-    // 12 d × (80/400) = 2.4 d = 207,360 s of Premium.
+    // Basic ($9 / 30 d, a row with no paid rate: its list price) with 12 days left,
+    // upgraded to Premium ($49 / 30 d): 12 d × 9/49 = 190,432.6… s of Premium.
     let c = catalog();
     let current = subscription(1, 1, NOW + 12 * 86_400);
-    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, TMAI, NOW);
+    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, list_worth(&c, 3, 1), NOW);
     assert_eq!(change.kind, ChangeKind::Upgraded);
-    assert_eq!(change.credit_seconds, 207_360);
-    assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 207_360);
+    assert_eq!(change.credit_seconds, 190_432);
+    assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 190_432);
     assert_eq!(change.after.tier, 3);
 
-    // Premium monthly (400/30 d) → VIP (800/30 d) with 1,000,001 s left: floor(1,000,001/2).
+    // Premium monthly ($49 / 30 d) → VIP ($99 / 30 d) with 1,000,001 s left: × 49/99.
     let premium = subscription(3, 3, NOW + 1_000_001);
-    assert_eq!(plan_change(Some(&premium), &c, WALLET, c.get(4).unwrap(), 1, TMAI, NOW).credit_seconds, 500_000);
+    assert_eq!(plan_change(Some(&premium), &c, WALLET, c.get(4).unwrap(), 1, list_worth(&c, 4, 1), NOW).credit_seconds, 494_949);
 
     // Across periods, in USD: Premium yearly (490 USD / 365 d) → VIP monthly (99 USD / 30 d),
     // 100 days left: 8,640,000 × 490 × 2,592,000 / (31,536,000 × 99) = 3,514,819.4… → 3,514,819.
     let yearly = subscription(13, 3, NOW + 100 * 86_400);
-    assert_eq!(plan_change(Some(&yearly), &c, WALLET, c.get(4).unwrap(), 1, USD, NOW).credit_seconds, 3_514_819);
+    assert_eq!(plan_change(Some(&yearly), &c, WALLET, c.get(4).unwrap(), 1, list_worth(&c, 4, 1), NOW).credit_seconds, 3_514_819);
 }
 
 #[test]
 fn an_upgrade_credits_paid_time_at_price_and_carries_comp_time_over() {
     // Basic with 12 days left, of which the last 5 were comped: only the 7 paid days are
-    // credited at 80/400 (7 d × 0.2 = 120,960 s); the 5 comp days carry over as they are.
+    // credited at 9/49 (111,085.7… s); the 5 comp days carry over as they are.
     let c = catalog();
     let mut current = subscription(1, 1, NOW + 12 * 86_400);
     current.comp_seconds = 5 * 86_400;
-    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, TMAI, NOW);
+    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, list_worth(&c, 3, 1), NOW);
     assert_eq!(change.kind, ChangeKind::Upgraded);
-    assert_eq!(change.credit_seconds, 120_960);
+    assert_eq!(change.credit_seconds, 111_085);
     assert_eq!(change.after.comp_seconds, 5 * 86_400);
-    assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 120_960 + 5 * 86_400);
+    assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 111_085 + 5 * 86_400);
 
     // Less time left than was comped: all of what is left is comp, nothing is credited.
     current.expires_at = NOW + 2 * 86_400;
-    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, TMAI, NOW);
+    let change = plan_change(Some(&current), &c, WALLET, c.get(3).unwrap(), 1, list_worth(&c, 3, 1), NOW);
     assert_eq!((change.credit_seconds, change.after.comp_seconds), (0, 2 * 86_400));
     assert_eq!(change.after.expires_at, NOW + MONTH_SECS + 2 * 86_400);
 
     // A renewal keeps the comp time; a fresh activation has none.
     current.expires_at = NOW + 12 * 86_400;
-    let renewed = plan_change(Some(&current), &c, WALLET, c.get(1).unwrap(), 1, TMAI, NOW);
+    let renewed = plan_change(Some(&current), &c, WALLET, c.get(1).unwrap(), 1, list_worth(&c, 1, 1), NOW);
     assert_eq!((renewed.kind, renewed.after.comp_seconds), (ChangeKind::Renewed, 5 * 86_400));
-    assert_eq!(plan_change(None, &c, WALLET, c.get(1).unwrap(), 1, TMAI, NOW).after.comp_seconds, 0);
+    assert_eq!(plan_change(None, &c, WALLET, c.get(1).unwrap(), 1, list_worth(&c, 1, 1), NOW).after.comp_seconds, 0);
 }
 
 #[test]
@@ -118,16 +130,55 @@ fn an_upgrade_from_a_trial_credits_nothing() {
     let c = catalog();
     let mut trial = subscription(1, 1, NOW + 5 * 86_400);
     trial.status = "trialing".parse().unwrap();
-    let change = plan_change(Some(&trial), &c, WALLET, c.get(3).unwrap(), 1, Address::ZERO, NOW);
+    let change = plan_change(Some(&trial), &c, WALLET, c.get(3).unwrap(), 1, list_worth(&c, 3, 1), NOW);
     assert_eq!((change.kind, change.credit_seconds), (ChangeKind::Upgraded, 0));
     assert_eq!((change.after.status.as_str(), change.after.expires_at), ("active", NOW + MONTH_SECS));
+}
+
+/// The review's case: Premium yearly ($490), then one Premium monthly ($49, which makes
+/// the monthly plan the current one), then VIP monthly. The remaining time is worth what
+/// was paid for it, at most the yearly price per second, not the monthly plan's.
+#[test]
+fn upgrade_credit_is_worth_what_was_paid_not_the_last_plan_bought() {
+    let c = catalog();
+    let yearly = plan_change(None, &c, WALLET, c.get(13).unwrap(), 1, usd("490"), NOW);
+    let later = NOW + 5 * 86_400;
+    let renewed = plan_change(Some(&yearly.after), &c, WALLET, c.get(3).unwrap(), 1, usd("49"), later);
+    assert_eq!((renewed.kind, renewed.after.plan_id), (ChangeKind::Renewed, 3));
+    let upgraded = plan_change(Some(&renewed.after), &c, WALLET, c.get(4).unwrap(), 1, usd("99"), later);
+    let left = renewed.after.expires_at - later;
+    assert_eq!(left, 390 * 86_400);
+    // At the lowest price paid ($490 / 365 d): 390 d × (490/365) / (99/30) = 158.7… days.
+    let fair = u64::try_from(u128::from(left) * 490 * u128::from(MONTH_SECS) / (u128::from(YEAR_SECS) * 99)).unwrap();
+    assert_eq!(upgraded.credit_seconds, fair);
+    // What the monthly rate would have given: 390 d × 49/99 = 193 days.
+    let at_monthly = left * 49 / 99;
+    assert!(at_monthly - upgraded.credit_seconds > 34 * 86_400, "{} vs {at_monthly}", upgraded.credit_seconds);
+    // The credited time keeps the price it was converted at; the VIP month its own.
+    assert_eq!(upgraded.after.paid_rate, c.get(4).unwrap().list_rate());
+}
+
+/// A TMAI payment's discount is not credited as money: a plan whose TMAI price is 20 %
+/// off is worth 80 % of its dollar price when paid in TMAI.
+#[test]
+fn the_tmai_discount_is_not_credited() {
+    let mut configs = plan_configs();
+    configs[0].tmai_discount_percent = Some(20);
+    let c = Catalog::new(&configs, &tokens()).unwrap();
+    let basic = c.get(1).unwrap();
+    assert_eq!(c.token_payment_worth(basic, 2, TMAI), usd("14.40"));
+    assert_eq!(c.token_payment_worth(basic, 2, USD), usd("18"));
+    let change = plan_change(None, &c, WALLET, basic, 1, c.token_payment_worth(basic, 1, TMAI), NOW);
+    let credit = plan_change(Some(&change.after), &c, WALLET, c.get(3).unwrap(), 0, Usd::ZERO, NOW).credit_seconds;
+    // 30 days at $7.20 are worth 30 × 7.2/49 days of Premium.
+    assert_eq!(credit, MONTH_SECS * 72 / 490);
 }
 
 #[test]
 fn a_downgrade_is_scheduled_for_the_end_of_the_period() {
     let c = catalog();
     let current = subscription(4, 4, NOW + 20 * 86_400);
-    let change = plan_change(Some(&current), &c, WALLET, c.get(2).unwrap(), 3, TMAI, NOW);
+    let change = plan_change(Some(&current), &c, WALLET, c.get(2).unwrap(), 3, list_worth(&c, 2, 3), NOW);
     assert_eq!(change.kind, ChangeKind::DowngradeScheduled);
     assert_eq!((change.after.tier, change.after.expires_at), (4, NOW + 20 * 86_400));
     assert_eq!(change.after.next_plan_id, Some(2));
@@ -203,6 +254,6 @@ fn a_processor_price_id_names_its_plan() {
 #[test]
 fn prices_are_kept_in_the_tokens_smallest_unit() {
     let c = catalog();
-    assert_eq!(c.get(3).unwrap().price(TMAI, 2), Some(units(800, 18)));
-    assert_eq!(c.get(3).unwrap().price(USD, 1), Some(units(49, 6)));
+    assert_eq!(c.get(3).unwrap().price(TMAI, 2).map(|p| p.units()), Some(units(800, 18)));
+    assert_eq!(c.get(3).unwrap().price(USD, 1).map(|p| p.units()), Some(units(49, 6)));
 }

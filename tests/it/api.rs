@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alloy::{
     network::EthereumWallet,
-    providers::{Provider, ProviderBuilder},
+    providers::{DynProvider, Provider, ProviderBuilder},
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -54,13 +54,24 @@ impl App {
 
     /// Spawns the API with the state adjusted by `configure` (clock, webhook and card settings).
     pub(crate) async fn spawn_configured(kind: DbKind, http: HttpSettings, configure: impl FnOnce(AppState) -> AppState) -> Self {
+        Self::spawn_through(kind, http, |h| h.rpc.clone(), configure).await
+    }
+
+    /// Spawns the API reading the chain through the provider `provider` makes (a proxy in
+    /// front of the harness's anvil, say), with the state adjusted by `configure`.
+    pub(crate) async fn spawn_through(
+        kind: DbKind,
+        http: HttpSettings,
+        provider: impl FnOnce(&Harness) -> DynProvider,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let h = Harness::start(kind).await;
         let cancel = CancellationToken::new();
         let d = h.chain.deployment.clone();
         let mut http = http;
         http.public_rpc_url = Some(h.chain.anvil.endpoint());
         let state =
-            AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, h.rpc.clone(), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
+            AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, provider(&h), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
         let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -124,7 +135,7 @@ impl App {
     }
 }
 
-fn checkout_body(app: &App, wallet: usize) -> Value {
+pub(crate) fn checkout_body(app: &App, wallet: usize) -> Value {
     json!({ "plan_id": 3, "token": "TMAI", "wallet": app.wallet(wallet), "periods": 1 })
 }
 
@@ -392,7 +403,7 @@ impl App {
     }
 }
 
-fn fetch_quote(app: &App, checkout: &Value) -> tmai_pay::billing::quotes::IssuedQuote {
+pub(crate) fn fetch_quote(app: &App, checkout: &Value) -> tmai_pay::billing::quotes::IssuedQuote {
     let q = &checkout["quote"];
     tmai_pay::billing::quotes::IssuedQuote {
         checkout_id: checkout["id"].as_str().unwrap().parse().unwrap(),
@@ -599,7 +610,7 @@ on_both_databases!(event_streams_are_capped_and_end_at_their_lifetime);
 
 /// A paid checkout whose effect is a scheduled downgrade never gets a badge job: its stream
 /// ends at `active` with `done`, and a reconnection is told 204 (nothing more will come).
-async fn a_downgrade_checkouts_stream_ends_when_the_plan_is_active(kind: DbKind) {
+pub(crate) async fn a_downgrade_checkouts_stream_ends_when_the_plan_is_active(kind: DbKind) {
     // Arrange: wallet 5 holds Premium
     let app = App::spawn(kind).await;
     let premium = app.h.quote(5, 3, "TMAI", 1).await;
@@ -629,6 +640,7 @@ async fn a_downgrade_checkouts_stream_ends_when_the_plan_is_active(kind: DbKind)
     assert_eq!(app.count("SELECT COUNT(*) FROM activations WHERE kind = 'subscription.downgrade_scheduled'").await, 1);
     let reconnect = app.client.get(&url).header("last-event-id", "3").send().await.unwrap();
     assert_eq!(reconnect.status().as_u16(), 204, "a reconnection to a finished checkout");
+    crate::event_schemas::check_outbox(&app.h.test_db.db).await;
 }
 on_both_databases!(a_downgrade_checkouts_stream_ends_when_the_plan_is_active);
 

@@ -1,7 +1,10 @@
 //! Sign-In with Ethereum and membership tokens on a real anvil and a real database: plain
 //! keys, a deployed ERC-1271 wallet and a not-yet-deployed ERC-6492 one; each refused
 //! input; the token checked by an independent library (npm `jose`) against the served
-//! JWKS; key rotation.
+//! JWKS; key rotation. What sign-in may cost the node and the tables is in [`budget`].
+
+mod budget;
+mod sessions;
 
 use alloy::{
     primitives::{Address, B256, Bytes, keccak256},
@@ -12,13 +15,12 @@ use alloy::{
 use serde_json::{Value, json};
 use tmai_pay::{
     auth::{
-        AuthService, AuthSettings,
-        settings::SigningKeyConfig,
+        AuthService,
         signature::ERC6492_SUFFIX,
         tokens::{TokenKeys, generate_pem},
     },
     chain::devnet,
-    config::HttpSettings,
+    config::{AuthSettings, HttpSettings, SigningKeyConfig},
 };
 
 use crate::{
@@ -34,7 +36,7 @@ sol!(
     "contracts/artifacts/TestSmartWalletFactory.json"
 );
 
-const ORIGIN: &str = "https://shop.example";
+pub(crate) const ORIGIN: &str = "https://shop.example";
 
 /// Auth settings for the tests: one origin, one fresh key (and an older retired one).
 pub(crate) fn auth_settings(extra_origin: Option<&str>) -> AuthSettings {
@@ -125,7 +127,7 @@ pub(crate) async fn verify(app: &App, text: &str, signature: &str) -> (u16, Valu
 }
 
 /// Makes wallet `index` a Premium member by a real payment.
-async fn pay_premium(app: &App, index: usize) {
+pub(crate) async fn pay_premium(app: &App, index: usize) {
     let quote = app.h.quote(index, 3, "TMAI", 1).await;
     app.h.pay(index, &quote).await;
     app.h.mine(CONFIRMATIONS).await;
@@ -160,8 +162,8 @@ async fn a_member_signs_in_and_the_token_verifies_elsewhere(kind: DbKind) {
     assert_eq!((membership["tier"].as_u64(), membership["plan_id"].as_u64(), membership["status"].as_str()), (Some(3), Some(3), Some("active")));
     let period_end = membership["period_end"].as_u64().unwrap();
     let expires_at = membership["expires_at"].as_u64().unwrap();
-    assert!(expires_at <= period_end && expires_at <= now + AuthSettings::default().session_secs + 5, "{membership}");
-    assert!(cookie.starts_with("tmai_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(expires_at <= period_end && expires_at <= now + AuthSettings::default().token_secs + 5, "{membership}");
+    assert!(cookie.starts_with("__Host-tmai_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(cookie.contains("; Secure"), "an https origin gets a Secure cookie: {cookie}");
     let token = body["token"].as_str().unwrap();
 

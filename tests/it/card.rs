@@ -28,13 +28,13 @@ fn signature(body: &[u8], secret: &str, t: u64) -> String {
     format!("t={t},v1={}", alloy::hex::encode(mac.finalize().into_bytes()))
 }
 
-struct Card {
-    app: App,
-    clock: Clock,
+pub(crate) struct Card {
+    pub(crate) app: App,
+    pub(crate) clock: Clock,
 }
 
 impl Card {
-    async fn spawn(kind: DbKind) -> Self {
+    pub(crate) async fn spawn(kind: DbKind) -> Self {
         Self::spawn_with(kind, Some(SECRET)).await
     }
 
@@ -50,7 +50,7 @@ impl Card {
     }
 
     /// Posts `event` signed now with the endpoint secret.
-    async fn send(&self, event: &Value) -> (u16, Value) {
+    pub(crate) async fn send(&self, event: &Value) -> (u16, Value) {
         let body = event.to_string();
         let header = signature(body.as_bytes(), SECRET, self.clock.now());
         self.send_raw(body, Some(header)).await
@@ -78,7 +78,7 @@ impl Card {
     }
 
     /// (status, tier, expires_at, started_at) of `wallet`'s subscription.
-    async fn subscription(&self, wallet: &str) -> (String, i64, u64, u64) {
+    pub(crate) async fn subscription(&self, wallet: &str) -> (String, i64, u64, u64) {
         let wallet: alloy::primitives::Address = wallet.parse().unwrap();
         let row = sqlx::query("SELECT status, tier, expires_at, started_at FROM subscriptions WHERE wallet = $1")
             .bind(wallet.to_vec())
@@ -94,7 +94,7 @@ impl Card {
     }
 
     /// The badge jobs as (action, tier, expires_at), in order.
-    async fn badge_jobs(&self) -> Vec<(String, i64, u64)> {
+    pub(crate) async fn badge_jobs(&self) -> Vec<(String, i64, u64)> {
         sqlx::query("SELECT action, tier, expires_at FROM badge_jobs ORDER BY id")
             .fetch_all(self.app.h.test_db.db.pool())
             .await
@@ -106,7 +106,7 @@ impl Card {
 }
 
 /// The card price of each test plan, in cents (`harness::plan_configs`).
-fn cents(plan_id: u32) -> u64 {
+pub(crate) fn cents(plan_id: u32) -> u64 {
     match plan_id {
         1 => 900,
         2 => 1900,
@@ -125,7 +125,7 @@ fn session(id: &str, wallet: &str, plan_id: Value, subscription: &str) -> Value 
 }
 
 /// A `checkout.session.completed` charged `amount_total` cents, paid.
-fn paid_session(id: &str, wallet: &str, plan_id: u32, subscription: &str, amount_total: u64) -> Value {
+pub(crate) fn paid_session(id: &str, wallet: &str, plan_id: u32, subscription: &str, amount_total: u64) -> Value {
     checkout_event(id, "checkout.session.completed", wallet, json!(plan_id.to_string()), subscription, amount_total, "paid")
 }
 
@@ -204,7 +204,7 @@ fn invoice_event(id: &str, event_type: &str, subscription: &str, reason: &str, p
 /// A card checkout starts the plan's trial (subscription, issue badge job, event), the first
 /// invoice does not extend it, later invoices renew from the later of now and the expiry,
 /// and the processor's deletion cancels without shortening the paid period.
-async fn a_card_checkout_starts_a_trial_renews_and_cancels(kind: DbKind) {
+pub(crate) async fn a_card_checkout_starts_a_trial_renews_and_cancels(kind: DbKind) {
     // Arrange
     let card = Card::spawn(kind).await;
     let wallet = card.app.wallet(1);
@@ -280,6 +280,7 @@ async fn a_card_checkout_starts_a_trial_renews_and_cancels(kind: DbKind) {
     let (status, body) = card.send(&unknown).await;
     assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("unknown_subscription")));
     assert_eq!(card.app.count("SELECT COUNT(*) FROM card_events WHERE event_id = 'evt_del_2' AND outcome = 'unknown_subscription'").await, 1);
+    crate::event_schemas::check_outbox(&card.app.h.test_db.db).await;
 }
 on_both_databases!(a_card_checkout_starts_a_trial_renews_and_cancels);
 
@@ -487,6 +488,16 @@ fn subscription_updated(id: &str, subscription: &str, price: &str, cancel_at_per
 }
 
 impl Card {
+    /// After a renewal invoice paid by a downgrade's proration credit and the reminder
+    /// pass: the plan ended on `tier` with no card renewal granted.
+    pub(crate) async fn assert_the_credit_bought_nothing(&self, wallet: &str, tier: i64) {
+        self.reminder_pass().await;
+        let (_, got, end, _) = self.subscription(wallet).await;
+        assert!(end <= self.clock.now(), "a renewal paid by the downgrade's credit granted time: {end}");
+        assert_eq!(got, tier);
+        assert_eq!(self.app.h.events("subscription.renewed").await.iter().filter(|e| e.payload["data"]["source"] == "card").count(), 0);
+    }
+
     /// The member's subscription as `GET /v1/subscriptions/{wallet}` shows it.
     async fn view(&self, wallet: &str) -> Value {
         let (status, body) = self.app.call("GET", "/v1/subscriptions/{wallet}", &format!("/v1/subscriptions/{wallet}"), None, None).await;
@@ -495,7 +506,7 @@ impl Card {
     }
 
     /// Runs one reminder pass (expiry) on the card clock.
-    async fn reminder_pass(&self) {
+    pub(crate) async fn reminder_pass(&self) {
         let h = &self.app.h;
         let reminders = tmai_pay::billing::reminders::Reminders::new(
             h.test_db.db.clone(),
@@ -582,7 +593,8 @@ async fn only_a_paid_cycle_invoice_at_the_plans_price_renews(kind: DbKind) {
     // Act 3: the processor retries with the cycle as it was charged, in the older API
     // shape (top-level subscription, the line's price object, `proration`), beside a
     // proration line that does not name the plan and moves the total (what a plan change
-    // on the processor's defaults leaves on the next invoice): the plan line is what counts.
+    // on the processor's defaults leaves on the next invoice): the plan line names the
+    // plan, and what was collected for it and the proration buys time at its price.
     let legacy = json!({
         "id": "evt_bad_cycle", "object": "event", "api_version": "2024-06-20", "type": "invoice.paid",
         "data": { "object": {
@@ -598,10 +610,10 @@ async fn only_a_paid_cycle_invoice_at_the_plans_price_renews(kind: DbKind) {
     });
     let (status, body) = card.send(&legacy).await;
 
-    // Assert 3: one VIP period more, from the expiry.
+    // Assert 3: 12000 cents of VIP time more (a period and 2100/9900 of one), from the expiry.
     assert_eq!((status, body["outcome"].as_str()), (200, Some("renewed")), "{body}");
     let (sub_status, tier, end, _) = card.subscription(&wallet).await;
-    assert_eq!((sub_status.as_str(), tier, end), ("active", 4, vip_end + MONTH_SECS));
+    assert_eq!((sub_status.as_str(), tier, end), ("active", 4, vip_end + MONTH_SECS * 12_000 / 9_900));
     assert_eq!(card.app.h.events("subscription.renewed").await.len(), 1);
 }
 on_both_databases!(only_a_paid_cycle_invoice_at_the_plans_price_renews);
@@ -655,7 +667,7 @@ on_both_databases!(a_checkout_session_grants_only_what_was_paid);
 /// A failed renewal makes the subscription `past_due` with `subscription.renewal_failed`;
 /// access runs to the end of the paid period; the retried payment's `subscription_cycle`
 /// invoice makes it active again; unpaid to the end, it expires (reason `renewal_failed`).
-async fn a_failed_card_renewal_is_past_due_until_paid_or_expired(kind: DbKind) {
+pub(crate) async fn a_failed_card_renewal_is_past_due_until_paid_or_expired(kind: DbKind) {
     let card = Card::spawn(kind).await;
     let wallet = card.app.wallet(1);
     assert_eq!(card.send(&paid_session("evt_pd_cs", &wallet, 3, "sub_pd", 4900)).await.0, 200);
@@ -698,6 +710,7 @@ async fn a_failed_card_renewal_is_past_due_until_paid_or_expired(kind: DbKind) {
     let expired = card.app.h.events("subscription.expired").await;
     assert_eq!(expired.len(), 1);
     assert_eq!((expired[0].payload["data"]["reason"].as_str(), expired[0].payload["data"]["expired_at"].as_u64()), (Some("renewal_failed"), Some(renewed_end)));
+    crate::event_schemas::check_outbox(&card.app.h.test_db.db).await;
 }
 on_both_databases!(a_failed_card_renewal_is_past_due_until_paid_or_expired);
 
@@ -705,7 +718,7 @@ on_both_databases!(a_failed_card_renewal_is_past_due_until_paid_or_expired);
 /// higher tier at once with the unused paid time credited at the price ratio, a lower tier
 /// at the end of the period); `cancel_at_period_end` cancels (access to the end) and,
 /// false again, un-cancels; repeating a flag changes nothing.
-async fn a_card_subscription_update_changes_the_plan_and_cancels(kind: DbKind) {
+pub(crate) async fn a_card_subscription_update_changes_the_plan_and_cancels(kind: DbKind) {
     let card = Card::spawn(kind).await;
     let wallet = card.app.wallet(1);
     assert_eq!(card.send(&paid_session("evt_up_cs", &wallet, 3, "sub_up", 4900)).await.0, 200);
@@ -760,6 +773,7 @@ async fn a_card_subscription_update_changes_the_plan_and_cancels(kind: DbKind) {
     assert_eq!((sub_status.as_str(), tier), ("active", 1));
     assert!((now + MONTH_SECS..=now + MONTH_SECS + 2).contains(&end), "{end} vs {now}");
     assert_eq!(card.badge_jobs().await.last().unwrap(), &("update".to_string(), 1, end));
+    crate::event_schemas::check_outbox(&card.app.h.test_db.db).await;
 }
 on_both_databases!(a_card_subscription_update_changes_the_plan_and_cancels);
 
@@ -812,3 +826,182 @@ async fn a_wallet_gets_one_card_trial_ever(kind: DbKind) {
     assert_eq!(card.app.count("SELECT COUNT(*) FROM card_trials").await, 3);
 }
 on_both_databases!(a_wallet_gets_one_card_trial_ever);
+
+/// A one-time (`mode: payment`) Checkout Session paid `amount_total` cents with payment
+/// intent `pi_<id>`, as Stripe sends it.
+pub(crate) fn payment_session(id: &str, wallet: &str, plan_id: u32, amount_total: u64) -> Value {
+    let mut event = checkout_event(id, "checkout.session.completed", wallet, json!(plan_id.to_string()), "", amount_total, "paid");
+    let object = &mut event["data"]["object"];
+    object["mode"] = json!("payment");
+    object["subscription"] = Value::Null;
+    object["invoice"] = Value::Null;
+    object["payment_intent"] = json!(format!("pi_{id}"));
+    event
+}
+
+/// A `charge.refunded` (Stripe's charge object: `amount_refunded` is the total refunded so
+/// far) of the payment intent `pi`.
+fn charge_refunded(id: &str, pi: &str, amount: u64, amount_refunded: u64) -> Value {
+    json!({
+        "id": id, "object": "event", "api_version": "2025-03-31.basil", "type": "charge.refunded",
+        "data": { "object": {
+            "id": format!("ch_{pi}"), "object": "charge", "amount": amount, "amount_captured": amount,
+            "amount_refunded": amount_refunded, "captured": true, "currency": "usd", "paid": true,
+            "payment_intent": pi, "refunded": amount_refunded == amount, "status": "succeeded",
+        }},
+    })
+}
+
+/// A dispute event (`charge.dispute.created` / `.closed`) of the payment intent `pi`.
+fn dispute_event(id: &str, event_type: &str, pi: &str, amount: u64, status: &str) -> Value {
+    json!({
+        "id": id, "object": "event", "api_version": "2025-03-31.basil", "type": event_type,
+        "data": { "object": {
+            "id": format!("dp_{pi}"), "object": "dispute", "amount": amount, "charge": format!("ch_{pi}"),
+            "currency": "usd", "payment_intent": pi, "reason": "fraudulent", "status": status, "is_charge_refundable": false,
+        }},
+    })
+}
+
+/// An `invoice.paid` renewal (older API shape) of `price` whose lines are the plan line at
+/// `line` cents and the proration lines `prorations`, paid `amount_paid` with the customer
+/// balance going from the first to the second of `balance` (negative: credit).
+fn invoice_with_prorations(id: &str, subscription: &str, price: &str, line: u64, prorations: &[i64], amount_paid: u64, balance: (i64, i64)) -> Value {
+    let (starting, ending) = balance;
+    let mut lines = vec![json!({ "id": "il_plan", "object": "line_item", "amount": line, "currency": "usd", "proration": false, "type": "subscription",
+        "price": { "id": price, "object": "price", "unit_amount": line, "currency": "usd" } })];
+    for (i, amount) in prorations.iter().enumerate() {
+        lines.push(json!({ "id": format!("il_pr_{i}"), "object": "line_item", "amount": amount, "currency": "usd", "proration": true, "type": "invoiceitem",
+            "price": { "id": "price_3", "object": "price", "unit_amount": 4900, "currency": "usd" } }));
+    }
+    let total = line as i64 + prorations.iter().sum::<i64>();
+    json!({
+        "id": id, "object": "event", "api_version": "2024-06-20", "type": "invoice.paid",
+        "data": { "object": {
+            "id": format!("in_{id}"), "object": "invoice", "billing_reason": "subscription_cycle", "currency": "usd",
+            "subtotal": total, "total": total, "amount_due": amount_paid, "amount_paid": amount_paid, "tax": null,
+            "starting_balance": starting, "ending_balance": ending, "total_discount_amounts": [],
+            "subscription": subscription, "subscription_details": { "metadata": {} },
+            "lines": { "object": "list", "data": lines },
+        }},
+    })
+}
+
+/// A plan changed at the processor is paid once: a downgrade waits for the period's end
+/// while the processor credits the unused Premium time on the next invoice, so that
+/// renewal, paid by the credit, grants nothing; the next one, paid partly from the credit
+/// balance, grants its period. A same-tier switch to a plan with a higher price per second
+/// does not make the time it holds worth more when it is upgraded later.
+async fn a_plan_changed_at_the_processor_is_paid_once(kind: DbKind) {
+    let card = Card::spawn(kind).await;
+    let wallet = card.app.wallet(1);
+    assert_eq!(card.send(&paid_session("evt_once_cs", &wallet, 3, "sub_once", 4900)).await.0, 200);
+    let (_, _, premium_end, _) = card.subscription(&wallet).await;
+
+    // Ten days in, Basic at the processor: scheduled here, prorated there.
+    card.clock.advance(Duration::from_secs(10 * DAY));
+    let (status, body) = card.send(&subscription_updated("evt_once_dn", "sub_once", "price_1", false, "active")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("downgrade_scheduled")), "{body}");
+
+    // The renewal at the period's end: Basic 900, the unused Premium credited (-3267), the
+    // rest of the period at Basic (+600). Nothing is charged; 1767 stay as credit.
+    card.clock.advance(Duration::from_secs(premium_end - card.clock.now() + 60));
+    let renewal = invoice_with_prorations("evt_once_r1", "sub_once", "price_1", 900, &[-3267, 600], 0, (0, -1767));
+    let (status, body) = card.send(&renewal).await;
+    assert_eq!((status, body["status"].as_str(), body["outcome"].as_str()), (200, Some("acknowledged"), Some("nothing_collected")), "{body}");
+    card.assert_the_credit_bought_nothing(&wallet, 1).await;
+
+    // The next cycle takes 900 of the 1767 credit balance: a Basic period, paid (the plan
+    // had ended, so it starts again).
+    card.clock.advance(Duration::from_secs(MONTH_SECS));
+    let next = invoice_with_prorations("evt_once_r2", "sub_once", "price_1", 900, &[], 0, (-1767, -867));
+    let (status, body) = card.send(&next).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("activated")), "{body}");
+    let now = card.clock.now();
+    let (_, tier, end, _) = card.subscription(&wallet).await;
+    assert_eq!(tier, 1);
+    assert!((now + MONTH_SECS - 1..=now + MONTH_SECS + 1).contains(&end), "{end} vs {now}");
+
+    // A yearly Premium member switches to monthly Premium at the processor (same tier, a
+    // higher price per second), then to VIP: the time left is credited at the yearly price
+    // they paid, not the monthly one.
+    let other = card.app.wallet(2);
+    assert_eq!(card.send(&paid_session("evt_year_cs", &other, 13, "sub_year", 49000)).await.0, 200);
+    let (status, body) = card.send(&subscription_updated("evt_year_m", "sub_year", "price_3", false, "active")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("plan_changed")), "{body}");
+    let (_, _, year_end, _) = card.subscription(&other).await;
+    let (status, body) = card.send(&subscription_updated("evt_year_vip", "sub_year", "price_4", false, "active")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("upgraded")), "{body}");
+    let now = card.clock.now();
+    let credit = card.app.h.events("subscription.upgraded").await.last().unwrap().payload["data"]["credit_seconds"].as_u64().unwrap();
+    let left = u128::from(year_end - now);
+    let at_yearly = u64::try_from(left * 49_000 * u128::from(MONTH_SECS) / (365 * u128::from(DAY) * 9_900)).unwrap();
+    assert!((at_yearly.saturating_sub(20)..=at_yearly).contains(&credit), "credit {credit}, at the yearly price {at_yearly}");
+    assert!(credit < u64::try_from(left * 4_900 / 9_900).unwrap() * 9 / 10, "credited at the monthly price: {credit}");
+    crate::event_schemas::check_outbox(&card.app.h.test_db.db).await;
+}
+on_both_databases!(a_plan_changed_at_the_processor_is_paid_once);
+
+/// A refund at the processor takes back its share of the time the payment bought (rounded
+/// up), cumulatively over partial refunds, and ends the plan when nothing is left; a
+/// dispute takes its share back at once, a won dispute gives it back, a lost one keeps it
+/// taken. Charges no payment here was granted for change nothing.
+async fn refunds_and_disputes_take_back_what_they_paid_for(kind: DbKind) {
+    let card = Card::spawn(kind).await;
+    let wallet = card.app.wallet(1);
+    assert_eq!(card.send(&payment_session("evt_rf", &wallet, 3, 4900)).await.0, 200);
+    let (_, _, end, _) = card.subscription(&wallet).await;
+
+    // Half refunded: half the month comes off.
+    let (status, body) = card.send(&charge_refunded("evt_rf_1", "pi_evt_rf", 4900, 2450)).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("taken_back")), "{body}");
+    let (sub_status, _, half, _) = card.subscription(&wallet).await;
+    assert_eq!((sub_status.as_str(), half), ("active", end - MONTH_SECS / 2));
+    let reversed = card.app.h.events("subscription.reversed").await;
+    assert_eq!(reversed[0].payload["data"]["reason"], "refunded");
+    assert_eq!(reversed[0].payload["data"]["seconds"], MONTH_SECS / 2);
+    assert_eq!(card.badge_jobs().await.last().unwrap(), &("update".to_string(), 3, half));
+    // The same refund again (the processor retries) changes nothing.
+    let (status, body) = card.send(&charge_refunded("evt_rf_1", "pi_evt_rf", 4900, 2450)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")), "{body}");
+
+    // The rest refunded: the plan ends now, the badge is revoked.
+    let (status, body) = card.send(&charge_refunded("evt_rf_2", "pi_evt_rf", 4900, 4900)).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("taken_back")), "{body}");
+    let (sub_status, _, ended, _) = card.subscription(&wallet).await;
+    assert_eq!((sub_status.as_str(), ended), ("expired", card.clock.now()));
+    assert_eq!(card.badge_jobs().await.last().unwrap().0, "revoke");
+    let expired = card.app.h.events("subscription.expired").await;
+    assert_eq!(expired[0].payload["data"]["reason"].as_str(), Some("refunded"));
+    let taken = expired[0].payload["data"]["seconds"].as_u64().unwrap();
+    assert!((MONTH_SECS / 2 - 5..=MONTH_SECS / 2).contains(&taken), "what was left is what came off: {taken}");
+
+    // A charge nobody was granted time for.
+    let (status, body) = card.send(&charge_refunded("evt_rf_x", "pi_elsewhere", 900, 900)).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("unknown_charge")), "{body}");
+
+    // A dispute takes the whole month at once; won, it comes back.
+    let disputed = card.app.wallet(2);
+    assert_eq!(card.send(&payment_session("evt_dp", &disputed, 3, 4900)).await.0, 200);
+    let (_, _, paid_end, _) = card.subscription(&disputed).await;
+    let (status, body) = card.send(&dispute_event("evt_dp_1", "charge.dispute.created", "pi_evt_dp", 4900, "needs_response")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("taken_back")), "{body}");
+    assert_eq!(card.subscription(&disputed).await.0, "expired");
+    card.clock.advance(Duration::from_secs(3 * DAY));
+    let (status, body) = card.send(&dispute_event("evt_dp_2", "charge.dispute.closed", "pi_evt_dp", 4900, "won")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("restored")), "{body}");
+    let now = card.clock.now();
+    let (sub_status, tier, restored, _) = card.subscription(&disputed).await;
+    assert_eq!((sub_status.as_str(), tier, restored), ("active", 3, now + (paid_end - (now - 3 * DAY))));
+
+    // Half disputed and lost: the half stays taken.
+    let lost = card.app.wallet(3);
+    assert_eq!(card.send(&payment_session("evt_dl", &lost, 3, 4900)).await.0, 200);
+    let (_, _, lost_end, _) = card.subscription(&lost).await;
+    assert_eq!(card.send(&dispute_event("evt_dl_1", "charge.dispute.created", "pi_evt_dl", 2450, "needs_response")).await.0, 200);
+    let (status, body) = card.send(&dispute_event("evt_dl_2", "charge.dispute.closed", "pi_evt_dl", 2450, "lost")).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("unchanged")), "{body}");
+    assert_eq!(card.subscription(&lost).await.2, lost_end - MONTH_SECS / 2);
+    crate::event_schemas::check_outbox(&card.app.h.test_db.db).await;
+}
+on_both_databases!(refunds_and_disputes_take_back_what_they_paid_for);

@@ -236,6 +236,15 @@ async fn dev_serves_the_chain_the_api_and_the_page_and_stops_on_ctrl_c() {
     let ops = format!("http://127.0.0.1:{ops_port}");
     let ready = reqwest::get(format!("{ops}/readyz")).await.unwrap().status();
     let public_ready = reqwest::get(format!("{api}/readyz")).await.unwrap().status();
+    // `tmai-pay rates` with the example catalog against the dev chain, before and after a
+    // $50,000 push with `tmai-pay devnet swap`.
+    let example = toolchain().root().join("tmai-pay.example.toml");
+    let rpc = format!("http://127.0.0.1:{port}");
+    let rates_args = ["rates", "--config", example.to_str().unwrap()];
+    let rates_env = [("TMAI_PAY__CHAIN__RPC_URL", rpc.as_str())];
+    let rates = tmai_pay(&rates_args, &rates_env);
+    let swap = tmai_pay(&["devnet", "swap", "--usd", "50000", "--rpc-url", &rpc], &[]);
+    let pushed = tmai_pay(&rates_args, &rates_env);
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
@@ -247,6 +256,30 @@ async fn dev_serves_the_chain_the_api_and_the_page_and_stops_on_ctrl_c() {
     assert!(printed.contains(&fixture.test_wallets[0].private_key.to_string()), "{printed}");
     assert!(printed.contains(&format!("http://127.0.0.1:{http_port}/checkout")), "{printed}");
     assert_eq!(plans["chain"]["checkout"], fixture.checkout.to_string());
+    // The example catalog prices every plan in dollars, in TMAI (the pool's TWAP times
+    // ETH/USD, less the discount) and in USD (the guarded stablecoin), with healthy rates:
+    // dev refreshed the fixtures' feeds, however old they are.
+    for plan in plans["plans"].as_array().unwrap() {
+        let price_usd = plan["price_usd"].as_str().unwrap_or_else(|| panic!("a plan without price_usd: {plan}"));
+        for symbol in ["TMAI", "USD"] {
+            let price = plan["prices"].as_array().unwrap().iter().find(|p| p["token"] == symbol).unwrap_or_else(|| panic!("{plan}"));
+            assert!(price["reason"].is_null() && price["amount"].as_str().is_some_and(|a| a != "0"), "{price}");
+            let source = if symbol == "TMAI" { "uniswap_v3" } else { "stable" };
+            assert_eq!(price["usd"]["source"], source, "{price}");
+            if symbol == "USD" {
+                assert_eq!(price["usd"]["price_usd"], price_usd, "{price}");
+            }
+        }
+    }
+    assert!(printed.contains("tmai-pay devnet swap --usd 50000"), "{printed}");
+    let (rates_out, rates_err) = text(&rates);
+    assert!(rates.status.success(), "{rates_out}{rates_err}");
+    assert!(rates_out.lines().filter(|l| l.ends_with(" ok")).count() == 2 && rates_out.contains("uniswap_v3"), "{rates_out}");
+    let (swap_out, swap_err) = text(&swap);
+    assert!(swap.status.success() && swap_out.contains("bought") && swap_out.contains("TMAI spot $0.1"), "{swap_out}{swap_err}");
+    let (pushed_out, _) = text(&pushed);
+    assert_eq!(pushed.status.code(), Some(1), "a same-block push is refused: {pushed_out}");
+    assert!(pushed_out.contains("manipulated") && pushed_out.lines().any(|l| l.starts_with("USD ") && l.ends_with(" ok")), "{pushed_out}");
     assert_eq!(ready.as_u16(), 200);
     assert_eq!(public_ready.as_u16(), 404, "/readyz is on the operations listener only");
     assert!(printed.contains(&format!("http://127.0.0.1:{ops_port}/metrics")), "{printed}");

@@ -89,7 +89,7 @@ async fn a_later_payment_still_activates(h: &Harness, index: usize) {
     h.catch_up().await;
     assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, before + 1, "a later payment activates");
     let sub = subscription(h, h.wallet(index)).await.expect("the later payment's subscription");
-    assert_ne!(sub.status, "expired");
+    assert_ne!(sub.status, tmai_pay::states::SubscriptionStatus::Expired);
 }
 
 /// Pays, confirms and activates; returns the payment and the subscription it made.
@@ -182,7 +182,7 @@ async fn a_confirmed_payment_mined_again_but_not_yet_deep_waits_without_undoing_
 }
 on_both_databases!(a_confirmed_payment_mined_again_but_not_yet_deep_waits_without_undoing_anything);
 
-async fn a_confirmed_payment_the_chain_drops_is_reported_and_what_it_bought_taken_back(kind: DbKind) {
+pub(crate) async fn a_confirmed_payment_the_chain_drops_is_reported_and_what_it_bought_taken_back(kind: DbKind) {
     // Arrange: wallet 0's only payment, and wallet 1's renewal on top of an older payment
     let h = Harness::start(kind).await;
     let (_, first) = confirmed_payment(&h, 1, 1).await;
@@ -210,7 +210,7 @@ async fn a_confirmed_payment_the_chain_drops_is_reported_and_what_it_bought_take
     assert_eq!(reorged.len(), 2);
     assert!(reorged.iter().all(|e| e.payload["data"]["after_confirmation"] == true), "{reorged:?}");
     let gone = subscription(&h, h.wallet(0)).await.unwrap();
-    assert_eq!(gone.status, "expired");
+    assert_eq!(gone.status, tmai_pay::states::SubscriptionStatus::Expired);
     let expired = h.events("subscription.expired").await;
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].payload["data"]["reason"], "reorged");
@@ -241,6 +241,7 @@ async fn a_confirmed_payment_the_chain_drops_is_reported_and_what_it_bought_take
     assert_eq!(h.events("subscription.activated").await.len(), 3, "wallet 1, wallet 0, and wallet 0 again");
     assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 2);
     a_later_payment_still_activates(&h, 2).await;
+    crate::event_schemas::check_outbox(&h.test_db.db).await;
 }
 on_both_databases!(a_confirmed_payment_the_chain_drops_is_reported_and_what_it_bought_taken_back);
 

@@ -12,13 +12,14 @@ use sqlx::Row;
 use tmai_pay::watcher::{Watcher, WatcherConfig};
 use tmai_pay::{
     billing::{
-        plans::{Catalog, PlanConfig},
+        plans::Catalog,
         quotes::{IssuedQuote, QuoteIssuer, QuoteRequest},
     },
     chain::{
         bindings::{SubscriptionCheckout, TestToken},
         devnet,
     },
+    config::PlanConfig,
     store::outbox,
 };
 

@@ -1,23 +1,24 @@
 //! Real markets on anvil for the USD pricing tests: Uniswap v3 (factory, pool, position
 //! manager and swap router) deployed from the bytecode in its published npm packages, and
 //! Chainlink's own `MockV3Aggregator` compiled from `@chainlink/contracts` with the
-//! project's pinned solc. No price oracle of ours stands in for either.
+//! project's pinned solc. No price oracle of ours stands in for either. The deployment code
+//! is the product's (`tmai_pay::chain::market`, which the fixtures use too); these tests add
+//! pools of their own shapes.
 #![allow(clippy::too_many_arguments, dead_code)]
-
-use std::{path::PathBuf, sync::OnceLock};
 
 use alloy::node_bindings::AnvilInstance;
 use alloy::{
-    network::TransactionBuilder,
     primitives::{Address, Bytes, U256, aliases::I24, aliases::U24, aliases::U160},
-    providers::{DynProvider, Provider, ext::AnvilApi},
-    rpc::types::TransactionRequest,
-    sol,
+    providers::{DynProvider, ext::AnvilApi},
     sol_types::SolValue,
 };
-use serde_json::{Value, json};
 use tmai_pay::{
-    chain::{bindings::TestToken, deployment::Deployment, devnet},
+    chain::{
+        bindings::TestToken,
+        deployment::Deployment,
+        devnet,
+        market::{self, INonfungiblePositionManager, IPoolSetup, ISwapRouter, IUniswapV3Factory},
+    },
     toolchain::Toolchain,
 };
 
@@ -25,64 +26,10 @@ fn toolchain() -> Toolchain {
     Toolchain::locate().expect("toolchain installs")
 }
 
-sol! {
-    #[sol(rpc)]
-    interface IUniswapV3Factory {
-        function createPool(address tokenA, address tokenB, uint24 fee) external returns (address pool);
-        function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
-    }
-
-    #[sol(rpc)]
-    interface IPoolSetup {
-        function initialize(uint160 sqrtPriceX96) external;
-        function increaseObservationCardinalityNext(uint16 observationCardinalityNext) external;
-        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16 observationIndex, uint16 observationCardinality, uint16 observationCardinalityNext, uint8 feeProtocol, bool unlocked);
-    }
-
-    #[sol(rpc)]
-    interface INonfungiblePositionManager {
-        struct MintParams {
-            address token0;
-            address token1;
-            uint24 fee;
-            int24 tickLower;
-            int24 tickUpper;
-            uint256 amount0Desired;
-            uint256 amount1Desired;
-            uint256 amount0Min;
-            uint256 amount1Min;
-            address recipient;
-            uint256 deadline;
-        }
-        function mint(MintParams calldata params) external payable returns (uint256 tokenId, uint128 liquidity, uint256 amount0, uint256 amount1);
-    }
-
-    #[sol(rpc)]
-    interface ISwapRouter {
-        struct ExactInputSingleParams {
-            address tokenIn;
-            address tokenOut;
-            uint24 fee;
-            address recipient;
-            uint256 deadline;
-            uint256 amountIn;
-            uint256 amountOutMinimum;
-            uint160 sqrtPriceLimitX96;
-        }
-        function exactInputSingle(ExactInputSingleParams calldata params) external payable returns (uint256 amountOut);
-    }
-
-    #[sol(rpc)]
-    interface IMockV3Aggregator {
-        function updateAnswer(int256 _answer) external;
-        function latestRoundData() external view returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
-    }
-}
-
 /// The pool's fee tier (0.3 %, ticks spaced 60).
-pub(crate) const FEE: u32 = 3_000;
+pub(crate) const FEE: u32 = market::FEE;
 /// The widest ticks a 0.3 % pool takes.
-const FULL_RANGE: i32 = 887_220;
+const FULL_RANGE: i32 = market::FULL_RANGE;
 /// WETH in the pool at the start.
 pub(crate) const POOL_WETH_WEI: u128 = 833_333_333_333_333_333;
 
@@ -94,77 +41,77 @@ pub(crate) struct Markets {
     pub(crate) weth: Address,
     pub(crate) pool: Address,
     pub(crate) router: Address,
+    pub(crate) factory: Address,
+    pub(crate) manager: Address,
     /// ETH/USD, 8 decimals, at $3000.
     pub(crate) eth_usd: Address,
     /// USD-coin/USD, 8 decimals, at $1.
     pub(crate) usd_peg: Address,
 }
 
-fn modules() -> PathBuf {
-    toolchain().root().join("tools/node_modules")
-}
-
-fn artifact_bytecode(path: &str) -> Bytes {
-    let file = modules().join(path);
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e} (run tools/install.sh)", file.display()));
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["bytecode"].as_str().unwrap().parse().unwrap()
-}
-
-/// Chainlink's MockV3Aggregator creation code, compiled once per test run with tools/bin/solc.
-fn aggregator_bytecode() -> Bytes {
-    static CODE: OnceLock<Bytes> = OnceLock::new();
-    CODE.get_or_init(|| {
-        let base = modules().join("@chainlink/contracts");
-        let files = [
-            "src/v0.8/tests/MockV3Aggregator.sol",
-            "src/v0.8/shared/interfaces/AggregatorV2V3Interface.sol",
-            "src/v0.8/shared/interfaces/AggregatorInterface.sol",
-            "src/v0.8/shared/interfaces/AggregatorV3Interface.sol",
-        ];
-        let sources: serde_json::Map<String, Value> =
-            files.iter().map(|f| (f.to_string(), json!({ "content": std::fs::read_to_string(base.join(f)).unwrap() }))).collect();
-        let input = json!({
-            "language": "Solidity",
-            "sources": sources,
-            "settings": { "optimizer": { "enabled": true, "runs": 200 }, "outputSelection": { "*": { "*": ["evm.bytecode.object"] } } }
-        });
-        let solc = toolchain().root().join("tools/bin/solc");
-        let mut child = std::process::Command::new(&solc)
-            .arg("--standard-json")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", solc.display()));
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        let out: Value = serde_json::from_slice(&output.stdout).expect("solc answers JSON");
-        let code = out["contracts"][files[0]]["MockV3Aggregator"]["evm"]["bytecode"]["object"].as_str().unwrap_or_else(|| panic!("solc: {out}"));
-        format!("0x{code}").parse().unwrap()
-    })
-    .clone()
-}
-
-async fn deploy(provider: &DynProvider, code: Bytes, args: Vec<u8>) -> Address {
-    let mut data = code.to_vec();
-    data.extend(args);
-    let tx = TransactionRequest::default().with_deploy_code(data);
-    let receipt = provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
-    assert!(receipt.status(), "deployment reverted");
-    receipt.contract_address.unwrap()
-}
-
-/// Deploys a Chainlink MockV3Aggregator with `decimals` answering `answer`.
+/// Deploys a Chainlink MockV3Aggregator with `decimals` answering `answer` (the product's
+/// implementation, [`market::deploy_feed`]).
 pub(crate) async fn deploy_feed(provider: &DynProvider, decimals: u8, answer: i128) -> Address {
-    deploy(provider, aggregator_bytecode(), (U256::from(decimals), alloy::primitives::I256::try_from(answer).unwrap()).abi_encode_params()).await
+    market::deploy_feed(&toolchain(), provider, decimals, answer).await.unwrap()
 }
 
 /// Sets `feed`'s answer (and its updated time to the next block's).
 pub(crate) async fn set_answer(provider: &DynProvider, feed: Address, answer: i128) {
-    let aggregator = IMockV3Aggregator::new(feed, provider);
-    let call = aggregator.updateAnswer(alloy::primitives::I256::try_from(answer).unwrap());
-    assert!(call.send().await.unwrap().get_receipt().await.unwrap().status());
+    market::set_answer(provider, feed, answer).await.unwrap();
+}
+
+async fn deploy(provider: &DynProvider, code: Bytes, args: Vec<u8>) -> Address {
+    market::deploy_code(provider, code, args).await.unwrap()
+}
+
+fn artifact_bytecode(path: &str) -> Bytes {
+    market::artifact_bytecode(&toolchain(), path).unwrap()
+}
+
+/// Creates the 0.3 % pool of `tmai` and `other` with `uniswap` (factory, position manager,
+/// router, and the deployer who holds both tokens), initialised at `other_per_tmai` (whole units, both 18 decimals) with room for
+/// 100 observations, and adds `amounts` (TMAI, other) over the full range; returns the pool.
+async fn full_range_pool(provider: &DynProvider, uniswap: [Address; 4], tmai: Address, other: Address, amounts: (U256, U256), other_per_tmai: f64) -> Address {
+    let [factory, manager, router, deployer] = uniswap;
+    let f = IUniswapV3Factory::new(factory, provider);
+    f.createPool(tmai, other, U24::from(FEE)).gas(8_000_000).send().await.unwrap().get_receipt().await.unwrap();
+    let pool = f.getPool(tmai, other, U24::from(FEE)).call().await.unwrap();
+    let (token0, token1) = if tmai < other { (tmai, other) } else { (other, tmai) };
+    // Gas limits are fixed: estimates of calls that pay through a callback can fall
+    // short by the 1/64 a call keeps back, and the transaction then runs out of gas.
+    let price = if token0 == tmai { other_per_tmai } else { 1.0 / other_per_tmai };
+    let sqrt_x96 = U160::from((price.sqrt() * 2f64.powi(96)) as u128);
+    let p = IPoolSetup::new(pool, provider);
+    p.initialize(sqrt_x96).send().await.unwrap().get_receipt().await.unwrap();
+    p.increaseObservationCardinalityNext(100).send().await.unwrap().get_receipt().await.unwrap();
+
+    for token in [tmai, other] {
+        for spender in [manager, router] {
+            TestToken::new(token, provider).approve(spender, U256::MAX).send().await.unwrap().get_receipt().await.unwrap();
+        }
+    }
+    let (tmai_amount, other_amount) = amounts;
+    let (amount0, amount1) = if token0 == tmai { (tmai_amount, other_amount) } else { (other_amount, tmai_amount) };
+    let params = INonfungiblePositionManager::MintParams {
+        token0,
+        token1,
+        fee: U24::from(FEE),
+        tickLower: I24::try_from(-FULL_RANGE).unwrap(),
+        tickUpper: I24::try_from(FULL_RANGE).unwrap(),
+        amount0Desired: amount0,
+        amount1Desired: amount1,
+        amount0Min: U256::ZERO,
+        amount1Min: U256::ZERO,
+        recipient: deployer,
+        deadline: U256::from(u64::MAX),
+    };
+    let npm = INonfungiblePositionManager::new(manager, provider);
+    if let Err(e) = npm.mint(params.clone()).call().await {
+        panic!("adding liquidity would revert: {e} (token0 {token0}, sqrt price {sqrt_x96})");
+    }
+    let minted = npm.mint(params).gas(1_000_000).send().await.unwrap().get_receipt().await.unwrap();
+    assert!(minted.status(), "adding liquidity reverted");
+    pool
 }
 
 impl Markets {
@@ -190,62 +137,48 @@ impl Markets {
         .await;
         let router = deploy(&provider, artifact_bytecode(&format!("{periphery}/SwapRouter.sol/SwapRouter.json")), (factory, weth).abi_encode_params()).await;
 
-        let f = IUniswapV3Factory::new(factory, &provider);
-        f.createPool(tmai, weth, U24::from(FEE)).gas(8_000_000).send().await.unwrap().get_receipt().await.unwrap();
-        let pool = f.getPool(tmai, weth, U24::from(FEE)).call().await.unwrap();
-        let (token0, token1) = if tmai < weth { (tmai, weth) } else { (weth, tmai) };
-        // Gas limits are fixed: estimates of calls that pay through a callback can fall
-        // short by the 1/64 a call keeps back, and the transaction then runs out of gas.
-        // WETH per TMAI: 0.0025 / 3000.
-        let weth_per_tmai: f64 = 0.0025 / 3000.0;
-        let price = if token0 == tmai { weth_per_tmai } else { 1.0 / weth_per_tmai };
-        let sqrt_x96 = U160::from((price.sqrt() * 2f64.powi(96)) as u128);
-        let p = IPoolSetup::new(pool, &provider);
-        p.initialize(sqrt_x96).send().await.unwrap().get_receipt().await.unwrap();
-        p.increaseObservationCardinalityNext(100).send().await.unwrap().get_receipt().await.unwrap();
-
-        for token in [tmai, weth] {
-            for spender in [manager, router] {
-                TestToken::new(token, &provider).approve(spender, U256::MAX).send().await.unwrap().get_receipt().await.unwrap();
-            }
-        }
         let tmai_amount = U256::from(1_000_000u64) * U256::from(10).pow(U256::from(18));
-        let weth_amount = U256::from(POOL_WETH_WEI);
-        let (amount0, amount1) = if token0 == tmai { (tmai_amount, weth_amount) } else { (weth_amount, tmai_amount) };
-        let params = INonfungiblePositionManager::MintParams {
-            token0,
-            token1,
-            fee: U24::from(FEE),
-            tickLower: I24::try_from(-FULL_RANGE).unwrap(),
-            tickUpper: I24::try_from(FULL_RANGE).unwrap(),
-            amount0Desired: amount0,
-            amount1Desired: amount1,
-            amount0Min: U256::ZERO,
-            amount1Min: U256::ZERO,
-            recipient: deployer,
-            deadline: U256::from(u64::MAX),
-        };
-        let npm = INonfungiblePositionManager::new(manager, &provider);
-        if let Err(e) = npm.mint(params.clone()).call().await {
-            panic!("adding liquidity would revert: {e} (token0 {token0}, sqrt price {sqrt_x96})");
-        }
-        let minted = npm.mint(params).gas(1_000_000).send().await.unwrap().get_receipt().await.unwrap();
-        assert!(minted.status(), "adding liquidity reverted");
+        // WETH per TMAI: 0.0025 / 3000.
+        let pool =
+            full_range_pool(&provider, [factory, manager, router, deployer], tmai, weth, (tmai_amount, U256::from(POOL_WETH_WEI)), 0.0025 / 3000.0).await;
 
         let eth_usd = deploy_feed(&provider, 8, 300_000_000_000).await;
         let usd_peg = deploy_feed(&provider, 8, 100_000_000).await;
-        Self { provider, deployer, tmai, weth, pool, router, eth_usd, usd_peg }
+        Self { provider, deployer, tmai, weth, pool, router, factory, manager, eth_usd, usd_peg }
+    }
+
+    /// Deploys a test token that sorts below TMAI (so TMAI is the pool's token1) and a
+    /// full-range pool of `amounts` (TMAI, other) at `other_per_tmai`; returns the pool and
+    /// the token.
+    pub(crate) async fn pool_with_tmai_as_token1(&self, amounts: (U256, U256), other_per_tmai: f64) -> (Address, Address) {
+        let big = U256::from(10).pow(U256::from(30));
+        for _ in 0..64 {
+            let token = TestToken::deploy(&self.provider, "Quote (test)".into(), "QUOTE".into(), 18, self.deployer).await.unwrap();
+            if *token.address() < self.tmai {
+                token.mint(self.deployer, big).send().await.unwrap().get_receipt().await.unwrap();
+                let other = *token.address();
+                let pool =
+                    full_range_pool(&self.provider, [self.factory, self.manager, self.router, self.deployer], self.tmai, other, amounts, other_per_tmai).await;
+                return (pool, other);
+            }
+        }
+        panic!("no test token address sorted below TMAI in 64 deployments");
     }
 
     /// Buys TMAI with `weth_wei` WETH (the TMAI price goes up), in one mined transaction.
     pub(crate) async fn buy_tmai(&self, weth_wei: u128) {
+        self.buy_tmai_with(self.weth, weth_wei).await;
+    }
+
+    /// Buys TMAI with `amount` of `token_in` in their pool, in one mined transaction.
+    pub(crate) async fn buy_tmai_with(&self, token_in: Address, amount: u128) {
         let params = ISwapRouter::ExactInputSingleParams {
-            tokenIn: self.weth,
+            tokenIn: token_in,
             tokenOut: self.tmai,
             fee: U24::from(FEE),
             recipient: self.deployer,
             deadline: U256::from(u64::MAX),
-            amountIn: U256::from(weth_wei),
+            amountIn: U256::from(amount),
             amountOutMinimum: U256::ZERO,
             sqrtPriceLimitX96: U160::ZERO,
         };
@@ -255,7 +188,24 @@ impl Markets {
 
     /// The pool's spot tick.
     pub(crate) async fn spot_tick(&self) -> i32 {
-        IPoolSetup::new(self.pool, &self.provider).slot0().call().await.unwrap().tick.as_i32()
+        self.spot_tick_of(self.pool).await
+    }
+
+    /// `pool`'s spot price, token1 per token0 in raw units (from `sqrtPriceX96`, not the
+    /// tick: the price the tick is the floor of).
+    pub(crate) async fn spot_price_of(&self, pool: Address) -> f64 {
+        let sqrt: f64 = IPoolSetup::new(pool, &self.provider).slot0().call().await.unwrap().sqrtPriceX96.to_string().parse().unwrap();
+        (sqrt / 2f64.powi(96)).powi(2)
+    }
+
+    /// `pool`'s spot tick.
+    pub(crate) async fn spot_tick_of(&self, pool: Address) -> i32 {
+        IPoolSetup::new(pool, &self.provider).slot0().call().await.unwrap().tick.as_i32()
+    }
+
+    /// The pool's in-range liquidity.
+    pub(crate) async fn liquidity(&self) -> u128 {
+        IPoolSetup::new(self.pool, &self.provider).liquidity().call().await.unwrap()
     }
 
     /// Moves the chain's time forward by `secs` and mines a block.

@@ -89,7 +89,7 @@ const REFUND: &str = "/v1/payments/{id}/refund";
 
 /// Comp time, cancel, revoke and move, each: the row, the badge job and the event; and each
 /// refused with 409 (nothing changed) where the state does not allow it.
-async fn member_actions_change_the_subscription_badge_and_events(kind: DbKind) {
+pub(crate) async fn member_actions_change_the_subscription_badge_and_events(kind: DbKind) {
     // Arrange: two members paid on chain
     let app = App::spawn(kind).await;
     let (alice, bob, carol) = (app.wallet(1), app.wallet(2), app.wallet(3));
@@ -170,6 +170,7 @@ async fn member_actions_change_the_subscription_badge_and_events(kind: DbKind) {
     assert_eq!((status, error["error"]["code"].as_str()), (409, Some("conflict")), "{error}");
     assert!(error["error"]["message"].as_str().unwrap().contains("already has a subscription"), "{error}");
     assert_eq!(counts(&app).await, before);
+    crate::event_schemas::check_outbox(&app.h.test_db.db).await;
 }
 on_both_databases!(member_actions_change_the_subscription_badge_and_events);
 
@@ -233,7 +234,7 @@ on_both_databases!(member_actions_refuse_bad_requests_and_change_nothing);
 /// A refund marks the confirmed payment refunded and ends the plan it bought (badge revoked,
 /// `payment.refunded` and `subscription.expired`); a second refund and a refund of a payment
 /// not yet confirmed are 409 with nothing changed.
-async fn a_refund_ends_the_plan_the_payment_bought(kind: DbKind) {
+pub(crate) async fn a_refund_ends_the_plan_the_payment_bought(kind: DbKind) {
     let app = App::spawn(kind).await;
     let payer = app.wallet(4);
     buy(&app, 4, 3).await;
@@ -285,6 +286,7 @@ async fn a_refund_ends_the_plan_the_payment_bought(kind: DbKind) {
     assert_eq!(status, 409, "{error}");
     assert!(error["error"]["message"].as_str().unwrap().contains("not confirmed"), "{error}");
     assert_eq!(counts(&app).await, before);
+    crate::event_schemas::check_outbox(&app.h.test_db.db).await;
 }
 on_both_databases!(a_refund_ends_the_plan_the_payment_bought);
 
@@ -300,7 +302,8 @@ async fn comp_time_is_not_credited_at_the_paid_price(kind: DbKind) {
 
     buy(&app, 7, 3).await;
 
-    // Basic 80 TMAI → Premium 400 TMAI, both monthly: paid time left × 1/5.
+    // Basic ($9 card price: what its TMAI payment was worth) → Premium ($49), both monthly:
+    // paid time left × 9/49.
     let row = sqlx::query("SELECT kind, credit_seconds, new_expires_at, created_at FROM activations ORDER BY payment_id DESC LIMIT 1")
         .fetch_one(app.h.test_db.db.pool())
         .await
@@ -312,8 +315,8 @@ async fn comp_time_is_not_credited_at_the_paid_price(kind: DbKind) {
         row.try_get::<i64, _>("created_at").unwrap() as u64,
     );
     let paid_left = basic.expires_at - at;
-    assert_eq!(credit, paid_left / 5, "only the paid {paid_left} s are credited");
-    assert!(credit <= MONTH_SECS / 5, "comp time was credited at a price: {credit}");
+    assert_eq!(credit, paid_left * 9 / 49, "only the paid {paid_left} s are credited");
+    assert!(credit <= MONTH_SECS * 9 / 49, "comp time was credited at a price: {credit}");
     assert_eq!(new_end, at + MONTH_SECS + credit + 30 * DAY);
     let after = subscription(&app, &wallet).await.unwrap();
     assert_eq!(after, Row5 { status: "active".into(), tier: 3, expires_at: new_end, comp_seconds: 30 * DAY });

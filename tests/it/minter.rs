@@ -16,6 +16,7 @@ use tmai_pay::{
         devnet,
         minter::{Minter, MinterConfig, TickReport},
     },
+    states::BadgeJobStatus,
     store::{Db, address_bytes, outbox, unix_now},
 };
 
@@ -84,6 +85,7 @@ impl Bench {
             next_plan_id: None,
             next_expires_at: None,
             comp_seconds: 0,
+            paid_rate: None,
         };
         activation::save(&mut tx, &sub, now).await.unwrap();
         activation::queue_badge(&mut tx, wallet, action.parse().unwrap(), tier, expires_at, now).await.unwrap();
@@ -142,7 +144,7 @@ fn wallet(i: u64) -> Address {
 
 /// 1,000 activations across 1,000 wallets (100 renewed before the minter saw them): each
 /// wallet ends with exactly one badge whose tier and expiry on chain match the database.
-async fn a_thousand_wallets_get_one_badge_each(kind: DbKind) {
+pub(crate) async fn a_thousand_wallets_get_one_badge_each(kind: DbKind) {
     // Arrange
     let b = Bench::start(kind).await;
     let base = unix_now() as u64 + 30 * 86_400;
@@ -187,6 +189,7 @@ async fn a_thousand_wallets_get_one_badge_each(kind: DbKind) {
     let updated = b.events("badge.updated").await;
     assert_eq!(updated.len(), 1);
     assert_eq!(updated[0].payload["data"]["token_id"], U256::from_be_slice(wallet(7).as_slice()).to_string());
+    crate::event_schemas::check_outbox(b.db()).await;
 }
 on_both_databases!(a_thousand_wallets_get_one_badge_each);
 
@@ -405,7 +408,7 @@ async fn an_unfunded_issuer_keeps_jobs_queued_until_funded(kind: DbKind) {
     assert_eq!(report.waiting, 4);
     let reason: String = sqlx::query("SELECT last_error FROM badge_jobs LIMIT 1").fetch_one(b.db().pool()).await.unwrap().try_get(0).unwrap();
     assert!(reason.contains("cannot pay for gas") && reason.contains(&b.issuer().to_string()), "{reason}");
-    assert_eq!(minter.job_counts().await.unwrap().get("failed"), Some(&4));
+    assert_eq!(minter.job_counts().await.unwrap().get(&BadgeJobStatus::Failed), Some(&4));
     assert_eq!(b.rpc.get_transaction_count(b.issuer()).latest().await.unwrap(), 0);
 
     // Act 2: funded; after the backoff the jobs drain
@@ -419,7 +422,7 @@ async fn an_unfunded_issuer_keeps_jobs_queued_until_funded(kind: DbKind) {
 on_both_databases!(an_unfunded_issuer_keeps_jobs_queued_until_funded);
 
 /// Revoke and move jobs, and jobs that cannot succeed.
-async fn revoke_move_and_impossible_jobs(kind: DbKind) {
+pub(crate) async fn revoke_move_and_impossible_jobs(kind: DbKind) {
     // Arrange: three badges
     let b = Bench::start(kind).await;
     let expiry = unix_now() as u64 + 86_400;
@@ -452,5 +455,6 @@ async fn revoke_move_and_impossible_jobs(kind: DbKind) {
         sqlx::query("SELECT last_error FROM badge_jobs WHERE status = 'rejected'").fetch_one(b.db().pool()).await.unwrap().try_get(0).unwrap();
     assert!(rejected.contains("already holds a badge"), "{rejected}");
     assert_eq!(b.on_chain(wallet(2)).await.0, U256::from_be_slice(wallet(2).as_slice()), "the refused move changed nothing");
+    crate::event_schemas::check_outbox(b.db()).await;
 }
 on_both_databases!(revoke_move_and_impossible_jobs);

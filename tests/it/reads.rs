@@ -38,6 +38,7 @@ fn subscription(wallet: Address, tier: u8, status: &str) -> Subscription {
         next_plan_id: None,
         next_expires_at: None,
         comp_seconds: 0,
+        paid_rate: None,
     }
 }
 

@@ -53,7 +53,7 @@ async fn notices(h: &Harness, event_type: &str, wallet: Address) -> Vec<serde_js
     h.events(event_type).await.into_iter().map(|e| e.payload["data"].clone()).filter(|d| d["wallet"] == serde_json::json!(wallet)).collect()
 }
 
-async fn reminders_fire_once_per_period(kind: DbKind) {
+pub(crate) async fn reminders_fire_once_per_period(kind: DbKind) {
     let h = Harness::start(kind).await;
     let clock = Clock::system();
     let reminders = || Reminders::new(h.test_db.db.clone(), h.catalog.clone(), ReminderSettings::default(), clock.clone());
@@ -104,6 +104,7 @@ async fn reminders_fire_once_per_period(kind: DbKind) {
     assert_eq!(r.tick().await.unwrap().expiring, 1);
     assert_eq!(notices(&h, "subscription.expiring", b).await.len(), 2);
     assert_eq!(notices(&h, "subscription.expired", b).await.len(), 0);
+    crate::event_schemas::check_outbox(&h.test_db.db).await;
 }
 on_both_databases!(reminders_fire_once_per_period);
 
@@ -130,6 +131,7 @@ async fn two_instances_write_each_reminder_once() {
             next_plan_id: None,
             next_expires_at: None,
             comp_seconds: 0,
+            paid_rate: None,
         };
         activation::save(&mut conn, &sub, now).await.unwrap();
     }

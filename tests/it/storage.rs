@@ -17,15 +17,7 @@ async fn the_sqlite_log_starts_over_under_steady_commits() {
     while started.elapsed() < Duration::from_secs(3) {
         let mut tx = test_db.db.begin_write().await.unwrap();
         let id = format!("evt_steady_{commits}");
-        outbox::write(
-            &mut tx,
-            &id,
-            tmai_pay::events::EventType::PaymentConfirmed,
-            &serde_json::json!({ "n": commits, "pad": "x".repeat(300) }),
-            tmai_pay::store::unix_now(),
-        )
-        .await
-        .unwrap();
+        outbox::write(&mut tx, &id, crate::event_schemas::sample(commits as u64, 300), tmai_pay::store::unix_now()).await.unwrap();
         tx.commit().await.unwrap();
         commits += 1;
     }
@@ -36,4 +28,18 @@ async fn the_sqlite_log_starts_over_under_steady_commits() {
     let frames: i64 = row.try_get(1).unwrap();
     assert!(commits > 300, "only {commits} commits in three seconds");
     assert!(frames < commits / 2, "the log holds {frames} frames after {commits} commits: it never started over");
+}
+
+#[tokio::test]
+async fn an_in_memory_sqlite_database_is_refused() {
+    // Arrange: URLs of an in-memory database; the service writes through a second
+    // connection to the same file, which such a database does not have
+    for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite://orders.db?mode=memory"] {
+        // Act
+        let refused = tmai_pay::store::Db::connect(url).await;
+
+        // Assert
+        let error = refused.expect_err(url);
+        assert!(error.to_string().contains("in-memory SQLite database is not supported"), "{url}: {error}");
+    }
 }

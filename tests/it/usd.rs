@@ -5,6 +5,9 @@
 //! re-priced, a locked quote confirms after the rate moved, and bad configuration stops
 //! start-up naming the field.
 
+mod guards;
+mod leaks;
+
 use std::{sync::Arc, time::Duration};
 
 use alloy::{
@@ -15,16 +18,16 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tmai_pay::{
     billing::{
-        plans::{Catalog, PlanConfig},
+        plans::Catalog,
         quotes::{IssuedQuote, QuoteError, QuoteIssuer, QuoteRequest},
-        rates::{FeedConfig, PricingSettings, RateBook, RateSourceConfig},
+        rates::RateBook,
     },
     chain::{
         bindings::{SubscriptionCheckout, TestToken},
         devnet,
     },
     clock::Clock,
-    config::HttpSettings,
+    config::{FeedConfig, HttpSettings, PlanConfig, PricingSettings, RateSourceConfig},
     http::{AppState, ops_router, router, serve},
     watcher::{Watcher, WatcherConfig},
 };
@@ -69,6 +72,9 @@ fn pricing(m: &Markets) -> PricingSettings {
             max_spot_deviation_bps: 500,
             quote_feed: Some(feed(m.eth_usd, 3_600)),
             quote_usd: None,
+            min_liquidity: None,
+            min_usd: None,
+            max_usd: None,
         },
     );
     p.tokens.insert("USD".into(), RateSourceConfig::Stable { peg_feed: Some(feed(m.usd_peg, 86_400)), peg_tolerance_bps: 100 });
@@ -120,8 +126,8 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     assert!((tokens / 16_072.0 - 1.0).abs() < 0.001, "{tokens} TMAI");
     let pricing = first.pricing.unwrap();
     assert_eq!(pricing.source, "uniswap_v3");
-    assert_eq!(pricing.price_usd_micro, 40_180_000);
-    assert!(pricing.usd_value_micro >= 40_180_000, "rounding never undercharges: {}", pricing.usd_value_micro);
+    assert_eq!(pricing.price_usd.micro(), 40_180_000);
+    assert!(pricing.usd_value.micro() >= 40_180_000, "rounding never undercharges: {}", pricing.usd_value);
     assert!(first.amount.to_string().trim_end_matches('0').len() <= 6, "6 significant digits: {}", first.amount);
 
     // A same-block spot move (3 %, inside the 5 % guard) barely moves the TWAP.
@@ -181,11 +187,11 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     assert_eq!(row.get::<String, _>("paid"), "confirmed", "the locked quote confirms after the rate moved");
     assert_eq!(row.get::<String, _>("rate_usd"), locked.pricing.unwrap().rate.to_decimal());
     assert_eq!(row.get::<String, _>("rate_source"), "uniswap_v3");
-    assert_eq!(row.get::<i64, _>("usd_micro") as u64, locked.pricing.unwrap().usd_value_micro);
+    assert_eq!(row.get::<i64, _>("usd_micro") as u64, locked.pricing.unwrap().usd_value.micro());
 
     let events = tmai_pay::store::outbox::all(test_db.db.pool()).await.unwrap();
     let created = events.iter().find(|e| e.event_type == "checkout.created" && e.payload["data"]["order_id"] == locked.order_id.to_string()).unwrap();
-    assert_eq!(created.payload["data"]["usd_value"], tmai_pay::billing::pricing::format_usd(locked.pricing.unwrap().usd_value_micro));
+    assert_eq!(created.payload["data"]["usd_value"], locked.pricing.unwrap().usd_value.to_string());
     assert_eq!(created.payload["data"]["rate_source"], "uniswap_v3");
     let confirmed = events.iter().find(|e| e.event_type == "payment.confirmed" && e.payload["data"]["order_id"] == locked.order_id.to_string()).unwrap();
     assert_eq!(confirmed.payload["data"]["usd_value"], created.payload["data"]["usd_value"], "payment.confirmed shows the USD value at the locked rate");
@@ -210,7 +216,7 @@ async fn usd_prices_follow_the_market_and_guards_refuse_one_token(kind: DbKind) 
     assert_eq!(price("USD")["display"], "49");
     let payments: Value = api.client.get(format!("{}/v1/payments", api.base)).bearer_auth(&api.key).send().await.unwrap().json().await.unwrap();
     let listed = payments["payments"].as_array().unwrap().iter().find(|p| p["order_id"] == locked.order_id.to_string()).unwrap();
-    assert_eq!(listed["usd_value"], tmai_pay::billing::pricing::format_usd(locked.pricing.unwrap().usd_value_micro));
+    assert_eq!(listed["usd_value"], locked.pricing.unwrap().usd_value.to_string());
     assert_eq!(listed["rate_source"], "uniswap_v3");
     let ready: Value = api.client.get(format!("{}/readyz", api.ops)).send().await.unwrap().json().await.unwrap();
     let health: Vec<(String, bool)> =
@@ -325,6 +331,19 @@ async fn bad_pricing_configuration_names_the_field() {
         max_spot_deviation_bps: 500,
         quote_feed: Some(FeedConfig { address: m.eth_usd, decimals, max_age_secs: 3_600 }),
         quote_usd: None,
+        min_liquidity: None,
+        min_usd: None,
+        max_usd: None,
+    };
+    let guarded = |min_liquidity: Option<&str>, min_usd: Option<&str>, max_usd: Option<&str>| RateSourceConfig::UniswapV3 {
+        pool: m.pool,
+        twap_secs: TWAP_SECS,
+        max_spot_deviation_bps: 500,
+        quote_feed: Some(FeedConfig { address: m.eth_usd, decimals: 8, max_age_secs: 3_600 }),
+        quote_usd: None,
+        min_liquidity: min_liquidity.map(Into::into),
+        min_usd: min_usd.map(Into::into),
+        max_usd: max_usd.map(Into::into),
     };
     for (settings, field, words) in [
         (with("TMAI", uniswap(Address::repeat_byte(0x77), 8)), "pricing.tokens.TMAI.pool", "no contract"),
@@ -332,6 +351,9 @@ async fn bad_pricing_configuration_names_the_field() {
         (with("TMAI", uniswap(m.pool, 18)), "pricing.tokens.TMAI.quote_feed.decimals", "has 8"),
         (with("USD", RateSourceConfig::Fixed { usd: "0".into() }), "pricing.tokens.USD.usd", "greater than zero"),
         (with("DOGE", RateSourceConfig::Fixed { usd: "0.1".into() }), "pricing.tokens.DOGE", "unknown token"),
+        (with("TMAI", guarded(None, Some("0.01"), Some("0.001"))), "pricing.tokens.TMAI.max_usd", "above min_usd"),
+        (with("TMAI", guarded(Some("lots"), None, None)), "pricing.tokens.TMAI.min_liquidity", "positive whole number"),
+        (PricingSettings { max_block_lag_secs: 0, ..good.clone() }, "pricing.max_block_lag_secs", "at least 1"),
     ] {
         let error = RateBook::connect(&settings, &d.tokens, rpc.clone(), Clock::system()).await.unwrap_err().to_string();
         assert!(error.contains(field) && error.contains(words), "{field}: {error}");

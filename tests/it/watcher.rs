@@ -11,7 +11,7 @@ use crate::{
     harness::{CONFIRMATIONS, Harness},
 };
 
-async fn a_paid_checkout_confirms_after_n_blocks_and_activates_the_plan(kind: DbKind) {
+pub(crate) async fn a_paid_checkout_confirms_after_n_blocks_and_activates_the_plan(kind: DbKind) {
     // Arrange
     let h = Harness::start(kind).await;
     let quote = h.quote(0, 3, "TMAI", 1).await;
@@ -40,10 +40,11 @@ async fn a_paid_checkout_confirms_after_n_blocks_and_activates_the_plan(kind: Db
     }
     let activated = &h.events("subscription.activated").await[0].payload;
     assert_eq!(activated["data"]["tier"], 3);
+    crate::event_schemas::check_outbox(&h.test_db.db).await;
 }
 on_both_databases!(a_paid_checkout_confirms_after_n_blocks_and_activates_the_plan);
 
-async fn a_renewal_extends_from_the_current_expiry(kind: DbKind) {
+pub(crate) async fn a_renewal_extends_from_the_current_expiry(kind: DbKind) {
     let h = Harness::start(kind).await;
     h.pay(1, &h.quote(1, 1, "USD", 1).await).await;
     h.mine(CONFIRMATIONS).await;
@@ -59,10 +60,11 @@ async fn a_renewal_extends_from_the_current_expiry(kind: DbKind) {
     assert_eq!(renewed.expires_at, first.expires_at + 2 * MONTH_SECS);
     assert_eq!(h.events("subscription.renewed").await.len(), 1);
     assert_eq!(h.count("SELECT COUNT(*) FROM badge_jobs").await, 2);
+    crate::event_schemas::check_outbox(&h.test_db.db).await;
 }
 on_both_databases!(a_renewal_extends_from_the_current_expiry);
 
-async fn a_reorg_that_drops_a_detected_payment_never_activates_it(kind: DbKind) {
+pub(crate) async fn a_reorg_that_drops_a_detected_payment_never_activates_it(kind: DbKind) {
     // Arrange: a payment detected one block deep (fewer than N)
     let h = Harness::start(kind).await;
     let quote = h.quote(2, 2, "TMAI", 1).await;
@@ -99,6 +101,7 @@ async fn a_reorg_that_drops_a_detected_payment_never_activates_it(kind: DbKind) 
     assert_eq!(h.count("SELECT COUNT(*) FROM subscriptions").await, 1);
     assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 1);
     assert_eq!(h.events("subscription.activated").await.len(), 1);
+    crate::event_schemas::check_outbox(&h.test_db.db).await;
 }
 on_both_databases!(a_reorg_that_drops_a_detected_payment_never_activates_it);
 
@@ -149,7 +152,7 @@ async fn a_watcher_far_behind_backfills_every_payment(kind: DbKind) {
 }
 on_both_databases!(a_watcher_far_behind_backfills_every_payment);
 
-async fn a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated(kind: DbKind) {
+pub(crate) async fn a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated(kind: DbKind) {
     // Arrange: a quote signed by the right key but not stored in this database
     let h = Harness::start(kind).await;
     let other = crate::db::fresh_db(kind).await;
@@ -172,6 +175,7 @@ async fn a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated(k
         sqlx::query("SELECT COUNT(*) FROM payments WHERE payer = $1").bind(address_bytes(h.wallet(5))).fetch_one(h.test_db.db.pool()).await.unwrap();
     use sqlx::Row;
     assert_eq!(wallet_rows.try_get::<i64, _>(0).unwrap(), 1);
+    crate::event_schemas::check_outbox(&h.test_db.db).await;
 }
 on_both_databases!(a_payment_for_an_unknown_order_is_recorded_and_reported_not_activated);
 

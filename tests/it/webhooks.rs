@@ -329,6 +329,8 @@ async fn endpoint_routes_refuse_bad_input(kind: DbKind) {
         (json!({ "url": "ftp://example.com/x" }), "https://"),
         (json!({ "url": "not a url" }), "valid URL"),
         (json!({ "url": "https://user:pw@example.com/x" }), "credentials"),
+        (json!({ "url": "https://251.227.240.252*" }), "host name"),
+        (json!({ "url": "https://[2001:db8::1]/x" }), "host name"),
         (json!({ "url": "https://example.com/x", "event_types": ["payment.nope"] }), "payment.nope"),
         (json!({ "url": "https://example.com/x", "event_types": [] }), "at least one"),
         (json!({ "url": "https://example.com/x", "colour": "red" }), "colour"),
@@ -429,9 +431,9 @@ async fn an_event_that_commits_late_is_still_delivered_in_order() {
     register(&app, "http://127.0.0.1:9/ordered", None).await;
     let pool = app.h.test_db.db.pool().clone();
     let mut slow = pool.begin().await.unwrap();
-    tmai_pay::store::outbox::write(&mut slow, "evt_slow", tmai_pay::events::EventType::CheckoutCreated, &json!({}), 1).await.unwrap();
+    tmai_pay::store::outbox::write(&mut slow, "evt_slow", crate::event_schemas::sample(1, 0), 1).await.unwrap();
     let mut fast = pool.acquire().await.unwrap();
-    tmai_pay::store::outbox::write(&mut fast, "evt_fast", tmai_pay::events::EventType::CheckoutCreated, &json!({}), 1).await.unwrap();
+    tmai_pay::store::outbox::write(&mut fast, "evt_fast", crate::event_schemas::sample(2, 0), 1).await.unwrap();
     drop(fast);
     let deliverer = Deliverer::new(app.h.test_db.db.clone(), settings(true), clock.clone()).unwrap();
 

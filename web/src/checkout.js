@@ -6,11 +6,12 @@
 // breaks the build, not the payment); reads go through the wallet too, so the page needs no
 // RPC configuration of its own. People see plain sentences; technical detail goes to the
 // console.
-import { createPublicClient, createWalletClient, custom, defineChain, getAddress, numberToHex, parseSignature } from 'viem';
+import { createPublicClient, createWalletClient, custom, defineChain, encodeFunctionData, getAddress, numberToHex, parseSignature } from 'viem';
 import { api } from './api.js';
-import { checkoutAbi, PERMIT_TYPES, toQuote, tokenAbi, tokenDomain } from './contracts.js';
+import { checkoutAbi, PERMIT_TYPES, swapRouterAbi, toQuote, tokenAbi, tokenDomain } from './contracts.js';
 import { ApiError, codeIn, explain, expiredError, FriendlyError, unknownNetworkError, wrongNetworkError } from './errors.js';
 import { decodeDataUri, formatAmount, formatDate, nowSeconds, shortHex } from './format.js';
+import { discoverWallets, iconSource, rememberedWallet, rememberWallet } from './wallets.js';
 
 const STAGES = ['open', 'detected', 'confirming', 'active', 'badge_issued'];
 const PERIOD_UNIT = { monthly: 'month', yearly: 'year' };
@@ -25,9 +26,13 @@ const state = {
   planId: null,
   token: 'TMAI',
   account: null,
+  wallets: [], // EIP-6963 announcements ({ info, provider }), in announcement order
+  walletRdns: rememberedWallet(), // the chosen wallet's info.rdns (remembered across visits)
+  listening: null, // the provider whose accountsChanged / chainChanged the page follows
   busy: false,
   paid: false, // a payment transaction was sent; the pickers are locked
   checkout: null, // the last POST /v1/checkouts answer
+  offer: null, // a shown one-click buy: { checkout, quote, paying, balance, swap, shortfall }
   stream: null,
 };
 
@@ -53,6 +58,12 @@ const el = {
   summaryPrice: document.getElementById('summary-price'),
   buyToken: document.getElementById('buy-token'),
   summaryWallet: document.getElementById('summary-wallet'),
+  walletPicker: document.getElementById('wallet-picker'),
+  walletList: $('wallets'),
+  swapOffer: $('swap-offer'),
+  swapSummary: $('swap-summary'),
+  swapDetail: $('swap-detail'),
+  swapAndPay: $('swap-and-pay'),
   footerChain: document.getElementById('footer-chain'),
 };
 
@@ -127,6 +138,8 @@ function render() {
   el.summaryWallet.title = state.account ?? '';
   el.summaryWallet.classList.toggle('mono', Boolean(state.account));
 
+  renderWallets(locked);
+
   el.connect.disabled = state.busy;
   el.connect.textContent = state.account ? shortHex(state.account) : 'Connect wallet';
   el.connect.title = state.account ? `Connected: ${state.account}` : '';
@@ -147,6 +160,7 @@ function render() {
           : `Pay ${price.display} ${price.token}`;
   el.retryQuote.disabled = state.busy;
   el.switchNetwork.disabled = state.busy;
+  el.swapAndPay.disabled = state.busy || state.paid;
   el.main.setAttribute('aria-busy', String(state.busy));
 }
 
@@ -186,6 +200,7 @@ function planCard(plan, locked) {
 // Applies a choice (plan, token), then redraws.
 function choose(apply) {
   apply();
+  hideOffer();
   clearError();
   render();
   updateReadyStatus();
@@ -229,6 +244,7 @@ function updateReadyStatus() {
   else if (!price) setStatus(`${plan.name} is not offered in ${state.token}; choose another token.`);
   else if (!state.account) setStatus('Connect your wallet to pay.');
   else if (!el.error.hidden) setStatus('Not paid yet.');
+  else if (state.offer) setStatus(`You are ${formatAmount(state.offer.shortfall, state.offer.paying.decimals)} ${state.offer.paying.symbol} short: buy it and pay in one go.`);
   else setStatus(`Ready to pay ${price.display} ${price.token} for ${plan.name}.`);
 }
 
@@ -275,11 +291,100 @@ async function loadCatalog() {
 // ---------------------------------------------------------------------------------------------
 // Wallet
 
+// Wallets are found by EIP-6963 announcements; with several, the member picks one (the
+// choice is remembered), with one it is used, and with none the page falls back to the
+// provider a wallet injected as window.ethereum.
+
+/** The announced wallet in use: the only one, or the chosen one among several; else null. */
+function chosenWallet() {
+  if (state.wallets.length === 1) return state.wallets[0];
+  return state.wallets.find((w) => w.info.rdns === state.walletRdns) ?? null;
+}
+
+/** The EIP-1193 provider every request and event goes through, or null when there is none yet. */
+function activeProvider() {
+  if (state.wallets.length) return chosenWallet()?.provider ?? null;
+  return window.ethereum ?? null;
+}
+
 function provider() {
-  if (!window.ethereum) {
-    throw new FriendlyError('No browser wallet found. Install MetaMask or another Ethereum wallet, then reload this page.');
+  const eth = activeProvider();
+  if (eth) return eth;
+  if (state.wallets.length > 1) {
+    throw new FriendlyError('You have more than one wallet: choose the one to pay with under “Pay from”, above the pay button.');
   }
-  return window.ethereum;
+  throw new FriendlyError('No browser wallet found. Install MetaMask or another Ethereum wallet, then reload this page.');
+}
+
+function renderWallets(locked) {
+  // The list shows only when there is a choice to make.
+  const several = state.wallets.length > 1;
+  el.walletPicker.hidden = !several;
+  if (!several) {
+    el.walletList.replaceChildren();
+    return;
+  }
+  const chosen = chosenWallet();
+  el.walletList.replaceChildren(...state.wallets.map((wallet) => walletButton(wallet, wallet === chosen, locked)));
+}
+
+function walletButton(wallet, checked, locked) {
+  const { name, icon, rdns } = wallet.info;
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'wallet-option';
+  button.dataset.testid = 'wallet-option';
+  button.dataset.rdns = rdns;
+  button.setAttribute('role', 'radio');
+  button.setAttribute('aria-checked', String(checked));
+  button.disabled = locked;
+  const source = iconSource(icon);
+  if (source) {
+    const img = document.createElement('img');
+    img.className = 'wallet-icon';
+    img.alt = ''; // the name beside it says which wallet
+    img.width = 28;
+    img.height = 28;
+    img.src = source;
+    button.append(img);
+  } else {
+    button.append(node('span', 'wallet-icon wallet-icon-blank', name.trim().charAt(0).toUpperCase()));
+  }
+  const label = node('span', 'wallet-label');
+  label.append(node('span', 'wallet-name', name));
+  const note = checked && state.account ? `Connected · ${shortHex(state.account)}` : checked ? 'Selected' : 'Use this wallet';
+  label.append(node('span', 'wallet-note', note));
+  button.append(label);
+  button.setAttribute('aria-label', checked && state.account ? `${name}, connected ${state.account}` : name);
+  button.addEventListener('click', () => chooseWallet(wallet));
+  return button;
+}
+
+/** The member picked a wallet in the list: remember it and connect with it. */
+function chooseWallet(wallet) {
+  if (state.busy || state.paid) return;
+  if (wallet !== chosenWallet()) {
+    state.walletRdns = wallet.info.rdns;
+    state.account = null;
+    el.network.hidden = true;
+    watchWallet();
+  }
+  rememberWallet(wallet.info.rdns);
+  render();
+  if (state.catalog) walletStep(connect);
+}
+
+function walletsChanged(wallets) {
+  state.wallets = wallets;
+  // A wallet announcing itself late can change which provider is in use (window.ethereum
+  // gives way to the announced ones); an account connected through another one is dropped.
+  if (activeProvider() !== state.listening) {
+    state.account = null;
+    el.network.hidden = true;
+  }
+  watchWallet();
+  render();
+  updateReadyStatus();
 }
 
 function clients() {
@@ -296,6 +401,8 @@ async function connect() {
   const accounts = await eth.request({ method: 'eth_requestAccounts' });
   if (!accounts?.length) throw new FriendlyError('Your wallet shared no account. Unlock it and try again.');
   state.account = getAddress(accounts[0]);
+  const wallet = chosenWallet();
+  if (wallet) rememberWallet(wallet.info.rdns);
   await ensureChain();
   render();
 }
@@ -334,24 +441,36 @@ function showNetwork(id) {
   el.network.hidden = false;
 }
 
+// Follows the account and network of the wallet in use (and only that one).
+function onAccountsChanged(accounts) {
+  state.account = accounts?.length ? getAddress(accounts[0]) : null;
+  render();
+  updateReadyStatus();
+}
+
+function onChainChanged(chainId) {
+  if (state.catalog && Number(chainId) !== state.catalog.chain.id) el.network.hidden = true;
+  else if (state.catalog) showNetwork(state.catalog.chain.id);
+}
+
 function watchWallet() {
-  const eth = window.ethereum;
+  const eth = activeProvider();
+  if (eth === state.listening) return;
+  const old = state.listening;
+  if (old?.removeListener) {
+    old.removeListener('accountsChanged', onAccountsChanged);
+    old.removeListener('chainChanged', onChainChanged);
+  }
+  state.listening = eth;
   if (!eth?.on) return;
-  eth.on('accountsChanged', (accounts) => {
-    state.account = accounts?.length ? getAddress(accounts[0]) : null;
-    render();
-    updateReadyStatus();
-  });
-  eth.on('chainChanged', (chainId) => {
-    if (state.catalog && Number(chainId) !== state.catalog.chain.id) el.network.hidden = true;
-    else if (state.catalog) showNetwork(state.catalog.chain.id);
-  });
+  eth.on('accountsChanged', onAccountsChanged);
+  eth.on('chainChanged', onChainChanged);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Paying
 
-function insufficient(balance, amount, token) {
+function insufficient(balance, amount, token, more = '') {
   // The merchant's swap link (GET /v1/plans buy_url), with the token and the amount missing.
   const base = state.catalog?.buy_url;
   if (base && BigInt(amount) > BigInt(balance)) {
@@ -362,7 +481,7 @@ function insufficient(balance, amount, token) {
   }
   return new FriendlyError(
     `Insufficient balance: you have ${formatAmount(balance, token.decimals)} ${token.symbol}, ` +
-      `the plan costs ${formatAmount(amount, token.decimals)} ${token.symbol}`,
+      `the plan costs ${formatAmount(amount, token.decimals)} ${token.symbol}${more ? `. ${more}` : ''}`,
   );
 }
 
@@ -389,17 +508,18 @@ async function pay() {
 }
 
 async function payOnce() {
+  hideOffer();
   const plan = selectedPlan();
   const price = priceOf(plan, state.token);
   const token = tokenInfo(state.token);
   if (!plan || !price || !token) throw new FriendlyError('Choose a plan and a token first.');
-  const { wallet, reader } = clients();
+  const { reader } = clients();
   const account = state.account;
   const tokenAddress = getAddress(token.address);
 
   setStatus('Checking your balance…');
   const balance = await reader.readContract({ address: tokenAddress, abi: tokenAbi, functionName: 'balanceOf', args: [account] });
-  if (balance < BigInt(price.amount)) throw insufficient(balance, price.amount, token);
+  if (balance < BigInt(price.amount) && !canSwap(token.symbol)) throw insufficient(balance, price.amount, token);
 
   setStatus('Getting a quote…');
   const checkout = await api('/v1/checkouts', {
@@ -414,16 +534,31 @@ async function payOnce() {
   // Nothing is signed until the quote is what the member chose: this wallet pays, the
   // chosen token and the shown price, on the catalog's checkout contract.
   checkQuote(checkout, quote, { account, plan, price, token, periods: 1 });
-  const contract = getAddress(checkout.contract);
   const paying = { ...token, ...checkout.token };
-  if (quote.amount > balance) throw insufficient(balance, quote.amount, paying);
+  if (quote.amount > balance) {
+    if (!canSwap(token.symbol)) throw insufficient(balance, quote.amount, paying);
+    await offerSwap({ checkout, quote, paying, balance, plan });
+    return;
+  }
   assertFresh(quote.deadline);
+  await payQuote(checkout, quote, paying);
+}
 
+/**
+ * Pays a checked quote: a permit and `payWithPermit` where the token has EIP-2612, else an
+ * approval (when the allowance is short) and `pay`. `step` numbers the wallet prompts when the
+ * payment follows a swap (`{ first, of }`).
+ */
+async function payQuote(checkout, quote, paying, step = null) {
+  const { wallet, reader } = clients();
+  const account = state.account;
+  const contract = getAddress(checkout.contract);
+  const say = (n, text) => setStatus(step ? `Step ${step.first + n} of ${step.of}: ${text}` : text);
   let hash;
   const domain = paying.permit ? await tokenDomain(reader, quote.token).catch(logAndNull) : null;
   if (domain) {
     const nonce = await reader.readContract({ address: quote.token, abi: tokenAbi, functionName: 'nonces', args: [account] });
-    setStatus('Sign the payment permit in your wallet…');
+    say(0, 'Sign the payment permit in your wallet…');
     const permit = await wallet.signTypedData({
       account,
       domain,
@@ -433,7 +568,7 @@ async function payOnce() {
     });
     const { r, s, v, yParity } = parseSignature(permit);
     assertFresh(quote.deadline);
-    setStatus('Confirm the payment in your wallet…');
+    say(1, 'Confirm the payment in your wallet…');
     const { request } = await reader.simulateContract({
       account,
       address: contract,
@@ -450,7 +585,7 @@ async function payOnce() {
       args: [account, contract],
     });
     if (allowance < quote.amount) {
-      setStatus(`Approve ${formatAmount(quote.amount, paying.decimals)} ${paying.symbol} in your wallet…`);
+      say(0, `Approve ${formatAmount(quote.amount, paying.decimals)} ${paying.symbol} in your wallet…`);
       const approval = await wallet.writeContract({
         account,
         address: quote.token,
@@ -463,7 +598,7 @@ async function payOnce() {
       if (receipt.status !== 'success') throw new FriendlyError('The token approval failed. Please try again.');
     }
     assertFresh(quote.deadline);
-    setStatus('Confirm the payment in your wallet…');
+    say(1, 'Confirm the payment in your wallet…');
     const { request } = await reader.simulateContract({
       account,
       address: contract,
@@ -478,6 +613,155 @@ async function payOnce() {
   state.paid = true;
   follow(checkout, hash, reader);
   watchReceipt(reader, hash);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The one-click buy of a missing token ([pricing.swap]): the service prices exactly the
+// shortfall with Uniswap's quoter; the page shows the cost (the quote, the bound it may not
+// exceed, the pools' fees and the network fee) before any wallet prompt, and one click chains
+// what remains: the permit (or approval) of the paying token to the router, the swap of
+// exactly the shortfall through the router's multicall, then the payment.
+
+const canSwap = (symbol) => Boolean(state.catalog?.swap?.tokens?.includes(symbol));
+
+function hideOffer() {
+  state.offer = null;
+  el.swapOffer.hidden = true;
+}
+
+async function offerSwap({ checkout, quote, paying, balance, plan }) {
+  const shortfall = quote.amount - balance;
+  setStatus(`Pricing the ${formatAmount(shortfall, paying.decimals)} ${paying.symbol} you are missing…`);
+  const swap = await api(`/v1/swaps/quote?token=${encodeURIComponent(paying.symbol)}&amount=${shortfall}`);
+  const configured = state.catalog.swap;
+  const same = (a, b) => getAddress(a) === getAddress(b);
+  if (
+    BigInt(swap.amount_out) !== shortfall ||
+    !same(swap.token.address, paying.address) ||
+    !same(swap.router, configured.router) ||
+    !same(swap.pay_with.address, configured.pay_with.address) ||
+    BigInt(swap.amount_in_max) < BigInt(swap.amount_in)
+  ) {
+    console.error('[checkout] the swap quote does not match the shortfall', { swap, shortfall, paying, configured });
+    throw new FriendlyError('The swap quote from the checkout service does not match what you are missing. Nothing was signed. Reload the page and try again.');
+  }
+  const payWith = swap.pay_with;
+  const { reader } = clients();
+  const have = await reader.readContract({ address: getAddress(payWith.address), abi: tokenAbi, functionName: 'balanceOf', args: [state.account] });
+  const max = BigInt(swap.amount_in_max);
+  const show = (amount, token) => `${formatAmount(amount, token.decimals)} ${token.symbol}`;
+  if (have < max) {
+    throw insufficient(balance, quote.amount, paying, `To buy the missing ${show(shortfall, paying)} the swap may take up to ${show(max, payWith)}, and you have ${show(have, payWith)}.`);
+  }
+  const percent = (value) => `${Number(value.toFixed(2))} %`;
+  const fee = swap.network_fee_wei ? ` The network fee of the swap is about ${formatAmount(BigInt(swap.network_fee_wei), 18)} ETH.` : '';
+  el.swapSummary.textContent = `You have ${show(balance, paying)}. Buy the missing ${show(shortfall, paying)} for about ${show(BigInt(swap.amount_in), payWith)}.`;
+  el.swapDetail.textContent =
+    `The swap takes at most ${show(max, payWith)} (a ${percent(swap.slippage_bps / 100)} bound for price moves) and buys exactly ${show(shortfall, paying)}; ` +
+    `the pools' fees (${percent(swap.pool_fee_ppm / 10_000)}) are included.${fee} ` +
+    `Then you pay ${show(quote.amount, paying)} for ${plan.name}. Your wallet asks you to confirm each step.`;
+  el.swapAndPay.textContent = `Buy ${formatAmount(shortfall, paying.decimals)} ${paying.symbol} and pay`;
+  state.offer = { checkout, quote, paying, balance, swap, shortfall };
+  el.swapOffer.hidden = false;
+}
+
+async function buyAndPay() {
+  if (state.busy || state.paid || !state.offer) return;
+  const offer = state.offer;
+  clearError();
+  state.busy = true;
+  render();
+  try {
+    await ensureChain();
+    await swapThenPay(offer);
+  } catch (err) {
+    showError(err);
+  } finally {
+    state.busy = false;
+    render();
+    updateReadyStatus();
+  }
+}
+
+async function swapThenPay({ checkout, quote, paying, swap, shortfall }) {
+  const { wallet, reader } = clients();
+  const account = state.account;
+  const router = getAddress(swap.router);
+  const payWith = swap.pay_with;
+  const payToken = getAddress(payWith.address);
+  const max = BigInt(swap.amount_in_max);
+  const steps = 4;
+  assertFresh(quote.deadline);
+  // The swap may run until the payment's quote expires, not later.
+  const deadline = quote.deadline;
+  const exactOutput = encodeFunctionData({
+    abi: swapRouterAbi,
+    functionName: 'exactOutput',
+    args: [{ path: swap.path, recipient: account, deadline, amountOut: shortfall, amountInMaximum: max }],
+  });
+  let calls = [exactOutput];
+  const domain = payWith.permit ? await tokenDomain(reader, payToken).catch(logAndNull) : null;
+  if (domain) {
+    const nonce = await reader.readContract({ address: payToken, abi: tokenAbi, functionName: 'nonces', args: [account] });
+    setStatus(`Step 1 of ${steps}: sign the ${payWith.symbol} permit for the swap in your wallet…`);
+    const permit = await wallet.signTypedData({
+      account,
+      domain,
+      types: PERMIT_TYPES,
+      primaryType: 'Permit',
+      message: { owner: account, spender: router, value: max, nonce, deadline },
+    });
+    const { r, s, v, yParity } = parseSignature(permit);
+    const selfPermit = encodeFunctionData({
+      abi: swapRouterAbi,
+      functionName: 'selfPermit',
+      args: [payToken, max, deadline, v === undefined ? 27 + yParity : Number(v), r, s],
+    });
+    calls = [selfPermit, exactOutput];
+  } else {
+    const allowance = await reader.readContract({ address: payToken, abi: tokenAbi, functionName: 'allowance', args: [account, router] });
+    if (allowance < max) {
+      setStatus(`Step 1 of ${steps}: approve up to ${formatAmount(max, payWith.decimals)} ${payWith.symbol} for the swap in your wallet…`);
+      const approval = await wallet.writeContract({ account, address: payToken, abi: tokenAbi, functionName: 'approve', args: [router, max] });
+      const receipt = await reader.waitForTransactionReceipt({ hash: approval });
+      if (receipt.status !== 'success') throw new FriendlyError('The approval for the swap failed. Nothing was swapped; please try again.');
+    }
+  }
+  assertFresh(quote.deadline);
+  setStatus(`Step 2 of ${steps}: confirm the swap in your wallet…`);
+  let request;
+  try {
+    ({ request } = await reader.simulateContract({ account, address: router, abi: swapRouterAbi, functionName: 'multicall', args: [calls] }));
+  } catch (err) {
+    throw swapRefusal(err, swap);
+  }
+  const hash = await wallet.writeContract(request);
+  console.info('[checkout] swap sent', hash);
+  setStatus(`Step 2 of ${steps}: waiting for the swap to be confirmed…`);
+  const receipt = await reader.waitForTransactionReceipt({ hash });
+  if (receipt.status !== 'success') {
+    throw new FriendlyError(`The swap did not go through (the price may have moved past the bound). Nothing was swapped; try again to see the new price.`);
+  }
+  hideOffer();
+  const balance = await reader.readContract({ address: getAddress(paying.address), abi: tokenAbi, functionName: 'balanceOf', args: [account] });
+  if (balance < quote.amount) throw insufficient(balance, quote.amount, paying);
+  await payQuote(checkout, quote, paying, { first: 3, of: steps });
+}
+
+/** Says why the router refused the swap in the member's words (its revert strings). */
+function swapRefusal(err, swap) {
+  const text = `${err?.shortMessage ?? ''} ${err?.message ?? ''}`;
+  if (text.includes('Too much requested')) {
+    return new FriendlyError(
+      `The price moved more than the ${Number((swap.slippage_bps / 100).toFixed(2))} % bound since it was shown. Nothing was swapped; try again to see the new price.`,
+      { cause: err },
+    );
+  }
+  if (text.includes('Transaction too old')) return new FriendlyError('The quote expired before the swap.', { action: 'retry-quote', cause: err });
+  if (/\bSTF\b/.test(text) || text.includes('ERC20InsufficientBalance') || text.includes('ERC2612')) {
+    return new FriendlyError(`Your ${swap.pay_with.symbol} could not be taken for the swap (balance or permit). Nothing was swapped.`, { cause: err });
+  }
+  return err;
 }
 
 /**
@@ -710,6 +994,7 @@ el.connect.addEventListener('click', () => {
 });
 
 el.pay.addEventListener('click', pay);
+el.swapAndPay.addEventListener('click', buyAndPay);
 
 el.retryQuote.addEventListener('click', () => {
   state.paid = false;
@@ -722,4 +1007,5 @@ el.switchNetwork.addEventListener('click', () => {
 });
 
 watchWallet();
+discoverWallets(walletsChanged);
 loadCatalog();

@@ -3,11 +3,15 @@
 import { getAddress } from 'viem';
 import { abi as checkoutArtifactAbi } from '../../contracts/artifacts/SubscriptionCheckout.json';
 import { abi as tokenArtifactAbi } from '../../contracts/artifacts/TestToken.json';
+// Uniswap v3's SwapRouter as published (the pinned @uniswap/v3-periphery in tools/).
+import { abi as swapRouterArtifactAbi } from '../../tools/node_modules/@uniswap/v3-periphery/artifacts/contracts/SwapRouter.sol/SwapRouter.json';
 
 /** The checkout calls the page makes, and every custom error so viem names reverts. */
 export const checkoutAbi = pick(checkoutArtifactAbi, ['pay', 'payWithPermit']);
 /** ERC-20 + EIP-2612 + ERC-5267 reads and `approve`, with OpenZeppelin's ERC-20 errors. */
 export const tokenAbi = pick(tokenArtifactAbi, ['balanceOf', 'allowance', 'approve', 'nonces', 'eip712Domain']);
+/** The router calls of the one-click buy: `multicall(selfPermit, exactOutput)`. */
+export const swapRouterAbi = pick(swapRouterArtifactAbi, ['multicall', 'selfPermit', 'exactOutput']);
 
 function pick(abi, names) {
   const wanted = new Set(names);

@@ -19,6 +19,15 @@ interface Vm {
         address emitter;
     }
 
+    /// @notice Gas figures of the last call (see {lastCallGas}).
+    struct Gas {
+        uint64 gasLimit;
+        uint64 gasTotalUsed;
+        uint64 gasMemoryUsed;
+        int64 gasRefunded;
+        uint64 gasRemaining;
+    }
+
     // ----------------------------------------------------------------- environment
 
     /// @notice Sets `block.timestamp`.
@@ -44,6 +53,15 @@ interface Vm {
 
     /// @notice Names `account` in traces.
     function label(address account, string calldata newLabel) external;
+
+    // ----------------------------------------------------------------- gas
+
+    /// @notice Returns the gas figures of the last call made by the test.
+    function lastCallGas() external view returns (Gas memory gas);
+
+    /// @notice Returns the creation bytecode of an artifact (a path to its JSON, which the
+    /// configuration's `fs_permissions` must allow reading).
+    function getCode(string calldata artifactPath) external view returns (bytes memory creationBytecode);
 
     // ----------------------------------------------------------------- keys
 

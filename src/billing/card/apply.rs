@@ -4,17 +4,18 @@
 
 use alloy::primitives::Address;
 use serde_json::Value;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::{CardError, Ctx};
 use crate::{
     billing::{
-        activation::{self, Change, ChangeKind, Subscription, plan_change},
+        activation::{self, Change, ChangeKind, Subscription, change_for_time, plan_change},
         plans::Plan,
     },
-    events::EventType,
+    events::{CardChange, CardStatus, ChangeShape, ChangeSource, Payload},
+    money::{Cents, PaidRate, Usd},
     states::{BadgeAction, SubscriptionStatus},
-    store::{address_bytes, badge_jobs, outbox, to_address},
+    store::{self, badges, card::CardOutcome, outbox},
 };
 
 /// Reads a string field at `pointer` (None when absent, null or empty).
@@ -140,7 +141,9 @@ pub(super) fn check_currency(ctx: &Ctx<'_>, currency: &str, place: &str) -> Resu
 
 /// Returns `plan`'s card price in cents, or refuses a plan not sold by card.
 pub(super) fn card_price(ctx: &Ctx<'_>, plan: &Plan) -> Result<u64, CardError> {
-    plan.card_price_cents.ok_or_else(|| CardError::AmountMismatch(format!("{}: plan {} has no card_price_cents: it is not sold by card", ctx.name(), plan.id)))
+    plan.card_price
+        .map(crate::money::Cents::minor)
+        .ok_or_else(|| CardError::AmountMismatch(format!("{}: plan {} has no card_price_cents: it is not sold by card", ctx.name(), plan.id)))
 }
 
 /// Reads an amount in cents at `pointer`, or refuses the event.
@@ -156,92 +159,6 @@ pub(super) fn currency_of<'a>(ctx: &Ctx<'_>, object: &'a Value) -> Result<&'a st
     text_at(object, "/currency").ok_or_else(|| CardError::BadRequest(format!("{}: data.object.currency is missing", ctx.name())))
 }
 
-/// A card subscription (`card_subscriptions`): the wallet, plan and processor-side state.
-pub(super) struct CardSubscription {
-    pub(super) wallet: Address,
-    pub(super) plan_id: u32,
-    /// `active`, or `canceled` (deleted, or set to cancel at the period end, at the processor).
-    pub(super) status: String,
-}
-
-/// Loads the card subscription `id`.
-pub(super) async fn card_subscription(conn: &mut AnyConnection, id: &str) -> Result<Option<CardSubscription>, CardError> {
-    let row = sqlx::query("SELECT wallet, plan_id, status FROM card_subscriptions WHERE card_subscription_id = $1").bind(id).fetch_optional(&mut *conn).await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(CardSubscription {
-        wallet: to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "card_subscriptions.wallet")?,
-        plan_id: row.try_get::<i64, _>("plan_id")? as u32,
-        status: row.try_get("status")?,
-    }))
-}
-
-/// Records that card subscription `id` pays `plan_id` for `wallet` (insert or update).
-pub(super) async fn map_card_subscription(
-    conn: &mut AnyConnection,
-    id: &str,
-    wallet: Address,
-    plan_id: u32,
-    customer: Option<&str>,
-    now: u64,
-) -> Result<(), CardError> {
-    sqlx::query(
-        "INSERT INTO card_subscriptions (card_subscription_id, wallet, plan_id, customer, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'active', $5, $5) ON CONFLICT (card_subscription_id) DO UPDATE SET wallet = excluded.wallet, \
-         plan_id = excluded.plan_id, customer = excluded.customer, status = 'active', updated_at = excluded.updated_at",
-    )
-    .bind(id)
-    .bind(address_bytes(wallet))
-    .bind(i64::from(plan_id))
-    .bind(customer)
-    .bind(now as i64)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Sets the plan and/or processor-side status of card subscription `id`.
-pub(super) async fn update_card_subscription(conn: &mut AnyConnection, id: &str, plan_id: u32, status: &str, now: u64) -> Result<(), CardError> {
-    sqlx::query("UPDATE card_subscriptions SET plan_id = $1, status = $2, updated_at = $3 WHERE card_subscription_id = $4")
-        .bind(i64::from(plan_id))
-        .bind(status)
-        .bind(now as i64)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Whether `wallet` has had its card trial (a wallet gets one, ever).
-pub(super) async fn trial_used(conn: &mut AnyConnection, wallet: Address) -> Result<bool, CardError> {
-    let row = sqlx::query("SELECT 1 FROM card_trials WHERE wallet = $1").bind(address_bytes(wallet)).fetch_optional(&mut *conn).await?;
-    Ok(row.is_some())
-}
-
-async fn record_trial(conn: &mut AnyConnection, wallet: Address, plan_id: u32, ctx: &Ctx<'_>) -> Result<(), CardError> {
-    sqlx::query("INSERT INTO card_trials (wallet, plan_id, card_event, started_at) VALUES ($1, $2, $3, $4) ON CONFLICT (wallet) DO NOTHING")
-        .bind(address_bytes(wallet))
-        .bind(i64::from(plan_id))
-        .bind(&ctx.event.id)
-        .bind(ctx.now as i64)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Copies `from`'s trial record to `to` (a member moved to a new wallet keeps having had
-/// the trial), inside the caller's transaction.
-pub async fn carry_trial(conn: &mut AnyConnection, from: Address, to: Address) -> Result<(), crate::store::StoreError> {
-    sqlx::query(
-        "INSERT INTO card_trials (wallet, plan_id, card_event, started_at) SELECT $1, plan_id, card_event, started_at \
-         FROM card_trials WHERE wallet = $2 ON CONFLICT (wallet) DO NOTHING",
-    )
-    .bind(address_bytes(to))
-    .bind(address_bytes(from))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// How a card payment grants time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Grant {
@@ -254,29 +171,45 @@ pub(super) enum Grant {
     Cycle,
 }
 
-/// A card payment for one period of a plan.
+/// A card payment for a plan: what it collected buys that share of the plan's period at
+/// its card price ([`bought_seconds`]).
 pub(super) struct Payment<'a> {
     pub(super) wallet: Address,
     pub(super) plan: &'a Plan,
     pub(super) grant: Grant,
     pub(super) card_subscription: Option<&'a str>,
+    /// What the payment collected for the plan (cents; ignored for a trial).
+    pub(super) collected: u64,
 }
 
-/// Returns the outcome name of a change.
-fn outcome_of(kind: ChangeKind) -> &'static str {
+/// Returns the seconds `collected` cents buy of `plan` at its card price, rounded down:
+/// one period when they are the price.
+pub(super) fn bought_seconds(plan: &Plan, collected: u64) -> u64 {
+    let price = plan.card_price.map_or(0, crate::money::Cents::minor);
+    if price == 0 {
+        return 0;
+    }
+    let seconds = u128::from(plan.period.seconds()) * u128::from(collected) / u128::from(price);
+    u64::try_from(seconds).unwrap_or(u64::MAX)
+}
+
+/// Returns the outcome of a change.
+fn outcome_of(kind: ChangeKind) -> CardOutcome {
     match kind {
-        ChangeKind::Activated => "activated",
-        ChangeKind::Renewed => "renewed",
-        ChangeKind::Upgraded => "upgraded",
-        ChangeKind::DowngradeScheduled => "downgrade_scheduled",
+        ChangeKind::Activated => CardOutcome::Activated,
+        ChangeKind::Renewed => CardOutcome::Renewed,
+        ChangeKind::Upgraded => CardOutcome::Upgraded,
+        ChangeKind::DowngradeScheduled => CardOutcome::DowngradeScheduled,
     }
 }
 
 /// Applies one card-paid period of the plan (or its trial) to the wallet, queues the badge
 /// job and writes the event; returns the outcome.
-pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payment: Payment<'_>) -> Result<&'static str, CardError> {
-    let Payment { wallet, plan, grant, card_subscription } = payment;
+pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payment: Payment<'_>) -> Result<CardOutcome, CardError> {
+    let Payment { wallet, plan, grant, card_subscription, collected } = payment;
     let now = ctx.now;
+    let bought = bought_seconds(plan, collected);
+    let paid = Cents::from_minor(collected).to_usd().unwrap_or(Usd::MAX);
     let loaded = activation::load(conn, wallet).await?;
     let current = settle_due_downgrade(conn, ctx, loaded).await?;
     let (change, outcome) = if grant == Grant::Trial {
@@ -290,10 +223,11 @@ pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payme
             next_plan_id: None,
             next_expires_at: None,
             comp_seconds: 0,
+            paid_rate: Some(PaidRate::ZERO),
         };
-        record_trial(conn, wallet, plan.id, ctx).await?;
+        store::card::record_trial(conn, wallet, plan.id, &ctx.event.id, now).await?;
         let old = current.as_ref().map(|c| c.expires_at);
-        (Change { kind: ChangeKind::Activated, after, old_expires_at: old, credit_seconds: 0 }, "trialing")
+        (Change { kind: ChangeKind::Activated, after, old_expires_at: old, credit_seconds: 0 }, CardOutcome::Trialing)
     } else if let Some(cur) = current.as_ref().filter(|c| {
         // A card renewal is charged when the trial or period ends, so it usually arrives
         // just after: it continues that subscription (renewed from now) rather than
@@ -307,17 +241,34 @@ pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payme
         let mut after = cur.clone();
         after.plan_id = plan.id;
         after.status = SubscriptionStatus::Active;
-        after.expires_at = now + plan.period.seconds();
+        after.expires_at = now + bought;
         after.comp_seconds = 0;
-        (Change { kind: ChangeKind::Renewed, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }, "renewed")
+        // What ran out was a trial or used-up time: the renewal's own price is the rate.
+        after.paid_rate = PaidRate::new(paid, bought).or(Some(PaidRate::ZERO));
+        (Change { kind: ChangeKind::Renewed, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }, CardOutcome::Renewed)
     } else {
-        // A card payment has no token: credit on upgrades is priced in card cents.
-        let change = plan_change(current.as_ref(), ctx.catalog, wallet, plan, 1, Address::ZERO, now);
+        let change = change_for_time(current.as_ref(), ctx.catalog, wallet, plan, bought, paid, now);
         let outcome = outcome_of(change.kind);
         (change, outcome)
     };
     write_change(conn, ctx, current.is_none(), &change, card_subscription).await?;
+    if grant != Grant::Trial {
+        store::card::record_grant(conn, &ctx.event.id, wallet, payment_refs(&ctx.event.object), collected, bought, now).await?;
+    }
     Ok(outcome)
+}
+
+/// The processor objects a Checkout Session, invoice, charge or dispute names: its payment
+/// intent, invoice and charge (an object's own id when it is one of them).
+pub(super) fn payment_refs(object: &Value) -> store::card::PaymentRefs<'_> {
+    let id = text_at(object, "/id");
+    let own = |prefix: &str| id.filter(|i| i.starts_with(prefix));
+    let id_or_object = |pointer: &str| text_at(object, pointer).or_else(|| text_at(object, &format!("{pointer}/id")));
+    store::card::PaymentRefs {
+        payment_intent: own("pi_").or_else(|| id_or_object("/payment_intent")).or_else(|| text_at(object, "/payments/data/0/payment/payment_intent")),
+        invoice: own("in_").or_else(|| id_or_object("/invoice")),
+        charge: own("ch_").or_else(|| id_or_object("/charge")),
+    }
 }
 
 /// Applies a plan change made at the processor (no payment): a higher tier at once with
@@ -330,19 +281,22 @@ pub(super) async fn switch_plan(
     wallet: Address,
     plan: &Plan,
     card_subscription: &str,
-) -> Result<&'static str, CardError> {
+) -> Result<CardOutcome, CardError> {
     let now = ctx.now;
     let loaded = activation::load(conn, wallet).await?;
     let current = settle_due_downgrade(conn, ctx, loaded).await?;
     let Some(cur) = current.filter(|c| live(c, now)) else {
         // Nothing runs now: the next paid invoice (for the new price) starts it.
-        return Ok("plan_recorded");
+        return Ok(CardOutcome::PlanRecorded);
     };
     if plan.tier == cur.tier {
+        // Nothing was paid here: the time keeps the price it was paid at (a switch to a
+        // plan with a higher list price per second must not raise what it credits).
         let mut after = cur.clone();
+        after.paid_rate = Some(activation::held_rate(&cur, ctx.catalog));
         after.plan_id = plan.id;
         activation::save(conn, &after, now).await?;
-        return Ok("plan_changed");
+        return Ok(CardOutcome::PlanChanged);
     }
     let change = if plan.tier > cur.tier && cur.status == SubscriptionStatus::Trialing {
         let mut after = cur.clone();
@@ -353,7 +307,7 @@ pub(super) async fn switch_plan(
         Change { kind: ChangeKind::Upgraded, after, old_expires_at: Some(cur.expires_at), credit_seconds: 0 }
     } else {
         // Nothing was paid: no period is bought (0 periods), only the rules' credit.
-        let mut change = plan_change(Some(&cur), ctx.catalog, wallet, plan, 0, Address::ZERO, now);
+        let mut change = plan_change(Some(&cur), ctx.catalog, wallet, plan, 0, Usd::ZERO, now);
         change.after.status = cur.status;
         change
     };
@@ -371,7 +325,7 @@ async fn settle_due_downgrade(conn: &mut AnyConnection, ctx: &Ctx<'_>, current: 
     let writes = activation::plan_downgrades(ctx.catalog, vec![cur.clone()]);
     let Some(after) = writes.subscriptions.first().cloned() else { return Ok(Some(cur)) };
     activation::save(conn, &after, ctx.now).await?;
-    badge_jobs::queue_all(conn, &writes.jobs, ctx.now).await?;
+    badges::queue_all(conn, &writes.jobs, ctx.now).await?;
     outbox::write_all(conn, &writes.events, ctx.now as i64).await?;
     Ok(Some(after))
 }
@@ -385,54 +339,44 @@ async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change
         let action = if new { BadgeAction::Issue } else { BadgeAction::Update };
         activation::queue_badge(conn, a.wallet, action, a.tier, a.expires_at, ctx.now).await?;
     }
-    let name = change.kind.event();
-    outbox::write(
-        conn,
-        &outbox::event_id(&[name.as_str(), "card", &ctx.event.id]),
-        name,
-        &serde_json::json!({
-            "wallet": a.wallet,
-            "plan_id": a.plan_id,
-            "tier": a.tier,
-            "status": a.status,
-            "expires_at": a.expires_at,
-            "previous_expires_at": change.old_expires_at,
-            "credit_seconds": change.credit_seconds,
-            "next_plan_id": a.next_plan_id,
-            "next_expires_at": a.next_expires_at,
-            "source": "card",
-            "card_event": ctx.event.id,
-            "card_subscription": card_subscription,
-        }),
-        ctx.now as i64,
-    )
-    .await?;
+    let shape = ChangeShape::Card(CardChange {
+        card_event: ctx.event.id.clone(),
+        card_subscription: card_subscription.map(str::to_string),
+        credit_seconds: change.credit_seconds,
+        expires_at: a.expires_at,
+        next_expires_at: a.next_expires_at,
+        next_plan_id: a.next_plan_id,
+        plan_id: a.plan_id,
+        previous_expires_at: change.old_expires_at,
+        source: ChangeSource::Card,
+        status: a.status,
+        tier: a.tier,
+        wallet: a.wallet,
+    });
+    let id = outbox::event_id(&[change.kind.event().as_str(), "card", &ctx.event.id]);
+    outbox::write(conn, &id, change.kind.payload(shape), ctx.now as i64).await?;
     Ok(())
 }
 
-/// Writes a card status event (`subscription.canceled`, `.uncanceled`, `.renewal_failed`)
-/// for `sub`, with `extra` fields.
-pub(super) async fn write_status_event(
-    conn: &mut AnyConnection,
-    ctx: &Ctx<'_>,
-    name: EventType,
-    sub: &Subscription,
-    card_subscription: &str,
-    extra: serde_json::Value,
-) -> Result<(), CardError> {
-    let mut data = serde_json::json!({
-        "wallet": sub.wallet,
-        "plan_id": sub.plan_id,
-        "tier": sub.tier,
-        "status": sub.status,
-        "expires_at": sub.expires_at,
-        "source": "card",
-        "card_event": ctx.event.id,
-        "card_subscription": card_subscription,
-    });
-    if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
-        data.extend(extra);
+/// Returns what a card status event (`subscription.canceled`, `.uncanceled`,
+/// `.renewal_failed`) says of `sub`.
+pub(super) fn card_status(ctx: &Ctx<'_>, sub: &Subscription, card_subscription: &str) -> CardStatus {
+    CardStatus {
+        card_event: ctx.event.id.clone(),
+        card_subscription: card_subscription.to_string(),
+        expires_at: sub.expires_at,
+        plan_id: sub.plan_id,
+        source: ChangeSource::Card,
+        status: sub.status,
+        tier: sub.tier,
+        wallet: sub.wallet,
     }
-    outbox::write(conn, &outbox::event_id(&[name.as_str(), "card", &ctx.event.id]), name, &data, ctx.now as i64).await?;
+}
+
+/// Writes a card status event ([`card_status`], as `payload`).
+pub(super) async fn write_status_event(conn: &mut AnyConnection, ctx: &Ctx<'_>, payload: impl Into<Payload>) -> Result<(), CardError> {
+    let payload = payload.into();
+    let id = outbox::event_id(&[payload.event_type().as_str(), "card", &ctx.event.id]);
+    outbox::write(conn, &id, payload, ctx.now as i64).await?;
     Ok(())
 }

@@ -5,10 +5,15 @@
 //! (`subscription_update`), `manual`, `subscription_threshold` and other invoices buy no
 //! period, so they are acknowledged and recorded with nothing granted. A renewal's plan is
 //! the one whose `card_price_id` is the price of the invoice's (non-proration) line; that
-//! line's `amount` and the invoice's `currency` must be the plan's card price. The invoice
-//! total (`amount_paid`) is not compared: prorations from a plan change, tax and the
-//! merchant's own discounts legitimately move it, and refusing them would leave members of
-//! merchants on the processor's defaults without their renewals.
+//! line's `amount` and the invoice's `currency` must be the plan's card price.
+//!
+//! A renewal grants only what the invoice collected for the membership, at the plan's card
+//! price ([`collected_for_plan`]): the plan line plus the proration lines (a plan change's
+//! settlement: positive for an upgrade's rest of period, negative for a downgrade's unused
+//! time credited back), and no more than `amount_paid` less tax, plus the merchant's own
+//! discounts and any customer credit balance the invoice used. So a renewal funded by a
+//! downgrade's proration credit grants only the share paid for, and an upgrade's proration
+//! charge buys its share of time.
 
 use alloy::primitives::Address;
 use serde_json::Value;
@@ -20,8 +25,8 @@ use super::{
 };
 use crate::{
     billing::{activation, plans::Plan},
-    events::EventType,
     states::SubscriptionStatus,
+    store::{self, card::CardOutcome},
 };
 
 /// The card subscription an invoice belongs to: `subscription` (older API versions) or
@@ -36,6 +41,26 @@ fn is_proration(line: &Value) -> bool {
     ["/proration", "/parent/subscription_item_details/proration", "/parent/invoice_item_details/proration"]
         .iter()
         .any(|p| line.pointer(p).and_then(Value::as_bool) == Some(true))
+}
+
+/// Returns the cents an invoice collected for the membership: the plan line `line` plus the
+/// proration lines, capped by what was paid (`amount_paid` less tax, plus the merchant's
+/// discounts and the customer credit balance used); never below zero.
+pub(super) fn collected_for_plan(object: &Value, line: u64) -> u64 {
+    let int = |v: Option<&Value>| v.and_then(Value::as_i64).unwrap_or(0);
+    let lines = object.pointer("/lines/data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let prorations: i64 = lines.iter().filter(|l| is_proration(l)).map(|l| int(l.get("amount"))).sum();
+    let sum = |pointer: &str| -> i64 { object.pointer(pointer).and_then(Value::as_array).map_or(0, |items| items.iter().map(|i| int(i.get("amount"))).sum()) };
+    let tax = match object.get("tax").and_then(Value::as_i64) {
+        Some(tax) => tax,
+        None => sum("/total_taxes"),
+    };
+    let discounts = sum("/total_discount_amounts");
+    // A credit balance is negative; what the invoice used of it is how much it rose.
+    let balance_used = (int(object.get("ending_balance")) - int(object.get("starting_balance"))).max(0);
+    let paid = int(object.get("amount_paid")) - tax + discounts + balance_used;
+    let owed = i64::try_from(line).unwrap_or(i64::MAX).saturating_add(prorations);
+    u64::try_from(paid.min(owed).max(0)).unwrap_or(0)
 }
 
 /// Returns the plan an invoice pays for, from its lines' processor prices, and the amount
@@ -60,7 +85,7 @@ fn plan_of<'c>(ctx: &Ctx<'c>, object: &Value) -> Result<(&'c Plan, u64), CardErr
 /// mapped at checkout, else the subscription's metadata on the invoice.
 async fn wallet_of(conn: &mut AnyConnection, ctx: &Ctx<'_>, subscription: Option<&str>) -> Result<Address, CardError> {
     if let Some(id) = subscription
-        && let Some(known) = apply::card_subscription(conn, id).await?
+        && let Some(known) = store::card::card_subscription(conn, id).await?
     {
         return Ok(known.wallet);
     }
@@ -83,7 +108,7 @@ async fn wallet_of(conn: &mut AnyConnection, ctx: &Ctx<'_>, subscription: Option
 /// The wallet of a known card subscription, for acknowledgements.
 async fn known_wallet(conn: &mut AnyConnection, subscription: Option<&str>) -> Result<Option<Address>, CardError> {
     Ok(match subscription {
-        Some(id) => apply::card_subscription(conn, id).await?.map(|s| s.wallet),
+        Some(id) => store::card::card_subscription(conn, id).await?.map(|s| s.wallet),
         None => None,
     })
 }
@@ -95,27 +120,39 @@ pub(super) async fn paid(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Hand
     match text_at(object, "/billing_reason") {
         Some("subscription_cycle") => {}
         Some("subscription_create") => {
-            // The Checkout Session covered the first period; Stripe sends both.
+            // The Checkout Session covered the first period; Stripe sends both, in either
+            // order. Its payment intent is only named here: kept with the session's grant
+            // (now, or when the session comes later), so a refund or dispute of that charge
+            // finds it.
+            let refs = apply::payment_refs(object);
+            if let (Some(invoice), Some(intent)) = (refs.invoice, refs.payment_intent) {
+                store::card::link_payment_intent(conn, invoice, intent, ctx.now).await?;
+            }
             let wallet = known_wallet(conn, subscription).await?;
-            return Ok(Handled { status: "acknowledged", outcome: "first_invoice".into(), wallet });
+            return Ok(Handled { status: "acknowledged", outcome: CardOutcome::FirstInvoice.into(), wallet });
         }
         reason => {
             let wallet = known_wallet(conn, subscription).await?;
             tracing::info!(event = %ctx.event.id, billing_reason = ?reason, amount_paid = ?object.get("amount_paid"), "card invoice paid that is not a renewal; no period granted");
-            return Ok(Handled { status: "acknowledged", outcome: "not_a_renewal".into(), wallet });
+            return Ok(Handled { status: "acknowledged", outcome: CardOutcome::NotARenewal.into(), wallet });
         }
     }
     let wallet = wallet_of(conn, ctx, subscription).await?;
     let (plan, amount) = plan_of(ctx, object)?;
     apply::check_price(ctx, plan, amount, apply::currency_of(ctx, object)?, "data.object.lines.data[].amount")?;
-    let outcome = apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Cycle, card_subscription: subscription }).await?;
+    let collected = collected_for_plan(object, amount);
+    if collected == 0 {
+        tracing::warn!(event = %ctx.event.id, %wallet, amount_paid = ?object.get("amount_paid"), "card renewal invoice collected nothing for the plan; no time granted");
+        return Ok(Handled { status: "acknowledged", outcome: CardOutcome::NothingCollected.into(), wallet: Some(wallet) });
+    }
+    let outcome = apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Cycle, card_subscription: subscription, collected }).await?;
     // The invoice's price is the plan the card subscription pays for from now on; one seen
     // here first (its metadata named the wallet) is mapped, so its later events find it.
     if let Some(id) = subscription {
-        match apply::card_subscription(conn, id).await? {
-            Some(known) if known.plan_id != plan.id => apply::update_card_subscription(conn, id, plan.id, &known.status, ctx.now).await?,
+        match store::card::card_subscription(conn, id).await? {
+            Some(known) if known.plan_id != plan.id => store::card::update_card_subscription(conn, id, plan.id, known.status, ctx.now).await?,
             Some(_) => {}
-            None => apply::map_card_subscription(conn, id, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?,
+            None => store::card::map_card_subscription(conn, id, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?,
         }
     }
     Ok(Handled { status: "processed", outcome: outcome.into(), wallet: Some(wallet) })
@@ -127,35 +164,36 @@ pub(super) async fn paid(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Hand
 pub(super) async fn payment_failed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Handled, CardError> {
     let object = &ctx.event.object;
     let subscription = subscription_of(object);
-    let acknowledged = |outcome: &str, wallet| Handled { status: "acknowledged", outcome: outcome.into(), wallet };
+    let acknowledged = |outcome: CardOutcome, wallet| Handled { status: "acknowledged", outcome: outcome.into(), wallet };
     if text_at(object, "/billing_reason") != Some("subscription_cycle") {
-        return Ok(acknowledged("not_a_renewal", known_wallet(conn, subscription).await?));
+        return Ok(acknowledged(CardOutcome::NotARenewal, known_wallet(conn, subscription).await?));
     }
     let Some(id) = subscription else {
         return Err(CardError::BadRequest(format!("{}: the invoice names no subscription", ctx.name())));
     };
-    let Some(known) = apply::card_subscription(conn, id).await? else {
+    let Some(known) = store::card::card_subscription(conn, id).await? else {
         tracing::warn!(card_subscription = id, event = %ctx.event.id, "card renewal failed for a card subscription never activated here");
-        return Ok(acknowledged("unknown_subscription", None));
+        return Ok(acknowledged(CardOutcome::UnknownSubscription, None));
     };
     let wallet = known.wallet;
     let Some(mut sub) = activation::load(conn, wallet).await? else {
-        return Ok(acknowledged("no_subscription", Some(wallet)));
+        return Ok(acknowledged(CardOutcome::NoSubscription, Some(wallet)));
     };
     match sub.status {
-        SubscriptionStatus::Expired => return Ok(acknowledged("already_ended", Some(wallet))),
-        SubscriptionStatus::Canceled => return Ok(acknowledged("already_canceled", Some(wallet))),
+        SubscriptionStatus::Expired => return Ok(acknowledged(CardOutcome::AlreadyEnded, Some(wallet))),
+        SubscriptionStatus::Canceled => return Ok(acknowledged(CardOutcome::AlreadyCanceled, Some(wallet))),
         _ => {}
     }
     sub.status = SubscriptionStatus::PastDue;
     activation::save(conn, &sub, ctx.now).await?;
-    let extra = serde_json::json!({
-        "attempt_count": object.get("attempt_count"),
-        "next_payment_attempt": object.get("next_payment_attempt"),
-        "amount_due": object.get("amount_due"),
-        "currency": object.get("currency"),
-    });
-    apply::write_status_event(conn, ctx, EventType::SubscriptionRenewalFailed, &sub, id, extra).await?;
+    let invoice = |field: &str| object.get(field).and_then(Value::as_u64);
+    let failed = apply::card_status(ctx, &sub, id).renewal_failed(
+        invoice("amount_due"),
+        invoice("attempt_count"),
+        object.get("currency").and_then(Value::as_str).map(str::to_string),
+        invoice("next_payment_attempt"),
+    );
+    apply::write_status_event(conn, ctx, failed).await?;
     tracing::warn!(event = %ctx.event.id, %wallet, card_subscription = id, "card renewal failed; subscription past_due");
-    Ok(Handled { status: "processed", outcome: "past_due".into(), wallet: Some(wallet) })
+    Ok(Handled { status: "processed", outcome: CardOutcome::PastDue.into(), wallet: Some(wallet) })
 }

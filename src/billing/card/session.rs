@@ -15,7 +15,10 @@ use super::{
     CardError, Ctx, Handled,
     apply::{self, Grant, Payment, text_at},
 };
-use crate::billing::activation;
+use crate::{
+    billing::activation,
+    store::{self, card::CardOutcome},
+};
 
 /// What a session's amount pays for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +40,7 @@ pub(super) async fn completed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result
     })?;
     let (wallet, plan) = apply::member_from(metadata, ctx, "data.object.metadata")?;
     let paid = paid_for(ctx, object, plan)?;
-    let acknowledged = |outcome: &str| Handled { status: "acknowledged", outcome: outcome.into(), wallet: Some(wallet) };
+    let acknowledged = |outcome: CardOutcome| Handled { status: "acknowledged", outcome: outcome.into(), wallet: Some(wallet) };
     match text_at(object, "/payment_status") {
         Some("paid") => {}
         Some("no_payment_required") if paid == Paid::Trial => {}
@@ -51,7 +54,7 @@ pub(super) async fn completed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result
         }
         Some("unpaid") => {
             tracing::info!(event = %ctx.event.id, %wallet, plan_id = plan.id, "card checkout not paid yet; waiting for its async payment");
-            return Ok(acknowledged("pending"));
+            return Ok(acknowledged(CardOutcome::Pending));
         }
         other => {
             return Err(CardError::BadRequest(format!("{}: data.object.payment_status {other:?} is not paid, unpaid or no_payment_required", ctx.name())));
@@ -60,19 +63,25 @@ pub(super) async fn completed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result
     let subscription = text_at(object, "/subscription");
     let handled = match paid {
         Paid::Period => {
-            let outcome = apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Checkout, card_subscription: subscription }).await?;
+            let outcome = apply::apply_payment(
+                conn,
+                ctx,
+                Payment { wallet, plan, grant: Grant::Checkout, card_subscription: subscription, collected: apply::card_price(ctx, plan)? },
+            )
+            .await?;
             Handled { status: "processed", outcome: outcome.into(), wallet: Some(wallet) }
         }
         Paid::Trial => {
             let current = activation::load(conn, wallet).await?;
             if current.as_ref().is_some_and(|c| apply::live(c, ctx.now)) {
                 tracing::warn!(event = %ctx.event.id, %wallet, "card trial checkout for a wallet with a live subscription; no trial granted");
-                acknowledged("trial_while_subscribed")
-            } else if apply::trial_used(conn, wallet).await? {
+                acknowledged(CardOutcome::TrialWhileSubscribed)
+            } else if store::card::trial_used(conn, wallet).await? {
                 tracing::warn!(event = %ctx.event.id, %wallet, "card trial checkout for a wallet that had its trial; no trial granted");
-                acknowledged("trial_already_used")
+                acknowledged(CardOutcome::TrialAlreadyUsed)
             } else {
-                let outcome = apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Trial, card_subscription: subscription }).await?;
+                let outcome =
+                    apply::apply_payment(conn, ctx, Payment { wallet, plan, grant: Grant::Trial, card_subscription: subscription, collected: 0 }).await?;
                 Handled { status: "processed", outcome: outcome.into(), wallet: Some(wallet) }
             }
         }
@@ -80,7 +89,7 @@ pub(super) async fn completed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result
     // Mapped even when nothing was granted: the invoice at the trial's end names only the
     // card subscription.
     if let Some(id) = subscription {
-        apply::map_card_subscription(conn, id, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?;
+        store::card::map_card_subscription(conn, id, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?;
     }
     Ok(handled)
 }
@@ -109,5 +118,5 @@ fn paid_for(ctx: &Ctx<'_>, object: &Value, plan: &crate::billing::plans::Plan) -
 pub(super) fn failed(ctx: &Ctx<'_>) -> Handled {
     let wallet = ctx.event.object.get("metadata").and_then(|m| apply::wallet_from(m, ctx, "data.object.metadata").ok());
     tracing::warn!(event = %ctx.event.id, wallet = ?wallet, "card checkout payment failed; nothing granted");
-    Handled { status: "acknowledged", outcome: "payment_failed".into(), wallet }
+    Handled { status: "acknowledged", outcome: CardOutcome::PaymentFailed.into(), wallet }
 }

@@ -11,12 +11,16 @@ use sqlx::AnyConnection;
 
 use super::{
     CardError, Ctx, Handled,
-    apply::{self, CardSubscription, text_at},
+    apply::{self, text_at},
 };
 use crate::{
     billing::{activation, plans::Plan},
-    events::EventType,
+    events::{Payload, SubscriptionCanceled},
     states::SubscriptionStatus,
+    store::{
+        self,
+        card::{CardOutcome, CardOutcomes, CardSubscription, CardSubscriptionStatus},
+    },
 };
 
 /// Returns the plan a subscription object's items are priced at.
@@ -27,7 +31,7 @@ fn plan_of<'c>(ctx: &Ctx<'c>, object: &Value) -> Result<&'c Plan, CardError> {
 }
 
 /// What one step of an update did: its outcome, and whether it changed anything.
-type Step = (&'static str, bool);
+type Step = (CardOutcome, bool);
 
 /// `customer.subscription.updated`.
 pub(super) async fn updated(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<Handled, CardError> {
@@ -35,24 +39,24 @@ pub(super) async fn updated(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<H
     let Some(id) = text_at(object, "/id") else {
         return Err(CardError::BadRequest(format!("{}: data.object.id (the card subscription) is missing", ctx.name())));
     };
-    let Some(known) = apply::card_subscription(conn, id).await? else {
+    let Some(known) = store::card::card_subscription(conn, id).await? else {
         tracing::warn!(card_subscription = id, event = %ctx.event.id, "card subscription updated that was never activated here");
-        return Ok(Handled { status: "acknowledged", outcome: "unknown_subscription".into(), wallet: None });
+        return Ok(Handled { status: "acknowledged", outcome: CardOutcome::UnknownSubscription.into(), wallet: None });
     };
     let plan = plan_of(ctx, object)?;
     let mut steps: Vec<Step> = Vec::new();
     if plan.id != known.plan_id {
-        apply::update_card_subscription(conn, id, plan.id, &known.status, ctx.now).await?;
+        store::card::update_card_subscription(conn, id, plan.id, known.status, ctx.now).await?;
         let outcome = apply::switch_plan(conn, ctx, known.wallet, plan, id).await?;
         steps.push((outcome, true));
     }
-    match (object.get("cancel_at_period_end").and_then(Value::as_bool), known.status.as_str()) {
-        (Some(true), "active") => steps.push(cancel(conn, ctx, id, &known, plan.id).await?),
-        (Some(false), "canceled") => steps.push(uncancel(conn, ctx, id, &known, plan.id).await?),
+    match (object.get("cancel_at_period_end").and_then(Value::as_bool), known.status) {
+        (Some(true), CardSubscriptionStatus::Active) => steps.push(cancel(conn, ctx, id, &known, plan.id).await?),
+        (Some(false), CardSubscriptionStatus::Canceled) => steps.push(uncancel(conn, ctx, id, &known, plan.id).await?),
         _ => {}
     }
     let changed = steps.iter().any(|(_, changed)| *changed);
-    let outcome = if steps.is_empty() { "unchanged".to_string() } else { steps.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(",") };
+    let outcome = CardOutcomes::of_steps(steps.iter().map(|(o, _)| *o).collect());
     Ok(Handled { status: if changed { "processed" } else { "acknowledged" }, outcome, wallet: Some(known.wallet) })
 }
 
@@ -61,9 +65,9 @@ pub(super) async fn deleted(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<H
     let Some(id) = text_at(&ctx.event.object, "/id") else {
         return Err(CardError::BadRequest(format!("{}: data.object.id (the card subscription) is missing", ctx.name())));
     };
-    let Some(known) = apply::card_subscription(conn, id).await? else {
+    let Some(known) = store::card::card_subscription(conn, id).await? else {
         tracing::warn!(card_subscription = id, event = %ctx.event.id, "card subscription deleted that was never activated here");
-        return Ok(Handled { status: "acknowledged", outcome: "unknown_subscription".into(), wallet: None });
+        return Ok(Handled { status: "acknowledged", outcome: CardOutcome::UnknownSubscription.into(), wallet: None });
     };
     let (outcome, changed) = cancel(conn, ctx, id, &known, known.plan_id).await?;
     Ok(Handled { status: if changed { "processed" } else { "acknowledged" }, outcome: outcome.into(), wallet: Some(known.wallet) })
@@ -73,31 +77,31 @@ pub(super) async fn deleted(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result<H
 /// subscription too (no renewal; access to the end of the paid period), with
 /// `subscription.canceled`.
 async fn cancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &CardSubscription, plan_id: u32) -> Result<Step, CardError> {
-    apply::update_card_subscription(conn, id, plan_id, "canceled", ctx.now).await?;
-    let Some(mut sub) = activation::load(conn, known.wallet).await? else { return Ok(("no_subscription", false)) };
+    store::card::update_card_subscription(conn, id, plan_id, CardSubscriptionStatus::Canceled, ctx.now).await?;
+    let Some(mut sub) = activation::load(conn, known.wallet).await? else { return Ok((CardOutcome::NoSubscription, false)) };
     if !apply::live(&sub, ctx.now) {
-        return Ok(("already_ended", false));
+        return Ok((CardOutcome::AlreadyEnded, false));
     }
     if sub.status == SubscriptionStatus::Canceled {
-        return Ok(("already_canceled", false));
+        return Ok((CardOutcome::AlreadyCanceled, false));
     }
     sub.status = SubscriptionStatus::Canceled;
     activation::save(conn, &sub, ctx.now).await?;
-    apply::write_status_event(conn, ctx, EventType::SubscriptionCanceled, &sub, id, Value::Null).await?;
-    Ok(("canceled", true))
+    apply::write_status_event(conn, ctx, SubscriptionCanceled::Card(apply::card_status(ctx, &sub, id))).await?;
+    Ok((CardOutcome::Canceled, true))
 }
 
 /// Undoes a cancel at the processor (`cancel_at_period_end` false again): the subscription
 /// takes back the processor's status (`trialing`, `past_due` or `active`), with
 /// `subscription.uncanceled`.
 async fn uncancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &CardSubscription, plan_id: u32) -> Result<Step, CardError> {
-    apply::update_card_subscription(conn, id, plan_id, "active", ctx.now).await?;
-    let Some(mut sub) = activation::load(conn, known.wallet).await? else { return Ok(("no_subscription", false)) };
+    store::card::update_card_subscription(conn, id, plan_id, CardSubscriptionStatus::Active, ctx.now).await?;
+    let Some(mut sub) = activation::load(conn, known.wallet).await? else { return Ok((CardOutcome::NoSubscription, false)) };
     if !apply::live(&sub, ctx.now) {
-        return Ok(("already_ended", false));
+        return Ok((CardOutcome::AlreadyEnded, false));
     }
     if sub.status != SubscriptionStatus::Canceled {
-        return Ok(("not_canceled", false));
+        return Ok((CardOutcome::NotCanceled, false));
     }
     sub.status = match text_at(&ctx.event.object, "/status") {
         Some("trialing") => SubscriptionStatus::Trialing,
@@ -105,6 +109,6 @@ async fn uncancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &Car
         _ => SubscriptionStatus::Active,
     };
     activation::save(conn, &sub, ctx.now).await?;
-    apply::write_status_event(conn, ctx, EventType::SubscriptionUncanceled, &sub, id, Value::Null).await?;
-    Ok(("uncanceled", true))
+    apply::write_status_event(conn, ctx, Payload::SubscriptionUncanceled(apply::card_status(ctx, &sub, id))).await?;
+    Ok((CardOutcome::Uncanceled, true))
 }

@@ -4,11 +4,12 @@
 //! A [`RateBook`] is checked against the chain at start-up (a bad pool, feed or rate stops
 //! the service naming the field), then refreshed by one task at most once per block (and
 //! every `refresh_secs`); every checkout reads the cache, never the chain. A token whose
-//! rate cannot be read or fails a guard is refused on its own, with the reason; the other
+//! rate cannot be read or fails a guard is refused on its own, with a fixed reason code
+//! ([`refusal`]; the source's own words, scrubbed of URLs, go to the log only); the other
 //! tokens keep working.
 
 pub mod chainlink;
-pub mod config;
+pub mod refusal;
 pub mod report;
 pub mod uniswap;
 
@@ -21,9 +22,13 @@ use alloy::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub use self::config::{FeedConfig, PricingSettings, RateSourceConfig};
-use super::pricing::UsdRate;
-use crate::{chain::deployment::TokenInfo, clock::Clock};
+pub use self::refusal::{Refusal, RefusalCode};
+use crate::{
+    chain::deployment::TokenInfo,
+    clock::Clock,
+    config::{FeedConfig, PricingSettings, RateSourceConfig},
+    money::UsdRate,
+};
 
 /// Why the pricing configuration is refused at start-up; the message names the field.
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +57,53 @@ async fn require_code(provider: &DynProvider, field: &str, address: Address) -> 
 /// A token's source, checked against the chain.
 #[derive(Debug, Clone)]
 enum Source {
-    Stable { peg_feed: Option<FeedConfig>, tolerance_bps: u32 },
-    Chainlink { feed: FeedConfig, eth_usd: Option<FeedConfig> },
-    Uniswap { pool: uniswap::PoolInfo, window: u32, max_deviation_bps: u32, quote_feed: Option<FeedConfig>, quote_usd: Option<UsdRate> },
+    Stable {
+        peg_feed: Option<FeedConfig>,
+        tolerance_bps: u32,
+    },
+    Chainlink {
+        feed: FeedConfig,
+        eth_usd: Option<FeedConfig>,
+        bounds: Bounds,
+    },
+    Uniswap {
+        pool: uniswap::PoolInfo,
+        window: u32,
+        max_deviation_bps: u32,
+        min_liquidity: Option<u128>,
+        quote_feed: Option<FeedConfig>,
+        quote_usd: Option<UsdRate>,
+        bounds: Bounds,
+    },
     Fixed(UsdRate),
+}
+
+impl Source {
+    /// Whether the rate is read from the chain (and so moves with the market): every
+    /// source but a fixed rate and a stablecoin without a peg feed.
+    fn reads_chain(&self) -> bool {
+        !matches!(self, Self::Fixed(_) | Self::Stable { peg_feed: None, .. })
+    }
+}
+
+/// A market source's configured `min_usd` and `max_usd`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bounds {
+    min: Option<UsdRate>,
+    max: Option<UsdRate>,
+}
+
+impl Bounds {
+    fn check(self, rate: UsdRate) -> Result<UsdRate, Refusal> {
+        let below = self.min.is_some_and(|min| rate < min);
+        let above = self.max.is_some_and(|max| rate > max);
+        if below || above {
+            let shown = |b: Option<UsdRate>| b.map_or_else(|| "-".to_string(), |r| r.to_decimal());
+            let detail = format!("the rate ${rate} is outside min_usd {} .. max_usd {}", shown(self.min), shown(self.max));
+            return Err(Refusal::new(RefusalCode::RateOutOfBounds, detail));
+        }
+        Ok(rate)
+    }
 }
 
 /// A good reading of a token's rate.
@@ -67,25 +115,55 @@ pub struct Reading {
     pub source: &'static str,
     /// The block it was read at.
     pub block: u64,
+    /// The block's timestamp.
+    pub block_time: u64,
     /// Unix time (service clock) it was read at.
     pub read_at: u64,
+    /// Whether the rate moves with a market (read from the chain): quotes priced from it
+    /// live `market_quote_ttl_secs` and need a rate at most `market_rate_max_age_secs` old.
+    pub market: bool,
 }
 
-/// Why a token's rate cannot be used now.
+impl Reading {
+    /// Returns the reading's age at `now` (service clock): since the block it was read at,
+    /// or since it was read when the chain's time runs ahead of the clock.
+    pub fn age(&self, now: u64) -> u64 {
+        now.saturating_sub(self.block_time.min(self.read_at))
+    }
+}
+
+/// Why a token's rate cannot be used now. Its `Display` and `reason` are fixed texts of
+/// `code`, fit for anonymous answers; `detail` is for the log and the operator only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the {symbol} rate is unavailable: {reason}")]
 pub struct RateUnavailable {
     /// Token symbol.
     pub symbol: String,
-    /// Why (stale feed, manipulated pool, depeg, RPC failure…).
+    /// Why, as a code (stale feed, manipulated pool, depeg, unreadable chain…).
+    pub code: RefusalCode,
+    /// The code's sentence ([`RefusalCode::message`]).
     pub reason: String,
+    /// What the source found, every URL redacted: never put in an answer.
+    pub detail: String,
+}
+
+impl RateUnavailable {
+    /// Returns the refusal of `symbol`'s rate for `code`, with `detail` (already scrubbed).
+    pub fn new(symbol: &str, code: RefusalCode, detail: &str) -> Self {
+        Self { symbol: symbol.to_string(), code, reason: code.message().to_string(), detail: detail.to_string() }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Health {
     Pending,
     Good(Reading),
-    Refused { reason: String, at: u64 },
+    /// `detail` is already scrubbed of URLs.
+    Refused {
+        code: RefusalCode,
+        detail: String,
+        at: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -134,6 +212,10 @@ impl RateBook {
     /// Checks `settings` against the deployment's `tokens` and the chain, and returns the
     /// book (not yet read: call [`RateBook::refresh`]).
     pub async fn connect(settings: &PricingSettings, tokens: &[TokenInfo], provider: DynProvider, clock: Clock) -> Result<Self, ConfigError> {
+        settings.validate().map_err(|(field, message)| ConfigError::new(field, message))?;
+        if let Some(feed) = &settings.sequencer_uptime_feed {
+            chainlink::check_sequencer(&provider, "pricing.sequencer_uptime_feed", feed).await?;
+        }
         let mut book = Vec::new();
         for (symbol, config) in &settings.tokens {
             let field = format!("pricing.tokens.{symbol}");
@@ -167,16 +249,23 @@ impl RateBook {
     /// Returns `token`'s current rate, or why it cannot be used (never reads the chain).
     pub fn current(&self, token: Address) -> Result<Reading, RateUnavailable> {
         let Some(t) = self.tokens.iter().find(|t| t.token == token) else {
-            return Err(RateUnavailable { symbol: token.to_string(), reason: "the token has no rate source in [pricing.tokens]".into() });
+            return Err(RateUnavailable::new(&token.to_string(), RefusalCode::NoSource, ""));
         };
-        let unavailable = |reason: String| RateUnavailable { symbol: t.symbol.clone(), reason };
         match &*t.health.read().expect("rate lock") {
-            Health::Pending => Err(unavailable("not read yet".into())),
-            Health::Refused { reason, .. } => Err(unavailable(reason.clone())),
+            Health::Pending => Err(RateUnavailable::new(&t.symbol, RefusalCode::NotReadYet, "")),
+            Health::Refused { code, detail, .. } => Err(RateUnavailable::new(&t.symbol, *code, detail)),
             Health::Good(reading) => {
                 let age = self.clock.now().saturating_sub(reading.read_at);
+                let rate_age = reading.age(self.clock.now());
                 if age > self.settings.max_cache_age_secs {
-                    Err(unavailable(format!("last read {age} s ago (max_cache_age_secs is {}): the chain cannot be read", self.settings.max_cache_age_secs)))
+                    let detail = format!("last read {age} s ago (max_cache_age_secs is {})", self.settings.max_cache_age_secs);
+                    Err(RateUnavailable::new(&t.symbol, RefusalCode::CacheExpired, &detail))
+                } else if reading.market && rate_age > self.settings.market_rate_max_age_secs {
+                    let detail = format!(
+                        "the rate is of block {}, {rate_age} s ago (market_rate_max_age_secs is {})",
+                        reading.block, self.settings.market_rate_max_age_secs
+                    );
+                    Err(RateUnavailable::new(&t.symbol, RefusalCode::RateTooOld, &detail))
                 } else {
                     Ok(*reading)
                 }
@@ -195,11 +284,7 @@ impl RateBook {
                     Health::Refused { at, .. } => *at,
                     Health::Pending => now,
                 };
-                let current = match &*t.health.read().expect("rate lock") {
-                    Health::Pending => Err(RateUnavailable { symbol: t.symbol.clone(), reason: "not read yet".into() }),
-                    Health::Refused { reason, .. } => Err(RateUnavailable { symbol: t.symbol.clone(), reason: reason.clone() }),
-                    Health::Good(_) => self.current(t.token),
-                };
+                let current = self.current(t.token);
                 RateStatus { symbol: t.symbol.clone(), token: t.token, decimals: t.decimals, source: t.source_name, current, age_secs: now.saturating_sub(at) }
             })
             .collect()
@@ -218,23 +303,46 @@ impl RateBook {
             }
         };
         let (number, time) = (block.header.number, block.header.timestamp);
-        let reads = self.tokens.iter().map(|t| read_source(provider, &t.source, number, time));
+        // Feed ages and the sequencer's grace run to the later of the block's time and the
+        // clock; a block further behind the clock than the bound refuses every rate read
+        // from the chain (a node that stopped following it shows an old market).
+        let feed_now = time.max(now);
+        let lag = now.saturating_sub(time);
+        let node = if lag > self.settings.max_block_lag_secs {
+            Err(Refusal::new(
+                RefusalCode::StaleNode,
+                format!("block {number} is {lag} s behind the clock (max_block_lag_secs is {})", self.settings.max_block_lag_secs),
+            ))
+        } else if let Some(feed) = &self.settings.sequencer_uptime_feed {
+            chainlink::sequencer_up(provider, feed, number, feed_now).await
+        } else {
+            Ok(())
+        };
+        let node = &node;
+        let reads = self.tokens.iter().map(|t| async move {
+            match node {
+                Err(refusal) if t.source.reads_chain() => Err(refusal.clone()),
+                _ => read_source(provider, &t.source, number, feed_now).await,
+            }
+        });
         let results = futures::future::join_all(reads).await;
         for (t, result) in self.tokens.iter().zip(results) {
             let health = match result {
-                Ok(rate) if rate.is_zero() => Health::Refused { reason: "the source gives a zero rate".into(), at: now },
-                Ok(rate) => Health::Good(Reading { rate, source: t.source_name, block: number, read_at: now }),
-                Err(reason) => Health::Refused { reason, at: now },
+                Ok(rate) if rate.is_zero() => Health::Refused { code: RefusalCode::ZeroRate, detail: String::new(), at: now },
+                Ok(rate) => {
+                    Health::Good(Reading { rate, source: t.source_name, block: number, block_time: time, read_at: now, market: t.source.reads_chain() })
+                }
+                Err(Refusal { code, detail }) => Health::Refused { code, detail: crate::config::scrubbed_urls(&detail), at: now },
             };
             match &health {
                 Health::Good(r) => {
                     metrics::gauge!("tmai_rate_usd", "token" => t.symbol.clone()).set(rate_f64(r.rate));
                     metrics::gauge!("tmai_rate_healthy", "token" => t.symbol.clone()).set(1.0);
                 }
-                Health::Refused { reason, .. } => {
+                Health::Refused { code, detail, .. } => {
                     metrics::gauge!("tmai_rate_healthy", "token" => t.symbol.clone()).set(0.0);
                     metrics::counter!("tmai_rate_refusals_total", "token" => t.symbol.clone()).increment(1);
-                    tracing::warn!(token = %t.symbol, %reason, "rate refused");
+                    tracing::warn!(token = %t.symbol, %code, %detail, "rate refused");
                 }
                 Health::Pending => {}
             }
@@ -299,14 +407,14 @@ async fn check_source(provider: &DynProvider, field: &str, config: &RateSourceCo
             }
             Source::Stable { peg_feed: peg_feed.clone(), tolerance_bps: *peg_tolerance_bps }
         }
-        RateSourceConfig::Chainlink { feed, eth_usd_feed } => {
+        RateSourceConfig::Chainlink { feed, eth_usd_feed, min_usd, max_usd } => {
             chainlink::check(provider, &format!("{field}.feed"), feed).await?;
             if let Some(eth) = eth_usd_feed {
                 chainlink::check(provider, &format!("{field}.eth_usd_feed"), eth).await?;
             }
-            Source::Chainlink { feed: feed.clone(), eth_usd: eth_usd_feed.clone() }
+            Source::Chainlink { feed: feed.clone(), eth_usd: eth_usd_feed.clone(), bounds: bounds(field, min_usd, max_usd)? }
         }
-        RateSourceConfig::UniswapV3 { pool, twap_secs, max_spot_deviation_bps, quote_feed, quote_usd } => {
+        RateSourceConfig::UniswapV3 { pool, twap_secs, max_spot_deviation_bps, quote_feed, quote_usd, min_liquidity, min_usd, max_usd } => {
             if *twap_secs == 0 {
                 return Err(ConfigError::new(format!("{field}.twap_secs"), "must be at least 1 (e.g. 1800)".into()));
             }
@@ -324,47 +432,88 @@ async fn check_source(provider: &DynProvider, field: &str, config: &RateSourceCo
                 }
                 (None, Some(text)) => Some(positive_rate(&format!("{field}.quote_usd"), text)?),
             };
-            Source::Uniswap { pool: info, window: *twap_secs, max_deviation_bps: *max_spot_deviation_bps, quote_feed: quote_feed.clone(), quote_usd }
+            let min_liquidity = match min_liquidity {
+                None => None,
+                Some(text) => Some(text.trim().parse::<u128>().ok().filter(|l| *l > 0).ok_or_else(|| {
+                    ConfigError::new(format!("{field}.min_liquidity"), format!("{text:?} is not a positive whole number of liquidity units"))
+                })?),
+            };
+            Source::Uniswap {
+                pool: info,
+                window: *twap_secs,
+                max_deviation_bps: *max_spot_deviation_bps,
+                min_liquidity,
+                quote_feed: quote_feed.clone(),
+                quote_usd,
+                bounds: bounds(field, min_usd, max_usd)?,
+            }
         }
         RateSourceConfig::Fixed { usd } => Source::Fixed(positive_rate(&format!("{field}.usd"), usd)?),
     })
 }
 
 fn positive_rate(field: &str, text: &str) -> Result<UsdRate, ConfigError> {
-    let rate = UsdRate::parse(text).map_err(|m| ConfigError::new(field.into(), m))?;
+    let rate = UsdRate::parse(text).map_err(|e| ConfigError::new(field.into(), e.to_string()))?;
     if rate.is_zero() {
         return Err(ConfigError::new(field.into(), "must be greater than zero".into()));
     }
     Ok(rate)
 }
 
-async fn read_source(provider: &DynProvider, source: &Source, block: u64, time: u64) -> Result<UsdRate, String> {
+/// Parses a market source's `min_usd` and `max_usd` (each positive, the minimum below the
+/// maximum).
+fn bounds(field: &str, min: &Option<String>, max: &Option<String>) -> Result<Bounds, ConfigError> {
+    let min = min.as_deref().map(|text| positive_rate(&format!("{field}.min_usd"), text)).transpose()?;
+    let max = max.as_deref().map(|text| positive_rate(&format!("{field}.max_usd"), text)).transpose()?;
+    if let (Some(low), Some(high)) = (min, max)
+        && low >= high
+    {
+        return Err(ConfigError::new(format!("{field}.max_usd"), format!("must be above min_usd ({low})")));
+    }
+    Ok(Bounds { min, max })
+}
+
+/// Why a rate whose product overflows is refused.
+fn out_of_range() -> Refusal {
+    Refusal::new(RefusalCode::AmountOutOfRange, "the rate is out of range")
+}
+
+/// Reads `source` at `block`; feed ages run to `now` ([`chainlink::read`]).
+async fn read_source(provider: &DynProvider, source: &Source, block: u64, now: u64) -> Result<UsdRate, Refusal> {
     match source {
         Source::Fixed(rate) => Ok(*rate),
         Source::Stable { peg_feed: None, .. } => Ok(UsdRate::ONE),
         Source::Stable { peg_feed: Some(feed), tolerance_bps } => {
-            let peg = chainlink::read(provider, feed, block, time).await?;
-            let off = peg.0.abs_diff(UsdRate::ONE.0);
-            if off * U256::from(10_000u64) > UsdRate::ONE.0 * U256::from(*tolerance_bps) {
-                return Err(format!("depegged: the peg feed says ${peg}, more than {tolerance_bps} bps from $1"));
+            let peg = chainlink::read(provider, feed, block, now).await?;
+            if !within_peg(peg, *tolerance_bps).ok_or_else(out_of_range)? {
+                return Err(Refusal::new(RefusalCode::Depegged, format!("the peg feed says ${peg}, more than {tolerance_bps} bps from $1")));
             }
-            Ok(UsdRate::ONE)
+            // Within the tolerance the buyer is never charged as if the coin were worth
+            // more than $1, nor more than the feed says it is worth.
+            Ok(peg.min(UsdRate::ONE))
         }
-        Source::Chainlink { feed, eth_usd } => {
-            let rate = chainlink::read(provider, feed, block, time).await?;
-            match eth_usd {
-                Some(eth) => Ok(rate.times(chainlink::read(provider, eth, block, time).await?)),
-                None => Ok(rate),
-            }
+        Source::Chainlink { feed, eth_usd, bounds } => {
+            let rate = chainlink::read(provider, feed, block, now).await?;
+            let rate = match eth_usd {
+                Some(eth) => rate.times(chainlink::read(provider, eth, block, now).await?).ok_or_else(out_of_range)?,
+                None => rate,
+            };
+            bounds.check(rate)
         }
-        Source::Uniswap { pool, window, max_deviation_bps, quote_feed, quote_usd } => {
-            let price = uniswap::read(provider, pool, *window, *max_deviation_bps, block).await?;
+        Source::Uniswap { pool, window, max_deviation_bps, min_liquidity, quote_feed, quote_usd, bounds } => {
+            let price = uniswap::read(provider, pool, *window, *max_deviation_bps, *min_liquidity, block).await?;
             let quote = match (quote_feed, quote_usd) {
                 (_, Some(rate)) => *rate,
-                (Some(feed), None) => chainlink::read(provider, feed, block, time).await?,
-                (None, None) => return Err("no USD rate for the pool's quote asset".into()),
+                (Some(feed), None) => chainlink::read(provider, feed, block, now).await?,
+                (None, None) => return Err(Refusal::new(RefusalCode::NoQuoteRate, "neither quote_feed nor quote_usd")),
             };
-            Ok(price.twap.times(quote))
+            bounds.check(price.twap.times(quote).ok_or_else(out_of_range)?)
         }
     }
+}
+
+/// Whether `peg` is within `tolerance_bps` of $1 (checked arithmetic; `None` on overflow).
+fn within_peg(peg: UsdRate, tolerance_bps: u32) -> Option<bool> {
+    let off = peg.0.abs_diff(UsdRate::ONE.0).checked_mul(U256::from(10_000u64))?;
+    Some(off <= UsdRate::ONE.0.checked_mul(U256::from(tolerance_bps))?)
 }

@@ -31,7 +31,8 @@ pub async fn report(settings: &Settings) -> anyhow::Result<(String, bool)> {
             }
             Err(e) => {
                 healthy = false;
-                let _ = writeln!(out, "{:<8} {:<11} {:>24} {:>7} {:>6}  refused: {}", s.symbol, s.source, "-", "-", s.age_secs, e.reason);
+                let detail = if e.detail.is_empty() { String::new() } else { format!(" ({})", e.detail) };
+                let _ = writeln!(out, "{:<8} {:<11} {:>24} {:>7} {:>6}  refused: {} {}{detail}", s.symbol, s.source, "-", "-", s.age_secs, e.code, e.reason);
             }
         }
     }

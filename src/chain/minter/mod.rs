@@ -32,16 +32,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     clock::Clock,
-    store::{Db, StoreError},
+    states::BadgeJobStatus,
+    store::{Db, StoreError, badges},
 };
 
 mod plan;
 mod send;
-mod store;
 mod track;
 mod types;
-
-pub use store::job_counts;
 
 /// Why a minter tick failed. Every failure is retried on the next tick.
 #[derive(Debug, thiserror::Error)]
@@ -200,8 +198,8 @@ impl Minter {
     }
 
     /// Returns how failed jobs are retried.
-    fn backoff(&self) -> store::Backoff {
-        store::Backoff { base_secs: self.config.retry_base.as_secs_f64(), max_secs: self.config.retry_max.as_secs_f64() }
+    fn backoff(&self) -> badges::Backoff {
+        badges::Backoff { base_secs: self.config.retry_base.as_secs_f64(), max_secs: self.config.retry_max.as_secs_f64() }
     }
 
     /// Runs ticks until `cancel` fires: again at once while work is moving, otherwise on
@@ -234,17 +232,28 @@ impl Minter {
         if self.track(head, latest_nonce, &mut report).await? {
             self.plan(head, latest_nonce, &mut report).await?;
         }
-        let open = store::count_open(&self.db, self.config.chain_id, self.issuer).await?;
+        let open = badges::count_open(&self.db, self.config.chain_id, self.issuer).await?;
         let counts = job_counts(&self.db).await?;
         report.open = open as usize;
-        report.waiting = (counts.get("queued").copied().unwrap_or(0) + counts.get("failed").copied().unwrap_or(0)) as usize;
+        let count = |status| counts.get(&status).copied().unwrap_or(0);
+        report.waiting = (count(BadgeJobStatus::Queued) + count(BadgeJobStatus::Failed)) as usize;
         metrics::gauge!("tmai_badge_batches_open").set(open as f64);
         metrics::gauge!("tmai_minter_fee_capped").set(if report.fee_capped { 1.0 } else { 0.0 });
         Ok(report)
     }
 
     /// Returns how many jobs are in each status.
-    pub async fn job_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+    pub async fn job_counts(&self) -> Result<BTreeMap<BadgeJobStatus, i64>, StoreError> {
         job_counts(&self.db).await
     }
+}
+
+/// Returns how many badge jobs are in each status, and sets the `tmai_badge_jobs{status}`
+/// gauges (`failed` counts jobs waiting to be retried after a failure).
+pub async fn job_counts(db: &Db) -> Result<BTreeMap<BadgeJobStatus, i64>, StoreError> {
+    let counts = badges::job_counts(db).await?;
+    for status in BadgeJobStatus::ALL {
+        metrics::gauge!("tmai_badge_jobs", "status" => status.as_str()).set(counts.get(status).copied().unwrap_or(0) as f64);
+    }
+    Ok(counts)
 }

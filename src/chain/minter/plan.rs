@@ -17,10 +17,12 @@ use super::{
     super::bindings::MembershipBadge::{self, MembershipBadgeErrors},
     MintError, Minter, TickReport,
     send::{explain_refusal, first_fees},
-    store,
     types::{Broadcast, Call, CallCosts, Decision, Job, Planned, Signed, badge_event, encode},
 };
-use crate::store::address_bytes;
+use crate::store::{
+    address_bytes,
+    badges::{self, NewBatch},
+};
 
 /// Returns, per wallet, the job to act on (a later issue/update/revoke replaces the earlier
 /// unsent ones; a move is a barrier: what follows it waits for it), skipping wallets with a
@@ -53,21 +55,39 @@ fn supersede(jobs: &[Job], busy: &HashSet<Vec<u8>>) -> (Vec<Job>, Vec<i64>) {
     (effective, superseded)
 }
 
+/// Returns what the store writes ahead of `signed`'s broadcast.
+fn new_batches(signed: &[Signed]) -> Vec<NewBatch<'_>> {
+    signed
+        .iter()
+        .map(|s| NewBatch {
+            nonce: s.nonce,
+            call: s.planned.call,
+            input: &s.planned.input,
+            gas_limit: s.planned.gas_limit,
+            max_fee: s.fees.max_fee,
+            priority_fee: s.fees.priority,
+            tx_hash: s.hash,
+            raw: &s.raw,
+            job_ids: s.planned.jobs.iter().map(|j| j.id).collect(),
+        })
+        .collect()
+}
+
 impl Minter {
     /// Plans, signs, writes and sends new batches from the due jobs, within the room the
     /// open batches leave.
     pub(super) async fn plan(&self, head: u64, latest_nonce: u64, report: &mut TickReport) -> Result<(), MintError> {
-        let open = store::open_batches(&self.db, self.config.chain_id, self.issuer).await?;
+        let open = badges::open_batches(&self.db, self.config.chain_id, self.issuer).await?;
         let room = self.config.max_in_flight.saturating_sub(open.len());
         if room == 0 {
             return Ok(());
         }
-        let jobs = store::due_jobs(&self.db, self.now()).await?;
+        let jobs = badges::due_jobs(&self.db, self.now()).await?;
         if jobs.is_empty() {
             return Ok(());
         }
-        let (effective, superseded) = supersede(&jobs, &store::busy_wallets(&self.db).await?);
-        store::supersede(&self.db, &superseded, self.now()).await?;
+        let (effective, superseded) = supersede(&jobs, &badges::busy_wallets(&self.db).await?);
+        badges::supersede(&self.db, &superseded, self.now()).await?;
         let to_send = self.reconcile(effective, head, report).await?;
         let mut planned = Vec::new();
         for (call, jobs) in self.chunks(to_send).into_iter().take(room) {
@@ -86,7 +106,7 @@ impl Minter {
         }
         // Write ahead: the batches and their signed bytes are stored before any broadcast.
         let next_nonce = first + signed.len() as u64;
-        let batch_ids = store::write_ahead(&self.db, self.config.chain_id, self.issuer, &signed, next_nonce, self.now()).await?;
+        let batch_ids = badges::write_ahead(&self.db, self.config.chain_id, self.issuer, &new_batches(&signed), next_nonce, self.now()).await?;
         self.send_new(&signed, &batch_ids, report).await
     }
 
@@ -121,8 +141,8 @@ impl Minter {
         if !done.is_empty() || !rejected.is_empty() {
             let now = self.now();
             let mut tx = self.db.begin_write().await?;
-            store::reject_jobs(&mut tx, &rejected, now).await?;
-            store::confirm_jobs(&mut tx, &done, None, &events, now).await?;
+            badges::reject_jobs(&mut tx, &rejected, now).await?;
+            badges::confirm_jobs(&mut tx, &done, None, &events, now).await?;
             tx.commit().await?;
             report.confirmed += done.len();
         }
@@ -153,14 +173,14 @@ impl Minter {
                     if self.config.fail_after_broadcast {
                         return Err(MintError::FailPoint);
                     }
-                    store::mark_sent(&self.db, *id, self.now()).await?;
+                    badges::mark_sent(&self.db, *id, self.now()).await?;
                     report.sent += 1;
                     metrics::counter!("tmai_badge_batches_sent_total").increment(1);
                     tracing::info!(nonce = s.nonce, call = s.planned.call.as_str(), jobs = s.planned.jobs.len(), tx = %s.hash, "badge batch sent");
                 }
                 Broadcast::NonceUsed => break,
                 Broadcast::Refused(reason) => {
-                    let open = store::open_batches(&self.db, self.config.chain_id, self.issuer).await?;
+                    let open = badges::open_batches(&self.db, self.config.chain_id, self.issuer).await?;
                     let rest: Vec<_> = open.into_iter().filter(|b| b.nonce >= s.nonce).collect();
                     report.failed += self.refused(&rest, &reason).await?;
                     break;
@@ -277,7 +297,7 @@ impl Minter {
             if guilty.is_empty() {
                 return Err(MintError::Refused(reason));
             }
-            failed += store::fail_alone(&self.db, &guilty, &reason, self.backoff(), self.now()).await?;
+            failed += badges::fail_alone(&self.db, &guilty, &reason, self.backoff(), self.now()).await?;
             pending.push(jobs.into_iter().filter(|j| !guilty.contains(&j.id)).collect());
         }
         Ok(failed)

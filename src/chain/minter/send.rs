@@ -10,9 +10,10 @@ use alloy::{
 };
 
 use super::{
-    MintError, Minter, store,
+    MintError, Minter,
     types::{Batch, Broadcast, Fees},
 };
+use crate::store::badges;
 
 /// Returns the first price of a new batch: what the node suggests, under 10/11 of the cap
 /// (less a wei, so one replacement at +10 % and a wei always fits under it).
@@ -131,17 +132,17 @@ impl Minter {
                     fee_cap = self.config.fee_cap,
                     "badge transaction stuck and the fee cap allows no further replacement; raise minter.fee_cap_gwei"
                 );
-                store::note_error(&self.db, batch.id, "stuck at the fee cap", false, self.now()).await?;
+                badges::note_error(&self.db, batch.id, "stuck at the fee cap", false, self.now()).await?;
                 return Ok(Some(false));
             }
         };
         let (hash, raw) = self.sign(batch.nonce, &batch.input, batch.gas_limit, fees).await?;
         // Write ahead: the new version is known before it is broadcast (any version may be
         // the one mined); it becomes the batch's current version once the node takes it.
-        store::write_version(&self.db, batch.id, hash, fees.max_fee, fees.priority, self.now()).await?;
+        badges::write_version(&self.db, batch.id, hash, fees.max_fee, fees.priority, self.now()).await?;
         match self.broadcast(&raw).await? {
             Broadcast::Accepted => {
-                store::replaced(&self.db, batch.id, hash, &raw, fees.max_fee, fees.priority, self.now()).await?;
+                badges::replaced(&self.db, batch.id, hash, &raw, fees.max_fee, fees.priority, self.now()).await?;
                 metrics::counter!("tmai_badge_replacements_total").increment(1);
                 tracing::info!(batch = batch.id, nonce = batch.nonce, old_max_fee = batch.max_fee, max_fee = fees.max_fee, tx = %hash, "replaced a stuck badge transaction");
                 Ok(Some(true))
@@ -150,7 +151,7 @@ impl Minter {
             Broadcast::Refused(reason) => {
                 let reason = explain_refusal(&reason, self.issuer);
                 tracing::warn!(batch = batch.id, nonce = batch.nonce, max_fee = fees.max_fee, fee_cap = self.config.fee_cap, %reason, "node refused the replacement");
-                store::note_error(&self.db, batch.id, &reason, true, self.now()).await?;
+                badges::note_error(&self.db, batch.id, &reason, true, self.now()).await?;
                 Ok(if capped { Some(false) } else { None })
             }
         }

@@ -12,30 +12,32 @@ use super::{
     super::bindings::MembershipBadge::{BadgeMoved, SubscriptionUpdate, Transfer},
     MintError, Minter, TickReport,
     send::{explain_refusal, is_fee_refusal},
-    store,
     types::{Batch, Broadcast, Call, badge_event},
 };
-use crate::store::StoreError;
+use crate::{
+    states::BadgeJobStatus,
+    store::badges::{self, BatchStatus},
+};
 
 impl Minter {
     /// Tracks every open batch; returns whether new batches may be sent (no earlier nonce
     /// is waiting to be accepted by the node).
     pub(super) async fn track(&self, head: u64, latest_nonce: u64, report: &mut TickReport) -> Result<bool, MintError> {
-        let open = store::open_batches(&self.db, self.config.chain_id, self.issuer).await?;
+        let open = badges::open_batches(&self.db, self.config.chain_id, self.issuer).await?;
         let mut sends_ok = true;
         for (i, batch) in open.iter().enumerate() {
             if let Some(receipt) = self.find_receipt(batch.id).await? {
                 self.track_mined(batch, &receipt, head, report).await?;
                 continue;
             }
-            if batch.status == "mined" {
+            if batch.status == BatchStatus::Mined {
                 tracing::warn!(batch = batch.id, nonce = batch.nonce, "badge batch reorged out; sending it again");
                 report.reorged += 1;
-                store::set_batch_status(&self.db, batch.id, "sent", "sent", self.now()).await?;
+                badges::set_batch_status(&self.db, batch.id, BatchStatus::Sent, BadgeJobStatus::Sent, self.now()).await?;
             }
             if batch.nonce < latest_nonce {
                 tracing::warn!(batch = batch.id, nonce = batch.nonce, "issuer nonce used by another transaction; queueing the batch's jobs again");
-                store::drop_batch(&self.db, batch.id, self.now()).await?;
+                badges::drop_batch(&self.db, batch.id, self.now()).await?;
                 report.dropped += 1;
                 continue;
             }
@@ -46,8 +48,8 @@ impl Minter {
                 sends_ok = self.resend(&open[i..], report).await?;
                 continue;
             }
-            if batch.status == "signed" {
-                store::mark_sent(&self.db, batch.id, self.now()).await?;
+            if batch.status == BatchStatus::Signed {
+                badges::mark_sent(&self.db, batch.id, self.now()).await?;
                 continue;
             }
             let waited = self.now() - batch.sent_at.unwrap_or(0);
@@ -62,15 +64,15 @@ impl Minter {
     /// Records a mined batch and, `N` deep, confirms or fails it.
     async fn track_mined(&self, batch: &Batch, receipt: &TransactionReceipt, head: u64, report: &mut TickReport) -> Result<(), MintError> {
         let block = receipt.block_number.unwrap_or(head);
-        if batch.status != "mined" || batch.mined_block != Some(block) {
-            store::mark_mined(&self.db, batch.id, receipt.transaction_hash, block, receipt.gas_used, self.now()).await?;
+        if batch.status != BatchStatus::Mined || batch.mined_block != Some(block) {
+            badges::mark_mined(&self.db, batch.id, receipt.transaction_hash, block, receipt.gas_used, self.now()).await?;
         }
         if head + 1 >= block + self.config.confirmations {
             if receipt.status() {
                 report.confirmed += self.confirm(batch, receipt).await?;
             } else {
                 let reason = format!("batch transaction {} reverted in block {block}", receipt.transaction_hash);
-                report.failed += store::mark_reverted(&self.db, batch.id, &reason, self.backoff(), self.now()).await?;
+                report.failed += badges::mark_reverted(&self.db, batch.id, &reason, self.backoff(), self.now()).await?;
             }
         }
         Ok(())
@@ -82,16 +84,16 @@ impl Minter {
         let batch = &batches[0];
         match self.broadcast(&batch.raw).await? {
             Broadcast::Accepted => {
-                if batch.status == "signed" {
+                if batch.status == BatchStatus::Signed {
                     report.sent += 1;
                 } else {
                     report.rebroadcast += 1;
                 }
-                store::mark_sent(&self.db, batch.id, self.now()).await?;
+                badges::mark_sent(&self.db, batch.id, self.now()).await?;
                 Ok(true)
             }
             Broadcast::NonceUsed => Ok(false),
-            Broadcast::Refused(reason) if batch.status != "signed" && is_fee_refusal(&reason) => {
+            Broadcast::Refused(reason) if batch.status != BatchStatus::Signed && is_fee_refusal(&reason) => {
                 // The node dropped it as underpriced and will not take it back at that
                 // price: replace it now rather than after the stuck timeout.
                 self.count_replacement(self.replace(batch).await?, report);
@@ -114,7 +116,7 @@ impl Minter {
 
     /// Returns the receipt of whichever signed version of the batch was mined.
     async fn find_receipt(&self, batch_id: i64) -> Result<Option<TransactionReceipt>, MintError> {
-        for hash in store::versions(&self.db, batch_id).await? {
+        for hash in badges::versions(&self.db, batch_id).await? {
             if let Some(receipt) = self.provider.get_transaction_receipt(hash).await?
                 && receipt.block_number.is_some()
             {
@@ -130,22 +132,22 @@ impl Minter {
     pub(super) async fn refused(&self, batches: &[Batch], reason: &str) -> Result<usize, MintError> {
         let reason = explain_refusal(reason, self.issuer);
         tracing::warn!(nonce = batches[0].nonce, %reason, "node refused a badge transaction");
-        if batches.iter().any(|b| b.status != "signed") {
-            store::note_error(&self.db, batches[0].id, &reason, false, self.now()).await?;
+        if batches.iter().any(|b| b.status != BatchStatus::Signed) {
+            badges::note_error(&self.db, batches[0].id, &reason, false, self.now()).await?;
             return Ok(0);
         }
         let ids: Vec<i64> = batches.iter().map(|b| b.id).collect();
-        store::discard_batches(&self.db, &ids, &reason, self.backoff(), self.now()).await
+        Ok(badges::discard_batches(&self.db, &ids, &reason, self.backoff(), self.now()).await?)
     }
 
     /// Confirms a successful batch `N` deep: its jobs become `confirmed` with the token
     /// ids read from the receipt's logs, and their events are written, in one transaction.
     async fn confirm(&self, batch: &Batch, receipt: &TransactionReceipt) -> Result<usize, MintError> {
-        let call: Call = batch.call.parse().map_err(|_| StoreError::Corrupt("badge_batches.call"))?;
+        let call = batch.call;
         let tokens = TokenIds::of(receipt, self.config.badge);
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
-        let jobs = store::batch_jobs(&mut tx, batch.id).await?;
+        let jobs = badges::batch_jobs(&mut tx, batch.id).await?;
         let mut done = Vec::with_capacity(jobs.len());
         let mut events = Vec::with_capacity(jobs.len());
         for (job, position) in &jobs {
@@ -153,8 +155,8 @@ impl Minter {
             done.push((job.id, token_id));
             events.push(badge_event(job, call, token_id, Some(receipt.transaction_hash), receipt.block_number));
         }
-        store::confirm_jobs(&mut tx, &done, Some(receipt.transaction_hash), &events, now).await?;
-        store::mark_confirmed(&mut tx, batch.id, now).await?;
+        badges::confirm_jobs(&mut tx, &done, Some(receipt.transaction_hash), &events, now).await?;
+        badges::mark_confirmed(&mut tx, batch.id, now).await?;
         tx.commit().await?;
         metrics::counter!("tmai_badge_jobs_confirmed_total").increment(jobs.len() as u64);
         tracing::info!(batch = batch.id, nonce = batch.nonce, call = %batch.call, jobs = jobs.len(), tx = %receipt.transaction_hash, "badge batch confirmed");

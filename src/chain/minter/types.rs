@@ -1,25 +1,22 @@
-//! The minter's values: what a job asks for, the jobs and batches as stored, what
-//! reconciling a job decided, how a broadcast went, and the calls and events they make.
+//! The minter's values: what a job asks for, what reconciling a job decided, how a
+//! broadcast went, and the calls and events they make. The jobs and batches as stored are
+//! the store's ([`crate::store::badges`]).
 
 use alloy::{
-    primitives::{Address, B256, Bytes, U256},
+    primitives::{B256, Bytes, U256},
     sol_types::SolCall,
 };
 
 use super::super::bindings::{IMembershipBadge::Membership, MembershipBadge};
 use crate::{
-    events::EventType,
-    ids::{CheckoutId, OrderId},
-    store::{
-        StoreError,
-        badge_jobs::Cause,
-        outbox::{self, NewEvent},
-        to_address, to_b256, to_u256,
-    },
+    events::{BadgeCause, BadgeJobDone, EventType, Payload},
+    store::outbox::{self, NewEvent},
 };
 
 /// What a job asks for.
 pub(super) use crate::states::BadgeAction as Call;
+/// The jobs and batches as the store holds them.
+pub(super) use crate::store::badges::{Batch, Job};
 
 /// What the minter knows about each call.
 pub(super) trait CallCosts {
@@ -47,40 +44,6 @@ impl CallCosts for Call {
             Self::Revoke => EventType::BadgeRevoked,
         }
     }
-}
-
-/// One badge job.
-#[derive(Debug, Clone)]
-pub(super) struct Job {
-    pub(super) id: i64,
-    pub(super) wallet: Address,
-    pub(super) action: Call,
-    pub(super) tier: u8,
-    pub(super) expires_at: u64,
-    pub(super) new_wallet: Option<Address>,
-    /// The payment that caused the job, for its event.
-    pub(super) cause: Option<Cause>,
-}
-
-/// The `badge_jobs` columns [`job_of`] reads.
-pub(super) const JOB_COLUMNS: &str = "id, wallet, action, tier, expires_at, new_wallet, cause_order_id, cause_checkout_id, cause_tx_hash";
-
-/// One open batch.
-#[derive(Debug, Clone)]
-pub(super) struct Batch {
-    pub(super) id: i64,
-    pub(super) nonce: u64,
-    pub(super) call: String,
-    pub(super) input: Bytes,
-    pub(super) gas_limit: u64,
-    pub(super) status: String,
-    pub(super) bumps: u32,
-    pub(super) max_fee: u128,
-    pub(super) priority_fee: u128,
-    pub(super) tx_hash: B256,
-    pub(super) raw: Vec<u8>,
-    pub(super) sent_at: Option<i64>,
-    pub(super) mined_block: Option<u64>,
 }
 
 /// A batch call simulated and ready to be priced and signed.
@@ -150,56 +113,19 @@ pub(super) fn encode(call: Call, jobs: &[Job]) -> Bytes {
 /// showed its effect).
 pub(super) fn badge_event(job: &Job, call: Call, token_id: U256, tx_hash: Option<B256>, block: Option<u64>) -> NewEvent {
     let event_type = call.event();
-    let mut data = serde_json::json!({
-        "job_id": job.id,
-        "wallet": job.wallet,
-        "token_id": token_id.to_string(),
-        "tx_hash": tx_hash,
-        "block_number": block,
-    });
-    if matches!(job.action, Call::Issue | Call::Update) {
-        data["tier"] = job.tier.into();
-        data["expires_at"] = job.expires_at.into();
-    }
-    if job.action == Call::Move {
-        data["change"] = "moved".into();
-        data["to"] = serde_json::json!(job.new_wallet);
-    }
-    if tx_hash.is_none() {
-        data["already_on_chain"] = true.into();
-    }
-    if let Some(cause) = &job.cause {
-        data["order_id"] = serde_json::json!(cause.order_id);
-        data["checkout_id"] = serde_json::json!(cause.checkout_id);
-        data["payment_tx_hash"] = serde_json::json!(cause.tx_hash);
-    }
-    NewEvent::new(outbox::event_id(&[event_type.as_str(), &job.id.to_string()]), event_type, &data)
-}
-
-/// Decodes a `badge_jobs` row.
-pub(super) fn job_of(row: &sqlx::any::AnyRow) -> Result<Job, StoreError> {
-    use sqlx::Row;
-    let action: String = row.try_get("action")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        wallet: to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "badge_jobs.wallet")?,
-        action: action.parse().map_err(|_| StoreError::Corrupt("badge_jobs.action"))?,
-        tier: row.try_get::<Option<i64>, _>("tier")?.unwrap_or(0).clamp(0, 255) as u8,
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.unwrap_or(0).max(0) as u64,
-        new_wallet: row.try_get::<Option<Vec<u8>>, _>("new_wallet")?.map(|b| to_address(&b, "badge_jobs.new_wallet")).transpose()?,
-        cause: match row.try_get::<Option<String>, _>("cause_order_id")? {
-            Some(order_id) => Some(Cause {
-                order_id: order_id.parse::<OrderId>().map_err(|_| StoreError::Corrupt("badge_jobs.cause_order_id"))?,
-                checkout_id: row.try_get::<Option<String>, _>("cause_checkout_id")?.map(CheckoutId::from_stored),
-                tx_hash: to_b256(&row.try_get::<Vec<u8>, _>("cause_tx_hash")?, "badge_jobs.cause_tx_hash")?,
-            }),
-            None => None,
-        },
-    })
-}
-
-/// Decodes a stored fee.
-pub(super) fn fee_of(bytes: &[u8]) -> Result<u128, StoreError> {
-    let value = to_u256(bytes, "badge_batches fee")?;
-    u128::try_from(value).map_err(|_| StoreError::Corrupt("badge_batches fee"))
+    let done = BadgeJobDone {
+        job_id: job.id,
+        wallet: job.wallet,
+        token_id,
+        tx_hash,
+        block_number: block,
+        cause: job.cause.as_ref().map(|c| BadgeCause { order_id: c.order_id, checkout_id: c.checkout_id.clone(), payment_tx_hash: c.tx_hash }),
+    };
+    let payload: Payload = match (event_type, job.action) {
+        (_, Call::Move) => done.moved(job.new_wallet).into(),
+        (EventType::BadgeMinted, _) => done.minted(job.tier, job.expires_at).into(),
+        (EventType::BadgeRevoked, _) => done.revoked().into(),
+        _ => done.changed(job.tier, job.expires_at).into(),
+    };
+    NewEvent::new(outbox::event_id(&[event_type.as_str(), &job.id.to_string()]), payload)
 }

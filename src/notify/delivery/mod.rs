@@ -24,22 +24,23 @@ use std::{
 
 use futures::StreamExt;
 use rand::Rng;
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
-use super::{endpoints, filter_matches};
+use super::{filter_matches, signing::SigningTarget};
 
 mod send;
 use crate::{
     clock::Clock,
     config::WebhookSettings,
     store::{
-        Db, StoreError,
-        bulk::{Value, execute_in, insert},
-        outbox,
+        Db, StoreError, outbox,
+        webhooks::{
+            deliveries::{self, NewDelivery, Outcome},
+            endpoints,
+        },
     },
 };
-use send::{Sent, client};
+use send::{Sender, Sent};
 
 /// Events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 2_000;
@@ -85,7 +86,7 @@ pub struct Deliverer {
 #[derive(Debug)]
 struct Inner {
     db: Db,
-    client: reqwest::Client,
+    sender: Sender,
     settings: WebhookSettings,
     clock: Clock,
     busy: Mutex<HashSet<String>>,
@@ -94,8 +95,8 @@ struct Inner {
 impl Deliverer {
     /// Returns a worker for `db` with `settings`, reading time from `clock`.
     pub fn new(db: Db, settings: WebhookSettings, clock: Clock) -> anyhow::Result<Self> {
-        let client = client(&settings)?;
-        Ok(Self { inner: Arc::new(Inner { db, client, settings, clock, busy: Mutex::default() }) })
+        let sender = Sender::new(&settings)?;
+        Ok(Self { inner: Arc::new(Inner { db, sender, settings, clock, busy: Mutex::default() }) })
     }
 
     /// Fans out every new event, then serves every endpoint with due deliveries until its
@@ -171,9 +172,7 @@ impl Deliverer {
         let mut queued = 0;
         loop {
             // A read first: an idle poll must not take the write lock.
-            let waiting: Option<i64> =
-                sqlx::query_scalar("SELECT seq FROM outbox_events WHERE fanned_out = 0 LIMIT 1").fetch_optional(self.inner.db.pool()).await?;
-            if waiting.is_none() {
+            if !outbox::any_unfanned(&self.inner.db).await? {
                 return Ok(queued);
             }
             // Deliveries go out in the order they are created: never pass an event whose
@@ -184,50 +183,32 @@ impl Deliverer {
             let now_ms = self.inner.clock.now_ms();
             let first_delay = self.inner.settings.schedule_secs[0] as i64 * 1000;
             let mut tx = self.inner.db.begin_write().await?;
-            let events = sqlx::query("SELECT seq, id, event_type FROM outbox_events WHERE fanned_out = 0 AND seq <= $1 ORDER BY seq LIMIT $2")
-                .bind(settled)
-                .bind(FAN_OUT_BATCH)
-                .fetch_all(&mut *tx)
-                .await?;
+            let events = outbox::unfanned(&mut tx, settled, FAN_OUT_BATCH).await?;
             if events.is_empty() {
                 tx.commit().await?;
                 return Ok(queued);
             }
-            let endpoints = sqlx::query("SELECT id, event_types, from_seq FROM webhook_endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut targets = Vec::new();
-            for row in &endpoints {
-                let filter: Option<Vec<String>> = row
-                    .try_get::<Option<String>, _>("event_types")?
-                    .map(|f| serde_json::from_str(&f).map_err(|_| StoreError::Corrupt("webhook_endpoints.event_types")))
-                    .transpose()?;
-                targets.push((row.try_get::<String, _>("id")?, filter, row.try_get::<i64, _>("from_seq")?));
-            }
-            let (mut rows, mut seqs) = (Vec::new(), Vec::new());
+            let routes: Vec<_> = endpoints::routes(&mut tx).await?.into_iter().filter(|r| r.enabled).collect();
+            let mut new = Vec::new();
             for event in &events {
-                let seq: i64 = event.try_get("seq")?;
-                let id: String = event.try_get("id")?;
-                let event_type: String = event.try_get("event_type")?;
-                seqs.push(Value::I64(seq));
-                for (endpoint, filter, from) in &targets {
-                    if seq >= *from && filter_matches(filter.as_deref(), &event_type) {
-                        rows.push(vec![
-                            Value::Text(endpoint.clone()),
-                            Value::I64(seq),
-                            Value::Text(id.clone()),
-                            Value::Text(event_type.clone()),
-                            Value::I64(now_ms + first_delay),
-                            Value::I64(now_ms),
-                        ]);
+                for route in &routes {
+                    if event.seq >= route.from_seq && filter_matches(route.event_types.as_deref(), &event.event_type) {
+                        new.push(NewDelivery {
+                            endpoint_id: route.id.clone(),
+                            event_seq: event.seq,
+                            event_id: event.id.clone(),
+                            event_type: event.event_type.clone(),
+                            next_attempt_ms: now_ms + first_delay,
+                            created_ms: now_ms,
+                        });
                     }
                 }
             }
-            insert(&mut tx, "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, next_attempt_ms, created_ms)", &rows, "").await?;
-            execute_in(&mut tx, "UPDATE outbox_events SET fanned_out = 1 WHERE seq IN", "", &[], &seqs).await?;
+            deliveries::queue(&mut tx, &new).await?;
+            outbox::mark_fanned_out(&mut tx, &events.iter().map(|e| e.seq).collect::<Vec<_>>()).await?;
             tx.commit().await?;
-            queued += rows.len() as u64;
-            metrics::counter!("tmai_webhook_deliveries_queued_total").increment(rows.len() as u64);
+            queued += new.len() as u64;
+            metrics::counter!("tmai_webhook_deliveries_queued_total").increment(new.len() as u64);
             if (events.len() as i64) < FAN_OUT_BATCH {
                 return Ok(queued);
             }
@@ -237,16 +218,9 @@ impl Deliverer {
     /// Returns the enabled endpoints whose oldest pending delivery is due.
     async fn due_endpoints(&self) -> Result<Vec<String>, StoreError> {
         let now_ms = self.inner.clock.now_ms();
-        let pool = self.inner.db.pool();
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id").fetch_all(pool).await?;
         let mut due = Vec::new();
-        for id in ids {
-            let head: Option<i64> =
-                sqlx::query_scalar("SELECT next_attempt_ms FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' ORDER BY id LIMIT 1")
-                    .bind(&id)
-                    .fetch_optional(pool)
-                    .await?;
+        for id in endpoints::enabled_ids(&self.inner.db).await? {
+            let head = deliveries::head_due_ms(&self.inner.db, &id).await?;
             if head.is_some_and(|at| at <= now_ms) {
                 due.push(id);
             }
@@ -263,33 +237,24 @@ impl Deliverer {
             let now_ms = inner.clock.now_ms();
             let (target, batch) = {
                 let mut conn = inner.db.pool().acquire().await?;
-                let Some(target) = endpoints::signing_target(&mut conn, endpoint, now_ms / 1000).await? else { return Ok(report) };
+                let Some(secrets) = endpoints::secrets(&mut conn, endpoint).await? else { return Ok(report) };
+                let target = SigningTarget::new(secrets, now_ms / 1000)?;
                 if !target.enabled {
                     return Ok(report);
                 }
-                let batch = sqlx::query(
-                    "SELECT d.id, d.event_id, d.attempts, d.next_attempt_ms, o.payload FROM webhook_deliveries d \
-                     JOIN outbox_events o ON o.seq = d.event_seq \
-                     WHERE d.endpoint_id = $1 AND d.status = 'pending' ORDER BY d.id LIMIT $2",
-                )
-                .bind(endpoint)
-                .bind(inner.settings.batch_size as i64)
-                .fetch_all(&mut *conn)
-                .await?;
-                (target, batch)
+                (target, deliveries::pending_batch(&mut conn, endpoint, inner.settings.batch_size as i64).await?)
             };
+            let batch_len = batch.len();
             let mut sent = Vec::new();
             let mut stop = false;
             let mut gone = false;
-            for row in &batch {
-                let next: i64 = row.try_get("next_attempt_ms")?;
-                if next > inner.clock.now_ms() || cancel.is_cancelled() {
+            for delivery in batch {
+                if delivery.next_attempt_ms > inner.clock.now_ms() || cancel.is_cancelled() {
                     stop = true;
                     break;
                 }
-                let attempts: i64 = row.try_get("attempts")?;
-                let payload: String = row.try_get("payload")?;
-                let result = self.send(&target, row.try_get("id")?, row.try_get("event_id")?, attempts + 1, payload).await;
+                let attempts = delivery.attempts;
+                let result = inner.sender.send(&target, delivery, inner.clock.now_ms()).await;
                 let ok = result.ok();
                 gone = result.status == Some(410);
                 let exhausted = attempts + 1 >= inner.settings.schedule_secs.len() as i64;
@@ -302,121 +267,47 @@ impl Deliverer {
             if sent.is_empty() {
                 return Ok(report);
             }
-            report.add(self.record(endpoint, &sent, gone).await?);
-            if stop || batch.len() < inner.settings.batch_size {
+            report.add(self.record(endpoint, sent, gone).await?);
+            if stop || batch_len < inner.settings.batch_size {
                 return Ok(report);
             }
         }
     }
 
     /// Writes the results of a batch: delivery states, attempt rows, a 410's disabling.
-    async fn record(&self, endpoint: &str, sent: &[Sent], gone: bool) -> Result<Report, StoreError> {
+    async fn record(&self, endpoint: &str, sent: Vec<Sent>, gone: bool) -> Result<Report, StoreError> {
         let inner = &self.inner;
         let schedule = &inner.settings.schedule_secs;
         let mut report = Report::default();
         let mut tx = inner.db.begin_write().await?;
         let now_ms = inner.clock.now_ms();
-        let mut delivered = Vec::new();
+        let mut records = Vec::with_capacity(sent.len());
         for s in sent {
-            if s.ok() {
-                delivered.push(Value::I64(s.delivery_id));
+            let outcome = if s.ok() {
                 report.delivered += 1;
-                continue;
-            }
-            report.failed_attempts += 1;
-            let exhausted = s.attempt >= schedule.len() as i64;
-            if exhausted || s.status == Some(410) {
+                Outcome::Delivered
+            } else if s.attempt >= schedule.len() as i64 || s.status == Some(410) {
+                report.failed_attempts += 1;
                 report.given_up += 1;
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = 'failed', attempts = $1, finished_ms = $2, last_status = $3, last_error = $4 WHERE id = $5",
-                )
-                .bind(s.attempt)
-                .bind(now_ms)
-                .bind(s.status.map(i64::from))
-                .bind(&s.error)
-                .bind(s.delivery_id)
-                .execute(&mut *tx)
-                .await?;
                 tracing::warn!(endpoint, event = %s.event_id, attempts = s.attempt, error = ?s.error, "webhook delivery given up");
+                Outcome::GivenUp
             } else {
-                let delay_ms = jittered(schedule[s.attempt as usize], inner.settings.jitter_percent);
-                sqlx::query("UPDATE webhook_deliveries SET attempts = $1, next_attempt_ms = $2, last_status = $3, last_error = $4 WHERE id = $5")
-                    .bind(s.attempt)
-                    .bind(s.attempted_ms + delay_ms)
-                    .bind(s.status.map(i64::from))
-                    .bind(&s.error)
-                    .bind(s.delivery_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+                report.failed_attempts += 1;
+                Outcome::RetryAt(s.attempted_ms + jittered(schedule[s.attempt as usize], inner.settings.jitter_percent))
+            };
+            records.push(s.into_record(outcome));
         }
-        execute_in(
-            &mut tx,
-            "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, finished_ms = $1, last_error = NULL, \
-             last_status = 200 WHERE id IN",
-            "",
-            &[Value::I64(now_ms)],
-            &delivered,
-        )
-        .await?;
-        // The real status of each delivered attempt is in its attempt row; the delivery keeps
-        // 200 unless it was something else.
-        for s in sent.iter().filter(|s| s.ok() && s.status != Some(200)) {
-            sqlx::query("UPDATE webhook_deliveries SET last_status = $1 WHERE id = $2")
-                .bind(s.status.map(i64::from))
-                .bind(s.delivery_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let rows: Vec<Vec<Value>> = sent
-            .iter()
-            .map(|s| {
-                vec![
-                    Value::I64(s.delivery_id),
-                    Value::Text(endpoint.to_string()),
-                    Value::Text(s.event_id.clone()),
-                    Value::I64(s.attempt),
-                    Value::I64(s.attempted_ms),
-                    Value::OptI64(s.status.map(i64::from)),
-                    Value::I64(s.latency_ms),
-                    Value::OptText(s.error.clone()),
-                    Value::OptText(s.excerpt.clone()),
-                ]
-            })
-            .collect();
-        insert(
-            &mut tx,
-            "INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, attempt, attempted_ms, status_code, latency_ms, error, response_excerpt)",
-            &rows,
-            "",
-        )
-        .await?;
+        deliveries::record(&mut tx, endpoint, now_ms, &records).await?;
         if gone {
-            sqlx::query("UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1 WHERE id = $2")
-                .bind(format!("the endpoint answered 410 Gone at {} (unix ms); enable it again to resume", now_ms))
-                .bind(endpoint)
-                .execute(&mut *tx)
-                .await?;
-            cancel_pending(&mut tx, endpoint, now_ms, "endpoint disabled: it answered 410 Gone").await?;
+            let reason = format!("the endpoint answered 410 Gone at {} (unix ms); enable it again to resume", now_ms);
+            endpoints::disable(&mut tx, endpoint, &reason).await?;
+            deliveries::cancel_pending(&mut tx, endpoint, now_ms, "endpoint disabled: it answered 410 Gone").await?;
             report.disabled += 1;
             tracing::warn!(endpoint, "webhook endpoint answered 410 Gone; disabled");
         }
         tx.commit().await?;
         Ok(report)
     }
-}
-
-/// Cancels an endpoint's pending deliveries (it was disabled or deleted): a disabled endpoint
-/// receives nothing, and what it missed can be redelivered from the event list.
-pub(crate) async fn cancel_pending(conn: &mut sqlx::AnyConnection, endpoint: &str, now_ms: i64, why: &str) -> Result<u64, StoreError> {
-    let done =
-        sqlx::query("UPDATE webhook_deliveries SET status = 'canceled', finished_ms = $1, last_error = $2 WHERE endpoint_id = $3 AND status = 'pending'")
-            .bind(now_ms)
-            .bind(why)
-            .bind(endpoint)
-            .execute(conn)
-            .await?;
-    Ok(done.rows_affected())
 }
 
 /// Returns `secs` in milliseconds plus up to `percent` % of it at random.
@@ -428,7 +319,7 @@ fn jittered(secs: u64, percent: u8) -> i64 {
 
 /// Sets the pending-deliveries gauge.
 pub async fn pending_gauge(db: &Db) -> Result<(), StoreError> {
-    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").fetch_one(db.pool()).await?;
+    let pending = deliveries::pending_count(db).await?;
     metrics::gauge!("tmai_webhook_deliveries_pending").set(pending as f64);
     Ok(())
 }

@@ -3,8 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{super::targets, Deliverer, endpoints};
-use crate::config::WebhookSettings;
+use super::super::{signing, signing::SigningTarget, targets};
+use crate::{
+    config::WebhookSettings,
+    store::webhooks::deliveries::{AttemptRecord, Outcome, PendingDelivery},
+};
 
 /// Longest response excerpt kept in the delivery log, in bytes.
 const EXCERPT_BYTES: usize = 256;
@@ -26,22 +29,49 @@ impl Sent {
     pub(super) fn ok(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
+
+    /// Returns the attempt as it is recorded, leaving its delivery in `outcome`.
+    pub(super) fn into_record(self, outcome: Outcome) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id: self.delivery_id,
+            event_id: self.event_id,
+            attempt: self.attempt,
+            attempted_ms: self.attempted_ms,
+            status_code: self.status,
+            latency_ms: self.latency_ms,
+            error: self.error,
+            response_excerpt: self.excerpt,
+            outcome,
+        }
+    }
 }
 
-impl Deliverer {
-    /// Sends one delivery.
-    pub(super) async fn send(&self, target: &endpoints::SigningTarget, delivery_id: i64, event_id: String, attempt: i64, payload: String) -> Sent {
-        let inner = &self.inner;
-        let attempted_ms = inner.clock.now_ms();
+/// What sends deliveries: the guarded HTTP client ([`client`]) and whether private targets
+/// are allowed.
+#[derive(Debug)]
+pub(super) struct Sender {
+    client: reqwest::Client,
+    allow_private_targets: bool,
+}
+
+impl Sender {
+    /// Returns a sender with `settings`' timeouts and SSRF policy.
+    pub(super) fn new(settings: &WebhookSettings) -> reqwest::Result<Self> {
+        Ok(Self { client: client(settings)?, allow_private_targets: settings.allow_private_targets })
+    }
+
+    /// Sends the next attempt of `delivery` to `target` at `attempted_ms` (unix milliseconds).
+    pub(super) async fn send(&self, target: &SigningTarget, delivery: PendingDelivery, attempted_ms: i64) -> Sent {
+        let PendingDelivery { id: delivery_id, event_id, attempts, payload, .. } = delivery;
         let timestamp = (attempted_ms / 1000) as u64;
-        let signature = super::super::signing::signature_header(&target.keys, &event_id, timestamp, payload.as_bytes());
+        let signature = signing::signature_header(&target.keys, &event_id, timestamp, payload.as_bytes());
         let started = Instant::now();
-        let mut sent = Sent { delivery_id, event_id, attempt, attempted_ms, status: None, latency_ms: 0, error: None, excerpt: None };
-        if let Err(error) = literal_allowed(&target.url, inner.settings.allow_private_targets) {
+        let mut sent = Sent { delivery_id, event_id, attempt: attempts + 1, attempted_ms, status: None, latency_ms: 0, error: None, excerpt: None };
+        if let Err(error) = literal_allowed(&target.url, self.allow_private_targets) {
             sent.error = Some(error);
             return sent;
         }
-        let request = inner
+        let request = self
             .client
             .post(&target.url)
             .header("content-type", "application/json")
@@ -85,7 +115,7 @@ impl Deliverer {
 /// SSRF guard ([`targets::GuardedResolver`]) unless private targets are allowed, and no
 /// proxy whatever `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` say. Through a proxy the guard
 /// would check only the proxy's address, and the proxy would connect to any target.
-pub(super) fn client(settings: &WebhookSettings) -> reqwest::Result<reqwest::Client> {
+fn client(settings: &WebhookSettings) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(settings.timeout_secs))

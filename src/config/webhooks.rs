@@ -1,0 +1,82 @@
+//! The webhook tables: `[webhooks]`, how events are delivered to the merchant's endpoints,
+//! and `[card]`, how the card processor's signed webhooks are checked.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Outgoing webhook delivery (the `[webhooks]` table); every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Allow endpoints on private, loopback and link-local addresses (local development
+    /// only: it lets anyone with an API key make the service call into your network).
+    pub allow_private_targets: bool,
+    /// Seconds to wait for an endpoint's answer.
+    pub timeout_secs: u64,
+    /// When each attempt is made, in seconds after the previous one failed; the first entry
+    /// is the delay of the first attempt. After the last entry the delivery is given up.
+    pub schedule_secs: Vec<u64>,
+    /// Random spread added to each retry delay, in percent of it.
+    pub jitter_percent: u8,
+    /// Endpoints delivered to at once.
+    pub max_concurrent_endpoints: usize,
+    /// Deliveries sent to one endpoint, in order, before their results are recorded.
+    pub batch_size: usize,
+    /// Milliseconds between looks at the outbox when idle.
+    pub poll_interval_ms: u64,
+    /// Seconds the old secret still signs (beside the new one) after a rotation.
+    pub rotation_overlap_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            timeout_secs: 15,
+            schedule_secs: vec![0, 5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400],
+            jitter_percent: 10,
+            max_concurrent_endpoints: 16,
+            batch_size: 100,
+            poll_interval_ms: 100,
+            rotation_overlap_secs: 86_400,
+        }
+    }
+}
+
+/// Incoming card-processor webhooks (the `[card]` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardSettings {
+    /// The processor's endpoint signing secret (`whsec_…` in Stripe's dashboard). Card
+    /// webhooks are refused while it is unset.
+    pub webhook_secret: Option<SecretString>,
+    /// Seconds a signed timestamp may be away from now.
+    pub tolerance_secs: u64,
+    /// The three-letter currency (ISO 4217, as the processor writes it: `usd`) that
+    /// `card_price_cents` are in; a payment in another currency is refused.
+    pub currency: String,
+    /// Largest event body taken, in bytes (413 above it). The events the service acts on
+    /// (Checkout Sessions, invoices, subscriptions) are a few KiB; 64 KiB leaves room for
+    /// an invoice's first page of lines and metadata, and bounds what an unsigned request
+    /// can make the service read and hash.
+    pub body_limit_bytes: usize,
+    /// Requests per second each client (an IPv4 address or an IPv6 /64, as for the public
+    /// routes) may make to the card webhook (0: no limit); over it, 429 with `Retry-After`,
+    /// which the processor retries.
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make to the card webhook at once before the rate applies.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for CardSettings {
+    fn default() -> Self {
+        Self {
+            webhook_secret: None,
+            tolerance_secs: 300,
+            currency: "usd".into(),
+            body_limit_bytes: 64 * 1024,
+            rate_limit_per_second: 25,
+            rate_limit_burst: 100,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `subscription_notices`: the reminders and expiry notices sent, one per subscription
+//! period and kind, keyed by (wallet, period end, kind). The row is the claim that makes
+//! each notice exactly once ([`claim`]); which subscriptions are due one is read here too,
+//! joined with `subscriptions` in one query. When and what to send is decided in
+//! [`crate::billing::reminders`].
+
+use std::{collections::HashSet, fmt, str::FromStr};
+
+use alloy::primitives::Address;
+use sqlx::{AnyConnection, Row};
+
+use super::{
+    StoreError, address_bytes,
+    bulk::{Value, insert},
+    to_address,
+};
+use crate::states::{SubscriptionStatus, UnknownState};
+
+/// What a notice tells (`subscription_notices.kind`). Not a `text_enum!`: a reminder's
+/// text carries its offset, one per configured day (`expiring_7d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// `expiring_<days>d`: the subscription ends within `days` days.
+    Expiring {
+        /// The reminder's offset before the end, in days.
+        days: u32,
+    },
+    /// `expired`: the subscription's time ended.
+    Expired,
+}
+
+impl fmt::Display for NoticeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Expiring { days } => write!(f, "expiring_{days}d"),
+            Self::Expired => f.write_str("expired"),
+        }
+    }
+}
+
+impl FromStr for NoticeKind {
+    type Err = UnknownState;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let days = text.strip_prefix("expiring_").and_then(|rest| rest.strip_suffix('d')).and_then(|days| days.parse::<u32>().ok());
+        let kind = match (text, days) {
+            ("expired", _) => Some(Self::Expired),
+            (_, Some(days)) => Some(Self::Expiring { days }),
+            _ => None,
+        };
+        // Only the text this type writes reads back (not `expiring_07d`).
+        kind.filter(|k| k.to_string() == text).ok_or_else(|| UnknownState { kind: "NoticeKind", text: text.to_string() })
+    }
+}
+
+/// One notice: its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Notice {
+    /// The member.
+    pub wallet: Address,
+    /// The end of the period it is about (the subscription's `expires_at` then).
+    pub period_end: u64,
+    /// What it tells.
+    pub kind: NoticeKind,
+}
+
+/// A subscription due a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The member.
+    pub wallet: Address,
+    /// Current plan.
+    pub plan_id: u32,
+    /// Current tier.
+    pub tier: u8,
+    /// Its state.
+    pub status: SubscriptionStatus,
+    /// The end of its paid time (the notice's period end).
+    pub expires_at: u64,
+}
+
+/// The states of a subscription that still gets notices (every one but `expired`).
+const NOTIFIED: [SubscriptionStatus; 4] = [SubscriptionStatus::Active, SubscriptionStatus::Trialing, SubscriptionStatus::PastDue, SubscriptionStatus::Canceled];
+
+/// Returns the subscriptions (without a scheduled plan) whose time ends after `after` and
+/// by `until` and that have no `kind` notice for that end, by end then wallet.
+pub async fn ending_between(conn: &mut AnyConnection, after: u64, until: u64, kind: NoticeKind) -> Result<Vec<Due>, StoreError> {
+    unnoticed(conn, after as i64, until as i64, kind).await
+}
+
+/// Returns the subscriptions (without a scheduled plan) whose time ended by `now` and that
+/// have no [`NoticeKind::Expired`] notice for that end, by end then wallet.
+pub async fn ended_by(conn: &mut AnyConnection, now: u64) -> Result<Vec<Due>, StoreError> {
+    unnoticed(conn, i64::MIN, now as i64, NoticeKind::Expired).await
+}
+
+async fn unnoticed(conn: &mut AnyConnection, after: i64, until: i64, kind: NoticeKind) -> Result<Vec<Due>, StoreError> {
+    let mut query = sqlx::query(
+        "SELECT s.wallet, s.plan_id, s.tier, s.status, s.expires_at FROM subscriptions s \
+         WHERE s.status IN ($1, $2, $3, $4) AND s.next_plan_id IS NULL AND s.expires_at > $5 AND s.expires_at <= $6 \
+         AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $7) \
+         ORDER BY s.expires_at, s.wallet",
+    );
+    for status in NOTIFIED {
+        query = query.bind(status.as_str());
+    }
+    let rows = query.bind(after).bind(until).bind(kind.to_string()).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Due {
+                wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscriptions.wallet")?,
+                plan_id: r.try_get::<i64, _>("plan_id")? as u32,
+                tier: r.try_get::<i64, _>("tier")? as u8,
+                status: r.try_get::<String, _>("status")?.parse().map_err(|_| StoreError::Corrupt("subscriptions.status"))?,
+                expires_at: r.try_get::<i64, _>("expires_at")? as u64,
+            })
+        })
+        .collect()
+}
+
+/// Inserts `notices` at `now` where none with their key exists; returns those this call
+/// inserted. Another instance inserting the same notice at the same moment waits on its
+/// row (PostgreSQL) and inserts nothing, so only the caller that claimed a notice sends it.
+pub async fn claim(conn: &mut AnyConnection, notices: &[Notice], now: u64) -> Result<HashSet<Notice>, StoreError> {
+    let rows: Vec<Vec<Value>> = notices
+        .iter()
+        .map(|n| vec![Value::Bytes(address_bytes(n.wallet)), Value::I64(n.period_end as i64), Value::Text(n.kind.to_string()), Value::I64(now as i64)])
+        .collect();
+    let (claimed, _) = insert(
+        conn,
+        "INSERT INTO subscription_notices (wallet, period_end, kind, created_at)",
+        &rows,
+        "ON CONFLICT DO NOTHING RETURNING wallet, period_end, kind",
+    )
+    .await?;
+    claimed
+        .iter()
+        .map(|r| {
+            Ok(Notice {
+                wallet: to_address(&r.try_get::<Vec<u8>, _>("wallet")?, "subscription_notices.wallet")?,
+                period_end: r.try_get::<i64, _>("period_end")? as u64,
+                kind: r.try_get::<String, _>("kind")?.parse().map_err(|_| StoreError::Corrupt("subscription_notices.kind"))?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_kinds_read_back_as_written() {
+        for kind in [NoticeKind::Expired, NoticeKind::Expiring { days: 7 }, NoticeKind::Expiring { days: 1 }, NoticeKind::Expiring { days: 365 }] {
+            assert_eq!(kind.to_string().parse::<NoticeKind>().unwrap(), kind);
+        }
+        assert_eq!(NoticeKind::Expiring { days: 7 }.to_string(), "expiring_7d");
+        assert_eq!(NoticeKind::Expired.to_string(), "expired");
+        for bad in ["expiring_07d", "expiring_d", "expiring_7", "expiring_-1d", "Expired", ""] {
+            assert!(bad.parse::<NoticeKind>().is_err(), "{bad:?}");
+        }
+    }
+}
