@@ -112,6 +112,11 @@ async fn sessions_renew_tokens_and_end_with_the_membership(kind: DbKind) {
     assert_eq!(me.status().as_u16(), 200);
     assert_eq!(me.headers().get("cache-control").unwrap(), "no-store");
 
+    // By the token too; this read fills the verified-token and subscription caches.
+    let token = s.body["token"].as_str().unwrap().to_string();
+    let before: Value = app.client.get(format!("{}/v1/me", app.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(before["status"], "active", "{before}");
+
     // The merchant revokes the membership: the session ends, no token is renewed.
     let wallet = app.wallet(1);
     let revoke = app.client.post(format!("{}/v1/members/{wallet}/revoke", app.base)).bearer_auth(&app.key).send().await.unwrap();
@@ -120,6 +125,11 @@ async fn sessions_renew_tokens_and_end_with_the_membership(kind: DbKind) {
     assert_eq!(status, 401, "{error}");
     let me = app.client.get(format!("{}/v1/me", app.base)).header("cookie", &s.cookie).send().await.unwrap();
     assert_eq!(me.status().as_u16(), 401);
+    // The token is still validly signed until it expires, but /v1/me answers the membership
+    // as it stands now, not as the caches held it.
+    let after: Value = app.client.get(format!("{}/v1/me", app.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(after["wallet"], before["wallet"]);
+    assert!(after["status"] != "active" && after["tier"] == 0, "a revoked member still shows as a member: {after}");
 }
 on_both_databases!(sessions_renew_tokens_and_end_with_the_membership);
 
