@@ -25,23 +25,6 @@ use tmai_pay::{
     toolchain::Toolchain,
 };
 
-alloy::sol! {
-    /// The published `SwapRouter`'s calls the checkout page makes.
-    #[sol(rpc)]
-    interface IPageRouter {
-        struct ExactOutputParams {
-            bytes path;
-            address recipient;
-            uint256 deadline;
-            uint256 amountOut;
-            uint256 amountInMaximum;
-        }
-        function multicall(bytes[] calldata data) external payable returns (bytes[] memory results);
-        function selfPermit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external payable;
-        function exactOutput(ExactOutputParams calldata params) external payable returns (uint256 amountIn);
-    }
-}
-
 const PAYMENTS: u64 = 100;
 const SAMPLES: u64 = 20;
 const BATCH: usize = 100;
@@ -283,7 +266,7 @@ async fn bench_badges(env: &Env) -> Result<Vec<Row>> {
 /// quoter with the example's route) each followed by its `payWithPermit`.
 async fn bench_one_click(toolchain: &Toolchain, amount: U256) -> Result<Row> {
     use alloy::sol_types::SolCall;
-    use tmai_pay::{billing::swaps::SwapDesk, config::Settings};
+    use tmai_pay::{billing::swaps::SwapDesk, chain::market::ISwapRouter, config::Settings};
     let dir = toolchain.fixtures_dir();
     let deployment = Deployment::read(&dir.join(devnet::DEPLOYMENT_FILE))?;
     let anvil = devnet::spawn_anvil(toolchain, &AnvilOptions { load_state: Some(dir.join(devnet::STATE_FILE)), ..Default::default() })?;
@@ -302,7 +285,7 @@ async fn bench_one_click(toolchain: &Toolchain, amount: U256) -> Result<Row> {
     let tmai = deployment.token("TMAI").context("TMAI")?.clone();
     let usd = deployment.token("USD").context("USD")?.clone();
     let checkout = SubscriptionCheckout::new(deployment.checkout, &env.payer);
-    let router = IPageRouter::new(swap.router, &env.payer);
+    let router = ISwapRouter::new(swap.router, &env.payer);
     let payer = env.payer_key.address();
     let permit = |token: &tmai_pay::chain::deployment::TokenInfo, name: String, spender: Address, value: U256, nonce: U256| PermitRequest {
         token_name: name,
@@ -334,9 +317,9 @@ async fn bench_one_click(toolchain: &Toolchain, amount: U256) -> Result<Row> {
         let nonce = usd_token.nonces(payer).call().await?;
         let signed = sign_permit(&env.payer_key, &permit(&usd, usd_name.clone(), swap.router, quote.amount_in_max, nonce)).await?;
         let self_permit =
-            IPageRouter::selfPermitCall { token: usd.address, value: quote.amount_in_max, deadline: U256::from(EXPIRY), v: signed.v, r: signed.r, s: signed.s };
-        let exact_output = IPageRouter::exactOutputCall {
-            params: IPageRouter::ExactOutputParams {
+            ISwapRouter::selfPermitCall { token: usd.address, value: quote.amount_in_max, deadline: U256::from(EXPIRY), v: signed.v, r: signed.r, s: signed.s };
+        let exact_output = ISwapRouter::exactOutputCall {
+            params: ISwapRouter::ExactOutputParams {
                 path: quote.route.path.clone(),
                 recipient: payer,
                 deadline: U256::from(EXPIRY),

@@ -91,6 +91,9 @@ sol! {
         function exactInputSingle(ExactInputSingleParams calldata params) external payable returns (uint256 amountOut);
         function exactInput(ExactInputParams calldata params) external payable returns (uint256 amountOut);
         function exactOutput(ExactOutputParams calldata params) external payable returns (uint256 amountIn);
+        // What the checkout page's one-click buy sends: one multicall of these two.
+        function multicall(bytes[] calldata data) external payable returns (bytes[] memory results);
+        function selfPermit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external payable;
     }
 
     #[sol(rpc)]

@@ -209,7 +209,7 @@ pub async fn verify(State(state): State<AppState>, ApiJson(body): ApiJson<Verify
     let auth = service(&state)?;
     let now = state.clock.now();
     let signed = siwe::sign_in(&state.db, &state.provider, auth, state.deployment.chain_id, &body.message, &body.signature, now).await?;
-    let subscription = load_subscription(&state, signed.wallet).await?;
+    let subscription = super::subscriptions::stored_subscription(&state, signed.wallet).await?;
     let claims = auth.claims(signed.wallet, subscription.as_deref(), now, now, &signed.nonce);
     let token = auth.keys.sign(&claims).map_err(|e| ApiError::internal(&e))?;
     let secure = signed.origin.scheme() == "https";
@@ -278,7 +278,7 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Resul
     let now = state.clock.now();
     let session = live_session(&state, &headers, now).await?.ok_or_else(|| ApiError::unauthorized("no live session: sign in again"))?;
     check_cross_site(auth, &headers, &session)?;
-    let subscription = load_subscription(&state, session.wallet).await?;
+    let subscription = super::subscriptions::stored_subscription(&state, session.wallet).await?;
     let mut claims = auth.claims(session.wallet, subscription.as_deref(), now, session.auth_time, &random_secret());
     claims.exp = claims.exp.min(session.expires_at);
     let token = auth.keys.sign(&claims).map_err(|e| ApiError::internal(&e))?;
@@ -357,19 +357,13 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     let claims = signed_in(&state, &headers).await?;
     let wallet: Address = claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?;
     let auth = service(&state)?;
-    let subscription = load_subscription(&state, wallet).await?;
+    let subscription = super::subscriptions::stored_subscription(&state, wallet).await?;
     let now = state.clock.now();
     let mut current = auth.claims(wallet, subscription.as_deref(), now, claims.auth_time, &claims.jti);
     // The token's own expiry is what the session has left.
     current.exp = claims.exp;
     // A membership answer is the member's own: no cache keeps it.
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(Membership::of(&current))).into_response())
-}
-
-/// The subscription through the same read cache `GET /v1/subscriptions/{wallet}` uses
-/// (coherent with every write: a renewal, cancel or refund shows on the next request).
-async fn load_subscription(state: &AppState, wallet: Address) -> Result<Option<std::sync::Arc<crate::store::subscriptions::Subscription>>, ApiError> {
-    super::subscriptions::stored_subscription(state, wallet).await
 }
 
 /// A public key of the membership tokens (JWK, RFC 7517).

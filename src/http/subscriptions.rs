@@ -70,8 +70,9 @@ pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<Stri
     }))
 }
 
-/// Reads `wallet`'s subscription through the read cache: members' apps ask for it on every
-/// page they gate, and it changes only at payments, card events and member changes.
+/// Reads `wallet`'s subscription through the read cache (also for sign-in, refresh and
+/// `/v1/me`): members' apps ask for it on every page they gate, and it changes only at
+/// payments, card events and member changes.
 pub(crate) async fn stored_subscription(state: &AppState, wallet: Address) -> Result<Option<Arc<Subscription>>, ApiError> {
     let generation = state.db.cache_generation();
     if let Some(generation) = generation

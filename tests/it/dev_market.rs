@@ -109,24 +109,6 @@ async fn devnet_swap_moves_the_spot_at_once_and_the_twap_after_the_window() {
     assert!(sold.spot_after < sold.spot_before * 0.95, "--sell moves it down: {sold:?}");
 }
 
-alloy::sol! {
-    /// The published `SwapRouter`'s calls the checkout page makes (one multicall of a
-    /// `selfPermit` and an `exactOutput`).
-    #[sol(rpc)]
-    interface IPageRouter {
-        struct ExactOutputParams {
-            bytes path;
-            address recipient;
-            uint256 deadline;
-            uint256 amountOut;
-            uint256 amountInMaximum;
-        }
-        function multicall(bytes[] calldata data) external payable returns (bytes[] memory results);
-        function selfPermit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external payable;
-        function exactOutput(ExactOutputParams calldata params) external payable returns (uint256 amountIn);
-    }
-}
-
 /// What the checkout page sends for a quote: `multicall(selfPermit(pay token, max),
 /// exactOutput(path, shortfall, max))` from `wallet`, signed with its key.
 async fn page_swap(
@@ -155,9 +137,9 @@ async fn page_swap(
     };
     let permit = sign_permit(&key, &request).await.unwrap();
     let self_permit =
-        IPageRouter::selfPermitCall { token: quote.pay_with.address, value: quote.amount_in_max, deadline, v: permit.v, r: permit.r, s: permit.s };
-    let exact_output = IPageRouter::exactOutputCall {
-        params: IPageRouter::ExactOutputParams {
+        market::ISwapRouter::selfPermitCall { token: quote.pay_with.address, value: quote.amount_in_max, deadline, v: permit.v, r: permit.r, s: permit.s };
+    let exact_output = market::ISwapRouter::exactOutputCall {
+        params: market::ISwapRouter::ExactOutputParams {
             path: quote.route.path.clone(),
             recipient: key.address(),
             deadline,
@@ -165,7 +147,7 @@ async fn page_swap(
             amountInMaximum: quote.amount_in_max,
         },
     };
-    let router = IPageRouter::new(router, &provider);
+    let router = market::ISwapRouter::new(router, &provider);
     router.multicall(vec![self_permit.abi_encode().into(), exact_output.abi_encode().into()]).gas(1_000_000).send().await.unwrap().get_receipt().await.unwrap()
 }
 
