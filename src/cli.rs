@@ -44,6 +44,22 @@ pub enum Command {
     /// Print every priced token's current USD rate, source, age and guard status (exits 1
     /// when one is refused, 2 — with the field named — when the configuration is bad).
     Rates(WatchArgs),
+    /// Print the signed form of a customer reference (`<ref>.<expires_at>.<mac>`, keyed by
+    /// `merchant.customer_ref_secret`) for a checkout link a public page may carry.
+    CustomerRef(CustomerRefArgs),
+}
+
+/// `tmai-pay customer-ref`
+#[derive(Debug, Args)]
+pub struct CustomerRefArgs {
+    /// The merchant's user id: 1–64 characters of A-Z a-z 0-9 _ : @ -.
+    pub customer_ref: String,
+    /// Seconds the signed reference stays valid.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl_secs: u64,
+    /// Configuration file (for `merchant.customer_ref_secret`).
+    #[arg(long, default_value = "tmai-pay.toml")]
+    pub config: PathBuf,
 }
 
 /// `tmai-pay api-key …`

@@ -38,6 +38,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => serve(args).await,
         Command::ApiKey(command) => api_key(command).await,
         Command::Rates(args) => rates(args).await,
+        Command::CustomerRef(args) => customer_ref(args),
     }
 }
 
@@ -64,6 +65,18 @@ async fn rates(args: WatchArgs) -> anyhow::Result<()> {
     if !healthy {
         bail!("a rate is refused: quotes in that token answer 503 rate_unavailable");
     }
+    Ok(())
+}
+
+fn customer_ref(args: crate::cli::CustomerRefArgs) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
+    let Some(secret) = settings.merchant.customer_ref_secret else {
+        bail!("merchant.customer_ref_secret is not set in {}: signed customer references need it", args.config.display());
+    };
+    let customer = crate::billing::customers::CustomerRef::parse(&args.customer_ref).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let expires_at = crate::store::unix_now() as u64 + args.ttl_secs;
+    println!("{}", crate::billing::customers::RefSigner::new(secret.expose_secret()).sign(&customer, expires_at));
     Ok(())
 }
 
@@ -313,6 +326,11 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     settings.http.web_dir = toolchain.root().join("web").join("dist");
     // A receiver on this machine is what local development needs.
     settings.webhooks.allow_private_targets = true;
+    // Signed customer references, with a secret made for this run (the example link below
+    // carries one).
+    let ref_secret = alloy::hex::encode(rand::random::<[u8; 32]>());
+    settings.merchant.customer_ref_secret = Some(SecretString::from(ref_secret.clone()));
+    settings.merchant.name.get_or_insert_with(|| "tmai-pay dev shop".into());
     if let Ok(secret) = std::env::var("TMAI_PAY__CARD__WEBHOOK_SECRET") {
         settings.card.webhook_secret = Some(SecretString::from(secret));
     }
@@ -328,6 +346,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("  database       {}", db_path.display());
     println!("  merchant key   {api_key}   (Authorization: Bearer …; webhooks may target this machine)");
     println!("  sign-in        on for http://{address} (membership token key {sign_in_kid}: made for this run, development only)");
+    let demo = crate::billing::customers::CustomerRef::parse("demo_user").expect("a valid reference");
+    let signed = crate::billing::customers::RefSigner::new(&ref_secret).sign(&demo, service.clock.now() + 86_400);
+    println!("  customer link  http://{address}/checkout?plan=3&period=monthly&token=TMAI&customer_ref={signed}");
     print_deployment(&deployment);
     println!("  funded test wallets (anvil's public test keys; import one into your wallet):");
     for wallet in &deployment.test_wallets {

@@ -171,6 +171,7 @@ impl Service {
             .with_webhooks(self.settings.webhooks.clone())
             .with_card(self.settings.card.clone())
             .with_auth(self.auth.clone())
+            .with_merchant(self.settings.merchant.clone())
             .with_rates(self.rates.clone())
             .with_swaps(self.swaps.clone())
     }

@@ -29,6 +29,7 @@ pub use crate::store::{
     subscriptions::{ActivationKind, ActivationRow, Subscription, load, save},
 };
 use crate::{
+    billing::customers::CustomerRef,
     events::{
         ChangeShape, DowngradeTookEffect, EventType, Payload, PaymentChange, SubscriptionActivated, SubscriptionDowngradeScheduled, SubscriptionRenewed,
         SubscriptionUpgraded,
@@ -240,6 +241,8 @@ pub struct PaidOrder {
     pub token: Address,
     /// The order's USD value at its locked rate (orders priced in dollars).
     pub usd: Option<Usd>,
+    /// The order's customer: binds the wallet to it unless the wallet is bound already.
+    pub customer_ref: Option<CustomerRef>,
 }
 
 /// What a run of activations (or applied downgrades) writes, planned in memory; the
@@ -256,13 +259,24 @@ pub struct Writes {
     pub events: Vec<NewEvent>,
     /// The changes, in order.
     pub changes: Vec<Change>,
+    /// Wallets to bind to their first customer reference (`customers`).
+    pub customers: Vec<(Address, CustomerRef)>,
 }
 
 /// Plans the activation of confirmed payments, in order: `current` holds the
-/// subscriptions of their wallets (a wallet paying twice sees its first change), `done`
-/// the payments activated before, which are skipped, so planning a run twice plans nothing
-/// the second time.
-pub fn plan_activations(catalog: &Catalog, paid: &[PaidOrder], current: &mut HashMap<Address, Subscription>, done: &HashSet<i64>, now: u64) -> Writes {
+/// subscriptions of their wallets (a wallet paying twice sees its first change) and
+/// `customers` the references they are bound to (a payment with a reference binds an
+/// unbound wallet; the `subscription.*` event carries the wallet's reference), `done` the
+/// payments activated before, which are skipped, so planning a run twice plans nothing the
+/// second time.
+pub fn plan_activations(
+    catalog: &Catalog,
+    paid: &[PaidOrder],
+    current: &mut HashMap<Address, Subscription>,
+    customers: &mut HashMap<Address, CustomerRef>,
+    done: &HashSet<i64>,
+    now: u64,
+) -> Writes {
     let mut writes = Writes::default();
     let mut touched = Vec::new();
     for p in paid {
@@ -297,8 +311,14 @@ pub fn plan_activations(catalog: &Catalog, paid: &[PaidOrder], current: &mut Has
                 cause: Some(p.cause.clone()),
             });
         }
+        if let Some(customer) = &p.customer_ref
+            && !customers.contains_key(&p.wallet)
+        {
+            customers.insert(p.wallet, customer.clone());
+            writes.customers.push((p.wallet, customer.clone()));
+        }
         let after = &change.after;
-        writes.events.push(NewEvent::new(
+        writes.events.push(NewEvent::for_customer(
             outbox::event_id(&revised(&[change.kind.event().as_str(), &p.payment_key], p.revision)),
             change.kind.payload(ChangeShape::Payment(PaymentChange {
                 checkout_id: p.cause.checkout_id.clone(),
@@ -314,6 +334,7 @@ pub fn plan_activations(catalog: &Catalog, paid: &[PaidOrder], current: &mut Has
                 tier: after.tier,
                 wallet: p.wallet,
             })),
+            customers.get(&p.wallet),
         ));
         if !touched.contains(&p.wallet) {
             touched.push(p.wallet);
@@ -337,8 +358,9 @@ pub fn revised<'a>(parts: &[&'a str], revision: u32) -> Vec<std::borrow::Cow<'a,
 
 /// Plans the scheduled downgrades of `due` (subscriptions whose period has ended with a
 /// next plan): the next plan becomes current, its badge job is queued and
-/// `subscription.renewed` (change `downgrade`) is written.
-pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
+/// `subscription.renewed` (change `downgrade`) is written, for the wallet's customer in
+/// `customers`.
+pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>, customers: &HashMap<Address, CustomerRef>) -> Writes {
     let mut writes = Writes::default();
     for mut sub in due {
         let (Some(next_id), Some(next_end)) = (sub.next_plan_id, sub.next_expires_at) else { continue };
@@ -359,7 +381,7 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
             new_wallet: None,
             cause: None,
         });
-        writes.events.push(NewEvent::new(
+        writes.events.push(NewEvent::for_customer(
             outbox::event_id(&[EventType::SubscriptionRenewed.as_str(), "downgrade", &sub.wallet.to_string(), &previous.to_string()]),
             SubscriptionRenewed::Downgrade(DowngradeTookEffect {
                 change: "downgrade",
@@ -369,6 +391,7 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
                 tier: sub.tier,
                 wallet: sub.wallet,
             }),
+            customers.get(&sub.wallet),
         ));
         writes.subscriptions.push(sub);
     }
@@ -378,7 +401,9 @@ pub fn plan_downgrades(catalog: &Catalog, due: Vec<Subscription>) -> Writes {
 /// Applies the scheduled downgrades due at `now` inside the caller's transaction
 /// ([`plan_downgrades`]); returns how many took effect.
 pub async fn apply_due_downgrades(conn: &mut AnyConnection, catalog: &Catalog, now: u64) -> Result<usize, StoreError> {
-    let writes = plan_downgrades(catalog, subscriptions::due_downgrades(conn, now).await?);
+    let due = subscriptions::due_downgrades(conn, now).await?;
+    let customers = crate::store::customers::of_wallets(conn, &due.iter().map(|s| s.wallet).collect::<Vec<_>>()).await?;
+    let writes = plan_downgrades(catalog, due, &customers);
     subscriptions::save_all(conn, &writes.subscriptions, now).await?;
     badges::queue_all(conn, &writes.jobs, now).await?;
     outbox::write_all(conn, &writes.events, now as i64).await?;

@@ -128,7 +128,7 @@ pub async fn grant_comp(conn: &mut AnyConnection, wallet: Address, days: u32, re
         wallet: sub.wallet,
     };
     let id = outbox::event_id(&[EventType::SubscriptionCompGranted.as_str(), &wallet.to_string(), &grant_id.to_string()]);
-    outbox::write(conn, &id, data, now as i64).await?;
+    outbox::write_for_member(conn, &id, data, sub.wallet, now as i64).await?;
     Ok(CompGrant { grant_id, seconds, subscription: sub })
 }
 
@@ -156,7 +156,7 @@ pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Resu
         wallet: sub.wallet,
     });
     let id = outbox::event_id(&[EventType::SubscriptionCanceled.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, data, now as i64).await?;
+    outbox::write_for_member(conn, &id, data, sub.wallet, now as i64).await?;
     Ok(sub)
 }
 
@@ -183,7 +183,7 @@ async fn end_now(conn: &mut AnyConnection, mut sub: Subscription, reason: Expire
         wallet: sub.wallet,
     });
     let id = outbox::event_id(&[EventType::SubscriptionExpired.as_str(), &sub.wallet.to_string(), reason.as_str(), key]);
-    outbox::write(conn, &id, data, now as i64).await?;
+    outbox::write_for_member(conn, &id, data, sub.wallet, now as i64).await?;
     Ok(sub)
 }
 
@@ -236,7 +236,11 @@ pub async fn move_member(conn: &mut AnyConnection, from: Address, to: Address, n
         wallet: sub.wallet,
     };
     let id = outbox::event_id(&[EventType::SubscriptionMoved.as_str(), &from.to_string(), &to.to_string(), &now.to_string()]);
-    outbox::write(conn, &id, data, now as i64).await?;
+    // The customer the membership belongs to follows it (unless the new wallet has one).
+    if let Some(customer) = crate::store::customers::of_wallet(conn, from).await? {
+        crate::store::customers::bind(conn, to, &customer, now).await?;
+    }
+    outbox::write_for_member(conn, &id, data, to, now as i64).await?;
     Ok(sub)
 }
 
@@ -287,7 +291,7 @@ pub async fn refund(conn: &mut AnyConnection, payment_id: i64, note: &str, now: 
         token: paid.token,
         tx_hash,
     };
-    outbox::write(conn, &id, data, now as i64).await?;
+    outbox::write_for(conn, &id, data, paid.customer_ref.as_ref(), now as i64).await?;
     // A payment that activated nothing (unmatched) leaves the payer's plan alone.
     let live = match activated {
         true => activation::load(conn, payer).await?.filter(|s| !ended(s, now)),

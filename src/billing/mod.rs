@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod card;
 pub mod checkouts;
+pub mod customers;
 pub mod members;
 pub mod plans;
 pub mod quotes;

@@ -10,6 +10,7 @@ use alloy::{
 use serde::Serialize;
 
 use super::{
+    customers::CustomerRef,
     plans::{Catalog, Plan},
     rates::{RateBook, RateUnavailable, RefusalCode},
 };
@@ -181,6 +182,19 @@ impl QuoteIssuer {
 
     /// Validates `request`, stores the order and returns the signed quote.
     pub async fn issue(&self, db: &Db, catalog: &Catalog, request: &QuoteRequest, now: u64) -> Result<IssuedQuote, QuoteError> {
+        self.issue_for(db, catalog, request, None, now).await
+    }
+
+    /// [`Self::issue`] for the merchant's `customer` (checked by the caller: the reference
+    /// is stored with the order and carried into every event the checkout causes).
+    pub async fn issue_for(
+        &self,
+        db: &Db,
+        catalog: &Catalog,
+        request: &QuoteRequest,
+        customer: Option<CustomerRef>,
+        now: u64,
+    ) -> Result<IssuedQuote, QuoteError> {
         let plan = catalog.get(request.plan_id).ok_or(QuoteError::UnknownPlan(request.plan_id))?;
         let token = catalog.token(&request.token).ok_or_else(|| QuoteError::UnsupportedToken(request.token.clone()))?;
         if request.periods == 0 || request.periods > MAX_PERIODS {
@@ -219,7 +233,7 @@ impl QuoteIssuer {
             expires_at: deadline,
             pricing: priced,
         };
-        let event = NewEvent::new(
+        let event = NewEvent::for_customer(
             checkout_created_id(order_id, &checkout_id),
             CheckoutCreated {
                 amount: amount.to_string(),
@@ -234,6 +248,7 @@ impl QuoteIssuer {
                 token: token.address,
                 usd_value: priced.map(|p| p.usd_value.to_string()),
             },
+            customer.as_ref(),
         );
         orders::insert_order(
             db,
@@ -250,6 +265,7 @@ impl QuoteIssuer {
                 signature: signature.to_vec(),
                 created_at: now as i64,
                 pricing: priced.map(|p| OrderPricing { usd_value: p.usd_value, rate: p.rate, rate_source: p.source.to_string(), rate_at: p.rate_at }),
+                customer_ref: customer,
                 event,
             },
         )

@@ -18,10 +18,10 @@ use super::{activation, plans::Catalog};
 use crate::{
     clock::Clock,
     config::ReminderSettings,
-    events::{EventType, ExpiredReason, PeriodEnded, SubscriptionExpired, SubscriptionExpiring},
+    events::{EventType, ExpiredReason, Payload, PeriodEnded, SubscriptionExpired, SubscriptionExpiring},
     states::SubscriptionStatus,
     store::{
-        Db, StoreError,
+        Db, StoreError, customers,
         notices::{self, Notice, NoticeKind},
         outbox::{self, NewEvent},
         subscriptions,
@@ -82,7 +82,7 @@ impl Reminders {
         let mut days = self.settings.expiring_days.clone();
         days.sort_unstable_by(|a, b| b.cmp(a));
         days.dedup();
-        let mut events = Vec::new();
+        let mut payloads: Vec<(String, Payload)> = Vec::new();
         let mut candidates = Vec::new();
         for (i, d) in days.iter().enumerate() {
             let lower = days.get(i + 1).map_or(0, |next| u64::from(*next) * 86_400);
@@ -90,15 +90,16 @@ impl Reminders {
             let due = notices::ending_between(&mut tx, now + lower, now + u64::from(*d) * 86_400, kind).await?;
             for s in due {
                 candidates.push(Notice { wallet: s.wallet, period_end: s.expires_at, kind });
-                events.push(NewEvent::new(
+                payloads.push((
                     outbox::event_id(&[EventType::SubscriptionExpiring.as_str(), &s.wallet.to_string(), &s.expires_at.to_string(), &kind.to_string()]),
-                    SubscriptionExpiring { wallet: s.wallet, plan_id: s.plan_id, tier: s.tier, status: s.status, expires_at: s.expires_at, days_before: *d },
+                    SubscriptionExpiring { wallet: s.wallet, plan_id: s.plan_id, tier: s.tier, status: s.status, expires_at: s.expires_at, days_before: *d }
+                        .into(),
                 ));
             }
         }
         for s in notices::ended_by(&mut tx, now).await? {
             candidates.push(Notice { wallet: s.wallet, period_end: s.expires_at, kind: NoticeKind::Expired });
-            events.push(NewEvent::new(
+            payloads.push((
                 outbox::event_id(&[EventType::SubscriptionExpired.as_str(), &s.wallet.to_string(), &s.expires_at.to_string()]),
                 SubscriptionExpired::PeriodEnded(PeriodEnded {
                     wallet: s.wallet,
@@ -110,17 +111,21 @@ impl Reminders {
                         SubscriptionStatus::PastDue => ExpiredReason::RenewalFailed,
                         _ => ExpiredReason::PeriodEnded,
                     },
-                }),
+                })
+                .into(),
             ));
         }
         // The notice row is the claim: only the pass that inserted a notice writes its event.
         let mine = notices::claim(&mut tx, &candidates, now).await?;
         let mut wallets = Vec::new();
         let mut written = Vec::new();
-        for (n, event) in candidates.iter().zip(events) {
+        let mine_wallets: Vec<_> = candidates.iter().filter(|n| mine.contains(n)).map(|n| n.wallet).collect();
+        let customers = customers::of_wallets(&mut tx, &mine_wallets).await?;
+        for (n, (id, payload)) in candidates.iter().zip(payloads) {
             if !mine.contains(n) {
                 continue;
             }
+            let event = NewEvent::for_customer(id, payload, customers.get(&n.wallet));
             match n.kind {
                 NoticeKind::Expired => {
                     report.expired += 1;

@@ -43,6 +43,8 @@ pub struct Vanished<'a> {
     pub cause: super::activation::Cause,
     /// Times its effects were taken back before.
     pub revision: u32,
+    /// The customer the payer's membership belongs to.
+    pub customer: Option<&'a crate::billing::customers::CustomerRef>,
 }
 
 /// What its activation did (the stored `activations` row).
@@ -131,7 +133,11 @@ pub fn take_back(catalog: &Catalog, vanished: &Vanished<'_>, bought: &Bought, cu
         wallet: after.wallet,
     };
     let payload: Payload = if ended { SubscriptionExpired::TakenBack(data).into() } else { SubscriptionReversed::Payment(data).into() };
-    let event = NewEvent::new(outbox::event_id(&revised(&[event_type.as_str(), vanished.payment_key, "reorged"], vanished.revision)), payload);
+    let event = NewEvent::for_customer(
+        outbox::event_id(&revised(&[event_type.as_str(), vanished.payment_key, "reorged"], vanished.revision)),
+        payload,
+        vanished.customer,
+    );
     let job = BadgeJob { wallet: after.wallet, action, tier: after.tier, expires_at: after.expires_at, new_wallet: None, cause: Some(vanished.cause.clone()) };
     TakenBack { after, ended, job, event }
 }
@@ -186,7 +192,7 @@ mod tests {
             checkout_id: Some(CheckoutId::from_stored("chk_7".into())),
             tx_hash: B256::repeat_byte(1),
         };
-        Vanished { wallet: Address::repeat_byte(9), periods, payment_key: "31337:0x01:1", cause, revision: 0 }
+        Vanished { wallet: Address::repeat_byte(9), periods, payment_key: "31337:0x01:1", cause, revision: 0, customer: None }
     }
 
     fn bought(kind: &str, plan_id: u32, new_expires_at: u64) -> Bought {

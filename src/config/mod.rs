@@ -55,12 +55,31 @@ pub struct Settings {
     /// Sign-In with Ethereum and membership tokens.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// The merchant: what receipts show, and the secret its signed customer references use.
+    #[serde(default)]
+    pub merchant: MerchantSettings,
     /// USD pricing: rate sources per token, rounding, the discount token.
     #[serde(default)]
     pub pricing: PricingSettings,
     /// How long unpaid checkouts are kept.
     #[serde(default)]
     pub retention: RetentionSettings,
+}
+
+/// The merchant (the `[merchant]` table); every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MerchantSettings {
+    /// The merchant's name, as receipts show it.
+    pub name: Option<String>,
+    /// The merchant's postal address, as receipts show it (lines separated by newlines).
+    pub address: Option<String>,
+    /// The merchant's tax id (VAT number, EIN, …), as receipts show it.
+    pub tax_id: Option<String>,
+    /// The key of the MAC of a signed customer reference (`<ref>.<expires_at>.<mac>`, README
+    /// "Customer references"): the merchant's server signs with it, the service checks.
+    /// Without it, public routes take no customer reference (the API key still may).
+    pub customer_ref_secret: Option<SecretString>,
 }
 
 /// Retention of what anonymous clients create (the `[retention]` table); every field has a

@@ -6,6 +6,8 @@
 
 use std::{fmt, str::FromStr};
 
+use crate::billing::customers::CustomerRef;
+
 mod badge;
 mod payment;
 pub mod schema;
@@ -59,9 +61,17 @@ macro_rules! event_types {
             /// Returns the stored (and delivered) body of event `id` with this payload:
             /// `{"id", "type", "data"}`. The one place an event body is serialized.
             pub fn body(&self, id: &str) -> String {
+                self.body_for(id, None)
+            }
+
+            /// [`Self::body`] with the merchant's customer reference added to `data` as
+            /// `customer_ref` (left out when there is none): every event a checkout, a
+            /// payment or a member causes carries the customer it belongs to
+            /// ([`crate::billing::customers`]).
+            pub fn body_for(&self, id: &str, customer: Option<&CustomerRef>) -> String {
                 let event_type = self.event_type().as_str();
                 match self {
-                    $(Self::$variant(data) => envelope(id, event_type, data),)+
+                    $(Self::$variant(data) => envelope(id, event_type, &ForCustomer { data, customer_ref: customer }),)+
                 }
             }
         }
@@ -137,6 +147,15 @@ struct Envelope<'a, D: serde::Serialize> {
     #[serde(rename = "type")]
     event_type: &'a str,
     data: &'a D,
+}
+
+/// An event's `data` with the customer it belongs to.
+#[derive(serde::Serialize)]
+struct ForCustomer<'a, D: serde::Serialize> {
+    #[serde(flatten)]
+    data: &'a D,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_ref: Option<&'a CustomerRef>,
 }
 
 /// Serializes an event body from borrowed parts (no copy of `data`).

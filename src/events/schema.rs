@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use utoipa::openapi::{
     Ref, RefOr,
-    schema::{ObjectBuilder, Schema, Type},
+    schema::{AllOfBuilder, ObjectBuilder, Schema, Type},
 };
 
 use super::EventType;
@@ -18,6 +18,14 @@ pub const EVENT_ID_PATTERN: &str = "^evt_[0-9a-f]{24}$";
 /// The name of the envelope schema of `event_type` (`PaymentConfirmedEvent`).
 pub fn envelope_name(event_type: EventType) -> String {
     format!("{event_type:?}Event")
+}
+
+/// The `customer_ref` every event's `data` may carry besides its payload's fields.
+fn customer_ref() -> ObjectBuilder {
+    let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some(crate::billing::customers::PATTERN)).description(Some(
+        "The merchant's customer reference the event belongs to: the order's for `checkout.*` and `payment.*`, the member's (bound by the first confirmed payment that carried one) for `subscription.*` and `badge.*`. Absent when there is none.",
+    ));
+    ObjectBuilder::new().property("customer_ref", text)
 }
 
 /// Returns the envelope schema of `event_type`, whose `data` is the schema `payload`.
@@ -33,7 +41,7 @@ fn envelope(event_type: EventType, payload: &str) -> Schema {
         .required("id")
         .property("type", name)
         .required("type")
-        .property("data", Ref::from_schema_name(payload))
+        .property("data", AllOfBuilder::new().item(Ref::from_schema_name(payload)).item(customer_ref()))
         .required("data")
         .into()
 }
@@ -115,7 +123,7 @@ mod tests {
             let reference = hook["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
             let envelope = &doc["components"]["schemas"][reference.trim_start_matches("#/components/schemas/")];
             assert_eq!(envelope["properties"]["type"]["enum"], json!([event_type.as_str()]));
-            let data = envelope["properties"]["data"]["$ref"].as_str().unwrap();
+            let data = envelope["properties"]["data"]["allOf"][0]["$ref"].as_str().unwrap();
             assert!(doc["components"]["schemas"][data.trim_start_matches("#/components/schemas/")].is_object(), "{data}");
         }
         let text = doc.to_string();

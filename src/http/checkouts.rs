@@ -27,6 +27,7 @@ use super::{
 use crate::{
     billing::{
         checkouts::{self, CheckoutProgress, Stage},
+        customers::{self, CustomerRef},
         quotes::QuoteRequest,
     },
     ids::{CheckoutId, OrderId},
@@ -50,6 +51,13 @@ pub struct CreateCheckout {
     #[serde(default, deserialize_with = "super::numbers::opt_u32_integral")]
     #[schema(minimum = 1, maximum = 36)]
     pub periods: Option<u32>,
+    /// The merchant's own customer (user id) the purchase is for: 1–64 characters of
+    /// `A-Z a-z 0-9 _ : @ -`. From a public page only in the signed form
+    /// `<ref>.<expires_at>.<mac>` the merchant's server made (README "Customer references");
+    /// with the merchant's API key (`Authorization: Bearer`) also bare. Kept with the order
+    /// and carried in every event the checkout causes.
+    #[schema(pattern = "^[A-Za-z0-9_:@-]{1,64}(\\.[0-9]{1,20}\\.[0-9a-f]{64})?$", max_length = 150)]
+    pub customer_ref: Option<String>,
 }
 
 /// The EIP-712 quote, field for field as the contract takes it.
@@ -144,16 +152,24 @@ pub struct CheckoutView {
 /// Creates a checkout: an order and a signed quote for the wallet to pay.
 #[utoipa::path(post, path = "/v1/checkouts", tag = "public", request_body = CreateCheckout, responses(
     (status = 201, body = CheckoutView),
-    (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-    (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+    (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
 ))]
-pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJson<CreateCheckout>) -> Result<(StatusCode, Json<CheckoutView>), ApiError> {
+pub async fn create_checkout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateCheckout>,
+) -> Result<(StatusCode, Json<CheckoutView>), ApiError> {
     let payer = parse_wallet("wallet", &body.wallet)?;
     let Some(issuer) = &state.quotes else {
         return Err(ApiError::unavailable("checkout is not configured: set chain.quote_signer_key"));
     };
+    let customer = match &body.customer_ref {
+        Some(text) => Some(checked_customer(&state, &headers, payer, text).await?),
+        None => None,
+    };
     let request = QuoteRequest { plan_id: body.plan_id, token: body.token.trim().to_string(), payer, periods: body.periods.unwrap_or(1) };
-    let issued = issuer.issue(&state.db, &state.catalog, &request, state.clock.now()).await?;
+    let issued = issuer.issue_for(&state.db, &state.catalog, &request, customer.clone(), state.clock.now()).await?;
     // Built from what was just stored: no second read on the hot path.
     let order = StoredOrder {
         order_id: issued.order_id,
@@ -167,11 +183,37 @@ pub async fn create_checkout(State(state): State<AppState>, ApiJson(body): ApiJs
         signature: issued.signature.to_vec(),
         status: OrderStatus::Open,
         pricing: None,
+        customer_ref: customer,
     };
     let progress = Progress::from(&CheckoutProgress::open(state.confirmations));
     let mut view = view_of(&state, &order, CheckoutStatus::Open, progress);
     view.usd = issued.pricing.as_ref().map(Into::into);
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Checks the `customer_ref` of a checkout for `payer` ([`customers::accept`]): a bare one
+/// only with a live API key, a signed one from anyone; refused when the wallet belongs to
+/// another customer already.
+async fn checked_customer(state: &AppState, headers: &HeaderMap, payer: alloy::primitives::Address, text: &str) -> Result<CustomerRef, ApiError> {
+    let key = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    let trusted = match key {
+        Some(key) => {
+            super::keys::verify(&state.db, key).await?.ok_or_else(|| ApiError::unauthorized("the API key is unknown or revoked"))?;
+            true
+        }
+        None => false,
+    };
+    let customer = customers::accept(text, trusted, state.customer_refs.as_ref(), state.clock.now()).map_err(ApiError::from)?;
+    if let Some(bound) = crate::store::customers::of_wallet_in(&state.db, payer).await?
+        && bound != customer
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "customer_ref_conflict",
+            format!("wallet {payer} belongs to another customer of the merchant; a membership is moved between customers by the merchant, not by a checkout"),
+        ));
+    }
+    Ok(customer)
 }
 
 /// Returns a checkout and its progress.

@@ -149,6 +149,16 @@ where
 
 // Domain errors: each maps to the same answer in every handler that meets it.
 
+impl From<crate::billing::customers::RefError> for ApiError {
+    fn from(e: crate::billing::customers::RefError) -> Self {
+        use crate::billing::customers::RefError;
+        match e {
+            RefError::NeedsKey => Self::new(StatusCode::UNAUTHORIZED, "customer_ref_needs_signature", e.to_string()),
+            _ => Self::new(StatusCode::BAD_REQUEST, "invalid_customer_ref", e.to_string()),
+        }
+    }
+}
+
 impl From<crate::billing::quotes::QuoteError> for ApiError {
     fn from(e: crate::billing::quotes::QuoteError) -> Self {
         use crate::billing::quotes::QuoteError;

@@ -4,11 +4,11 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
-    routing::post,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::{
     AppState,
@@ -16,7 +16,10 @@ use super::{
     params::parse_wallet,
     plans::tier_name,
 };
-use crate::billing::{activation::Subscription, members};
+use crate::{
+    billing::{activation::Subscription, customers::CustomerRef, members},
+    store::{customers, subscriptions},
+};
 
 /// A member's subscription after an action.
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,6 +43,17 @@ pub struct MemberView {
     pub next_plan_id: Option<u32>,
     /// When the scheduled plan's time ends.
     pub next_expires_at: Option<u64>,
+    /// The merchant's customer the membership belongs to (README "Customer references").
+    pub customer_ref: Option<String>,
+}
+
+impl MemberView {
+    /// Returns the view of `sub` with the customer its wallet belongs to.
+    pub(super) async fn of(state: &AppState, sub: &Subscription) -> Result<Self, ApiError> {
+        let mut view = Self::from(sub);
+        view.customer_ref = customers::of_wallet_in(&state.db, sub.wallet).await?.map(|c| c.to_string());
+        Ok(view)
+    }
 }
 
 impl From<&Subscription> for MemberView {
@@ -54,6 +68,7 @@ impl From<&Subscription> for MemberView {
             comp_seconds: s.comp_seconds,
             next_plan_id: s.next_plan_id,
             next_expires_at: s.next_expires_at,
+            customer_ref: None,
         }
     }
 }
@@ -103,7 +118,7 @@ pub async fn comp(State(state): State<AppState>, Path(wallet): Path<String>, Api
     let mut tx = state.db.begin_write().await?;
     let grant = members::grant_comp(&mut tx, wallet, body.days, &body.reason, state.clock.now()).await?;
     tx.commit().await?;
-    Ok(Json(CompResponse { grant_id: grant.grant_id, seconds: grant.seconds, subscription: (&grant.subscription).into() }))
+    Ok(Json(CompResponse { grant_id: grant.grant_id, seconds: grant.seconds, subscription: MemberView::of(&state, &grant.subscription).await? }))
 }
 
 /// Cancels: no renewal, access to the end of the paid period; event `subscription.canceled`.
@@ -117,7 +132,7 @@ pub async fn cancel(State(state): State<AppState>, Path(wallet): Path<String>) -
     let mut tx = state.db.begin_write().await?;
     let sub = members::cancel(&mut tx, wallet, state.clock.now()).await?;
     tx.commit().await?;
-    Ok(Json((&sub).into()))
+    Ok(Json(MemberView::of(&state, &sub).await?))
 }
 
 /// Revokes: the subscription ends now and the badge is revoked; badge job `revoke`; event
@@ -132,7 +147,7 @@ pub async fn revoke(State(state): State<AppState>, Path(wallet): Path<String>) -
     let mut tx = state.db.begin_write().await?;
     let sub = members::revoke(&mut tx, wallet, state.clock.now()).await?;
     tx.commit().await?;
-    Ok(Json((&sub).into()))
+    Ok(Json(MemberView::of(&state, &sub).await?))
 }
 
 /// Moves the subscription and badge to a new wallet (a member who lost a key); badge job
@@ -148,12 +163,93 @@ pub async fn move_member(State(state): State<AppState>, Path(wallet): Path<Strin
     let mut tx = state.db.begin_write().await?;
     let sub = members::move_member(&mut tx, from, to, state.clock.now()).await?;
     tx.commit().await?;
-    Ok(Json((&sub).into()))
+    Ok(Json(MemberView::of(&state, &sub).await?))
+}
+
+/// A member as the merchant looks them up: the wallet, the customer it belongs to and its
+/// subscription (none yet: bound by a payment whose plan has not started, or ended long ago
+/// and pruned — not today).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Member {
+    /// Member wallet.
+    pub wallet: String,
+    /// The merchant's customer the wallet belongs to.
+    pub customer_ref: Option<String>,
+    /// The wallet's subscription.
+    pub subscription: Option<MemberView>,
+}
+
+/// `GET /v1/members` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct MembersQuery {
+    /// The merchant's customer reference (1–64 characters of `A-Z a-z 0-9 _ : @ -`).
+    #[param(pattern = "^[A-Za-z0-9_:@-]{1,64}$")]
+    pub customer_ref: String,
+}
+
+/// The wallets of one of the merchant's customers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberList {
+    /// The customer reference asked for.
+    pub customer_ref: String,
+    /// Its wallets, first bound first (empty: no payment carried the reference yet).
+    pub members: Vec<Member>,
+}
+
+/// Returns the members that belong to one of the merchant's customers: every wallet a
+/// confirmed payment (or card event) bound to `customer_ref`, with its subscription.
+#[utoipa::path(get, path = "/v1/members", tag = "merchant", security(("api_key" = [])), params(MembersQuery), responses(
+    (status = 200, body = MemberList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+))]
+pub async fn list_members(State(state): State<AppState>, query: Result<Query<MembersQuery>, QueryRejection>) -> Result<Json<MemberList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}; pass ?customer_ref=<the merchant's user id>", e.body_text())))?;
+    let customer = CustomerRef::parse(&query.customer_ref).map_err(ApiError::from)?;
+    let wallets = customers::wallets_of(&state.db, &customer).await?;
+    let subs = subscriptions::load_many(&mut *state.db.pool().acquire().await?, &wallets).await?;
+    let members = wallets
+        .iter()
+        .map(|w| Member {
+            wallet: w.to_string(),
+            customer_ref: Some(customer.to_string()),
+            subscription: subs.iter().find(|s| s.wallet == *w).map(|s| {
+                let mut view = MemberView::from(s);
+                view.customer_ref = Some(customer.to_string());
+                view
+            }),
+        })
+        .collect();
+    Ok(Json(MemberList { customer_ref: customer.to_string(), members }))
+}
+
+/// Returns one member: the customer the wallet belongs to and its subscription; 404 when
+/// the wallet has neither.
+#[utoipa::path(get, path = "/v1/members/{wallet}", tag = "merchant", security(("api_key" = [])),
+    params(("wallet" = String, Path, description = "0x address", pattern = "^(?!0x0{40}$)0x[0-9a-fA-F]{40}$")), responses(
+    (status = 200, body = Member), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+pub async fn get_member(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<Member>, ApiError> {
+    let wallet = parse_wallet("wallet", &wallet)?;
+    let mut conn = state.db.pool().acquire().await?;
+    let customer = customers::of_wallet(&mut conn, wallet).await?;
+    let sub = subscriptions::load(&mut conn, wallet).await?;
+    if customer.is_none() && sub.is_none() {
+        return Err(ApiError::not_found(format!("{wallet} has no subscription and belongs to no customer")));
+    }
+    let subscription = sub.as_ref().map(|s| {
+        let mut view = MemberView::from(s);
+        view.customer_ref = customer.as_ref().map(ToString::to_string);
+        view
+    });
+    Ok(Json(Member { wallet: wallet.to_string(), customer_ref: customer.map(|c| c.to_string()), subscription }))
 }
 
 /// Returns the member routes (merchant: behind the API key).
 pub(super) fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/members", get(list_members))
+        .route("/v1/members/{wallet}", get(get_member))
         .route("/v1/members/{wallet}/comp", post(comp))
         .route("/v1/members/{wallet}/cancel", post(cancel))
         .route("/v1/members/{wallet}/revoke", post(revoke))
@@ -162,5 +258,5 @@ pub(super) fn router() -> Router<AppState> {
 
 /// The member routes' part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi(paths(comp, cancel, revoke, move_member))]
+#[openapi(paths(list_members, get_member, comp, cancel, revoke, move_member))]
 pub(super) struct Api;

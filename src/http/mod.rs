@@ -119,6 +119,10 @@ pub struct Shared {
     pub rates: Arc<crate::billing::rates::RateBook>,
     /// The one-click buy of a missing token, when `[pricing.swap]` is configured.
     pub swaps: Option<Arc<crate::billing::swaps::SwapDesk>>,
+    /// The merchant (`[merchant]`): receipts show it.
+    pub merchant: Arc<crate::config::MerchantSettings>,
+    /// Checks signed customer references (`merchant.customer_ref_secret`).
+    pub customer_refs: Option<crate::billing::customers::RefSigner>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
@@ -173,6 +177,8 @@ impl AppState {
             auth: None,
             rates: Arc::new(crate::billing::rates::RateBook::empty(Clock::system())),
             swaps: None,
+            merchant: Arc::new(crate::config::MerchantSettings::default()),
+            customer_refs: None,
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }))
@@ -226,6 +232,14 @@ impl AppState {
     /// Returns the state with these card settings (card webhooks are refused without a secret).
     pub fn with_card(mut self, card: CardSettings) -> Self {
         self.parts().card = Arc::new(card);
+        self
+    }
+
+    /// Returns the state with the merchant's settings (receipts, signed customer references).
+    pub fn with_merchant(mut self, merchant: crate::config::MerchantSettings) -> Self {
+        use secrecy::ExposeSecret;
+        self.parts().customer_refs = merchant.customer_ref_secret.as_ref().map(|s| crate::billing::customers::RefSigner::new(s.expose_secret()));
+        self.parts().merchant = Arc::new(merchant);
         self
     }
 

@@ -164,12 +164,16 @@ pub async fn refund(State(state): State<AppState>, Path(id): Path<String>, ApiJs
     let mut tx = state.db.begin_write().await?;
     let refund = members::refund(&mut tx, id, &body.note, state.clock.now()).await?;
     tx.commit().await?;
+    let subscription = match &refund.subscription {
+        Some(sub) => Some(MemberView::of(&state, sub).await?),
+        None => None,
+    };
     Ok(Json(RefundResponse {
         payment_id: refund.payment_id,
         payer: refund.payer.to_string(),
         refunded_at: refund.refunded_at,
         note: refund.note,
-        subscription: refund.subscription.as_ref().map(MemberView::from),
+        subscription,
     }))
 }
 

@@ -17,6 +17,7 @@ pub mod bulk;
 pub mod card;
 pub mod changes;
 pub mod comp_grants;
+pub mod customers;
 pub mod leader;
 pub mod ledger;
 pub mod notices;

@@ -17,6 +17,7 @@ use sqlx::Row;
 use tokio::sync::oneshot;
 
 use crate::{
+    billing::customers::CustomerRef,
     ids::{CheckoutId, OrderId},
     states::OrderStatus,
 };
@@ -64,6 +65,8 @@ pub struct NewOrder {
     pub created_at: i64,
     /// The market rate a USD-priced order was quoted at.
     pub pricing: Option<OrderPricing>,
+    /// The merchant's customer the checkout was created for.
+    pub customer_ref: Option<CustomerRef>,
     /// The `checkout.created` event.
     pub event: NewEvent,
 }
@@ -84,6 +87,9 @@ impl NewOrder {
     }
     fn rate_at(&self) -> Option<i64> {
         self.pricing.as_ref().map(OrderPricing::rate_at_column)
+    }
+    fn customer_ref(&self) -> Option<String> {
+        self.customer_ref.as_ref().map(|c| c.as_str().to_string())
     }
 }
 
@@ -147,13 +153,15 @@ pub struct StoredOrder {
     pub status: OrderStatus,
     /// The market rate a USD-priced order was quoted at.
     pub pricing: Option<OrderPricing>,
+    /// The merchant's customer the checkout was created for.
+    pub customer_ref: Option<CustomerRef>,
 }
 
 /// Returns the order of checkout `checkout_id`, if any.
 pub async fn load(db: &Db, checkout_id: &CheckoutId) -> Result<Option<StoredOrder>, StoreError> {
     let row = sqlx::query(
-        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status, usd_micro, rate_usd, rate_source, rate_at \
-             FROM orders WHERE checkout_id = $1",
+        "SELECT order_id, checkout_id, payer, token, amount, plan_id, periods, deadline, signature, status, usd_micro, rate_usd, rate_source, rate_at, \
+             customer_ref FROM orders WHERE checkout_id = $1",
     )
     .bind(checkout_id.as_str())
     .fetch_optional(db.pool())
@@ -171,6 +179,7 @@ pub async fn load(db: &Db, checkout_id: &CheckoutId) -> Result<Option<StoredOrde
         signature: r.try_get("signature")?,
         status: r.try_get::<String, _>("status")?.parse().map_err(|_| StoreError::Corrupt("orders.status"))?,
         pricing: OrderPricing::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?, r.try_get("rate_source")?, r.try_get("rate_at")?)?,
+        customer_ref: r.try_get::<Option<String>, _>("customer_ref")?.map(CustomerRef::stored),
     }))
 }
 
@@ -259,8 +268,8 @@ async fn write_batch(db: &Db, orders: Arc<[NewOrder]>) -> Result<(), StoreError>
 
 fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rusqlite::Result<()> {
     let mut order = tx.prepare_cached(
-        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        "INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at, customer_ref) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     for o in orders {
         order.execute(rusqlite::params![
@@ -278,7 +287,8 @@ fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rus
             o.usd_micro(),
             o.rate_usd(),
             o.rate_source(),
-            o.rate_at()
+            o.rate_at(),
+            o.customer_ref()
         ])?;
     }
     outbox::write_all_sqlite(tx, orders.iter().map(|o| &o.event), now)
@@ -289,12 +299,12 @@ fn write_sqlite(tx: &rusqlite::Connection, orders: &[NewOrder], now: i64) -> rus
 async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), StoreError> {
     use std::fmt::Write;
     let mut sql = String::from(
-        "WITH new_orders AS (INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at) VALUES ",
+        "WITH new_orders AS (INSERT INTO orders (order_id, checkout_id, chain_id, payer, token, amount, plan_id, periods, deadline, signature, created_at, usd_micro, rate_usd, rate_source, rate_at, customer_ref) VALUES ",
     );
     let mut n = 0;
     for (i, _) in orders.iter().enumerate() {
         sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 0..15 {
+        for c in 0..16 {
             n += 1;
             let _ = write!(sql, "{}${n}", if c == 0 { "" } else { ", " });
         }
@@ -319,7 +329,8 @@ async fn write_postgres(db: &Db, orders: &[NewOrder], now: i64) -> Result<(), St
             .bind(o.usd_micro())
             .bind(o.rate_usd())
             .bind(o.rate_source())
-            .bind(o.rate_at());
+            .bind(o.rate_at())
+            .bind(o.customer_ref());
     }
     for o in orders {
         query = outbox::bind_event(query, &o.event, now);
@@ -350,9 +361,12 @@ pub struct OrderTerms {
     pub checkout_id: CheckoutId,
     /// A USD-priced order's USD value at its locked rate.
     pub usd: Option<OrderUsd>,
+    /// The merchant's customer the checkout was created for.
+    pub customer_ref: Option<CustomerRef>,
 }
 
-const TERMS: &str = "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id, usd_micro, rate_usd FROM orders WHERE order_id";
+const TERMS: &str =
+    "SELECT order_id, chain_id, payer, token, amount, plan_id, periods, status, checkout_id, usd_micro, rate_usd, customer_ref FROM orders WHERE order_id";
 
 fn terms_from(r: &sqlx::any::AnyRow) -> Result<(OrderId, OrderTerms), StoreError> {
     let terms = OrderTerms {
@@ -365,6 +379,7 @@ fn terms_from(r: &sqlx::any::AnyRow) -> Result<(OrderId, OrderTerms), StoreError
         paid: r.try_get::<String, _>("status")? == OrderStatus::Paid.as_str(),
         checkout_id: CheckoutId::from_stored(r.try_get("checkout_id")?),
         usd: OrderUsd::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?),
+        customer_ref: r.try_get::<Option<String>, _>("customer_ref")?.map(CustomerRef::stored),
     };
     Ok((OrderId::issued(r.try_get("order_id")?), terms))
 }
@@ -397,6 +412,7 @@ pub fn terms_sqlite(conn: &rusqlite::Connection, ids: &[OrderId]) -> Result<std:
                 paid: r.get::<_, String>(7)? == OrderStatus::Paid.as_str(),
                 checkout_id: CheckoutId::from_stored(r.get(8)?),
                 usd: OrderUsd::from_columns(r.get(9)?, r.get(10)?),
+                customer_ref: r.get::<_, Option<String>>(11)?.map(CustomerRef::stored),
             };
             out.insert(*id, terms);
         }

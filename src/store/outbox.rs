@@ -6,7 +6,10 @@ use alloy::primitives::keccak256;
 use sqlx::AnyConnection;
 
 use super::{Backend, Db, StoreError};
-use crate::events::{EventType, Payload};
+use crate::{
+    billing::customers::CustomerRef,
+    events::{EventType, Payload},
+};
 
 /// Returns a stable event id: `evt_` and 24 hex digits of the hash of the parts.
 pub fn event_id<S: AsRef<str>>(parts: &[S]) -> String {
@@ -39,8 +42,14 @@ impl NewEvent {
     /// Returns the event `id` with `payload` as its body's `data` (its type is the
     /// payload's).
     pub fn new(id: String, payload: impl Into<Payload>) -> Self {
+        Self::for_customer(id, payload, None)
+    }
+
+    /// [`Self::new`] for an event that belongs to the merchant's `customer`
+    /// ([`Payload::body_for`]).
+    pub fn for_customer(id: String, payload: impl Into<Payload>, customer: Option<&CustomerRef>) -> Self {
         let payload = payload.into();
-        let body = payload.body(&id);
+        let body = payload.body_for(&id, customer);
         Self { id, event_type: payload.event_type(), body }
     }
 }
@@ -88,11 +97,29 @@ pub(crate) fn write_all_sqlite<'a>(conn: &rusqlite::Connection, events: impl Int
 /// Writes one event with `now` (unix seconds) as its time unless an event with the same
 /// id exists; returns whether it wrote.
 pub async fn write(conn: &mut AnyConnection, id: &str, payload: impl Into<Payload>, now: i64) -> Result<bool, StoreError> {
+    write_for(conn, id, payload, None, now).await
+}
+
+/// [`write`] for an event about `wallet`'s membership: it carries the customer reference
+/// the wallet is bound to ([`super::customers`]), if any.
+pub async fn write_for_member(
+    conn: &mut AnyConnection,
+    id: &str,
+    payload: impl Into<Payload>,
+    wallet: alloy::primitives::Address,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let customer = super::customers::of_wallet(conn, wallet).await?;
+    write_for(conn, id, payload, customer.as_ref(), now).await
+}
+
+/// [`write`] for an event that belongs to the merchant's `customer`.
+pub async fn write_for(conn: &mut AnyConnection, id: &str, payload: impl Into<Payload>, customer: Option<&CustomerRef>, now: i64) -> Result<bool, StoreError> {
     let payload = payload.into();
     let done = sqlx::query("INSERT INTO outbox_events (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
         .bind(id)
         .bind(payload.event_type().as_str())
-        .bind(payload.body(id))
+        .bind(payload.body_for(id, customer))
         .bind(now)
         .execute(conn)
         .await?;

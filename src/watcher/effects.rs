@@ -72,7 +72,8 @@ pub(super) fn new_payments(
             let confirmed = log.block_number <= deep;
             let order = matched_order.and_then(|id| orders.get(&id));
             let (checkout_id, usd) = (order.map(|o| o.checkout_id.clone()), order.and_then(|o| o.usd.clone()));
-            NewPayment { log, matched_order, unmatched_reason, confirmed, checkout_id, usd }
+            let customer_ref = order.and_then(|o| o.customer_ref.clone());
+            NewPayment { log, matched_order, unmatched_reason, confirmed, checkout_id, usd, customer_ref }
         })
         .collect()
 }
@@ -97,9 +98,10 @@ pub(super) fn detected_events(chain_id: u64, p: &NewPayment, confirmations: u64,
         tx_hash: log.tx_hash,
     };
     let unmatched = p.unmatched_reason.map(|reason| data.unmatched(reason));
-    out.push(NewEvent::new(outbox::event_id(&[EventType::PaymentDetected.as_str(), &key, &log.block_hash.to_string()]), data));
+    let customer = p.customer_ref.as_ref();
+    out.push(NewEvent::for_customer(outbox::event_id(&[EventType::PaymentDetected.as_str(), &key, &log.block_hash.to_string()]), data, customer));
     if let Some(data) = unmatched {
-        out.push(NewEvent::new(outbox::event_id(&[EventType::PaymentUnmatched.as_str(), &key]), data));
+        out.push(NewEvent::for_customer(outbox::event_id(&[EventType::PaymentUnmatched.as_str(), &key]), data, customer));
     }
 }
 
@@ -124,6 +126,7 @@ pub(super) fn recorded(id: i64, p: &NewPayment) -> StoredPayment {
         orphaned_at: None,
         checkout_id: p.checkout_id.clone(),
         usd: p.usd.clone(),
+        customer_ref: p.customer_ref.clone(),
     }
 }
 
@@ -140,6 +143,7 @@ pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> 
         periods: p.periods,
         token: p.token,
         usd: p.usd.as_ref().map(|u| u.usd_value),
+        customer_ref: p.customer_ref.clone(),
     })
 }
 
@@ -163,7 +167,7 @@ pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u
         tx_hash: c.tx_hash,
         usd_value: c.usd.as_ref().map(|u| u.usd_value()),
     };
-    NewEvent::new(id, data)
+    NewEvent::for_customer(id, data, c.customer_ref.as_ref())
 }
 
 /// Returns `payment.reorged` for a payment a reorg removed: a detected one at once, a
@@ -181,5 +185,5 @@ pub(super) fn reorged_event(chain_id: u64, p: &StoredPayment, after_confirmation
         payment: key,
         tx_hash: p.tx_hash,
     };
-    NewEvent::new(id, data)
+    NewEvent::for_customer(id, data, p.customer_ref.as_ref())
 }

@@ -113,6 +113,8 @@ const CHUNK: usize = 1_000;
 #[derive(Debug, Default)]
 struct Known {
     subscriptions: HashMap<Address, activation::Subscription>,
+    /// The customer references of the wallets read (and those bound in the pass).
+    customers: HashMap<Address, crate::billing::customers::CustomerRef>,
     /// Wallets read from the database (with or without a subscription).
     read: HashSet<Address>,
 }
@@ -293,7 +295,15 @@ impl Watcher {
         if report.caught_up {
             pending = self.take_back(&mut tx, deep, pending, &mut known, now).await?;
         }
-        let downgrades = activation::plan_downgrades(&self.catalog, tx.due_downgrades(now).await?);
+        let due = tx.due_downgrades(now).await?;
+        let mut customers = if due.is_empty() { HashMap::new() } else { tx.customers(due.iter().map(|s| s.wallet).collect()).await? };
+        // A wallet this pass bound is not in the database yet.
+        for s in &due {
+            if let Some(customer) = known.customers.get(&s.wallet) {
+                customers.entry(s.wallet).or_insert_with(|| customer.clone());
+            }
+        }
+        let downgrades = activation::plan_downgrades(&self.catalog, due, &customers);
         pending.subscriptions.extend(downgrades.subscriptions);
         pending.jobs.extend(downgrades.jobs);
         pending.events.extend(downgrades.events);
@@ -389,9 +399,10 @@ impl Watcher {
             unread.dedup();
             if !unread.is_empty() {
                 known.subscriptions.extend(tx.subscriptions(unread.clone()).await?.into_iter().map(|s| (s.wallet, s)));
+                known.customers.extend(tx.customers(unread.clone()).await?);
                 known.read.extend(unread);
             }
-            writes = activation::plan_activations(&self.catalog, &paid, &mut known.subscriptions, &done, now);
+            writes = activation::plan_activations(&self.catalog, &paid, &mut known.subscriptions, &mut known.customers, &done, now);
         }
         writes.events.splice(0..0, events);
         Ok(writes)

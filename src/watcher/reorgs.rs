@@ -85,6 +85,7 @@ impl Watcher {
         unread.dedup();
         if !unread.is_empty() {
             known.subscriptions.extend(tx.subscriptions(unread.clone()).await?.into_iter().map(|s| (s.wallet, s)));
+            known.customers.extend(tx.customers(unread.clone()).await?);
             known.read.extend(unread);
         }
         let mut writes = activation::Writes::default();
@@ -112,7 +113,14 @@ impl Watcher {
                 reversals.push(reversal);
                 continue;
             };
-            let vanished = reversal::Vanished { wallet: p.payer, periods: p.periods, payment_key: &key, cause: effects::cause_of(p), revision: p.revision };
+            let vanished = reversal::Vanished {
+                wallet: p.payer,
+                periods: p.periods,
+                payment_key: &key,
+                cause: effects::cause_of(p),
+                revision: p.revision,
+                customer: known.customers.get(&p.payer),
+            };
             let paid = reversal::Bought {
                 kind: b.kind,
                 plan_id: b.plan_id,
@@ -182,6 +190,7 @@ impl Watcher {
                 confirmed: deep_enough,
                 checkout_id: p.checkout_id.clone(),
                 usd: p.usd.clone(),
+                customer_ref: p.customer_ref.clone(),
             };
             effects::detected_events(chain, &row, confirmations, &mut detected);
             let confirmed = deep_enough.then(|| effects::confirmed_event(chain, &p, confirmations));

@@ -180,9 +180,10 @@ async fn pay_on_chain(conn: &mut sqlx::AnyConnection, catalog: &Catalog, before:
         periods: p.periods,
         token: p.token,
         usd: p.usd,
+        customer_ref: None,
     };
     let mut current: HashMap<Address, Subscription> = before.map(|s| (s.wallet, s.clone())).into_iter().collect();
-    let writes = activation::plan_activations(catalog, &[paid], &mut current, &HashSet::new(), now);
+    let writes = activation::plan_activations(catalog, &[paid], &mut current, &mut HashMap::new(), &HashSet::new(), now);
     for s in &writes.subscriptions {
         activation::save(conn, s, now).await.unwrap();
     }

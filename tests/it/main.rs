@@ -13,6 +13,7 @@ mod chain;
 mod cli;
 mod clocks;
 mod credit;
+mod customers;
 mod db;
 mod deep_reorgs;
 mod dev_market;

@@ -34,7 +34,24 @@ const state = {
   checkout: null, // the last POST /v1/checkouts answer
   offer: null, // a shown one-click buy: { checkout, quote, paying, balance, swap, shortfall }
   stream: null,
+  // What the merchant's link preselected (?plan=&period=&token=&customer_ref=); the
+  // customer reference is passed on as it came (signed by the merchant's server).
+  link: linkParams(),
 };
+
+// Reads the merchant's link: a plan id, a period (monthly | yearly), a token symbol and a
+// customer reference, each optional; anything else is ignored.
+function linkParams() {
+  const query = new URLSearchParams(window.location.search);
+  const plan = Number.parseInt(query.get('plan') ?? '', 10);
+  const period = query.get('period');
+  return {
+    planId: Number.isSafeInteger(plan) && plan > 0 ? plan : null,
+    period: period === 'monthly' || period === 'yearly' ? period : null,
+    token: query.get('token')?.trim() || null,
+    customerRef: query.get('customer_ref')?.trim() || null,
+  };
+}
 
 const $ = (testId) => document.querySelector(`[data-testid="${testId}"]`);
 const el = {
@@ -261,6 +278,15 @@ async function loadCatalog() {
       nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
       rpcUrls: { default: { http: rpcUrl ? [rpcUrl] : [] } },
     });
+    const linked = catalog.plans.find((p) => p.id === state.link.planId);
+    if (linked) {
+      state.planId = linked.id;
+      state.period = linked.period;
+    } else if (state.link.period && plansFor(state.link.period).length) {
+      state.period = state.link.period;
+    }
+    if (state.link.token && tokenInfo(state.link.token)) state.token = tokenInfo(state.link.token).symbol;
+    state.link.planId = null; // applied once: later catalog reads keep the member's choice
     if (!plansFor(state.period).length) state.period = plansFor('yearly').length ? 'yearly' : 'monthly';
     if (!tokenInfo(state.token) && catalog.tokens.length) state.token = catalog.tokens[0].symbol;
     el.footerChain.textContent = `Payments settle on ${name} (chain id ${id}) through contract ${catalog.chain.checkout}.`;
@@ -524,7 +550,13 @@ async function payOnce() {
   setStatus('Getting a quote…');
   const checkout = await api('/v1/checkouts', {
     method: 'POST',
-    body: JSON.stringify({ plan_id: plan.id, token: token.symbol, wallet: account, periods: 1 }),
+    body: JSON.stringify({
+      plan_id: plan.id,
+      token: token.symbol,
+      wallet: account,
+      periods: 1,
+      ...(state.link.customerRef ? { customer_ref: state.link.customerRef } : {}),
+    }),
   });
   state.checkout = checkout;
   console.info('[checkout] quote', checkout);

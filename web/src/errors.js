@@ -72,6 +72,14 @@ export function explain(err, chain) {
   }
   if (err instanceof ApiError) {
     if (err.status >= 500) return { message: 'The checkout service had a problem. Please try again in a moment.', action: null };
+    // The merchant's link tied this purchase to an account of theirs; these refusals are
+    // about the link, not about the member's wallet or money.
+    if (err.code === 'customer_ref_conflict') {
+      return { message: 'This wallet already belongs to another account at this shop. Sign in there, or pay with another wallet.', action: null };
+    }
+    if (err.code === 'invalid_customer_ref' || err.code === 'customer_ref_needs_signature') {
+      return { message: 'This checkout link is no longer valid. Go back to the shop and open the checkout link again.', action: null };
+    }
     return { message: err.message, action: null };
   }
   const revert = err instanceof BaseError ? err.walk((e) => e instanceof ContractFunctionRevertedError) : null;

@@ -10,6 +10,7 @@ use super::{CardError, Ctx};
 use crate::{
     billing::{
         activation::{self, Change, ChangeKind, Subscription, change_for_time, plan_change},
+        customers::CustomerRef,
         plans::Plan,
     },
     events::{CardChange, CardStatus, ChangeShape, ChangeSource, Payload},
@@ -322,7 +323,8 @@ async fn settle_due_downgrade(conn: &mut AnyConnection, ctx: &Ctx<'_>, current: 
     if cur.next_plan_id.is_none() || cur.expires_at > ctx.now {
         return Ok(Some(cur));
     }
-    let writes = activation::plan_downgrades(ctx.catalog, vec![cur.clone()]);
+    let customers = store::customers::of_wallets(conn, &[cur.wallet]).await?;
+    let writes = activation::plan_downgrades(ctx.catalog, vec![cur.clone()], &customers);
     let Some(after) = writes.subscriptions.first().cloned() else { return Ok(Some(cur)) };
     activation::save(conn, &after, ctx.now).await?;
     badges::queue_all(conn, &writes.jobs, ctx.now).await?;
@@ -354,7 +356,8 @@ async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change
         wallet: a.wallet,
     });
     let id = outbox::event_id(&[change.kind.event().as_str(), "card", &ctx.event.id]);
-    outbox::write(conn, &id, change.kind.payload(shape), ctx.now as i64).await?;
+    bind_customer(conn, ctx, a.wallet).await?;
+    outbox::write_for_member(conn, &id, change.kind.payload(shape), a.wallet, ctx.now as i64).await?;
     Ok(())
 }
 
@@ -373,10 +376,31 @@ pub(super) fn card_status(ctx: &Ctx<'_>, sub: &Subscription, card_subscription: 
     }
 }
 
-/// Writes a card status event ([`card_status`], as `payload`).
-pub(super) async fn write_status_event(conn: &mut AnyConnection, ctx: &Ctx<'_>, payload: impl Into<Payload>) -> Result<(), CardError> {
+/// Writes a card status event ([`card_status`], as `payload`) about `wallet`.
+pub(super) async fn write_status_event(conn: &mut AnyConnection, ctx: &Ctx<'_>, wallet: Address, payload: impl Into<Payload>) -> Result<(), CardError> {
     let payload = payload.into();
     let id = outbox::event_id(&[payload.event_type().as_str(), "card", &ctx.event.id]);
-    outbox::write(conn, &id, payload, ctx.now as i64).await?;
+    outbox::write_for_member(conn, &id, payload, wallet, ctx.now as i64).await?;
+    Ok(())
+}
+
+/// Where a card object carries the merchant's metadata: a Checkout Session or subscription
+/// its own, an invoice its subscription's (older and newer API versions).
+const METADATA_PLACES: [&str; 3] =
+    ["/metadata/customer_ref", "/subscription_details/metadata/customer_ref", "/parent/subscription_details/metadata/customer_ref"];
+
+/// Binds `wallet` to the customer reference the event's metadata carries (`customer_ref`,
+/// set by the merchant, or by the service, when the session was created), unless the wallet
+/// is bound already. The processor signed the event and only the merchant's secret key
+/// creates sessions, so a bare reference is the merchant's; one outside the documented
+/// shape is logged and left out (the payment itself still counts).
+async fn bind_customer(conn: &mut AnyConnection, ctx: &Ctx<'_>, wallet: Address) -> Result<(), CardError> {
+    let Some(text) = METADATA_PLACES.iter().find_map(|p| text_at(&ctx.event.object, p)) else { return Ok(()) };
+    match CustomerRef::parse(text) {
+        Ok(customer) => {
+            store::customers::bind(conn, wallet, &customer, ctx.now).await?;
+        }
+        Err(error) => tracing::warn!(event = %ctx.name(), %error, "the card event's metadata.customer_ref is left out"),
+    }
     Ok(())
 }

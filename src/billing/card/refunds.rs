@@ -179,7 +179,7 @@ async fn shift(conn: &mut AnyConnection, ctx: &Ctx<'_>, grant: &CardGrant, delta
     } else {
         (EventType::SubscriptionReversed, SubscriptionReversed::Card(data).into())
     };
-    outbox::write(conn, &outbox::event_id(&[event_type.as_str(), "card", &ctx.event.id]), payload, now as i64).await?;
+    outbox::write_for_member(conn, &outbox::event_id(&[event_type.as_str(), "card", &ctx.event.id]), payload, after.wallet, now as i64).await?;
     Ok((if delta > 0 { CardOutcome::Restored } else { CardOutcome::TakenBack }, moved))
 }
 

@@ -87,7 +87,7 @@ async fn cancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &CardS
     }
     sub.status = SubscriptionStatus::Canceled;
     activation::save(conn, &sub, ctx.now).await?;
-    apply::write_status_event(conn, ctx, SubscriptionCanceled::Card(apply::card_status(ctx, &sub, id))).await?;
+    apply::write_status_event(conn, ctx, sub.wallet, SubscriptionCanceled::Card(apply::card_status(ctx, &sub, id))).await?;
     Ok((CardOutcome::Canceled, true))
 }
 
@@ -109,6 +109,6 @@ async fn uncancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &Car
         _ => SubscriptionStatus::Active,
     };
     activation::save(conn, &sub, ctx.now).await?;
-    apply::write_status_event(conn, ctx, Payload::SubscriptionUncanceled(apply::card_status(ctx, &sub, id))).await?;
+    apply::write_status_event(conn, ctx, sub.wallet, Payload::SubscriptionUncanceled(apply::card_status(ctx, &sub, id))).await?;
     Ok((CardOutcome::Uncanceled, true))
 }

@@ -317,6 +317,7 @@ mod tests {
             expires_at: 1,
             new_wallet: (action == Call::Move).then(|| Address::repeat_byte(99)),
             cause: None,
+            customer_ref: None,
         }
     }
 

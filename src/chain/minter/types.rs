@@ -127,5 +127,5 @@ pub(super) fn badge_event(job: &Job, call: Call, token_id: U256, tx_hash: Option
         (EventType::BadgeRevoked, _) => done.revoked().into(),
         _ => done.changed(job.tier, job.expires_at).into(),
     };
-    NewEvent::new(outbox::event_id(&[event_type.as_str(), &job.id.to_string()]), payload)
+    NewEvent::for_customer(outbox::event_id(&[event_type.as_str(), &job.id.to_string()]), payload, job.customer_ref.as_ref())
 }

@@ -35,10 +35,13 @@ pub struct Job {
     pub new_wallet: Option<Address>,
     /// The payment that caused the job, for its event.
     pub cause: Option<Cause>,
+    /// The customer the member's wallet is bound to, for its event.
+    pub customer_ref: Option<crate::billing::customers::CustomerRef>,
 }
 
 /// The `badge_jobs` columns [`job_of`] reads.
-const JOB_COLUMNS: &str = "id, wallet, action, tier, expires_at, new_wallet, cause_order_id, cause_checkout_id, cause_tx_hash";
+const JOB_COLUMNS: &str = "id, wallet, action, tier, expires_at, new_wallet, cause_order_id, cause_checkout_id, cause_tx_hash, \
+     (SELECT c.customer_ref FROM customers c WHERE c.wallet = badge_jobs.wallet) AS customer_ref";
 
 /// Decodes a `badge_jobs` row.
 fn job_of(row: &AnyRow) -> Result<Job, StoreError> {
@@ -58,6 +61,7 @@ fn job_of(row: &AnyRow) -> Result<Job, StoreError> {
             }),
             None => None,
         },
+        customer_ref: row.try_get::<Option<String>, _>("customer_ref")?.map(crate::billing::customers::CustomerRef::stored),
     })
 }
 

@@ -9,13 +9,13 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use super::{BlockRow, Move, NewPayment, PastActivation, Reversal, StoredOrder, StoredPayment, order_id_of, order_keys, payment_status, sql};
 pub(super) use crate::store::subscriptions::due_downgrades;
 use crate::{
-    billing::activation::Writes,
+    billing::{activation::Writes, customers::CustomerRef},
     ids::{CheckoutId, OrderId},
     states::PaymentStatus,
     store::{
         StoreError, address_bytes, b256_bytes, badges,
         bulk::{Value, execute_in, fetch_in, insert},
-        orders, outbox,
+        customers, orders, outbox,
         subscriptions::{self, Subscription},
         to_address, to_b256, u256_bytes,
     },
@@ -62,6 +62,7 @@ fn payment_from(r: &AnyRow) -> Result<StoredPayment, StoreError> {
         orphaned_at: r.try_get::<Option<i64>, _>("orphaned_at")?.map(|v| v as u64),
         checkout_id: r.try_get::<Option<String>, _>("checkout_id")?.map(CheckoutId::from_stored),
         usd: crate::store::orders::OrderUsd::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?),
+        customer_ref: r.try_get::<Option<String>, _>("customer_ref")?.map(crate::billing::customers::CustomerRef::stored),
     })
 }
 
@@ -231,7 +232,14 @@ pub(super) async fn subscriptions(conn: &mut AnyConnection, wallets: Vec<Address
     subscriptions::load_many(conn, &wallets).await
 }
 
+pub(super) async fn customers(conn: &mut AnyConnection, wallets: Vec<Address>) -> Result<HashMap<Address, CustomerRef>, StoreError> {
+    customers::of_wallets(conn, &wallets).await
+}
+
 pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) -> Result<(), StoreError> {
+    for (wallet, customer) in &writes.customers {
+        customers::bind(conn, *wallet, customer, now).await?;
+    }
     subscriptions::record_activations(conn, &writes.activations, now).await?;
     subscriptions::save_all(conn, &writes.subscriptions, now).await?;
     badges::queue_all(conn, &writes.jobs, now).await?;

@@ -51,6 +51,8 @@ pub(crate) struct NewPayment {
     pub(crate) checkout_id: Option<CheckoutId>,
     /// The matched order's USD value at its locked rate (USD-priced orders).
     pub(crate) usd: Option<crate::store::orders::OrderUsd>,
+    /// The matched order's customer.
+    pub(crate) customer_ref: Option<crate::billing::customers::CustomerRef>,
 }
 
 /// The `payments` columns a [`StoredPayment`] is read from, in its order (both
@@ -59,7 +61,8 @@ const PAYMENT_COLUMNS: &str = "id, tx_hash, log_index, block_number, block_hash,
      matched_order, status, revision, confirmed_at, orphaned_at, \
      (SELECT o.checkout_id FROM orders o WHERE o.order_id = payments.matched_order) AS checkout_id, \
      (SELECT o.usd_micro FROM orders o WHERE o.order_id = payments.matched_order) AS usd_micro, \
-     (SELECT o.rate_usd FROM orders o WHERE o.order_id = payments.matched_order) AS rate_usd";
+     (SELECT o.rate_usd FROM orders o WHERE o.order_id = payments.matched_order) AS rate_usd, \
+     (SELECT o.customer_ref FROM orders o WHERE o.order_id = payments.matched_order) AS customer_ref";
 
 /// A stored payment: one the pass confirms, or one a reorg removed.
 #[derive(Debug, Clone)]
@@ -88,6 +91,8 @@ pub(crate) struct StoredPayment {
     pub(crate) checkout_id: Option<CheckoutId>,
     /// The matched order's USD value at its locked rate (USD-priced orders).
     pub(crate) usd: Option<crate::store::orders::OrderUsd>,
+    /// The matched order's customer.
+    pub(crate) customer_ref: Option<crate::billing::customers::CustomerRef>,
 }
 
 impl StoredPayment {
@@ -267,6 +272,11 @@ impl PassTx {
         dispatch!(self, subscriptions(wallets))
     }
 
+    /// Returns the customer references of the wallets bound to one.
+    pub(crate) async fn customers(&mut self, wallets: Vec<Address>) -> Result<HashMap<Address, crate::billing::customers::CustomerRef>, StoreError> {
+        dispatch!(self, customers(wallets))
+    }
+
     /// Returns the subscriptions whose scheduled downgrade is due at `now`.
     pub(crate) async fn due_downgrades(&mut self, now: u64) -> Result<Vec<Subscription>, StoreError> {
         dispatch!(self, due_downgrades(now))
@@ -275,7 +285,8 @@ impl PassTx {
     /// Writes planned activations: their rows, the subscriptions, the badge jobs and the
     /// events.
     pub(crate) async fn write(&mut self, writes: Writes, now: u64) -> Result<(), StoreError> {
-        if writes.activations.is_empty() && writes.subscriptions.is_empty() && writes.jobs.is_empty() && writes.events.is_empty() {
+        if writes.activations.is_empty() && writes.subscriptions.is_empty() && writes.jobs.is_empty() && writes.events.is_empty() && writes.customers.is_empty()
+        {
             return Ok(());
         }
         dispatch!(self, write(writes, now))

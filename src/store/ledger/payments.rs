@@ -152,6 +152,8 @@ pub struct RefundTarget {
     pub order_id: OrderId,
     /// The checkout of its matched order, if it matched one.
     pub checkout_id: Option<CheckoutId>,
+    /// The customer of its matched order, if it had one.
+    pub customer_ref: Option<crate::billing::customers::CustomerRef>,
 }
 
 /// Reads payment `id` for a refund, inside the caller's transaction.
@@ -159,7 +161,8 @@ pub async fn for_refund(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Optio
     let row = sqlx::query(
         "SELECT p.chain_id, p.tx_hash, p.log_index, p.payer, p.token, p.amount, p.plan_id, p.status, p.refunded_at, p.order_id, \
          (SELECT COUNT(*) FROM activations a WHERE a.payment_id = p.id) AS activated, \
-         (SELECT o.checkout_id FROM orders o WHERE o.order_id = p.matched_order) AS checkout_id FROM payments p WHERE p.id = $1",
+         (SELECT o.checkout_id FROM orders o WHERE o.order_id = p.matched_order) AS checkout_id, \
+         (SELECT o.customer_ref FROM orders o WHERE o.order_id = p.matched_order) AS customer_ref FROM payments p WHERE p.id = $1",
     )
     .bind(id)
     .fetch_optional(conn)
@@ -178,6 +181,7 @@ pub async fn for_refund(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Optio
         activated: r.try_get::<i64, _>("activated")? > 0,
         order_id: order_id_of(&r.try_get::<Vec<u8>, _>("order_id")?)?,
         checkout_id: r.try_get::<Option<String>, _>("checkout_id")?.map(CheckoutId::from_stored),
+        customer_ref: r.try_get::<Option<String>, _>("customer_ref")?.map(crate::billing::customers::CustomerRef::stored),
     }))
 }
 

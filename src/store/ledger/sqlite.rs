@@ -11,11 +11,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{BlockRow, Move, NewPayment, PastActivation, Reversal, StoredOrder, StoredPayment, order_id_of, order_keys, payment_status, sql};
 use crate::{
-    billing::activation::Writes,
+    billing::{activation::Writes, customers::CustomerRef},
     ids::{CheckoutId, OrderId},
     states::PaymentStatus,
     store::{
-        StoreError, badges, orders, outbox,
+        StoreError, badges, customers, orders, outbox,
         sqlite::SqliteTx,
         subscriptions::{self, Subscription},
         to_address, to_b256,
@@ -42,6 +42,7 @@ fn payment_from(r: &Row<'_>) -> Result<StoredPayment, StoreError> {
         orphaned_at: r.get::<_, Option<i64>>(14)?.map(|v| v as u64),
         checkout_id: r.get::<_, Option<String>>(15)?.map(CheckoutId::from_stored),
         usd: crate::store::orders::OrderUsd::from_columns(r.get(16)?, r.get(17)?),
+        customer_ref: r.get::<_, Option<String>>(18)?.map(crate::billing::customers::CustomerRef::stored),
     })
 }
 
@@ -269,8 +270,24 @@ pub(super) async fn due_downgrades(tx: &mut SqliteTx, now: u64) -> Result<Vec<Su
     tx.run(move |conn| subscriptions::due_downgrades_sqlite(conn, now)).await
 }
 
+pub(super) async fn customers(tx: &mut SqliteTx, wallets: Vec<Address>) -> Result<HashMap<Address, CustomerRef>, StoreError> {
+    tx.run(move |conn| {
+        let mut out = HashMap::new();
+        for wallet in wallets {
+            if let Some(customer) = customers::of_wallet_sqlite(conn, wallet)? {
+                out.insert(wallet, customer);
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
 pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result<(), StoreError> {
     tx.run(move |conn| {
+        for (wallet, customer) in &writes.customers {
+            customers::bind_sqlite(conn, *wallet, customer, now)?;
+        }
         subscriptions::record_activations_sqlite(conn, &writes.activations, now)?;
         subscriptions::save_all_sqlite(conn, &writes.subscriptions, now)?;
         badges::queue_all_sqlite(conn, &writes.jobs, now)?;
