@@ -10,7 +10,14 @@
 //! block that makes it N deep and measures the time until the activation is committed,
 //! with the watcher following new heads over a websocket. p50 and p99 are printed.
 //!
-//! Run: `cargo bench --bench watcher` (`PAYMENTS=2000` for a quicker run).
+//! Faults (`BENCH=faults`, alone): a backlog of `FAULT_PAYMENTS` (default 2,000) payments
+//! already on the chain, backfilled into SQLite through the chaos campaign's fault proxy
+//! (tests/chaos/proxy.rs) with no faults, then into a second database with 20 % of calls
+//! faulted (dropped mid-answer, 503, truncated, or delayed up to 200 ms), in the same run
+//! through the service's own transport (retry layer, one node per pass); prints the ratio.
+//!
+//! Run: `cargo bench --bench watcher` (`PAYMENTS=2000` for a quicker run;
+//! `BENCH=faults cargo bench --bench watcher` for the fault comparison).
 
 use std::{
     sync::Arc,
@@ -44,6 +51,10 @@ use tmai_pay::{
     store::Db,
     toolchain::Toolchain,
 };
+
+#[path = "../tests/chaos/proxy.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod proxy;
 
 const CONFIRMATIONS: u64 = 2;
 const PER_BLOCK: usize = 250;
@@ -101,9 +112,13 @@ struct Bench {
 
 impl Bench {
     fn watcher(&self, db: &Db, range: u64) -> Watcher {
+        self.watcher_on(db, range, self.rpc.clone())
+    }
+
+    fn watcher_on(&self, db: &Db, range: u64, rpc: DynProvider) -> Watcher {
         Watcher::new(
             db.clone(),
-            self.rpc.clone(),
+            rpc,
             self.catalog.clone(),
             WatcherConfig {
                 chain_id: self.deployment.chain_id,
@@ -134,6 +149,11 @@ impl Bench {
 
     /// Sends the payments, `PER_BLOCK` to a block, with automine off.
     async fn pay_all(&self, quotes: &[(usize, IssuedQuote)]) -> Result<()> {
+        self.pay_all_per_block(quotes, PER_BLOCK).await
+    }
+
+    /// Sends the payments, `per_block` to a block, with automine off.
+    async fn pay_all_per_block(&self, quotes: &[(usize, IssuedQuote)], per_block: usize) -> Result<()> {
         let payers: Vec<DynProvider> = (0..devnet::TEST_WALLETS)
             .map(|i| ProviderBuilder::new().wallet(EthereumWallet::from(devnet::key(&self.anvil, i))).connect_http(self.anvil.endpoint_url()).erased())
             .collect();
@@ -142,7 +162,7 @@ impl Bench {
             TestToken::new(tmai, payer).approve(self.deployment.checkout, U256::MAX).send().await?.get_receipt().await?;
         }
         self.rpc.anvil_set_auto_mine(false).await?;
-        for chunk in quotes.chunks(PER_BLOCK) {
+        for chunk in quotes.chunks(per_block) {
             for (wallet, q) in chunk {
                 // Mined in the next evm_mine; receipts are checked through the backfill counts.
                 let _pending = SubscriptionCheckout::new(q.checkout, &payers[*wallet]).pay(q.quote.clone(), q.signature.clone()).gas(150_000).send().await?;
@@ -188,6 +208,60 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Backfills `db` through `nodes` until caught up; returns the time and the failed passes.
+async fn backfill_through(b: &Bench, db: &Db, nodes: &tmai_pay::chain::rpc::Nodes, range: u64) -> Result<(Duration, usize)> {
+    let watcher = b.watcher_on(db, range, nodes.provider.clone()).with_nodes(nodes.clone());
+    let started = Instant::now();
+    let mut failed = 0;
+    loop {
+        match watcher.pass().await {
+            Ok(report) if report.caught_up => break,
+            Ok(_) => {}
+            Err(_) => failed += 1,
+        }
+    }
+    Ok((started.elapsed(), failed))
+}
+
+/// The fault comparison (module documentation).
+async fn faults(b: &Bench) -> Result<()> {
+    let payments: usize = std::env::var("FAULT_PAYMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    // 20 payments a block and 50-block ranges: a backlog read in many passes and calls.
+    let (per_block, range) = (20, 50);
+    let dir = tempfile::tempdir()?;
+    let clean = Db::connect(&format!("sqlite://{}", dir.path().join("clean.db").display())).await?;
+    let faulty = Db::connect(&format!("sqlite://{}", dir.path().join("faulty.db").display())).await?;
+    eprintln!("issuing and paying {payments} orders…");
+    let quotes = b.quotes(&[&clean, &faulty], payments, 0).await?;
+    b.pay_all_per_block(&quotes, per_block).await?;
+    b.rpc.anvil_mine(Some(CONFIRMATIONS), None).await?;
+    let proxy = proxy::Proxy::start(b.anvil.endpoint(), b.anvil.port(), 30, 0, 201).await;
+    let nodes = tmai_pay::chain::rpc::Nodes::new(vec![proxy.http_url.parse()?], vec!["fault proxy".into()]);
+    let (clean_time, clean_failed) = backfill_through(b, &clean, &nodes, range).await?;
+    proxy.set_share(20);
+    let (faulty_time, faulty_failed) = backfill_through(b, &faulty, &nodes, range).await?;
+    let counts = proxy.counts();
+    for (name, db) in [("clean", &clean), ("faulted", &faulty)] {
+        let activated = count(db, "SELECT COUNT(*) FROM activations").await?;
+        anyhow::ensure!(activated as usize == payments, "{name}: {activated} of {payments} activated");
+    }
+    let rate = |d: Duration| payments as f64 / d.as_secs_f64();
+    println!("watcher backlog under RPC faults: {payments} payments, {per_block} a block, range {range}, SQLite, same run, through the fault proxy");
+    println!("{:<44} {:>12} {:>14}", "", "payments/s", "failed passes");
+    println!("{:<44} {:>12.0} {:>14}", "no faults (baseline)", rate(clean_time), clean_failed);
+    println!("{:<44} {:>12.0} {:>14}", "20 % of calls faulted", rate(faulty_time), faulty_failed);
+    println!(
+        "faulted / clean: {:.3}×  (goal ≥ 0.5×); faults: {} dropped, {} 503, {} truncated, {} delayed ≤ 200 ms of {} calls",
+        clean_time.as_secs_f64() / faulty_time.as_secs_f64(),
+        counts.dropped,
+        counts.errored,
+        counts.truncated,
+        counts.delayed,
+        counts.calls
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let payments: usize = std::env::var("PAYMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
@@ -200,6 +274,9 @@ async fn main() -> Result<()> {
     let issuer = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 86_400);
     let rpc = devnet::provider_for(&anvil, devnet::DEPLOYER);
     let b = Bench { anvil, deployment, catalog, issuer, rpc };
+    if std::env::var("BENCH").is_ok_and(|v| v == "faults") {
+        return faults(&b).await;
+    }
 
     // Backfill set-up: the same orders in both databases, then the payments on chain.
     let dir = tempfile::tempdir()?;

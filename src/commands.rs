@@ -21,7 +21,7 @@ use crate::{
     },
     cli::{ApiKeyCommand, Command, ContractsCommand, DeployArgs, DevArgs, DevnetCommand, FixturesCommand, WatchArgs},
     config::Settings,
-    startup::Service,
+    startup::{OpsListener, Service, Startup},
     store,
     toolchain::Toolchain,
 };
@@ -44,9 +44,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
-    let service = Service::build(settings).await?;
-    let watcher = service.watcher();
+    // Ctrl-C also stops a start-up that waits for the RPC endpoint.
     let cancel = stop_on_ctrl_c();
+    let Some(service) = built(Service::build_with(settings, &Startup { cancel: cancel.clone(), gate: None }).await, &cancel)? else { return Ok(()) };
+    let watcher = service.watcher();
     tracing::info!(chain_id = service.deployment.chain_id, checkout = %service.deployment.checkout, "watcher starting");
     let service = &service;
     store::leader::run_as_leader(&service.db, store::leader::WATCHER_LOCK, std::time::Duration::from_secs(1), cancel, |token| {
@@ -82,20 +83,36 @@ fn customer_ref(args: crate::cli::CustomerRefArgs) -> anyhow::Result<()> {
 
 async fn serve(args: WatchArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args.config, true).with_context(|| format!("loading {}", args.config.display()))?;
-    let service = Service::build(settings).await?;
-    if service.issuer.is_none() {
+    if settings.chain.issuer_key.is_none() {
         bail!("chain.issuer_key is not set: the badge minter needs the issuer key (or run `tmai-pay watch` for the watcher alone)");
     }
-    let bind = service.settings.http.bind.clone();
+    let bind = settings.http.bind.clone();
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("listening on {bind} (http.bind); is the port free?"))?;
-    let ops_bind = service.settings.http.ops_bind.clone();
+    let ops_bind = settings.http.ops_bind.clone();
     let ops = tokio::net::TcpListener::bind(&ops_bind).await.with_context(|| format!("listening on {ops_bind} (http.ops_bind); is the port free?"))?;
     let address = listener.local_addr()?;
     let ops_address = ops.local_addr()?;
     let cancel = stop_on_ctrl_c();
+    // The operations listener answers from now on: alive, and not ready (with what start-up
+    // waits for) until the service is built.
+    let ops = OpsListener::serve(ops, cancel.clone());
+    let startup = Startup { cancel: cancel.clone(), gate: Some(ops.gate()) };
+    let Some(service) = built(Service::build_with(settings, &startup).await, &cancel)? else { return Ok(()) };
     tracing::info!(chain_id = service.deployment.chain_id, %address, %ops_address, "watcher and minter starting");
     println!("tmai-pay: API on http://{address}, checkout page at http://{address}/checkout, /metrics and /readyz on http://{ops_address}");
     service.run_until_stopped(listener, ops, cancel).await
+}
+
+/// Returns the built service, or `None` when start-up was stopped (Ctrl-C or SIGTERM while
+/// it waited for the chain: a clean stop, not an error).
+fn built(result: anyhow::Result<Service>, cancel: &tokio_util::sync::CancellationToken) -> anyhow::Result<Option<Service>> {
+    match result {
+        Err(_) if cancel.is_cancelled() => {
+            tracing::info!("stopped during start-up");
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
 }
 
 fn stop_on_ctrl_c() -> tokio_util::sync::CancellationToken {
@@ -370,6 +387,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         std::time::Duration::from_millis(500),
         cancel.clone(),
     ));
+    let ops_listener = OpsListener::serve(ops_listener, cancel.clone());
     service.run_until_stopped(listener, ops_listener, cancel).await?;
     if let Some(task) = feeds {
         task.abort();

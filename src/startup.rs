@@ -8,6 +8,7 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 use alloy::{
     providers::{DynProvider, Provider, ProviderBuilder, WsConnect},
     signers::local::PrivateKeySigner,
+    transports::TransportError,
 };
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::http::ops::OpsGate;
 use crate::watcher::{Watcher, WatcherConfig};
 use crate::{
     billing::{plans::Catalog, quotes::QuoteIssuer},
@@ -22,6 +24,7 @@ use crate::{
         bindings::{MembershipBadge, SubscriptionCheckout},
         deployment::Deployment,
         minter::{Minter, MinterConfig},
+        rpc,
     },
     config::Settings,
     http::AppState,
@@ -39,8 +42,11 @@ pub struct Service {
     pub catalog: Arc<Catalog>,
     /// The database.
     pub db: Db,
-    /// The chain.
+    /// The chain: every node, with retry and failover.
     pub provider: DynProvider,
+    /// The chain's nodes one by one, for readers that must see one node's view (the
+    /// watcher's pass).
+    pub nodes: rpc::Nodes,
     /// The quote signer, when configured.
     pub quote_signer: Option<PrivateKeySigner>,
     /// The badge issuer, when configured.
@@ -55,26 +61,140 @@ pub struct Service {
     pub swaps: Option<Arc<crate::billing::swaps::SwapDesk>>,
 }
 
+/// What start-up shares with its caller while it waits for the chain: the token that stops
+/// the wait (Ctrl-C) and, when the operations listener is served already, its gate, whose
+/// `/readyz` says what start-up waits for.
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// Fires to stop waiting.
+    pub cancel: CancellationToken,
+    /// The operations listener's gate, when it is served already.
+    pub gate: Option<OpsGate>,
+}
+
+/// The operations listener, served from before start-up ([`OpsGate`]): `/readyz` answers
+/// 503 with what start-up waits for until [`Service::run_until_stopped`] opens the gate.
+#[derive(Debug)]
+pub struct OpsListener {
+    gate: OpsGate,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl OpsListener {
+    /// Serves the operations gate on `listener` until `cancel` fires.
+    pub fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken) -> Self {
+        let gate = OpsGate::default();
+        let serving = tokio::spawn(crate::http::serve(listener, gate.router(), cancel));
+        Self { gate, serving }
+    }
+
+    /// Returns the gate, for start-up to say what it waits for.
+    pub fn gate(&self) -> OpsGate {
+        self.gate.clone()
+    }
+}
+
+/// The first wait between two start-up reads of an RPC endpoint that does not answer; it
+/// doubles up to [`STARTUP_BACKOFF_CAP`] (each read has already been retried by the
+/// transport, [`rpc::RETRIES`] times).
+const STARTUP_BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// The longest wait between two start-up reads.
+const STARTUP_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+impl Startup {
+    /// Runs `read` until it succeeds or fails in a way waiting cannot cure. A transient
+    /// failure (the node is down, cuts connections, answers 5xx: [`rpc::is_transient`]) is
+    /// logged with what start-up waits for and retried after a capped exponential backoff
+    /// with jitter, and `/readyz` says what it waits for meanwhile; any other error (a
+    /// revert, a refused key) stops start-up at once, as does `cancel`.
+    async fn chain_read<T, F, Fut>(&self, what: &str, shown: &str, url: &str, mut read: F) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, alloy::contract::Error>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let error = match read().await {
+                Ok(value) => {
+                    if attempt > 0 {
+                        tracing::info!(waited_for = what, rpc = %shown, attempts = attempt + 1, "the RPC endpoint answers; start-up goes on");
+                    }
+                    return Ok(value);
+                }
+                Err(alloy::contract::Error::TransportError(e)) if rpc::is_transient(&e) => e,
+                // The transport's error names the URL, key and all.
+                Err(e) => bail!("{what} from the RPC endpoint {shown}: {}", crate::config::scrubbed(&format!("{e:#}"), url)),
+            };
+            attempt += 1;
+            let wait = rpc::backoff(attempt, STARTUP_BACKOFF_BASE, STARTUP_BACKOFF_CAP);
+            let error = crate::config::scrubbed_urls(&crate::config::scrubbed(&format!("{error:#}"), url));
+            if let Some(gate) = &self.gate {
+                gate.waiting_for(format!("{what} from the RPC endpoint {shown} ({attempt} attempts so far; last error: {error})"));
+            }
+            tracing::warn!(
+                waiting_for = what,
+                rpc = %shown,
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                %error,
+                "waiting for the RPC endpoint to answer (start-up goes on when it does)"
+            );
+            tokio::select! {
+                _ = self.cancel.cancelled() => bail!("stopped while waiting for {what} from the RPC endpoint {shown}"),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// Returns the chain's nodes from `chain.rpc_url` and `chain.fallback_rpc_urls`, or the
+/// first that is not a URL, named by its field.
+/// One configured node: its field, its URL without the key (for messages), its URL.
+#[derive(Debug, Clone)]
+struct NamedNode {
+    field: String,
+    shown: String,
+    url: String,
+}
+
+fn nodes(chain: &crate::config::ChainSettings) -> anyhow::Result<(rpc::Nodes, Vec<NamedNode>)> {
+    let mut named = vec![("chain.rpc_url".to_string(), chain.rpc_url.trim().to_string())];
+    named.extend(chain.fallback_rpc_urls.iter().enumerate().map(|(i, u)| (format!("chain.fallback_rpc_urls[{i}]"), u.trim().to_string())));
+    let mut urls = Vec::new();
+    let mut nodes = Vec::new();
+    for (field, url) in named {
+        let shown = crate::config::redacted(&url);
+        urls.push(url.parse::<url::Url>().with_context(|| format!("{field} {shown} is not a URL"))?);
+        nodes.push(NamedNode { field, shown, url });
+    }
+    Ok((rpc::Nodes::new(urls, nodes.iter().map(|n| n.shown.clone()).collect()), nodes))
+}
+
 impl Service {
     /// Checks the configuration against the deployment, the chain and the database.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, &Startup::default()).await
+    }
+
+    /// [`Self::build`], waiting (and saying so in the log and on `startup.gate`'s `/readyz`)
+    /// while the RPC endpoint does not answer; configuration errors still stop it at once,
+    /// naming the field, and `startup.cancel` stops the wait.
+    pub async fn build_with(settings: Settings, startup: &Startup) -> anyhow::Result<Self> {
         let deployment = Deployment::read(&settings.deployment_file)?;
         let catalog = Arc::new(Catalog::new(&settings.plans, &deployment.tokens)?);
         if deployment.chain_id != settings.chain.chain_id {
             bail!("{} is a deployment on chain {}, but chain.chain_id is {}", settings.deployment_file.display(), deployment.chain_id, settings.chain.chain_id);
         }
-        let shown = crate::config::redacted(&settings.chain.rpc_url);
-        let url = settings.chain.rpc_url.parse().with_context(|| format!("chain.rpc_url {shown} is not a URL"))?;
-        let provider = ProviderBuilder::new().connect_http(url).erased();
-        let reported = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
-            .await
-            .map_err(|_| anyhow::anyhow!("cannot reach the RPC endpoint {shown}: no answer in 10 s"))?
-            // The transport's error names the URL, key and all.
-            .map_err(|e| anyhow::anyhow!("cannot reach the RPC endpoint {shown}: {}", crate::config::scrubbed(&format!("{e:#}"), &settings.chain.rpc_url)))?;
-        if reported != settings.chain.chain_id {
-            bail!("the RPC endpoint {shown} reports chain id {reported}, but chain.chain_id is {}", settings.chain.chain_id);
+        let (nodes, named) = nodes(&settings.chain)?;
+        let provider = nodes.provider.clone();
+        let (shown, url) = (named[0].shown.clone(), named[0].url.clone());
+        let wanted = settings.chain.chain_id;
+        let reported = startup.chain_read("the chain id", &shown, &url, || async { Ok(provider.get_chain_id().await?) }).await?;
+        if reported != wanted {
+            bail!("the RPC endpoint {shown} reports chain id {reported}, but chain.chain_id is {wanted}");
         }
-        let code = provider.get_code_at(deployment.checkout).await.context("reading the checkout contract")?;
+        check_each_node(&nodes, &named, wanted, &startup.cancel).await?;
+        let code = startup.chain_read("the checkout contract's code", &shown, &url, || async { Ok(provider.get_code_at(deployment.checkout).await?) }).await?;
         if code.is_empty() {
             bail!("no contract at the checkout address {} on chain {reported}; is the deployment file for this chain?", deployment.checkout);
         }
@@ -82,7 +202,8 @@ impl Service {
             Some(key) => {
                 let signer =
                     PrivateKeySigner::from_str(key.expose_secret().trim()).map_err(|_| anyhow::anyhow!("chain.quote_signer_key is not a valid private key"))?;
-                let trusted = SubscriptionCheckout::new(deployment.checkout, &provider).quoteSigner().call().await?;
+                let checkout = SubscriptionCheckout::new(deployment.checkout, &provider);
+                let trusted = startup.chain_read("the checkout's quote signer", &shown, &url, || async { checkout.quoteSigner().call().await }).await?;
                 if trusted != signer.address() {
                     bail!("chain.quote_signer_key belongs to {}, but the checkout trusts {trusted}", signer.address());
                 }
@@ -95,8 +216,8 @@ impl Service {
                 let signer =
                     PrivateKeySigner::from_str(key.expose_secret().trim()).map_err(|_| anyhow::anyhow!("chain.issuer_key is not a valid private key"))?;
                 let badge = MembershipBadge::new(deployment.badge, &provider);
-                let role = badge.ISSUER_ROLE().call().await.context("reading the badge's ISSUER_ROLE")?;
-                if !badge.hasRole(role, signer.address()).call().await? {
+                let role = startup.chain_read("the badge's ISSUER_ROLE", &shown, &url, || async { badge.ISSUER_ROLE().call().await }).await?;
+                if !startup.chain_read("the issuer's role on the badge", &shown, &url, || async { badge.hasRole(role, signer.address()).call().await }).await? {
                     bail!("chain.issuer_key belongs to {}, which does not hold ISSUER_ROLE on the badge {}", signer.address(), deployment.badge);
                 }
                 Some(signer)
@@ -110,7 +231,8 @@ impl Service {
         // quotes for ids already paid, which the contract refuses.
         let next = crate::store::orders::id_after_last(&db).await?;
         let checkout = SubscriptionCheckout::new(deployment.checkout, &provider);
-        if checkout.isOrderPaid(alloy::primitives::U256::from(next as u64)).call().await.context("reading the checkout contract")? {
+        let next_paid = checkout.isOrderPaid(alloy::primitives::U256::from(next as u64));
+        if startup.chain_read("whether the next order id is paid", &shown, &url, || async { next_paid.call().await }).await? {
             bail!(
                 "the database is behind the checkout contract: order {next}, the next order id, is already paid on chain {}; \
                  use the database that issued those orders (or restore its latest backup)",
@@ -135,7 +257,7 @@ impl Service {
             }
             None => None,
         };
-        Ok(Self { settings, deployment, catalog, db, provider, quote_signer, issuer, clock, rates, auth, swaps })
+        Ok(Self { settings, deployment, catalog, db, provider, nodes, quote_signer, issuer, clock, rates, auth, swaps })
     }
 
     /// Returns the watcher for this service.
@@ -154,6 +276,7 @@ impl Service {
             },
         )
         .with_clock(self.clock.clone())
+        .with_nodes(self.nodes.clone())
     }
 
     /// Returns the HTTP state for this service.
@@ -176,15 +299,17 @@ impl Service {
             .with_swaps(self.swaps.clone())
     }
 
-    /// Runs the public HTTP server on `listener` and the operations one on `ops`, the
+    /// Runs the public HTTP server on `listener` and the operations routes on `ops` (served
+    /// since before start-up), the
     /// watcher, the minter (when an issuer key is set), the webhook deliverer and the pruning
     /// of unpaid checkouts (each leader-elected on PostgreSQL), and the reminder pass (on
     /// every instance) until
     /// `cancel` fires; in-flight requests finish first.
-    pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, ops: tokio::net::TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, ops: OpsListener, cancel: CancellationToken) -> anyhow::Result<()> {
         let state = self.app_state(cancel.clone());
         let public = crate::http::serve(listener, crate::http::router(state.clone()), cancel.clone());
-        let operations = crate::http::serve(ops, crate::http::ops_router(state), cancel.clone());
+        ops.gate.open(crate::http::ops_router(state));
+        let operations = async { ops.serving.await.unwrap_or_else(|e| Err(std::io::Error::other(e))) };
         let server = async {
             let (public, operations) = tokio::join!(public, operations);
             public.context("public HTTP listener")?;
@@ -302,5 +427,59 @@ impl Service {
             tracing::warn!("block subscription ended; polling");
         });
         Some(rx)
+    }
+}
+
+/// Checks that each node reports `chain_id` (a wrong one stops start-up, naming its field).
+/// A node that does not answer now is left out of the rotation until a background check
+/// (until `cancel`) finds it on the right chain; start-up does not wait for it, since one
+/// node answering is enough to start.
+async fn check_each_node(nodes: &rpc::Nodes, named: &[NamedNode], chain_id: u64, cancel: &CancellationToken) -> anyhow::Result<()> {
+    if nodes.len() < 2 {
+        return Ok(());
+    }
+    for (index, NamedNode { field, shown, url }) in named.iter().enumerate() {
+        let node = nodes.node(index);
+        match tokio::time::timeout(Duration::from_secs(10), node.get_chain_id()).await {
+            Ok(Ok(id)) if id == chain_id => {}
+            Ok(Ok(id)) => bail!("{field}: the RPC endpoint {shown} reports chain id {id}, but chain.chain_id is {chain_id}"),
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => crate::config::scrubbed(&format!("{e:#}"), url),
+                    _ => "no answer in 10 s".to_string(),
+                };
+                tracing::warn!(field = %field, rpc = %shown, %error, "an RPC node does not answer; it is used once it reports the right chain id");
+                nodes.set_usable(index, false);
+                tokio::spawn(check_later(nodes.clone(), index, field.clone(), shown.clone(), chain_id, cancel.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads node `index`'s chain id until it answers: the right one brings the node into the
+/// rotation, a wrong one keeps it out with an error log.
+async fn check_later(nodes: rpc::Nodes, index: usize, field: String, shown: String, chain_id: u64, cancel: CancellationToken) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let wait = rpc::backoff(attempt, STARTUP_BACKOFF_BASE, STARTUP_BACKOFF_CAP);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let answer: Result<u64, TransportError> = nodes.node(index).get_chain_id().await;
+        match answer {
+            Ok(id) if id == chain_id => {
+                tracing::info!(field = %field, rpc = %shown, "the RPC node answers on the right chain; it joins the rotation");
+                nodes.set_usable(index, true);
+                return;
+            }
+            Ok(id) => {
+                tracing::error!(field = %field, rpc = %shown, reported = id, chain_id, "the RPC node is on another chain; it is never used");
+                return;
+            }
+            Err(_) => {}
+        }
     }
 }

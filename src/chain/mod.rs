@@ -10,6 +10,7 @@ pub mod devnet;
 pub mod market;
 pub mod minter;
 pub mod paid_log;
+pub mod rpc;
 pub mod signing;
 
 /// Waits before a worker's next round (the watcher's pass, the minter's tick): `wait`, or

@@ -248,6 +248,12 @@ impl MinterSettings {
 pub struct ChainSettings {
     /// HTTP JSON-RPC endpoint.
     pub rpc_url: String,
+    /// Further HTTP JSON-RPC endpoints of the same chain, tried in order when `rpc_url`
+    /// keeps failing (each call is first retried on its node with backoff); requests return
+    /// to `rpc_url` 30 s after leaving it. Each is checked at start-up to report
+    /// `chain_id`. A watcher pass reads one node from start to end. Empty: no fallback.
+    #[serde(default)]
+    pub fallback_rpc_urls: Vec<String>,
     /// WebSocket endpoint for new-head notifications; polling when absent.
     #[serde(default)]
     pub ws_url: Option<String>,
@@ -349,6 +355,15 @@ impl Settings {
         let invalid = |field: &str, message: &str| ConfigError::Invalid { field: field.into(), message: message.into() };
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
             return Err(invalid("database_url", "must start with sqlite: or postgres:"));
+        }
+        for (i, url) in self.chain.fallback_rpc_urls.iter().enumerate() {
+            let field = format!("chain.fallback_rpc_urls[{i}]");
+            if !url::Url::parse(url.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                return Err(invalid(&field, &format!("{} is not an http:// or https:// URL", redacted(url))));
+            }
+            if url.trim() == self.chain.rpc_url.trim() || self.chain.fallback_rpc_urls[..i].iter().any(|u| u.trim() == url.trim()) {
+                return Err(invalid(&field, "repeats another RPC URL of the chain (a fallback must be another node)"));
+            }
         }
         if self.chain.max_block_range == 0 {
             return Err(invalid("chain.max_block_range", "must be at least 1"));
@@ -533,6 +548,23 @@ mod tests {
         }
         let error = Settings::from_toml(&format!("{base}fee_cap = 1")).unwrap_err().to_string();
         assert!(error.contains("fee_cap"), "{error}");
+    }
+
+    #[test]
+    fn fallback_rpc_urls_must_be_other_http_urls() {
+        let base = "[chain]\nrpc_url = \"http://a:8545/v3/key\"\nchain_id = 1\n";
+        let settings = Settings::from_toml(&format!("{base}fallback_rpc_urls = [\"https://b/key2\"]")).unwrap();
+        assert_eq!(settings.chain.fallback_rpc_urls, ["https://b/key2"]);
+        assert!(Settings::from_toml(base).unwrap().chain.fallback_rpc_urls.is_empty());
+        for (list, field) in [
+            ("[\"ftp://b\"]", "chain.fallback_rpc_urls[0]"),
+            ("[\"https://b\", \"not a url\"]", "chain.fallback_rpc_urls[1]"),
+            ("[\"http://a:8545/v3/key\"]", "chain.fallback_rpc_urls[0]"),
+            ("[\"https://b\", \"https://b\"]", "chain.fallback_rpc_urls[1]"),
+        ] {
+            let error = Settings::from_toml(&format!("{base}fallback_rpc_urls = {list}")).unwrap_err().to_string();
+            assert!(error.contains(field), "{list}: {error}");
+        }
     }
 
     #[test]

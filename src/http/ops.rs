@@ -1,7 +1,10 @@
 //! The operations routes: liveness, readiness (the database and the RPC endpoint) and the
 //! Prometheus page, served on the operations listener (`/healthz` on both).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use alloy::providers::Provider;
 use axum::{
@@ -35,6 +38,10 @@ pub struct Ready {
     /// Each priced token's market rate: an unhealthy one refuses quotes in that token only
     /// (it does not make the service unready).
     pub rates: Vec<super::rates::RateView>,
+    /// While the service is still starting: what start-up waits for (for example the chain
+    /// id from an RPC endpoint that does not answer yet). Absent once it has started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starting: Option<String>,
 }
 
 /// Answers while the process runs.
@@ -43,7 +50,8 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Answers 200 when the database and the RPC endpoint answer, 503 otherwise. Served on the
+/// Answers 200 when the database and the RPC endpoint answer, 503 otherwise (and while the
+/// service is still starting, with what it waits for in `starting`). Served on the
 /// operations listener (`http.ops_bind`) only; the answer is reused for a second.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
@@ -57,7 +65,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
     let rpc = tokio::time::timeout(Duration::from_secs(2), state.provider.get_block_number()).await.is_ok_and(|r| r.is_ok());
     let ok = database && rpc;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc, rates: super::rates::rate_views(&state) };
+    let ready = Ready { status: if ok { "ready" } else { "not_ready" }.into(), database, rpc, rates: super::rates::rate_views(&state), starting: None };
     *cached = Some((Instant::now(), status, ready.clone()));
     (status, Json(ready))
 }
@@ -76,6 +84,63 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
     let _ = crate::chain::minter::job_counts(&state.db).await;
     let _ = crate::notify::delivery::pending_gauge(&state.db).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
+}
+
+/// The operations listener from before the service is built: `tmai-pay run` serves it
+/// first, so that while start-up waits (for an RPC endpoint that does not answer yet) a
+/// supervisor sees the process alive (`/healthz` 200) and not ready (`/readyz` 503 with
+/// what it waits for), not a refused connection. Once [`OpsGate::open`] hands it the
+/// service's routes, it serves those.
+#[derive(Debug, Clone, Default)]
+pub struct OpsGate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug, Default)]
+struct GateInner {
+    waiting: std::sync::RwLock<String>,
+    routes: std::sync::OnceLock<Router>,
+}
+
+impl OpsGate {
+    /// Records what start-up waits for now (shown by `/readyz` until the gate opens).
+    pub fn waiting_for(&self, what: impl Into<String>) {
+        *self.inner.waiting.write().expect("gate lock") = what.into();
+    }
+
+    /// Serves `routes` (the service's operations router) from now on.
+    pub fn open(&self, routes: Router) {
+        let _ = self.inner.routes.set(routes);
+    }
+
+    /// Returns the router to serve on the operations listener.
+    pub fn router(&self) -> Router {
+        let gate = self.clone();
+        Router::new().fallback(move |request: axum::extract::Request| {
+            let gate = gate.clone();
+            async move { gate.answer(request).await }
+        })
+    }
+
+    async fn answer(&self, request: axum::extract::Request) -> Response {
+        use tower::ServiceExt;
+        if let Some(routes) = self.inner.routes.get() {
+            return match routes.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+        }
+        match request.uri().path() {
+            "/healthz" => healthz().await.into_response(),
+            "/readyz" => {
+                let waiting = self.inner.waiting.read().expect("gate lock").clone();
+                let starting = Some(if waiting.is_empty() { "start-up".to_string() } else { waiting });
+                let ready = Ready { status: "not_ready".into(), database: false, rpc: false, rates: Vec::new(), starting };
+                (StatusCode::SERVICE_UNAVAILABLE, Json(ready)).into_response()
+            }
+            _ => super::error::ApiError::unavailable("the service is starting; see /readyz").into_response(),
+        }
+    }
 }
 
 /// Returns the operations listener's routes: `/healthz`, `/readyz` and `/metrics`.

@@ -137,6 +137,8 @@ pub struct Watcher {
     attempt: Arc<std::sync::Mutex<(u64, u64)>>,
     /// Passes in a row that failed ([`Self::run`]).
     failures: Arc<std::sync::atomic::AtomicU32>,
+    /// The chain's nodes, when there may be several: each pass reads the one in use.
+    nodes: Option<crate::chain::rpc::Nodes>,
 }
 
 /// Consecutive failed passes after which each failure is logged as an error.
@@ -157,7 +159,20 @@ impl Watcher {
             clock: Clock::system(),
             attempt: Default::default(),
             failures: Default::default(),
+            nodes: None,
         }
+    }
+
+    /// Returns the watcher reading `nodes` (the service's RPC nodes) instead of the provider
+    /// it was made with: each pass reads the node in use when it starts, and only that node,
+    /// from its head to its last header. Nodes disagree for a moment as a matter of course
+    /// (a fallback a few blocks behind the primary, or on the other side of a one-block
+    /// reorg); a pass that mixed them would take one node's missing or different block for a
+    /// reorg and roll back what the other had confirmed. A pass that fails on its node's
+    /// transport moves the next pass to the next node.
+    pub fn with_nodes(mut self, nodes: crate::chain::rpc::Nodes) -> Self {
+        self.nodes = Some(nodes);
+        self
     }
 
     /// Returns the watcher with `clock` for activation times instead of the system clock.
@@ -222,8 +237,21 @@ impl Watcher {
         *self.attempt.lock().expect("attempt lock")
     }
 
-    /// Runs one pass: reorg check, one range of logs, confirmations, all in one transaction.
+    /// Runs one pass: reorg check, one range of logs, confirmations, all in one transaction;
+    /// on one node from start to end ([`Self::with_nodes`]).
     pub async fn pass(&self) -> Result<PassReport, WatchError> {
+        let Some(nodes) = &self.nodes else { return self.pass_on_one_node().await };
+        let (index, provider) = nodes.pinned();
+        let pinned = Self { provider, ..self.clone() };
+        let result = pinned.pass_on_one_node().await;
+        if let Err(WatchError::Rpc(error)) = &result {
+            nodes.failed(index, error);
+        }
+        result
+    }
+
+    /// [`Self::pass`] on `self.provider`'s node.
+    async fn pass_on_one_node(&self) -> Result<PassReport, WatchError> {
         let head = self.provider.get_block_number().await?;
         let now = self.clock.now();
         let chain = self.config.chain_id;
@@ -234,6 +262,17 @@ impl Watcher {
         // the cursor again), so no write waits on these RPC round trips.
         let mut t = std::time::Instant::now();
         let (cursor, stored) = ledger::position(&self.db, chain).await?;
+        if let Some((tip, _)) = stored.first()
+            && *tip > head
+            && self.nodes.as_ref().is_some_and(|n| n.len() > 1)
+        {
+            // This node is behind blocks already read (a fallback that lags): it cannot say
+            // whether they are still canonical, and its missing blocks are not a reorg. Wait
+            // for it to catch up (or for the node read before to answer again). With one
+            // node, a shorter chain is a reorg, judged as one below.
+            tracing::debug!(head, tip, "the RPC node is behind the blocks already read; waiting for it");
+            return Ok(PassReport { head, caught_up: true, ..Default::default() });
+        }
         let fork = self.find_fork(&stored).await?;
         let mut next = cursor.unwrap_or(self.config.start_block);
         if let Some(fork) = fork {

@@ -91,6 +91,12 @@ impl Harness {
         Self { chain, test_db, catalog, quotes, watcher, rpc }
     }
 
+    /// Returns another watcher of this chain's checkout, on `db` through `provider`, reading
+    /// at most `max_block_range` blocks a pass.
+    pub(crate) fn watcher_with_range(&self, db: &tmai_pay::store::Db, provider: DynProvider, max_block_range: u64) -> Watcher {
+        Watcher::new(db.clone(), provider, self.catalog.clone(), watcher_config(&self.chain.deployment, max_block_range))
+    }
+
     /// Returns another watcher of this chain's checkout, on `db` through `provider`.
     pub(crate) fn watcher_on(&self, db: &tmai_pay::store::Db, provider: DynProvider) -> Watcher {
         Watcher::new(db.clone(), provider, self.catalog.clone(), watcher_config(&self.chain.deployment, 2_000))
@@ -152,6 +158,16 @@ impl Harness {
     pub(crate) async fn catch_up(&self) {
         for _ in 0..1_000 {
             if self.watcher.pass().await.unwrap().caught_up {
+                return;
+            }
+        }
+        panic!("watcher did not catch up");
+    }
+
+    /// Runs `watcher`'s passes until one finds the cursor at the head.
+    pub(crate) async fn catch_up_with(&self, watcher: &Watcher) {
+        for _ in 0..1_000 {
+            if watcher.pass().await.unwrap().caught_up {
                 return;
             }
         }

@@ -19,6 +19,7 @@ mod deep_reorgs;
 mod dev_market;
 mod docs;
 mod event_schemas;
+mod faulty_node;
 mod harness;
 mod helpers;
 mod layout;

@@ -1,8 +1,9 @@
 //! A JSON-RPC proxy in front of anvil, for tests that must see or break the service's use
 //! of the node: it counts `eth_call` and `eth_getCode` requests in flight (and the most
 //! ever in flight), records each `eth_call`'s gas limit, can hold those requests until
-//! released, and can reset the connection of each `eth_call` instead of answering (a
-//! node that drops connections). Its URL carries a key-looking path segment, as a
+//! released, can reset the connection of each `eth_call` instead of answering (a
+//! node that drops connections), and can fail a seeded share of all requests (a faulty
+//! node: the connection reset, an HTTP 503, or the answer cut in half). Its URL carries a key-looking path segment, as a
 //! provider's URL does; the path is not forwarded.
 //!
 //! HTTP/1.1 is spoken by hand (requests with `Content-Length`, keep-alive) so that a reset
@@ -10,8 +11,10 @@
 
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
 };
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use serde_json::Value;
@@ -34,6 +37,13 @@ struct Shared {
     counted: AtomicUsize,
     reset_calls: AtomicBool,
     call_gas: Mutex<Vec<Option<String>>>,
+    /// Share of all requests failed, in percent.
+    fail_percent: AtomicU32,
+    /// Requests failed so far.
+    failed: AtomicUsize,
+    /// Requests received so far (all methods).
+    requests: AtomicUsize,
+    rng: Mutex<Option<StdRng>>,
 }
 
 /// A running proxy; stops with the test's runtime.
@@ -93,6 +103,23 @@ impl RpcProxy {
         self.hold.send_replace(on);
     }
 
+    /// Fails `percent` % of all requests from now on (seeded by `seed`), each one way of
+    /// three: the connection reset, an HTTP 503, or the answer cut in half.
+    pub(crate) fn fail_share(&self, percent: u32, seed: u64) {
+        *self.shared.rng.lock().unwrap() = Some(StdRng::seed_from_u64(seed));
+        self.shared.fail_percent.store(percent, Ordering::SeqCst);
+    }
+
+    /// Requests failed so far ([`Self::fail_share`]).
+    pub(crate) fn failed(&self) -> usize {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far.
+    pub(crate) fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
     /// Resets the connection of each `eth_call` (`true`) instead of forwarding it.
     pub(crate) fn reset_calls(&self, on: bool) {
         self.shared.reset_calls.store(on, Ordering::SeqCst);
@@ -125,6 +152,43 @@ async fn serve(mut stream: TcpStream, upstream: String, client: reqwest::Client,
         let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let method = request["method"].as_str().unwrap_or_default().to_string();
         let counted = COUNTED.contains(&method.as_str());
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        let fault = {
+            let percent = shared.fail_percent.load(Ordering::SeqCst);
+            let mut rng = shared.rng.lock().unwrap();
+            match rng.as_mut() {
+                Some(rng) if percent > 0 => (rng.random_range(0..100) < percent).then(|| rng.random_range(0..3u8)),
+                _ => None,
+            }
+        };
+        if let Some(kind) = fault {
+            shared.failed.fetch_add(1, Ordering::SeqCst);
+            match kind {
+                0 => {
+                    #[allow(deprecated)]
+                    let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+                    return;
+                }
+                1 => {
+                    let body = "faulty node: unavailable";
+                    let head = format!("HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                _ => {
+                    let Ok(response) = client.post(&upstream).header("content-type", "application/json").body(body).send().await else { return };
+                    let Ok(bytes) = response.bytes().await else { return };
+                    let cut = &bytes[..bytes.len() / 2];
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", cut.len());
+                    if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(cut).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         if method == "eth_call" {
             shared.call_gas.lock().unwrap().push(request["params"][0]["gas"].as_str().map(str::to_string));
             if shared.reset_calls.load(Ordering::SeqCst) {

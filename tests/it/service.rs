@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Writes a configuration for `h` (or for a plain chain) and returns its path.
-fn write_config(
+pub(crate) fn write_config(
     parent: &std::path::Path,
     database_url: &str,
     rpc_url: &str,
@@ -101,16 +101,7 @@ async fn watch_refuses_to_start_on_bad_configuration() {
             .to_string(),
             "plans[1].period",
         ),
-        (write_config(dir.path(), &db, "http://127.0.0.1:9", d.chain_id, d, "").display().to_string(), "cannot reach the RPC endpoint"),
-        // A provider key in the URL is never printed, not even in the transport's error.
-        (
-            write_config(dir.path(), &db, &format!("http://127.0.0.1:9/v3/{RPC_KEY}"), d.chain_id, d, "").display().to_string(),
-            "cannot reach the RPC endpoint http://127.0.0.1:9/v3/***",
-        ),
-        (
-            write_config(dir.path(), &db, &format!("http://127.0.0.1:9/?apikey={RPC_KEY}"), d.chain_id, d, "").display().to_string(),
-            "cannot reach the RPC endpoint http://127.0.0.1:9/?apikey=***",
-        ),
+        (write_config(dir.path(), &db, "not a url", d.chain_id, d, "").display().to_string(), "chain.rpc_url <not a URL> is not a URL"),
     ];
     for (config, expected) in cases {
         let output = tmai_pay(&["watch", "--config", &config], &[]);
@@ -131,20 +122,20 @@ async fn watch_refuses_to_start_on_bad_configuration() {
 }
 
 /// A provider key as it appears in RPC URLs (Infura-style: 32 hex digits).
-const RPC_KEY: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const RPC_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 /// A running `tmai-pay watch` whose log lines arrive on a channel; killed on drop.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Instance {
-    fn start(config: &std::path::Path) -> Self {
+    pub(crate) fn start(config: &std::path::Path) -> Self {
         Self::start_with("watch", config, &[])
     }
 
-    fn start_with(command: &str, config: &std::path::Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(command: &str, config: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tmai-pay"))
             .args([command, "--config", config.to_str().unwrap()])
             .envs(env.iter().copied())
@@ -164,16 +155,30 @@ impl Instance {
     }
 
     /// Waits up to `limit` for a log line containing `needle`.
-    fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+    pub(crate) fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        self.wait_for_line(needle, limit).is_some()
+    }
+
+    /// Waits up to `limit` for a log line containing `needle`; returns it.
+    pub(crate) fn wait_for_line(&self, needle: &str, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return true,
+                Ok(line) if line.contains(needle) => return Some(line),
                 Ok(_) => {}
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
-        false
+        None
+    }
+}
+
+impl Instance {
+    /// Sends SIGTERM and waits for the process to exit.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap()
     }
 }
 
@@ -184,7 +189,7 @@ impl Drop for Instance {
     }
 }
 
-async fn wait_for_count(pool: &sqlx::AnyPool, sql: &str, want: i64, limit: Duration) -> i64 {
+pub(crate) async fn wait_for_count(pool: &sqlx::AnyPool, sql: &str, want: i64, limit: Duration) -> i64 {
     let deadline = Instant::now() + limit;
     loop {
         let got: i64 = sqlx::query(sql).fetch_one(pool).await.unwrap().try_get(0).unwrap();
@@ -237,11 +242,11 @@ async fn two_watchers_on_one_postgres_elect_one_leader_and_fail_over() {
     assert_eq!(count("SELECT COUNT(*) FROM outbox_events WHERE event_type = 'payment.detected'").await, 2);
 }
 
-fn request(h: &Harness, index: usize) -> tmai_pay::billing::quotes::QuoteRequest {
+pub(crate) fn request(h: &Harness, index: usize) -> tmai_pay::billing::quotes::QuoteRequest {
     tmai_pay::billing::quotes::QuoteRequest { plan_id: 3, token: "TMAI".into(), payer: h.wallet(index), periods: 1 }
 }
 
-fn key_hex(h: &Harness, index: usize) -> String {
+pub(crate) fn key_hex(h: &Harness, index: usize) -> String {
     format!("0x{}", alloy::hex::encode(tmai_pay::chain::devnet::key(&h.chain.anvil, index).to_bytes()))
 }
 

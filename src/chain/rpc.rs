@@ -1,0 +1,359 @@
+//! The service's JSON-RPC client: one or more nodes of one chain (`chain.rpc_url`, then
+//! `chain.fallback_rpc_urls` in order), each behind a retry layer, and a failover layer over
+//! them. Both are tower layers on the transport, so every read — the watcher's, the
+//! minter's, the rates', a request's — rides out a node that drops, cuts, or refuses calls
+//! for a moment, and no caller matches error strings.
+//!
+//! - **Retry** ([`RetryService`]): an attempt that fails in a way a repeat can cure (the
+//!   connection failed or was cut, an HTTP 429 or 5xx, a truncated or empty answer, a
+//!   provider's rate-limit code, no answer in [`ATTEMPT_TIMEOUT`]) is repeated after a
+//!   capped exponential backoff with full jitter, up to [`RETRIES`] times. An error the
+//!   node gave on purpose (a revert, an unknown block, a refused range) comes back at once:
+//!   repeating it would only delay the caller's own handling. A transaction submission is
+//!   never repeated here: the minter records what it sends and re-sends on its own terms.
+//! - **Failover** ([`Failover`]): a request that still fails transiently on the node in
+//!   use goes to the next node, which becomes the node in use; after [`PRIMARY_RECHECK`] on
+//!   a fallback, the first node is tried again.
+//!
+//! Readers that must see one node's view for a whole unit of work (the watcher's pass: a
+//! fallback that lags must not look like a reorg) take [`Nodes::pinned`] instead: the node
+//! in use now, with its retry layer but without failover, and report a failed unit with
+//! [`Nodes::failed`] so the next unit starts on the next node.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    providers::{DynProvider, Provider, ProviderBuilder},
+    rpc::{
+        client::RpcClient,
+        json_rpc::{RequestPacket, ResponsePacket},
+    },
+    transports::{BoxTransport, IntoBoxTransport, RpcError, TransportError, TransportErrorKind, TransportFut, http::Http},
+};
+use tower::{Layer, Service};
+
+/// Retries after the first attempt of one request on one node.
+pub const RETRIES: u32 = 8;
+/// The first backoff; each retry doubles it, up to [`BACKOFF_CAP`].
+pub const BACKOFF_BASE: Duration = Duration::from_millis(50);
+/// The longest backoff between two attempts.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// How long one attempt may take before it counts as failed (a node that hangs).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long requests stay on a fallback before the first node is tried again.
+pub const PRIMARY_RECHECK: Duration = Duration::from_secs(30);
+
+/// Methods whose repetition is not this layer's call (see the module documentation).
+const NOT_REPEATED: [&str; 4] = ["eth_sendRawTransaction", "eth_sendTransaction", "eth_sendRawTransactionSync", "eth_sendTransactionSync"];
+
+/// Returns whether `error` may pass if the same request is sent again: the transport failed
+/// (connection refused, reset or cut, a timeout), the node was busy or down (HTTP 429, 5xx,
+/// a provider's rate-limit code), or the answer arrived cut or empty. Errors the node gave
+/// on purpose (a revert, an invalid parameter, a client error such as HTTP 401) are not.
+pub fn is_transient(error: &TransportError) -> bool {
+    match error {
+        RpcError::Transport(kind) => match kind {
+            TransportErrorKind::HttpError(e) => e.status == 408 || e.status == 429 || e.status >= 500,
+            TransportErrorKind::HttpErrorWithRetryAfter { error, .. } => error.status >= 400,
+            TransportErrorKind::NonRetryable(_) => false,
+            // Connection failures, timeouts, a lost backend: the node, not the request.
+            _ => true,
+        },
+        RpcError::DeserError { .. } | RpcError::NullResp => true,
+        RpcError::ErrorResp(payload) => payload.is_retry_err(),
+        _ => false,
+    }
+}
+
+/// Returns the backoff before retry `attempt` (1-based): a random time up to
+/// `min(cap, base × 2^(attempt-1))` ("full jitter": retries of many callers spread out
+/// instead of arriving together).
+pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(cap);
+    let millis = ceiling.as_millis().max(1) as u64;
+    Duration::from_millis(rand::random_range(millis / 4..=millis))
+}
+
+/// The retry layer ([module documentation](self)).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryLayer {
+    retries: u32,
+    base: Duration,
+    cap: Duration,
+    timeout: Duration,
+}
+
+impl Default for RetryLayer {
+    fn default() -> Self {
+        Self { retries: RETRIES, base: BACKOFF_BASE, cap: BACKOFF_CAP, timeout: ATTEMPT_TIMEOUT }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = RetryService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RetryService { inner, layer: *self }
+    }
+}
+
+/// A transport that repeats transiently failed requests ([`RetryLayer`]).
+#[derive(Debug, Clone)]
+pub struct RetryService<S> {
+    inner: S,
+    layer: RetryLayer,
+}
+
+impl<S> Service<RequestPacket> for RetryService<S>
+where
+    S: Service<RequestPacket, Response = ResponsePacket, Error = TransportError, Future = TransportFut<'static>> + Clone + Send + Sync + 'static,
+{
+    type Response = ResponsePacket;
+    type Error = TransportError;
+    type Future = TransportFut<'static>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: RequestPacket) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let layer = self.layer;
+        Box::pin(async move {
+            let repeatable = !request.method_names().any(|m| NOT_REPEATED.contains(&m));
+            let mut attempt = 0;
+            loop {
+                let error = match tokio::time::timeout(layer.timeout, inner.call(request.clone())).await {
+                    // An error inside the answer (a batch's or a single call's) is the node's
+                    // word: judged like any other error.
+                    Ok(Ok(response)) => match response.as_error() {
+                        Some(payload) if payload.is_retry_err() => RpcError::ErrorResp(payload.clone()),
+                        _ => return Ok(response),
+                    },
+                    Ok(Err(error)) => error,
+                    Err(_) => TransportErrorKind::custom_str(&format!("no answer in {} s", layer.timeout.as_secs())),
+                };
+                attempt += 1;
+                if !repeatable || attempt > layer.retries || !is_transient(&error) {
+                    return Err(error);
+                }
+                let wait = backoff(attempt, layer.base, layer.cap);
+                tracing::debug!(target: "tmai_pay::rpc", %error, attempt, wait_ms = wait.as_millis() as u64, "RPC call failed; retrying");
+                metrics::counter!("tmai_rpc_retries_total").increment(1);
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+}
+
+/// Which node requests go to, shared by the failover transport and [`Nodes::pinned`].
+#[derive(Debug)]
+struct Active {
+    index: AtomicUsize,
+    /// When requests left the first node (to try it again after [`PRIMARY_RECHECK`]).
+    left_primary: Mutex<Option<Instant>>,
+    /// The nodes' URLs without their keys, for log lines.
+    shown: Vec<String>,
+    /// Whether each node may take requests (one whose chain id start-up could not check
+    /// is left out until it is checked).
+    usable: Vec<AtomicBool>,
+}
+
+impl Active {
+    fn new(shown: Vec<String>) -> Self {
+        let usable = shown.iter().map(|_| AtomicBool::new(true)).collect();
+        Self { index: AtomicUsize::new(0), left_primary: Mutex::new(None), shown, usable }
+    }
+
+    fn usable(&self, index: usize) -> bool {
+        self.usable[index].load(Ordering::Relaxed)
+    }
+
+    /// Returns the first usable node after `index` (in order, wrapping), or `index`.
+    fn after(&self, index: usize) -> usize {
+        (1..self.shown.len()).map(|step| (index + step) % self.shown.len()).find(|i| self.usable(*i)).unwrap_or(index)
+    }
+
+    /// Returns the node to use now, moving back to the first one when it is time to try it.
+    fn current(&self) -> usize {
+        let mut left = self.left_primary.lock().expect("node lock");
+        if left.is_some_and(|at| at.elapsed() >= PRIMARY_RECHECK) && self.usable(0) {
+            *left = None;
+            self.index.store(0, Ordering::Relaxed);
+            tracing::info!(node = %self.shown[0], "trying the first RPC node again");
+        }
+        self.index.load(Ordering::Relaxed)
+    }
+
+    /// Moves requests from node `failed` to the next one (unless another caller already did).
+    fn advance(&self, failed: usize, error: &TransportError) {
+        let next = self.after(failed);
+        if next != failed && self.move_from(failed, next) {
+            metrics::counter!("tmai_rpc_failovers_total").increment(1);
+            tracing::warn!(failed = %self.shown[failed], next = %self.shown[next], error = %crate::config::scrubbed_urls(&error.to_string()), "RPC node keeps failing; switching nodes");
+        }
+    }
+
+    /// Moves requests from node `from` to `to` when `from` is still the node in use;
+    /// returns whether it did.
+    fn move_from(&self, from: usize, to: usize) -> bool {
+        let mut left = self.left_primary.lock().expect("node lock");
+        if self.index.compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        if to == 0 {
+            *left = None;
+        } else if left.is_none() {
+            *left = Some(Instant::now());
+        }
+        true
+    }
+}
+
+/// A transport over several nodes: each request goes to the node in use and, when it fails
+/// transiently there (after that node's retries), to the next ([module documentation](self)).
+#[derive(Debug, Clone)]
+pub struct Failover {
+    nodes: Arc<[BoxTransport]>,
+    active: Arc<Active>,
+}
+
+impl Service<RequestPacket> for Failover {
+    type Response = ResponsePacket;
+    type Error = TransportError;
+    type Future = TransportFut<'static>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: RequestPacket) -> Self::Future {
+        let (nodes, active) = (self.nodes.clone(), self.active.clone());
+        Box::pin(async move {
+            let mut index = active.current();
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let mut node = nodes[index].clone();
+                match node.call(request.clone()).await {
+                    Err(error) if is_transient(&error) => {
+                        active.advance(index, &error);
+                        let next = active.after(index);
+                        if next == index || tries >= nodes.len() {
+                            return Err(error);
+                        }
+                        index = next;
+                    }
+                    other => return other,
+                }
+            }
+        })
+    }
+}
+
+/// The chain's nodes: a provider over all of them with failover (for every reader that
+/// needs an answer, not one node's view) and each node alone for pinned readers.
+#[derive(Debug, Clone)]
+pub struct Nodes {
+    /// Every node, with retry and failover.
+    pub provider: DynProvider,
+    single: Arc<[DynProvider]>,
+    active: Arc<Active>,
+}
+
+impl Nodes {
+    /// Returns the nodes at `urls` (the first is the primary), each behind the retry layer;
+    /// `shown` are the same URLs without their keys. The URLs must be parsed already.
+    pub fn new(urls: Vec<url::Url>, shown: Vec<String>) -> Self {
+        assert!(!urls.is_empty() && urls.len() == shown.len(), "at least one node, each with its shown URL");
+        let is_local = urls.iter().all(|u| matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "::1")));
+        let transports: Vec<BoxTransport> = urls.into_iter().map(|url| RetryLayer::default().layer(Http::new(url)).into_box_transport()).collect();
+        let single = transports.iter().map(|t| ProviderBuilder::new().connect_client(RpcClient::new(t.clone(), is_local)).erased()).collect();
+        let active = Arc::new(Active::new(shown));
+        let failover = Failover { nodes: transports.into(), active: active.clone() };
+        let provider = ProviderBuilder::new().connect_client(RpcClient::new(failover, is_local)).erased();
+        Self { provider, single, active }
+    }
+
+    /// Returns the nodes of a single provider (tests and benchmarks that build their own).
+    pub fn single(provider: DynProvider) -> Self {
+        let active = Arc::new(Active::new(vec!["(node)".into()]));
+        Self { provider: provider.clone(), single: vec![provider].into(), active }
+    }
+
+    /// Returns the node in use now (its index and a provider reading that node only): a
+    /// reader that must see one node's chain from start to end of a unit of work holds it
+    /// for that unit.
+    pub fn pinned(&self) -> (usize, DynProvider) {
+        let index = self.active.current();
+        (index, self.single[index].clone())
+    }
+
+    /// Reports that a unit of work on node `index` failed transiently: the next unit starts
+    /// on the next node (when there is one).
+    pub fn failed(&self, index: usize, error: &TransportError) {
+        if self.single.len() > 1 && is_transient(error) {
+            self.active.advance(index, error);
+        }
+    }
+
+    /// Returns node `index` alone (with its retry layer, without failover).
+    pub fn node(&self, index: usize) -> DynProvider {
+        self.single[index].clone()
+    }
+
+    /// Takes node `index` out of the rotation (`false`) or brings it back (`true`).
+    pub fn set_usable(&self, index: usize, usable: bool) {
+        self.active.usable[index].store(usable, Ordering::Relaxed);
+        if !usable {
+            self.active.move_from(index, self.active.after(index));
+        }
+    }
+
+    /// Returns how many nodes there are.
+    pub fn len(&self) -> usize {
+        self.single.len()
+    }
+
+    /// Returns whether there are no nodes (never: [`Self::new`] needs one).
+    pub fn is_empty(&self) -> bool {
+        self.single.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_grows_to_its_cap_with_jitter_below_it() {
+        let (base, cap) = (Duration::from_millis(100), Duration::from_secs(1));
+        for attempt in 1..12 {
+            let ceiling = (base * (1 << (attempt - 1).min(20))).min(cap);
+            for _ in 0..20 {
+                let wait = backoff(attempt, base, cap);
+                assert!(wait <= ceiling && wait >= ceiling / 4, "attempt {attempt}: {wait:?} outside {ceiling:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_transient_and_the_nodes_answers_are_not() {
+        let http = |status| RpcError::Transport(TransportErrorKind::HttpError(alloy::transports::HttpError { status, body: String::new() }));
+        assert!(is_transient(&http(503)) && is_transient(&http(429)) && is_transient(&http(502)));
+        assert!(!is_transient(&http(401)) && !is_transient(&http(404)));
+        assert!(is_transient(&TransportErrorKind::custom_str("connection reset")));
+        assert!(!is_transient(&RpcError::Transport(TransportErrorKind::NonRetryable("bad".into()))));
+        let revert = alloy::rpc::json_rpc::ErrorPayload { code: 3, message: "execution reverted".into(), data: None };
+        assert!(!is_transient(&RpcError::ErrorResp(revert)));
+        let limited = alloy::rpc::json_rpc::ErrorPayload { code: -32005, message: "limit".into(), data: None };
+        assert!(is_transient(&RpcError::ErrorResp(limited)));
+    }
+}
