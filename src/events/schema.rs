@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use utoipa::openapi::{
     Ref, RefOr,
-    schema::{AllOfBuilder, ObjectBuilder, Schema, Type},
+    schema::{AdditionalProperties, AllOfBuilder, ObjectBuilder, Schema, Type},
 };
 
 use super::EventType;
@@ -25,7 +25,8 @@ fn customer_ref() -> ObjectBuilder {
     let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some(crate::billing::customers::PATTERN)).description(Some(
         "The merchant's customer reference the event belongs to: the order's for `checkout.*` and `payment.*`, the member's (bound by the first confirmed payment that carried one) for `subscription.*` and `badge.*`. Absent when there is none.",
     ));
-    ObjectBuilder::new().property("customer_ref", text)
+    // The payload's own fields are the other `allOf` member's: this one allows them.
+    ObjectBuilder::new().property("customer_ref", text).additional_properties(Some(AdditionalProperties::FreeForm(true)))
 }
 
 /// Returns the envelope schema of `event_type`, whose `data` is the schema `payload`.

@@ -128,6 +128,9 @@ async fn the_reference_rides_from_the_order_to_every_event_and_the_member(kind: 
         assert!(e.payload["data"].get("customer_ref").is_none(), "{}", e.payload);
     }
 
+    // Bodies with the reference match the published schemas.
+    crate::event_schemas::check_outbox(&app.h.test_db.db).await;
+
     // The merchant's look-ups.
     let (status, list) = app.call("GET", "/v1/members", "/v1/members?customer_ref=user_42", None, Some(&app.key)).await;
     assert_eq!(status, 200, "{list}");
