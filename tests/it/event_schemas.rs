@@ -67,7 +67,24 @@ pub(crate) fn errors(doc: &Value, event_type: &str, body: &Value) -> Vec<String>
     let schema = &hook["requestBody"]["content"]["application/json"]["schema"];
     let root = json!({ "$ref": "#/x", "x": schema, "components": doc["components"] });
     let validator = jsonschema::validator_for(&root).unwrap();
-    validator.iter_errors(body).map(|e| format!("{e} at {}", e.instance_path)).collect()
+    let mut errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    // `data` is the payload's fields (closed above) and the `customer_ref` beside them (the
+    // second member of its `allOf`): checked on its own, and the payload without it.
+    if let Some(customer_ref) = body["data"].get("customer_ref") {
+        let member = &schema_of(doc, schema)["properties"]["data"]["allOf"][1];
+        let only = json!({ "customer_ref": customer_ref });
+        errors = jsonschema::validator_for(member).unwrap().iter_errors(&only).map(|e| format!("{e} at /data{}", e.instance_path)).collect();
+        let mut rest = body.clone();
+        rest["data"].as_object_mut().unwrap().remove("customer_ref");
+        errors.extend(validator.iter_errors(&rest).map(|e| format!("{e} at {}", e.instance_path)));
+    }
+    errors
+}
+
+/// Returns the envelope schema a webhook's body `$ref`s.
+fn schema_of<'a>(doc: &'a Value, schema: &Value) -> &'a Value {
+    let name = schema["$ref"].as_str().unwrap().trim_start_matches("#/components/schemas/");
+    &doc["components"]["schemas"][name]
 }
 
 /// Validates every event in `db` against the served document's webhook schema of its type
