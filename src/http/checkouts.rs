@@ -195,8 +195,7 @@ pub async fn create_checkout(
 /// only with a live API key, a signed one from anyone; refused when the wallet belongs to
 /// another customer already.
 async fn checked_customer(state: &AppState, headers: &HeaderMap, payer: alloy::primitives::Address, text: &str) -> Result<CustomerRef, ApiError> {
-    let key = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
-    let trusted = match key {
+    let trusted = match super::keys::bearer(headers) {
         Some(key) => {
             super::keys::verify(&state.db, key).await?.ok_or_else(|| ApiError::unauthorized("the API key is unknown or revoked"))?;
             true

@@ -11,10 +11,14 @@ use axum::{
 use super::{AppState, error::ApiError};
 pub use crate::store::api_keys::{ApiKeyInfo, create, list, revoke, verify};
 
+/// Returns the key `Authorization: Bearer <key>` carries, if any.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).map(str::trim)
+}
+
 /// Middleware: lets the request through only with a live key in `Authorization: Bearer`.
 pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let header = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(key) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+    let Some(key) = bearer(request.headers()) else {
         return Err(ApiError::unauthorized("this route needs an API key: send Authorization: Bearer <key> (create one with `tmai-pay api-key create`)"));
     };
     match verify(&state.db, key).await? {

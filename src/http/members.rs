@@ -48,11 +48,15 @@ pub struct MemberView {
 }
 
 impl MemberView {
-    /// Returns the view of `sub` with the customer its wallet belongs to.
+    /// Returns the view of `sub`, whose wallet belongs to `customer`.
+    fn with_customer(sub: &Subscription, customer: Option<&CustomerRef>) -> Self {
+        Self { customer_ref: customer.map(ToString::to_string), ..Self::from(sub) }
+    }
+
+    /// Returns the view of `sub` with the customer its wallet belongs to (read).
     pub(super) async fn of(state: &AppState, sub: &Subscription) -> Result<Self, ApiError> {
-        let mut view = Self::from(sub);
-        view.customer_ref = customers::of_wallet_in(&state.db, sub.wallet).await?.map(|c| c.to_string());
-        Ok(view)
+        let customer = customers::of_wallet_in(&state.db, sub.wallet).await?;
+        Ok(Self::with_customer(sub, customer.as_ref()))
     }
 }
 
@@ -213,11 +217,7 @@ pub async fn list_members(State(state): State<AppState>, query: Result<Query<Mem
         .map(|w| Member {
             wallet: w.to_string(),
             customer_ref: Some(customer.to_string()),
-            subscription: subs.iter().find(|s| s.wallet == *w).map(|s| {
-                let mut view = MemberView::from(s);
-                view.customer_ref = Some(customer.to_string());
-                view
-            }),
+            subscription: subs.iter().find(|s| s.wallet == *w).map(|s| MemberView::with_customer(s, Some(&customer))),
         })
         .collect();
     Ok(Json(MemberList { customer_ref: customer.to_string(), members }))
@@ -237,11 +237,7 @@ pub async fn get_member(State(state): State<AppState>, Path(wallet): Path<String
     if customer.is_none() && sub.is_none() {
         return Err(ApiError::not_found(format!("{wallet} has no subscription and belongs to no customer")));
     }
-    let subscription = sub.as_ref().map(|s| {
-        let mut view = MemberView::from(s);
-        view.customer_ref = customer.as_ref().map(ToString::to_string);
-        view
-    });
+    let subscription = sub.as_ref().map(|s| MemberView::with_customer(s, customer.as_ref()));
     Ok(Json(Member { wallet: wallet.to_string(), customer_ref: customer.map(|c| c.to_string()), subscription }))
 }
 

@@ -13,17 +13,16 @@ use crate::billing::customers::CustomerRef;
 
 const BIND: &str = "INSERT INTO customers (wallet, customer_ref, bound_at) VALUES ($1, $2, $3) ON CONFLICT (wallet) DO NOTHING";
 
-/// Binds `wallet` to `customer` unless it is bound already; returns the reference the
-/// wallet belongs to afterwards (the earlier one when it was bound before).
-pub async fn bind(conn: &mut AnyConnection, wallet: Address, customer: &CustomerRef, now: u64) -> Result<CustomerRef, StoreError> {
-    sqlx::query(BIND).bind(address_bytes(wallet)).bind(customer.as_str()).bind(now as i64).execute(&mut *conn).await?;
-    Ok(of_wallet(conn, wallet).await?.unwrap_or_else(|| customer.clone()))
+/// Binds `wallet` to `customer` unless it is bound already (an earlier binding stays).
+pub async fn bind(conn: &mut AnyConnection, wallet: Address, customer: &CustomerRef, now: u64) -> Result<(), StoreError> {
+    sqlx::query(BIND).bind(address_bytes(wallet)).bind(customer.as_str()).bind(now as i64).execute(conn).await?;
+    Ok(())
 }
 
 /// [`bind`] on the process's SQLite connection.
-pub fn bind_sqlite(conn: &rusqlite::Connection, wallet: Address, customer: &CustomerRef, now: u64) -> Result<CustomerRef, StoreError> {
+pub fn bind_sqlite(conn: &rusqlite::Connection, wallet: Address, customer: &CustomerRef, now: u64) -> Result<(), StoreError> {
     conn.prepare_cached(&BIND.replace('$', "?"))?.execute(rusqlite::params![address_bytes(wallet), customer.as_str(), now as i64])?;
-    Ok(of_wallet_sqlite(conn, wallet)?.unwrap_or_else(|| customer.clone()))
+    Ok(())
 }
 
 /// Returns the reference `wallet` belongs to.
