@@ -76,7 +76,7 @@ fn customer_ref(args: crate::cli::CustomerRefArgs) -> anyhow::Result<()> {
         bail!("merchant.customer_ref_secret is not set in {}: signed customer references need it", args.config.display());
     };
     let customer = crate::billing::customers::CustomerRef::parse(&args.customer_ref).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let expires_at = crate::store::unix_now() as u64 + args.ttl_secs;
+    let expires_at = crate::clock::Clock::system().now() + args.ttl_secs;
     println!("{}", crate::billing::customers::RefSigner::new(secret.expose_secret()).sign(&customer, expires_at));
     Ok(())
 }
