@@ -101,6 +101,7 @@ fn events(from: usize, n: usize) -> Vec<NewEvent> {
                     payer: alloy::primitives::Address::repeat_byte(0xaa),
                     payment: format!("31337:bench:{i}"),
                     rate_usd: None,
+                    receipt_url: None,
                     tx_hash: alloy::primitives::B256::ZERO,
                     usd_value: None,
                 },

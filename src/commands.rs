@@ -330,6 +330,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     settings.http.ops_bind = ops_listener.local_addr()?.to_string();
     // Local anvil carries no key: the page may hand it to wallets.
     settings.http.public_rpc_url = Some(anvil.endpoint());
+    // Receipt links in webhooks point at this service.
+    settings.http.public_url = Some(format!("http://{}", listener.local_addr()?));
     // Sign-in on, for this page's own origin, with a token key made for this run only
     // (never written anywhere; tokens from an earlier run no longer verify).
     let sign_in_kid = format!("dev-{}", alloy::hex::encode(rand::random::<[u8; 4]>()));

@@ -277,6 +277,7 @@ impl Service {
         )
         .with_clock(self.clock.clone())
         .with_nodes(self.nodes.clone())
+        .with_receipt_base(self.settings.http.public_url())
     }
 
     /// Returns the HTTP state for this service.

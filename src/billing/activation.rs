@@ -23,7 +23,10 @@ use alloy::primitives::Address;
 use serde::Serialize;
 use sqlx::AnyConnection;
 
-use super::plans::{Catalog, Plan};
+use super::{
+    plans::{Catalog, Plan},
+    receipts,
+};
 pub use crate::store::{
     badges::{Cause, NewBadgeJob as BadgeJob},
     subscriptions::{ActivationKind, ActivationRow, Subscription, load, save},
@@ -243,6 +246,14 @@ pub struct PaidOrder {
     pub usd: Option<Usd>,
     /// The order's customer: binds the wallet to it unless the wallet is bound already.
     pub customer_ref: Option<CustomerRef>,
+    /// Chain id.
+    pub chain_id: u64,
+    /// The payment's block.
+    pub block_number: u64,
+    /// Amount paid, in the token's smallest unit.
+    pub amount: alloy::primitives::U256,
+    /// The locked rate of a dollar-priced order (decimal text), for its receipt.
+    pub rate_usd: Option<String>,
 }
 
 /// What a run of activations (or applied downgrades) writes, planned in memory; the
@@ -261,6 +272,8 @@ pub struct Writes {
     pub changes: Vec<Change>,
     /// Wallets to bind to their first customer reference (`customers`).
     pub customers: Vec<(Address, CustomerRef)>,
+    /// Receipts of the confirmed payments ([`crate::billing::receipts`]).
+    pub receipts: Vec<crate::store::receipts::NewReceipt>,
 }
 
 /// Plans the activation of confirmed payments, in order: `current` holds the
@@ -317,6 +330,21 @@ pub fn plan_activations(
             customers.insert(p.wallet, customer.clone());
             writes.customers.push((p.wallet, customer.clone()));
         }
+        let bought = receipts::ChainPayment {
+            payment_id: p.payment_id,
+            payment_key: &p.payment_key,
+            revision: p.revision,
+            chain_id: p.chain_id,
+            tx_hash: p.cause.tx_hash,
+            block_number: p.block_number,
+            token: p.token,
+            amount: p.amount,
+            periods: p.periods,
+            usd: p.usd.zip(p.rate_usd.clone()),
+        };
+        // The receipt names the order's customer, else the wallet's.
+        let customer = p.customer_ref.as_ref().or_else(|| customers.get(&p.wallet));
+        writes.receipts.push(receipts::for_chain_payment(catalog, plan, &bought, p.wallet, customer, &change, now));
         let after = &change.after;
         writes.events.push(NewEvent::for_customer(
             outbox::event_id(&revised(&[change.kind.event().as_str(), &p.payment_key], p.revision)),

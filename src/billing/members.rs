@@ -276,6 +276,10 @@ pub async fn refund(conn: &mut AnyConnection, payment_id: i64, note: &str, now: 
     }
     let (payer, tx_hash, activated) = (paid.payer, paid.tx_hash, paid.activated);
     payments::mark_refunded(conn, payment_id, &note, now).await?;
+    // The refund cancels the payment's receipt with a credit note.
+    if let Some(receipt) = crate::store::receipts::live_of_payment(conn, payment_id).await? {
+        crate::store::receipts::credit(conn, &receipt, &super::receipts::refund_credit(&receipt), now).await?;
+    }
     let key = payment_key(paid.chain_id, tx_hash, paid.log_index);
     let id = outbox::event_id(&[EventType::PaymentRefunded.as_str(), &key]);
     let data = PaymentRefunded {

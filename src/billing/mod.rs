@@ -9,6 +9,7 @@ pub mod members;
 pub mod plans;
 pub mod quotes;
 pub mod rates;
+pub mod receipts;
 pub mod reminders;
 pub mod retention;
 pub mod reversal;

@@ -158,6 +158,11 @@ impl Catalog {
         }
     }
 
+    /// Returns the token at `address`.
+    pub fn token_at(&self, address: Address) -> Option<&TokenInfo> {
+        self.tokens.iter().find(|t| t.address == address)
+    }
+
     /// Returns the token with `symbol` (case-insensitive).
     pub fn token(&self, symbol: &str) -> Option<&TokenInfo> {
         self.tokens.iter().find(|t| t.symbol.eq_ignore_ascii_case(symbol))

@@ -135,6 +135,10 @@ pub struct HttpSettings {
     /// JSON-RPC URL wallets may add for the chain (`GET /v1/plans` shows it). Never
     /// `chain.rpc_url`, which usually carries a provider key: unset, wallets use their own.
     pub public_rpc_url: Option<String>,
+    /// The service's own public URL (`https://pay.example.com`): links the service hands
+    /// out (a receipt's `receipt_url` in `payment.confirmed`) start with it. Unset, they
+    /// are paths (`/v1/receipts/…`) for the merchant's app to put under its own host.
+    pub public_url: Option<String>,
     /// Requests per second each client may make to the public routes (0: no limit). A
     /// client is an IPv4 address or an IPv6 /64.
     pub rate_limit_per_second: u32,
@@ -165,6 +169,7 @@ impl Default for HttpSettings {
             ops_bind: "127.0.0.1:9090".into(),
             chain_name: "tmai-pay local".into(),
             public_rpc_url: None,
+            public_url: None,
             rate_limit_per_second: 20,
             rate_limit_burst: 40,
             trusted_proxies: Vec::new(),
@@ -182,6 +187,11 @@ impl HttpSettings {
     /// Returns the public RPC URL, when one is set (an empty value is none).
     pub fn public_rpc_url(&self) -> Option<&str> {
         self.public_rpc_url.as_deref().map(str::trim).filter(|u| !u.is_empty())
+    }
+
+    /// Returns the service's public URL without a trailing slash, or "" when unset.
+    pub fn public_url(&self) -> &str {
+        self.public_url.as_deref().map(str::trim).unwrap_or("").trim_end_matches('/')
     }
 
     /// Returns the trusted proxies, parsed (a bare address is a single-address range).
@@ -403,6 +413,9 @@ impl Settings {
             && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
         {
             return Err(invalid("http.public_rpc_url", "must be an http:// or https:// URL"));
+        }
+        if !self.http.public_url().is_empty() && !url::Url::parse(self.http.public_url()).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(invalid("http.public_url", "must be an http:// or https:// URL"));
         }
         if self.http.max_event_streams == 0 || self.http.max_event_streams_per_client == 0 {
             return Err(invalid("http.max_event_streams", "max_event_streams and max_event_streams_per_client must be at least 1"));

@@ -159,6 +159,10 @@ pub struct PaymentConfirmed {
     /// The token's USD rate the quote used (USD-priced orders only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_usd: Option<String>,
+    /// The payment's receipt (`GET /v1/receipts/{id}`, under `http.public_url` when set),
+    /// issued in the same transaction; absent for a payment that matches no order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_url: Option<String>,
     /// The payment's transaction.
     #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{64}$")]
     pub tx_hash: B256,

@@ -348,6 +348,20 @@ pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<C
     Ok(claims)
 }
 
+/// The wallet of a request that changes a member's own data: its membership token, or its
+/// live session cookie from an allowed origin with the session's `X-CSRF-Token`.
+pub(crate) async fn member_changing(state: &AppState, headers: &HeaderMap) -> Result<Address, ApiError> {
+    let claims = signed_in(state, headers).await?;
+    // No token: `signed_in` took the session cookie, which a cross-site request carries too.
+    if super::keys::bearer(headers).is_none() {
+        let auth = service(state)?;
+        let session =
+            live_session(state, headers, state.clock.now()).await?.ok_or_else(|| ApiError::unauthorized("the session ended or expired; sign in again"))?;
+        check_cross_site(auth, headers, &session)?;
+    }
+    claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))
+}
+
 /// Answers what the request's membership token says, with the subscription as it stands
 /// now (a renewal or cancellation since sign-in shows here, not in the token).
 #[utoipa::path(get, path = "/v1/me", tag = "public", security(("membership_token" = [])), responses(

@@ -69,6 +69,7 @@ pub mod params;
 pub mod payments;
 pub mod plans;
 pub mod rates;
+pub mod receipts;
 pub mod streams;
 pub mod subscriptions;
 pub mod webhooks;
@@ -297,6 +298,7 @@ impl Modify for Resources {
             webhooks::Api::openapi(),
             events::Api::openapi(),
             auth::Api::openapi(),
+            receipts::Api::openapi(),
             ops::Api::openapi(),
         ] {
             openapi.merge(part);
@@ -339,7 +341,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
 pub fn router(state: AppState) -> Router {
     prometheus();
     // Anyone's: rate-limited per client.
-    let public = Router::new().merge(plans::router()).merge(checkouts::router()).merge(subscriptions::router()).merge(auth::router());
+    let public = Router::new().merge(plans::router()).merge(checkouts::router()).merge(subscriptions::router()).merge(auth::router()).merge(receipts::router());
     let public = rate_limited(public, &state, state.http.rate_limit_per_second, state.http.rate_limit_burst);
     // The processor's: signed, so neither an API key nor the public routes' budget; a
     // budget of its own per client, and the smallest body limit the processor needs.

@@ -24,6 +24,7 @@ pub mod notices;
 pub mod order_pricing;
 pub mod orders;
 pub mod outbox;
+pub mod receipts;
 pub(crate) mod sqlite;
 pub mod subscriptions;
 pub mod webhooks;

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use alloy::primitives::B256;
 
 use crate::{
-    billing::activation::{Cause, PaidOrder, revised},
+    billing::{
+        activation::{Cause, PaidOrder, revised},
+        receipts,
+    },
     chain::paid_log::{PaidLog, payment_key},
     events::{EventType, PaymentConfirmed, PaymentDetected, PaymentReorged},
     ids::OrderId,
@@ -127,6 +130,7 @@ pub(super) fn recorded(id: i64, p: &NewPayment) -> StoredPayment {
         checkout_id: p.checkout_id.clone(),
         usd: p.usd.clone(),
         customer_ref: p.customer_ref.clone(),
+        amount: e.amount,
     }
 }
 
@@ -144,6 +148,10 @@ pub(super) fn paid_order(chain_id: u64, p: &StoredPayment) -> Option<PaidOrder> 
         token: p.token,
         usd: p.usd.as_ref().map(|u| u.usd_value),
         customer_ref: p.customer_ref.clone(),
+        chain_id,
+        block_number: p.block_number,
+        amount: p.amount,
+        rate_usd: p.usd.as_ref().map(|u| u.rate_usd.clone()),
     })
 }
 
@@ -152,10 +160,12 @@ pub(super) fn cause_of(p: &StoredPayment) -> Cause {
     Cause { order_id: p.order_id, checkout_id: p.checkout_id.clone(), tx_hash: p.tx_hash }
 }
 
-/// Returns `payment.confirmed` for `c`.
-pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u64) -> NewEvent {
+/// Returns `payment.confirmed` for `c`, with the url of its receipt under `receipt_base`
+/// when it pays an order.
+pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u64, receipt_base: &str) -> NewEvent {
     let key = payment_key(chain_id, c.tx_hash, c.log_index);
     let id = outbox::event_id(&revised(&[EventType::PaymentConfirmed.as_str(), &key], c.revision));
+    let receipt_url = c.matched_order.map(|_| receipts::receipt_url(receipt_base, &receipts::chain_receipt_id(&key, c.revision)));
     let data = PaymentConfirmed {
         block_number: c.block_number,
         checkout_id: c.checkout_id.clone(),
@@ -164,6 +174,7 @@ pub(super) fn confirmed_event(chain_id: u64, c: &StoredPayment, confirmations: u
         payer: c.payer,
         payment: key,
         rate_usd: c.usd.as_ref().map(|u| u.rate_usd.clone()),
+        receipt_url,
         tx_hash: c.tx_hash,
         usd_value: c.usd.as_ref().map(|u| u.usd_value()),
     };

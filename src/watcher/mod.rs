@@ -139,6 +139,9 @@ pub struct Watcher {
     failures: Arc<std::sync::atomic::AtomicU32>,
     /// The chain's nodes, when there may be several: each pass reads the one in use.
     nodes: Option<crate::chain::rpc::Nodes>,
+    /// The service's public URL, which `payment.confirmed`'s `receipt_url` starts with
+    /// (empty: the path alone).
+    receipt_base: Arc<str>,
 }
 
 /// Consecutive failed passes after which each failure is logged as an error.
@@ -160,7 +163,14 @@ impl Watcher {
             attempt: Default::default(),
             failures: Default::default(),
             nodes: None,
+            receipt_base: Arc::from(""),
         }
+    }
+
+    /// Returns the watcher writing receipt urls under `base` (`http.public_url`).
+    pub fn with_receipt_base(mut self, base: &str) -> Self {
+        self.receipt_base = Arc::from(base.trim_end_matches('/'));
+        self
     }
 
     /// Returns the watcher reading `nodes` (the service's RPC nodes) instead of the provider
@@ -318,7 +328,7 @@ impl Watcher {
         tx.confirm(older.iter().map(|p| p.id).collect(), now).await?;
         report.confirmed = older.len();
         // One mined again after a deep reorg was confirmed (and reported) before.
-        events.extend(older.iter().filter(|c| !c.was_confirmed()).map(|c| effects::confirmed_event(chain, c, self.config.confirmations)));
+        events.extend(older.iter().filter(|c| !c.was_confirmed()).map(|c| effects::confirmed_event(chain, c, self.config.confirmations, &self.receipt_base)));
         let mut known = Known::default();
         let mut pending = self.settle(&mut tx, &older, events, &mut known, now).await?;
         for chunk in logs.chunks(self.chunk) {
@@ -385,7 +395,7 @@ impl Watcher {
                 .map(|row| {
                     let mut detected = Vec::with_capacity(1);
                     effects::detected_events(chain, row, confirmations, &mut detected);
-                    (detected, row.confirmed.then(|| effects::confirmed_event(chain, &effects::recorded(0, row), confirmations)))
+                    (detected, row.confirmed.then(|| effects::confirmed_event(chain, &effects::recorded(0, row), confirmations, &self.receipt_base)))
                 })
                 .collect::<Vec<_>>()
         };

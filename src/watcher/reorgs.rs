@@ -193,7 +193,7 @@ impl Watcher {
                 customer_ref: p.customer_ref.clone(),
             };
             effects::detected_events(chain, &row, confirmations, &mut detected);
-            let confirmed = deep_enough.then(|| effects::confirmed_event(chain, &p, confirmations));
+            let confirmed = deep_enough.then(|| effects::confirmed_event(chain, &p, confirmations, &self.receipt_base));
             moved.push((p, detected, confirmed));
         }
         tx.relocate(moves).await?;

@@ -16,7 +16,7 @@ use crate::{
     db::{DbKind, on_both_databases},
 };
 
-const SECRET: &str = "whsec_it_card_secret";
+pub(crate) const SECRET: &str = "whsec_it_card_secret";
 const ROUTE: &str = "/v1/card/webhook";
 const DAY: u64 = 86_400;
 
@@ -841,7 +841,7 @@ pub(crate) fn payment_session(id: &str, wallet: &str, plan_id: u32, amount_total
 
 /// A `charge.refunded` (Stripe's charge object: `amount_refunded` is the total refunded so
 /// far) of the payment intent `pi`.
-fn charge_refunded(id: &str, pi: &str, amount: u64, amount_refunded: u64) -> Value {
+pub(crate) fn charge_refunded(id: &str, pi: &str, amount: u64, amount_refunded: u64) -> Value {
     json!({
         "id": id, "object": "event", "api_version": "2025-03-31.basil", "type": "charge.refunded",
         "data": { "object": {

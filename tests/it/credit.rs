@@ -181,6 +181,10 @@ async fn pay_on_chain(conn: &mut sqlx::AnyConnection, catalog: &Catalog, before:
         token: p.token,
         usd: p.usd,
         customer_ref: None,
+        chain_id: 31337,
+        block_number: 1,
+        amount: U256::from(1),
+        rate_usd: None,
     };
     let mut current: HashMap<Address, Subscription> = before.map(|s| (s.wallet, s.clone())).into_iter().collect();
     let writes = activation::plan_activations(catalog, &[paid], &mut current, &mut HashMap::new(), &HashSet::new(), now);

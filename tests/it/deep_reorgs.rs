@@ -222,6 +222,10 @@ pub(crate) async fn a_confirmed_payment_the_chain_drops_is_reported_and_what_it_
     assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 1, "only wallet 1's first payment still counts");
     assert_eq!(h.count("SELECT COUNT(*) FROM payment_reversals").await, 2);
     assert_eq!(h.count("SELECT COUNT(*) FROM orders WHERE status = 'open'").await, 2, "both orders can be paid again");
+    // Their receipts are cancelled by numbered credit notes; the older receipt stands.
+    assert_eq!(h.count("SELECT COUNT(*) FROM receipts WHERE kind = 'credit_note' AND reason = 'reorged'").await, 2);
+    assert_eq!(h.count("SELECT COUNT(*) FROM receipts WHERE kind = 'receipt' AND cancelled_by IS NOT NULL").await, 2);
+    assert_eq!(h.count("SELECT COUNT(*) FROM receipts WHERE kind = 'receipt' AND cancelled_by IS NULL").await, 1);
 
     // A pass more changes nothing (taken back once)
     h.mine(1).await;
@@ -240,6 +244,18 @@ pub(crate) async fn a_confirmed_payment_the_chain_drops_is_reported_and_what_it_
     assert_eq!((back.status.as_str(), back.tier), ("active", 3));
     assert_eq!(h.events("subscription.activated").await.len(), 3, "wallet 1, wallet 0, and wallet 0 again");
     assert_eq!(h.count("SELECT COUNT(*) FROM activations").await, 2);
+    // Mined again, it is confirmed anew: a new receipt with the next number; no number is
+    // skipped or reused over the whole story (3 receipts, 2 credit notes, 1 new receipt).
+    let live: Vec<String> = sqlx::query_scalar("SELECT id FROM receipts WHERE kind = 'receipt' AND cancelled_by IS NULL ORDER BY number")
+        .fetch_all(h.test_db.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 2);
+    let confirmed = h.events("payment.confirmed").await;
+    let last = confirmed.last().unwrap().payload["data"]["receipt_url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    assert_eq!(&last, live.last().unwrap(), "the new confirmation names the new receipt");
+    let numbers = tmai_pay::store::receipts::numbers(&h.test_db.db).await.unwrap();
+    assert_eq!(numbers, (1..=6).collect::<Vec<u64>>());
     a_later_payment_still_activates(&h, 2).await;
     crate::event_schemas::check_outbox(&h.test_db.db).await;
 }

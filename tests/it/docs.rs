@@ -32,8 +32,9 @@ async fn the_docs_page_renders_the_document_from_local_assets() {
     }
 }
 
-/// Merchant routes need the API key, `/v1/me` the membership token, and no other route
-/// declares a scheme; both schemes are declared.
+/// Merchant routes need the API key, the member's own routes (`/v1/me…`, a receipt's buyer)
+/// the membership token, a receipt either, and no other route declares a scheme; both
+/// schemes are declared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_declares_each_routes_security_scheme() {
     let app = App::spawn(DbKind::Sqlite).await;
@@ -49,7 +50,9 @@ async fn the_document_declares_each_routes_security_scheme() {
                 .map(|s| s.iter().flat_map(|r| r.as_object().unwrap().keys().map(String::as_str)).collect())
                 .unwrap_or_default();
             let tags: Vec<&Value> = operation["tags"].as_array().map(|t| t.iter().collect()).unwrap_or_default();
-            let expected: &[&str] = if path == "/v1/me" {
+            let expected: &[&str] = if path == "/v1/receipts/{id}" {
+                &["api_key", "membership_token"]
+            } else if path == "/v1/me" || path.starts_with("/v1/me/") || path == "/v1/receipts/{id}/buyer" {
                 &["membership_token"]
             } else if tags.iter().any(|t| *t == "merchant") {
                 merchant += 1;

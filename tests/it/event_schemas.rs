@@ -112,6 +112,7 @@ pub(crate) fn sample(n: u64, pad: usize) -> tmai_pay::events::PaymentConfirmed {
         payer: Address::repeat_byte(0xaa),
         payment: format!("31337:{n}:{}", "x".repeat(pad)),
         rate_usd: None,
+        receipt_url: None,
         tx_hash: alloy::primitives::B256::repeat_byte(1),
         usd_value: None,
     }

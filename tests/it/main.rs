@@ -28,6 +28,7 @@ mod markets;
 mod members;
 mod minter;
 mod reads;
+mod receipts;
 mod reminders;
 mod rpc_proxy;
 mod service;

@@ -12,6 +12,7 @@ use crate::{
         activation::{self, Change, ChangeKind, Subscription, change_for_time, plan_change},
         customers::CustomerRef,
         plans::Plan,
+        receipts,
     },
     events::{CardChange, CardStatus, ChangeShape, ChangeSource, Payload},
     money::{Cents, PaidRate, Usd},
@@ -254,7 +255,17 @@ pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payme
     };
     write_change(conn, ctx, current.is_none(), &change, card_subscription).await?;
     if grant != Grant::Trial {
-        store::card::record_grant(conn, &ctx.event.id, wallet, payment_refs(&ctx.event.object), collected, bought, now).await?;
+        let refs = payment_refs(&ctx.event.object);
+        store::card::record_grant(conn, &ctx.event.id, wallet, refs, collected, bought, now).await?;
+        // The paid period's receipt (a trial pays nothing and gets none).
+        let customer = store::customers::of_wallet(conn, wallet).await?;
+        let paid = receipts::CardPayment {
+            event_id: &ctx.event.id,
+            payment: refs.payment_intent.or(refs.invoice).or(refs.charge),
+            cents: collected,
+            currency: ctx.currency,
+        };
+        store::receipts::issue(conn, &receipts::for_card_payment(plan, &paid, wallet, customer.as_ref(), &change, now), now).await?;
     }
     Ok(outcome)
 }

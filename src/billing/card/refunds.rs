@@ -92,6 +92,13 @@ async fn take_back(conn: &mut AnyConnection, ctx: &Ctx<'_>, reason: TakeBackReas
     // what is left).
     store::auth_sessions::end_wallet(conn, grant.wallet, ctx.now).await?;
     if refund {
+        // The refund's credit note: for the cents refunded now; the one that refunds the
+        // whole payment cancels its receipt.
+        if let Some((receipt, total, credited)) = store::receipts::of_card_grant(conn, &grant.card_event).await?
+            && let Some(credit) = crate::billing::receipts::card_refund_credit(&receipt, &ctx.event.id, total, credited, amount)
+        {
+            store::receipts::credit(conn, &receipt, &credit, ctx.now).await?;
+        }
         grant.refunded_cents = amount;
         grant.taken_seconds += seconds;
     } else {

@@ -9,13 +9,13 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use super::{BlockRow, Move, NewPayment, PastActivation, Reversal, StoredOrder, StoredPayment, order_id_of, order_keys, payment_status, sql};
 pub(super) use crate::store::subscriptions::due_downgrades;
 use crate::{
-    billing::{activation::Writes, customers::CustomerRef},
+    billing::{activation::Writes, customers::CustomerRef, receipts::reorg_credit},
     ids::{CheckoutId, OrderId},
     states::PaymentStatus,
     store::{
         StoreError, address_bytes, b256_bytes, badges,
         bulk::{Value, execute_in, fetch_in, insert},
-        customers, orders, outbox,
+        customers, orders, outbox, receipts,
         subscriptions::{self, Subscription},
         to_address, to_b256, u256_bytes,
     },
@@ -63,6 +63,7 @@ fn payment_from(r: &AnyRow) -> Result<StoredPayment, StoreError> {
         checkout_id: r.try_get::<Option<String>, _>("checkout_id")?.map(CheckoutId::from_stored),
         usd: crate::store::orders::OrderUsd::from_columns(r.try_get("usd_micro")?, r.try_get("rate_usd")?),
         customer_ref: r.try_get::<Option<String>, _>("customer_ref")?.map(crate::billing::customers::CustomerRef::stored),
+        amount: crate::store::to_u256(&r.try_get::<Vec<u8>, _>("amount")?, "payments.amount")?,
     })
 }
 
@@ -149,6 +150,9 @@ pub(super) async fn take_back(conn: &mut AnyConnection, chain_id: u64, reversals
             .execute(&mut *conn)
             .await?;
         subscriptions::drop_activation(conn, r.payment_id).await?;
+        if let Some(receipt) = receipts::live_of_payment(conn, r.payment_id).await? {
+            receipts::credit(conn, &receipt, &reorg_credit(&receipt, r.revision), now).await?;
+        }
         sqlx::query(sql::FORGET_CONFIRMATION).bind(r.payment_id).execute(&mut *conn).await?;
         if let Some(order) = r.order {
             orders::reopen(conn, order, chain_id).await?;
@@ -243,6 +247,9 @@ pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) ->
     subscriptions::record_activations(conn, &writes.activations, now).await?;
     subscriptions::save_all(conn, &writes.subscriptions, now).await?;
     badges::queue_all(conn, &writes.jobs, now).await?;
+    for receipt in &writes.receipts {
+        receipts::issue(conn, receipt, now).await?;
+    }
     outbox::write_all(conn, &writes.events, now as i64).await?;
     Ok(())
 }

@@ -62,7 +62,7 @@ const PAYMENT_COLUMNS: &str = "id, tx_hash, log_index, block_number, block_hash,
      (SELECT o.checkout_id FROM orders o WHERE o.order_id = payments.matched_order) AS checkout_id, \
      (SELECT o.usd_micro FROM orders o WHERE o.order_id = payments.matched_order) AS usd_micro, \
      (SELECT o.rate_usd FROM orders o WHERE o.order_id = payments.matched_order) AS rate_usd, \
-     (SELECT o.customer_ref FROM orders o WHERE o.order_id = payments.matched_order) AS customer_ref";
+     (SELECT o.customer_ref FROM orders o WHERE o.order_id = payments.matched_order) AS customer_ref, amount";
 
 /// A stored payment: one the pass confirms, or one a reorg removed.
 #[derive(Debug, Clone)]
@@ -93,6 +93,8 @@ pub(crate) struct StoredPayment {
     pub(crate) usd: Option<crate::store::orders::OrderUsd>,
     /// The matched order's customer.
     pub(crate) customer_ref: Option<crate::billing::customers::CustomerRef>,
+    /// Amount paid, in the token's smallest unit.
+    pub(crate) amount: alloy::primitives::U256,
 }
 
 impl StoredPayment {
@@ -285,7 +287,12 @@ impl PassTx {
     /// Writes planned activations: their rows, the subscriptions, the badge jobs and the
     /// events.
     pub(crate) async fn write(&mut self, writes: Writes, now: u64) -> Result<(), StoreError> {
-        if writes.activations.is_empty() && writes.subscriptions.is_empty() && writes.jobs.is_empty() && writes.events.is_empty() && writes.customers.is_empty()
+        if writes.activations.is_empty()
+            && writes.subscriptions.is_empty()
+            && writes.jobs.is_empty()
+            && writes.events.is_empty()
+            && writes.customers.is_empty()
+            && writes.receipts.is_empty()
         {
             return Ok(());
         }

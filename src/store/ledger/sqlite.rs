@@ -11,11 +11,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{BlockRow, Move, NewPayment, PastActivation, Reversal, StoredOrder, StoredPayment, order_id_of, order_keys, payment_status, sql};
 use crate::{
-    billing::{activation::Writes, customers::CustomerRef},
+    billing::{activation::Writes, customers::CustomerRef, receipts::reorg_credit},
     ids::{CheckoutId, OrderId},
     states::PaymentStatus,
     store::{
-        StoreError, badges, customers, orders, outbox,
+        StoreError, badges, customers, orders, outbox, receipts,
         sqlite::SqliteTx,
         subscriptions::{self, Subscription},
         to_address, to_b256,
@@ -43,6 +43,7 @@ fn payment_from(r: &Row<'_>) -> Result<StoredPayment, StoreError> {
         checkout_id: r.get::<_, Option<String>>(15)?.map(CheckoutId::from_stored),
         usd: crate::store::orders::OrderUsd::from_columns(r.get(16)?, r.get(17)?),
         customer_ref: r.get::<_, Option<String>>(18)?.map(crate::billing::customers::CustomerRef::stored),
+        amount: crate::store::to_u256(&r.get::<_, Vec<u8>>(19)?, "payments.amount")?,
     })
 }
 
@@ -155,6 +156,9 @@ pub(super) async fn take_back(tx: &mut SqliteTx, chain_id: u64, reversals: Vec<R
                 now as i64
             ])?;
             subscriptions::drop_activation_sqlite(conn, r.payment_id)?;
+            if let Some(receipt) = receipts::live_of_payment_sqlite(conn, r.payment_id)? {
+                receipts::credit_sqlite(conn, &receipt, &reorg_credit(&receipt, r.revision), now)?;
+            }
             conn.prepare_cached(sql::FORGET_CONFIRMATION)?.execute([r.payment_id])?;
             if let Some(order) = r.order {
                 orders::reopen_sqlite(conn, order, chain_id)?;
@@ -291,6 +295,9 @@ pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result
         subscriptions::record_activations_sqlite(conn, &writes.activations, now)?;
         subscriptions::save_all_sqlite(conn, &writes.subscriptions, now)?;
         badges::queue_all_sqlite(conn, &writes.jobs, now)?;
+        for receipt in &writes.receipts {
+            receipts::issue_sqlite(conn, receipt, now)?;
+        }
         Ok(outbox::write_all_sqlite(conn, &writes.events, now as i64)?)
     })
     .await

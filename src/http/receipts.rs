@@ -1,0 +1,449 @@
+//! Receipts and credit notes ([`crate::billing::receipts`] has the rules):
+//! `GET /v1/receipts/{id}` as JSON or, for a browser (`Accept: text/html`), as a printable
+//! page; `GET /v1/me/receipts`, the member's own; `PUT /v1/receipts/{id}/buyer`, the
+//! member's name, address and tax id on a receipt.
+//!
+//! A receipt is the merchant's (API key) and its member's (membership token or the account
+//! session); anyone else gets the same 404 as for a receipt that does not exist, so ids
+//! cannot be probed.
+
+use alloy::primitives::Address;
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, header},
+    response::{Html, IntoResponse, Response},
+    routing::{get, put},
+};
+use maud::{DOCTYPE, Markup, html};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use super::{
+    AppState,
+    error::{ApiError, ApiJson, ErrorBody},
+};
+use crate::{
+    billing::receipts::{display_number, receipt_url},
+    config::MerchantSettings,
+    money::{TokenAmount, Usd},
+    store::receipts::{self, BuyerDetails, DocumentKind, PaidWith, Receipt},
+};
+
+/// Longest buyer detail accepted, in characters.
+const MAX_DETAIL: usize = 200;
+
+/// Who asks for a receipt.
+enum Reader {
+    /// The merchant (a live API key).
+    Merchant,
+    /// A signed-in member.
+    Member(Address),
+}
+
+/// The reader of a request: a live API key, else a membership token or session; 401
+/// without either.
+async fn reader(state: &AppState, headers: &HeaderMap) -> Result<Reader, ApiError> {
+    if let Some(key) = super::keys::bearer(headers)
+        && receipts_key(state, key).await?
+    {
+        return Ok(Reader::Merchant);
+    }
+    let claims = super::auth::signed_in(state, headers).await?;
+    Ok(Reader::Member(claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?))
+}
+
+/// Whether `key` is a live API key (a membership token never is).
+async fn receipts_key(state: &AppState, key: &str) -> Result<bool, ApiError> {
+    Ok(key.starts_with("tmai_sk_") && super::keys::verify(&state.db, key).await?.is_some())
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("no such receipt (or not yours)")
+}
+
+/// The merchant, as a document shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MerchantView {
+    /// Name (`merchant.name`).
+    pub name: Option<String>,
+    /// Postal address, lines separated by newlines (`merchant.address`).
+    pub address: Option<String>,
+    /// Tax id (`merchant.tax_id`).
+    pub tax_id: Option<String>,
+}
+
+/// The buyer's own details.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuyerView {
+    /// Name or company.
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+    /// Postal address (newlines allowed).
+    #[schema(max_length = 200)]
+    pub address: Option<String>,
+    /// Tax id (VAT number and the like).
+    #[schema(max_length = 200)]
+    pub tax_id: Option<String>,
+}
+
+/// An on-chain payment on a document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainPaymentView {
+    /// Chain id.
+    pub chain_id: u64,
+    /// The payment's transaction.
+    #[schema(pattern = "^0x[0-9a-fA-F]{64}$")]
+    pub tx_hash: String,
+    /// Its block.
+    pub block_number: u64,
+    /// Token paid in.
+    #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub token: String,
+    /// Its symbol.
+    pub token_symbol: String,
+    /// Amount, in the token's smallest unit (decimal text).
+    #[schema(pattern = "^[0-9]+$")]
+    pub amount: String,
+    /// Amount in whole tokens (`"16072.5"`).
+    pub amount_display: String,
+}
+
+/// A card payment on a document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardPaymentView {
+    /// The processor's payment (payment intent, invoice or charge id).
+    pub payment: Option<String>,
+    /// Amount, in cents (a credit note: the cents credited).
+    pub amount_cents: u64,
+    /// Currency, ISO 4217 lower case.
+    pub currency: String,
+}
+
+/// A receipt or credit note.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptView {
+    /// Its id.
+    pub id: String,
+    /// Its number as printed (`R-000042`, `CN-000043`).
+    pub number: String,
+    /// Its place in the merchant's one gap-free sequence of receipts and credit notes.
+    pub sequence: u64,
+    /// `receipt` or `credit_note`.
+    #[schema(pattern = "^(receipt|credit_note)$")]
+    pub kind: String,
+    /// A receipt: `issued`, or `cancelled` once credit notes credit all of it.
+    pub status: String,
+    /// A credit note: the receipt it credits.
+    pub credits: Option<String>,
+    /// A credit note: why (`reorged`: the chain dropped the payment; `refunded`).
+    pub reason: Option<String>,
+    /// A receipt: the credit note that cancelled it.
+    pub cancelled_by: Option<String>,
+    /// The merchant (from the configuration).
+    pub merchant: MerchantView,
+    /// The member's wallet.
+    #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub wallet: String,
+    /// The merchant's customer the payment belongs to.
+    pub customer_ref: Option<String>,
+    /// The buyer's own details, when added.
+    pub buyer: BuyerView,
+    /// Plan bought.
+    pub plan_id: u32,
+    /// Its name.
+    pub plan_name: String,
+    /// Periods bought.
+    pub periods: u32,
+    /// Unix time the period covered starts.
+    pub period_start: u64,
+    /// Unix time it ends.
+    pub period_end: u64,
+    /// `chain` or `card`.
+    pub method: String,
+    /// The on-chain payment.
+    pub chain: Option<ChainPaymentView>,
+    /// The card payment.
+    pub card: Option<CardPaymentView>,
+    /// Value in US dollars (at the quote's locked rate for a dollar-priced on-chain order;
+    /// card payments in USD).
+    pub usd_value: Option<String>,
+    /// The locked rate, USD per whole token.
+    pub rate_usd: Option<String>,
+    /// Unix time issued.
+    pub issued_at: u64,
+    /// Where it is served.
+    pub url: String,
+}
+
+impl ReceiptView {
+    fn of(r: &Receipt, merchant: &MerchantSettings, base: &str) -> Self {
+        let i = &r.issued;
+        let (chain, card) = match &i.paid_with {
+            PaidWith::Chain { chain_id, tx_hash, block_number, token, symbol, decimals, amount, .. } => (
+                Some(ChainPaymentView {
+                    chain_id: *chain_id,
+                    tx_hash: tx_hash.to_string(),
+                    block_number: *block_number,
+                    token: token.to_string(),
+                    token_symbol: symbol.clone(),
+                    amount: amount.to_string(),
+                    amount_display: TokenAmount::new(*amount, *decimals).to_string(),
+                }),
+                None,
+            ),
+            PaidWith::Card { payment, cents, currency, .. } => {
+                (None, Some(CardPaymentView { payment: payment.clone(), amount_cents: *cents, currency: currency.clone() }))
+            }
+        };
+        Self {
+            id: r.id.clone(),
+            number: display_number(r.kind, r.number),
+            sequence: r.number,
+            kind: r.kind.as_str().into(),
+            status: if r.cancelled_by.is_some() { "cancelled" } else { "issued" }.into(),
+            credits: r.credits.clone(),
+            reason: r.reason.clone(),
+            cancelled_by: r.cancelled_by.clone(),
+            merchant: MerchantView { name: merchant.name.clone(), address: merchant.address.clone(), tax_id: merchant.tax_id.clone() },
+            wallet: i.wallet.to_string(),
+            customer_ref: i.customer_ref.clone(),
+            buyer: BuyerView { name: r.buyer.name.clone(), address: r.buyer.address.clone(), tax_id: r.buyer.tax_id.clone() },
+            plan_id: i.plan_id,
+            plan_name: i.plan_name.clone(),
+            periods: i.periods,
+            period_start: i.period_start,
+            period_end: i.period_end,
+            method: if chain.is_some() { "chain" } else { "card" }.into(),
+            chain,
+            card,
+            usd_value: i.usd_micro.and_then(|m| Usd::from_micro(m as u64)).map(|u| u.to_string()),
+            rate_usd: i.rate_usd.clone(),
+            issued_at: r.issued_at,
+            url: receipt_url(base, &r.id),
+        }
+    }
+}
+
+/// Reads receipt `id` for `reader`: the merchant sees every one, a member their own.
+async fn readable(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Receipt, ApiError> {
+    let reader = reader(state, headers).await?;
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(not_found());
+    }
+    let receipt = receipts::get(&state.db, id).await?.ok_or_else(not_found)?;
+    match reader {
+        Reader::Merchant => Ok(receipt),
+        Reader::Member(wallet) if wallet == receipt.issued.wallet => Ok(receipt),
+        Reader::Member(_) => Err(not_found()),
+    }
+}
+
+/// Whether the request prefers a page to JSON (a browser's `Accept`).
+fn wants_html(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    accept.contains("text/html") && !accept.starts_with("application/json")
+}
+
+/// Answers a receipt or credit note: JSON, or the printable page when the request
+/// accepts `text/html` first (a browser opening the link).
+#[utoipa::path(get, path = "/v1/receipts/{id}", tag = "public", security(("api_key" = []), ("membership_token" = [])),
+    params(("id" = String, Path, description = "Receipt or credit note id (`rcpt_…`, `cn_…`)")),
+    responses(
+        (status = 200, body = ReceiptView, content_type = "application/json"),
+        (status = 200, body = String, content_type = "text/html", description = "The printable page"),
+        (status = 401, body = ErrorBody, description = "Neither an API key nor a membership token or account session"),
+        (status = 404, body = ErrorBody, description = "No such receipt, or another wallet's"), (status = 429, body = ErrorBody),
+))]
+pub async fn receipt(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let receipt = readable(&state, &headers, &id).await?;
+    let view = ReceiptView::of(&receipt, &state.merchant, state.http.public_url());
+    let cache = [(header::CACHE_CONTROL, "private, no-store")];
+    if wants_html(&headers) { Ok((cache, Html(page(&view).into_string())).into_response()) } else { Ok((cache, Json(view)).into_response()) }
+}
+
+/// The member's receipts and credit notes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptList {
+    /// Newest first (at most 100).
+    pub receipts: Vec<ReceiptView>,
+}
+
+/// Answers the signed-in member's receipts and credit notes, newest first.
+#[utoipa::path(get, path = "/v1/me/receipts", tag = "public", security(("membership_token" = [])), responses(
+    (status = 200, body = ReceiptList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "Sign-in is not configured"),
+    (status = 429, body = ErrorBody),
+))]
+pub async fn my_receipts(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let claims = super::auth::signed_in(&state, &headers).await?;
+    let wallet: Address = claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?;
+    let list = receipts::of_wallet(&state.db, wallet, 100).await?;
+    let base = state.http.public_url();
+    let receipts = list.iter().map(|r| ReceiptView::of(r, &state.merchant, base)).collect();
+    Ok(([(header::CACHE_CONTROL, "private, no-store")], Json(ReceiptList { receipts })).into_response())
+}
+
+/// Checks one buyer detail: trimmed, empty as none, at most [`MAX_DETAIL`] characters of
+/// printable text (newlines allowed).
+fn detail(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(text) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else { return Ok(None) };
+    if text.chars().count() > MAX_DETAIL {
+        return Err(ApiError::invalid(format!("{field} is longer than {MAX_DETAIL} characters")));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::invalid(format!("{field} holds control characters")));
+    }
+    Ok(Some(text))
+}
+
+/// Adds the buyer's name, address and tax id to one of the member's receipts that has
+/// none yet (a receipt, once it names a buyer, does not change), and keeps them for the
+/// member's next receipts. With the session cookie the request must come from an allowed
+/// origin with the session's `X-CSRF-Token`.
+#[utoipa::path(put, path = "/v1/receipts/{id}/buyer", tag = "public", security(("membership_token" = [])),
+    params(("id" = String, Path, description = "Receipt id (`rcpt_…`)")), request_body = BuyerView,
+    responses(
+        (status = 200, body = ReceiptView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
+        (status = 404, body = ErrorBody, description = "No such receipt, or another wallet's"),
+        (status = 409, body = ErrorBody, description = "The receipt names a buyer already, or is a credit note"), (status = 429, body = ErrorBody),
+))]
+pub async fn add_buyer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<BuyerView>,
+) -> Result<Response, ApiError> {
+    let wallet = super::auth::member_changing(&state, &headers).await?;
+    let buyer = BuyerDetails { name: detail("name", body.name)?, address: detail("address", body.address)?, tax_id: detail("tax_id", body.tax_id)? };
+    if buyer.is_empty() {
+        return Err(ApiError::invalid("give at least one of name, address, tax_id"));
+    }
+    let receipt = readable(&state, &headers, &id).await?;
+    if receipt.issued.wallet != wallet {
+        return Err(not_found());
+    }
+    if receipt.kind != DocumentKind::Receipt || !receipt.buyer.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "receipt_fixed",
+            "this document already names its buyer (or is a credit note): an issued receipt does not change",
+        ));
+    }
+    if !receipts::add_buyer(&state.db, &id, wallet, &buyer, state.clock.now()).await? {
+        return Err(ApiError::new(axum::http::StatusCode::CONFLICT, "receipt_fixed", "this receipt already names its buyer"));
+    }
+    let stored = receipts::get(&state.db, &id).await?.ok_or_else(not_found)?;
+    Ok(Json(ReceiptView::of(&stored, &state.merchant, state.http.public_url())).into_response())
+}
+
+/// A unix time as a date (`2026-12-06`), UTC.
+fn date(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix as i64)
+        .ok()
+        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day]")).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Text with its newlines as line breaks.
+fn lines(text: &str) -> Markup {
+    html! { @for (i, line) in text.lines().enumerate() { @if i > 0 { br; } (line) } }
+}
+
+/// The printable page of `v` (every value escaped by the template).
+fn page(v: &ReceiptView) -> Markup {
+    let title = if v.kind == "credit_note" { "Credit note" } else { "Receipt" };
+    let amount = match (&v.chain, &v.card) {
+        (Some(c), _) => format!("{} {}", c.amount_display, c.token_symbol),
+        (_, Some(c)) => format!("{}.{:02} {}", c.amount_cents / 100, c.amount_cents % 100, c.currency.to_uppercase()),
+        _ => String::new(),
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " " (v.number) }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                main.doc {
+                    header {
+                        div {
+                            h1 { (title) }
+                            p.number { (v.number) }
+                            @if v.status == "cancelled" { p.stamp { "Cancelled by credit note" } }
+                        }
+                        div.merchant {
+                            strong { (v.merchant.name.as_deref().unwrap_or("")) }
+                            @if let Some(a) = &v.merchant.address { p { (lines(a)) } }
+                            @if let Some(t) = &v.merchant.tax_id { p { "Tax id " (t) } }
+                        }
+                    }
+                    section.parties {
+                        div {
+                            h2 { "Billed to" }
+                            @if let Some(n) = &v.buyer.name { p { strong { (n) } } }
+                            @if let Some(a) = &v.buyer.address { p { (lines(a)) } }
+                            @if let Some(t) = &v.buyer.tax_id { p { "Tax id " (t) } }
+                            p.mono { (v.wallet) }
+                            @if let Some(c) = &v.customer_ref { p { "Customer " (c) } }
+                        }
+                        div {
+                            h2 { "Issued" }
+                            p { (date(v.issued_at)) }
+                            @if let Some(r) = &v.credits { p { "Credits receipt " span.mono { (r) } } }
+                            @if let Some(r) = &v.reason { p { "Reason: " (r) } }
+                        }
+                    }
+                    table {
+                        thead { tr { th { "Description" } th { "Period" } th.num { "Amount" } } }
+                        tbody {
+                            tr {
+                                td { (v.plan_name) " × " (v.periods) }
+                                td { (date(v.period_start)) " – " (date(v.period_end)) }
+                                td.num { (amount) }
+                            }
+                        }
+                    }
+                    @if let Some(usd) = &v.usd_value {
+                        p.total { "Value " strong { "$" (usd) } @if let Some(r) = &v.rate_usd { " at " (r) " USD per token (the quote's locked rate)" } }
+                    }
+                    section.payment {
+                        h2 { "Payment" }
+                        @if let Some(c) = &v.chain {
+                            p { "On chain " (c.chain_id) ", block " (c.block_number) }
+                            p.mono { "Transaction " (c.tx_hash) }
+                            p.mono { "Token " (c.token) }
+                        }
+                        @if let Some(c) = &v.card {
+                            p { "By card" @if let Some(p) = &c.payment { ", payment " span.mono { (p) } } }
+                        }
+                    }
+                    footer { p.mono { (v.id) } }
+                }
+            }
+        }
+    }
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;color:#1c1c28;background:#f3f3f7;margin:0}\
+.doc{max-width:760px;margin:32px auto;background:#fff;padding:40px 48px;border-radius:12px;box-shadow:0 2px 14px #0001}\
+header{display:flex;justify-content:space-between;gap:24px;border-bottom:2px solid #1c1c28;padding-bottom:16px}\
+h1{margin:0;font-size:28px}h2{font-size:12px;text-transform:uppercase;letter-spacing:.08em;color:#667;margin:0 0 6px}\
+p{margin:2px 0}.number{font-size:18px;color:#445}.merchant{text-align:right}.stamp{color:#b00020;font-weight:600}\
+.parties{display:flex;justify-content:space-between;gap:24px;margin:24px 0}.mono{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}\
+table{width:100%;border-collapse:collapse;margin:16px 0}th,td{text-align:left;padding:10px 8px;border-bottom:1px solid #ddd}\
+.num{text-align:right}.total{text-align:right;font-size:16px}.payment{margin-top:24px}footer{margin-top:32px;color:#889}\
+@media print{body{background:#fff}.doc{box-shadow:none;margin:0}}";
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/v1/receipts/{id}", get(receipt)).route("/v1/receipts/{id}/buyer", put(add_buyer)).route("/v1/me/receipts", get(my_receipts))
+}
+
+/// The receipt routes' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(receipt, my_receipts, add_buyer))]
+pub(super) struct Api;
