@@ -350,6 +350,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let ref_secret = alloy::hex::encode(rand::random::<[u8; 32]>());
     settings.merchant.customer_ref_secret = Some(SecretString::from(ref_secret.clone()));
     settings.merchant.name.get_or_insert_with(|| "tmai-pay dev shop".into());
+    settings.merchant.address.get_or_insert_with(|| "1 Local Street\n127.0.0.1 Devnet".into());
+    settings.merchant.tax_id.get_or_insert_with(|| "DEV-000000".into());
     if let Ok(secret) = std::env::var("TMAI_PAY__CARD__WEBHOOK_SECRET") {
         settings.card.webhook_secret = Some(SecretString::from(secret));
     }

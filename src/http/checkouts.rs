@@ -152,7 +152,9 @@ pub struct CheckoutView {
 /// Creates a checkout: an order and a signed quote for the wallet to pay.
 #[utoipa::path(post, path = "/v1/checkouts", tag = "public", request_body = CreateCheckout, responses(
     (status = 201, body = CheckoutView),
-    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "A signed customer_ref that is expired, tampered or not signed with this merchant's secret (`invalid_customer_ref`)"),
+    (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
     (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
 ))]
 pub async fn create_checkout(

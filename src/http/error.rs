@@ -154,6 +154,8 @@ impl From<crate::billing::customers::RefError> for ApiError {
         use crate::billing::customers::RefError;
         match e {
             RefError::NeedsKey => Self::new(StatusCode::UNAUTHORIZED, "customer_ref_needs_signature", e.to_string()),
+            // Well-formed, but not the merchant's signature now: refused, not malformed.
+            RefError::Expired(_) | RefError::BadMac | RefError::NoSecret => Self::new(StatusCode::FORBIDDEN, "invalid_customer_ref", e.to_string()),
             _ => Self::new(StatusCode::BAD_REQUEST, "invalid_customer_ref", e.to_string()),
         }
     }

@@ -73,20 +73,53 @@ pub struct MerchantView {
     pub tax_id: Option<String>,
 }
 
-/// The buyer's own details.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// The buyer's own details, as a document shows them (each null when not given).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BuyerView {
     /// Name or company.
-    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Postal address (newlines allowed).
-    #[schema(max_length = 200)]
     pub address: Option<String>,
     /// Tax id (VAT number and the like).
-    #[schema(max_length = 200)]
     pub tax_id: Option<String>,
 }
+
+/// A buyer detail's text: up to 200 characters, no control characters but newlines, at
+/// least one that is not a space (what [`detail`] checks).
+const DETAIL_PATTERN: &str = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$";
+
+/// The buyer details a member adds: at least one of them. Its schema is written out below
+/// (the derive cannot say `minProperties`), with [`DETAIL_PATTERN`] for each field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuyerRequest {
+    /// Name or company.
+    pub name: Option<String>,
+    /// Postal address (newlines allowed).
+    pub address: Option<String>,
+    /// Tax id (VAT number and the like).
+    pub tax_id: Option<String>,
+}
+
+impl utoipa::PartialSchema for BuyerRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let text = |description: &str| {
+            ObjectBuilder::new().schema_type(Type::String).max_length(Some(MAX_DETAIL)).pattern(Some(DETAIL_PATTERN)).description(Some(description))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("The buyer details a member adds: at least one of them."))
+            .property("name", text("Name or company."))
+            .property("address", text("Postal address (newlines allowed)."))
+            .property("tax_id", text("Tax id (VAT number and the like)."))
+            .min_properties(Some(1))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for BuyerRequest {}
 
 /// An on-chain payment on a document.
 #[derive(Debug, Serialize, ToSchema)]
@@ -284,17 +317,18 @@ pub async fn my_receipts(State(state): State<AppState>, headers: HeaderMap) -> R
     Ok(([(header::CACHE_CONTROL, "private, no-store")], Json(ReceiptList { receipts })).into_response())
 }
 
-/// Checks one buyer detail: trimmed, empty as none, at most [`MAX_DETAIL`] characters of
-/// printable text (newlines allowed).
+/// Checks one buyer detail against [`DETAIL_PATTERN`] (the schema's own pattern) and
+/// [`MAX_DETAIL`]; returns it with the spaces around it trimmed.
 fn detail(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(text) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else { return Ok(None) };
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| regex::Regex::new(DETAIL_PATTERN).expect("the pattern compiles"));
+    let Some(text) = value else { return Ok(None) };
     if text.chars().count() > MAX_DETAIL {
         return Err(ApiError::invalid(format!("{field} is longer than {MAX_DETAIL} characters")));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::invalid(format!("{field} holds control characters")));
+    if !PATTERN.is_match(&text) {
+        return Err(ApiError::invalid(format!("{field} is blank or holds control characters (only newlines are allowed)")));
     }
-    Ok(Some(text))
+    Ok(Some(text.trim_matches(|c: char| c <= ' ').to_string()))
 }
 
 /// Adds the buyer's name, address and tax id to one of the member's receipts that has
@@ -302,7 +336,7 @@ fn detail(field: &str, value: Option<String>) -> Result<Option<String>, ApiError
 /// member's next receipts. With the session cookie the request must come from an allowed
 /// origin with the session's `X-CSRF-Token`.
 #[utoipa::path(put, path = "/v1/receipts/{id}/buyer", tag = "public", security(("membership_token" = [])),
-    params(("id" = String, Path, description = "Receipt id (`rcpt_…`)")), request_body = BuyerView,
+    params(("id" = String, Path, description = "Receipt id (`rcpt_…`)")), request_body = BuyerRequest,
     responses(
         (status = 200, body = ReceiptView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
@@ -313,7 +347,7 @@ pub async fn add_buyer(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<BuyerView>,
+    ApiJson(body): ApiJson<BuyerRequest>,
 ) -> Result<Response, ApiError> {
     let wallet = super::auth::member_changing(&state, &headers).await?;
     let buyer = BuyerDetails { name: detail("name", body.name)?, address: detail("address", body.address)?, tax_id: detail("tax_id", body.tax_id)? };
@@ -438,6 +472,25 @@ p{margin:2px 0}.number{font-size:18px;color:#445}.merchant{text-align:right}.sta
 table{width:100%;border-collapse:collapse;margin:16px 0}th,td{text-align:left;padding:10px 8px;border-bottom:1px solid #ddd}\
 .num{text-align:right}.total{text-align:right;font-size:16px}.payment{margin-top:24px}footer{margin-top:32px;color:#889}\
 @media print{body{background:#fff}.doc{box-shadow:none;margin:0}}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document's pattern for each buyer detail is the one the handler checks.
+    #[test]
+    fn the_documented_buyer_pattern_is_the_checked_one() {
+        let schema = serde_json::to_value(<BuyerRequest as utoipa::PartialSchema>::schema()).unwrap();
+        for field in ["name", "address", "tax_id"] {
+            assert_eq!(schema["properties"][field]["pattern"], DETAIL_PATTERN, "{field}");
+        }
+        assert_eq!(schema["minProperties"], 1);
+        for (text, ok) in [("Ada", true), ("  Ada  ", true), ("1 Road\nTown", true), ("   ", false), ("", false), ("Ada\u{7}", false), ("\u{85}", false)] {
+            assert_eq!(detail("name", Some(text.into())).is_ok(), ok, "{text:?}");
+        }
+        assert_eq!(detail("name", Some(" Ada ".into())).unwrap().as_deref(), Some("Ada"));
+    }
+}
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/receipts/{id}", get(receipt)).route("/v1/receipts/{id}/buyer", put(add_buyer)).route("/v1/me/receipts", get(my_receipts))

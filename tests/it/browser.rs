@@ -12,7 +12,8 @@
 //! `target/e2e/checkout-usd.png` (the dollar price; `docs/checkout-usd.png` is a copy),
 //! `target/e2e/wallets.png` (the wallet list; `docs/wallets.png` is a copy),
 //! `target/e2e/wallets-paid.png`, `target/e2e/buy-tmai.png` (the offer; `docs/buy-tmai.png`
-//! is a copy) and `target/e2e/bought.png`.
+//! is a copy), `target/e2e/bought.png`, and `target/e2e/receipt.png` (the first payment's
+//! receipt opened from its webhook's `receipt_url`; `docs/receipt.png` is a copy).
 
 use std::{
     io::{BufRead, BufReader},
@@ -35,8 +36,11 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut ready = false;
+    let (mut ready, mut api_key) = (false, String::new());
     for line in BufReader::new(dev.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if let Some(rest) = line.trim().strip_prefix("merchant key") {
+            api_key = rest.split_whitespace().next().unwrap_or_default().to_string();
+        }
         if line.starts_with("Press Ctrl-C") {
             ready = true;
             break;
@@ -51,7 +55,8 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
     let price_shot = shots.join("checkout-usd.png");
     let offer_shot = shots.join("buy-tmai.png");
     let bought_shot = shots.join("bought.png");
-    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot] {
+    let receipt_shot = shots.join("receipt.png");
+    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot, &receipt_shot] {
         let _ = std::fs::remove_file(shot);
     }
     let browser_run = |account: &str, extra: &[(&str, &std::path::Path)], wallets: &str, other: &str, shot: &std::path::Path| {
@@ -100,12 +105,20 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
         "",
         &bought_shot,
     );
+    // The first payment's receipt, opened from the link its webhook carries.
+    let receipt = Command::new("node")
+        .arg(root.join("web/e2e/receipt.mjs"))
+        .env("BASE_URL", format!("http://127.0.0.1:{http_port}"))
+        .env("API_KEY", &api_key)
+        .env("SCREENSHOT", &receipt_shot)
+        .output()
+        .expect("node runs");
     // Ctrl-C, not SIGKILL: a killed `dev` cannot stop its anvil, which would outlive the test.
     let _ = Command::new("kill").args(["-INT", &dev.id().to_string()]).status();
     let _ = dev.wait();
 
     // Assert
-    for (run, output) in [("window.ethereum", &injected), ("two announced wallets", &announced), ("the one-click buy", &bought)] {
+    for (run, output) in [("window.ethereum", &injected), ("two announced wallets", &announced), ("the one-click buy", &bought), ("the receipt", &receipt)] {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success() && stdout.contains("e2e: ok"), "browser run with {run} failed:\n{stdout}\n{stderr}");
@@ -123,7 +136,9 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
     let stdout = String::from_utf8_lossy(&bought.stdout);
     assert!(stdout.contains("e2e: offer: You have 0 TMAI. Buy the missing"), "{stdout}");
     assert!(stdout.contains("e2e: bought exactly"), "{stdout}");
-    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot] {
+    let stdout = String::from_utf8_lossy(&receipt.stdout);
+    assert!(stdout.contains("e2e: receipt R-000001 ok (tmai-pay dev shop)"), "{stdout}");
+    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot, &receipt_shot] {
         let png = std::fs::read(shot).expect("the screenshot was saved");
         assert_eq!(&png[..8], PNG, "{}", shot.display());
     }

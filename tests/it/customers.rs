@@ -56,9 +56,9 @@ async fn a_public_checkout_takes_only_a_reference_the_merchant_signed(kind: DbKi
         ("x".repeat(65), Some(app.key.as_str()), 400, "invalid_customer_ref"),
         ("user 42".into(), Some(app.key.as_str()), 400, "invalid_customer_ref"),
         ("".into(), Some(app.key.as_str()), 400, "invalid_customer_ref"),
-        (signed(&app, "user_42", -1), None, 400, "invalid_customer_ref"),
-        (tampered, None, 400, "invalid_customer_ref"),
-        (foreign, None, 400, "invalid_customer_ref"),
+        (signed(&app, "user_42", -1), None, 403, "invalid_customer_ref"),
+        (tampered, None, 403, "invalid_customer_ref"),
+        (foreign, None, 403, "invalid_customer_ref"),
         ("user_42.123.abc".into(), None, 400, "invalid_customer_ref"),
         ("user_42".into(), Some("tmai_sk_not_a_key"), 401, "unauthorized"),
     ];
