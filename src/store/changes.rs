@@ -38,6 +38,10 @@ pub(crate) struct Changes {
     listener: OnceLock<ListenerTask>,
     /// Sends the generation after each move, to whoever waits for commits.
     wake: tokio::sync::watch::Sender<u64>,
+    /// Counts every commit that may have written events (this process's commits, those that
+    /// keep read caches too, and on PostgreSQL other instances' `outbox_events` inserts):
+    /// the webhook sender waits on it instead of polling.
+    written: tokio::sync::watch::Sender<u64>,
 }
 
 /// Aborts the listener when the last handle to the database is dropped.
@@ -58,13 +62,28 @@ impl Changes {
             listen_url,
             listener: OnceLock::new(),
             wake: tokio::sync::watch::channel(0).0,
+            written: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Records a committed write that leaves read caches valid (it may still have written
+    /// events).
+    pub(crate) fn wrote(&self) {
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Returns a receiver that sees every commit that may have written events ([`Self::wrote`],
+    /// [`Self::bump`]). Starts the listener.
+    pub(crate) fn subscribe_writes(self: &Arc<Self>) -> tokio::sync::watch::Receiver<u64> {
+        let _ = self.generation();
+        self.written.subscribe()
     }
 
     /// Records a committed write.
     pub(crate) fn bump(&self) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.wake.send_replace(generation);
+        self.wrote();
     }
 
     /// Returns a receiver that sees every move of the generation (commits of this process,
@@ -95,6 +114,10 @@ impl Changes {
     }
 }
 
+/// The payload of the `NOTIFY` an `outbox_events` insert sends (migration 0021): events to
+/// deliver, nothing a read cache holds.
+const OUTBOX_PAYLOAD: &str = "outbox";
+
 /// Follows `NOTIFY`s on [`CHANNEL`]; caching is on only while it is connected.
 async fn listen(url: String, changes: std::sync::Weak<Changes>) {
     loop {
@@ -121,6 +144,7 @@ async fn listen(url: String, changes: std::sync::Weak<Changes>) {
             let received = listener.try_recv().await;
             let Some(changes) = changes.upgrade() else { return };
             match received {
+                Ok(Some(n)) if n.payload() == OUTBOX_PAYLOAD => changes.wrote(),
                 Ok(Some(_)) => changes.bump(),
                 Ok(None) | Err(_) => {
                     // Notifications may have been lost: nothing cached can be trusted.

@@ -98,8 +98,10 @@ pub struct WriteTx {
     // Declared first so it is closed before the gate opens.
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
     committed: bool,
-    /// Told after the commit, unless the transaction keeps read caches valid.
-    changes: Option<std::sync::Arc<changes::Changes>>,
+    /// Told after the commit: that read caches are stale, unless `keep_caches`, and in any
+    /// case that something (events, perhaps) was written.
+    changes: std::sync::Arc<changes::Changes>,
+    keep_caches: bool,
     checkpoints: Option<tokio::sync::mpsc::Sender<()>>,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -109,8 +111,10 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         sqlx::query("COMMIT").execute(&mut *self.conn).await?;
         self.committed = true;
-        if let Some(changes) = &self.changes {
-            changes.bump();
+        if self.keep_caches {
+            self.changes.wrote();
+        } else {
+            self.changes.bump();
         }
         if let Some(checkpoints) = &self.checkpoints
             && let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = checkpoints.try_send(())
@@ -127,7 +131,7 @@ impl WriteTx {
     /// in `subscriptions`), so committing it leaves the caches' entries valid. Without
     /// this every commit invalidates them, which is always safe.
     pub fn keep_read_caches(&mut self) {
-        self.changes = None;
+        self.keep_caches = true;
     }
 }
 
@@ -286,6 +290,13 @@ impl Db {
         self.changes.subscribe()
     }
 
+    /// Returns a receiver woken after every commit that may have written events: this
+    /// process's commits, and on PostgreSQL other instances' `outbox_events` inserts (the
+    /// webhook sender waits on it).
+    pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe_writes()
+    }
+
     /// Begins a write transaction on the process's own SQLite connection ([`sqlite`]),
     /// after this process's other writers (`None` where there is no such connection).
     pub(crate) async fn begin_sqlite(&self) -> Option<Result<sqlite::SqliteTx, StoreError>> {
@@ -311,6 +322,8 @@ impl Db {
     pub(crate) fn committed_outside(&self, caches: bool) {
         if caches {
             self.changes.bump();
+        } else {
+            self.changes.wrote();
         }
         if let Some(checkpoints) = &self.checkpoints {
             let _ = checkpoints.try_send(());
@@ -347,7 +360,7 @@ impl Db {
             conn.close_on_drop();
             return Err(error.into());
         }
-        Ok(WriteTx { conn, committed: false, changes: Some(self.changes.clone()), checkpoints: self.checkpoints.clone(), _gate: gate })
+        Ok(WriteTx { conn, committed: false, changes: self.changes.clone(), keep_caches: false, checkpoints: self.checkpoints.clone(), _gate: gate })
     }
 
     /// Returns whether the database answers a query (readiness).

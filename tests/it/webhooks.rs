@@ -419,6 +419,49 @@ async fn the_running_worker_delivers_and_stops_cleanly(kind: DbKind) {
 }
 on_both_databases!(the_running_worker_delivers_and_stops_cleanly);
 
+/// The sender waits for commits, not for its poll: with a one-minute poll an event goes
+/// out within moments of the commit that wrote it — written by this process, and (on
+/// PostgreSQL, through the outbox trigger's NOTIFY) by another instance's own connection.
+async fn the_sender_wakes_on_commit_not_on_its_poll(kind: DbKind) {
+    let clock = Clock::system();
+    let app = app(kind, &clock, true).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = register(&app, &receiver.url("woken"), None).await;
+    receiver.set("woken", json!({ "secret": secret })).await;
+    let slow_poll = WebhookSettings { poll_interval_ms: 60_000, ..settings(true) };
+    let deliverer = Deliverer::new(app.h.test_db.db.clone(), slow_poll, clock.clone()).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { deliverer.run(cancel).await }
+    });
+    // The first loop finds nothing and goes to sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let arrives = |count: usize| {
+        let receiver = &receiver;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while receiver.received_ids("woken").await.len() < count {
+                assert!(std::time::Instant::now() < deadline, "event {count} not delivered within 10 s of its commit (the poll is a minute)");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut tx = app.h.test_db.db.begin_write().await.unwrap();
+    tmai_pay::store::outbox::write(&mut tx, "evt_woken_here", crate::event_schemas::sample(1, 0), 1).await.unwrap();
+    tx.commit().await.unwrap();
+    arrives(1).await;
+    if matches!(kind, DbKind::Postgres) {
+        // Another instance: a connection of its own, outside this process's Db.
+        let mut other = <sqlx::AnyConnection as sqlx::Connection>::connect(&app.h.test_db.url).await.unwrap();
+        tmai_pay::store::outbox::write(&mut other, "evt_woken_elsewhere", crate::event_schemas::sample(2, 0), 1).await.unwrap();
+        arrives(2).await;
+    }
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(20), running).await.expect("the worker stops when cancelled").unwrap();
+}
+on_both_databases!(the_sender_wakes_on_commit_not_on_its_poll);
+
 /// PostgreSQL numbers an event when it is written, not when its transaction commits: an
 /// event whose transaction commits after a later-numbered one must still go out first. Found
 /// by the chaos campaign (seed 3: a card webhook's `subscription.downgrade_scheduled`, seq

@@ -124,6 +124,11 @@ impl Deliverer {
     pub async fn run(&self, cancel: CancellationToken) {
         let poll = Duration::from_millis(self.inner.settings.poll_interval_ms);
         let limit = Arc::new(tokio::sync::Semaphore::new(self.inner.settings.max_concurrent_endpoints));
+        // Woken by every commit that may have written events (in this process, and on
+        // PostgreSQL any instance's outbox insert): an event goes out as soon as it is
+        // committed, not at the next poll. The poll stays as the floor (retries fall due
+        // by time, and a lost notification costs one interval at most).
+        let mut writes = self.inner.db.writes();
         let mut tasks = tokio::task::JoinSet::new();
         tracing::info!("webhook delivery started");
         loop {
@@ -158,6 +163,7 @@ impl Deliverer {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(poll) => {}
+                    _ = writes.changed() => {}
                 }
             } else if cancel.is_cancelled() {
                 break;
