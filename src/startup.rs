@@ -296,6 +296,7 @@ impl Service {
             .with_card(self.settings.card.clone())
             .with_auth(self.auth.clone())
             .with_merchant(self.settings.merchant.clone())
+            .with_reminders(self.settings.reminders.clone())
             .with_rates(self.rates.clone())
             .with_swaps(self.swaps.clone())
     }

@@ -53,6 +53,7 @@ use crate::{
     store::{Db, changes::ReadCache},
 };
 
+pub mod account;
 pub mod auth;
 pub mod card;
 pub mod checkouts;
@@ -124,6 +125,8 @@ pub struct Shared {
     pub merchant: Arc<crate::config::MerchantSettings>,
     /// Checks signed customer references (`merchant.customer_ref_secret`).
     pub customer_refs: Option<crate::billing::customers::RefSigner>,
+    /// When reminders go out (the account page lists the coming ones).
+    pub reminders: Arc<crate::config::ReminderSettings>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
@@ -180,6 +183,7 @@ impl AppState {
             swaps: None,
             merchant: Arc::new(crate::config::MerchantSettings::default()),
             customer_refs: None,
+            reminders: Arc::new(crate::config::ReminderSettings::default()),
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }))
@@ -244,6 +248,13 @@ impl AppState {
         self
     }
 
+    /// Returns the state with the reminder settings (the account page lists the coming
+    /// reminders).
+    pub fn with_reminders(mut self, reminders: crate::config::ReminderSettings) -> Self {
+        self.parts().reminders = Arc::new(reminders);
+        self
+    }
+
     /// Returns the state with sign-in (`None`: sign-in routes answer 503).
     pub fn with_auth(mut self, auth: Option<crate::auth::AuthService>) -> Self {
         self.parts().auth = auth.map(Arc::new);
@@ -299,6 +310,7 @@ impl Modify for Resources {
             events::Api::openapi(),
             auth::Api::openapi(),
             receipts::Api::openapi(),
+            account::Api::openapi(),
             ops::Api::openapi(),
         ] {
             openapi.merge(part);
@@ -341,7 +353,13 @@ pub fn prometheus() -> &'static PrometheusHandle {
 pub fn router(state: AppState) -> Router {
     prometheus();
     // Anyone's: rate-limited per client.
-    let public = Router::new().merge(plans::router()).merge(checkouts::router()).merge(subscriptions::router()).merge(auth::router()).merge(receipts::router());
+    let public = Router::new()
+        .merge(plans::router())
+        .merge(checkouts::router())
+        .merge(subscriptions::router())
+        .merge(auth::router())
+        .merge(receipts::router())
+        .merge(account::router());
     let public = rate_limited(public, &state, state.http.rate_limit_per_second, state.http.rate_limit_burst);
     // The processor's: signed, so neither an API key nor the public routes' budget; a
     // budget of its own per client, and the smallest body limit the processor needs.

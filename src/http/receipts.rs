@@ -211,7 +211,7 @@ pub struct ReceiptView {
 }
 
 impl ReceiptView {
-    fn of(r: &Receipt, merchant: &MerchantSettings, base: &str) -> Self {
+    pub(crate) fn of(r: &Receipt, merchant: &MerchantSettings, base: &str) -> Self {
         let i = &r.issued;
         let (chain, card) = match &i.paid_with {
             PaidWith::Chain { chain_id, tx_hash, block_number, token, symbol, decimals, amount, .. } => (

@@ -112,6 +112,12 @@ pub struct BadgeView {
 ))]
 pub async fn badge(State(state): State<AppState>, Path(wallet): Path<String>) -> Result<Json<BadgeView>, ApiError> {
     let wallet = parse_wallet("wallet", &wallet)?;
+    read_badge(&state, wallet).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("{wallet} holds no badge")))
+}
+
+/// Reads `wallet`'s badge from the chain (`None`: it holds none); 503 when the chain cannot
+/// be read.
+pub(crate) async fn read_badge(state: &AppState, wallet: Address) -> Result<Option<BadgeView>, ApiError> {
     let badge = MembershipBadge::new(state.deployment.badge, &state.provider);
     let unavailable = |e: alloy::contract::Error| {
         tracing::warn!(error = %e, "reading the badge failed");
@@ -119,11 +125,11 @@ pub async fn badge(State(state): State<AppState>, Path(wallet): Path<String>) ->
     };
     let m = badge.membershipOf(wallet).call().await.map_err(unavailable)?;
     if m.tokenId.is_zero() {
-        return Err(ApiError::not_found(format!("{wallet} holds no badge")));
+        return Ok(None);
     }
     let token_uri = badge.tokenURI(m.tokenId).call().await.map_err(unavailable)?;
     let active = badge.isActive(wallet).call().await.map_err(unavailable)?;
-    Ok(Json(BadgeView { wallet: wallet.to_string(), token_id: m.tokenId.to_string(), tier: m.tier, expires_at: m.expiresAt_, active, token_uri }))
+    Ok(Some(BadgeView { wallet: wallet.to_string(), token_id: m.tokenId.to_string(), tier: m.tier, expires_at: m.expiresAt_, active, token_uri }))
 }
 
 /// Returns the subscription and badge routes (public, rate-limited per client).

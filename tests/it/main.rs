@@ -1,6 +1,7 @@
 #![allow(missing_docs)]
 //! Integration tests: one binary, real anvil, real compiled contracts, real databases.
 
+mod account;
 mod activation;
 mod api;
 mod auth;

@@ -34,7 +34,7 @@ fn merchant() -> MerchantSettings {
 }
 
 /// A service with sign-in, card payments and the merchant's details.
-async fn spawn(kind: DbKind) -> Card {
+pub(crate) async fn spawn(kind: DbKind) -> Card {
     let clock = Clock::system();
     let (state_clock, auth) = (clock.clone(), auth_settings(None));
     let card = CardSettings { webhook_secret: Some(SECRET.to_string().into()), ..Default::default() };
@@ -46,7 +46,7 @@ async fn spawn(kind: DbKind) -> Card {
 }
 
 /// Signs wallet `index` in; returns its membership token and session cookie and CSRF token.
-async fn sign_in(app: &App, index: usize) -> (String, String, String) {
+pub(crate) async fn sign_in(app: &App, index: usize) -> (String, String, String) {
     let key = tmai_pay::chain::devnet::key(&app.h.chain.anvil, index);
     let nonce = new_nonce(app).await;
     let text = Msg::new(key.address(), &nonce, app.state.clock.now()).text();

@@ -1,0 +1,198 @@
+//! The member's own account: `GET /v1/me/account`, everything the account page shows in
+//! one answer — the subscription (plan, status, period end, days left, a scheduled change),
+//! the badge as the chain renders it, the reminders still to come, and every payment with
+//! its receipt. Under the membership token or the account session; never cached.
+
+use alloy::primitives::Address;
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use super::{
+    AppState,
+    error::{ApiError, ErrorBody},
+    plans::tier_name,
+    receipts::ReceiptView,
+    subscriptions::BadgeView,
+};
+use crate::{billing::activation::Subscription, states::SubscriptionStatus, store};
+
+/// Seconds in a day.
+const DAY: u64 = 86_400;
+/// Receipts an account answer lists at most (newest first).
+const RECEIPTS: u32 = 100;
+
+/// The member's subscription, as the account page shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSubscription {
+    /// Current plan.
+    pub plan_id: u32,
+    /// Its name.
+    pub plan_name: String,
+    /// Current tier.
+    pub tier: u8,
+    /// Tier name.
+    pub tier_name: String,
+    /// `trialing`, `active`, `past_due`, `canceled` (access to `expires_at`, no renewal) or
+    /// `expired` (also once `expires_at` has passed).
+    pub status: SubscriptionStatus,
+    /// Unix time it started.
+    pub started_at: u64,
+    /// Unix time the current period ends.
+    pub expires_at: u64,
+    /// Whole days left, rounded up (0 once ended).
+    pub days_left: u64,
+    /// A scheduled change: the plan that takes over at `expires_at`.
+    pub next_plan_id: Option<u32>,
+    /// Its name.
+    pub next_plan_name: Option<String>,
+    /// When the next plan's time ends.
+    pub next_expires_at: Option<u64>,
+}
+
+/// A reminder still to come.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReminderView {
+    /// Days before the end of the period.
+    pub days_before: u32,
+    /// Unix time it is due (`subscription.expiring`; the merchant's app tells the member).
+    pub at: u64,
+}
+
+/// The member's account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// The member's wallet.
+    #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub wallet: String,
+    /// The merchant's customer the wallet belongs to.
+    pub customer_ref: Option<String>,
+    /// The subscription (null: none yet).
+    pub subscription: Option<AccountSubscription>,
+    /// The badge as the chain holds and renders it (null: none, or the chain could not be
+    /// read: `badge_unavailable`).
+    pub badge: Option<BadgeView>,
+    /// Whether the chain could not be read for the badge just now.
+    pub badge_unavailable: bool,
+    /// Reminders still to come this period, soonest first.
+    pub reminders: Vec<ReminderView>,
+    /// Payments with their receipts, and credit notes, newest first (at most 100).
+    pub receipts: Vec<ReceiptView>,
+}
+
+/// The subscription `sub` as the account shows it at `now`.
+fn subscription_view(state: &AppState, sub: &Subscription, now: u64) -> AccountSubscription {
+    let name = |id: u32| state.catalog.get(id).map_or_else(|| format!("plan {id}"), |p| p.name.clone());
+    let mut status = sub.status;
+    if sub.expires_at <= now {
+        status = SubscriptionStatus::Expired;
+    }
+    AccountSubscription {
+        plan_id: sub.plan_id,
+        plan_name: name(sub.plan_id),
+        tier: sub.tier,
+        tier_name: tier_name(sub.tier).into(),
+        status,
+        started_at: sub.started_at,
+        expires_at: sub.expires_at,
+        days_left: sub.expires_at.saturating_sub(now).div_ceil(DAY),
+        next_plan_id: sub.next_plan_id,
+        next_plan_name: sub.next_plan_id.map(name),
+        next_expires_at: sub.next_expires_at,
+    }
+}
+
+/// The reminders still to come for `sub` at `now`: one per configured offset after now, as
+/// the reminder pass sends them ([`crate::billing::reminders`]: a live or canceled plan
+/// without a scheduled next plan).
+fn reminders(days: &[u32], sub: &Subscription, now: u64) -> Vec<ReminderView> {
+    let notified = matches!(sub.status, SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue | SubscriptionStatus::Canceled);
+    if !notified || sub.next_plan_id.is_some() || sub.expires_at <= now {
+        return Vec::new();
+    }
+    let mut out: Vec<ReminderView> = days
+        .iter()
+        .filter_map(|&d| sub.expires_at.checked_sub(u64::from(d) * DAY).filter(|at| *at > now).map(|at| ReminderView { days_before: d, at }))
+        .collect();
+    out.sort_by_key(|r| r.at);
+    out
+}
+
+/// Answers the signed-in member's account.
+#[utoipa::path(get, path = "/v1/me/account", tag = "public", security(("membership_token" = [])), responses(
+    (status = 200, body = AccountView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "Sign-in is not configured"),
+    (status = 429, body = ErrorBody),
+))]
+pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let claims = super::auth::signed_in(&state, &headers).await?;
+    let wallet: Address = claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?;
+    let now = state.clock.now();
+    let subscription = super::subscriptions::stored_subscription(&state, wallet).await?;
+    let (badge, badge_unavailable) = match super::subscriptions::read_badge(&state, wallet).await {
+        Ok(badge) => (badge, false),
+        Err(_) => (None, true),
+    };
+    let customer_ref = store::customers::of_wallet_in(&state.db, wallet).await?;
+    let base = state.http.public_url();
+    let receipts = store::receipts::of_wallet(&state.db, wallet, RECEIPTS).await?.iter().map(|r| ReceiptView::of(r, &state.merchant, base)).collect();
+    let view = AccountView {
+        wallet: wallet.to_string(),
+        customer_ref: customer_ref.map(|c| c.as_str().to_string()),
+        reminders: subscription.as_deref().map(|s| reminders(&state.reminders.expiring_days, s, now)).unwrap_or_default(),
+        subscription: subscription.as_deref().map(|s| subscription_view(&state, s, now)),
+        badge,
+        badge_unavailable,
+        receipts,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
+}
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/v1/me/account", get(account))
+}
+
+/// The account routes' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(account))]
+pub(super) struct Api;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(status: SubscriptionStatus, expires_at: u64) -> Subscription {
+        Subscription {
+            wallet: Address::ZERO,
+            plan_id: 1,
+            tier: 1,
+            status,
+            started_at: 0,
+            expires_at,
+            next_plan_id: None,
+            next_expires_at: None,
+            comp_seconds: 0,
+            paid_rate: None,
+        }
+    }
+
+    #[test]
+    fn reminders_to_come_are_those_after_now_for_a_running_plan() {
+        let now = 1_000 * DAY;
+        let live = sub(SubscriptionStatus::Active, now + 3 * DAY);
+        let coming = reminders(&[7, 1, 2], &live, now);
+        assert_eq!(coming.iter().map(|r| r.days_before).collect::<Vec<_>>(), [2, 1], "7 days before is past; soonest first");
+        assert_eq!(coming[0].at, now + DAY);
+        assert_eq!(reminders(&[1], &sub(SubscriptionStatus::Canceled, now + 3 * DAY), now).len(), 1, "a canceled plan is reminded of its end");
+        assert!(reminders(&[1], &sub(SubscriptionStatus::Expired, now + 3 * DAY), now).is_empty());
+        let mut scheduled = sub(SubscriptionStatus::Active, now + 3 * DAY);
+        scheduled.next_plan_id = Some(2);
+        assert!(reminders(&[1], &scheduled, now).is_empty(), "a scheduled plan takes over: no reminder");
+        assert!(reminders(&[1], &sub(SubscriptionStatus::Active, now), now).is_empty());
+    }
+}
