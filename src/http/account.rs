@@ -6,13 +6,13 @@
 use alloy::primitives::Address;
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Query, State, rejection::QueryRejection},
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::{
     AppState,
@@ -21,7 +21,14 @@ use super::{
     receipts::ReceiptView,
     subscriptions::BadgeView,
 };
-use crate::{billing::activation::Subscription, states::SubscriptionStatus, store};
+use crate::{
+    billing::{
+        activation::{self, Subscription},
+        quotes::MAX_PERIODS,
+    },
+    states::SubscriptionStatus,
+    store::{self, subscriptions::ActivationKind},
+};
 
 /// Seconds in a day.
 const DAY: u64 = 86_400;
@@ -153,13 +160,98 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Resul
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
 
+/// `GET /v1/me/plan-change` query: the purchase to preview.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChangeQuery {
+    /// Plan id from `GET /v1/plans`.
+    pub plan_id: u32,
+    /// Periods to buy, 1–36 (default 1).
+    #[param(minimum = 1, maximum = 36)]
+    pub periods: Option<u32>,
+    /// Token symbol to pay in.
+    #[param(max_length = 32)]
+    pub token: String,
+}
+
+/// What buying a plan now would do to the member's subscription, as the service computes
+/// it at activation (the page computes nothing itself).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanChangePreview {
+    /// The change: `subscription.activated` (none, or ended), `subscription.renewed` (same
+    /// tier: time added), `subscription.upgraded` (higher tier at once, the unused paid time
+    /// credited) or `subscription.downgrade_scheduled` (lower tier from the end of the
+    /// current period).
+    pub change: ActivationKind,
+    /// Plan bought.
+    pub plan_id: u32,
+    /// Periods bought.
+    pub periods: u32,
+    /// The current plan's unused paid time, converted into the new plan's time at its list
+    /// price (upgrades; rounded down). Comp time is carried over as it is, not credited.
+    pub credit_seconds: u64,
+    /// The plan in force after the purchase.
+    pub after_plan_id: u32,
+    /// When the plan in force ends after the purchase.
+    pub expires_at: u64,
+    /// A downgrade: when the lower plan takes effect (the end of the current period).
+    pub takes_effect_at: Option<u64>,
+    /// A downgrade: when the lower plan's time ends.
+    pub next_expires_at: Option<u64>,
+    /// The time the preview was computed for: the credit shrinks as the current period is
+    /// used, and is computed again, exactly, when the payment confirms.
+    pub as_of: u64,
+}
+
+/// Previews what buying `periods` of a plan in a token now would do to the signed-in
+/// member's subscription: the change, the credit for unused time, the new end. Computed by
+/// the same rules as the activation the payment causes, at this moment.
+#[utoipa::path(get, path = "/v1/me/plan-change", tag = "public", security(("membership_token" = [])), params(PlanChangeQuery), responses(
+    (status = 200, body = PlanChangePreview), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody, description = "No such plan or token (or sign-in is not configured)"), (status = 429, body = ErrorBody),
+))]
+pub async fn plan_change(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<PlanChangeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let claims = super::auth::signed_in(&state, &headers).await?;
+    let wallet: Address = claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?;
+    let Query(q) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
+    let periods = q.periods.unwrap_or(1);
+    if periods == 0 || periods > MAX_PERIODS {
+        return Err(ApiError::invalid(format!("periods must be between 1 and {MAX_PERIODS}")));
+    }
+    let plan = state.catalog.get(q.plan_id).ok_or_else(|| ApiError::not_found(format!("no plan {}; see GET /v1/plans", q.plan_id)))?;
+    let token = state.catalog.token(q.token.trim()).ok_or_else(|| ApiError::not_found(format!("no token {:?}; see GET /v1/plans", q.token)))?;
+    let now = state.clock.now();
+    let current = super::subscriptions::stored_subscription(&state, wallet).await?;
+    let paid = activation::purchase_worth(&state.catalog, plan, periods, token.address, None);
+    let change = activation::plan_change(current.as_deref(), &state.catalog, wallet, plan, periods, paid, now);
+    let kind: ActivationKind = change.kind.into();
+    let downgrade = kind == ActivationKind::DowngradeScheduled;
+    let view = PlanChangePreview {
+        change: kind,
+        plan_id: plan.id,
+        periods,
+        credit_seconds: change.credit_seconds,
+        after_plan_id: change.after.plan_id,
+        expires_at: change.after.expires_at,
+        takes_effect_at: downgrade.then(|| change.after.next_expires_at.map(|end| end - plan.period.seconds() * u64::from(periods))).flatten(),
+        next_expires_at: change.after.next_expires_at.filter(|_| downgrade),
+        as_of: now,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
+}
+
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/me/account", get(account))
+    Router::new().route("/v1/me/account", get(account)).route("/v1/me/plan-change", get(plan_change))
 }
 
 /// The account routes' part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi(paths(account))]
+#[openapi(paths(account, plan_change))]
 pub(super) struct Api;
 
 #[cfg(test)]

@@ -68,3 +68,75 @@ async fn a_member_sees_plan_reminders_payments_and_badge(kind: DbKind) {
     assert!(theirs["subscription"].is_null() && theirs["receipts"].as_array().unwrap().is_empty(), "{theirs}");
 }
 on_both_databases!(a_member_sees_plan_reminders_payments_and_badge);
+
+const PREVIEW: &str = "/v1/me/plan-change";
+
+async fn preview(app: &crate::api::App, token: &str, query: &str) -> (u16, serde_json::Value) {
+    app.call("GET", PREVIEW, &format!("{PREVIEW}?{query}"), None, Some(token)).await
+}
+
+/// The preview of a purchase is what its payment then does: an upgrade credits the unused
+/// paid time (no more than previewed: the period is used meanwhile), a lower tier is
+/// scheduled from the end of the period, the same tier adds its time; bad queries are
+/// refused in words.
+async fn the_plan_change_preview_is_what_the_payment_then_does(kind: DbKind) {
+    let card = spawn(kind).await;
+    let app = &card.app;
+    let (token, _, _) = sign_in(app, 1).await;
+    let (status, fresh) = preview(app, &token, "plan_id=1&token=TMAI").await;
+    assert_eq!((status, fresh["change"].as_str()), (200, Some("subscription.activated")), "{fresh}");
+
+    // A Basic member.
+    let quote = app.h.quote(1, 1, "TMAI", 1).await;
+    app.h.pay(1, &quote).await;
+    app.h.mine(crate::harness::CONFIRMATIONS).await;
+    app.h.catch_up().await;
+    let current = app.call("GET", "/v1/subscriptions/{wallet}", &format!("/v1/subscriptions/{}", app.wallet(1)), None, None).await.1;
+    let basic_end = current["expires_at"].as_u64().unwrap();
+
+    let (_, same) = preview(app, &token, "plan_id=1&token=TMAI&periods=2").await;
+    assert_eq!((same["change"].as_str(), same["credit_seconds"].as_u64()), (Some("subscription.renewed"), Some(0)));
+    assert_eq!(same["expires_at"].as_u64().unwrap(), basic_end + 2 * 30 * 86_400);
+
+    // Upgrade: preview, then pay it.
+    let (status, up) = preview(app, &token, "plan_id=3&token=TMAI").await;
+    assert_eq!((status, up["change"].as_str(), up["after_plan_id"].as_u64()), (200, Some("subscription.upgraded"), Some(3)), "{up}");
+    let previewed = up["credit_seconds"].as_u64().unwrap();
+    assert!(previewed > 0, "a month of Basic is worth some Premium time: {up}");
+    let quote = app.h.quote(1, 3, "TMAI", 1).await;
+    app.h.pay(1, &quote).await;
+    app.h.mine(crate::harness::CONFIRMATIONS).await;
+    app.h.catch_up().await;
+    let upgraded = app.h.events("subscription.upgraded").await;
+    let credited = upgraded[0].payload["data"]["credit_seconds"].as_u64().unwrap();
+    assert!(credited <= previewed, "never more than previewed: {credited} > {previewed}");
+    let elapsed = app.state.clock.now() - up["as_of"].as_u64().unwrap();
+    // Premium time is worth ~5x Basic's: each second used costs about a fifth of one.
+    assert!(previewed - credited <= elapsed + 1, "credit {credited} vs previewed {previewed} after {elapsed} s");
+
+    // A lower tier now: scheduled from the end of the Premium period.
+    let premium = app.call("GET", "/v1/subscriptions/{wallet}", &format!("/v1/subscriptions/{}", app.wallet(1)), None, None).await.1;
+    let premium_end = premium["expires_at"].as_u64().unwrap();
+    let (_, down) = preview(app, &token, "plan_id=1&token=USD").await;
+    assert_eq!(down["change"], "subscription.downgrade_scheduled", "{down}");
+    assert_eq!((down["takes_effect_at"].as_u64(), down["expires_at"].as_u64()), (Some(premium_end), Some(premium_end)));
+    assert_eq!(down["next_expires_at"].as_u64(), Some(premium_end + 30 * 86_400));
+
+    // Bad queries.
+    for (query, status) in [
+        ("plan_id=99&token=TMAI", 404),
+        ("plan_id=1&token=DOGE", 404),
+        ("plan_id=1&token=TMAI&periods=0", 400),
+        ("plan_id=1&token=TMAI&periods=37", 400),
+        ("plan_id=1", 400),
+        ("plan_id=x&token=TMAI", 400),
+        ("plan_id=1&token=TMAI&extra=1", 400),
+    ] {
+        let (got, answer) = preview(app, &token, query).await;
+        assert_eq!(got, status, "{query}: {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let (status, _) = app.call("GET", PREVIEW, &format!("{PREVIEW}?plan_id=1&token=TMAI"), None, None).await;
+    assert_eq!(status, 401);
+}
+on_both_databases!(the_plan_change_preview_is_what_the_payment_then_does);
