@@ -240,29 +240,71 @@ fn sqlite(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
+/// Takes the next `count` numbers; returns the first.
+const TAKE_NUMBERS: &str = "UPDATE receipt_numbers SET last = last + $1 WHERE series = 'documents' RETURNING last";
+
 /// Issues `r` at `now` unless it was issued before; returns its number when issued now.
 pub async fn issue(conn: &mut AnyConnection, r: &NewReceipt, now: u64) -> Result<Option<u64>, StoreError> {
-    if sqlx::query(EXISTS).bind(r.id.as_str()).fetch_optional(&mut *conn).await?.is_some() {
-        return Ok(None);
-    }
-    let number: i64 = sqlx::query_scalar(NEXT_NUMBER).fetch_one(&mut *conn).await?;
-    let mut values = vec![Value::Text(r.id.clone()), Value::I64(number)];
-    values.extend(insert_values(r, now));
-    bind_all(sqlx::query(INSERT), &values).execute(conn).await?;
-    Ok(Some(number as u64))
+    Ok(issue_all(conn, std::slice::from_ref(r), now).await?.pop().flatten())
 }
 
-/// [`issue`] on the process's SQLite connection.
-pub fn issue_sqlite(conn: &rusqlite::Connection, r: &NewReceipt, now: u64) -> Result<Option<u64>, StoreError> {
-    if conn.prepare_cached(&sqlite(EXISTS))?.exists([r.id.as_str()])? {
-        return Ok(None);
+/// Issues the receipts of `batch` not issued before, numbered in their order from one
+/// reservation of the sequence; returns each one's number (`None`: issued before).
+pub async fn issue_all(conn: &mut AnyConnection, batch: &[NewReceipt], now: u64) -> Result<Vec<Option<u64>>, StoreError> {
+    let mut fresh = Vec::with_capacity(batch.len());
+    for r in batch {
+        let issued = sqlx::query(EXISTS).bind(r.id.as_str()).fetch_optional(&mut *conn).await?.is_some();
+        fresh.push(!issued && !batch.iter().take_while(|o| !std::ptr::eq(*o, r)).any(|o| o.id == r.id));
     }
-    let number: i64 = conn.prepare_cached(NEXT_NUMBER)?.query_row([], |row| row.get(0))?;
-    let mut values = vec![Value::Text(r.id.clone()), Value::I64(number)];
-    values.extend(insert_values(r, now));
-    let params: Vec<rusqlite::types::Value> = values.iter().map(sqlite_value).collect();
-    conn.prepare_cached(&sqlite(INSERT))?.execute(rusqlite::params_from_iter(params))?;
-    Ok(Some(number as u64))
+    let count = fresh.iter().filter(|f| **f).count() as i64;
+    if count == 0 {
+        return Ok(vec![None; batch.len()]);
+    }
+    let last: i64 = sqlx::query_scalar(TAKE_NUMBERS).bind(count).fetch_one(&mut *conn).await?;
+    let mut next = last - count;
+    let mut out = Vec::with_capacity(batch.len());
+    for (r, fresh) in batch.iter().zip(fresh) {
+        if !fresh {
+            out.push(None);
+            continue;
+        }
+        next += 1;
+        let mut values = vec![Value::Text(r.id.clone()), Value::I64(next)];
+        values.extend(insert_values(r, now));
+        bind_all(sqlx::query(INSERT), &values).execute(&mut *conn).await?;
+        out.push(Some(next as u64));
+    }
+    Ok(out)
+}
+
+/// [`issue_all`] on the process's SQLite connection (the watcher's pass).
+pub fn issue_all_sqlite(conn: &rusqlite::Connection, batch: &[NewReceipt], now: u64) -> Result<Vec<Option<u64>>, StoreError> {
+    let mut exists = conn.prepare_cached(&sqlite(EXISTS))?;
+    let mut fresh = Vec::with_capacity(batch.len());
+    for r in batch {
+        let issued = exists.exists([r.id.as_str()])?;
+        fresh.push(!issued && !batch.iter().take_while(|o| !std::ptr::eq(*o, r)).any(|o| o.id == r.id));
+    }
+    let count = fresh.iter().filter(|f| **f).count() as i64;
+    if count == 0 {
+        return Ok(vec![None; batch.len()]);
+    }
+    let last: i64 = conn.prepare_cached(&sqlite(TAKE_NUMBERS))?.query_row([count], |row| row.get(0))?;
+    let mut insert = conn.prepare_cached(&sqlite(INSERT))?;
+    let mut next = last - count;
+    let mut out = Vec::with_capacity(batch.len());
+    for (r, fresh) in batch.iter().zip(fresh) {
+        if !fresh {
+            out.push(None);
+            continue;
+        }
+        next += 1;
+        let mut values = vec![Value::Text(r.id.clone()), Value::I64(next)];
+        values.extend(insert_values(r, now));
+        insert.execute(rusqlite::params_from_iter(values.iter().map(sqlite_value)))?;
+        out.push(Some(next as u64));
+    }
+    Ok(out)
 }
 
 /// A credit note to issue.

@@ -247,9 +247,7 @@ pub(super) async fn write(conn: &mut AnyConnection, writes: Writes, now: u64) ->
     subscriptions::record_activations(conn, &writes.activations, now).await?;
     subscriptions::save_all(conn, &writes.subscriptions, now).await?;
     badges::queue_all(conn, &writes.jobs, now).await?;
-    for receipt in &writes.receipts {
-        receipts::issue(conn, receipt, now).await?;
-    }
+    receipts::issue_all(conn, &writes.receipts, now).await?;
     outbox::write_all(conn, &writes.events, now as i64).await?;
     Ok(())
 }

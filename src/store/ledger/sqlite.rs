@@ -295,9 +295,7 @@ pub(super) async fn write(tx: &mut SqliteTx, writes: Writes, now: u64) -> Result
         subscriptions::record_activations_sqlite(conn, &writes.activations, now)?;
         subscriptions::save_all_sqlite(conn, &writes.subscriptions, now)?;
         badges::queue_all_sqlite(conn, &writes.jobs, now)?;
-        for receipt in &writes.receipts {
-            receipts::issue_sqlite(conn, receipt, now)?;
-        }
+        receipts::issue_all_sqlite(conn, &writes.receipts, now)?;
         Ok(outbox::write_all_sqlite(conn, &writes.events, now as i64)?)
     })
     .await
