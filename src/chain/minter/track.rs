@@ -63,9 +63,10 @@ impl Minter {
 
     /// Records a mined batch and, `N` deep, confirms or fails it.
     async fn track_mined(&self, batch: &Batch, receipt: &TransactionReceipt, head: u64, report: &mut TickReport) -> Result<(), MintError> {
-        let block = receipt.block_number.unwrap_or(head);
-        if batch.status != BatchStatus::Mined || batch.mined_block != Some(block) {
-            badges::mark_mined(&self.db, batch.id, receipt.transaction_hash, block, receipt.gas_used, self.now()).await?;
+        let at = mined_at(receipt, head);
+        let block = at.block;
+        if batch.status != BatchStatus::Mined || batch.mined_block != Some(block) || batch.mined_block_hash != Some(at.block_hash) {
+            badges::mark_mined(&self.db, batch.id, at, self.now()).await?;
         }
         if head + 1 >= block + self.config.confirmations {
             if receipt.status() {
@@ -115,7 +116,7 @@ impl Minter {
     }
 
     /// Returns the receipt of whichever signed version of the batch was mined.
-    async fn find_receipt(&self, batch_id: i64) -> Result<Option<TransactionReceipt>, MintError> {
+    pub(super) async fn find_receipt(&self, batch_id: i64) -> Result<Option<TransactionReceipt>, MintError> {
         for hash in badges::versions(&self.db, batch_id).await? {
             if let Some(receipt) = self.provider.get_transaction_receipt(hash).await?
                 && receipt.block_number.is_some()
@@ -161,6 +162,17 @@ impl Minter {
         metrics::counter!("tmai_badge_jobs_confirmed_total").increment(jobs.len() as u64);
         tracing::info!(batch = batch.id, nonce = batch.nonce, call = %batch.call, jobs = jobs.len(), tx = %receipt.transaction_hash, "badge batch confirmed");
         Ok(jobs.len())
+    }
+}
+
+/// Returns where `receipt`'s transaction was mined (`head` when the node left the block
+/// number out).
+pub(super) fn mined_at(receipt: &TransactionReceipt, head: u64) -> badges::MinedAt {
+    badges::MinedAt {
+        tx_hash: receipt.transaction_hash,
+        block: receipt.block_number.unwrap_or(head),
+        block_hash: receipt.block_hash.unwrap_or_default(),
+        gas_used: receipt.gas_used,
     }
 }
 
