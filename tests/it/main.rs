@@ -27,6 +27,7 @@ mod localstripe;
 mod markets;
 mod members;
 mod minter;
+mod minter_reorgs;
 mod reads;
 mod reminders;
 mod rpc_proxy;
