@@ -244,7 +244,7 @@ impl Minter {
         let mut report = TickReport { head, ..Default::default() };
         self.recheck_confirmed(head, latest_nonce, &mut report).await?;
         if self.track(head, latest_nonce, &mut report).await? {
-            self.plan(head, latest_nonce, &mut report).await?;
+            self.plan(head, &mut report).await?;
         }
         let open = badges::count_open(&self.db, self.config.chain_id, self.issuer).await?;
         let counts = job_counts(&self.db).await?;

@@ -71,7 +71,7 @@ impl Minter {
         report.reorged_confirmed += 1;
         metrics::counter!("tmai_badge_batches_reorged_after_confirmation_total").increment(1);
         let (id, nonce, block) = (batch.id, batch.nonce, batch.mined_block);
-        if nonce >= latest_nonce && badges::reopen_confirmed(&self.db, id, self.now()).await? {
+        if !self.nonce_taken(nonce, latest_nonce).await? && badges::reopen_confirmed(&self.db, id, self.now()).await? {
             tracing::error!(
                 batch = id,
                 nonce,

@@ -35,7 +35,7 @@ impl Minter {
                 report.reorged += 1;
                 badges::set_batch_status(&self.db, batch.id, BatchStatus::Sent, BadgeJobStatus::Sent, self.now()).await?;
             }
-            if batch.nonce < latest_nonce {
+            if self.nonce_taken(batch.nonce, latest_nonce).await? {
                 tracing::warn!(batch = batch.id, nonce = batch.nonce, "issuer nonce used by another transaction; queueing the batch's jobs again");
                 badges::drop_batch(&self.db, batch.id, self.now()).await?;
                 report.dropped += 1;
@@ -113,6 +113,15 @@ impl Minter {
             Some(false) => report.fee_capped = true,
             None => {}
         }
+    }
+
+    /// Whether another transaction took `nonce`, whose batch has no receipt: the chain's
+    /// latest count passed it both at the start of the tick (`latest_nonce`) and now. The
+    /// first alone may predate a reorg that removed the batch's own transaction and freed
+    /// the nonce (giving the batch up then would leave a gap); the second alone may count
+    /// the batch's own transaction mined since its receipt was looked up.
+    pub(super) async fn nonce_taken(&self, nonce: u64, latest_nonce: u64) -> Result<bool, MintError> {
+        Ok(nonce < latest_nonce && nonce < self.provider.get_transaction_count(self.issuer).latest().await?)
     }
 
     /// Returns the receipt of whichever signed version of the batch was mined.
