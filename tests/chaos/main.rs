@@ -420,7 +420,7 @@ currency = "usd"
                     println!("chaos: SIGKILL instance {victim} at {done} checkouts; serving again after {} ms", recovered.as_millis());
                 }
                 "reorg" => {
-                    let depth = rng.random_range(1..=CONFIRMATIONS + 2);
+                    let mut depth = rng.random_range(1..=CONFIRMATIONS + 2);
                     let remine = rng.random_bool(0.5);
                     let _guard = chain_lock.write().await;
                     let head = owner.get_block_number().await.map_err(|e| e.to_string())?;
@@ -444,6 +444,16 @@ currency = "usd"
                                 break;
                             }
                             tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        // Reach back to the newest confirmed badge batch when it lies within
+                        // the deepest reorg the campaign makes, so its transaction is dropped.
+                        let newest: Option<i64> =
+                            sqlx::query_scalar("SELECT MAX(mined_block) FROM badge_batches WHERE status = 'confirmed'").fetch_one(&pool).await.ok().flatten();
+                        if let Some(block) = newest.map(|b| b as u64)
+                            && block <= head
+                            && head + 1 - block <= CONFIRMATIONS + 2
+                        {
+                            depth = depth.max(head + 1 - block);
                         }
                     }
                     let confirmed_batches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM badge_batches WHERE status = 'confirmed' AND mined_block > $1")
