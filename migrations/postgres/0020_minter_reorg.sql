@@ -10,3 +10,7 @@ ALTER TABLE badge_batches ADD COLUMN mined_block_hash BYTEA;
 -- The confirmed batches of one issuer by block, newest first (the per-tick check).
 CREATE INDEX badge_batches_confirmed_block ON badge_batches (chain_id, issuer, mined_block)
     WHERE status = 'confirmed';
+-- A wallet's jobs by id: a waiting job that a later one for its wallet, already sent or
+-- confirmed, replaces is superseded before it is retried (an older state must not be put
+-- back on the badge after a deep reorg made its batch revert).
+CREATE INDEX badge_jobs_wallet ON badge_jobs (wallet, id);

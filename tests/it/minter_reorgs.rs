@@ -1,7 +1,8 @@
 //! The minter after a reorg deeper than its confirmations (`anvil_reorg`), on SQLite and
 //! PostgreSQL: a confirmed batch the reorg drops is sent again at its own nonce, a job
 //! queued meanwhile waits behind it, a batch whose nonce another transaction took has its
-//! jobs planned again, and one the reorg mines again stays confirmed. Every case ends with
+//! jobs planned again, one the reorg mines again stays confirmed, and a failed job retried
+//! after a newer one for its wallet never puts the older state back. Every case ends with
 //! the badges on chain matching the database and every issuer nonce used by a mined
 //! transaction, and a later job still goes through.
 
@@ -232,3 +233,33 @@ async fn a_confirmed_mint_a_deep_reorg_mines_again_stays_confirmed(kind: DbKind)
     a_later_job_goes_through(&b, &minter, 43).await;
 }
 on_both_databases!(a_confirmed_mint_a_deep_reorg_mines_again_stays_confirmed);
+
+/// A job that failed (as one does in a batch a deep reorg made revert) and waits for its
+/// retry is superseded once a newer job for its wallet is sent: it never comes due after
+/// it and puts the older state back on the badge.
+async fn a_retried_job_never_puts_an_older_state_back(kind: DbKind) {
+    // Arrange: a badge; an update that failed and waits for its retry
+    let b = Bench::start(kind).await;
+    let expiry = unix_now() as u64 + 86_400;
+    b.activate(wallet(0), 1, expiry, "issue").await;
+    let minter = b.minter(b.config());
+    b.drain(&minter).await;
+    b.activate(wallet(0), 2, expiry + 1_000, "update").await;
+    sqlx::query("UPDATE badge_jobs SET status = 'failed', attempts = 1, next_attempt_at = $1 WHERE status = 'queued'")
+        .bind(unix_now() + 2)
+        .execute(b.db().pool())
+        .await
+        .unwrap();
+
+    // Act: a newer update goes through; then the failed one's retry time passes
+    b.activate(wallet(0), 3, expiry + 2_000, "update").await;
+    b.drain(&minter).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    b.drain(&minter).await;
+
+    // Assert
+    assert_eq!(b.on_chain(wallet(0)).await, (U256::from_be_slice(wallet(0).as_slice()), 3, expiry + 2_000));
+    assert_eq!(b.count("SELECT COUNT(*) FROM badge_jobs WHERE status = 'superseded'").await, 1);
+    assert_badges_match_the_database(&b).await;
+}
+on_both_databases!(a_retried_job_never_puts_an_older_state_back);

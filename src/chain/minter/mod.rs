@@ -13,9 +13,10 @@
 //!    bytes are stored); replace one that is stuck with a fee bumped at least 10 %; give up
 //!    a nonce another transaction consumed and queue its jobs again.
 //! 3. **Plan** new batches from the queued jobs: a later job for a wallet supersedes the
-//!    earlier unsent ones; each job is reconciled with the badge contract (a wallet that
-//!    already holds a badge gets an update, not a second mint; one whose badge already
-//!    shows the job's state, [`MinterConfig::confirmations`] deep, needs no transaction);
+//!    earlier unsent ones (a failed one waiting for its retry too, once the later is
+//!    sent); each job is reconciled with the badge contract (a wallet that already holds a
+//!    badge gets an update, not a second mint; one whose badge already shows the job's
+//!    state, [`MinterConfig::confirmations`] deep, needs no transaction);
 //!    jobs are grouped per call, bounded by count and gas, simulated, signed and **written
 //!    to the database before they are broadcast**.
 //!

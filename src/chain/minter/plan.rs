@@ -82,6 +82,10 @@ impl Minter {
         if room == 0 {
             return Ok(());
         }
+        let stale = badges::supersede_stale(&self.db, self.now()).await?;
+        if stale > 0 {
+            tracing::info!(jobs = stale, "badge jobs superseded by a later job for the same wallet already sent");
+        }
         let jobs = badges::due_jobs(&self.db, self.now()).await?;
         if jobs.is_empty() {
             return Ok(());

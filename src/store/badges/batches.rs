@@ -145,7 +145,7 @@ pub struct MinedAt {
     pub gas_used: u64,
 }
 
-/// Records where the batch was mined, keeping its status.
+/// Records where the batch was mined, with `status`.
 pub(super) async fn set_mined_at(conn: &mut AnyConnection, batch_id: i64, status: BatchStatus, at: MinedAt, now: i64) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE badge_batches SET status = $1, mined_tx_hash = $2, mined_block = $3, mined_block_hash = $4, gas_used = $5, \
