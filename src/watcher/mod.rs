@@ -84,7 +84,7 @@ pub struct WatcherConfig {
 impl WatcherConfig {
     /// Blocks below the head whose hashes are kept for reorg detection.
     fn window(&self) -> u64 {
-        self.confirmations + 64
+        crate::chain::reorg_window(self.confirmations)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::{
+    consensus::Transaction as _,
     primitives::{Address, B256},
     providers::{DynProvider, Provider},
     rpc::types::Filter,
@@ -147,6 +148,29 @@ pub(crate) async fn chain_and_db(report: &mut Report, chain: &DynProvider, d: &D
         }
     }
     report.check("live subscriptions whose badge matches the database", live, violation);
+}
+
+/// The issuer's nonces: every one below its latest count is used by a mined transaction,
+/// once and in order (a confirmed badge batch that a reorg dropped was sent again at its
+/// nonce, or the nonce went to another transaction), and how many such batches there were.
+pub(crate) async fn issuer_nonces(report: &mut Report, chain: &DynProvider, issuer: Address, pool: &AnyPool) {
+    let settled: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM badge_batches WHERE last_error LIKE 'reorged out after confirmation%'").fetch_one(pool).await.unwrap();
+    report.note("badge batches a deep reorg removed after confirmation (sent again or given up)", settled);
+    let latest = chain.get_transaction_count(issuer).latest().await.unwrap();
+    let head = chain.get_block_number().await.unwrap();
+    let mut nonces = Vec::new();
+    for number in 0..=head {
+        let block = chain.get_block_by_number(number.into()).full().await.unwrap().unwrap();
+        nonces.extend(block.transactions.txns().filter(|tx| tx.inner.signer() == issuer).map(|tx| tx.nonce()));
+    }
+    let violation = nonces
+        .iter()
+        .zip(0..)
+        .find(|(nonce, expected)| **nonce != *expected)
+        .map(|(nonce, expected)| format!("issuer transaction with nonce {nonce} where nonce {expected} was due"))
+        .or_else(|| (nonces.len() as u64 != latest).then(|| format!("{} mined issuer transactions, nonce count {latest}", nonces.len())));
+    report.check("issuer nonces used by mined transactions, without a gap", latest as i64, violation);
 }
 
 /// Outbox against deliveries and the receiver: every event delivered at least once, with its

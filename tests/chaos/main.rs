@@ -371,6 +371,7 @@ currency = "usd"
     let mut reorg_log = Vec::new();
     let mut receiver_back_at: Option<Instant> = None;
     let tx_filler = devnet::provider_for(&anvil, 9);
+    let issuer = anvil.addresses()[devnet::ISSUER];
     let tmai = deployment.token("TMAI").unwrap().address;
     let mut next = 0;
     loop {
@@ -419,40 +420,63 @@ currency = "usd"
                     println!("chaos: SIGKILL instance {victim} at {done} checkouts; serving again after {} ms", recovered.as_millis());
                 }
                 "reorg" => {
-                    let depth = rng.random_range(1..=CONFIRMATIONS + 2);
+                    let mut depth = rng.random_range(1..=CONFIRMATIONS + 2);
                     let remine = rng.random_bool(0.5);
                     let _guard = chain_lock.write().await;
                     let head = owner.get_block_number().await.map_err(|e| e.to_string())?;
                     let mut watcher_at = None;
                     if !remine && depth > CONFIRMATIONS {
-                        // Let the watcher read up to the head (no block comes while the lock
-                        // is held), so the deepest dropped payments were confirmed and
-                        // activated: the take-back path, not only the unconfirmed one.
+                        // Let the watcher read up to the head and the minter confirm what is
+                        // deep enough (no block comes while the lock is held), so the deepest
+                        // dropped payments were confirmed and activated and the dropped badge
+                        // batches confirmed: the take-back and re-send paths, not only the
+                        // unconfirmed ones.
                         let deadline = Instant::now() + Duration::from_secs(15);
                         while Instant::now() < deadline {
                             let read: Option<i64> = sqlx::query_scalar("SELECT next_block FROM chain_cursor").fetch_optional(&pool).await.ok().flatten();
                             watcher_at = read;
-                            if read.is_some_and(|n| n > head as i64) {
+                            let unconfirmed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM badge_batches WHERE status = 'mined' AND mined_block < $1")
+                                .bind(head as i64)
+                                .fetch_one(&pool)
+                                .await
+                                .unwrap_or(1);
+                            if read.is_some_and(|n| n > head as i64) && unconfirmed == 0 {
                                 break;
                             }
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
+                        // Reach back to the newest confirmed badge batch when it lies within
+                        // the deepest reorg the campaign makes, so its transaction is dropped.
+                        let newest: Option<i64> =
+                            sqlx::query_scalar("SELECT MAX(mined_block) FROM badge_batches WHERE status = 'confirmed'").fetch_one(&pool).await.ok().flatten();
+                        if let Some(block) = newest.map(|b| b as u64)
+                            && block <= head
+                            && head + 1 - block <= CONFIRMATIONS + 2
+                        {
+                            depth = depth.max(head + 1 - block);
+                        }
                     }
+                    let confirmed_batches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM badge_batches WHERE status = 'confirmed' AND mined_block > $1")
+                        .bind((head - depth) as i64)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap_or(-1);
                     let mut pairs = Vec::new();
-                    let mut payment_txs = 0;
+                    let (mut payment_txs, mut issuer_txs) = (0, 0);
                     for (i, number) in (head + 1 - depth..=head).enumerate() {
                         let block = owner.get_block_by_number(number.into()).await.map_err(|e| e.to_string())?.ok_or("no block")?;
                         for tx in block.transactions.hashes() {
                             // A real node puts an orphaned block's transactions back in its pool;
                             // anvil drops them. "Dropped" means the wallets' payments (approvals,
-                            // payments, permits): the issuer's badge transactions and the rest
-                            // are mined again on the new branch, as a node would.
+                            // payments, permits) and the issuer's badge transactions, confirmed
+                            // ones included: the minter must send those again at their nonces by
+                            // itself. The rest are mined again on the new branch.
                             let sender = owner.get_transaction_by_hash(tx).await.map_err(|e| e.to_string())?.map(|t| t.inner.signer());
                             let payer = sender.is_some_and(|s| payer_addresses.contains(&s));
-                            if payer {
-                                payment_txs += 1;
-                            }
-                            if (remine || !payer)
+                            let by_issuer = sender == Some(issuer);
+                            payment_txs += usize::from(payer);
+                            issuer_txs += usize::from(by_issuer);
+                            if (remine || !(payer || by_issuer))
                                 && let Some(raw) = owner.get_raw_transaction_by_hash(tx).await.map_err(|e| e.to_string())?
                             {
                                 pairs.push((TransactionData::Raw(raw), i as u64));
@@ -466,9 +490,9 @@ currency = "usd"
                     pairs.insert(0, (TransactionData::JSON(filler), 0));
                     let _ = &tx_filler;
                     owner.anvil_reorg(ReorgOptions { depth, tx_block_pairs: pairs }).await.map_err(|e| format!("anvil_reorg: {e}"))?;
-                    reorg_log.push(json!({ "at_checkouts": done, "depth": depth, "remined": remine, "payer_txs": payment_txs }));
+                    reorg_log.push(json!({ "at_checkouts": done, "depth": depth, "remined": remine, "payer_txs": payment_txs, "issuer_txs": issuer_txs, "confirmed_badge_batches": confirmed_batches }));
                     println!(
-                        "chaos: reorg depth {depth} at {done} checkouts (head {head}, watcher at {watcher_at:?}), {payment_txs} payer tx(s) {}",
+                        "chaos: reorg depth {depth} at {done} checkouts (head {head}, watcher at {watcher_at:?}), {payment_txs} payer and {issuer_txs} issuer tx(s) ({confirmed_batches} confirmed badge batch(es)) {}",
                         if remine { "re-mined" } else { "dropped" }
                     );
                 }
@@ -532,6 +556,7 @@ currency = "usd"
     println!("chaos: checks (seed {})", plan.seed);
     let mut report = checks::Report::default();
     checks::chain_and_db(&mut report, &owner, &deployment, &pool).await;
+    checks::issuer_nonces(&mut report, &owner, issuer, &pool).await;
     let state: Value = client.get(receiver.url("/_state")).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
     checks::events(&mut report, &pool, &state, &endpoints).await;
     checks::duplicates(&mut report, &pool).await;

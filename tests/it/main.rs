@@ -28,6 +28,7 @@ mod localstripe;
 mod markets;
 mod members;
 mod minter;
+mod minter_reorgs;
 mod reads;
 mod receipts;
 mod reminders;

@@ -25,28 +25,28 @@ use crate::{
     helpers::{TestChain, spawn_chain},
 };
 
-const CONFIRMATIONS: u64 = 2;
+pub(crate) const CONFIRMATIONS: u64 = 2;
 
-struct Bench {
-    chain: TestChain,
+pub(crate) struct Bench {
+    pub(crate) chain: TestChain,
     test_db: TestDb,
     /// Anvil control and reads (signs as the deployer when it sends).
-    rpc: DynProvider,
+    pub(crate) rpc: DynProvider,
 }
 
 impl Bench {
-    async fn start(kind: DbKind) -> Self {
+    pub(crate) async fn start(kind: DbKind) -> Self {
         let chain = spawn_chain().await;
         let test_db = fresh_db(kind).await;
         let rpc = devnet::provider_for(&chain.anvil, devnet::DEPLOYER);
         Self { chain, test_db, rpc }
     }
 
-    fn db(&self) -> &Db {
+    pub(crate) fn db(&self) -> &Db {
         &self.test_db.db
     }
 
-    fn config(&self) -> MinterConfig {
+    pub(crate) fn config(&self) -> MinterConfig {
         let d = &self.chain.deployment;
         let mut config = MinterConfig::new(d.chain_id, d.badge, CONFIRMATIONS);
         config.stuck_after = Duration::from_secs(1);
@@ -56,23 +56,23 @@ impl Bench {
         config
     }
 
-    fn minter(&self, config: MinterConfig) -> Minter {
+    pub(crate) fn minter(&self, config: MinterConfig) -> Minter {
         let provider = ProviderBuilder::new().connect_http(self.chain.anvil.endpoint_url()).erased();
         let wallet = EthereumWallet::from(devnet::key(&self.chain.anvil, devnet::ISSUER));
         Minter::new(self.db().clone(), provider, wallet, config)
     }
 
-    fn issuer(&self) -> Address {
+    pub(crate) fn issuer(&self) -> Address {
         self.chain.anvil.addresses()[devnet::ISSUER]
     }
 
-    fn badge(&self) -> MembershipBadge::MembershipBadgeInstance<DynProvider> {
+    pub(crate) fn badge(&self) -> MembershipBadge::MembershipBadgeInstance<DynProvider> {
         MembershipBadge::new(self.chain.deployment.badge, self.rpc.clone())
     }
 
     /// Activates `wallet` as the activation code does: saves the subscription and queues
     /// its badge job in one transaction.
-    async fn activate(&self, wallet: Address, tier: u8, expires_at: u64, action: &str) {
+    pub(crate) async fn activate(&self, wallet: Address, tier: u8, expires_at: u64, action: &str) {
         let now = unix_now() as u64;
         let mut tx = self.db().begin_write().await.unwrap();
         let sub = Subscription {
@@ -92,7 +92,7 @@ impl Bench {
         tx.commit().await.unwrap();
     }
 
-    async fn queue(&self, wallet: Address, action: &str, new_wallet: Option<Address>) {
+    pub(crate) async fn queue(&self, wallet: Address, action: &str, new_wallet: Option<Address>) {
         sqlx::query("INSERT INTO badge_jobs (wallet, action, new_wallet, created_at) VALUES ($1, $2, $3, $4)")
             .bind(address_bytes(wallet))
             .bind(action)
@@ -105,7 +105,7 @@ impl Bench {
 
     /// Ticks until nothing is open or waiting, mining a block after each tick (blocks
     /// arrive only with transactions otherwise); returns every report.
-    async fn drain(&self, minter: &Minter) -> Vec<TickReport> {
+    pub(crate) async fn drain(&self, minter: &Minter) -> Vec<TickReport> {
         let mut reports = Vec::new();
         for _ in 0..200 {
             let report = minter.tick().await.unwrap();
@@ -119,26 +119,26 @@ impl Bench {
         panic!("the minter did not drain: {:?}", reports.last());
     }
 
-    async fn count(&self, sql: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
         sqlx::query(sql).fetch_one(self.db().pool()).await.unwrap().try_get::<i64, _>(0).unwrap()
     }
 
-    async fn events(&self, event_type: &str) -> Vec<outbox::StoredEvent> {
+    pub(crate) async fn events(&self, event_type: &str) -> Vec<outbox::StoredEvent> {
         outbox::all(self.db().pool()).await.unwrap().into_iter().filter(|e| e.event_type == event_type).collect()
     }
 
     /// On-chain (token id, tier, expiry) of `wallet`.
-    async fn on_chain(&self, wallet: Address) -> (U256, u8, u64) {
+    pub(crate) async fn on_chain(&self, wallet: Address) -> (U256, u8, u64) {
         let m = self.badge().membershipOf(wallet).call().await.unwrap();
         (m.tokenId, m.tier, m.expiresAt_)
     }
 
-    async fn balance(&self, wallet: Address) -> U256 {
+    pub(crate) async fn balance(&self, wallet: Address) -> U256 {
         self.badge().balanceOf(wallet).call().await.unwrap()
     }
 }
 
-fn wallet(i: u64) -> Address {
+pub(crate) fn wallet(i: u64) -> Address {
     Address::from_slice(&keccak256(format!("member-{i}"))[12..])
 }
 

@@ -1,17 +1,22 @@
 //! The badge minter: turns queued badge jobs into `MembershipBadge` state with batched
 //! transactions from the issuer key.
 //!
-//! Every tick does two things, in this order:
+//! Every tick does three things, in this order:
 //!
-//! 1. **Track** the open batches (one per issuer nonce the minter used): find the receipt
+//! 1. **Recheck** the batches confirmed within the reorg window ([`MinterConfig::reorg_window`]):
+//!    one whose block a reorg deeper than the confirmations removed is sent again at its
+//!    nonce, so no nonce gap is left, or, when another transaction took the nonce, its jobs
+//!    are queued again (see `reorgs.rs`).
+//! 2. **Track** the open batches (one per issuer nonce the minter used): find the receipt
 //!    of any signed version; confirm the batch `N` blocks deep and write its events; put a
 //!    reorged-out batch back in flight; re-broadcast one the node forgot (the exact signed
 //!    bytes are stored); replace one that is stuck with a fee bumped at least 10 %; give up
 //!    a nonce another transaction consumed and queue its jobs again.
-//! 2. **Plan** new batches from the queued jobs: a later job for a wallet supersedes the
-//!    earlier unsent ones; each job is reconciled with the badge contract (a wallet that
-//!    already holds a badge gets an update, not a second mint; one whose badge already
-//!    shows the job's state, [`MinterConfig::confirmations`] deep, needs no transaction);
+//! 3. **Plan** new batches from the queued jobs: a later job for a wallet supersedes the
+//!    earlier unsent ones (a failed one waiting for its retry too, once the later is
+//!    sent); each job is reconciled with the badge contract (a wallet that already holds a
+//!    badge gets an update, not a second mint; one whose badge already shows the job's
+//!    state, [`MinterConfig::confirmations`] deep, needs no transaction);
 //!    jobs are grouped per call, bounded by count and gas, simulated, signed and **written
 //!    to the database before they are broadcast**.
 //!
@@ -37,6 +42,7 @@ use crate::{
 };
 
 mod plan;
+mod reorgs;
 mod send;
 mod track;
 mod types;
@@ -80,6 +86,9 @@ pub struct MinterConfig {
     pub badge: Address,
     /// Blocks deep a batch must be to count (1 = in the head block).
     pub confirmations: u64,
+    /// Blocks below the head within which a confirmed batch is still checked against the
+    /// chain (the watcher's window by default: [`super::reorg_window`]).
+    pub reorg_window: u64,
     /// Most jobs in one batch call.
     pub max_batch_size: usize,
     /// Most gas one batch may use (bounds the batch size by each call's gas per job).
@@ -113,6 +122,7 @@ impl MinterConfig {
             chain_id,
             badge,
             confirmations,
+            reorg_window: super::reorg_window(confirmations),
             max_batch_size: 250,
             max_batch_gas: 12_000_000,
             max_in_flight: 8,
@@ -140,6 +150,9 @@ pub struct TickReport {
     pub rebroadcast: usize,
     /// Batches whose block was reorged out.
     pub reorged: usize,
+    /// Confirmed batches a reorg deeper than the confirmations removed (sent again at their
+    /// nonce, or their jobs queued again).
+    pub reorged_confirmed: usize,
     /// Batches whose nonce another transaction consumed (their jobs were queued again).
     pub dropped: usize,
     /// Jobs confirmed (with or without a transaction).
@@ -224,13 +237,15 @@ impl Minter {
         }
     }
 
-    /// Runs one tick: track the open batches, then plan and send new ones.
+    /// Runs one tick: recheck the recently confirmed batches, track the open ones, then
+    /// plan and send new ones.
     pub async fn tick(&self) -> Result<TickReport, MintError> {
         let head = self.provider.get_block_number().await?;
         let latest_nonce = self.provider.get_transaction_count(self.issuer).latest().await?;
         let mut report = TickReport { head, ..Default::default() };
+        self.recheck_confirmed(head, latest_nonce, &mut report).await?;
         if self.track(head, latest_nonce, &mut report).await? {
-            self.plan(head, latest_nonce, &mut report).await?;
+            self.plan(head, &mut report).await?;
         }
         let open = badges::count_open(&self.db, self.config.chain_id, self.issuer).await?;
         let counts = job_counts(&self.db).await?;

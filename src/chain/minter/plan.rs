@@ -76,11 +76,15 @@ fn new_batches(signed: &[Signed]) -> Vec<NewBatch<'_>> {
 impl Minter {
     /// Plans, signs, writes and sends new batches from the due jobs, within the room the
     /// open batches leave.
-    pub(super) async fn plan(&self, head: u64, latest_nonce: u64, report: &mut TickReport) -> Result<(), MintError> {
+    pub(super) async fn plan(&self, head: u64, report: &mut TickReport) -> Result<(), MintError> {
         let open = badges::open_batches(&self.db, self.config.chain_id, self.issuer).await?;
         let room = self.config.max_in_flight.saturating_sub(open.len());
         if room == 0 {
             return Ok(());
+        }
+        let stale = badges::supersede_stale(&self.db, self.now()).await?;
+        if stale > 0 {
+            tracing::info!(jobs = stale, "badge jobs superseded by a later job for the same wallet already sent");
         }
         let jobs = badges::due_jobs(&self.db, self.now()).await?;
         if jobs.is_empty() {
@@ -96,6 +100,9 @@ impl Minter {
         if planned.is_empty() {
             return Ok(());
         }
+        // The chain's counts are read now, not at the start of the tick: one read before a
+        // reorg that removed issuer transactions would put the new batches above a gap.
+        let latest_nonce = self.provider.get_transaction_count(self.issuer).latest().await?;
         let pending_nonce = self.provider.get_transaction_count(self.issuer).pending().await?;
         let first = open.iter().map(|b| b.nonce + 1).max().unwrap_or(0).max(latest_nonce).max(pending_nonce);
         let fees = first_fees(self.suggested_fees().await?, self.config.fee_cap);

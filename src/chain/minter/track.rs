@@ -35,7 +35,7 @@ impl Minter {
                 report.reorged += 1;
                 badges::set_batch_status(&self.db, batch.id, BatchStatus::Sent, BadgeJobStatus::Sent, self.now()).await?;
             }
-            if batch.nonce < latest_nonce {
+            if self.nonce_taken(batch.nonce, latest_nonce).await? {
                 tracing::warn!(batch = batch.id, nonce = batch.nonce, "issuer nonce used by another transaction; queueing the batch's jobs again");
                 badges::drop_batch(&self.db, batch.id, self.now()).await?;
                 report.dropped += 1;
@@ -63,9 +63,10 @@ impl Minter {
 
     /// Records a mined batch and, `N` deep, confirms or fails it.
     async fn track_mined(&self, batch: &Batch, receipt: &TransactionReceipt, head: u64, report: &mut TickReport) -> Result<(), MintError> {
-        let block = receipt.block_number.unwrap_or(head);
-        if batch.status != BatchStatus::Mined || batch.mined_block != Some(block) {
-            badges::mark_mined(&self.db, batch.id, receipt.transaction_hash, block, receipt.gas_used, self.now()).await?;
+        let at = mined_at(receipt, head);
+        let block = at.block;
+        if batch.status != BatchStatus::Mined || batch.mined_block != Some(block) || batch.mined_block_hash != Some(at.block_hash) {
+            badges::mark_mined(&self.db, batch.id, at, self.now()).await?;
         }
         if head + 1 >= block + self.config.confirmations {
             if receipt.status() {
@@ -114,8 +115,17 @@ impl Minter {
         }
     }
 
+    /// Whether another transaction took `nonce`, whose batch has no receipt: the chain's
+    /// latest count passed it both at the start of the tick (`latest_nonce`) and now. The
+    /// first alone may predate a reorg that removed the batch's own transaction and freed
+    /// the nonce (giving the batch up then would leave a gap); the second alone may count
+    /// the batch's own transaction mined since its receipt was looked up.
+    pub(super) async fn nonce_taken(&self, nonce: u64, latest_nonce: u64) -> Result<bool, MintError> {
+        Ok(nonce < latest_nonce && nonce < self.provider.get_transaction_count(self.issuer).latest().await?)
+    }
+
     /// Returns the receipt of whichever signed version of the batch was mined.
-    async fn find_receipt(&self, batch_id: i64) -> Result<Option<TransactionReceipt>, MintError> {
+    pub(super) async fn find_receipt(&self, batch_id: i64) -> Result<Option<TransactionReceipt>, MintError> {
         for hash in badges::versions(&self.db, batch_id).await? {
             if let Some(receipt) = self.provider.get_transaction_receipt(hash).await?
                 && receipt.block_number.is_some()
@@ -161,6 +171,17 @@ impl Minter {
         metrics::counter!("tmai_badge_jobs_confirmed_total").increment(jobs.len() as u64);
         tracing::info!(batch = batch.id, nonce = batch.nonce, call = %batch.call, jobs = jobs.len(), tx = %receipt.transaction_hash, "badge batch confirmed");
         Ok(jobs.len())
+    }
+}
+
+/// Returns where `receipt`'s transaction was mined (`head` when the node left the block
+/// number out).
+pub(super) fn mined_at(receipt: &TransactionReceipt, head: u64) -> badges::MinedAt {
+    badges::MinedAt {
+        tx_hash: receipt.transaction_hash,
+        block: receipt.block_number.unwrap_or(head),
+        block_hash: receipt.block_hash.unwrap_or_default(),
+        gas_used: receipt.gas_used,
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Batch {
     pub sent_at: Option<i64>,
     /// The block it was seen mined in.
     pub mined_block: Option<u64>,
+    /// That block's hash (None for batches recorded before it was kept).
+    pub mined_block_hash: Option<B256>,
 }
 
 /// A signed batch to write ahead of its broadcast.
@@ -75,7 +77,7 @@ fn fee_of(bytes: &[u8]) -> Result<u128, StoreError> {
 }
 
 /// Decodes a `badge_batches` row.
-fn batch_of(r: &AnyRow) -> Result<Batch, StoreError> {
+pub(super) fn batch_of(r: &AnyRow) -> Result<Batch, StoreError> {
     Ok(Batch {
         id: r.try_get("id")?,
         nonce: r.try_get::<i64, _>("nonce")? as u64,
@@ -90,17 +92,18 @@ fn batch_of(r: &AnyRow) -> Result<Batch, StoreError> {
         raw: r.try_get("raw_tx")?,
         sent_at: r.try_get("sent_at")?,
         mined_block: r.try_get::<Option<i64>, _>("mined_block")?.map(|v| v as u64),
+        mined_block_hash: r.try_get::<Option<Vec<u8>>, _>("mined_block_hash")?.map(|b| to_b256(&b, "badge_batches.mined_block_hash")).transpose()?,
     })
 }
 
+/// The `badge_batches` columns [`batch_of`] reads.
+pub(super) const BATCH_COLUMNS: &str =
+    "id, nonce, call, input, gas_limit, status, bumps, max_fee, priority_fee, tx_hash, raw_tx, sent_at, mined_block, mined_block_hash";
+
 /// Returns the open batches of `issuer` on `chain_id`, by nonce.
 pub async fn open_batches(db: &Db, chain_id: u64, issuer: Address) -> Result<Vec<Batch>, StoreError> {
-    let query = sqlx::query(
-        "SELECT id, nonce, call, input, gas_limit, status, bumps, max_fee, priority_fee, tx_hash, raw_tx, sent_at, mined_block \
-         FROM badge_batches WHERE chain_id = $1 AND issuer = $2 AND status IN ($3, $4, $5) ORDER BY nonce",
-    )
-    .bind(chain_id as i64)
-    .bind(address_bytes(issuer));
+    let sql = format!("SELECT {BATCH_COLUMNS} FROM badge_batches WHERE chain_id = $1 AND issuer = $2 AND status IN ($3, $4, $5) ORDER BY nonce");
+    let query = sqlx::query(&sql).bind(chain_id as i64).bind(address_bytes(issuer));
     let rows = bind_each(query, OPEN.map(BatchStatus::as_str)).fetch_all(db.pool()).await?;
     rows.iter().map(batch_of).collect()
 }
@@ -129,18 +132,42 @@ async fn set_jobs_status(conn: &mut AnyConnection, batch_id: i64, status: BadgeJ
     Ok(())
 }
 
-/// Records that a version of the batch was mined in `block`.
-pub async fn mark_mined(db: &Db, batch_id: i64, tx_hash: B256, block: u64, gas_used: u64, now: i64) -> Result<(), StoreError> {
+/// Where a version of a batch was mined.
+#[derive(Debug, Clone, Copy)]
+pub struct MinedAt {
+    /// The version that was mined.
+    pub tx_hash: B256,
+    /// Its block number.
+    pub block: u64,
+    /// Its block hash.
+    pub block_hash: B256,
+    /// Gas it used.
+    pub gas_used: u64,
+}
+
+/// Records where the batch was mined, with `status`.
+pub(super) async fn set_mined_at(conn: &mut AnyConnection, batch_id: i64, status: BatchStatus, at: MinedAt, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE badge_batches SET status = $1, mined_tx_hash = $2, mined_block = $3, mined_block_hash = $4, gas_used = $5, \
+         updated_at = $6 WHERE id = $7",
+    )
+    .bind(status.as_str())
+    .bind(b256_bytes(at.tx_hash))
+    .bind(at.block as i64)
+    .bind(b256_bytes(at.block_hash))
+    .bind(at.gas_used as i64)
+    .bind(now)
+    .bind(batch_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that a version of the batch was mined at `at`.
+pub async fn mark_mined(db: &Db, batch_id: i64, at: MinedAt, now: i64) -> Result<(), StoreError> {
+    let tx_hash = at.tx_hash;
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE badge_batches SET status = $1, mined_tx_hash = $2, mined_block = $3, gas_used = $4, updated_at = $5 WHERE id = $6")
-        .bind(BatchStatus::Mined.as_str())
-        .bind(b256_bytes(tx_hash))
-        .bind(block as i64)
-        .bind(gas_used as i64)
-        .bind(now)
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await?;
+    set_mined_at(&mut tx, batch_id, BatchStatus::Mined, at, now).await?;
     let query = sqlx::query("UPDATE badge_jobs SET status = $1, tx_hash = $2, updated_at = $3 WHERE batch_id = $4 AND status IN ($5, $6)")
         .bind(BadgeJobStatus::Mined.as_str())
         .bind(b256_bytes(tx_hash))

@@ -72,6 +72,24 @@ pub async fn due_jobs(db: &Db, now: i64) -> Result<Vec<Job>, StoreError> {
     rows.iter().map(job_of).collect()
 }
 
+/// Supersedes the waiting jobs (queued, or failed and due for a retry later) that a later
+/// job for the same wallet, in flight or confirmed, replaces: sent after it, the older job
+/// would put an older state back on the badge (a job that failed, say in a batch a deep
+/// reorg made revert, and came due after a newer one was confirmed). Moves neither replace
+/// nor are replaced: a move is a barrier. Returns how many jobs were superseded.
+pub async fn supersede_stale(db: &Db, now: i64) -> Result<u64, StoreError> {
+    let query = sqlx::query(
+        "UPDATE badge_jobs SET status = $1, updated_at = $2 WHERE status IN ($3, $4) AND action <> $5 AND EXISTS \
+         (SELECT 1 FROM badge_jobs later WHERE later.wallet = badge_jobs.wallet AND later.id > badge_jobs.id \
+         AND later.action <> $5 AND later.status IN ($6, $7, $8))",
+    )
+    .bind(BadgeJobStatus::Superseded.as_str())
+    .bind(now);
+    let query = bind_each(query, WAITING.map(BadgeJobStatus::as_str)).bind(BadgeAction::Move.as_str());
+    let query = bind_each(query, [BadgeJobStatus::Sent, BadgeJobStatus::Mined, BadgeJobStatus::Confirmed].map(BadgeJobStatus::as_str));
+    Ok(query.execute(db.pool()).await?.rows_affected())
+}
+
 /// Returns the wallets (old and new) of jobs in flight.
 pub async fn busy_wallets(db: &Db) -> Result<HashSet<Vec<u8>>, StoreError> {
     Ok(bind_each(sqlx::query("SELECT wallet, new_wallet FROM badge_jobs WHERE status IN ($1, $2)"), IN_FLIGHT.map(BadgeJobStatus::as_str))

@@ -2,9 +2,10 @@
 //! every statement that reads or writes them. Producers (activation, the watcher, card
 //! billing, members) queue jobs through [`jobs`]; from there on the minter
 //! ([`crate::chain::minter`]) moves them through their states with [`minter_jobs`] and
-//! records the transactions that carry them with [`batches`]. Every function takes the
-//! time it writes from the caller's clock, and binds the states it writes or selects
-//! from [`BadgeJobStatus`] and [`BatchStatus`].
+//! records the transactions that carry them with [`batches`], then settles the confirmed
+//! ones that a reorg deeper than the confirmations removed with [`confirmed`]. Every
+//! function takes the time it writes from the caller's clock, and binds the states it
+//! writes or selects from [`BadgeJobStatus`] and [`BatchStatus`].
 
 use crate::{
     states::{BadgeJobStatus, text_enum},
@@ -12,10 +13,12 @@ use crate::{
 };
 
 pub mod batches;
+pub mod confirmed;
 pub mod jobs;
 pub mod minter_jobs;
 
 pub use batches::*;
+pub use confirmed::*;
 pub use jobs::*;
 pub use minter_jobs::*;
 
@@ -28,7 +31,8 @@ text_enum! {
         Sent => "sent",
         /// In a block, not yet confirmations deep.
         Mined => "mined",
-        /// Confirmations deep; its jobs are confirmed.
+        /// Confirmations deep; its jobs are confirmed. Still checked against the chain while
+        /// within the reorg window: a deeper reorg sends it again or queues its jobs again.
         Confirmed => "confirmed",
         /// Mined and reverted; its jobs failed.
         Reverted => "reverted",
