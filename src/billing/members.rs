@@ -18,6 +18,7 @@ use crate::{
     chain::paid_log::payment_key,
     events::{
         ChangeSource, CompGranted, EventType, ExpiredReason, MemberCanceled, MemberEnded, Moved, PaymentRefunded, SubscriptionCanceled, SubscriptionExpired,
+        SubscriptionUncanceled,
     },
     states::{BadgeAction, PaymentStatus, SubscriptionStatus},
     store::{
@@ -135,6 +136,61 @@ pub async fn grant_comp(conn: &mut AnyConnection, wallet: Address, days: u32, re
 /// Cancels `wallet`'s subscription: no renewal, access to the end of the paid period (the
 /// badge already expires with it, so no badge job); event `subscription.canceled`.
 pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Result<Subscription, MemberError> {
+    cancel_by(conn, wallet, ChangeSource::Merchant, now).await
+}
+
+/// Refuses a member's own cancel or undo of a plan a card subscription renews: the processor
+/// holds that renewal, and the card's own cancel reaches the service as its event.
+async fn not_by_card(conn: &mut AnyConnection, wallet: Address) -> Result<(), MemberError> {
+    if card::has_card_subscription(conn, wallet).await? {
+        return Err(MemberError::Conflict(format!(
+            "{wallet}'s plan is renewed by card: cancel or resume it where the card subscription is managed (the processor's portal)"
+        )));
+    }
+    Ok(())
+}
+
+/// The member cancels their own plan from their account ([`cancel`]; `source` `member`).
+pub async fn member_cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Result<Subscription, MemberError> {
+    existing(conn, wallet).await?;
+    not_by_card(conn, wallet).await?;
+    cancel_by(conn, wallet, ChangeSource::Member, now).await
+}
+
+/// The member takes back their cancellation before the period ends: the plan is `active`
+/// again (nothing else changes); event `subscription.uncanceled` (`source` `member`).
+pub async fn member_uncancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Result<Subscription, MemberError> {
+    let mut sub = existing(conn, wallet).await?;
+    not_by_card(conn, wallet).await?;
+    if sub.status != SubscriptionStatus::Canceled {
+        return Err(MemberError::Conflict(format!("{wallet}'s subscription is {}, not canceled: nothing to undo", sub.status)));
+    }
+    if sub.expires_at <= now {
+        return Err(MemberError::Conflict(format!("{wallet}'s subscription ended at {}: buy the plan again instead", sub.expires_at)));
+    }
+    sub.status = SubscriptionStatus::Active;
+    activation::save(conn, &sub, now).await?;
+    let data = SubscriptionUncanceled::Member(canceled_view(&sub, ChangeSource::Member));
+    let id = outbox::event_id(&[EventType::SubscriptionUncanceled.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
+    outbox::write_for_member(conn, &id, data, sub.wallet, now as i64).await?;
+    Ok(sub)
+}
+
+fn canceled_view(sub: &Subscription, source: ChangeSource) -> MemberCanceled {
+    MemberCanceled {
+        comp_seconds: sub.comp_seconds,
+        expires_at: sub.expires_at,
+        next_expires_at: sub.next_expires_at,
+        next_plan_id: sub.next_plan_id,
+        plan_id: sub.plan_id,
+        source,
+        status: sub.status,
+        tier: sub.tier,
+        wallet: sub.wallet,
+    }
+}
+
+async fn cancel_by(conn: &mut AnyConnection, wallet: Address, source: ChangeSource, now: u64) -> Result<Subscription, MemberError> {
     let mut sub = existing(conn, wallet).await?;
     if sub.status == SubscriptionStatus::Canceled {
         return Err(MemberError::Conflict(format!("{wallet}'s subscription is already canceled (access ends at {})", sub.expires_at)));
@@ -144,17 +200,7 @@ pub async fn cancel(conn: &mut AnyConnection, wallet: Address, now: u64) -> Resu
     }
     sub.status = SubscriptionStatus::Canceled;
     activation::save(conn, &sub, now).await?;
-    let data = SubscriptionCanceled::Merchant(MemberCanceled {
-        comp_seconds: sub.comp_seconds,
-        expires_at: sub.expires_at,
-        next_expires_at: sub.next_expires_at,
-        next_plan_id: sub.next_plan_id,
-        plan_id: sub.plan_id,
-        source: ChangeSource::Merchant,
-        status: sub.status,
-        tier: sub.tier,
-        wallet: sub.wallet,
-    });
+    let data = SubscriptionCanceled::Merchant(canceled_view(&sub, source));
     let id = outbox::event_id(&[EventType::SubscriptionCanceled.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
     outbox::write_for_member(conn, &id, data, sub.wallet, now as i64).await?;
     Ok(sub)

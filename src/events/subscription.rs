@@ -21,6 +21,8 @@ pub enum ChangeSource {
     Card,
     /// The merchant's API.
     Merchant,
+    /// The member, from their account (`/v1/me/…`).
+    Member,
 }
 
 /// Why a subscription ended (`subscription.expired`'s `reason`).
@@ -359,7 +361,7 @@ pub enum SubscriptionReversed {
     Card(CardTakenBack),
 }
 
-/// `canceled` by the merchant.
+/// `canceled` (or `uncanceled`) by the merchant or the member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct MemberCanceled {
     /// Comped part of the expiry.
@@ -372,9 +374,9 @@ pub struct MemberCanceled {
     pub next_plan_id: Option<u32>,
     /// Current plan.
     pub plan_id: u32,
-    /// Always `merchant`.
+    /// `merchant` or `member`.
     pub source: ChangeSource,
-    /// `canceled`.
+    /// `canceled`, or `active` again once uncanceled.
     pub status: SubscriptionStatus,
     /// Current tier.
     pub tier: u8,
@@ -435,14 +437,22 @@ impl CardStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum SubscriptionCanceled {
-    /// By the merchant.
+    /// By the merchant or the member (`source`).
     Merchant(MemberCanceled),
     /// By the card processor.
     Card(CardStatus),
 }
 
-/// `uncanceled`: a canceled card plan renews again ([`CardStatus`]).
-pub type SubscriptionUncanceled = CardStatus;
+/// `subscription.uncanceled`: a canceled plan runs on again — a card plan the processor
+/// renews again, or an on-chain plan whose member took back their cancellation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SubscriptionUncanceled {
+    /// By the member.
+    Member(MemberCanceled),
+    /// By the card processor.
+    Card(CardStatus),
+}
 
 /// `renewal_failed`: a card renewal failed; the plan is `past_due`. The processor's
 /// invoice fields are null when the invoice lacks them.

@@ -245,13 +245,54 @@ pub async fn plan_change(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
 
+/// Cancels the signed-in member's plan: no renewal, access to the end of the period; event
+/// `subscription.canceled` (`source` `member`). With the session cookie the request must come
+/// from an allowed origin with the session's `X-CSRF-Token`. A plan a card subscription
+/// renews is cancelled where that subscription is managed (409).
+#[utoipa::path(post, path = "/v1/me/cancel", tag = "public", security(("membership_token" = [])), responses(
+    (status = 200, body = AccountSubscription), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
+    (status = 404, body = ErrorBody, description = "No subscription (or sign-in is not configured)"),
+    (status = 409, body = ErrorBody, description = "Already canceled, ended, or renewed by card"), (status = 429, body = ErrorBody),
+))]
+pub async fn cancel(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let wallet = super::auth::member_changing(&state, &headers).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin_write().await?;
+    let sub = crate::billing::members::member_cancel(&mut tx, wallet, now).await?;
+    tx.commit().await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, now))).into_response())
+}
+
+/// Takes back the signed-in member's cancellation before the period ends: the plan is
+/// `active` again; event `subscription.uncanceled` (`source` `member`). Same guard as
+/// cancelling.
+#[utoipa::path(post, path = "/v1/me/uncancel", tag = "public", security(("membership_token" = [])), responses(
+    (status = 200, body = AccountSubscription), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
+    (status = 404, body = ErrorBody, description = "No subscription (or sign-in is not configured)"),
+    (status = 409, body = ErrorBody, description = "Not canceled, already ended, or renewed by card"), (status = 429, body = ErrorBody),
+))]
+pub async fn uncancel(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let wallet = super::auth::member_changing(&state, &headers).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin_write().await?;
+    let sub = crate::billing::members::member_uncancel(&mut tx, wallet, now).await?;
+    tx.commit().await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, now))).into_response())
+}
+
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/me/account", get(account)).route("/v1/me/plan-change", get(plan_change))
+    Router::new()
+        .route("/v1/me/account", get(account))
+        .route("/v1/me/plan-change", get(plan_change))
+        .route("/v1/me/cancel", axum::routing::post(cancel))
+        .route("/v1/me/uncancel", axum::routing::post(uncancel))
 }
 
 /// The account routes' part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi(paths(account, plan_change))]
+#[openapi(paths(account, plan_change, cancel, uncancel))]
 pub(super) struct Api;
 
 #[cfg(test)]

@@ -203,6 +203,12 @@ pub async fn card_subscription(conn: &mut AnyConnection, id: &str) -> Result<Opt
     }))
 }
 
+/// Returns whether any card subscription of `wallet` is known (renewing or canceled at the
+/// processor): such a plan is the processor's to cancel and resume.
+pub async fn has_card_subscription(conn: &mut AnyConnection, wallet: Address) -> Result<bool, StoreError> {
+    Ok(sqlx::query("SELECT 1 FROM card_subscriptions WHERE wallet = $1").bind(address_bytes(wallet)).fetch_optional(conn).await?.is_some())
+}
+
 /// Records that card subscription `id` pays `plan_id` for `wallet`, renewing (insert or
 /// update).
 pub async fn map_card_subscription(

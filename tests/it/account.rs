@@ -140,3 +140,76 @@ async fn the_plan_change_preview_is_what_the_payment_then_does(kind: DbKind) {
     assert_eq!(status, 401);
 }
 on_both_databases!(the_plan_change_preview_is_what_the_payment_then_does);
+
+/// Posts to a member route with the token, or with the session cookie from `origin` with
+/// `csrf`.
+async fn post_member(app: &crate::api::App, route: &str, token: Option<&str>, session: Option<(&str, &str, &str)>) -> (u16, serde_json::Value) {
+    let mut request = app.client.post(format!("{}{route}", app.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some((cookie, origin, csrf)) = session {
+        request = request.header("cookie", cookie).header("origin", origin).header("x-csrf-token", csrf);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    app.check("POST", route, status, &body);
+    (status, body)
+}
+
+/// A member cancels their own plan (access to the end of the period) and takes it back
+/// before the end; each step once (a second is a 409), a forged cross-site request changes
+/// nothing, a plan a card renews is the processor's to cancel, an ended plan cannot be
+/// uncanceled; each change is an event with `source: member`.
+async fn a_member_cancels_and_takes_it_back(kind: DbKind) {
+    let card = spawn(kind).await;
+    let app = &card.app;
+    let (token, cookie, csrf) = sign_in(app, 1).await;
+    let (status, _) = post_member(app, "/v1/me/cancel", Some(&token), None).await;
+    assert_eq!(status, 404, "no subscription yet");
+    pay_premium(app, 1).await;
+
+    // Forged: another origin, or no CSRF token: refused, nothing changed.
+    for session in [(cookie.as_str(), "https://evil.example", csrf.as_str()), (cookie.as_str(), crate::auth::ORIGIN, "forged")] {
+        let (status, answer) = post_member(app, "/v1/me/cancel", None, Some(session)).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("csrf")), "{answer}");
+    }
+    assert_eq!(app.h.events("subscription.canceled").await.len(), 0);
+
+    // From the account page (session, its origin, its CSRF token).
+    let (status, canceled) = post_member(app, "/v1/me/cancel", None, Some((&cookie, crate::auth::ORIGIN, &csrf))).await;
+    assert_eq!((status, canceled["status"].as_str()), (200, Some("canceled")), "{canceled}");
+    let (status, again) = post_member(app, "/v1/me/cancel", Some(&token), None).await;
+    assert_eq!(status, 409, "{again}");
+    let events = app.h.events("subscription.canceled").await;
+    assert_eq!((events.len(), events[0].payload["data"]["source"].as_str()), (1, Some("member")));
+    let (_, account) = app.call("GET", ACCOUNT, ACCOUNT, None, Some(&token)).await;
+    assert_eq!(account["subscription"]["status"], "canceled");
+    assert_eq!(account["reminders"].as_array().unwrap().len(), 2, "the end is still announced");
+
+    // Taken back.
+    let (status, active) = post_member(app, "/v1/me/uncancel", Some(&token), None).await;
+    assert_eq!((status, active["status"].as_str(), active["expires_at"].as_u64()), (200, Some("active"), canceled["expires_at"].as_u64()), "{active}");
+    let (status, _) = post_member(app, "/v1/me/uncancel", Some(&token), None).await;
+    assert_eq!(status, 409, "nothing to undo");
+    let events = app.h.events("subscription.uncanceled").await;
+    assert_eq!((events.len(), events[0].payload["data"]["source"].as_str()), (1, Some("member")));
+
+    // Ended: no undo.
+    post_member(app, "/v1/me/cancel", Some(&token), None).await;
+    card.clock.advance(std::time::Duration::from_secs(40 * 86_400));
+    let (token, _, _) = sign_in(app, 1).await;
+    let (status, answer) = post_member(app, "/v1/me/uncancel", Some(&token), None).await;
+    assert_eq!(status, 409, "{answer}");
+
+    // A plan a card subscription renews: the processor's to cancel.
+    let wallet = app.wallet(5);
+    assert_eq!(card.send(&crate::card::paid_session("evt_acc_1", &wallet, 3, "sub_acc_1", crate::card::cents(3))).await.0, 200);
+    let (card_token, _, _) = sign_in(app, 5).await;
+    let (status, answer) = post_member(app, "/v1/me/cancel", Some(&card_token), None).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("card"));
+    crate::event_schemas::check_outbox(&app.h.test_db.db).await;
+}
+on_both_databases!(a_member_cancels_and_takes_it_back);

@@ -109,6 +109,12 @@ async fn uncancel(conn: &mut AnyConnection, ctx: &Ctx<'_>, id: &str, known: &Car
         _ => SubscriptionStatus::Active,
     };
     activation::save(conn, &sub, ctx.now).await?;
-    apply::write_status_event(conn, ctx, sub.wallet, Payload::SubscriptionUncanceled(apply::card_status(ctx, &sub, id))).await?;
+    apply::write_status_event(
+        conn,
+        ctx,
+        sub.wallet,
+        Payload::SubscriptionUncanceled(crate::events::SubscriptionUncanceled::Card(apply::card_status(ctx, &sub, id))),
+    )
+    .await?;
     Ok((CardOutcome::Uncanceled, true))
 }
