@@ -51,6 +51,32 @@ async fn rows(pool: &AnyPool, sql: &str) -> Vec<sqlx::any::AnyRow> {
     sqlx::query(sql).fetch_all(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Receipts against payments: a matched payment whose activation stands has exactly one
+/// receipt no credit note cancelled, one taken back has none; documents are numbered 1, 2, …
+/// with no gap and no repeat, whatever was killed or reorganised.
+async fn receipts(report: &mut Report, pool: &AnyPool) {
+    let payments = rows(
+        pool,
+        "SELECT p.id, (SELECT COUNT(*) FROM activations a WHERE a.payment_id = p.id) AS activations,
+                (SELECT COUNT(*) FROM receipts r WHERE r.payment_id = p.id AND r.kind = 'receipt' AND r.cancelled_by IS NULL) AS live
+         FROM payments p WHERE p.matched_order IS NOT NULL ORDER BY p.id",
+    )
+    .await;
+    let mut violation = None;
+    let mut with_receipt = 0;
+    for r in &payments {
+        let (id, activations, live): (i64, i64, i64) = (r.try_get("id").unwrap(), r.try_get("activations").unwrap(), r.try_get("live").unwrap());
+        with_receipt += live;
+        if live != activations.min(1) {
+            violation.get_or_insert(format!("payment {id}: {activations} activation(s), {live} live receipt(s)"));
+        }
+    }
+    report.check("payments with one live receipt while their activation stands", with_receipt, violation);
+    let numbers: Vec<i64> = sqlx::query_scalar("SELECT number FROM receipts ORDER BY number").fetch_all(pool).await.unwrap();
+    let gap = numbers.iter().enumerate().find(|(i, n)| **n != *i as i64 + 1).map(|(i, n)| format!("document {} has number {n}", i + 1));
+    report.check("receipt and credit note numbers without a gap", numbers.len() as i64, gap);
+}
+
 /// A payment row: id, status, matched order, activations, reversals.
 type PaymentRow = (i64, String, Option<i64>, i64, i64);
 
@@ -117,6 +143,7 @@ pub(crate) async fn chain_and_db(report: &mut Report, chain: &DynProvider, d: &D
         }
     }
     report.check("activations of vanished payments taken back", vanished, violation);
+    receipts(report, pool).await;
     let reversals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payment_reversals").fetch_one(pool).await.unwrap();
     report.note("payment reversals (confirmed payments the chain dropped)", reversals);
     let reorged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE status = 'reorged'").fetch_one(pool).await.unwrap();
