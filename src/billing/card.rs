@@ -197,6 +197,8 @@ struct Ctx<'a> {
     /// `[card] currency`, the currency of `card_price_cents`.
     currency: &'a str,
     event: &'a CardEvent,
+    /// The service's public URL, which a paid period's `receipt_url` starts with.
+    receipt_base: &'a str,
     now: u64,
 }
 
@@ -207,14 +209,22 @@ impl Ctx<'_> {
     }
 }
 
-/// Applies `event` inside the caller's write transaction at `now`. The caller commits.
-pub async fn handle(conn: &mut AnyConnection, catalog: &Catalog, settings: &CardSettings, event: &CardEvent, now: u64) -> Result<Handled, CardError> {
+/// Applies `event` inside the caller's write transaction at `now`; receipt urls start with
+/// `receipt_base` (`http.public_url`). The caller commits.
+pub async fn handle(
+    conn: &mut AnyConnection,
+    catalog: &Catalog,
+    settings: &CardSettings,
+    event: &CardEvent,
+    receipt_base: &str,
+    now: u64,
+) -> Result<Handled, CardError> {
     // Claim the event id first: a concurrent delivery of the same event waits there and
     // then finds it taken.
     if let Some(first) = store::card::claim_event(conn, &event.id, &event.event_type, now).await? {
         return Ok(Handled { status: "duplicate", outcome: first.outcome, wallet: first.wallet });
     }
-    let ctx = Ctx { catalog, currency: &settings.currency, event, now };
+    let ctx = Ctx { catalog, currency: &settings.currency, event, receipt_base, now };
     let handled = match event.event_type.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => session::completed(conn, &ctx).await?,
         "checkout.session.async_payment_failed" => session::failed(&ctx),

@@ -109,6 +109,10 @@ pub struct CardChange {
     pub plan_id: u32,
     /// Expiry before the event (null for a new subscription).
     pub previous_expires_at: Option<u64>,
+    /// The paid period's receipt (`GET /v1/receipts/{id}`, under `http.public_url` when
+    /// set); absent for a free trial and for a plan change that paid nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_url: Option<String>,
     /// Always `card`.
     pub source: ChangeSource,
     /// The subscription's status.

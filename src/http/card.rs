@@ -98,7 +98,7 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Re
     let mut tx = state.db.begin_write().await?;
     // On an error the transaction is dropped uncommitted: nothing is recorded, and the
     // processor's retry can succeed once the cause is fixed.
-    let handled = card::handle(&mut tx, &state.catalog, &state.card, &event, now).await?;
+    let handled = card::handle(&mut tx, &state.catalog, &state.card, &event, state.http.public_url(), now).await?;
     tx.commit().await?;
     tracing::info!(event = %event.id, event_type = %event.event_type, status = handled.status, outcome = %handled.outcome, "card event");
     Ok(Json(CardWebhookResponse {

@@ -250,7 +250,7 @@ async fn no_purchase_sequence_buys_unpaid_time(kind: DbKind) {
                 _ => {
                     let cents = plan.card_price.unwrap().minor();
                     let event = card_checkout(&format!("evt_{seed}_{step}"), wallet, plan.id, cents);
-                    let handled = card::handle(&mut conn, &catalog, &settings, &event, now).await.unwrap();
+                    let handled = card::handle(&mut conn, &catalog, &settings, &event, "", now).await.unwrap();
                     assert_eq!(handled.status, "processed", "{handled:?}");
                     (1, Usd::from_micro(cents * 10_000).unwrap())
                 }

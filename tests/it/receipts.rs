@@ -231,6 +231,9 @@ async fn card_payments_have_receipts_and_refunds_credit_notes(kind: DbKind) {
     );
     assert_eq!(view["usd_value"], "49.00");
     assert_gap_free(app, 1).await;
+    // The card event's subscription event names the receipt.
+    let activated = app.h.events("subscription.activated").await;
+    assert_eq!(activated[0].payload["data"]["receipt_url"], format!("/v1/receipts/{id}"), "{}", activated[0].payload);
 
     let part = charge_refunded("evt_rc_2", "pi_evt_rc_1", amount, 1_000);
     for _ in 0..2 {

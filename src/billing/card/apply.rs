@@ -253,7 +253,9 @@ pub(super) async fn apply_payment(conn: &mut AnyConnection, ctx: &Ctx<'_>, payme
         let outcome = outcome_of(change.kind);
         (change, outcome)
     };
-    write_change(conn, ctx, current.is_none(), &change, card_subscription).await?;
+    // A paid period's receipt is issued below, in this transaction; its event names it.
+    let receipt_url = (grant != Grant::Trial).then(|| receipts::receipt_url(ctx.receipt_base, &receipts::card_receipt_id(&ctx.event.id)));
+    write_change(conn, ctx, current.is_none(), &change, card_subscription, receipt_url).await?;
     if grant != Grant::Trial {
         let refs = payment_refs(&ctx.event.object);
         store::card::record_grant(conn, &ctx.event.id, wallet, refs, collected, bought, now).await?;
@@ -323,7 +325,7 @@ pub(super) async fn switch_plan(
         change.after.status = cur.status;
         change
     };
-    write_change(conn, ctx, false, &change, Some(card_subscription)).await?;
+    write_change(conn, ctx, false, &change, Some(card_subscription), None).await?;
     Ok(outcome_of(change.kind))
 }
 
@@ -344,8 +346,15 @@ async fn settle_due_downgrade(conn: &mut AnyConnection, ctx: &Ctx<'_>, current: 
 }
 
 /// Saves `change`, queues its badge job (none for a scheduled downgrade) and writes its
-/// event.
-async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change: &Change, card_subscription: Option<&str>) -> Result<(), CardError> {
+/// event (naming the paid period's receipt, when there is one).
+async fn write_change(
+    conn: &mut AnyConnection,
+    ctx: &Ctx<'_>,
+    new: bool,
+    change: &Change,
+    card_subscription: Option<&str>,
+    receipt_url: Option<String>,
+) -> Result<(), CardError> {
     let a = &change.after;
     activation::save(conn, a, ctx.now).await?;
     if change.kind != ChangeKind::DowngradeScheduled {
@@ -361,6 +370,7 @@ async fn write_change(conn: &mut AnyConnection, ctx: &Ctx<'_>, new: bool, change
         next_plan_id: a.next_plan_id,
         plan_id: a.plan_id,
         previous_expires_at: change.old_expires_at,
+        receipt_url,
         source: ChangeSource::Card,
         status: a.status,
         tier: a.tier,
