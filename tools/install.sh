@@ -88,8 +88,8 @@ if [ ! -d "$web/node_modules" ] || [ "$web/package-lock.json" -nt "$web/node_mod
 fi
 # The bundle also embeds the checkout and token ABIs from contracts/artifacts/; the docs
 # page (docs.html, docs.css, src/docs.js and Swagger UI from swagger-ui-dist) is copied beside it.
-if [ ! -f "$web/dist/checkout.js" ] || [ ! -f "$web/dist/docs.html" ] || [ -n "$(find "$web/src" "$web/checkout.html" \
-    "$web/checkout.css" "$web/docs.html" "$web/docs.css" "$web/build.mjs" "$web/package-lock.json" \
+if [ ! -f "$web/dist/checkout.js" ] || [ ! -f "$web/dist/docs.html" ] || [ ! -f "$web/dist/account.js" ] || [ -n "$(find "$web/src" "$web/checkout.html" \
+    "$web/checkout.css" "$web/account.html" "$web/account.css" "$web/docs.html" "$web/docs.css" "$web/build.mjs" "$web/package-lock.json" \
     "$here/../contracts/artifacts" -newer "$web/dist/checkout.js" -print -quit)" ]; then
   need_node
   echo "tools/install.sh: building the checkout and docs pages (node web/build.mjs)" >&2

@@ -1,6 +1,7 @@
 // Bundles the checkout page into web/dist/: src/checkout.js (with viem) becomes one minified
 // ES module, and checkout.html and checkout.css are copied beside it. The service serves
-// GET /checkout -> dist/checkout.html and GET /checkout/assets/<file> -> dist/<file>.
+// GET /checkout -> dist/checkout.html and GET /checkout/assets/<file> -> dist/<file>. The
+// account page likewise: src/account.js, account.html and account.css (GET /account).
 // Also copies the API docs page: docs.html, docs.css and src/docs.js with Swagger UI's
 // prebuilt bundle and stylesheet (the pinned swagger-ui-dist package) and its licence; the
 // service serves GET /docs -> dist/docs.html and GET /docs/assets/<file> -> dist/<file>.
@@ -24,8 +25,19 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
 });
+await build({
+  entryPoints: [join(here, 'src', 'account.js')],
+  outfile: join(dist, 'account.js'),
+  bundle: true,
+  format: 'esm',
+  minify: true,
+  target: 'es2020',
+  platform: 'browser',
+  legalComments: 'none',
+  logLevel: 'warning',
+});
 await Promise.all(
-  ['checkout.html', 'checkout.css'].map((file) => copyFile(join(here, file), join(dist, file))),
+  ['checkout.html', 'checkout.css', 'account.html', 'account.css'].map((file) => copyFile(join(here, file), join(dist, file))),
 );
 
 const swaggerUi = join(here, 'node_modules', 'swagger-ui-dist');

@@ -89,6 +89,9 @@ pub struct NonceView {
     pub chain_id: u64,
     /// The statement the message must carry, when the service requires one.
     pub statement: Option<String>,
+    /// The service's time now (unix seconds): a page puts it in the message's `Issued At:`
+    /// so a member whose computer clock is off still signs a message the service accepts.
+    pub issued_at: u64,
 }
 
 /// Returns a single-use nonce for a Sign-In with Ethereum message.
@@ -98,8 +101,9 @@ pub struct NonceView {
 ))]
 pub async fn nonce(State(state): State<AppState>) -> Result<Json<NonceView>, ApiError> {
     let auth = service(&state)?;
-    let (nonce, expires_at) = siwe::new_nonce(&state.db, &auth.settings, state.clock.now()).await?;
-    Ok(Json(NonceView { nonce, expires_at, chain_id: state.deployment.chain_id, statement: auth.settings.statement.clone() }))
+    let now = state.clock.now();
+    let (nonce, expires_at) = siwe::new_nonce(&state.db, &auth.settings, now).await?;
+    Ok(Json(NonceView { nonce, expires_at, chain_id: state.deployment.chain_id, statement: auth.settings.statement.clone(), issued_at: now }))
 }
 
 /// A signed Sign-In with Ethereum message.

@@ -1,5 +1,5 @@
 //! The pages the service serves from `http.web_dir` (the built `web/dist/`): the checkout
-//! page and its assets, and the API docs page (`/docs`: Swagger UI, bundled from npm and
+//! page and the member's account page (`/account`) and their assets, and the API docs page (`/docs`: Swagger UI, bundled from npm and
 //! served from here, rendering `/openapi.json`) and its assets; each HTML page with a
 //! strict Content-Security-Policy.
 
@@ -15,18 +15,24 @@ use axum::{
 
 use super::{AppState, error::ApiError};
 
-/// Returns the page routes: `/checkout` and `/docs`, each with its `assets/` (anyone may
+/// Returns the page routes: `/checkout`, `/account` and `/docs`, each with its `assets/` (anyone may
 /// load them; not rate-limited).
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/checkout", get(checkout_page))
         .route("/checkout/assets/{file}", get(asset))
+        .route("/account", get(account_page))
+        .route("/account/assets/{file}", get(asset))
         .route("/docs", get(docs_page))
         .route("/docs/assets/{file}", get(asset))
 }
 
 async fn checkout_page(State(state): State<AppState>) -> Response {
     serve_web_file(&state.http.web_dir, "checkout.html").await
+}
+
+async fn account_page(State(state): State<AppState>) -> Response {
+    serve_web_file(&state.http.web_dir, "account.html").await
 }
 
 async fn docs_page(State(state): State<AppState>) -> Response {

@@ -399,6 +399,7 @@ fn page(v: &ReceiptView) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                link rel="icon" href="data:,";
                 title { (title) " " (v.number) }
                 style { (maud::PreEscaped(STYLE)) }
             }

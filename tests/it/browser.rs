@@ -56,7 +56,9 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
     let offer_shot = shots.join("buy-tmai.png");
     let bought_shot = shots.join("bought.png");
     let receipt_shot = shots.join("receipt.png");
-    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot, &receipt_shot] {
+    let account_shot = shots.join("account.png");
+    let account_receipt_shot = shots.join("account-receipt.png");
+    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot, &receipt_shot, &account_shot, &account_receipt_shot] {
         let _ = std::fs::remove_file(shot);
     }
     let browser_run = |account: &str, extra: &[(&str, &std::path::Path)], wallets: &str, other: &str, shot: &std::path::Path| {
@@ -113,12 +115,29 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
         .env("SCREENSHOT", &receipt_shot)
         .output()
         .expect("node runs");
+    // The first member's account page: sign in, plan, badge, payment with its receipt, cancel
+    // and take it back, open the receipt, sign out.
+    let account = Command::new("node")
+        .arg(root.join("web/e2e/account.mjs"))
+        .env("BASE_URL", format!("http://127.0.0.1:{http_port}"))
+        .env("RPC_URL", format!("http://127.0.0.1:{rpc_port}"))
+        .env("ACCOUNT", "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266")
+        .env("SCREENSHOT", &account_shot)
+        .env("RECEIPT_SCREENSHOT", &account_receipt_shot)
+        .output()
+        .expect("node runs");
     // Ctrl-C, not SIGKILL: a killed `dev` cannot stop its anvil, which would outlive the test.
     let _ = Command::new("kill").args(["-INT", &dev.id().to_string()]).status();
     let _ = dev.wait();
 
     // Assert
-    for (run, output) in [("window.ethereum", &injected), ("two announced wallets", &announced), ("the one-click buy", &bought), ("the receipt", &receipt)] {
+    for (run, output) in [
+        ("window.ethereum", &injected),
+        ("two announced wallets", &announced),
+        ("the one-click buy", &bought),
+        ("the receipt", &receipt),
+        ("the account page", &account),
+    ] {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success() && stdout.contains("e2e: ok"), "browser run with {run} failed:\n{stdout}\n{stderr}");
@@ -138,7 +157,13 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
     assert!(stdout.contains("e2e: bought exactly"), "{stdout}");
     let stdout = String::from_utf8_lossy(&receipt.stdout);
     assert!(stdout.contains("e2e: receipt R-000001 ok (tmai-pay dev shop)"), "{stdout}");
-    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot, &receipt_shot] {
+    let stdout = String::from_utf8_lossy(&account.stdout);
+    for step in
+        ["e2e: signed in; plan Premium monthly (Premium), Active", "e2e: canceled", "e2e: cancel taken back", "e2e: receipt R-000001 opened", "e2e: signed out"]
+    {
+        assert!(stdout.contains(step), "{step} missing:\n{stdout}");
+    }
+    for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot, &receipt_shot, &account_shot, &account_receipt_shot] {
         let png = std::fs::read(shot).expect("the screenshot was saved");
         assert_eq!(&png[..8], PNG, "{}", shot.display());
     }

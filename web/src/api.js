@@ -7,7 +7,7 @@ export async function api(path, init = {}) {
   try {
     response = await fetch(path, {
       ...init,
-      headers: { accept: 'application/json', ...(init.body ? { 'content-type': 'application/json' } : {}) },
+      headers: { accept: 'application/json', ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers ?? {}) },
     });
   } catch (cause) {
     throw new FriendlyError("Can't reach the checkout service. Check your connection and try again.", { cause });
