@@ -250,13 +250,21 @@ pub(crate) fn key_hex(h: &Harness, index: usize) -> String {
     format!("0x{}", alloy::hex::encode(tmai_pay::chain::devnet::key(&h.chain.anvil, index).to_bytes()))
 }
 
+/// An `[http]` table with free ports for the public and operations listeners.
+fn free_http() -> String {
+    let (port, ops_port) = (crate::helpers::free_port(), crate::helpers::free_port());
+    format!("[http]\nbind = \"127.0.0.1:{port}\"\nops_bind = \"127.0.0.1:{ops_port}\"\n")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_refuses_to_start_without_a_usable_issuer() {
     let h = Harness::start(DbKind::Sqlite).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("r.db").display());
     let d = &h.chain.deployment;
-    let config = write_config(dir.path(), &db, &h.chain.anvil.endpoint(), d.chain_id, d, "");
+    // Ports of its own: `run` binds its listeners before it checks the keys, and other tests
+    // run `tmai-pay run` at the same time.
+    let config = write_config(dir.path(), &db, &h.chain.anvil.endpoint(), d.chain_id, d, &free_http());
     let config = config.to_str().unwrap();
     let cases = [
         (None, "chain.issuer_key is not set"),
@@ -288,7 +296,7 @@ async fn run_takes_a_payment_to_a_badge() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("run.db").display());
     let d = &h.chain.deployment;
-    let config = write_config(dir.path(), &db_url, &h.chain.anvil.endpoint(), d.chain_id, d, "");
+    let config = write_config(dir.path(), &db_url, &h.chain.anvil.endpoint(), d.chain_id, d, &free_http());
     let issuer = key_hex(&h, tmai_pay::chain::devnet::ISSUER);
     let instance = Instance::start_with("run", &config, &[("TMAI_PAY__CHAIN__ISSUER_KEY", &issuer)]);
     assert!(instance.wait_for("watcher and minter starting", Duration::from_secs(90)));
