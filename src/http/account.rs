@@ -3,7 +3,6 @@
 //! the badge as the chain renders it, the reminders still to come, and every payment with
 //! its receipt. Under the membership token or the account session; never cached.
 
-use alloy::primitives::Address;
 use axum::{
     Json, Router,
     extract::{Query, State, rejection::QueryRejection},
@@ -119,8 +118,7 @@ fn subscription_view(state: &AppState, sub: &Subscription, now: u64) -> AccountS
 /// the reminder pass sends them ([`crate::billing::reminders`]: a live or canceled plan
 /// without a scheduled next plan).
 fn reminders(days: &[u32], sub: &Subscription, now: u64) -> Vec<ReminderView> {
-    let notified = matches!(sub.status, SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue | SubscriptionStatus::Canceled);
-    if !notified || sub.next_plan_id.is_some() || sub.expires_at <= now {
+    if !store::notices::NOTIFIED.contains(&sub.status) || sub.next_plan_id.is_some() || sub.expires_at <= now {
         return Vec::new();
     }
     let mut out: Vec<ReminderView> = days
@@ -137,8 +135,7 @@ fn reminders(days: &[u32], sub: &Subscription, now: u64) -> Vec<ReminderView> {
     (status = 429, body = ErrorBody),
 ))]
 pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let claims = super::auth::signed_in(&state, &headers).await?;
-    let wallet: Address = claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?;
+    let wallet = super::auth::signed_in_wallet(&state, &headers).await?;
     let now = state.clock.now();
     let subscription = super::subscriptions::stored_subscription(&state, wallet).await?;
     let (badge, badge_unavailable) = match super::subscriptions::read_badge(&state, wallet).await {
@@ -216,8 +213,7 @@ pub async fn plan_change(
     headers: HeaderMap,
     query: Result<Query<PlanChangeQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = super::auth::signed_in(&state, &headers).await?;
-    let wallet: Address = claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?;
+    let wallet = super::auth::signed_in_wallet(&state, &headers).await?;
     let Query(q) = query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
     let periods = q.periods.unwrap_or(1);
     if periods == 0 || periods > MAX_PERIODS {
@@ -297,6 +293,8 @@ pub(super) struct Api;
 
 #[cfg(test)]
 mod tests {
+    use alloy::primitives::Address;
+
     use super::*;
 
     fn sub(status: SubscriptionStatus, expires_at: u64) -> Subscription {

@@ -352,18 +352,28 @@ pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<C
     Ok(claims)
 }
 
+/// The wallet of a signed-in request ([`signed_in`]).
+pub(crate) async fn signed_in_wallet(state: &AppState, headers: &HeaderMap) -> Result<Address, ApiError> {
+    wallet_of(&signed_in(state, headers).await?)
+}
+
+/// The wallet a membership token's subject names.
+fn wallet_of(claims: &Claims) -> Result<Address, ApiError> {
+    claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))
+}
+
 /// The wallet of a request that changes a member's own data: its membership token, or its
 /// live session cookie from an allowed origin with the session's `X-CSRF-Token`.
 pub(crate) async fn member_changing(state: &AppState, headers: &HeaderMap) -> Result<Address, ApiError> {
-    let claims = signed_in(state, headers).await?;
-    // No token: `signed_in` took the session cookie, which a cross-site request carries too.
-    if super::keys::bearer(headers).is_none() {
-        let auth = service(state)?;
-        let session =
-            live_session(state, headers, state.clock.now()).await?.ok_or_else(|| ApiError::unauthorized("the session ended or expired; sign in again"))?;
-        check_cross_site(auth, headers, &session)?;
+    if super::keys::bearer(headers).is_some() || session_secret(headers).is_none() {
+        return signed_in_wallet(state, headers).await;
     }
-    claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))
+    // The session cookie, which a cross-site request carries too.
+    let auth = service(state)?;
+    let session =
+        live_session(state, headers, state.clock.now()).await?.ok_or_else(|| ApiError::unauthorized("the session ended or expired; sign in again"))?;
+    check_cross_site(auth, headers, &session)?;
+    Ok(session.wallet)
 }
 
 /// Answers what the request's membership token says, with the subscription as it stands
@@ -373,7 +383,7 @@ pub(crate) async fn member_changing(state: &AppState, headers: &HeaderMap) -> Re
 ))]
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let claims = signed_in(&state, &headers).await?;
-    let wallet: Address = claims.sub.parse().map_err(|_| ApiError::unauthorized("the token's subject is not a wallet"))?;
+    let wallet = wallet_of(&claims)?;
     let auth = service(&state)?;
     let subscription = super::subscriptions::stored_subscription(&state, wallet).await?;
     let now = state.clock.now();

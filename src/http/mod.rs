@@ -70,6 +70,7 @@ pub mod params;
 pub mod payments;
 pub mod plans;
 pub mod rates;
+mod receipt_page;
 pub mod receipts;
 pub mod streams;
 pub mod subscriptions;

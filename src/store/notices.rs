@@ -80,7 +80,8 @@ pub struct Due {
 }
 
 /// The states of a subscription that still gets notices (every one but `expired`).
-const NOTIFIED: [SubscriptionStatus; 4] = [SubscriptionStatus::Active, SubscriptionStatus::Trialing, SubscriptionStatus::PastDue, SubscriptionStatus::Canceled];
+pub(crate) const NOTIFIED: [SubscriptionStatus; 4] =
+    [SubscriptionStatus::Active, SubscriptionStatus::Trialing, SubscriptionStatus::PastDue, SubscriptionStatus::Canceled];
 
 /// Returns the subscriptions (without a scheduled plan) whose time ends after `after` and
 /// by `until` and that have no `kind` notice for that end, by end then wallet.

@@ -265,30 +265,48 @@ pub async fn issue_all(conn: &mut AnyConnection, batch: &[NewReceipt], now: u64)
         let mut seen = std::collections::HashSet::new();
         return Ok(batch.iter().map(|r| if seen.insert(r.id.as_str()) { numbers.get(&r.id).copied() } else { None }).collect());
     }
-    let mut fresh = Vec::with_capacity(batch.len());
+    let mut issued = Vec::with_capacity(batch.len());
     for r in batch {
-        let issued = sqlx::query(EXISTS).bind(r.id.as_str()).fetch_optional(&mut *conn).await?.is_some();
-        fresh.push(!issued && !batch.iter().take_while(|o| !std::ptr::eq(*o, r)).any(|o| o.id == r.id));
+        issued.push(sqlx::query(EXISTS).bind(r.id.as_str()).fetch_optional(&mut *conn).await?.is_some());
     }
+    let fresh = fresh_of(batch, &issued);
     let count = fresh.iter().filter(|f| **f).count() as i64;
     if count == 0 {
         return Ok(vec![None; batch.len()]);
     }
     let last: i64 = sqlx::query_scalar(TAKE_NUMBERS).bind(count).fetch_one(&mut *conn).await?;
-    let mut next = last - count;
-    let mut out = Vec::with_capacity(batch.len());
-    for (r, fresh) in batch.iter().zip(fresh) {
-        if !fresh {
-            out.push(None);
-            continue;
+    let numbers = numbered(&fresh, last);
+    for (r, number) in batch.iter().zip(&numbers) {
+        if let Some(number) = number {
+            let mut values = vec![Value::Text(r.id.clone()), Value::I64(*number as i64)];
+            values.extend(insert_values(r, now));
+            bind_all(sqlx::query(INSERT), &values).execute(&mut *conn).await?;
         }
-        next += 1;
-        let mut values = vec![Value::Text(r.id.clone()), Value::I64(next)];
-        values.extend(insert_values(r, now));
-        bind_all(sqlx::query(INSERT), &values).execute(&mut *conn).await?;
-        out.push(Some(next as u64));
     }
-    Ok(out)
+    Ok(numbers)
+}
+
+/// Which receipts of `batch` to issue: those not `issued` before, each id once (its first
+/// place in the batch).
+fn fresh_of(batch: &[NewReceipt], issued: &[bool]) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    batch.iter().zip(issued).map(|(r, issued)| seen.insert(r.id.as_str()) && !issued).collect()
+}
+
+/// The numbers of the `fresh` receipts, in their order, when the sequence's reservation for
+/// them ended at `last`.
+fn numbered(fresh: &[bool], last: i64) -> Vec<Option<u64>> {
+    let count = fresh.iter().filter(|f| **f).count() as i64;
+    let mut next = last - count;
+    fresh
+        .iter()
+        .map(|f| {
+            f.then(|| {
+                next += 1;
+                next as u64
+            })
+        })
+        .collect()
 }
 
 /// Receipts per PostgreSQL statement (23 parameters each, under the protocol's 65,535).
@@ -341,31 +359,23 @@ async fn issue_chunk_pg(conn: &mut AnyConnection, chunk: &[NewReceipt], now: u64
 /// [`issue_all`] on the process's SQLite connection (the watcher's pass).
 pub fn issue_all_sqlite(conn: &rusqlite::Connection, batch: &[NewReceipt], now: u64) -> Result<Vec<Option<u64>>, StoreError> {
     let mut exists = conn.prepare_cached(&sqlite(EXISTS))?;
-    let mut fresh = Vec::with_capacity(batch.len());
-    for r in batch {
-        let issued = exists.exists([r.id.as_str()])?;
-        fresh.push(!issued && !batch.iter().take_while(|o| !std::ptr::eq(*o, r)).any(|o| o.id == r.id));
-    }
+    let issued = batch.iter().map(|r| exists.exists([r.id.as_str()])).collect::<Result<Vec<bool>, _>>()?;
+    let fresh = fresh_of(batch, &issued);
     let count = fresh.iter().filter(|f| **f).count() as i64;
     if count == 0 {
         return Ok(vec![None; batch.len()]);
     }
     let last: i64 = conn.prepare_cached(&sqlite(TAKE_NUMBERS))?.query_row([count], |row| row.get(0))?;
     let mut insert = conn.prepare_cached(&sqlite(INSERT))?;
-    let mut next = last - count;
-    let mut out = Vec::with_capacity(batch.len());
-    for (r, fresh) in batch.iter().zip(fresh) {
-        if !fresh {
-            out.push(None);
-            continue;
+    let numbers = numbered(&fresh, last);
+    for (r, number) in batch.iter().zip(&numbers) {
+        if let Some(number) = number {
+            let mut values = vec![Value::Text(r.id.clone()), Value::I64(*number as i64)];
+            values.extend(insert_values(r, now));
+            insert.execute(rusqlite::params_from_iter(values.iter().map(sqlite_value)))?;
         }
-        next += 1;
-        let mut values = vec![Value::Text(r.id.clone()), Value::I64(next)];
-        values.extend(insert_values(r, now));
-        insert.execute(rusqlite::params_from_iter(values.iter().map(sqlite_value)))?;
-        out.push(Some(next as u64));
     }
-    Ok(out)
+    Ok(numbers)
 }
 
 /// A credit note to issue.
