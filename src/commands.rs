@@ -326,6 +326,13 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     settings.chain.ws_url = Some(anvil.ws_endpoint());
     settings.chain.quote_signer_key = Some(SecretString::from(hex_key(&devnet::key(&anvil, devnet::QUOTE_SIGNER))));
     settings.chain.issuer_key = Some(SecretString::from(hex_key(&devnet::key(&anvil, devnet::ISSUER))));
+    // Automatic renewal on, with a renewer made for this run (its own key, set on the
+    // checkout by the fixtures' owner).
+    let renewer = devnet::enable_renewer(&anvil, &deployment).await.context("setting the checkout's renewer")?;
+    settings.chain.renewer_key = Some(SecretString::from(hex_key(&renewer)));
+    // Locally the renewer looks often, so a renewal shows within seconds of moving time.
+    settings.renewals.interval_secs = 2;
+    settings.renewals.rate_retry_secs = 5;
     settings.http.bind = listener.local_addr()?.to_string();
     settings.http.ops_bind = ops_listener.local_addr()?.to_string();
     // Local anvil carries no key: the page may hand it to wallets.
@@ -405,11 +412,21 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 /// catalog's ETH/USD max_age_secs of 3600).
 const FEED_REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Posts the feeds' answers again every [`FEED_REFRESH`] of chain time: a local chain whose
+/// time is moved ahead (`evm_increaseTime`, to see a renewal or an expiry) gets fresh rounds
+/// within seconds instead of stale rates for the rest of the refresh interval.
 async fn keep_feeds_fresh(provider: DynProvider, m: crate::chain::deployment::MarketInfo) {
+    let chain_time = || async { provider.get_block_by_number(Default::default()).await.ok().flatten().map(|b| b.header.timestamp) };
+    let mut refreshed = chain_time().await.unwrap_or(0);
     loop {
-        tokio::time::sleep(FEED_REFRESH).await;
-        if let Err(e) = market::refresh_feeds(&provider, &m).await {
-            tracing::warn!(error = %e, "refreshing the local feeds failed");
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let Some(now) = chain_time().await else { continue };
+        if now < refreshed + FEED_REFRESH.as_secs() / 2 {
+            continue;
+        }
+        match market::refresh_feeds(&provider, &m).await {
+            Ok(()) => refreshed = now,
+            Err(e) => tracing::warn!(error = %e, "refreshing the local feeds failed"),
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Service {
     pub quote_signer: Option<PrivateKeySigner>,
     /// The badge issuer, when configured.
     pub issuer: Option<PrivateKeySigner>,
+    /// The renewer that charges renewal mandates, when configured.
+    pub renewer: Option<PrivateKeySigner>,
     /// The clock every time-based decision reads.
     pub clock: crate::clock::Clock,
     /// Sign-in and membership tokens, when the `[auth]` table configures them.
@@ -224,6 +226,22 @@ impl Service {
             }
             None => None,
         };
+        let renewer = match &settings.chain.renewer_key {
+            Some(key) => {
+                let signer =
+                    PrivateKeySigner::from_str(key.expose_secret().trim()).map_err(|_| anyhow::anyhow!("chain.renewer_key is not a valid private key"))?;
+                if issuer.as_ref().is_some_and(|i| i.address() == signer.address()) {
+                    bail!("chain.renewer_key is the issuer's key: the renewer needs its own (the minter tracks the issuer's nonces)");
+                }
+                let checkout = SubscriptionCheckout::new(deployment.checkout, &provider);
+                let trusted = startup.chain_read("the checkout's renewer", &shown, &url, || async { checkout.renewer().call().await }).await?;
+                if trusted != signer.address() {
+                    bail!("chain.renewer_key belongs to {}, but the checkout's renewer is {trusted} (the owner sets it with setRenewer)", signer.address());
+                }
+                Some(signer)
+            }
+            None => None,
+        };
         let db =
             Db::connect(&settings.database_url).await.with_context(|| format!("opening the database {}", crate::config::redacted(&settings.database_url)))?;
         // Order ids come from the database's sequence; a database that is behind the chain
@@ -257,7 +275,7 @@ impl Service {
             }
             None => None,
         };
-        Ok(Self { settings, deployment, catalog, db, provider, nodes, quote_signer, issuer, clock, rates, auth, swaps })
+        Ok(Self { settings, deployment, catalog, db, provider, nodes, quote_signer, issuer, renewer, clock, rates, auth, swaps })
     }
 
     /// Returns the watcher for this service.
@@ -280,13 +298,34 @@ impl Service {
         .with_receipt_base(self.settings.http.public_url())
     }
 
+    /// Returns the quote issuer, when a quote signer is configured.
+    pub fn quotes(&self) -> Option<QuoteIssuer> {
+        self.quote_signer.clone().map(|signer| {
+            QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, self.settings.chain.quote_ttl_secs).with_rates(self.rates.clone())
+        })
+    }
+
+    /// Returns the renewer, when a renewer key (and a quote signer, which stores its orders)
+    /// is configured.
+    pub fn renewer(&self) -> Option<crate::billing::renewals::Renewer> {
+        let (renewer, quotes) = (self.renewer.clone()?, self.quotes()?);
+        Some(crate::billing::renewals::Renewer::new(
+            self.db.clone(),
+            self.provider.clone(),
+            alloy::network::EthereumWallet::from(renewer),
+            self.deployment.chain_id,
+            self.deployment.checkout,
+            self.catalog.clone(),
+            quotes,
+            self.settings.renewals.clone(),
+            self.clock.clone(),
+        ))
+    }
+
     /// Returns the HTTP state for this service.
     pub fn app_state(&self, cancel: CancellationToken) -> AppState {
         let chain = &self.settings.chain;
-        let quotes = self
-            .quote_signer
-            .clone()
-            .map(|signer| QuoteIssuer::new(signer, self.deployment.chain_id, self.deployment.checkout, chain.quote_ttl_secs).with_rates(self.rates.clone()));
+        let quotes = self.quotes();
         // No fallback to chain.rpc_url for wallets: provider URLs carry API keys.
         let http = self.settings.http.clone();
         AppState::new(self.db.clone(), self.catalog.clone(), self.deployment.clone(), self.provider.clone(), chain.confirmations(), http, cancel)
@@ -297,6 +336,7 @@ impl Service {
             .with_auth(self.auth.clone())
             .with_merchant(self.settings.merchant.clone())
             .with_reminders(self.settings.reminders.clone())
+            .with_renewals(self.renewer.as_ref().map(|_| self.settings.renewals.clone()))
             .with_rates(self.rates.clone())
             .with_swaps(self.swaps.clone())
     }
@@ -336,6 +376,18 @@ impl Service {
             })
             .await
         };
+        let renewer = self.renewer();
+        let renewing = async {
+            let Some(renewer) = renewer else {
+                tracing::info!("chain.renewer_key is not set: automatic renewal is off");
+                return Ok(());
+            };
+            crate::store::leader::run_as_leader(&self.db, crate::store::leader::RENEWER_LOCK, retry, cancel.clone(), |token| {
+                let renewer = renewer.clone();
+                async move { renewer.run(token).await }
+            })
+            .await
+        };
         let deliverer = self.deliverer()?;
         let delivering = crate::store::leader::run_as_leader(&self.db, crate::store::leader::WEBHOOK_LOCK, retry, cancel.clone(), |token| {
             let deliverer = deliverer.clone();
@@ -357,10 +409,11 @@ impl Service {
         };
         // One task keeps the rates fresh for every checkout (at most once per block).
         let pricing = self.rates.clone().run(cancel.clone());
-        let (s, w, m, d, (), (), p) = tokio::join!(server, watching, minting, delivering, reminding, pricing, pruning);
+        let (s, w, m, r, d, (), (), p) = tokio::join!(server, watching, minting, renewing, delivering, reminding, pricing, pruning);
         s?;
         w?;
         m?;
+        r?;
         d?;
         p?;
         self.db.close().await;
@@ -375,6 +428,7 @@ impl Service {
     /// Returns the reminder pass.
     pub fn reminders(&self) -> crate::billing::reminders::Reminders {
         crate::billing::reminders::Reminders::new(self.db.clone(), self.catalog.clone(), self.settings.reminders.clone(), self.clock.clone())
+            .with_renewal_grace(u64::from(self.settings.renewals.grace_days) * 86_400)
     }
 
     /// Returns the pruning pass of unpaid checkouts.

@@ -70,7 +70,12 @@ impl AuthService {
         let session_end = auth_time.saturating_add(self.settings.session_secs).min(now.saturating_add(self.settings.token_secs));
         let (tier, plan, status, period_end, exp) = match subscription {
             Some(s) if s.expires_at > now => (s.tier, Some(s.plan_id), s.status.as_str().to_string(), Some(s.expires_at), session_end.min(s.expires_at)),
-            Some(s) => (0, Some(s.plan_id), "expired".to_string(), Some(s.expires_at), session_end),
+            // Past the paid end: no tier. `past_due` while an automatic renewal is retried in
+            // its grace period (it may still renew), else `expired`.
+            Some(s) => {
+                let status = if s.status == crate::states::SubscriptionStatus::PastDue { "past_due" } else { "expired" };
+                (0, Some(s.plan_id), status.to_string(), Some(s.expires_at), session_end)
+            }
             None => (0, None, "none".to_string(), None, session_end),
         };
         tokens::Claims {

@@ -15,7 +15,10 @@
 //!   ([`session`]): `metadata.wallet` and `metadata.plan_id` name the member and plan;
 //!   `amount_total`/`currency` must be the plan's card price (or 0 for the plan's trial);
 //!   `payment_status` `unpaid` is only acknowledged (`pending`); a wallet gets one trial
-//!   ever (`card_trials`); a paid session is one period by the on-chain rules;
+//!   ever (`card_trials`); a paid session is one period by the on-chain rules; a session
+//!   the service created for a switch from crypto ([`sessions`]) completes with nothing
+//!   paid and grants nothing (`deferred_start`): its first invoice, at the end of the paid
+//!   crypto time, renews the plan;
 //! - `checkout.session.async_payment_failed`: acknowledged, nothing granted;
 //! - `invoice.paid` ([`invoice`]): only `billing_reason` `subscription_cycle` renews, for the
 //!   plan of the invoice line's processor price (`card_price_id`, whose line amount must be
@@ -36,8 +39,10 @@
 
 mod apply;
 mod invoice;
+pub mod processor;
 mod refunds;
 mod session;
+pub mod sessions;
 mod subscription;
 
 use alloy::primitives::Address;

@@ -13,12 +13,15 @@ use alloy::primitives::Address;
 use serde::Serialize;
 use sqlx::AnyConnection;
 
-use super::activation::{self, Subscription};
+use super::{
+    activation::{self, Subscription},
+    plans::{Catalog, Plan},
+};
 use crate::{
     chain::paid_log::payment_key,
     events::{
         ChangeSource, CompGranted, EventType, ExpiredReason, MemberCanceled, MemberEnded, Moved, PaymentRefunded, SubscriptionCanceled, SubscriptionExpired,
-        SubscriptionUncanceled,
+        SubscriptionSwitchCanceled, SubscriptionSwitchScheduled, SubscriptionUncanceled,
     },
     states::{BadgeAction, PaymentStatus, SubscriptionStatus},
     store::{
@@ -28,6 +31,7 @@ use crate::{
         comp_grants::{self, NewCompGrant},
         ledger::payments,
         outbox, subscriptions,
+        switches::{self, PlanSwitch},
     },
 };
 
@@ -176,6 +180,113 @@ pub async fn member_uncancel(conn: &mut AnyConnection, wallet: Address, now: u64
     Ok(sub)
 }
 
+/// Whether `switch` is still in force for `sub`: set for the period end `sub` still has,
+/// with no paid lower plan queued after it. A payment that moved the end, or bought the lower
+/// plan itself, settled it.
+pub fn switch_in_force(switch: &PlanSwitch, sub: &Subscription) -> bool {
+    switch.for_expires_at == sub.expires_at && sub.next_plan_id.is_none() && sub.status != SubscriptionStatus::Expired
+}
+
+/// `wallet`'s switch if one is in force for `sub` ([`switch_in_force`]).
+pub async fn switch_of(conn: &mut AnyConnection, sub: &Subscription) -> Result<Option<PlanSwitch>, StoreError> {
+    Ok(switches::get(conn, sub.wallet).await?.filter(|s| switch_in_force(s, sub)))
+}
+
+/// The member schedules a switch: the next renewal buys `plan` (another period of the same
+/// tier, or a lower tier) in the token `symbol`, from the end of the current period. Nothing
+/// is paid and the current plan is unchanged until then; event
+/// `subscription.switch_scheduled`. Setting the same switch again changes nothing.
+///
+/// Refused: no subscription (404); an ended, canceled or card-renewed plan, a paid lower plan
+/// already queued, or a higher tier, which is an upgrade paid for now (409); a token the plan
+/// is not sold in (400).
+pub async fn member_switch(
+    conn: &mut AnyConnection,
+    catalog: &Catalog,
+    wallet: Address,
+    plan: &Plan,
+    symbol: &str,
+    now: u64,
+) -> Result<(Subscription, PlanSwitch), MemberError> {
+    let sub = existing(conn, wallet).await?;
+    not_by_card(conn, wallet).await?;
+    if ended(&sub, now) {
+        return Err(MemberError::Conflict(format!("{wallet}'s subscription has ended: buy a plan instead")));
+    }
+    if sub.status == SubscriptionStatus::Canceled {
+        return Err(MemberError::Conflict(format!("{wallet}'s subscription is canceled and will not renew: keep the plan first, then switch")));
+    }
+    if sub.next_plan_id.is_some() {
+        return Err(MemberError::Conflict(format!("{wallet} already paid for a lower plan that takes over at {}: it cannot be switched", sub.expires_at)));
+    }
+    if plan.tier > sub.tier {
+        return Err(MemberError::Conflict(format!(
+            "plan {} is a higher tier: an upgrade takes effect at once; preview it (GET /v1/me/plan-change) and pay for it",
+            plan.id
+        )));
+    }
+    let token = catalog.token(symbol.trim()).ok_or_else(|| MemberError::Invalid(format!("no token {symbol:?}; see GET /v1/plans")))?;
+    if plan.price(token.address, 1).is_none() && plan.price_usd.is_none() {
+        return Err(MemberError::Invalid(format!("plan {} is not sold in {}; see GET /v1/plans", plan.id, token.symbol)));
+    }
+    let switch = PlanSwitch { plan_id: plan.id, token: token.symbol.clone(), for_expires_at: sub.expires_at, requested_at: now };
+    if let Some(current) = switch_of(conn, &sub).await?
+        && (current.plan_id, &current.token) == (switch.plan_id, &switch.token)
+    {
+        return Ok((sub, current));
+    }
+    switches::put(conn, wallet, &switch).await?;
+    // A mandate signed for another plan or token does not pay the switched renewal: automatic
+    // renewal stops here, plainly (`subscription.renewal_disabled`), and the member consents
+    // again for the new plan.
+    if let Some(m) = crate::store::mandates::active_of(conn, wallet).await? {
+        let reason = if m.plan_id != plan.id {
+            Some(crate::events::RenewalOffReason::PlanChanged)
+        } else if m.token != token.address {
+            Some(crate::events::RenewalOffReason::TokenChanged)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            super::renewals::turn_off(conn, wallet, reason, now).await?;
+        }
+    }
+    let data = SubscriptionSwitchScheduled(switch_view(&sub, &switch, plan.tier));
+    let id = outbox::event_id(&[EventType::SubscriptionSwitchScheduled.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
+    outbox::write_for_member(conn, &id, data, wallet, now as i64).await?;
+    Ok((sub, switch))
+}
+
+/// The member takes back their scheduled switch: the next renewal buys the current plan
+/// again; event `subscription.switch_canceled`. No switch in force: 404.
+pub async fn member_unswitch(conn: &mut AnyConnection, catalog: &Catalog, wallet: Address, now: u64) -> Result<Subscription, MemberError> {
+    let sub = existing(conn, wallet).await?;
+    let stored = switches::get(conn, wallet).await?;
+    let Some(switch) = stored.filter(|s| switch_in_force(s, &sub)) else {
+        return Err(MemberError::NotFound(format!("{wallet} has no scheduled switch")));
+    };
+    switches::delete(conn, wallet).await?;
+    let tier = catalog.get(switch.plan_id).map_or(sub.tier, |p| p.tier);
+    let data = SubscriptionSwitchCanceled(switch_view(&sub, &switch, tier));
+    let id = outbox::event_id(&[EventType::SubscriptionSwitchCanceled.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
+    outbox::write_for_member(conn, &id, data, wallet, now as i64).await?;
+    Ok(sub)
+}
+
+fn switch_view(sub: &Subscription, switch: &PlanSwitch, switch_tier: u8) -> crate::events::PlanSwitch {
+    crate::events::PlanSwitch {
+        expires_at: sub.expires_at,
+        plan_id: sub.plan_id,
+        source: ChangeSource::Member,
+        status: sub.status,
+        switch_plan_id: switch.plan_id,
+        switch_tier,
+        switch_token: switch.token.clone(),
+        tier: sub.tier,
+        wallet: sub.wallet,
+    }
+}
+
 fn canceled_view(sub: &Subscription, source: ChangeSource) -> MemberCanceled {
     MemberCanceled {
         comp_seconds: sub.comp_seconds,
@@ -200,6 +311,9 @@ async fn cancel_by(conn: &mut AnyConnection, wallet: Address, source: ChangeSour
     }
     sub.status = SubscriptionStatus::Canceled;
     activation::save(conn, &sub, now).await?;
+    // A canceled plan does not renew: automatic renewal goes off with it (undoing the cancel
+    // does not turn it on again; the member consents again).
+    super::renewals::turn_off(conn, wallet, crate::events::RenewalOffReason::Canceled, now).await?;
     let data = SubscriptionCanceled::Merchant(canceled_view(&sub, source));
     let id = outbox::event_id(&[EventType::SubscriptionCanceled.as_str(), &wallet.to_string(), &sub.expires_at.to_string(), &now.to_string()]);
     outbox::write_for_member(conn, &id, data, sub.wallet, now as i64).await?;

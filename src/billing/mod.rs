@@ -11,6 +11,7 @@ pub mod quotes;
 pub mod rates;
 pub mod receipts;
 pub mod reminders;
+pub mod renewals;
 pub mod retention;
 pub mod reversal;
 pub mod swaps;

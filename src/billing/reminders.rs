@@ -18,10 +18,10 @@ use super::{activation, plans::Catalog};
 use crate::{
     clock::Clock,
     config::ReminderSettings,
-    events::{EventType, ExpiredReason, Payload, PeriodEnded, SubscriptionExpired, SubscriptionExpiring},
+    events::{EventType, ExpiredReason, Payload, PeriodEnded, RenewalFailure, SubscriptionExpired, SubscriptionExpiring},
     states::SubscriptionStatus,
     store::{
-        Db, StoreError, customers,
+        Db, StoreError, customers, mandates,
         notices::{self, Notice, NoticeKind},
         outbox::{self, NewEvent},
         subscriptions,
@@ -47,12 +47,21 @@ pub struct Reminders {
     catalog: std::sync::Arc<Catalog>,
     settings: ReminderSettings,
     clock: Clock,
+    renewal_grace: u64,
 }
 
 impl Reminders {
     /// Returns the pass over `db`.
     pub fn new(db: Db, catalog: std::sync::Arc<Catalog>, settings: ReminderSettings, clock: Clock) -> Self {
-        Self { db, catalog, settings, clock }
+        Self { db, catalog, settings, clock, renewal_grace: 0 }
+    }
+
+    /// Returns the pass with automatic renewal's grace period (`renewals.grace_days`, in
+    /// seconds): a `past_due` plan whose mandate is still retried stays `past_due` (without
+    /// access) that long after its end before it expires.
+    pub fn with_renewal_grace(mut self, secs: u64) -> Self {
+        self.renewal_grace = secs;
+        self
     }
 
     /// Runs a pass every `interval_secs` until `cancel` fires.
@@ -97,7 +106,13 @@ impl Reminders {
                 ));
             }
         }
-        for s in notices::ended_by(&mut tx, now).await? {
+        for s in notices::ended_by(&mut tx, now, self.renewal_grace).await? {
+            // An automatic renewal that failed says why the plan ended.
+            let renewal_failure = if s.status == SubscriptionStatus::PastDue {
+                mandates::failure_for_period(&mut tx, s.wallet, s.expires_at).await?.as_deref().and_then(RenewalFailure::parse)
+            } else {
+                None
+            };
             candidates.push(Notice { wallet: s.wallet, period_end: s.expires_at, kind: NoticeKind::Expired });
             payloads.push((
                 outbox::event_id(&[EventType::SubscriptionExpired.as_str(), &s.wallet.to_string(), &s.expires_at.to_string()]),
@@ -111,6 +126,7 @@ impl Reminders {
                         SubscriptionStatus::PastDue => ExpiredReason::RenewalFailed,
                         _ => ExpiredReason::PeriodEnded,
                     },
+                    renewal_failure,
                 })
                 .into(),
             ));

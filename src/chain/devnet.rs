@@ -116,6 +116,21 @@ pub fn provider_for(anvil: &AnvilInstance, index: usize) -> DynProvider {
     ProviderBuilder::default().with_gas_estimation().with_simple_nonce_management().fetch_chain_id().wallet(wallet).connect_http(anvil.endpoint_url()).erased()
 }
 
+/// Makes a fresh renewer for the local chain: a new key (its own, never a test account's),
+/// funded for gas, set as the checkout's renewer by its owner (the deployer). Returns the key.
+pub async fn enable_renewer(anvil: &AnvilInstance, deployment: &Deployment) -> Result<PrivateKeySigner, DevnetError> {
+    let renewer = PrivateKeySigner::random();
+    let owner = provider_for(anvil, DEPLOYER);
+    owner
+        .anvil_set_balance(renewer.address(), alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(19u64)))
+        .await
+        .map_err(|e| DevnetError::Rpc(e.to_string()))?;
+    let checkout = super::bindings::SubscriptionCheckout::new(deployment.checkout, &owner);
+    let set = checkout.setRenewer(renewer.address()).send().await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
+    set.get_receipt().await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
+    Ok(renewer)
+}
+
 /// Deploys the contracts and test tokens on a fresh `anvil` the way the fixtures are made:
 /// deployer account 10, quote signer 11, issuer 12, treasury 13, test wallets 0–9 funded,
 /// the badge's admin delay the default one (a local chain can skip it with `evm_increaseTime`).

@@ -14,12 +14,14 @@ mod auth;
 mod plans;
 mod pricing;
 mod redact;
+mod renewals;
 mod webhooks;
 
 pub use auth::{AuthSettings, SigningKeyConfig};
 pub use plans::PlanConfig;
 pub use pricing::{FeedConfig, PricingSettings, RateSourceConfig, SequencerFeedConfig, SwapRoute, SwapSettings};
 pub use redact::{redacted, scrubbed, scrubbed_urls};
+pub use renewals::RenewalSettings;
 pub use webhooks::{CardSettings, WebhookSettings};
 
 /// The whole configuration.
@@ -64,6 +66,9 @@ pub struct Settings {
     /// How long unpaid checkouts are kept.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// Automatic renewal by signed mandates.
+    #[serde(default)]
+    pub renewals: RenewalSettings,
 }
 
 /// The merchant (the `[merchant]` table); every field is optional.
@@ -135,6 +140,10 @@ pub struct HttpSettings {
     /// JSON-RPC URL wallets may add for the chain (`GET /v1/plans` shows it). Never
     /// `chain.rpc_url`, which usually carries a provider key: unset, wallets use their own.
     pub public_rpc_url: Option<String>,
+    /// A block explorer's transaction page, with `{tx}` where the hash goes
+    /// (`https://etherscan.io/tx/{tx}`): the account page links each payment to it. Unset,
+    /// hashes are shown without a link.
+    pub explorer_tx_url: Option<String>,
     /// The service's own public URL (`https://pay.example.com`): links the service hands
     /// out (a receipt's `receipt_url` in `payment.confirmed`) start with it. Unset, they
     /// are paths (`/v1/receipts/…`) for the merchant's app to put under its own host.
@@ -169,6 +178,7 @@ impl Default for HttpSettings {
             ops_bind: "127.0.0.1:9090".into(),
             chain_name: "tmai-pay local".into(),
             public_rpc_url: None,
+            explorer_tx_url: None,
             public_url: None,
             rate_limit_per_second: 20,
             rate_limit_burst: 40,
@@ -288,6 +298,11 @@ pub struct ChainSettings {
     /// runs only when it is set.
     #[serde(default)]
     pub issuer_key: Option<SecretString>,
+    /// Private key (hex) of the renewer: the checkout's renewer, which charges members'
+    /// renewal mandates. Its own key, never the issuer's (whose nonces the minter tracks).
+    /// Automatic renewal runs only when it is set.
+    #[serde(default)]
+    pub renewer_key: Option<SecretString>,
 }
 
 fn default_database_url() -> String {
@@ -363,6 +378,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field: &str, message: &str| ConfigError::Invalid { field: field.into(), message: message.into() };
+        self.renewals.check().map_err(|(field, message)| invalid(field, message))?;
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
             return Err(invalid("database_url", "must start with sqlite: or postgres:"));
         }
@@ -413,6 +429,11 @@ impl Settings {
             && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
         {
             return Err(invalid("http.public_rpc_url", "must be an http:// or https:// URL"));
+        }
+        if let Some(url) = self.http.explorer_tx_url.as_deref().map(str::trim).filter(|u| !u.is_empty())
+            && !(url.contains("{tx}") && url::Url::parse(&url.replace("{tx}", "0x00")).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
+        {
+            return Err(invalid("http.explorer_tx_url", "must be an http:// or https:// URL with {tx} where the transaction hash goes"));
         }
         if !self.http.public_url().is_empty() && !url::Url::parse(self.http.public_url()).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
             return Err(invalid("http.public_url", "must be an http:// or https:// URL"));
@@ -466,6 +487,15 @@ impl Settings {
         }
         if !(self.card.currency.len() == 3 && self.card.currency.bytes().all(|b| b.is_ascii_alphabetic())) {
             return Err(invalid("card.currency", "must be a three-letter currency code such as usd"));
+        }
+        if let Err((field, message)) = self.card.validate_api() {
+            return Err(invalid(field, &message));
+        }
+        if self.card.api_key.is_some() && self.http.public_url().is_empty() {
+            return Err(invalid(
+                "http.public_url",
+                "must be set with card.api_key: the card processor sends the member back to the checkout and account pages there",
+            ));
         }
         if self.chain.quote_ttl_secs == 0 {
             return Err(invalid("chain.quote_ttl_secs", "must be at least 1"));
@@ -536,6 +566,8 @@ mod tests {
             ("ops_bind = \"127.0.0.1:8080\"", "http.ops_bind"),
             ("ops_bind = \"loopback\"", "http.ops_bind"),
             ("public_rpc_url = \"ftp://x\"", "http.public_rpc_url"),
+            ("explorer_tx_url = \"https://scan.example/tx/\"", "http.explorer_tx_url"),
+            ("explorer_tx_url = \"javascript:alert({tx})\"", "http.explorer_tx_url"),
             ("max_event_streams_per_client = 0", "http.max_event_streams"),
         ] {
             let error = Settings::from_toml(&format!("{base}{extra}")).unwrap_err().to_string();
@@ -544,6 +576,8 @@ mod tests {
         let settings = Settings::from_toml(&format!("{base}trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]\npublic_rpc_url = \"\"")).unwrap();
         assert_eq!(settings.http.trusted_proxy_nets().unwrap().len(), 2);
         assert_eq!(settings.http.public_rpc_url(), None);
+        let explorer = Settings::from_toml(&format!("{base}explorer_tx_url = \"https://scan.example/tx/{{tx}}\"")).unwrap();
+        assert_eq!(explorer.http.explorer_tx_url.as_deref(), Some("https://scan.example/tx/{tx}"));
     }
 
     #[test]
@@ -577,6 +611,30 @@ mod tests {
         ] {
             let error = Settings::from_toml(&format!("{base}fallback_rpc_urls = {list}")).unwrap_err().to_string();
             assert!(error.contains(field), "{list}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_card_api_key_and_base_url_are_checked_and_named() {
+        let base = "[chain]\nrpc_url = \"http://127.0.0.1:8545\"\nchain_id = 1\n";
+        let public = "[http]\npublic_url = \"https://pay.example\"\n";
+        let fine = Settings::from_toml(&format!("{base}{public}[card]\napi_key = \"sk_test_abc\"\napi_base_url = \"http://127.0.0.1:12111\"")).unwrap();
+        let no_public = Settings::from_toml(&format!("{base}[card]\napi_key = \"sk_test_abc\"")).unwrap_err().to_string();
+        assert!(no_public.contains("http.public_url"), "{no_public}");
+        assert_eq!(fine.card.api_base_url, "http://127.0.0.1:12111");
+        assert_eq!(Settings::from_toml(base).unwrap().card.api_base_url, "https://api.stripe.com", "the processor's own by default");
+        assert!(!format!("{:?}", fine.card).contains("sk_test_abc"), "the key is redacted in Debug");
+        for (table, field) in [
+            ("api_key = \"pk_test_abc\"", "card.api_key"),
+            ("api_key = \"\"", "card.api_key"),
+            ("api_key = \"sk_test with space\"", "card.api_key"),
+            ("api_base_url = \"ftp://api.stripe.com\"", "card.api_base_url"),
+            ("api_base_url = \"https://api.stripe.com/v1\"", "card.api_base_url"),
+            ("api_base_url = \"not a url\"", "card.api_base_url"),
+        ] {
+            let error = Settings::from_toml(&format!("{base}{public}[card]\n{table}")).unwrap_err().to_string();
+            assert!(error.contains(field), "{table}: {error}");
+            assert!(!error.contains("sk_test"), "the key is not shown: {error}");
         }
     }
 

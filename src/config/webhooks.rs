@@ -43,13 +43,22 @@ impl Default for WebhookSettings {
     }
 }
 
-/// Incoming card-processor webhooks (the `[card]` table).
+/// The card processor (the `[card]` table): its signed webhooks in, and the API calls out
+/// that create Checkout Sessions and set a card subscription to end.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CardSettings {
     /// The processor's endpoint signing secret (`whsec_…` in Stripe's dashboard). Card
     /// webhooks are refused while it is unset.
     pub webhook_secret: Option<SecretString>,
+    /// The processor's secret API key (`sk_…`, or a restricted `rk_…` allowed to write
+    /// Checkout Sessions and Subscriptions). Without it the service creates no card
+    /// checkout: the checkout page offers no "Pay by card" and the card session routes
+    /// answer 404 `card_not_configured`.
+    pub api_key: Option<SecretString>,
+    /// The processor's API base URL, scheme and host only (default
+    /// `https://api.stripe.com`); tests point it at a local fake.
+    pub api_base_url: String,
     /// Seconds a signed timestamp may be away from now.
     pub tolerance_secs: u64,
     /// The three-letter currency (ISO 4217, as the processor writes it: `usd`) that
@@ -68,10 +77,40 @@ pub struct CardSettings {
     pub rate_limit_burst: u32,
 }
 
+impl CardSettings {
+    /// Checks `api_key` (a secret `sk_…` or restricted `rk_…` key, never a publishable
+    /// `pk_…` one) and `api_base_url` (http or https, a host, no path); returns the field
+    /// and what is wrong, without showing the key.
+    pub(crate) fn validate_api(&self) -> Result<(), (&'static str, String)> {
+        use secrecy::ExposeSecret;
+        if let Some(key) = &self.api_key {
+            let key = key.expose_secret();
+            let shaped = (key.starts_with("sk_") || key.starts_with("rk_")) && key.len() > 3 && key.bytes().all(|b| b.is_ascii_graphic());
+            if !shaped {
+                return Err((
+                    "card.api_key",
+                    "must be the processor's secret key (sk_…) or a restricted key (rk_…) with no spaces; a publishable key (pk_…) cannot create sessions"
+                        .into(),
+                ));
+            }
+        }
+        let url = url::Url::parse(&self.api_base_url).map_err(|e| ("card.api_base_url", format!("is not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(("card.api_base_url", "must be an http or https URL with a host, such as https://api.stripe.com".into()));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(("card.api_base_url", "must have no path, query or fragment (the client adds /v1/…)".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Default for CardSettings {
     fn default() -> Self {
         Self {
             webhook_secret: None,
+            api_key: None,
+            api_base_url: DEFAULT_CARD_API_BASE_URL.into(),
             tolerance_secs: 300,
             currency: "usd".into(),
             body_limit_bytes: 64 * 1024,
@@ -80,3 +119,6 @@ impl Default for CardSettings {
         }
     }
 }
+
+/// The processor's API (Stripe).
+pub(crate) const DEFAULT_CARD_API_BASE_URL: &str = "https://api.stripe.com";

@@ -16,10 +16,12 @@ mod subscription;
 pub use badge::{BadgeCause, BadgeChanged, BadgeJobDone, BadgeMinted, BadgeMoved, BadgeRevoked, BadgeUpdated};
 pub use payment::{CheckoutCreated, PaymentConfirmed, PaymentDetected, PaymentRefunded, PaymentReorged, PaymentUnmatched};
 pub use subscription::{
-    CardChange, CardRenewalFailed, CardStatus, CardTakenBack, ChangeShape, ChangeSource, CompGranted, DowngradeTookEffect, ExpiredReason, MemberCanceled,
-    MemberEnded, Moved, PaymentChange, PaymentTakenBack, PeriodEnded, SubscriptionActivated, SubscriptionCanceled, SubscriptionCompGranted,
-    SubscriptionDowngradeScheduled, SubscriptionExpired, SubscriptionExpiring, SubscriptionMoved, SubscriptionRenewalFailed, SubscriptionRenewed,
-    SubscriptionReversed, SubscriptionUncanceled, SubscriptionUpgraded, TakeBackReason,
+    CardChange, CardRenewalFailed, CardStatus, CardTakenBack, ChangeShape, ChangeSource, CompGranted, DowngradeTookEffect, ExpiredReason, MandateChange,
+    MandateRenewalFailed, MemberCanceled, MemberEnded, Moved, PaymentChange, PaymentTakenBack, PeriodEnded, PlanSwitch, RenewalFailure, RenewalNotice,
+    RenewalOffReason, SubscriptionActivated, SubscriptionCanceled, SubscriptionCompGranted, SubscriptionDowngradeScheduled, SubscriptionExpired,
+    SubscriptionExpiring, SubscriptionMoved, SubscriptionRenewalAtRisk, SubscriptionRenewalDisabled, SubscriptionRenewalEnabled, SubscriptionRenewalFailed,
+    SubscriptionRenewalUpcoming, SubscriptionRenewed, SubscriptionReversed, SubscriptionSwitchCanceled, SubscriptionSwitchScheduled, SubscriptionUncanceled,
+    SubscriptionUpgraded, TakeBackReason,
 };
 
 macro_rules! event_types {
@@ -126,6 +128,18 @@ event_types! {
     SubscriptionUncanceled => "subscription.uncanceled",
     /// A card renewal failed.
     SubscriptionRenewalFailed => "subscription.renewal_failed",
+    /// A member turned automatic renewal on (a signed mandate).
+    SubscriptionRenewalEnabled => "subscription.renewal_enabled",
+    /// A member turned automatic renewal off.
+    SubscriptionRenewalDisabled => "subscription.renewal_disabled",
+    /// An automatic renewal will be charged soon (date and amount).
+    SubscriptionRenewalUpcoming => "subscription.renewal_upcoming",
+    /// An automatic renewal's coming charge would fail today (reason and fix).
+    SubscriptionRenewalAtRisk => "subscription.renewal_at_risk",
+    /// A member scheduled a switch of plan or token for their next renewal.
+    SubscriptionSwitchScheduled => "subscription.switch_scheduled",
+    /// A member took back a scheduled switch.
+    SubscriptionSwitchCanceled => "subscription.switch_canceled",
     /// The merchant gave free time.
     SubscriptionCompGranted => "subscription.comp_granted",
     /// A plan moved to another wallet.

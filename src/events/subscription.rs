@@ -23,6 +23,8 @@ pub enum ChangeSource {
     Merchant,
     /// The member, from their account (`/v1/me/…`).
     Member,
+    /// The service's renewer, charging a member's renewal mandate.
+    Mandate,
 }
 
 /// Why a subscription ended (`subscription.expired`'s `reason`).
@@ -222,6 +224,9 @@ pub struct PeriodEnded {
     pub plan_id: u32,
     /// `period_ended`, `canceled` or `renewal_failed`.
     pub reason: ExpiredReason,
+    /// With `renewal_failed` after an automatic renewal: why its last charge failed
+    /// (`insufficient_balance`, …, as in `subscription.renewal_failed`); null otherwise.
+    pub renewal_failure: Option<RenewalFailure>,
     /// Its tier.
     pub tier: u8,
     /// The member's wallet.
@@ -458,6 +463,44 @@ pub enum SubscriptionUncanceled {
     Card(CardStatus),
 }
 
+/// A member's scheduled switch: the plan and token the next renewal buys from the end of the
+/// current period (`subscription.switch_scheduled`), or the switch they took back
+/// (`subscription.switch_canceled`). Nothing was paid and the current plan is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlanSwitch {
+    /// When the current period ends (unix seconds): the switch takes effect then.
+    pub expires_at: u64,
+    /// Current plan.
+    pub plan_id: u32,
+    /// `member`.
+    pub source: ChangeSource,
+    /// The subscription's status.
+    pub status: SubscriptionStatus,
+    /// The plan the next renewal buys.
+    pub switch_plan_id: u32,
+    /// Its tier.
+    pub switch_tier: u8,
+    /// The token symbol the next renewal is paid in.
+    pub switch_token: String,
+    /// Current tier.
+    pub tier: u8,
+    /// The member's wallet.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub wallet: Address,
+}
+
+/// `subscription.switch_scheduled`: the member chose the plan (another period of the same
+/// tier, or a lower tier) and token their next renewal buys, from the period's end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct SubscriptionSwitchScheduled(pub PlanSwitch);
+
+/// `subscription.switch_canceled`: the member took back a scheduled switch; the next renewal
+/// buys the current plan again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct SubscriptionSwitchCanceled(pub PlanSwitch);
+
 /// `renewal_failed`: a card renewal failed; the plan is `past_due`. The processor's
 /// invoice fields are null when the invoice lacks them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -489,8 +532,250 @@ pub struct CardRenewalFailed {
     pub wallet: Address,
 }
 
-/// `renewal_failed`: see [`CardRenewalFailed`].
-pub type SubscriptionRenewalFailed = CardRenewalFailed;
+/// Why an automatic renewal charge failed (or would fail: `subscription.renewal_at_risk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalFailure {
+    /// The wallet holds less of the token than the charge.
+    InsufficientBalance,
+    /// The wallet's allowance to the checkout is below the charge.
+    InsufficientAllowance,
+    /// The plan's price in the token is above the mandate's cap: the member must consent
+    /// again (the service never charges more than signed).
+    PriceAboveCap,
+    /// The member revoked the mandate.
+    MandateRevoked,
+    /// The mandate's `validUntil` has passed.
+    MandateExpired,
+    /// The mandate's charges are all used.
+    ChargesExhausted,
+    /// No guarded market rate for the token right now.
+    RateUnavailable,
+    /// The chain refused the charge for another reason (the message is logged).
+    ChargeRefused,
+}
+
+impl RenewalFailure {
+    /// Every reason, in the order documented.
+    pub const ALL: [Self; 8] = [
+        Self::InsufficientBalance,
+        Self::InsufficientAllowance,
+        Self::PriceAboveCap,
+        Self::MandateRevoked,
+        Self::MandateExpired,
+        Self::ChargesExhausted,
+        Self::RateUnavailable,
+        Self::ChargeRefused,
+    ];
+
+    /// The stored and sent name (`insufficient_balance`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InsufficientBalance => "insufficient_balance",
+            Self::InsufficientAllowance => "insufficient_allowance",
+            Self::PriceAboveCap => "price_above_cap",
+            Self::MandateRevoked => "mandate_revoked",
+            Self::MandateExpired => "mandate_expired",
+            Self::ChargesExhausted => "charges_exhausted",
+            Self::RateUnavailable => "rate_unavailable",
+            Self::ChargeRefused => "charge_refused",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// What the member can do about it, in a sentence.
+    pub const fn fix(self) -> &'static str {
+        match self {
+            Self::InsufficientBalance => "Top up the wallet with the token before the next attempt.",
+            Self::InsufficientAllowance => "Approve the checkout again for the renewal's bounded amount (turn automatic renewal off and on).",
+            Self::PriceAboveCap => "The price rose above the limit you signed: turn automatic renewal on again to consent to the new price.",
+            Self::MandateRevoked => "Automatic renewal was turned off in the wallet: turn it on again to keep renewing.",
+            Self::MandateExpired => "The renewal permission ran out: turn automatic renewal on again.",
+            Self::ChargesExhausted => "Every renewal you allowed was used: turn automatic renewal on again.",
+            Self::RateUnavailable => "Nothing to do: the service tries again when the market rate is back.",
+            Self::ChargeRefused => "Renew by hand from your account, or contact the merchant.",
+        }
+    }
+
+    /// Whether trying again can succeed without the member signing anything new.
+    pub const fn retryable(self) -> bool {
+        matches!(self, Self::InsufficientBalance | Self::InsufficientAllowance | Self::RateUnavailable | Self::ChargeRefused)
+    }
+}
+
+/// `renewal_failed` of an automatic renewal: the charge of the member's mandate failed (or
+/// was not sent, its simulation failing). The plan is unchanged; it runs to `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MandateRenewalFailed {
+    /// The charge it would have taken, in the token's smallest unit (decimal string; null
+    /// when no rate gave a price).
+    pub amount: Option<String>,
+    /// Attempts so far for this period.
+    pub attempt_count: u64,
+    /// When the paid period ends (unix seconds).
+    pub expires_at: u64,
+    /// What the member can do about it.
+    pub fix: String,
+    /// The mandate (its EIP-712 digest, `0x…`).
+    pub mandate_id: String,
+    /// When the renewer tries again (unix seconds); null when only the member can fix it.
+    pub next_attempt_at: Option<u64>,
+    /// Current plan.
+    pub plan_id: u32,
+    /// Why: `insufficient_balance`, `insufficient_allowance`, `price_above_cap`,
+    /// `mandate_revoked`, `mandate_expired`, `charges_exhausted`, `rate_unavailable`,
+    /// `charge_refused`.
+    pub reason: RenewalFailure,
+    /// Always `mandate`.
+    pub source: ChangeSource,
+    /// The subscription's status.
+    pub status: SubscriptionStatus,
+    /// Current tier.
+    pub tier: u8,
+    /// The token charged.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub token: Address,
+    /// The member's wallet.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub wallet: Address,
+}
+
+/// A member turned automatic renewal on (`subscription.renewal_enabled`) or off
+/// (`subscription.renewal_disabled`): the mandate and its bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MandateChange {
+    /// When the paid period ends (unix seconds): the first charge is taken before it.
+    pub expires_at: u64,
+    /// The mandate (its EIP-712 digest, `0x…`).
+    pub mandate_id: String,
+    /// The most one charge may take, smallest unit (decimal string).
+    pub max_amount: String,
+    /// Charges the mandate allows.
+    pub max_charges: u32,
+    /// The plan each charge renews.
+    pub plan_id: u32,
+    /// Why it went off (`subscription.renewal_disabled`; null in `renewal_enabled`):
+    /// `turned_off` (the member), `canceled` (the plan was canceled), `plan_changed` (a
+    /// payment or a scheduled switch made the next renewal another plan), `token_changed`
+    /// (a scheduled switch to another token).
+    pub reason: Option<RenewalOffReason>,
+    /// `member`, or `mandate` when the service stopped it after a plan change.
+    pub source: ChangeSource,
+    /// The subscription's status.
+    pub status: SubscriptionStatus,
+    /// Current tier.
+    pub tier: u8,
+    /// The token charged.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub token: Address,
+    /// When no charge is possible any more (unix seconds).
+    pub valid_until: u64,
+    /// The member's wallet.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub wallet: Address,
+}
+
+/// Why automatic renewal went off without a failed charge (`subscription.renewal_disabled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalOffReason {
+    /// The member turned it off.
+    TurnedOff,
+    /// The plan was canceled (by the member or the merchant): a canceled plan does not renew.
+    Canceled,
+    /// The next renewal is another plan now (an upgrade, a paid lower plan, a scheduled
+    /// switch): the mandate signed for the old plan is not charged; the member consents
+    /// again for the new one.
+    PlanChanged,
+    /// A scheduled switch pays the next renewal in another token than the mandate's.
+    TokenChanged,
+}
+
+impl RenewalOffReason {
+    /// The stored and sent name (`plan_changed`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TurnedOff => "turned_off",
+            Self::Canceled => "canceled",
+            Self::PlanChanged => "plan_changed",
+            Self::TokenChanged => "token_changed",
+        }
+    }
+}
+
+/// `subscription.renewal_enabled`: the member signed a renewal mandate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct SubscriptionRenewalEnabled(pub MandateChange);
+
+/// `subscription.renewal_disabled`: the member turned automatic renewal off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct SubscriptionRenewalDisabled(pub MandateChange);
+
+/// What the member is told before an automatic renewal's charge: the date and the amount
+/// (`subscription.renewal_upcoming`), and when a check shows it would fail, why and how to
+/// fix it (`subscription.renewal_at_risk`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RenewalNotice {
+    /// The charge at today's price, in the token's smallest unit (decimal string; null when
+    /// no rate gave a price).
+    pub amount: Option<String>,
+    /// When the charge is taken (unix seconds).
+    pub charge_at: u64,
+    /// When the paid period ends (unix seconds).
+    pub expires_at: u64,
+    /// What the member can do (at risk only).
+    pub fix: Option<String>,
+    /// The mandate (its EIP-712 digest, `0x…`).
+    pub mandate_id: String,
+    /// The most the charge may take (the signed cap), smallest unit.
+    pub max_amount: String,
+    /// The plan the charge renews.
+    pub plan_id: u32,
+    /// Why the charge would fail (at risk only): a `renewal_failed` reason.
+    pub reason: Option<RenewalFailure>,
+    /// Always `mandate`.
+    pub source: ChangeSource,
+    /// The subscription's status.
+    pub status: SubscriptionStatus,
+    /// Current tier.
+    pub tier: u8,
+    /// The token charged.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub token: Address,
+    /// The charge's worth in US dollars at today's rate (decimal string; null without one).
+    pub usd_value: Option<String>,
+    /// The member's wallet.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub wallet: Address,
+}
+
+/// `subscription.renewal_upcoming`: an automatic renewal will be charged on `charge_at`, for
+/// `amount` of the token (`usd_value` in dollars), at most the signed cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct SubscriptionRenewalUpcoming(pub RenewalNotice);
+
+/// `subscription.renewal_at_risk`: the coming charge would fail today: `reason` and `fix`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct SubscriptionRenewalAtRisk(pub RenewalNotice);
+
+/// `subscription.renewal_failed`: a card renewal failed (the plan is `past_due`), or an
+/// automatic renewal's charge failed (with its reason and next attempt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SubscriptionRenewalFailed {
+    /// By the card processor.
+    Card(CardRenewalFailed),
+    /// A renewal mandate's charge.
+    Mandate(MandateRenewalFailed),
+}
 
 /// `comp_granted`: the merchant gave free time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

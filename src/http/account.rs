@@ -15,7 +15,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ApiJson, ErrorBody},
     plans::tier_name,
     receipts::ReceiptView,
     subscriptions::BadgeView,
@@ -23,10 +23,11 @@ use super::{
 use crate::{
     billing::{
         activation::{self, Subscription},
+        members,
         quotes::MAX_PERIODS,
     },
     states::SubscriptionStatus,
-    store::{self, subscriptions::ActivationKind},
+    store::{self, subscriptions::ActivationKind, switches::PlanSwitch},
 };
 
 /// Seconds in a day.
@@ -60,6 +61,37 @@ pub struct AccountSubscription {
     pub next_plan_name: Option<String>,
     /// When the next plan's time ends.
     pub next_expires_at: Option<u64>,
+    /// A switch the member scheduled (`PUT /v1/me/switch`): what the next renewal buys from
+    /// `expires_at`. Nothing was paid for it; null when none is in force.
+    pub switch: Option<SwitchView>,
+}
+
+/// A scheduled switch, as the account shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SwitchView {
+    /// The plan the next renewal buys.
+    pub plan_id: u32,
+    /// Its name.
+    pub plan_name: String,
+    /// The token symbol it is paid in.
+    pub token: String,
+    /// When it takes effect: the end of the current period.
+    pub takes_effect_at: u64,
+}
+
+/// `PUT /v1/me/switch` body: what the next renewal buys.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    /// Plan id from `GET /v1/plans`: another period of the current tier, or a lower tier (a
+    /// higher tier is an upgrade, paid for now). The current plan with another token
+    /// switches only the token.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "super::numbers::u32_integral")]
+    pub plan_id: u32,
+    /// Token symbol the renewal is paid in.
+    #[schema(min_length = 1, max_length = 32)]
+    pub token: String,
 }
 
 /// A reminder still to come.
@@ -93,10 +125,10 @@ pub struct AccountView {
 }
 
 /// The subscription `sub` as the account shows it at `now`.
-fn subscription_view(state: &AppState, sub: &Subscription, now: u64) -> AccountSubscription {
+fn subscription_view(state: &AppState, sub: &Subscription, switch: Option<&PlanSwitch>, now: u64) -> AccountSubscription {
     let name = |id: u32| state.catalog.get(id).map_or_else(|| format!("plan {id}"), |p| p.name.clone());
     let mut status = sub.status;
-    if sub.expires_at <= now {
+    if sub.expires_at <= now && status != SubscriptionStatus::PastDue {
         status = SubscriptionStatus::Expired;
     }
     AccountSubscription {
@@ -111,6 +143,7 @@ fn subscription_view(state: &AppState, sub: &Subscription, now: u64) -> AccountS
         next_plan_id: sub.next_plan_id,
         next_plan_name: sub.next_plan_id.map(name),
         next_expires_at: sub.next_expires_at,
+        switch: switch.map(|s| SwitchView { plan_id: s.plan_id, plan_name: name(s.plan_id), token: s.token.clone(), takes_effect_at: s.for_expires_at }),
     }
 }
 
@@ -143,13 +176,17 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Resul
         Err(_) => (None, true),
     };
     let customer_ref = store::customers::of_wallet_in(&state.db, wallet).await?;
+    let switch = match subscription.as_deref() {
+        Some(sub) => store::switches::get_in(&state.db, wallet).await?.filter(|s| members::switch_in_force(s, sub)),
+        None => None,
+    };
     let base = state.http.public_url();
     let receipts = store::receipts::of_wallet(&state.db, wallet, RECEIPTS).await?.iter().map(|r| ReceiptView::of(r, &state.merchant, base)).collect();
     let view = AccountView {
         wallet: wallet.to_string(),
         customer_ref: customer_ref.map(|c| c.as_str().to_string()),
         reminders: subscription.as_deref().map(|s| reminders(&state.reminders.expiring_days, s, now)).unwrap_or_default(),
-        subscription: subscription.as_deref().map(|s| subscription_view(&state, s, now)),
+        subscription: subscription.as_deref().map(|s| subscription_view(&state, s, switch.as_ref(), now)),
         badge,
         badge_unavailable,
         receipts,
@@ -199,6 +236,14 @@ pub struct PlanChangePreview {
     /// The time the preview was computed for: the credit shrinks as the current period is
     /// used, and is computed again, exactly, when the payment confirms.
     pub as_of: u64,
+    /// Automatic renewal after this purchase: `off` (not on), `continues` (the mandate renews
+    /// the plan as before, in its own token) or `stops` (the next renewal becomes another plan
+    /// than the mandate's: the service ends it when the payment confirms, and the member turns
+    /// it on again for the new plan).
+    pub automatic_renewal: String,
+    /// Whether scheduling this plan and token as a switch instead (`PUT /v1/me/switch`) stops
+    /// automatic renewal (a mandate for another plan or token).
+    pub switch_stops_renewal: bool,
 }
 
 /// Previews what buying `periods` of a plan in a token now would do to the signed-in
@@ -227,6 +272,15 @@ pub async fn plan_change(
     let change = activation::plan_change(current.as_deref(), &state.catalog, wallet, plan, periods, paid, now);
     let kind: ActivationKind = change.kind.into();
     let downgrade = kind == ActivationKind::DowngradeScheduled;
+    let mut conn = state.db.pool().acquire().await.map_err(crate::store::StoreError::from)?;
+    let mandate = crate::store::mandates::active_of(&mut conn, wallet).await?;
+    drop(conn);
+    let renews = change.after.next_plan_id.unwrap_or(change.after.plan_id);
+    let automatic_renewal = match &mandate {
+        None => "off",
+        Some(m) if m.plan_id == renews => "continues",
+        Some(_) => "stops",
+    };
     let view = PlanChangePreview {
         change: kind,
         plan_id: plan.id,
@@ -237,6 +291,8 @@ pub async fn plan_change(
         takes_effect_at: downgrade.then(|| change.after.next_expires_at.map(|end| end - plan.period.seconds() * u64::from(periods))).flatten(),
         next_expires_at: change.after.next_expires_at.filter(|_| downgrade),
         as_of: now,
+        automatic_renewal: automatic_renewal.into(),
+        switch_stops_renewal: mandate.is_some_and(|m| m.plan_id != plan.id || m.token != token.address),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
@@ -255,9 +311,10 @@ pub async fn cancel(State(state): State<AppState>, headers: HeaderMap) -> Result
     let wallet = super::auth::member_changing(&state, &headers).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin_write().await?;
-    let sub = crate::billing::members::member_cancel(&mut tx, wallet, now).await?;
+    let sub = members::member_cancel(&mut tx, wallet, now).await?;
+    let switch = members::switch_of(&mut tx, &sub).await?;
     tx.commit().await?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, now))).into_response())
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, switch.as_ref(), now))).into_response())
 }
 
 /// Takes back the signed-in member's cancellation before the period ends: the plan is
@@ -273,9 +330,48 @@ pub async fn uncancel(State(state): State<AppState>, headers: HeaderMap) -> Resu
     let wallet = super::auth::member_changing(&state, &headers).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin_write().await?;
-    let sub = crate::billing::members::member_uncancel(&mut tx, wallet, now).await?;
+    let sub = members::member_uncancel(&mut tx, wallet, now).await?;
+    let switch = members::switch_of(&mut tx, &sub).await?;
     tx.commit().await?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, now))).into_response())
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, switch.as_ref(), now))).into_response())
+}
+
+/// Schedules a switch for the signed-in member: the next renewal buys another period of the
+/// same tier (monthly ↔ yearly) or a lower tier, in the token named, from the end of the
+/// current period. Nothing is paid now and nothing changes before then; the renewal the
+/// account page offers buys it. Event `subscription.switch_scheduled`. Same guard as
+/// cancelling; setting the same switch again changes nothing.
+#[utoipa::path(put, path = "/v1/me/switch", tag = "public", security(("membership_token" = [])), request_body = SwitchRequest, responses(
+    (status = 200, body = AccountSubscription), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
+    (status = 404, body = ErrorBody, description = "No subscription or no such plan (or sign-in is not configured)"),
+    (status = 409, body = ErrorBody, description = "Ended, canceled, renewed by card, a paid lower plan already queued, or a higher tier (an upgrade is paid for now)"),
+    (status = 415, body = ErrorBody), (status = 429, body = ErrorBody),
+))]
+pub async fn switch(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<SwitchRequest>) -> Result<Response, ApiError> {
+    let wallet = super::auth::member_changing(&state, &headers).await?;
+    let plan = state.catalog.get(body.plan_id).ok_or_else(|| ApiError::not_found(format!("no plan {}; see GET /v1/plans", body.plan_id)))?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin_write().await?;
+    let (sub, switch) = members::member_switch(&mut tx, &state.catalog, wallet, plan, &body.token, now).await?;
+    tx.commit().await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, Some(&switch), now))).into_response())
+}
+
+/// Takes back the signed-in member's scheduled switch: the next renewal buys the current
+/// plan again. Event `subscription.switch_canceled`. Same guard as cancelling.
+#[utoipa::path(delete, path = "/v1/me/switch", tag = "public", security(("membership_token" = [])), responses(
+    (status = 200, body = AccountSubscription), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
+    (status = 404, body = ErrorBody, description = "No scheduled switch (or sign-in is not configured)"), (status = 429, body = ErrorBody),
+))]
+pub async fn unswitch(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let wallet = super::auth::member_changing(&state, &headers).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin_write().await?;
+    let sub = members::member_unswitch(&mut tx, &state.catalog, wallet, now).await?;
+    tx.commit().await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(subscription_view(&state, &sub, None, now))).into_response())
 }
 
 pub(super) fn router() -> Router<AppState> {
@@ -284,11 +380,12 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/me/plan-change", get(plan_change))
         .route("/v1/me/cancel", axum::routing::post(cancel))
         .route("/v1/me/uncancel", axum::routing::post(uncancel))
+        .route("/v1/me/switch", axum::routing::put(switch).delete(unswitch))
 }
 
 /// The account routes' part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi(paths(account, plan_change, cancel, uncancel))]
+#[openapi(paths(account, plan_change, cancel, uncancel, switch, unswitch))]
 pub(super) struct Api;
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ pub struct CardWebhookResponse {
     /// What the event did: `trialing`, `activated`, `renewed`, `upgraded`,
     /// `downgrade_scheduled`, `plan_changed`, `plan_recorded`, `canceled`, `uncanceled`,
     /// `past_due`, `pending` (a session not paid yet), `payment_failed`,
-    /// `trial_already_used`, `trial_while_subscribed`, `first_invoice`, `not_a_renewal`,
+    /// `trial_already_used`, `trial_while_subscribed`, `deferred_start` (a switch from
+    /// crypto: the card plan starts when the paid time ends), `first_invoice`, `not_a_renewal`,
     /// `unchanged`, `unknown_subscription`, `already_canceled`, `already_ended`,
     /// `not_canceled`, `no_subscription` or `ignored` (a subscription update that did two
     /// things names both, comma-separated).

@@ -196,7 +196,7 @@ pub async fn create_checkout(
 /// Checks the `customer_ref` of a checkout for `payer` ([`customers::accept`]): a bare one
 /// only with a live API key, a signed one from anyone; refused when the wallet belongs to
 /// another customer already.
-async fn checked_customer(state: &AppState, headers: &HeaderMap, payer: alloy::primitives::Address, text: &str) -> Result<CustomerRef, ApiError> {
+pub(super) async fn checked_customer(state: &AppState, headers: &HeaderMap, payer: alloy::primitives::Address, text: &str) -> Result<CustomerRef, ApiError> {
     let trusted = match super::keys::bearer(headers) {
         Some(key) => {
             super::keys::verify(&state.db, key).await?.ok_or_else(|| ApiError::unauthorized("the API key is unknown or revoked"))?;

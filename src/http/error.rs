@@ -178,6 +178,17 @@ impl From<crate::billing::quotes::QuoteError> for ApiError {
     }
 }
 
+impl From<crate::billing::renewals::mandate::MandateError> for ApiError {
+    fn from(e: crate::billing::renewals::mandate::MandateError) -> Self {
+        use crate::billing::renewals::mandate::MandateError;
+        match e {
+            MandateError::Invalid(m) => Self::invalid(m),
+            MandateError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            chain @ MandateError::Chain(_) => Self::unavailable(chain.to_string()),
+        }
+    }
+}
+
 impl From<crate::billing::members::MemberError> for ApiError {
     fn from(e: crate::billing::members::MemberError) -> Self {
         use crate::billing::members::MemberError;
@@ -186,6 +197,34 @@ impl From<crate::billing::members::MemberError> for ApiError {
             MemberError::NotFound(m) => Self::not_found(m),
             MemberError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             MemberError::Store(e) => Self::internal(&e),
+        }
+    }
+}
+
+/// A refused card session or switch says what to do instead; a processor failure is a 502
+/// whose cause is logged (the processor's own message is shown: it names the bad price or
+/// parameter, never the key).
+impl From<crate::billing::card::sessions::SessionError> for ApiError {
+    fn from(e: crate::billing::card::sessions::SessionError) -> Self {
+        use crate::billing::card::{processor::ProcessorError, sessions::SessionError};
+        let message = e.to_string();
+        match e {
+            SessionError::NotConfigured | SessionError::NoPublicUrl => Self::new(StatusCode::NOT_FOUND, "card_not_configured", message),
+            SessionError::UnknownPlan(_) => Self::not_found(message),
+            SessionError::NotSoldByCard(..) => Self::new(StatusCode::CONFLICT, "card_not_offered", message),
+            SessionError::AlreadyByCard(_) => Self::new(StatusCode::CONFLICT, "already_paying_by_card", message),
+            SessionError::NoPaidTime => Self::new(StatusCode::CONFLICT, "no_paid_time", message),
+            SessionError::TooLate(_) => Self::new(StatusCode::CONFLICT, "switch_too_late", message),
+            SessionError::NoCardSubscription => Self::new(StatusCode::CONFLICT, "no_card_subscription", message),
+            SessionError::Processor(error) => {
+                tracing::error!(%error, "card processor call failed");
+                let shown = match &error {
+                    ProcessorError::Refused { message, .. } => format!("the card processor refused: {message}; try again later or pay with crypto"),
+                    ProcessorError::Unreachable(_) => "the card processor could not be reached; try again in a minute or pay with crypto".to_string(),
+                };
+                Self::new(StatusCode::BAD_GATEWAY, "card_processor", shown)
+            }
+            SessionError::Store(e) => Self::internal(&e),
         }
     }
 }

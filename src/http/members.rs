@@ -32,7 +32,7 @@ pub struct MemberView {
     pub tier: u8,
     /// Tier name.
     pub tier_name: String,
-    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
+    /// `trialing`, `active`, `past_due` (a renewal failed; access runs to `expires_at`),
     /// `expired` or `canceled`.
     pub status: crate::states::SubscriptionStatus,
     /// Unix time access ends.
@@ -181,6 +181,9 @@ pub struct Member {
     pub customer_ref: Option<String>,
     /// The wallet's subscription.
     pub subscription: Option<MemberView>,
+    /// Its newest automatic-renewal mandate (null: never turned on, and always null in
+    /// `GET /v1/members`): state, cap, next charge, the current period's last failure.
+    pub mandate: Option<super::mandates::MandateView>,
 }
 
 /// `GET /v1/members` query.
@@ -218,6 +221,8 @@ pub async fn list_members(State(state): State<AppState>, query: Result<Query<Mem
             wallet: w.to_string(),
             customer_ref: Some(customer.to_string()),
             subscription: subs.iter().find(|s| s.wallet == *w).map(|s| MemberView::with_customer(s, Some(&customer))),
+            // The list stays one query per table; one member's mandate is in GET /v1/members/{wallet}.
+            mandate: None,
         })
         .collect();
     Ok(Json(MemberList { customer_ref: customer.to_string(), members }))
@@ -237,8 +242,16 @@ pub async fn get_member(State(state): State<AppState>, Path(wallet): Path<String
     if customer.is_none() && sub.is_none() {
         return Err(ApiError::not_found(format!("{wallet} has no subscription and belongs to no customer")));
     }
+    drop(conn);
     let subscription = sub.as_ref().map(|s| MemberView::with_customer(s, customer.as_ref()));
-    Ok(Json(Member { wallet: wallet.to_string(), customer_ref: customer.map(|c| c.to_string()), subscription }))
+    let mandate = match crate::store::mandates::latest_of(&state.db, wallet).await? {
+        Some(m) => {
+            let settings = state.renewals.as_deref().cloned().unwrap_or_default();
+            Some(super::mandates::view_of(&state, &m, sub.as_ref(), &settings).await?)
+        }
+        None => None,
+    };
+    Ok(Json(Member { wallet: wallet.to_string(), customer_ref: customer.map(|c| c.to_string()), subscription, mandate }))
 }
 
 /// Returns the member routes (merchant: behind the API key).

@@ -62,11 +62,13 @@ pub mod document;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod mandates;
 pub mod members;
 pub mod numbers;
 pub mod ops;
 pub mod pages;
 pub mod params;
+pub mod payment_method;
 pub mod payments;
 pub mod plans;
 pub mod rates;
@@ -116,6 +118,8 @@ pub struct Shared {
     pub webhooks: Arc<WebhookSettings>,
     /// Incoming card webhook settings.
     pub card: Arc<CardSettings>,
+    /// The card processor's API (`None` without `card.api_key`: no card sessions).
+    pub processor: Option<crate::billing::card::processor::Processor>,
     /// Sign-in and membership tokens (`None`: sign-in routes answer 404).
     pub auth: Option<Arc<crate::auth::AuthService>>,
     /// The cached market rates of USD-priced tokens.
@@ -128,6 +132,8 @@ pub struct Shared {
     pub customer_refs: Option<crate::billing::customers::RefSigner>,
     /// When reminders go out (the account page lists the coming ones).
     pub reminders: Arc<crate::config::ReminderSettings>,
+    /// Automatic renewal's terms (`None`: no renewer key, the mandate routes answer 409).
+    pub renewals: Option<Arc<crate::config::RenewalSettings>>,
     /// The latest head seen, with when it was read (shared by all requests).
     head: Arc<tokio::sync::Mutex<(u64, Option<Instant>)>>,
     /// Subscriptions read recently (`None`: the wallet has none), valid until the next
@@ -179,12 +185,14 @@ impl AppState {
             clock: Clock::system(),
             webhooks: Arc::new(WebhookSettings::default()),
             card: Arc::new(CardSettings::default()),
+            processor: None,
             auth: None,
             rates: Arc::new(crate::billing::rates::RateBook::empty(Clock::system())),
             swaps: None,
             merchant: Arc::new(crate::config::MerchantSettings::default()),
             customer_refs: None,
             reminders: Arc::new(crate::config::ReminderSettings::default()),
+            renewals: None,
             head: Arc::new(tokio::sync::Mutex::new((0, None))),
             subscriptions: ReadCache::new(SUBSCRIPTION_CACHE_ENTRIES),
         }))
@@ -235,9 +243,32 @@ impl AppState {
         self
     }
 
-    /// Returns the state with these card settings (card webhooks are refused without a secret).
+    /// Returns the state with these card settings (card webhooks are refused without a
+    /// secret) and, with `card.api_key`, the processor's client (the card session routes
+    /// answer 404 `card_not_configured` without one, and a client that cannot be built is
+    /// logged and left out the same way).
     pub fn with_card(mut self, card: CardSettings) -> Self {
+        self.parts().processor = crate::billing::card::processor::Processor::from_settings(&card).unwrap_or_else(|error| {
+            tracing::error!(%error, "the card processor client cannot be built; card sessions are off");
+            None
+        });
         self.parts().card = Arc::new(card);
+        self
+    }
+
+    /// Returns the card session context: the processor, catalog, store and public URL.
+    pub(crate) fn card_sessions(&self) -> crate::billing::card::sessions::Sessions<'_> {
+        crate::billing::card::sessions::Sessions {
+            processor: self.processor.as_ref(),
+            catalog: &self.catalog,
+            db: &self.db,
+            public_url: self.http.public_url(),
+        }
+    }
+
+    /// Returns the same state with `catalog` (tests sell a plan without a card price).
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.parts().catalog = catalog;
         self
     }
 
@@ -249,6 +280,12 @@ impl AppState {
         self
     }
 
+    /// Returns the state with automatic renewal's terms (when a renewer key is set).
+    pub fn with_renewals(mut self, renewals: Option<crate::config::RenewalSettings>) -> Self {
+        self.parts().renewals = renewals.map(Arc::new);
+        self
+    }
+
     /// Returns the state with the reminder settings (the account page lists the coming
     /// reminders).
     pub fn with_reminders(mut self, reminders: crate::config::ReminderSettings) -> Self {
@@ -256,7 +293,7 @@ impl AppState {
         self
     }
 
-    /// Returns the state with sign-in (`None`: sign-in routes answer 503).
+    /// Returns the state with sign-in (`None`: sign-in routes answer 404 `sign_in_not_configured`).
     pub fn with_auth(mut self, auth: Option<crate::auth::AuthService>) -> Self {
         self.parts().auth = auth.map(Arc::new);
         self
@@ -312,6 +349,8 @@ impl Modify for Resources {
             auth::Api::openapi(),
             receipts::Api::openapi(),
             account::Api::openapi(),
+            mandates::Api::openapi(),
+            payment_method::Api::openapi(),
             ops::Api::openapi(),
         ] {
             openapi.merge(part);
@@ -360,7 +399,9 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(auth::router())
         .merge(receipts::router())
-        .merge(account::router());
+        .merge(account::router())
+        .merge(mandates::router())
+        .merge(payment_method::router());
     let public = rate_limited(public, &state, state.http.rate_limit_per_second, state.http.rate_limit_burst);
     // The processor's: signed, so neither an API key nor the public routes' budget; a
     // budget of its own per client, and the smallest body limit the processor needs.

@@ -28,6 +28,9 @@ pub struct ChainInfo {
     /// Public JSON-RPC URL wallets may add (`http.public_rpc_url`); null when none is
     /// configured: wallets then use their own RPC for the chain.
     pub rpc_url: Option<String>,
+    /// A block explorer's transaction page with `{tx}` for the hash (`http.explorer_tx_url`);
+    /// null when none is configured.
+    pub explorer_tx_url: Option<String>,
     /// Checkout contract.
     pub checkout: String,
     /// Badge contract.
@@ -86,6 +89,10 @@ pub struct PlanView {
     pub card_price_cents: Option<u64>,
     /// Free trial days (card payments only).
     pub trial_days: u32,
+    /// Whether the plan can be bought by card here ("Pay by card", `POST
+    /// /v1/checkouts/card`): the plan has a processor price and card payments are
+    /// configured (`card.api_key`).
+    pub card_available: bool,
     /// Discount of the TMAI price against the list price, in percent, when configured.
     pub discount_percent: Option<u8>,
 }
@@ -185,6 +192,7 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
     let d = &state.deployment;
     let tokens: Vec<TokenView> =
         d.tokens.iter().map(|t| TokenView { symbol: t.symbol.clone(), address: t.address.to_string(), decimals: t.decimals, permit: t.permit }).collect();
+    let card_configured = state.processor.is_some() && !state.http.public_url().is_empty();
     let plans = state
         .catalog
         .plans()
@@ -212,6 +220,7 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
                 .collect(),
             card_price_cents: p.card_price.map(crate::money::Cents::minor),
             trial_days: p.trial_days,
+            card_available: card_configured && p.card_price.is_some() && p.card_price_id.is_some(),
             discount_percent: p.tmai_discount.map(crate::money::Discount::as_percent),
         })
         .collect();
@@ -220,6 +229,7 @@ pub async fn plans(State(state): State<AppState>) -> Json<PlansResponse> {
             id: d.chain_id,
             name: state.http.chain_name.clone(),
             rpc_url: state.http.public_rpc_url().map(String::from),
+            explorer_tx_url: state.http.explorer_tx_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(String::from),
             checkout: d.checkout.to_string(),
             badge: d.badge.to_string(),
         },

@@ -36,8 +36,9 @@ pub struct SubscriptionView {
     pub tier: u8,
     /// Tier name.
     pub tier_name: String,
-    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
-    /// `expired` or `canceled`.
+    /// `trialing`, `active`, `past_due` (a renewal failed; access runs to `expires_at`, and
+    /// past it while an automatic renewal is retried in its grace period the plan stays
+    /// `past_due` without access), `expired` or `canceled`.
     pub status: SubscriptionStatus,
     /// Unix time the subscription started.
     pub started_at: u64,
@@ -55,7 +56,9 @@ pub async fn subscription(State(state): State<AppState>, Path(wallet): Path<Stri
     let wallet = parse_wallet("wallet", &wallet)?;
     let stored = stored_subscription(&state, wallet).await?.ok_or_else(|| ApiError::not_found(format!("{wallet} has no subscription")))?;
     let mut status = stored.status;
-    if status != SubscriptionStatus::Canceled && stored.expires_at <= state.clock.now() {
+    // Past its end a plan reads `expired`, except `canceled` and `past_due` (an automatic
+    // renewal still retried in its grace period: no access, see `expires_at`).
+    if !matches!(status, SubscriptionStatus::Canceled | SubscriptionStatus::PastDue) && stored.expires_at <= state.clock.now() {
         status = SubscriptionStatus::Expired;
     }
     Ok(Json(SubscriptionView {

@@ -34,10 +34,13 @@ fn endpoint_missing(id: &str) -> ApiError {
 
 /// The form of an endpoint URL the document states (`url`'s `pattern` in both request
 /// bodies; a unit test keeps them equal): an http(s) URL whose host is a dotted name of
-/// letter-led labels or a dotted-quad IPv4 address, an optional port, and no fragment.
-/// A URL parser is more lenient (it takes `*` in a host, say), so the text is checked
+/// letter-led labels or a dotted-quad IPv4 address, an optional port, and a path and
+/// query of visible ASCII other than `#` (anything else percent-encoded; no fragment).
+/// The class is spelled out rather than `[^#\s]`: `\s` differs between the document's
+/// dialect (ECMA-262, where U+0085 is not white space) and Rust's (where it is), and the
+/// two must agree on every string. A URL parser is more lenient (it takes `*` in a host, say), so the text is checked
 /// against the stated form before it is parsed.
-const URL_PATTERN: &str = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$";
+const URL_PATTERN: &str = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][!-\"$-~]*)?$";
 
 static URL_FORM: LazyLock<Regex> = LazyLock::new(|| Regex::new(URL_PATTERN).expect("the documented URL pattern compiles"));
 
@@ -72,7 +75,7 @@ pub struct CreateEndpoint {
     /// credentials or a #fragment, up to 2048 characters.
     #[schema(
         max_length = 2048,
-        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$"
+        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][!-\"$-~]*)?$"
     )]
     pub url: String,
     /// Event names or families (`subscription.*`) to receive; leave out for every event.
@@ -139,7 +142,7 @@ pub struct UpdateEndpoint {
     /// New URL (as for a new endpoint).
     #[schema(
         max_length = 2048,
-        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][^#\\s]*)?$"
+        pattern = "^https?://([A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?([/?][!-\"$-~]*)?$"
     )]
     pub url: Option<String>,
     /// New filter; `null` to receive every event.
@@ -350,6 +353,9 @@ mod tests {
             "https://user@example.com/",
             "ftp://example.com/",
             "https://-bad.example/",
+            "http://d.q.yk0i.c?\u{85}\u{9f}}",
+            "https://example.com/caf\u{e9}",
+            "https://example.com/a b",
         ] {
             assert!(!URL_FORM.is_match(bad), "{bad}");
         }

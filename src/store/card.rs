@@ -52,6 +52,9 @@ text_enum! {
         TrialAlreadyUsed => "trial_already_used",
         /// A trial checkout for a wallet with a live subscription.
         TrialWhileSubscribed => "trial_while_subscribed",
+        /// A switch from crypto to card completed: the card subscription starts when the
+        /// paid crypto time ends; nothing granted now.
+        DeferredStart => "deferred_start",
         /// A subscription's first invoice (the Checkout Session covered it).
         FirstInvoice => "first_invoice",
         /// An invoice that is not a renewal.
@@ -207,6 +210,39 @@ pub async fn card_subscription(conn: &mut AnyConnection, id: &str) -> Result<Opt
 /// processor): such a plan is the processor's to cancel and resume.
 pub async fn has_card_subscription(conn: &mut AnyConnection, wallet: Address) -> Result<bool, StoreError> {
     Ok(sqlx::query("SELECT 1 FROM card_subscriptions WHERE wallet = $1").bind(address_bytes(wallet)).fetch_optional(conn).await?.is_some())
+}
+
+/// A wallet's newest card subscription: its processor id and what is known of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletCardSubscription {
+    /// The processor's subscription id (`sub_…`).
+    pub id: String,
+    /// The processor's customer (`cus_…`), when an event named it.
+    pub customer: Option<String>,
+    /// The wallet, plan and status.
+    pub subscription: CardSubscription,
+}
+
+/// Returns `wallet`'s newest card subscription (renewing ones first), if any.
+pub async fn newest_card_subscription(conn: &mut AnyConnection, wallet: Address) -> Result<Option<WalletCardSubscription>, StoreError> {
+    let row = sqlx::query(
+        "SELECT card_subscription_id, customer, wallet, plan_id, status FROM card_subscriptions WHERE wallet = $1 \
+         ORDER BY CASE WHEN status = $2 THEN 0 ELSE 1 END, updated_at DESC, card_subscription_id DESC LIMIT 1",
+    )
+    .bind(address_bytes(wallet))
+    .bind(CardSubscriptionStatus::Active.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(WalletCardSubscription {
+        id: row.try_get("card_subscription_id")?,
+        customer: row.try_get("customer")?,
+        subscription: CardSubscription {
+            wallet: to_address(&row.try_get::<Vec<u8>, _>("wallet")?, "card_subscriptions.wallet")?,
+            plan_id: row.try_get::<i64, _>("plan_id")? as u32,
+            status: row.try_get::<String, _>("status")?.parse().map_err(|_| StoreError::Corrupt("card_subscriptions.status"))?,
+        },
+    }))
 }
 
 /// Records that card subscription `id` pays `plan_id` for `wallet`, renewing (insert or

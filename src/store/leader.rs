@@ -21,6 +21,8 @@ pub const WEBHOOK_LOCK: i64 = 0x746d_6169 + 2;
 
 /// Advisory lock key of the pruning of unpaid checkouts.
 pub const RETENTION_LOCK: i64 = 0x746d_6169 + 3;
+/// The renewer's lock (one instance charges renewal mandates).
+pub const RENEWER_LOCK: i64 = 0x746d_6169 + 4;
 
 /// Runs `work` while this process holds `lock`; on losing the lock (connection lost) the
 /// work's token is cancelled and the election starts again. Returns when `cancel` fires.

@@ -86,26 +86,40 @@ pub(crate) const NOTIFIED: [SubscriptionStatus; 4] =
 /// Returns the subscriptions (without a scheduled plan) whose time ends after `after` and
 /// by `until` and that have no `kind` notice for that end, by end then wallet.
 pub async fn ending_between(conn: &mut AnyConnection, after: u64, until: u64, kind: NoticeKind) -> Result<Vec<Due>, StoreError> {
-    unnoticed(conn, after as i64, until as i64, kind).await
+    unnoticed(conn, after as i64, until as i64, kind, None).await
 }
 
 /// Returns the subscriptions (without a scheduled plan) whose time ended by `now` and that
-/// have no [`NoticeKind::Expired`] notice for that end, by end then wallet.
-pub async fn ended_by(conn: &mut AnyConnection, now: u64) -> Result<Vec<Due>, StoreError> {
-    unnoticed(conn, i64::MIN, now as i64, NoticeKind::Expired).await
+/// have no [`NoticeKind::Expired`] notice for that end, by end then wallet. A `past_due`
+/// subscription whose automatic renewal is still being retried (an active renewal mandate)
+/// is left out until `grace` seconds after its end: it stays `past_due`, without access,
+/// while the renewer tries again.
+pub async fn ended_by(conn: &mut AnyConnection, now: u64, grace: u64) -> Result<Vec<Due>, StoreError> {
+    unnoticed(conn, i64::MIN, now as i64, NoticeKind::Expired, Some(now.saturating_sub(grace) as i64)).await
 }
 
-async fn unnoticed(conn: &mut AnyConnection, after: i64, until: i64, kind: NoticeKind) -> Result<Vec<Due>, StoreError> {
-    let mut query = sqlx::query(
+async fn unnoticed(conn: &mut AnyConnection, after: i64, until: i64, kind: NoticeKind, grace_from: Option<i64>) -> Result<Vec<Due>, StoreError> {
+    let in_grace = if grace_from.is_some() {
+        " AND NOT (s.status = $8 AND s.expires_at > $9 \
+         AND EXISTS (SELECT 1 FROM renewal_mandates m WHERE m.wallet = s.wallet AND m.status = 'active'))"
+    } else {
+        ""
+    };
+    let sql = format!(
         "SELECT s.wallet, s.plan_id, s.tier, s.status, s.expires_at FROM subscriptions s \
          WHERE s.status IN ($1, $2, $3, $4) AND s.next_plan_id IS NULL AND s.expires_at > $5 AND s.expires_at <= $6 \
-         AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $7) \
-         ORDER BY s.expires_at, s.wallet",
+         AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $7){in_grace} \
+         ORDER BY s.expires_at, s.wallet"
     );
+    let mut query = sqlx::query(&sql);
     for status in NOTIFIED {
         query = query.bind(status.as_str());
     }
-    let rows = query.bind(after).bind(until).bind(kind.to_string()).fetch_all(conn).await?;
+    query = query.bind(after).bind(until).bind(kind.to_string());
+    if let Some(from) = grace_from {
+        query = query.bind(SubscriptionStatus::PastDue.as_str()).bind(from);
+    }
+    let rows = query.fetch_all(conn).await?;
     rows.iter()
         .map(|r| {
             Ok(Due {

@@ -48,7 +48,7 @@ pub struct Subscription {
     pub plan_id: u32,
     /// Current tier.
     pub tier: u8,
-    /// `trialing`, `active`, `past_due` (a card renewal failed; access runs to `expires_at`),
+    /// `trialing`, `active`, `past_due` (a renewal failed; access runs to `expires_at`),
     /// `expired` or `canceled`.
     pub status: SubscriptionStatus,
     /// When the subscription first started.

@@ -213,3 +213,125 @@ async fn a_member_cancels_and_takes_it_back(kind: DbKind) {
     crate::event_schemas::check_outbox(&app.h.test_db.db).await;
 }
 on_both_databases!(a_member_cancels_and_takes_it_back);
+
+const SWITCH: &str = "/v1/me/switch";
+
+/// Calls a member route with `method` and a JSON body, with the token or the session cookie
+/// from `origin` with `csrf`.
+async fn member_call(
+    app: &crate::api::App,
+    method: &str,
+    route: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+    session: Option<(&str, &str, &str)>,
+) -> (u16, serde_json::Value) {
+    let mut request = app.client.request(method.parse().unwrap(), format!("{}{route}", app.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some((cookie, origin, csrf)) = session {
+        request = request.header("cookie", cookie).header("origin", origin).header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    app.check(method, route, status, &body);
+    (status, body)
+}
+
+/// A member schedules a switch for their next renewal — monthly to yearly, or a lower tier,
+/// in another token — sees it take effect "on" the period's end, replaces and undoes it;
+/// nothing is paid and the current plan stays. Refused in words: a higher tier (an upgrade
+/// is paid for now), an unknown plan or token, a canceled plan, a forged cross-site request,
+/// a second undo. A payment that buys the lower plan, or moves the period's end, settles it.
+pub(crate) async fn a_member_schedules_a_switch_and_undoes_it(kind: DbKind) {
+    let card = spawn(kind).await;
+    let app = &card.app;
+    let (token, cookie, csrf) = sign_in(app, 1).await;
+    let yearly = serde_json::json!({"plan_id": 13, "token": "USD"});
+    let (status, _) = member_call(app, "PUT", SWITCH, Some(yearly.clone()), Some(&token), None).await;
+    assert_eq!(status, 404, "no subscription yet");
+    pay_premium(app, 1).await;
+    let (_, before) = app.call("GET", ACCOUNT, ACCOUNT, None, Some(&token)).await;
+    let end = before["subscription"]["expires_at"].as_u64().unwrap();
+    assert!(before["subscription"]["switch"].is_null(), "{before}");
+
+    // Forged from another site: refused, nothing set.
+    let (status, answer) = member_call(app, "PUT", SWITCH, Some(yearly.clone()), None, Some((&cookie, "https://evil.example", &csrf))).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("csrf")), "{answer}");
+
+    // Premium monthly → Premium yearly in USD, from the account page.
+    let (status, sub) = member_call(app, "PUT", SWITCH, Some(yearly.clone()), None, Some((&cookie, crate::auth::ORIGIN, &csrf))).await;
+    assert_eq!(status, 200, "{sub}");
+    assert_eq!((sub["plan_id"].as_u64(), sub["expires_at"].as_u64()), (Some(3), Some(end)), "the current plan is unchanged: {sub}");
+    let switch = &sub["switch"];
+    assert_eq!((switch["plan_id"].as_u64(), switch["token"].as_str(), switch["takes_effect_at"].as_u64()), (Some(13), Some("USD"), Some(end)), "{sub}");
+    // The same again changes nothing and says nothing more.
+    assert_eq!(member_call(app, "PUT", SWITCH, Some(yearly.clone()), Some(&token), None).await.0, 200);
+    let scheduled = app.h.events("subscription.switch_scheduled").await;
+    assert_eq!(scheduled.len(), 1);
+    let data = &scheduled[0].payload["data"];
+    assert_eq!((data["switch_plan_id"].as_u64(), data["switch_token"].as_str(), data["source"].as_str()), (Some(13), Some("USD"), Some("member")), "{data}");
+    assert_eq!((data["plan_id"].as_u64(), data["expires_at"].as_u64()), (Some(3), Some(end)));
+    let (_, account) = app.call("GET", ACCOUNT, ACCOUNT, None, Some(&token)).await;
+    assert_eq!(account["subscription"]["switch"]["plan_name"], "Premium yearly", "{account}");
+
+    // Refused: a higher tier, an unknown plan or token, a malformed body; nothing changes.
+    for (body, status) in [
+        (serde_json::json!({"plan_id": 4, "token": "TMAI"}), 409),
+        (serde_json::json!({"plan_id": 99, "token": "TMAI"}), 404),
+        (serde_json::json!({"plan_id": 1, "token": "DOGE"}), 400),
+        (serde_json::json!({"plan_id": 1}), 400),
+        (serde_json::json!({"plan_id": 1, "token": "TMAI", "extra": 1}), 400),
+    ] {
+        let (got, answer) = member_call(app, "PUT", SWITCH, Some(body.clone()), Some(&token), None).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty(), "{answer}");
+    }
+    let (_, answer) = member_call(app, "PUT", SWITCH, Some(serde_json::json!({"plan_id": 4, "token": "TMAI"})), Some(&token), None).await;
+    assert!(answer["error"]["message"].as_str().unwrap().contains("upgrade"), "{answer}");
+    assert_eq!(app.h.events("subscription.switch_scheduled").await.len(), 1);
+
+    // Replaced by a lower tier, then undone; a second undo has nothing to undo.
+    let (status, sub) = member_call(app, "PUT", SWITCH, Some(serde_json::json!({"plan_id": 1, "token": "TMAI"})), Some(&token), None).await;
+    assert_eq!((status, sub["switch"]["plan_id"].as_u64()), (200, Some(1)), "{sub}");
+    let (status, sub) = member_call(app, "DELETE", SWITCH, None, None, Some((&cookie, crate::auth::ORIGIN, &csrf))).await;
+    assert_eq!((status, sub["switch"].is_null(), sub["plan_id"].as_u64()), (200, true, Some(3)), "{sub}");
+    let (status, answer) = member_call(app, "DELETE", SWITCH, None, Some(&token), None).await;
+    assert_eq!(status, 404, "{answer}");
+    let undone = app.h.events("subscription.switch_canceled").await;
+    assert_eq!((undone.len(), undone[0].payload["data"]["switch_plan_id"].as_u64()), (1, Some(1)));
+
+    // Scheduled again, then the member pays for the lower plan: the switch is settled by
+    // the paid downgrade, and no other switch can be set over it.
+    member_call(app, "PUT", SWITCH, Some(serde_json::json!({"plan_id": 1, "token": "TMAI"})), Some(&token), None).await;
+    let quote = app.h.quote(1, 1, "TMAI", 1).await;
+    app.h.pay(1, &quote).await;
+    app.h.mine(crate::harness::CONFIRMATIONS).await;
+    app.h.catch_up().await;
+    let (_, account) = app.call("GET", ACCOUNT, ACCOUNT, None, Some(&token)).await;
+    let sub = &account["subscription"];
+    assert_eq!((sub["next_plan_id"].as_u64(), sub["switch"].is_null()), (Some(1), true), "{account}");
+    let (status, answer) = member_call(app, "PUT", SWITCH, Some(yearly.clone()), Some(&token), None).await;
+    assert_eq!(status, 409, "{answer}");
+    let (status, _) = member_call(app, "DELETE", SWITCH, None, Some(&token), None).await;
+    assert_eq!(status, 404, "a settled switch is no longer there to undo");
+
+    // A renewal that moves the period's end settles a switch too; a canceled plan has none.
+    let (other, _, _) = sign_in(app, 2).await;
+    pay_premium(app, 2).await;
+    assert_eq!(member_call(app, "PUT", SWITCH, Some(yearly.clone()), Some(&other), None).await.0, 200);
+    pay_premium(app, 2).await;
+    let (_, account) = app.call("GET", ACCOUNT, ACCOUNT, None, Some(&other)).await;
+    assert!(account["subscription"]["switch"].is_null(), "{account}");
+    post_member(app, "/v1/me/cancel", Some(&other), None).await;
+    let (status, answer) = member_call(app, "PUT", SWITCH, Some(yearly), Some(&other), None).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("canceled"), "{answer}");
+    crate::event_schemas::check_outbox(&app.h.test_db.db).await;
+}
+on_both_databases!(a_member_schedules_a_switch_and_undoes_it);

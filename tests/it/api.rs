@@ -65,6 +65,19 @@ impl App {
         provider: impl FnOnce(&Harness) -> DynProvider,
         configure: impl FnOnce(AppState) -> AppState,
     ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::spawn_on(kind, http, listener, provider, configure).await
+    }
+
+    /// [`Self::spawn_through`] on `listener`, bound by the caller (whose origin a browser
+    /// test must allow before the service starts).
+    pub(crate) async fn spawn_on(
+        kind: DbKind,
+        http: HttpSettings,
+        listener: tokio::net::TcpListener,
+        provider: impl FnOnce(&Harness) -> DynProvider,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let h = Harness::start(kind).await;
         let cancel = CancellationToken::new();
         let d = h.chain.deployment.clone();
@@ -73,7 +86,6 @@ impl App {
         let state =
             AppState::new(h.test_db.db.clone(), h.catalog.clone(), d, provider(&h), CONFIRMATIONS, http, cancel.clone()).with_quotes(Some(h.quotes.clone()));
         let state = configure(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ops = format!("http://{}", ops_listener.local_addr().unwrap());

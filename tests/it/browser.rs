@@ -115,8 +115,10 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
         .env("SCREENSHOT", &receipt_shot)
         .output()
         .expect("node runs");
-    // The first member's account page: sign in, plan, badge, payment with its receipt, cancel
-    // and take it back, open the receipt, sign out.
+    // The first member's account page: sign in, plan, badge, payment with its receipt, an
+    // upgrade previewed and paid on the checkout page (receipt R-000004, after the other two
+    // wallets' payments), a lower tier scheduled and undone, cancel and take it back, open
+    // the newest receipt, sign out.
     let account = Command::new("node")
         .arg(root.join("web/e2e/account.mjs"))
         .env("BASE_URL", format!("http://127.0.0.1:{http_port}"))
@@ -158,9 +160,23 @@ fn a_wallet_buys_premium_monthly_in_tmai_on_the_checkout_page_the_second_of_two_
     let stdout = String::from_utf8_lossy(&receipt.stdout);
     assert!(stdout.contains("e2e: receipt R-000001 ok (tmai-pay dev shop)"), "{stdout}");
     let stdout = String::from_utf8_lossy(&account.stdout);
-    for step in
-        ["e2e: signed in; plan Premium monthly (Premium), Active", "e2e: canceled", "e2e: cancel taken back", "e2e: receipt R-000001 opened", "e2e: signed out"]
-    {
+    for step in [
+        "e2e: signed in; plan Premium monthly (Premium), Active",
+        "e2e: preview: Upgrades to VIP monthly at once. Your unused paid time becomes",
+        "e2e: upgraded to VIP monthly (VIP), receipt R-000004",
+        "e2e: preview: Premium monthly takes effect on",
+        "e2e: Your next renewal switches to Premium monthly, paid in TMAI, on",
+        "e2e: switch undone",
+        "e2e: canceled",
+        "e2e: cancel taken back",
+        "e2e: receipt R-000004 opened",
+        "e2e: renewal on: Renews automatically: next charge on",
+        "e2e: renewed automatically: the plan and the badge now end",
+        "e2e: paid by hand with renewal on; the renewal's allowance stays",
+        "e2e: renewal off; allowance 0",
+        "e2e: cancel withdrew renewal; allowance 0; undo leaves it off",
+        "e2e: signed out",
+    ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
     for shot in [&screenshot, &wallets_paid, &wallet_list, &price_shot, &offer_shot, &bought_shot, &receipt_shot, &account_shot, &account_receipt_shot] {

@@ -130,6 +130,10 @@ async fn every_event_type_is_produced_and_matches_its_schema(kind: DbKind) {
             crate::api::a_downgrade_checkouts_stream_ends_when_the_plan_is_active(kind).await;
             crate::members::member_actions_change_the_subscription_badge_and_events(kind).await;
             crate::members::a_refund_ends_the_plan_the_payment_bought(kind).await;
+            crate::account::a_member_schedules_a_switch_and_undoes_it(kind).await;
+            crate::renewals::a_mandate_renews_the_plan_once_per_period(kind).await;
+            crate::renewals::a_failing_renewal_says_why_and_a_revoked_mandate_ends(kind).await;
+            crate::renewals::bad_mandates_are_refused_and_turning_off_stops_the_renewer(kind).await;
             crate::reminders::reminders_fire_once_per_period(kind).await;
             crate::card::a_card_checkout_starts_a_trial_renews_and_cancels(kind).await;
             crate::card::a_failed_card_renewal_is_past_due_until_paid_or_expired(kind).await;

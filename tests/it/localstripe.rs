@@ -74,6 +74,11 @@ impl LocalStripe {
         panic!("localstripe did not answer on port {port} within 10 s");
     }
 
+    /// `http://127.0.0.1:<port>`: where it answers.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `POST path` with the form `pairs`; returns the object (fails on an error answer).
     pub(crate) async fn post(&self, path: &str, pairs: &[(&str, &str)]) -> Value {
         let response = self

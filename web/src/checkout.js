@@ -12,6 +12,7 @@ import { checkoutAbi, PERMIT_TYPES, swapRouterAbi, toQuote, tokenAbi, tokenDomai
 import { ApiError, codeIn, explain, expiredError, FriendlyError, unknownNetworkError, wrongNetworkError } from './errors.js';
 import { decodeDataUri, formatAmount, formatDate, nowSeconds, shortHex } from './format.js';
 import { discoverWallets, iconSource, rememberedWallet, rememberWallet } from './wallets.js';
+import { CARD, cardAvailable, cardLabel, cardOffered, cardPayText, cardReturn, payByCard, trialNote } from './checkout_card.js';
 
 const STAGES = ['open', 'detected', 'confirming', 'active', 'badge_issued'];
 const PERIOD_UNIT = { monthly: 'month', yearly: 'year' };
@@ -34,7 +35,7 @@ const state = {
   checkout: null, // the last POST /v1/checkouts answer
   offer: null, // a shown one-click buy: { checkout, quote, paying, balance, swap, shortfall }
   stream: null,
-  // What the merchant's link preselected (?plan=&period=&token=&customer_ref=); the
+  // What the merchant's link preselected (?plan=&period=&token=&periods=&customer_ref=); the
   // customer reference is passed on as it came (signed by the merchant's server).
   link: linkParams(),
 };
@@ -45,7 +46,10 @@ function linkParams() {
   const query = new URLSearchParams(window.location.search);
   const plan = Number.parseInt(query.get('plan') ?? '', 10);
   const period = query.get('period');
+  // Periods to buy (the account page's "renew now / add periods"), 1–36.
+  const periods = Number.parseInt(query.get('periods') ?? '', 10);
   return {
+    periods: Number.isSafeInteger(periods) && periods >= 1 && periods <= 36 ? periods : 1,
     planId: Number.isSafeInteger(plan) && plan > 0 ? plan : null,
     period: period === 'monthly' || period === 'yearly' ? period : null,
     token: query.get('token')?.trim() || null,
@@ -140,16 +144,25 @@ function render() {
   }
 
   const plan = selectedPlan();
-  el.tokens.replaceChildren(...state.catalog.tokens.map((token) => tokenButton(token, plan, locked)));
+  el.tokens.replaceChildren(
+    ...state.catalog.tokens.map((token) => tokenButton(token, plan, locked)),
+    ...(cardOffered(state.catalog) ? [cardButton(plan, locked)] : []),
+  );
+  const byCard = state.token === CARD;
 
   const price = priceOf(plan, state.token);
   const token = tokenInfo(state.token);
   el.summaryPlan.textContent = plan ? plan.name : '—';
   const usd = usdLabel(plan, PERIOD_UNIT[plan?.period] ?? plan?.period);
-  el.summaryPrice.textContent = price
-    ? usd
+  const times = state.link.periods > 1 ? `${state.link.periods} × ` : '';
+  el.summaryPrice.textContent = byCard
+    ? cardAvailable(plan)
+      ? `${cardLabel(plan)} by card${trialNote(plan) ? ` · ${trialNote(plan)}` : ''}`
+      : '—'
+    : price
+    ? times + (usd
       ? `${usd} · ${price.display} ${price.token} at today's rate${price.usd?.discount_percent ? ` (${price.usd.discount_percent} % off)` : ''}`
-      : `${price.display} ${price.token} per ${PERIOD_UNIT[plan.period] ?? plan.period}`
+      : `${price.display} ${price.token} per ${PERIOD_UNIT[plan.period] ?? plan.period}`)
     : '—';
   el.summaryWallet.textContent = state.account ? shortHex(state.account) : 'Not connected';
   el.summaryWallet.title = state.account ?? '';
@@ -163,7 +176,13 @@ function render() {
   el.connect.setAttribute('aria-label', state.account ? `Connected wallet ${state.account}` : 'Connect wallet');
   el.connect.classList.toggle('connected', Boolean(state.account));
 
-  el.pay.disabled = locked || !plan || !price || !token;
+  el.pay.disabled = locked || !plan || (byCard ? !cardAvailable(plan) : !price || !token);
+  const fineprint = document.getElementById('fineprint');
+  if (fineprint) {
+    fineprint.textContent = byCard
+      ? 'You pay by card on the card processor\'s page. Your membership badge is a soulbound NFT on this wallet: it shows your tier and expiry.'
+      : 'You sign one payment in your wallet. Your membership badge is a soulbound NFT: it stays with this wallet and shows your tier and expiry.';
+  }
   el.pay.classList.toggle('is-busy', state.busy);
   el.pay.classList.toggle('is-done', state.paid);
   el.pay.textContent = state.paid
@@ -172,6 +191,8 @@ function render() {
       ? 'Working…'
       : !plan
         ? 'Choose a plan'
+        : byCard
+          ? cardAvailable(plan) ? cardPayText(plan) : 'Not payable by card'
         : !price
           ? `Not payable in ${state.token}`
           : `Pay ${price.display} ${price.token}`;
@@ -198,7 +219,9 @@ function planCard(plan, locked) {
   const name = node('span', 'plan-tier', plan.tier_name);
   const title = node('span', 'plan-name', plan.name);
   const amount = node('span', 'plan-price');
-  if (price && plan.price_usd) {
+  if (state.token === CARD) {
+    amount.append(...(cardAvailable(plan) ? [node('strong', null, cardLabel(plan)), node('span', null, 'by card')] : [node('span', 'muted', 'Not payable by card')]));
+  } else if (price && plan.price_usd) {
     amount.append(node('strong', null, `$${plan.price_usd}`), node('span', null, `/ ${unit} · ${price.display} ${price.token}`));
   } else if (price) {
     amount.append(node('strong', null, price.display), node('span', null, `${price.token} / ${unit}`));
@@ -246,6 +269,26 @@ function tokenButton(token, plan, locked) {
   return button;
 }
 
+// The card choice beside the tokens: the plan's card price and its free trial, if any.
+function cardButton(plan, locked) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'token token-card';
+  button.dataset.testid = 'pay-by-card';
+  button.setAttribute('role', 'radio');
+  button.setAttribute('aria-checked', String(state.token === CARD));
+  button.disabled = locked || (plan !== null && !cardAvailable(plan));
+  button.append(node('span', 'token-symbol', 'Pay by card'));
+  if (cardAvailable(plan)) {
+    button.append(node('span', 'token-price', cardLabel(plan)));
+    if (trialNote(plan)) button.append(node('span', 'token-note', trialNote(plan)));
+  } else {
+    button.append(node('span', 'token-price muted', plan ? 'not offered for this plan' : 'pick a plan'));
+  }
+  button.addEventListener('click', () => choose(() => { state.token = CARD; }));
+  return button;
+}
+
 function node(tag, className, text) {
   const e = document.createElement(tag);
   if (className) e.className = className;
@@ -258,7 +301,11 @@ function updateReadyStatus() {
   const plan = selectedPlan();
   const price = priceOf(plan, state.token);
   if (!plan) setStatus('Choose a plan to continue.');
-  else if (!price) setStatus(`${plan.name} is not offered in ${state.token}; choose another token.`);
+  else if (state.token === CARD) {
+    if (!cardAvailable(plan)) setStatus(`${plan.name} is not offered by card; choose a token.`);
+    else if (!state.account) setStatus('Connect your wallet: the plan and its badge go to it. You pay on the card page next.');
+    else setStatus(`Ready: you will enter your card on the card processor's page for ${plan.name}.`);
+  } else if (!price) setStatus(`${plan.name} is not offered in ${state.token}; choose another token.`);
   else if (!state.account) setStatus('Connect your wallet to pay.');
   else if (!el.error.hidden) setStatus('Not paid yet.');
   else if (state.offer) setStatus(`You are ${formatAmount(state.offer.shortfall, state.offer.paying.decimals)} ${state.offer.paying.symbol} short: buy it and pay in one go.`);
@@ -288,7 +335,8 @@ async function loadCatalog() {
     if (state.link.token && tokenInfo(state.link.token)) state.token = tokenInfo(state.link.token).symbol;
     state.link.planId = null; // applied once: later catalog reads keep the member's choice
     if (!plansFor(state.period).length) state.period = plansFor('yearly').length ? 'yearly' : 'monthly';
-    if (!tokenInfo(state.token) && catalog.tokens.length) state.token = catalog.tokens[0].symbol;
+    if (state.link.token?.toLowerCase() === 'card' && cardOffered(catalog)) state.token = CARD;
+    if (state.token !== CARD && !tokenInfo(state.token) && catalog.tokens.length) state.token = catalog.tokens[0].symbol;
     el.footerChain.textContent = `Payments settle on ${name} (chain id ${id}) through contract ${catalog.chain.checkout}.`;
     render();
     // Amounts of plans priced in dollars follow the market: read them again every 30 s
@@ -305,6 +353,7 @@ async function loadCatalog() {
       }, 30_000);
     }
     updateReadyStatus();
+    if (cardReturn()) setStatus(cardReturn());
   } catch (err) {
     el.plans.replaceChildren(node('p', 'muted', 'Plans are unavailable.'));
     setStatus('Could not load the plans.');
@@ -521,6 +570,12 @@ async function pay() {
   state.busy = true;
   render();
   try {
+    if (state.token === CARD) {
+      if (!state.account) await connect();
+      setStatus('Opening the card payment page…');
+      await payByCard({ plan: selectedPlan(), wallet: state.account, customerRef: state.link.customerRef });
+      return;
+    }
     if (!state.account) await connect();
     else await ensureChain();
     await payOnce();
@@ -542,10 +597,12 @@ async function payOnce() {
   const { reader } = clients();
   const account = state.account;
   const tokenAddress = getAddress(token.address);
+  const periods = state.link.periods;
+  const listed = BigInt(price.amount) * BigInt(periods);
 
   setStatus('Checking your balance…');
   const balance = await reader.readContract({ address: tokenAddress, abi: tokenAbi, functionName: 'balanceOf', args: [account] });
-  if (balance < BigInt(price.amount) && !canSwap(token.symbol)) throw insufficient(balance, price.amount, token);
+  if (balance < listed && !canSwap(token.symbol)) throw insufficient(balance, listed, token);
 
   setStatus('Getting a quote…');
   const checkout = await api('/v1/checkouts', {
@@ -554,7 +611,7 @@ async function payOnce() {
       plan_id: plan.id,
       token: token.symbol,
       wallet: account,
-      periods: 1,
+      periods,
       ...(state.link.customerRef ? { customer_ref: state.link.customerRef } : {}),
     }),
   });
@@ -565,7 +622,7 @@ async function payOnce() {
   const quote = toQuote(checkout.quote);
   // Nothing is signed until the quote is what the member chose: this wallet pays, the
   // chosen token and the shown price, on the catalog's checkout contract.
-  checkQuote(checkout, quote, { account, plan, price, token, periods: 1 });
+  checkQuote(checkout, quote, { account, plan, price, token, periods });
   const paying = { ...token, ...checkout.token };
   if (quote.amount > balance) {
     if (!canSwap(token.symbol)) throw insufficient(balance, quote.amount, paying);
@@ -587,7 +644,12 @@ async function payQuote(checkout, quote, paying, step = null) {
   const contract = getAddress(checkout.contract);
   const say = (n, text) => setStatus(step ? `Step ${step.first + n} of ${step.of}: ${text}` : text);
   let hash;
-  const domain = paying.permit ? await tokenDomain(reader, quote.token).catch(logAndNull) : null;
+  const allowance = await reader.readContract({ address: quote.token, abi: tokenAbi, functionName: 'allowance', args: [account, contract] });
+  // An allowance already given to the checkout (an automatic renewal's, say) is kept: a permit
+  // would set it to this payment's amount, so then the page approves the allowance plus the
+  // payment instead, and paying leaves it as it was.
+  const keep = allowance > 0n;
+  const domain = paying.permit && !keep ? await tokenDomain(reader, quote.token).catch(logAndNull) : null;
   if (domain) {
     const nonce = await reader.readContract({ address: quote.token, abi: tokenAbi, functionName: 'nonces', args: [account] });
     say(0, 'Sign the payment permit in your wallet…');
@@ -610,20 +672,14 @@ async function payQuote(checkout, quote, paying, step = null) {
     });
     hash = await wallet.writeContract(request);
   } else {
-    const allowance = await reader.readContract({
-      address: quote.token,
-      abi: tokenAbi,
-      functionName: 'allowance',
-      args: [account, contract],
-    });
-    if (allowance < quote.amount) {
-      say(0, `Approve ${formatAmount(quote.amount, paying.decimals)} ${paying.symbol} in your wallet…`);
+    if (keep || allowance < quote.amount) {
+      say(0, `Approve ${formatAmount(quote.amount, paying.decimals)} ${paying.symbol} in your wallet${keep ? ' (on top of the allowance you gave before)' : ''}…`);
       const approval = await wallet.writeContract({
         account,
         address: quote.token,
         abi: tokenAbi,
         functionName: 'approve',
-        args: [contract, quote.amount],
+        args: [contract, keep ? allowance + quote.amount : quote.amount],
       });
       setStatus('Waiting for the approval to be confirmed…');
       const receipt = await reader.waitForTransactionReceipt({ hash: approval });

@@ -8,6 +8,8 @@ import { abi as swapRouterArtifactAbi } from '../../tools/node_modules/@uniswap/
 
 /** The checkout calls the page makes, and every custom error so viem names reverts. */
 export const checkoutAbi = pick(checkoutArtifactAbi, ['pay', 'payWithPermit']);
+/** Withdrawing a renewal mandate on-chain (the account page's "turn off"). */
+export const mandateAbi = pick(checkoutArtifactAbi, ['revokeMandate']);
 /** ERC-20 + EIP-2612 + ERC-5267 reads and `approve`, with OpenZeppelin's ERC-20 errors. */
 export const tokenAbi = pick(tokenArtifactAbi, ['balanceOf', 'allowance', 'approve', 'nonces', 'eip712Domain']);
 /** The router calls of the one-click buy: `multicall(selfPermit, exactOutput)`. */

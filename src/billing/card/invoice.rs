@@ -193,7 +193,7 @@ pub(super) async fn payment_failed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> R
         object.get("currency").and_then(Value::as_str).map(str::to_string),
         invoice("next_payment_attempt"),
     );
-    apply::write_status_event(conn, ctx, sub.wallet, failed).await?;
+    apply::write_status_event(conn, ctx, sub.wallet, crate::events::SubscriptionRenewalFailed::Card(failed)).await?;
     tracing::warn!(event = %ctx.event.id, %wallet, card_subscription = id, "card renewal failed; subscription past_due");
     Ok(Handled { status: "processed", outcome: CardOutcome::PastDue.into(), wallet: Some(wallet) })
 }

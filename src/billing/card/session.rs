@@ -7,6 +7,12 @@
 //! `pending`). A wallet gets one trial ever; a trial session for a wallet that had its
 //! trial, or that has a live subscription, grants nothing (the processor charges at the
 //! trial's end, and that invoice activates the plan).
+//!
+//! A session the service created for a switch from crypto (`card_sessions`, purpose
+//! `switch`) defers the card start to the end of the paid crypto time (`trial_end`): it
+//! completes with nothing paid, which is neither a trial nor a period. It grants nothing,
+//! leaves the one trial untouched, and only maps the card subscription, whose first
+//! invoice (`subscription_cycle`, at `trial_end`) renews the plan from there.
 
 use serde_json::Value;
 use sqlx::AnyConnection;
@@ -39,8 +45,11 @@ pub(super) async fn completed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result
         ))
     })?;
     let (wallet, plan) = apply::member_from(metadata, ctx, "data.object.metadata")?;
-    let paid = paid_for(ctx, object, plan)?;
     let acknowledged = |outcome: CardOutcome| Handled { status: "acknowledged", outcome: outcome.into(), wallet: Some(wallet) };
+    if let Some(handled) = deferred_start(conn, ctx, object, wallet, plan).await? {
+        return Ok(handled);
+    }
+    let paid = paid_for(ctx, object, plan)?;
     match text_at(object, "/payment_status") {
         Some("paid") => {}
         Some("no_payment_required") if paid == Paid::Trial => {}
@@ -92,6 +101,46 @@ pub(super) async fn completed(conn: &mut AnyConnection, ctx: &Ctx<'_>) -> Result
         store::card::map_card_subscription(conn, id, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?;
     }
     Ok(handled)
+}
+
+/// A switch from crypto the service created: nothing paid now, nothing granted; the card
+/// subscription is mapped so its first invoice (at the end of the paid time) renews the
+/// plan. `None` for any other session (or a switch session that was paid, which the
+/// ordinary rules credit).
+async fn deferred_start(
+    conn: &mut AnyConnection,
+    ctx: &Ctx<'_>,
+    object: &Value,
+    wallet: alloy::primitives::Address,
+    plan: &crate::billing::plans::Plan,
+) -> Result<Option<Handled>, CardError> {
+    let Some(id) = text_at(object, "/id") else { return Ok(None) };
+    let Some(created) = store::card_sessions::find(conn, id).await? else { return Ok(None) };
+    if created.purpose != store::card_sessions::SessionPurpose::Switch || apply::cents_at(ctx, object, "/amount_total")? != 0 {
+        return Ok(None);
+    }
+    if created.wallet != wallet || created.plan_id != plan.id {
+        return Err(CardError::BadRequest(format!(
+            "{}: the session was created for wallet {} and plan {}, but its metadata names {wallet} and plan {}",
+            ctx.name(),
+            created.wallet,
+            created.plan_id,
+            plan.id
+        )));
+    }
+    match text_at(object, "/payment_status") {
+        Some("no_payment_required" | "paid") => {}
+        Some("unpaid") => return Ok(Some(Handled { status: "acknowledged", outcome: CardOutcome::Pending.into(), wallet: Some(wallet) })),
+        other => {
+            return Err(CardError::BadRequest(format!("{}: data.object.payment_status {other:?} is not paid, unpaid or no_payment_required", ctx.name())));
+        }
+    }
+    let Some(subscription) = text_at(object, "/subscription") else {
+        return Err(CardError::BadRequest(format!("{}: a subscription-mode session names no data.object.subscription", ctx.name())));
+    };
+    store::card::map_card_subscription(conn, subscription, wallet, plan.id, text_at(object, "/customer"), ctx.now).await?;
+    tracing::info!(event = %ctx.event.id, %wallet, plan_id = plan.id, card_subscription = subscription, trial_end = ?created.trial_end, "switch to card completed; the card plan starts when the paid time ends");
+    Ok(Some(Handled { status: "processed", outcome: CardOutcome::DeferredStart.into(), wallet: Some(wallet) }))
 }
 
 /// Checks a session's `amount_total` and `currency` against `plan`'s card price.
