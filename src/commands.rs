@@ -330,6 +330,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     // checkout by the fixtures' owner).
     let renewer = devnet::enable_renewer(&anvil, &deployment).await.context("setting the checkout's renewer")?;
     settings.chain.renewer_key = Some(SecretString::from(hex_key(&renewer)));
+    // Moving the local chain's time ahead (cast rpc evm_increaseTime …) moves the
+    // service's clock with it.
+    settings.chain.follow_chain_time = true;
     // Locally the renewer looks often, so a renewal shows within seconds of moving time.
     settings.renewals.interval_secs = 2;
     settings.renewals.rate_retry_secs = 5;
@@ -390,14 +393,6 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("Press Ctrl-C to stop.");
     let cancel = stop_on_ctrl_c();
-    // Moving the local chain's time ahead (cast rpc evm_increaseTime …) moves the
-    // service's clock with it.
-    tokio::spawn(crate::chain::chain_time::follow_chain_time(
-        service.provider.clone(),
-        service.clock.clone(),
-        std::time::Duration::from_millis(500),
-        cancel.clone(),
-    ));
     let ops_listener = OpsListener::serve(ops_listener, cancel.clone());
     service.run_until_stopped(listener, ops_listener, cancel).await?;
     if let Some(task) = feeds {

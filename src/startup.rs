@@ -348,6 +348,11 @@ impl Service {
     /// every instance) until
     /// `cancel` fires; in-flight requests finish first.
     pub async fn run_until_stopped(&self, listener: tokio::net::TcpListener, ops: OpsListener, cancel: CancellationToken) -> anyhow::Result<()> {
+        if self.settings.chain.follow_chain_time {
+            // A local chain moved ahead moves the service's clock with it (chain id checked
+            // by the configuration).
+            tokio::spawn(crate::chain::chain_time::follow_chain_time(self.provider.clone(), self.clock.clone(), Duration::from_millis(500), cancel.clone()));
+        }
         let state = self.app_state(cancel.clone());
         let public = crate::http::serve(listener, crate::http::router(state.clone()), cancel.clone());
         ops.gate.open(crate::http::ops_router(state));

@@ -303,6 +303,12 @@ pub struct ChainSettings {
     /// Automatic renewal runs only when it is set.
     #[serde(default)]
     pub renewer_key: Option<SecretString>,
+    /// Local chains only (chain ids 31337 and 1337): the service's clock follows the latest
+    /// block's time when a test or a person moves the chain ahead (`evm_increaseTime`,
+    /// `anvil_setNextBlockTimestamp`), so expiries and renewals can be lived through in
+    /// minutes. Refused on any other chain: a public chain's time is the wall clock's.
+    #[serde(default)]
+    pub follow_chain_time: bool,
 }
 
 fn default_database_url() -> String {
@@ -393,6 +399,9 @@ impl Settings {
         }
         if self.chain.max_block_range == 0 {
             return Err(invalid("chain.max_block_range", "must be at least 1"));
+        }
+        if self.chain.follow_chain_time && !matches!(self.chain.chain_id, 31_337 | 1337) {
+            return Err(invalid("chain.follow_chain_time", "is for local chains only (chain ids 31337 and 1337): a public chain's time is the wall clock's"));
         }
         if self.chain.confirmations == Some(0) {
             return Err(invalid("chain.confirmations", "must be at least 1 (1 = in the latest block)"));
@@ -612,6 +621,18 @@ mod tests {
             let error = Settings::from_toml(&format!("{base}fallback_rpc_urls = {list}")).unwrap_err().to_string();
             assert!(error.contains(field), "{list}: {error}");
         }
+    }
+
+    #[test]
+    fn following_the_chains_time_is_for_local_chains_only() {
+        let on = |chain_id: u64| Settings::from_toml(&format!("[chain]\nrpc_url = \"http://x\"\nchain_id = {chain_id}\nfollow_chain_time = true\n"));
+        assert!(on(31_337).unwrap().chain.follow_chain_time);
+        assert!(on(1337).unwrap().chain.follow_chain_time);
+        for public in [1, 8453, 11_155_111] {
+            let error = on(public).unwrap_err().to_string();
+            assert!(error.contains("chain.follow_chain_time"), "{public}: {error}");
+        }
+        assert!(!Settings::from_toml("[chain]\nrpc_url = \"http://x\"\nchain_id = 31337\n").unwrap().chain.follow_chain_time, "off unless asked");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    fn check(&mut self, name: &str, count: i64, violation: Option<String>) {
+    pub(crate) fn check(&mut self, name: &str, count: i64, violation: Option<String>) {
         self.counts.insert(name.into(), count);
         match violation {
             None => {
@@ -41,7 +41,7 @@ impl Report {
         }
     }
 
-    fn note(&mut self, name: &str, count: i64) {
+    pub(crate) fn note(&mut self, name: &str, count: i64) {
         self.counts.insert(name.into(), count);
         println!("  info  {name}: {count}");
     }

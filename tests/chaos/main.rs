@@ -12,6 +12,7 @@
 mod checks;
 mod procs;
 mod proxy;
+mod renewals;
 mod traffic;
 
 use std::{
@@ -23,8 +24,8 @@ use std::{
 use alloy::{
     hex,
     network::TransactionBuilder,
-    primitives::U256,
-    providers::{Provider, ext::AnvilApi},
+    primitives::{Address, U256},
+    providers::{DynProvider, Provider, ext::AnvilApi},
     rpc::types::{
         TransactionRequest,
         anvil::{ReorgOptions, TransactionData},
@@ -58,6 +59,8 @@ struct Plan {
     checkouts: u64,
     wallets: usize,
     card_wallets: usize,
+    /// Wallets that turn automatic renewal on and are charged after the traffic.
+    renewal_wallets: usize,
     kills: usize,
     reorgs: usize,
     receiver_down: Duration,
@@ -82,6 +85,7 @@ fn plan_from_args() -> Plan {
             checkouts: 1_000,
             wallets: 120,
             card_wallets: 12,
+            renewal_wallets: 12,
             kills: 20,
             reorgs: 50,
             receiver_down: Duration::from_secs(120),
@@ -98,6 +102,7 @@ fn plan_from_args() -> Plan {
             checkouts: 100,
             wallets: 24,
             card_wallets: 4,
+            renewal_wallets: 4,
             kills: 3,
             reorgs: 6,
             receiver_down: Duration::from_secs(15),
@@ -155,8 +160,8 @@ fn key_hex(anvil: &alloy::node_bindings::AnvilInstance, index: usize) -> String 
 /// Runs the campaign; returns how many checks passed.
 async fn campaign(plan: Plan) -> Result<u32, String> {
     println!(
-        "chaos: campaign {} seed {} ({} checkouts, {} wallets, {} kills, {} reorgs, {} instance(s), faults {} %)",
-        plan.mode, plan.seed, plan.checkouts, plan.wallets, plan.kills, plan.reorgs, plan.instances, plan.fault_percent
+        "chaos: campaign {} seed {} ({} checkouts, {} wallets, {} renewing, {} kills, {} reorgs, {} instance(s), faults {} %)",
+        plan.mode, plan.seed, plan.checkouts, plan.wallets, plan.renewal_wallets, plan.kills, plan.reorgs, plan.instances, plan.fault_percent
     );
     let work = tempfile::Builder::new().prefix("tmai-chaos-").tempdir().unwrap();
     let toolchain = Toolchain::locate().map_err(|e| e.to_string())?;
@@ -177,6 +182,11 @@ async fn campaign(plan: Plan) -> Result<u32, String> {
     let quote_key = key_hex(&anvil, devnet::QUOTE_SIGNER);
     let issuer_key = key_hex(&anvil, devnet::ISSUER);
     let card_secret = format!("whsec_chaos_card_{}", plan.seed);
+    // Automatic renewal: the checkout's renewer (its own key, set by the owner).
+    let renewer_key = devnet::enable_renewer(&anvil, &deployment).await.map_err(|e| e.to_string())?;
+    let renewer = renewer_key.address();
+    let renewer_key = hex::encode_prefixed(renewer_key.to_bytes());
+    let token_key = tmai_pay::auth::tokens::generate_pem();
     let deployment_file = work.path().join("deployment.json");
     deployment.write(&deployment_file).unwrap();
     let mut plans_toml = String::new();
@@ -203,6 +213,7 @@ ws_url = "{}"
 chain_id = {}
 confirmations = {CONFIRMATIONS}
 poll_interval_ms = 200
+follow_chain_time = true
 
 [http]
 bind = "127.0.0.1:{port}"
@@ -224,12 +235,31 @@ poll_interval_ms = 100
 [card]
 currency = "usd"
 
+[auth]
+allowed_origins = ["{origin}"]
+statement = "{statement}"
+keys = [{{ kid = "chaos", private_key_env = "TMAI_CHAOS_TOKEN_KEY" }}]
+
+# The renewal phase moves time ~27 days ahead: unpaid checkouts stay (pruning them has its
+# own tests), so the receiver's events keep their outbox rows.
+[retention]
+unpaid_checkouts_days = 90
+
+[renewals]
+charge_days_before = {charge_days}
+interval_secs = 1
+rate_retry_secs = 1
+resend_after_secs = 5
+
 {plans_toml}"#,
             deployment_file.display(),
             proxy.http_url,
             proxy.ws_url,
             deployment.chain_id,
             env!("CARGO_MANIFEST_DIR"),
+            origin = renewals::ORIGIN,
+            statement = renewals::STATEMENT,
+            charge_days = renewals::CHARGE_DAYS_BEFORE,
         );
         let path = work.path().join(format!("tmai-pay-{i}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -239,6 +269,8 @@ currency = "usd"
         ("TMAI_PAY__CHAIN__QUOTE_SIGNER_KEY".to_string(), quote_key.clone()),
         ("TMAI_PAY__CHAIN__ISSUER_KEY".to_string(), issuer_key.clone()),
         ("TMAI_PAY__CARD__WEBHOOK_SECRET".to_string(), card_secret.clone()),
+        ("TMAI_PAY__CHAIN__RENEWER_KEY".to_string(), renewer_key.clone()),
+        ("TMAI_CHAOS_TOKEN_KEY".to_string(), token_key),
     ];
     let led: Arc<Mutex<Vec<Led>>> = Arc::default();
     let logs_dir = out_dir().join(format!("logs-{}", plan.mode));
@@ -317,8 +349,6 @@ currency = "usd"
         })
     };
 
-    // The traffic.
-    proxy.set_share(plan.fault_percent);
     let progress = Arc::new(Progress::default());
     let shared = Arc::new(Traffic {
         seed: plan.seed,
@@ -329,6 +359,25 @@ currency = "usd"
         progress: progress.clone(),
         chain_lock: chain_lock.clone(),
     });
+
+    // Members who turn automatic renewal on (before the faults: they are charged after the
+    // traffic, under them).
+    let renewing: Arc<Vec<traffic::Wallet>> = Arc::new((0..plan.renewal_wallets).map(|i| traffic::wallet(plan.seed, 20_000 + i, &anvil.endpoint())).collect());
+    traffic::fund(&owner, &deployment, &renewing).await;
+    let signing_up: Vec<_> = (0..renewing.len())
+        .map(|i| {
+            let (shared, renewing) = (shared.clone(), renewing.clone());
+            tokio::spawn(async move { renewals::sign_up(&shared, i as u64, &renewing[i]).await })
+        })
+        .collect();
+    let mut mandates = Vec::new();
+    for task in signing_up {
+        mandates.push(task.await.map_err(|e| e.to_string())??);
+    }
+    println!("chaos: {} members turned automatic renewal on", mandates.len());
+
+    // The traffic.
+    proxy.set_share(plan.fault_percent);
     let payer_addresses: std::collections::HashSet<alloy::primitives::Address> = wallets.iter().map(|w| w.key.address()).collect();
     let wallets = Arc::new(wallets);
     let faults_started = Instant::now();
@@ -370,7 +419,6 @@ currency = "usd"
     let mut takeovers = Vec::new();
     let mut reorg_log = Vec::new();
     let mut receiver_back_at: Option<Instant> = None;
-    let tx_filler = devnet::provider_for(&anvil, 9);
     let issuer = anvil.addresses()[devnet::ISSUER];
     let tmai = deployment.token("TMAI").unwrap().address;
     let mut next = 0;
@@ -461,35 +509,12 @@ currency = "usd"
                         .fetch_one(&pool)
                         .await
                         .unwrap_or(-1);
-                    let mut pairs = Vec::new();
-                    let (mut payment_txs, mut issuer_txs) = (0, 0);
-                    for (i, number) in (head + 1 - depth..=head).enumerate() {
-                        let block = owner.get_block_by_number(number.into()).await.map_err(|e| e.to_string())?.ok_or("no block")?;
-                        for tx in block.transactions.hashes() {
-                            // A real node puts an orphaned block's transactions back in its pool;
-                            // anvil drops them. "Dropped" means the wallets' payments (approvals,
-                            // payments, permits) and the issuer's badge transactions, confirmed
-                            // ones included: the minter must send those again at their nonces by
-                            // itself. The rest are mined again on the new branch.
-                            let sender = owner.get_transaction_by_hash(tx).await.map_err(|e| e.to_string())?.map(|t| t.inner.signer());
-                            let payer = sender.is_some_and(|s| payer_addresses.contains(&s));
-                            let by_issuer = sender == Some(issuer);
-                            payment_txs += usize::from(payer);
-                            issuer_txs += usize::from(by_issuer);
-                            if (remine || !(payer || by_issuer))
-                                && let Some(raw) = owner.get_raw_transaction_by_hash(tx).await.map_err(|e| e.to_string())?
-                            {
-                                pairs.push((TransactionData::Raw(raw), i as u64));
-                            }
-                        }
-                    }
-                    // The new branch always differs: an unrelated transfer in its first block.
-                    let call = TestToken::transferCall { to: anvil.addresses()[8], value: U256::from(1u64) };
-                    let filler =
-                        TransactionRequest::default().with_from(anvil.addresses()[9]).with_to(tmai).with_input(call.abi_encode()).with_gas_limit(100_000);
-                    pairs.insert(0, (TransactionData::JSON(filler), 0));
-                    let _ = &tx_filler;
-                    owner.anvil_reorg(ReorgOptions { depth, tx_block_pairs: pairs }).await.map_err(|e| format!("anvil_reorg: {e}"))?;
+                    // "Dropped" means the wallets' payments (approvals, payments, permits) and the
+                    // issuer's badge transactions, confirmed ones included: the minter must send
+                    // those again at their nonces by itself.
+                    let senders = reorg(&owner, depth, filler(&anvil, tmai), |s| !remine && (payer_addresses.contains(&s) || s == issuer)).await?;
+                    let payment_txs = senders.iter().filter(|s| payer_addresses.contains(*s)).count();
+                    let issuer_txs = senders.iter().filter(|s| **s == issuer).count();
                     reorg_log.push(json!({ "at_checkouts": done, "depth": depth, "remined": remine, "payer_txs": payment_txs, "issuer_txs": issuer_txs, "confirmed_badge_batches": confirmed_batches }));
                     println!(
                         "chaos: reorg depth {depth} at {done} checkouts (head {head}, watcher at {watcher_at:?}), {payment_txs} payer and {issuer_txs} issuer tx(s) ({confirmed_batches} confirmed badge batch(es)) {}",
@@ -527,6 +552,25 @@ currency = "usd"
         progress.card_events.load(Ordering::Relaxed)
     );
 
+    // Renewals, faults still on: the chain's time moves into the charge window (the service's
+    // clock follows), the service is killed while the renewer sends, and once every charge is
+    // confirmed a reorg below the oldest drops them.
+    let renewal = renewal_phase(
+        &owner,
+        &anvil,
+        &deployment,
+        &pool,
+        &chain_lock,
+        &mut instances,
+        &led,
+        &client,
+        &mandates,
+        &receiver.url("/_clock"),
+        [renewer, issuer],
+        &mut rng,
+    )
+    .await?;
+
     // Settle: faults off, every instance up, blocks still coming, until nothing is pending.
     proxy.set_share(0);
     for instance in &mut instances {
@@ -540,7 +584,8 @@ currency = "usd"
         let pending = count("SELECT COUNT(*) FROM payments WHERE status = 'detected'").await
             + count("SELECT COUNT(*) FROM badge_jobs WHERE status NOT IN ('confirmed', 'rejected', 'superseded')").await
             + count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").await
-            + count("SELECT COUNT(*) FROM outbox_events WHERE fanned_out = 0").await;
+            + count("SELECT COUNT(*) FROM outbox_events WHERE fanned_out = 0").await
+            + renewals::pending(&owner, deployment.checkout, &pool, &mandates).await;
         if pending == 0 && settle_started.elapsed() > Duration::from_secs(5) {
             settled = true;
             break;
@@ -560,6 +605,7 @@ currency = "usd"
     let state: Value = client.get(receiver.url("/_state")).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
     checks::events(&mut report, &pool, &state, &endpoints).await;
     checks::duplicates(&mut report, &pool).await;
+    renewals::check(&mut report, &owner, deployment.checkout, &pool, &mandates).await;
     for instance in &mut instances {
         instance.kill();
     }
@@ -569,6 +615,7 @@ currency = "usd"
         ("issuer key", issuer_key.trim_start_matches("0x").to_string()),
         ("API key", api_key.clone()),
         ("card webhook secret", card_secret.clone()),
+        ("renewer key", renewer_key.trim_start_matches("0x").to_string()),
     ];
     for s in &webhook_secrets {
         secrets.push(("webhook endpoint secret", s.trim_start_matches("whsec_").to_string()));
@@ -604,6 +651,7 @@ currency = "usd"
         "takeover_ms": takeovers,
         "takeover_ms_max": takeovers.iter().max(),
         "reorgs": reorg_log,
+        "renewals": renewal,
         "starts_refused_on_rpc_faults": instances.iter().map(|i| i.failed_starts).sum::<u32>(),
         "proxy": proxy.counts(),
         "settle_secs": settle_started.elapsed().as_secs_f64(),
@@ -623,6 +671,144 @@ currency = "usd"
     } else {
         Err(format!("first violation: {} (database {db_name} and logs in {} kept)", report.first_violation.unwrap_or_default(), logs_dir.display()))
     }
+}
+
+/// The renewal phase (after the traffic, faults on): moves the chain's time to where every
+/// mandate's charge is due, kills the instance that leads (the renewer's) once its first
+/// charge is recorded, waits
+/// for every charge on chain, mines until the newest is confirmed, lets the watcher confirm
+/// them and reorganises under all of them, dropping the renewer's (and any payer's or the
+/// issuer's) transactions. Returns its figures.
+#[allow(clippy::too_many_arguments)]
+async fn renewal_phase(
+    owner: &DynProvider,
+    anvil: &alloy::node_bindings::AnvilInstance,
+    deployment: &tmai_pay::chain::deployment::Deployment,
+    pool: &sqlx::AnyPool,
+    chain_lock: &RwLock<()>,
+    instances: &mut [Instance],
+    led: &Arc<Mutex<Vec<Led>>>,
+    client: &reqwest::Client,
+    mandates: &[renewals::Mandate],
+    receiver_clock: &str,
+    dropped: [Address; 2],
+    rng: &mut impl Rng,
+) -> Result<Value, String> {
+    if mandates.is_empty() {
+        return Ok(Value::Null);
+    }
+    let at = renewals::charge_time(mandates);
+    // The merchant's server lives in the same (moved) time: its Standard Webhooks check
+    // refuses a signature timestamp five minutes off its clock.
+    let wall_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    client.post(receiver_clock).json(&json!({ "offset_ms": at as i64 * 1000 - wall_ms })).send().await.map_err(|e| e.to_string())?;
+    {
+        let _guard = chain_lock.write().await;
+        owner.anvil_set_next_block_timestamp(at).await.map_err(|e| e.to_string())?;
+        owner.anvil_mine(Some(1), None).await.map_err(|e| e.to_string())?;
+    }
+    let moved = Instant::now();
+    println!("chaos: chain time moved to {at} ({} days before the first renewal is due)", renewals::CHARGE_DAYS_BEFORE);
+    // The kill lands inside the renewer's pass: as soon as its first charge is recorded
+    // (the others are being priced, simulated or sent, slowly under the faults).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM renewal_charges WHERE tx_hash IS NOT NULL").fetch_one(pool).await.unwrap_or(0);
+        if sent > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victim = pick_victim(instances, led, rng);
+    let killed_after = moved.elapsed();
+    instances[victim].kill();
+    let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM renewal_charges WHERE tx_hash IS NOT NULL").fetch_one(pool).await.unwrap_or(0);
+    instances[victim].start();
+    let recovered = instances[victim].wait_healthy(client, Duration::from_secs(60)).await.ok_or("a restarted instance did not come up")?;
+    println!(
+        "chaos: SIGKILL instance {victim} {} ms after the time moved, {sent} of {} charges recorded; serving again after {} ms",
+        killed_after.as_millis(),
+        mandates.len(),
+        recovered.as_millis()
+    );
+    let checkout = tmai_pay::chain::bindings::SubscriptionCheckout::new(deployment.checkout, owner);
+    let all_charged = || async {
+        for m in mandates {
+            if !checkout.mandateState(m.id).call().await.is_ok_and(|s| s.nextPeriod >= 1) {
+                return false;
+            }
+        }
+        true
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !all_charged().await {
+        if Instant::now() > deadline {
+            return Err("the renewer did not charge every due mandate within 120 s of the time moving".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let charged_after = moved.elapsed();
+
+    // The reorg: no block comes while the lock is held but those mined here.
+    let _guard = chain_lock.write().await;
+    let charges = renewals::charges_on_chain(owner, deployment.checkout).await?;
+    let (oldest, newest) = charges.iter().fold((u64::MAX, 0), |(lo, hi), c| (lo.min(c.3), hi.max(c.3)));
+    let mut head = owner.get_block_number().await.map_err(|e| e.to_string())?;
+    if head < newest + CONFIRMATIONS {
+        owner.anvil_mine(Some(newest + CONFIRMATIONS - head), None).await.map_err(|e| e.to_string())?;
+        head = newest + CONFIRMATIONS;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let read: Option<i64> = sqlx::query_scalar("SELECT next_block FROM chain_cursor").fetch_optional(pool).await.ok().flatten();
+        if read.is_some_and(|n| n > head as i64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let depth = head + 1 - oldest;
+    let tmai = deployment.token("TMAI").ok_or("no TMAI")?.address;
+    let senders = reorg(owner, depth, filler(anvil, tmai), |s| dropped.contains(&s)).await?;
+    let renewer_txs = senders.iter().filter(|s| **s == dropped[0]).count();
+    println!("chaos: reorg depth {depth} under the renewals (charges in blocks {oldest}..={newest}, head {head}), {renewer_txs} renewer tx(s) dropped");
+    Ok(json!({
+        "mandates": mandates.len(),
+        "charged_secs_after_time_moved": charged_after.as_secs_f64(),
+        "kill_recovery_ms": recovered.as_millis() as u64,
+        "reorg_depth": depth,
+        "renewer_txs_dropped": renewer_txs,
+    }))
+}
+
+/// Replaces the newest `depth` blocks with a new branch whose first block holds `filler` (so
+/// it always differs). A real node puts an orphaned block's transactions back in its pool;
+/// anvil drops those it is not given again: the transactions whose sender `drop` picks are
+/// left out, the rest are mined again. Returns the senders of the removed blocks'
+/// transactions.
+async fn reorg(owner: &DynProvider, depth: u64, filler: TransactionRequest, drop: impl Fn(Address) -> bool) -> Result<Vec<Address>, String> {
+    let head = owner.get_block_number().await.map_err(|e| e.to_string())?;
+    let mut pairs = vec![(TransactionData::JSON(filler), 0)];
+    let mut senders = Vec::new();
+    for (i, number) in (head + 1 - depth..=head).enumerate() {
+        let block = owner.get_block_by_number(number.into()).await.map_err(|e| e.to_string())?.ok_or("no block")?;
+        for tx in block.transactions.hashes() {
+            let Some(sender) = owner.get_transaction_by_hash(tx).await.map_err(|e| e.to_string())?.map(|t| t.inner.signer()) else { continue };
+            senders.push(sender);
+            if !drop(sender)
+                && let Some(raw) = owner.get_raw_transaction_by_hash(tx).await.map_err(|e| e.to_string())?
+            {
+                pairs.push((TransactionData::Raw(raw), i as u64));
+            }
+        }
+    }
+    owner.anvil_reorg(ReorgOptions { depth, tx_block_pairs: pairs }).await.map_err(|e| format!("anvil_reorg: {e}"))?;
+    Ok(senders)
+}
+
+/// An unrelated transfer (account 9 to 8, one unit of `token`): what makes a new branch differ.
+fn filler(anvil: &alloy::node_bindings::AnvilInstance, token: Address) -> TransactionRequest {
+    let call = TestToken::transferCall { to: anvil.addresses()[8], value: U256::from(1u64) };
+    TransactionRequest::default().with_from(anvil.addresses()[9]).with_to(token).with_input(call.abi_encode()).with_gas_limit(100_000)
 }
 
 /// The instance to kill: with several, one that leads (it holds the workers), else any.

@@ -89,13 +89,20 @@ impl Traffic {
     /// Posts `path` to a live instance (the `i`-th first), trying the others and waiting out
     /// restarts; gives up after 90 s.
     async fn post(&self, i: usize, path: &str, body: &Value, headers: &[(&str, String)], raw: Option<String>) -> Option<(u16, Value)> {
+        self.call(reqwest::Method::POST, i, path, Some(raw.unwrap_or_else(|| body.to_string())), headers).await
+    }
+
+    /// Sends `method` `path` (with `body`, JSON) to a live instance as [`Self::post`] does.
+    pub(crate) async fn call(&self, method: reqwest::Method, i: usize, path: &str, body: Option<String>, headers: &[(&str, String)]) -> Option<(u16, Value)> {
         for attempt in 0..180 {
             let base = &self.instances[(i + attempt) % self.instances.len()];
-            let mut request = self.client.post(format!("{base}{path}")).header("content-type", "application/json");
+            let mut request = self.client.request(method.clone(), format!("{base}{path}"));
             for (k, v) in headers {
                 request = request.header(*k, v);
             }
-            let request = request.body(raw.clone().unwrap_or_else(|| body.to_string()));
+            if let Some(body) = &body {
+                request = request.header("content-type", "application/json").body(body.clone());
+            }
             match request.send().await {
                 Ok(r) if r.status().as_u16() < 500 && r.status().as_u16() != 429 => {
                     let status = r.status().as_u16();
@@ -112,10 +119,16 @@ impl Traffic {
         let (plan, _) = PLANS[rng.random_range(0..PLANS.len())];
         let token = TOKENS[rng.random_range(0..TOKENS.len())];
         let use_permit = rng.random_bool(0.5);
-        let body = json!({ "plan_id": plan, "token": token, "wallet": w.key.address().to_string(), "periods": rng.random_range(1..=2) });
+        self.buy(n, w, plan, token, rng.random_range(1..=2), use_permit).await;
+    }
+
+    /// Wallet `w` buys `periods` of `plan` in `token` (checkout `n`); true when the payment
+    /// was mined.
+    pub(crate) async fn buy(&self, n: u64, w: &Wallet, plan: u32, token: &str, periods: u32, use_permit: bool) -> bool {
+        let body = json!({ "plan_id": plan, "token": token, "wallet": w.key.address().to_string(), "periods": periods });
         let Some((201 | 200, view)) = self.post(n as usize, "/v1/checkouts", &body, &[], None).await else {
             self.progress.failed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         };
         let q = &view["quote"];
         let quote = Quote {
@@ -134,8 +147,10 @@ impl Traffic {
             if use_permit {
                 self.progress.permit.fetch_add(1, Ordering::Relaxed);
             }
+            true
         } else {
             self.progress.failed.fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 

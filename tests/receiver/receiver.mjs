@@ -7,7 +7,8 @@
 //   down 503 (the receiver is "down")
 //   gone 410 (the endpoint no longer exists)
 // Control (JSON): POST /_control {name, secret?, mode?}, POST /_clock {offset_ms} (the
-// verifier's clock follows the service's test clock), GET /_state.
+// verifier's clock follows the service's test clock, or the chaos campaign's moved chain
+// time; kept in the durable log too), GET /_state.
 // Prints "listening <port>" once ready.
 //
 // Options (the chaos campaign uses them; the integration tests use none):
@@ -56,6 +57,10 @@ if (logPath) {
       } catch {
         continue; // a line cut by a kill mid-write
       }
+      if (entry.clock !== undefined) {
+        offsetMs = entry.clock.offset_ms;
+        continue;
+      }
       const e = endpoint(entry.name);
       if (entry.control) {
         if (entry.control.secret !== undefined) e.secret = entry.control.secret;
@@ -95,6 +100,7 @@ const server = http.createServer(async (req, res) => {
   }
   if (path === "/_clock" && req.method === "POST") {
     offsetMs = JSON.parse(body).offset_ms;
+    durable({ clock: { offset_ms: offsetMs } });
     return reply(res, 200, { ok: true });
   }
   if (path === "/_state" && req.method === "GET") {
