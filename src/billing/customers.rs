@@ -127,7 +127,13 @@ impl RefSigner {
             return Err(RefError::BadSignedForm);
         };
         let customer = CustomerRef::parse(customer)?;
-        let expires_at: u64 = expires_at.parse().map_err(|_| RefError::BadSignedForm)?;
+        // Digits beyond u64 are the signed form all the same, just never one a signer made
+        // (it signs u64 times): refused as a MAC that does not verify, not as malformed.
+        let expires_at: u64 = match expires_at.parse() {
+            Ok(t) => t,
+            Err(_) if !expires_at.is_empty() && expires_at.bytes().all(|b| b.is_ascii_digit()) => return Err(RefError::BadMac),
+            Err(_) => return Err(RefError::BadSignedForm),
+        };
         let mac = alloy::hex::decode(mac).ok().filter(|m| m.len() == 32).ok_or(RefError::BadSignedForm)?;
         // Constant-time comparison (hmac's verify_slice).
         self.mac(customer.as_str(), expires_at).verify_slice(&mac).map_err(|_| RefError::BadMac)?;
@@ -182,6 +188,10 @@ mod tests {
         assert_eq!(signer.verify(&flipped, 0), Err(RefError::BadMac));
         assert_eq!(signer.verify("user_42.1000", 0), Err(RefError::BadSignedForm));
         assert_eq!(signer.verify("user_42.soon.00", 0), Err(RefError::BadSignedForm));
+        // An expiry of digits past u64 is well-formed (the API's pattern allows 20 digits)
+        // but no signer made it: the MAC cannot verify.
+        let mac = &signed[signed.rfind('.').unwrap() + 1..];
+        assert_eq!(signer.verify(&format!("user_42.20405860904116525080.{mac}"), 0), Err(RefError::BadMac));
     }
 
     #[test]

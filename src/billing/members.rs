@@ -48,6 +48,10 @@ pub enum MemberError {
     /// Bad input (400).
     #[error("{0}")]
     Invalid(String),
+    /// Well-formed, but not something sold here: a token or plan the catalog does not take
+    /// for this (422 `unsupported_token`, as a checkout answers).
+    #[error("{0}")]
+    NotSold(String),
     /// No such subscription or payment (404).
     #[error("{0}")]
     NotFound(String),
@@ -225,9 +229,9 @@ pub async fn member_switch(
             plan.id
         )));
     }
-    let token = catalog.token(symbol.trim()).ok_or_else(|| MemberError::Invalid(format!("no token {symbol:?}; see GET /v1/plans")))?;
+    let token = catalog.token(symbol.trim()).ok_or_else(|| MemberError::NotSold(format!("no token {symbol:?}; see GET /v1/plans")))?;
     if plan.price(token.address, 1).is_none() && plan.price_usd.is_none() {
-        return Err(MemberError::Invalid(format!("plan {} is not sold in {}; see GET /v1/plans", plan.id, token.symbol)));
+        return Err(MemberError::NotSold(format!("plan {} is not sold in {}; see GET /v1/plans", plan.id, token.symbol)));
     }
     let switch = PlanSwitch { plan_id: plan.id, token: token.symbol.clone(), for_expires_at: sub.expires_at, requested_at: now };
     if let Some(current) = switch_of(conn, &sub).await?

@@ -346,7 +346,9 @@ pub async fn uncancel(State(state): State<AppState>, headers: HeaderMap) -> Resu
     (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
     (status = 404, body = ErrorBody, description = "No subscription or no such plan (or sign-in is not configured)"),
     (status = 409, body = ErrorBody, description = "Ended, canceled, renewed by card, a paid lower plan already queued, or a higher tier (an upgrade is paid for now)"),
-    (status = 415, body = ErrorBody), (status = 429, body = ErrorBody),
+    (status = 415, body = ErrorBody),
+    (status = 422, body = ErrorBody, description = "`unsupported_token`: no such token, or the plan is not sold in it (see GET /v1/plans)"),
+    (status = 429, body = ErrorBody),
 ))]
 pub async fn switch(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<SwitchRequest>) -> Result<Response, ApiError> {
     let wallet = super::auth::member_changing(&state, &headers).await?;

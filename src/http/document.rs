@@ -3,7 +3,7 @@
 //! knows, so that data valid per the served document is accepted and invalid data refused:
 //! - the catalog's plan ids and the token symbols they are sold in (every token when a plan
 //!   is priced in USD; a token without a usable rate is then refused at quote time), as enums of
-//!   `CreateCheckout`;
+//!   `CreateCheckout` and `SwitchRequest` (a member's switch);
 //! - the event names and families (`subscription.*`) as enums of the endpoint filters and
 //!   of `GET /v1/events?type=`;
 //! - every event's body under OpenAPI 3.1 `webhooks` (utoipa's document type has no
@@ -48,8 +48,10 @@ pub fn served(base: &Value, catalog: &Catalog, tokens: &[TokenInfo]) -> Value {
     let symbols: Vec<&str> =
         tokens.iter().filter(|t| catalog.plans().any(|p| p.prices.contains_key(&t.address) || p.price_usd.is_some())).map(|t| t.symbol.as_str()).collect();
     let schemas = &mut doc["components"]["schemas"];
-    set_enum(&mut schemas["CreateCheckout"]["properties"]["plan_id"], json!(plan_ids));
-    set_enum(&mut schemas["CreateCheckout"]["properties"]["token"], json!(symbols));
+    for schema in ["CreateCheckout", "SwitchRequest"] {
+        set_enum(&mut schemas[schema]["properties"]["plan_id"], json!(plan_ids));
+        set_enum(&mut schemas[schema]["properties"]["token"], json!(symbols));
+    }
     let names: Vec<String> = EventType::names().map(str::to_string).collect();
     let mut filters = names.clone();
     for name in EventType::names() {

@@ -182,7 +182,7 @@ impl From<crate::billing::renewals::mandate::MandateError> for ApiError {
     fn from(e: crate::billing::renewals::mandate::MandateError) -> Self {
         use crate::billing::renewals::mandate::MandateError;
         match e {
-            MandateError::Invalid(m) => Self::invalid(m),
+            MandateError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "mandate_refused", m),
             MandateError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             chain @ MandateError::Chain(_) => Self::unavailable(chain.to_string()),
         }
@@ -194,6 +194,7 @@ impl From<crate::billing::members::MemberError> for ApiError {
         use crate::billing::members::MemberError;
         match e {
             MemberError::Invalid(m) => Self::invalid(m),
+            MemberError::NotSold(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_token", m),
             MemberError::NotFound(m) => Self::not_found(m),
             MemberError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             MemberError::Store(e) => Self::internal(&e),

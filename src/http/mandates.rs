@@ -290,10 +290,12 @@ fn parse_fields(f: &MandateFields) -> Result<RenewalMandate, ApiError> {
 /// cap at least today's price), and the chain must accept its signature. Stored for the
 /// renewer; a mandate the wallet had before is replaced.
 #[utoipa::path(post, path = "/v1/me/mandate", tag = "public", security(("membership_token" = [])), request_body = MandateBody, responses(
-    (status = 201, body = MandateView), (status = 400, body = ErrorBody, description = "Malformed, or a signature that is not the payer's"),
+    (status = 201, body = MandateView), (status = 400, body = ErrorBody, description = "Malformed (not JSON, a field that is not an address, number or hex)"),
     (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "A cross-site request (`csrf`)"),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The terms no longer fit the plan, or no renewer is configured"),
-    (status = 415, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "The chain cannot be read"),
+    (status = 415, body = ErrorBody),
+    (status = 422, body = ErrorBody, description = "`mandate_refused`: well-formed, but not what the service proposed or what the contract registers (another payer, early window, charge count or end; a token the checkout does not take; a signature that is not the payer's)"),
+    (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "The chain cannot be read"),
 ))]
 pub async fn register(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<MandateBody>) -> Result<Response, ApiError> {
     let wallet = super::auth::member_changing(&state, &headers).await?;
@@ -302,8 +304,9 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, ApiJson
     let signature = Bytes::from_str(body.signature.trim()).map_err(|_| ApiError::invalid("signature is not hex"))?;
     let sub = running(&state, wallet).await?;
     let plan = renewal_plan(&state, &sub).await?;
-    let token =
-        state.catalog.token_at(signed.token).ok_or_else(|| ApiError::invalid(format!("mandate.token {} is not a token the checkout takes", signed.token)))?;
+    let token = state.catalog.token_at(signed.token).ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "mandate_refused", format!("mandate.token {} is not a token the checkout takes", signed.token))
+    })?;
     let quotes = state.quotes.as_ref().ok_or_else(|| ApiError::unavailable("quotes are not configured"))?;
     let (price, _) = quotes
         .price(plan, token, 1)
@@ -312,7 +315,11 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, ApiJson
     mandate::check_terms(&signed, &sub, plan, price, &settings, now)?;
     let d = &state.deployment;
     if let Err(refusal) = mandate::check_on_chain(&state.provider, d.checkout, &signed, &signature).await? {
-        return Err(ApiError::invalid(format!("the checkout contract would not accept this mandate: {refusal}")));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mandate_refused",
+            format!("the checkout contract would not accept this mandate: {refusal}"),
+        ));
     }
     let id = mandate::mandate_id(&signed, d.chain_id, d.checkout);
     let stored = mandate::stored(&signed, id, &signature, now);

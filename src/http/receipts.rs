@@ -92,11 +92,20 @@ const DETAIL_PATTERN: &str = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\
 #[serde(deny_unknown_fields)]
 pub struct BuyerRequest {
     /// Name or company.
+    #[serde(default, deserialize_with = "text_if_present")]
     pub name: Option<String>,
     /// Postal address (newlines allowed).
+    #[serde(default, deserialize_with = "text_if_present")]
     pub address: Option<String>,
     /// Tax id (VAT number and the like).
+    #[serde(default, deserialize_with = "text_if_present")]
     pub tax_id: Option<String>,
+}
+
+/// A detail is text when present: `null` is refused like any other non-string (the schema
+/// says string; leave the field out to leave it as it is).
+fn text_if_present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    <String as Deserialize>::deserialize(deserializer).map(Some)
 }
 
 impl utoipa::PartialSchema for BuyerRequest {
@@ -282,8 +291,8 @@ fn wants_html(headers: &HeaderMap) -> bool {
 #[utoipa::path(get, path = "/v1/receipts/{id}", tag = "public", security(("api_key" = []), ("membership_token" = [])),
     params(("id" = String, Path, description = "Receipt or credit note id (`rcpt_…`, `cn_…`)")),
     responses(
-        (status = 200, body = ReceiptView, content_type = "application/json"),
-        (status = 200, body = String, content_type = "text/html", description = "The printable page"),
+        (status = 200, description = "The document as JSON, or its printable page when the request accepts `text/html` first",
+            content((ReceiptView = "application/json"), (String = "text/html"))),
         (status = 401, body = ErrorBody, description = "Neither an API key nor a membership token or account session"),
         (status = 404, body = ErrorBody, description = "No such receipt, or another wallet's"), (status = 429, body = ErrorBody),
 ))]

@@ -284,7 +284,7 @@ pub(crate) async fn a_member_schedules_a_switch_and_undoes_it(kind: DbKind) {
     for (body, status) in [
         (serde_json::json!({"plan_id": 4, "token": "TMAI"}), 409),
         (serde_json::json!({"plan_id": 99, "token": "TMAI"}), 404),
-        (serde_json::json!({"plan_id": 1, "token": "DOGE"}), 400),
+        (serde_json::json!({"plan_id": 1, "token": "DOGE"}), 422),
         (serde_json::json!({"plan_id": 1}), 400),
         (serde_json::json!({"plan_id": 1, "token": "TMAI", "extra": 1}), 400),
     ] {

@@ -343,13 +343,22 @@ pub(crate) async fn bad_mandates_are_refused_and_turning_off_stops_the_renewer(k
         async move { member(app, "POST", MANDATE, MANDATE, Some(body), &token, None).await }
     };
 
-    // Signed over other terms (a higher cap than the one posted), or by another wallet.
+    // Well-formed but refused (422, not 400: nothing in the body is malformed): signed over
+    // other terms (a higher cap than the one posted) or by another wallet, a token the
+    // checkout does not take, a charge count beyond what a mandate allows.
     let mut bigger = m.clone();
     bigger.maxAmount *= U256::from(10);
     for signature in [sign_mandate(&app, 3, &bigger), sign_mandate(&app, 4, &m)] {
         let (status, answer) = post(json!({ "mandate": message, "signature": signature })).await;
-        assert_eq!(status, 400, "{answer}");
+        assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("mandate_refused")), "{answer}");
         assert!(answer["error"]["message"].as_str().unwrap().contains("would not accept"), "{answer}");
+    }
+    for (field, value) in [("token", json!(format!("{}", Address::ZERO))), ("maxCharges", json!(500))] {
+        let mut changed = message.clone();
+        changed[field] = value;
+        let signature = sign_mandate(&app, 3, &mandate_of(&changed));
+        let (status, answer) = post(json!({ "mandate": changed, "signature": signature })).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("mandate_refused")), "{field}: {answer}");
     }
     // Terms that do not fit: a cap below today's price, another start.
     for (field, value) in [("maxAmount", json!("1")), ("start", json!((m.start + DAY).to_string()))] {
