@@ -206,10 +206,12 @@ pub async fn card_subscription(conn: &mut AnyConnection, id: &str) -> Result<Opt
     }))
 }
 
-/// Returns whether any card subscription of `wallet` is known (renewing or canceled at the
-/// processor): such a plan is the processor's to cancel and resume.
+/// Returns whether a card subscription of `wallet` still renews its plan (`active`): such a
+/// plan is the processor's to cancel and resume. One the processor deleted renews nothing
+/// (a deleted subscription cannot be resumed there), so the member's own cancel applies.
 pub async fn has_card_subscription(conn: &mut AnyConnection, wallet: Address) -> Result<bool, StoreError> {
-    Ok(sqlx::query("SELECT 1 FROM card_subscriptions WHERE wallet = $1").bind(address_bytes(wallet)).fetch_optional(conn).await?.is_some())
+    let sql = "SELECT 1 FROM card_subscriptions WHERE wallet = $1 AND status = 'active'";
+    Ok(sqlx::query(sql).bind(address_bytes(wallet)).fetch_optional(conn).await?.is_some())
 }
 
 /// A wallet's newest card subscription: its processor id and what is known of it.

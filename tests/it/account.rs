@@ -210,6 +210,13 @@ async fn a_member_cancels_and_takes_it_back(kind: DbKind) {
     let (status, answer) = post_member(app, "/v1/me/cancel", Some(&card_token), None).await;
     assert_eq!(status, 409, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("card"));
+    // Once the processor ended that card subscription and the member pays on-chain, the
+    // plan is theirs to cancel again (an ended card subscription renews nothing).
+    let deleted = serde_json::json!({ "id": "evt_acc_del", "type": "customer.subscription.deleted", "data": { "object": { "id": "sub_acc_1", "object": "subscription" }}});
+    assert_eq!(card.send(&deleted).await.0, 200);
+    pay_premium(app, 5).await;
+    let (status, answer) = post_member(app, "/v1/me/cancel", Some(&card_token), None).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("canceled")), "{answer}");
     crate::event_schemas::check_outbox(&app.h.test_db.db).await;
 }
 on_both_databases!(a_member_cancels_and_takes_it_back);
