@@ -555,7 +555,7 @@ resend_after_secs = 5
     // Renewals, faults still on: the chain's time moves into the charge window (the service's
     // clock follows), the service is killed while the renewer sends, and once every charge is
     // confirmed a reorg below the oldest drops them.
-    let renewal = renewal_phase(
+    let renewal = renewals::phase(
         &owner,
         &anvil,
         &deployment,
@@ -671,113 +671,6 @@ resend_after_secs = 5
     } else {
         Err(format!("first violation: {} (database {db_name} and logs in {} kept)", report.first_violation.unwrap_or_default(), logs_dir.display()))
     }
-}
-
-/// The renewal phase (after the traffic, faults on): moves the chain's time to where every
-/// mandate's charge is due, kills the instance that leads (the renewer's) once its first
-/// charge is recorded, waits
-/// for every charge on chain, mines until the newest is confirmed, lets the watcher confirm
-/// them and reorganises under all of them, dropping the renewer's (and any payer's or the
-/// issuer's) transactions. Returns its figures.
-#[allow(clippy::too_many_arguments)]
-async fn renewal_phase(
-    owner: &DynProvider,
-    anvil: &alloy::node_bindings::AnvilInstance,
-    deployment: &tmai_pay::chain::deployment::Deployment,
-    pool: &sqlx::AnyPool,
-    chain_lock: &RwLock<()>,
-    instances: &mut [Instance],
-    led: &Arc<Mutex<Vec<Led>>>,
-    client: &reqwest::Client,
-    mandates: &[renewals::Mandate],
-    receiver_clock: &str,
-    dropped: [Address; 2],
-    rng: &mut impl Rng,
-) -> Result<Value, String> {
-    if mandates.is_empty() {
-        return Ok(Value::Null);
-    }
-    let at = renewals::charge_time(mandates);
-    // The merchant's server lives in the same (moved) time: its Standard Webhooks check
-    // refuses a signature timestamp five minutes off its clock.
-    let wall_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    client.post(receiver_clock).json(&json!({ "offset_ms": at as i64 * 1000 - wall_ms })).send().await.map_err(|e| e.to_string())?;
-    {
-        let _guard = chain_lock.write().await;
-        owner.anvil_set_next_block_timestamp(at).await.map_err(|e| e.to_string())?;
-        owner.anvil_mine(Some(1), None).await.map_err(|e| e.to_string())?;
-    }
-    let moved = Instant::now();
-    println!("chaos: chain time moved to {at} ({} days before the first renewal is due)", renewals::CHARGE_DAYS_BEFORE);
-    // The kill lands inside the renewer's pass: as soon as its first charge is recorded
-    // (the others are being priced, simulated or sent, slowly under the faults).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM renewal_charges WHERE tx_hash IS NOT NULL").fetch_one(pool).await.unwrap_or(0);
-        if sent > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let victim = pick_victim(instances, led, rng);
-    let killed_after = moved.elapsed();
-    instances[victim].kill();
-    let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM renewal_charges WHERE tx_hash IS NOT NULL").fetch_one(pool).await.unwrap_or(0);
-    instances[victim].start();
-    let recovered = instances[victim].wait_healthy(client, Duration::from_secs(60)).await.ok_or("a restarted instance did not come up")?;
-    println!(
-        "chaos: SIGKILL instance {victim} {} ms after the time moved, {sent} of {} charges recorded; serving again after {} ms",
-        killed_after.as_millis(),
-        mandates.len(),
-        recovered.as_millis()
-    );
-    let checkout = tmai_pay::chain::bindings::SubscriptionCheckout::new(deployment.checkout, owner);
-    let all_charged = || async {
-        for m in mandates {
-            if !checkout.mandateState(m.id).call().await.is_ok_and(|s| s.nextPeriod >= 1) {
-                return false;
-            }
-        }
-        true
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !all_charged().await {
-        if Instant::now() > deadline {
-            return Err("the renewer did not charge every due mandate within 120 s of the time moving".into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let charged_after = moved.elapsed();
-
-    // The reorg: no block comes while the lock is held but those mined here.
-    let _guard = chain_lock.write().await;
-    let charges = renewals::charges_on_chain(owner, deployment.checkout).await?;
-    let (oldest, newest) = charges.iter().fold((u64::MAX, 0), |(lo, hi), c| (lo.min(c.3), hi.max(c.3)));
-    let mut head = owner.get_block_number().await.map_err(|e| e.to_string())?;
-    if head < newest + CONFIRMATIONS {
-        owner.anvil_mine(Some(newest + CONFIRMATIONS - head), None).await.map_err(|e| e.to_string())?;
-        head = newest + CONFIRMATIONS;
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let read: Option<i64> = sqlx::query_scalar("SELECT next_block FROM chain_cursor").fetch_optional(pool).await.ok().flatten();
-        if read.is_some_and(|n| n > head as i64) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let depth = head + 1 - oldest;
-    let tmai = deployment.token("TMAI").ok_or("no TMAI")?.address;
-    let senders = reorg(owner, depth, filler(anvil, tmai), |s| dropped.contains(&s)).await?;
-    let renewer_txs = senders.iter().filter(|s| **s == dropped[0]).count();
-    println!("chaos: reorg depth {depth} under the renewals (charges in blocks {oldest}..={newest}, head {head}), {renewer_txs} renewer tx(s) dropped");
-    Ok(json!({
-        "mandates": mandates.len(),
-        "charged_secs_after_time_moved": charged_after.as_secs_f64(),
-        "kill_recovery_ms": recovered.as_millis() as u64,
-        "reorg_depth": depth,
-        "renewer_txs_dropped": renewer_txs,
-    }))
 }
 
 /// Replaces the newest `depth` blocks with a new branch whose first block holds `filler` (so
