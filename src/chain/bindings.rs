@@ -35,6 +35,13 @@ sol!(
 sol!(
     #[sol(rpc)]
     #[derive(Debug)]
+    UnlockStub,
+    "contracts/artifacts/UnlockStub.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
     SignatureCheck,
     "contracts/artifacts/SignatureCheck.json"
 );

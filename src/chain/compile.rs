@@ -22,7 +22,7 @@ use crate::toolchain::Toolchain;
 
 /// Contracts whose artifacts the service and its benchmarks use.
 pub const EXPORTED: &[&str] =
-    &["SubscriptionCheckout", "MembershipBadge", "TestToken", "ReferenceBadge", "SignatureCheck", "TestSmartWallet", "TestSmartWalletFactory"];
+    &["SubscriptionCheckout", "MembershipBadge", "TestToken", "ReferenceBadge", "UnlockStub", "SignatureCheck", "TestSmartWallet", "TestSmartWalletFactory"];
 
 /// Why compiling or checking the contracts failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,7 @@ pub fn compile(toolchain: &Toolchain) -> Result<BTreeMap<String, String>, Compil
     let mut files = sol_files(&dir.join("src"))?;
     files.extend(sol_files(&dir.join("devnet"))?);
     files.push(dir.join("test/bench/ReferenceBadge.sol"));
+    files.push(dir.join("test/bench/UnlockStub.sol"));
     let output = project.compile_files(files).map_err(|e| CompileError::Compiler(e.to_string()))?;
     if output.has_compiler_errors() {
         return Err(CompileError::Sources(output.to_string()));

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IRenewalMandates} from "../../src/interfaces/IRenewalMandates.sol";
 import {MandateFixture} from "../utils/MandateFixture.sol";
+import {UnlockStub} from "./UnlockStub.sol";
 
 /// @dev The parts of Unlock's PublicLock v15 the bench calls.
 interface IPublicLockV15 {
@@ -28,17 +29,6 @@ interface IPublicLockV15 {
     function keyExpirationTimestampFor(uint256 tokenId) external view returns (uint256);
 
     function publicLockVersion() external pure returns (uint16);
-}
-
-/// @dev Stands in for the Unlock factory a lock reports to: no protocol fee, nothing
-/// recorded. The real `recordKeyPurchase` also updates Unlock's gross network product (and
-/// may mint UDT), so the lock's figures here are a lower bound of a deployed lock's.
-contract UnlockStub {
-    function protocolFee() external pure returns (uint256) {
-        return 0;
-    }
-
-    function recordKeyPurchase(uint256, address) external {}
 }
 
 /// @title UnlockRenewalBench
