@@ -13,8 +13,12 @@
 //! hook: each connection waits 4 ms before each request, with as many connections as the
 //! rate needs).
 //!
-//! Run: `scripts/bench-api` (installs wrk) or `cargo bench --bench api`; `SECONDS=…`,
+//! Run: `scripts/bench-api` (installs wrk) or `cargo bench --bench api`; `ROUTE_SECONDS=…`,
 //! `ONLY=SQLite` or `ONLY=PostgreSQL` for one database.
+
+#[path = "support/record.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod record;
 
 use std::{
     process::Command,
@@ -110,7 +114,8 @@ struct Figures {
 async fn main() -> Result<()> {
     // RUST_LOG=tmai_pay::orders=debug shows the order writer's batches (size and time).
     tmai_pay::telemetry::init_with_default(false, "warn");
-    let seconds: u64 = std::env::var("SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    // ROUTE_SECONDS (SECONDS is also read, but bash keeps its own SECONDS counter).
+    let seconds: u64 = std::env::var("ROUTE_SECONDS").or_else(|_| std::env::var("SECONDS")).ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("wrk is not installed: run scripts/bench-api (it installs Debian's wrk) or apt-get install wrk");
     }
@@ -155,6 +160,10 @@ async fn main() -> Result<()> {
     let backends = [("SQLite", format!("sqlite://{}", tmp.path().join("api.db").display())), ("PostgreSQL", format!("{pg_server}/{pg_name}"))];
     println!("API load (wrk, 1 thread, {} connections, {seconds} s per route; p99 near half rate from wrk paced by its delay() hook)", connections());
     let only = std::env::var("ONLY").ok();
+    let mut rec = record::Record::new("api");
+    rec.param("seconds", seconds);
+    rec.param("connections", connections());
+    rec.param("read_wallets", READ_WALLETS);
     for (name, url) in backends.into_iter().filter(|(name, _)| only.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(name))) {
         if name == "PostgreSQL" {
             sqlx::any::install_default_drivers();
@@ -324,12 +333,91 @@ async fn main() -> Result<()> {
             "",
             k256_rate / hello.rps
         );
+        // Every checkout's latency, for the report's histogram: an open-loop client in this
+        // process at half the maximum rate, timed from each request's scheduled start.
+        let checkout_ms = open_loop(&format!("{base}/v1/checkouts"), create.rps / 2.0, seconds).await?;
+        let key = name.to_lowercase();
+        let group = name;
+        rec.add(record::figure(&format!("{key}.hello"), "GET /bench/hello (baseline)", "req/s", hello.rps).group(group));
+        let routes = [
+            ("checkout", "POST /v1/checkouts (fixed price)", &create, Some("≥ 0.3× hello-world")),
+            ("checkout_usd", "POST /v1/checkouts (dollar price, live rate)", &create_usd, None),
+            ("read", "GET /v1/subscriptions/{wallet}", &read, Some("≥ 0.6× hello-world")),
+            ("me", "GET /v1/me (membership token)", &me, Some("≥ 0.5× hello-world")),
+            ("refresh", "POST /v1/auth/refresh (session)", &refresh, Some("≥ 0.5× hello-world")),
+        ];
+        for (route, label, figures, target) in routes {
+            let mut fig = record::figure(&format!("{key}.{route}"), label, "req/s", figures.rps).baseline(&format!("{key}.hello")).group(group);
+            if let Some(target) = target {
+                fig = fig.target(target);
+            }
+            rec.add(fig);
+        }
+        rec.add(
+            record::figure(&format!("{key}.checkout.p99_half"), "POST /v1/checkouts p99 at half rate (wrk)", "ms", create_half)
+                .lower()
+                .target("≤ 20 ms")
+                .group(group),
+        );
+        rec.add(
+            record::figure(&format!("{key}.read.p99_half"), "GET /v1/subscriptions p99 at half rate (wrk)", "ms", read_half)
+                .lower()
+                .target("≤ 20 ms")
+                .group(group),
+        );
+        rec.add(
+            record::figure(&format!("{key}.quote_signing"), "EIP-712 quote signing alone, one core", "signatures/s", signing_rate)
+                .baseline(&format!("{key}.hello"))
+                .group(group),
+        );
+        rec.add(
+            record::figure(&format!("{key}.es256_signing"), "ES256 token signing alone, one core", "signatures/s", es256_rate)
+                .baseline(&format!("{key}.hello"))
+                .group(group),
+        );
+        rec.samples(&format!("{key}.checkout"), &format!("POST /v1/checkouts at {:.0} req/s, open loop ({name})", create.rps / 2.0), "ms", &checkout_ms);
         cancel.cancel();
         let _ = server.await;
         db.close().await;
     }
     rates_cancel.cancel();
+    rec.save()?;
     Ok(())
+}
+
+/// Sends checkouts to `url` at `rate` per second for `seconds` from this process, each on
+/// its own schedule whether or not earlier ones have been answered (open loop); returns each
+/// one's latency in ms from its scheduled start, so a stall counts against every request
+/// it delayed. At most 128 are in flight (the process's file limit holds the server's and
+/// the client's sockets); a request waiting for a slot is still timed from its schedule.
+async fn open_loop(url: &str, rate: f64, seconds: u64) -> Result<Vec<f64>> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+    let body = serde_json::json!({ "plan_id": 3, "token": "TMAI", "wallet": WALLET });
+    let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut sent = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(128));
+    loop {
+        let scheduled = ticker.tick().await;
+        if scheduled.into_std() >= end {
+            break;
+        }
+        let (client, url, body, slots) = (client.clone(), url.to_string(), body.clone(), slots.clone());
+        sent.spawn(async move {
+            let _slot = slots.acquire_owned().await?;
+            let answer = client.post(&url).json(&body).send().await?;
+            anyhow::ensure!(answer.status().is_success(), "checkout answered {}", answer.status());
+            answer.bytes().await?;
+            Ok::<_, anyhow::Error>(scheduled.elapsed().as_secs_f64() * 1e3)
+        });
+    }
+    let mut out = Vec::with_capacity(sent.len());
+    while let Some(done) = sent.join_next().await {
+        out.push(done??);
+    }
+    Ok(out)
 }
 
 /// Connections wrk keeps open for the maximum-rate runs (`CONNECTIONS=…`). 64, not fewer:

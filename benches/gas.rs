@@ -3,9 +3,16 @@
 //! baseline measured in the same run on the same chain state, with the ratio and its target;
 //! then, on the committed fixtures' market (`tmai-pay dev`'s chain), the checkout page's
 //! one-click buy: the swap of the missing TMAI (`multicall(selfPermit, exactOutput)` through
-//! Uniswap's router, USD → WETH → TMAI) plus `payWithPermit`, beside `payWithPermit` alone.
+//! Uniswap's router, USD → WETH → TMAI) plus `payWithPermit`, beside `payWithPermit` alone;
+//! and Unlock Protocol's PublicLock v15 (the pinned npm artifact) on the same anvil: a key
+//! purchase, `extend` and the keeper's `renewMembershipFor` beside our payment with its
+//! badge share, our payment, and the renewer's mandate `charge` (see `bench_unlock`).
 //!
 //! Run: `cargo bench --bench gas` (or `scripts/bench-gas`).
+
+#[path = "support/record.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod record;
 
 use alloy::{
     network::Ethereum,
@@ -261,6 +268,153 @@ async fn bench_badges(env: &Env) -> Result<Vec<Row>> {
     ])
 }
 
+alloy::sol! {
+    /// The parts of Unlock Protocol's PublicLock v15 the comparison calls (the deployed code is
+    /// the pinned npm package's artifact).
+    #[sol(rpc)]
+    interface IPublicLockV15 {
+        function initialize(address lockCreator, uint256 expirationDuration, address tokenAddress, uint256 keyPrice, uint256 maxNumberOfKeys, string lockName) external;
+        function purchase(uint256[] values, address[] recipients, address[] referrers, address[] keyManagers, bytes[] data) external payable returns (uint256[] tokenIds);
+        function extend(uint256 value, uint256 tokenId, address referrer, bytes data) external payable;
+        function renewMembershipFor(uint256 tokenId, address referrer) external;
+        function keyExpirationTimestampFor(uint256 tokenId) external view returns (uint256);
+        function tokenOfOwnerByIndex(address owner, uint256 index) external view returns (uint256);
+        function publicLockVersion() external pure returns (uint16);
+    }
+}
+
+const MONTH: u64 = 30 * 86_400;
+/// Months renewed by Unlock's keeper call and by our mandate charge (as the forge bench).
+const RENEWALS: u64 = 12;
+
+/// Unlock Protocol's PublicLock v15 on the same anvil, an ERC-20 lock at the same price in
+/// the same token with a 30-day key, reporting to a stub Unlock (`UnlockStub`: no fee,
+/// nothing recorded, so the lock's figures are a lower bound), beside ours:
+/// - a new member's purchase: Unlock's `purchase` (mints the key) against our `pay` plus
+///   the member's share of a batched badge issue (what activates and proves the plan);
+/// - the member paying the next month: Unlock's `extend` against our `pay`;
+/// - the keeper renewal: Unlock's `renewMembershipFor` (callable by anyone once 90 % of the
+///   key is used) against our renewer's mandate `charge` (a mandate already registered), each
+///   measured once a month for `RENEWALS` months.
+async fn bench_unlock(toolchain: &Toolchain, env: &Env, amount: U256, pay_gas: f64, batch_share: f64) -> Result<Vec<Row>> {
+    use alloy::{network::TransactionBuilder, rpc::types::TransactionRequest};
+    use tmai_pay::{
+        billing::renewals::mandate::mandate_id,
+        chain::bindings::{IRenewalMandates::RenewalMandate, UnlockStub},
+    };
+    let snapshot = env.snapshot().await?;
+    let tmai = env.deployment.token("TMAI").context("TMAI")?.address;
+    let payer = env.payer_key.address();
+
+    // The lock, from the npm artifact, initialised by the stub (as the factory would).
+    let artifact: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        toolchain.root().join("tools/node_modules/@unlock-protocol/contracts/dist/abis/PublicLock/PublicLockV15.json"),
+    )?)?;
+    let code = alloy::primitives::hex::decode(artifact["bytecode"].as_str().context("PublicLockV15 bytecode")?)?;
+    let deploy = TransactionRequest::default().with_deploy_code(code);
+    let receipt = env.payer.send_transaction(deploy).await?.get_receipt().await?;
+    let lock_address = receipt.contract_address.context("PublicLock deployment")?;
+    let stub = *UnlockStub::deploy(&env.payer).await?.address();
+    let plain = alloy::providers::ProviderBuilder::new().connect_http(env.anvil.endpoint_url()).erased();
+    plain.anvil_impersonate_account(stub).await?;
+    plain.anvil_set_balance(stub, U256::from(10u64).pow(U256::from(18))).await?;
+    IPublicLockV15::new(lock_address, &plain)
+        .initialize(payer, U256::from(MONTH), tmai, amount, U256::MAX, "Bench lock".into())
+        .from(stub)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    plain.anvil_stop_impersonating_account(stub).await?;
+    let lock = IPublicLockV15::new(lock_address, &env.payer);
+    ensure!(lock.publicLockVersion().call().await? == 15, "PublicLock version");
+    let token = TestToken::new(tmai, &env.payer);
+    gas(token.approve(lock_address, U256::MAX).send().await).await?;
+
+    // Purchases: the payer's own key first (renewed below), then one key per new member.
+    let one = |a: Address| (vec![amount], vec![a], vec![Address::ZERO], vec![a], vec![alloy::primitives::Bytes::new()]);
+    let (v, r, f, k, d) = one(payer);
+    gas(lock.purchase(v, r, f, k, d).send().await).await?;
+    let own_key = lock.tokenOfOwnerByIndex(payer, U256::ZERO).call().await?;
+    let mut purchases = Vec::new();
+    for i in 0..SAMPLES {
+        let (v, r, f, k, d) = one(member(10_000 + i));
+        purchases.push(gas(lock.purchase(v, r, f, k, d).send().await).await?);
+    }
+    // The member pays the next month on the lock.
+    let mut extends = Vec::new();
+    for _ in 0..SAMPLES {
+        extends.push(gas(lock.extend(amount, own_key, Address::ZERO, alloy::primitives::Bytes::new()).send().await).await?);
+    }
+    // The keeper's renewal, each month when the lock first allows it (90 % into the key).
+    let keeper = IPublicLockV15::new(lock_address, &env.spender);
+    let mut renewals = Vec::new();
+    for _ in 0..RENEWALS {
+        let expires: u64 = lock.keyExpirationTimestampFor(own_key).call().await?.try_into()?;
+        env.payer.anvil_set_next_block_timestamp(expires - MONTH / 10).await?;
+        renewals.push(gas(keeper.renewMembershipFor(own_key, Address::ZERO).send().await).await?);
+    }
+
+    // Our renewer's charges under one mandate, registered by the first charge.
+    let renewer_key = devnet::enable_renewer(&env.anvil, &env.deployment).await?;
+    let renewer =
+        alloy::providers::ProviderBuilder::new().wallet(alloy::network::EthereumWallet::from(renewer_key)).connect_http(env.anvil.endpoint_url()).erased();
+    let now = env.payer.get_block_by_number(Default::default()).await?.context("head")?.header.timestamp + 1;
+    let mandate = RenewalMandate {
+        payer,
+        token: tmai,
+        maxAmount: amount,
+        period: MONTH as u32,
+        maxCharges: (RENEWALS + 1) as u32,
+        start: now,
+        validUntil: now + (RENEWALS + 1) * MONTH,
+        earlyWindow: 3 * 86_400,
+        planId: 3,
+        salt: U256::from(7),
+    };
+    use alloy::signers::Signer;
+    let signature = env.payer_key.sign_hash(&mandate_id(&mandate, env.deployment.chain_id, env.deployment.checkout)).await?;
+    gas(token.approve(env.deployment.checkout, U256::MAX).send().await).await?;
+    // An earlier order in the same word of paid-order bits, as the service's order ids run
+    // (the forge bench does the same): the first charge is not also the word's first write.
+    let (quote, quote_signature) = env.quote(4_999_999, amount).await?;
+    gas(SubscriptionCheckout::new(env.deployment.checkout, &env.payer).pay(quote, quote_signature).send().await).await?;
+    let checkout = SubscriptionCheckout::new(env.deployment.checkout, &renewer);
+    env.payer.anvil_set_next_block_timestamp(now).await?;
+    let first = gas(checkout.charge(mandate.clone(), signature.as_bytes().to_vec().into(), U256::from(5_000_000), amount).send().await).await?;
+    let mut charges = Vec::new();
+    for k in 1..=RENEWALS {
+        env.payer.anvil_set_next_block_timestamp(now + k * MONTH).await?;
+        charges.push(gas(checkout.charge(mandate.clone(), alloy::primitives::Bytes::new(), U256::from(5_000_000 + k), amount).send().await).await?);
+    }
+    env.revert(snapshot).await?;
+
+    let row = |name: String, gas: f64, baseline_name: &str, baseline: f64| Row {
+        name,
+        gas,
+        baseline_name: baseline_name.into(),
+        baseline,
+        target: None,
+        absolute_target: None,
+    };
+    Ok(vec![
+        row(
+            format!("pay + badge's share of a batch of {BATCH}"),
+            pay_gas + batch_share,
+            &format!("Unlock v15 purchase, ERC-20 key (mean of {SAMPLES})"),
+            mean(&purchases),
+        ),
+        row("pay, the next month".into(), pay_gas, &format!("Unlock v15 extend (mean of {SAMPLES})"), mean(&extends)),
+        row(
+            format!("renewer charge, mandate registered (mean of {RENEWALS})"),
+            mean(&charges),
+            &format!("Unlock v15 renewMembershipFor (mean of {RENEWALS})"),
+            mean(&renewals),
+        ),
+        row("renewer charge registering the mandate".into(), first as f64, &format!("Unlock v15 renewMembershipFor (mean of {RENEWALS})"), mean(&renewals)),
+    ])
+}
+
 /// The one-click buy on the fixtures' market: `SAMPLES` plain `payWithPermit`s, then
 /// `SAMPLES` swaps of exactly the amount (the page's multicall, priced by the configured
 /// quoter with the example's route) each followed by its `payWithPermit`.
@@ -358,6 +512,8 @@ async fn main() -> Result<()> {
 
     let mut rows = vec![bench_pay(&env, amount).await?, bench_permit(&env, amount).await?];
     rows.extend(bench_badges(&env).await?);
+    let (pay_gas, batch_share) = (rows[0].gas, rows.iter().find(|r| r.name.contains("one batch")).context("the batch row")?.gas);
+    rows.extend(bench_unlock(&toolchain, &env, amount, pay_gas, batch_share).await?);
     rows.push(bench_one_click(&toolchain, amount).await?);
 
     println!("gas benchmark (anvil {}, chain {})", env.anvil.endpoint(), env.deployment.chain_id);
@@ -384,6 +540,23 @@ async fn main() -> Result<()> {
             if ok { "met" } else { "MISSED" }
         );
     }
+    let mut rec = record::Record::new("gas");
+    rec.param("payments", PAYMENTS);
+    rec.param("samples", SAMPLES);
+    rec.param("batch", BATCH);
+    for row in &rows {
+        let key: String = row.name.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>().join("_");
+        let base_key = format!("{key}.baseline");
+        rec.add(record::figure(&base_key, &row.baseline_name, "gas", row.baseline).lower().group(&row.name));
+        let mut fig = record::figure(&key, &row.name, "gas", row.gas).baseline(&base_key).lower().group(&row.name);
+        match (row.target, row.absolute_target) {
+            (Some(t), _) => fig = fig.target(&format!("≤ {t:.2}×")),
+            (None, Some(a)) => fig = fig.target(&format!("≤ {a:.0} gas")),
+            (None, None) => {}
+        }
+        rec.add(fig);
+    }
+    rec.save()?;
     if missed > 0 {
         println!("{missed} target(s) missed");
     } else {

@@ -9,6 +9,10 @@
 //!
 //! Run: `cargo bench --bench minter` (`JOBS=250` for a quicker run).
 
+#[path = "support/record.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod record;
+
 use std::time::{Duration, Instant};
 
 use alloy::{
@@ -109,6 +113,21 @@ async fn main() -> Result<()> {
     println!("  gas per badge (batched)        {per_badge:>10.0}");
     println!("  gas of one badge alone         {single_gas:>10.0}   (baseline, same run)");
     println!("  batched / alone                {:>10.3}x", per_badge / single_gas);
+    let mut rec = record::Record::new("minter");
+    rec.param("jobs", jobs);
+    rec.param("confirmations", CONFIRMATIONS);
+    rec.param("block_gas_limit", gas_limit);
+    rec.add(record::figure("least_blocks", "least blocks possible (block gas limit + confirmations)", "blocks", least as f64).lower());
+    rec.add(
+        record::figure("blocks", &format!("blocks until {jobs} badges are confirmed"), "blocks", blocks as f64)
+            .baseline("least_blocks")
+            .lower()
+            .target("2 blocks for 1,000 badges (direction)"),
+    );
+    rec.add(record::figure("wall", &format!("wall time for {jobs} badges (a block a second)"), "s", elapsed.as_secs_f64()).lower());
+    rec.add(record::figure("gas_single", "one badge issued alone (baseline)", "gas", single_gas).lower());
+    rec.add(record::figure("gas_per_badge", "gas per badge, batched", "gas", per_badge).baseline("gas_single").lower());
+    rec.save()?;
     Ok(())
 }
 

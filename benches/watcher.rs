@@ -6,6 +6,13 @@
 //! and decoded, nothing stored. Also the peak resident memory of this process during each
 //! backfill.
 //!
+//! The peer, in the same run on the same anvil: ponder 0.16.10 (`tools/ponder`; the newest
+//! that runs on Node 20) indexing the same `OrderPaid` logs over the same block range into
+//! PGlite (its default store) and into PostgreSQL, one row per event; its rate is taken from
+//! its own historical-indexing gauges (start-up, build and migrations left out), and the
+//! time from `ponder start` to `/ready` is recorded beside it. Left out when ponder is not
+//! installed (`npm ci --prefix tools/ponder`; `scripts/bench-report` does it).
+//!
 //! Live: anvil mines a block on demand; for each of 500 payments the benchmark mines the
 //! block that makes it N deep and measures the time until the activation is committed,
 //! with the watcher following new heads over a websocket. p50 and p99 are printed.
@@ -31,7 +38,7 @@ use alloy::{
     rpc::types::Filter,
     sol_types::SolEvent,
 };
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail, ensure};
 use sqlx::Row;
 use tmai_pay::watcher::{Watcher, WatcherConfig};
 use tmai_pay::{
@@ -51,6 +58,10 @@ use tmai_pay::{
     store::Db,
     toolchain::Toolchain,
 };
+
+#[path = "support/record.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod record;
 
 #[path = "../tests/chaos/proxy.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -223,6 +234,67 @@ async fn backfill_through(b: &Bench, db: &Db, nodes: &tmai_pay::chain::rpc::Node
     Ok((started.elapsed(), failed))
 }
 
+/// Ponder 0.16 (`tools/ponder`, installed by `scripts/bench-report`) indexing the same
+/// `OrderPaid` logs from the same anvil, `[deploy block, end]`, into PGlite (its default
+/// store) or, given a database URL, PostgreSQL. Returns the time from `ponder start` until
+/// `/ready` answers 200 and its API (`tools/ponder/src/api`) counts `expect` rows; `None`
+/// when ponder is not installed.
+async fn ponder(b: &Bench, toolchain: &Toolchain, end: u64, expect: usize, database_url: Option<&str>) -> Result<Option<Duration>> {
+    let dir = toolchain.root().join("tools/ponder");
+    if !dir.join("node_modules/.bin/ponder").exists() {
+        eprintln!("ponder is not installed (npm ci --prefix tools/ponder, as scripts/bench-report does): its figures are left out");
+        return Ok(None);
+    }
+    let tmp = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let log = std::fs::File::create(tmp.path().join("ponder.log"))?;
+    let mut command = tokio::process::Command::new(dir.join("node_modules/.bin/ponder"));
+    command
+        .args(["start", "--port", &port.to_string(), "--schema", "bench"])
+        .current_dir(&dir)
+        .env("PONDER_RPC_URL", b.anvil.endpoint())
+        .env("PONDER_CHAIN_ID", b.deployment.chain_id.to_string())
+        .env("PONDER_CHECKOUT", b.deployment.checkout.to_string())
+        .env("PONDER_START_BLOCK", b.deployment.deploy_block.to_string())
+        .env("PONDER_END_BLOCK", end.to_string())
+        .env("PONDER_PGLITE_DIR", tmp.path().join("pglite"))
+        .env("PONDER_TELEMETRY_DISABLED", "true")
+        .env_remove("DATABASE_URL")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().context("starting ponder")?;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    // Done when /ready answers 200 and the API counts every event: ponder indexes the blocks
+    // it deems unfinalized after it reports ready, so ready alone comes too early.
+    let count = async || -> Option<u64> { client.get(format!("{base}/count")).send().await.ok()?.json::<serde_json::Value>().await.ok()?["rows"].as_u64() };
+    let mut ready = false;
+    let done = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("ponder exited ({status}): {}", std::fs::read_to_string(tmp.path().join("ponder.log")).unwrap_or_default());
+        }
+        ready = ready || client.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success());
+        if ready && count().await == Some(expect as u64) {
+            break started.elapsed();
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "ponder not done after 15 minutes (ready: {ready}, rows: {:?} of {expect}): {}",
+            count().await,
+            std::fs::read_to_string(tmp.path().join("ponder.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    Ok(Some(done))
+}
+
 /// The fault comparison (module documentation).
 async fn faults(b: &Bench) -> Result<()> {
     let payments: usize = std::env::var("FAULT_PAYMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
@@ -259,6 +331,20 @@ async fn faults(b: &Bench) -> Result<()> {
         counts.delayed,
         counts.calls
     );
+    let mut rec = record::Record::new("watcher-faults");
+    rec.param("payments", payments);
+    rec.param("payments_per_block", per_block);
+    rec.param("range", range);
+    rec.param("fault_percent", 20);
+    rec.add(record::figure("backlog.clean", "backlog through the proxy, no faults", "payments/s", rate(clean_time)).group("SQLite"));
+    rec.add(
+        record::figure("backlog.faulted", "backlog through the proxy, 20 % of calls faulted", "payments/s", rate(faulty_time))
+            .baseline("backlog.clean")
+            .target("≥ 0.5× the clean rate")
+            .group("SQLite"),
+    );
+    rec.add(record::figure("backlog.failed_passes", "watcher passes that failed under faults", "passes", faulty_failed as f64).lower().group("SQLite"));
+    rec.save()?;
     Ok(())
 }
 
@@ -317,6 +403,97 @@ async fn main() -> Result<()> {
     );
     println!("{:<40} {:>12.0} {:>9.3}× {:>10.1}  (reported)", "watcher into PostgreSQL", rate(pg_time), raw.as_secs_f64() / pg_time.as_secs_f64(), pg_peak);
 
+    let mut rec = record::Record::new("watcher");
+    rec.param("payments", payments);
+    rec.param("live_payments", live);
+    rec.param("range", RANGE);
+    rec.param("confirmations", CONFIRMATIONS);
+    rec.add(record::figure("backfill.raw", "raw eth_getLogs + decode (baseline)", "payments/s", rate(raw)).group("backfill"));
+    rec.add(
+        record::figure("backfill.sqlite", "watcher backfill into SQLite", "payments/s", rate(sqlite_time))
+            .baseline("backfill.raw")
+            .target("≥ 0.35× raw")
+            .group("backfill"),
+    );
+    rec.add(record::figure("backfill.postgres", "watcher backfill into PostgreSQL", "payments/s", rate(pg_time)).baseline("backfill.raw").group("backfill"));
+    // The peer: ponder indexing the same logs from the same anvil, into PGlite and PostgreSQL.
+    let pg_server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let ponder_db = format!("tmai_ponder_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&format!("{pg_server}/postgres")).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {ponder_db}")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {ponder_db}")).execute(&admin).await?;
+    // Ponder's start-up (build, migrations, server) measured apart: the same command over
+    // the blocks before the first payment, so indexing = (start → ready) − (that).
+    let before_first = b.deployment.deploy_block;
+    let mut ponder_runs = Vec::new();
+    for (store, url) in [("PGlite", None), ("PostgreSQL", Some(format!("{pg_server}/{ponder_db}")))] {
+        let idle = ponder(&b, &toolchain, before_first, 0, url.as_deref()).await?;
+        if url.is_some() {
+            // A fresh database for the measured run: nothing of the idle run's sync store.
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {ponder_db} WITH (FORCE)")).execute(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {ponder_db}")).execute(&admin).await?;
+        }
+        let full = ponder(&b, &toolchain, head, payments, url.as_deref()).await?;
+        if let (Some(idle), Some(full)) = (idle, full) {
+            ponder_runs.push((store, idle, full));
+        }
+    }
+    let ponder_pg = ponder_runs.iter().any(|(s, ..)| *s == "PostgreSQL").then_some(());
+    if ponder_pg.is_some() {
+        // What ponder stored, counted: its tables and their rows.
+        let db = sqlx::AnyPool::connect(&format!("{pg_server}/{ponder_db}")).await?;
+        let tables = sqlx::query("SELECT table_schema::text, table_name::text FROM information_schema.tables WHERE table_schema IN ('ponder_sync', 'bench') AND table_type = 'BASE TABLE' ORDER BY 1, 2")
+            .fetch_all(&db)
+            .await?;
+        let mut held = Vec::new();
+        for row in tables {
+            let (schema, table): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let rows: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM \"{schema}\".\"{table}\"")).fetch_one(&db).await?.try_get(0)?;
+            if rows > 0 {
+                held.push(format!("{schema}.{table} {rows}"));
+            }
+        }
+        db.close().await;
+        println!("ponder's PostgreSQL tables after indexing {payments} payments (rows): {}", held.join(", "));
+    }
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {ponder_db} WITH (FORCE)")).execute(&admin).await?;
+    admin.close().await;
+    for (store, idle, full) in &ponder_runs {
+        let indexing = full.saturating_sub(*idle).max(Duration::from_millis(1));
+        println!(
+            "{:<40} {:>12.0} {:>9.3}×   (start → ready {:.2} s, less its start-up alone {:.2} s)",
+            format!("ponder 0.16.10 into {store}"),
+            rate(indexing),
+            raw.as_secs_f64() / indexing.as_secs_f64(),
+            full.as_secs_f64(),
+            idle.as_secs_f64()
+        );
+        let key = store.to_lowercase();
+        rec.add(
+            record::figure(
+                &format!("backfill.ponder_{key}"),
+                &format!("ponder 0.16.10 into {store} (start → ready less start-up)"),
+                "payments/s",
+                rate(indexing),
+            )
+            .baseline("backfill.raw")
+            .group("backfill"),
+        );
+        rec.add(
+            record::figure(&format!("backfill.ponder_{key}_ready"), &format!("ponder into {store}: start → ready"), "s", full.as_secs_f64())
+                .lower()
+                .group("backfill"),
+        );
+        rec.add(
+            record::figure(&format!("backfill.ponder_{key}_startup"), &format!("ponder into {store}: start → ready, no events"), "s", idle.as_secs_f64())
+                .lower()
+                .group("backfill"),
+        );
+    }
+    rec.add(record::figure("backfill.sqlite_peak", "peak resident memory, SQLite backfill", "MiB", sqlite_peak).lower().group("backfill"));
+    rec.add(record::figure("backfill.postgres_peak", "peak resident memory, PostgreSQL backfill", "MiB", pg_peak).lower().group("backfill"));
+
     // Live: websocket heads; the block that makes a payment N deep starts the clock.
     // Live on the backfilled SQLite database: order ids are unique per checkout contract,
     // so a fresh database would hand out ids the contract has already seen paid.
@@ -374,5 +551,19 @@ async fn main() -> Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3
     );
+    let ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    rec.add(
+        record::figure("live.p50", "live: confirming block → activation, p50", "ms", percentile(&latencies, 0.5).as_secs_f64() * 1e3)
+            .lower()
+            .group("live (SQLite)"),
+    );
+    rec.add(
+        record::figure("live.p99", "live: confirming block → activation, p99", "ms", percentile(&latencies, 0.99).as_secs_f64() * 1e3)
+            .lower()
+            .target("≤ 100 ms")
+            .group("live (SQLite)"),
+    );
+    rec.samples("live", "confirming block → activation committed (SQLite, websocket heads)", "ms", &ms);
+    rec.save()?;
     Ok(())
 }

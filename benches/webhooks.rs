@@ -14,6 +14,10 @@
 //! Run: `cargo bench --bench webhooks` (`EVENTS=2000` for a quicker run, `RATE=…` events/s
 //! for the steady phase).
 
+#[path = "support/record.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod record;
+
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -233,11 +237,22 @@ async fn main() -> Result<()> {
     let raw_rate = deliveries / raw_time.as_secs_f64();
     println!("{:<44} {:>14} {:>9}", "", "deliveries/s", "ratio");
     println!("{:<44} {:>14.0} {:>8.3}×", "raw POSTs, no database, no signing", raw_rate, 1.0);
+    let mut rec = record::Record::new("webhooks");
+    rec.param("events", n);
+    rec.param("endpoints", ENDPOINTS.len());
+    rec.param("steady_rate", rate);
+    rec.add(record::figure("burst.raw", "raw POSTs, no database, no signing (baseline)", "deliveries/s", raw_rate).group("burst"));
     let mut steady_rows = Vec::new();
     for kind in ["SQLite", "PostgreSQL"] {
         let took = burst(kind, &base, &seen, n, dir.path()).await?;
         let r = deliveries / took.as_secs_f64();
         println!("{:<44} {:>14.0} {:>8.3}×", format!("worker into {kind}, burst of {n}"), r, r / raw_rate);
+        rec.add(
+            record::figure(&format!("burst.{}", kind.to_lowercase()), &format!("fan-out from {kind}, burst of {n}"), "deliveries/s", r)
+                .baseline("burst.raw")
+                .target("≥ 0.5× raw")
+                .group("burst"),
+        );
         steady_rows.push((kind, steady(kind, &base, &seen, n, rate, dir.path()).await?));
     }
     println!();
@@ -252,6 +267,19 @@ async fn main() -> Result<()> {
             lat.last().copied().unwrap_or(0),
             deliveries / took.as_secs_f64()
         );
+        let key = kind.to_lowercase();
+        rec.add(
+            record::figure(&format!("steady.{key}.p50"), &format!("{kind}: commit → acknowledged, p50"), "ms", pct(&lat, 0.5) as f64).lower().group("steady"),
+        );
+        rec.add(
+            record::figure(&format!("steady.{key}.p99"), &format!("{kind}: commit → acknowledged, p99"), "ms", pct(&lat, 0.99) as f64)
+                .lower()
+                .target("≤ 20 ms")
+                .group("steady"),
+        );
+        let ms: Vec<f64> = lat.iter().map(|&v| v as f64).collect();
+        rec.samples(&format!("steady.{key}"), &format!("commit → acknowledged at {rate} events/s ({kind})"), "ms", &ms);
     }
+    rec.save()?;
     Ok(())
 }
