@@ -166,18 +166,26 @@ pub(crate) async fn charges_on_chain(rpc: &DynProvider, checkout: Address) -> Re
 /// How many mandates still wait for their period 0's charge on chain, and how many renewed
 /// plans the service does not yet show extended by exactly that period (for the settle loop).
 pub(crate) async fn pending(rpc: &DynProvider, checkout: Address, pool: &AnyPool, mandates: &[Mandate]) -> i64 {
-    let contract = SubscriptionCheckout::new(checkout, rpc);
-    let mut pending = 0;
+    let mut pending = uncharged(rpc, checkout, mandates).await as i64;
     for m in mandates {
-        match contract.mandateState(m.id).call().await {
-            Ok(state) if state.nextPeriod >= 1 => {}
-            _ => pending += 1,
-        }
         if expires_at(pool, m.wallet).await != Some(m.start + m.period) {
             pending += 1;
         }
     }
     pending
+}
+
+/// How many of `mandates` the chain does not yet show charged for their period 0 (a state
+/// that cannot be read counts as not charged).
+async fn uncharged(rpc: &DynProvider, checkout: Address, mandates: &[Mandate]) -> usize {
+    let contract = SubscriptionCheckout::new(checkout, rpc);
+    let mut waiting = 0;
+    for m in mandates {
+        if !contract.mandateState(m.id).call().await.is_ok_and(|s| s.nextPeriod >= 1) {
+            waiting += 1;
+        }
+    }
+    waiting
 }
 
 async fn expires_at(pool: &AnyPool, wallet: Address) -> Option<u64> {
@@ -312,17 +320,8 @@ pub(crate) async fn phase(
         mandates.len(),
         recovered.as_millis()
     );
-    let checkout = SubscriptionCheckout::new(deployment.checkout, owner);
-    let all_charged = || async {
-        for m in mandates {
-            if !checkout.mandateState(m.id).call().await.is_ok_and(|s| s.nextPeriod >= 1) {
-                return false;
-            }
-        }
-        true
-    };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !all_charged().await {
+    while uncharged(owner, deployment.checkout, mandates).await > 0 {
         if Instant::now() > deadline {
             return Err("the renewer did not charge every due mandate within 120 s of the time moving".into());
         }

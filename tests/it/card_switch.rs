@@ -26,6 +26,27 @@ use crate::{
 };
 
 const PUBLIC_URL: &str = "https://pay.example";
+
+/// The member finishing a switch at the processor: localstripe's customer and a
+/// subscription as the session's `subscription_data` asked, its trial ending when the paid
+/// time ends. Returns the customer's id and the subscription.
+async fn finish_at_processor(stripe: &LocalStripe, form: &Form, paid_end: u64) -> (String, Value) {
+    let cus = id(&stripe.customer().await, "id");
+    let trial_end = paid_end.to_string();
+    let sub = stripe
+        .post(
+            "/v1/subscriptions",
+            &[
+                ("customer", &cus),
+                ("items[0][plan]", "price_3"),
+                ("trial_end", &trial_end),
+                ("metadata[wallet]", &form["subscription_data[metadata][wallet]"]),
+                ("metadata[plan_id]", &form["subscription_data[metadata][plan_id]"]),
+            ],
+        )
+        .await;
+    (cus, sub)
+}
 const PLANS: &str = "/v1/plans";
 const CARD_CHECKOUT: &str = "/v1/checkouts/card";
 const METHOD: &str = "/v1/me/payment-method";
@@ -156,21 +177,7 @@ async fn a_member_switched_to_card_is_first_charged_when_the_paid_crypto_time_en
 
     // The member pays at the processor: its customer and subscription, as subscription_data
     // asked (localstripe creates no invoice for a subscription in trial).
-    let customer = stripe.customer().await;
-    let cus = id(&customer, "id");
-    let trial_end = paid_end.to_string();
-    let sub = stripe
-        .post(
-            "/v1/subscriptions",
-            &[
-                ("customer", &cus),
-                ("items[0][plan]", "price_3"),
-                ("trial_end", &trial_end),
-                ("metadata[wallet]", &form["subscription_data[metadata][wallet]"]),
-                ("metadata[plan_id]", &form["subscription_data[metadata][plan_id]"]),
-            ],
-        )
-        .await;
+    let (cus, sub) = finish_at_processor(&stripe, form, paid_end).await;
     let sub_id = id(&sub, "id");
     assert_eq!(sub["trial_end"].as_u64(), Some(paid_end), "{sub}");
     let invoices = stripe.get(&format!("/v1/invoices?customer={cus}")).await;
@@ -458,20 +465,7 @@ async fn the_pages_hand_the_member_to_the_card_processor_for_pay_by_card_and_swi
     // the processor's update that follows is delivered as Stripe sends it.
     let session_id = stdout.lines().find_map(|l| l.strip_prefix("e2e: switch handed off to ")).and_then(|url| url.rsplit('/').next()).unwrap().to_string();
     let form = &forms[1];
-    let cus = id(&stripe.customer().await, "id");
-    let trial_end = paid_end.to_string();
-    let sub = stripe
-        .post(
-            "/v1/subscriptions",
-            &[
-                ("customer", &cus),
-                ("items[0][plan]", "price_3"),
-                ("trial_end", &trial_end),
-                ("metadata[wallet]", &form["subscription_data[metadata][wallet]"]),
-                ("metadata[plan_id]", &form["subscription_data[metadata][plan_id]"]),
-            ],
-        )
-        .await;
+    let (cus, sub) = finish_at_processor(&stripe, form, paid_end).await;
     let sub_id = id(&sub, "id");
     let sender = Card { app, clock: Clock::system() };
     for own in stripe.new_events().await {

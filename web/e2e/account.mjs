@@ -13,6 +13,7 @@
 //
 // Prints "e2e: ok" and exits 0, or prints what went wrong and exits 1.
 import { chromium } from 'playwright-core';
+import { installWallet, rpcTo } from './wallet.mjs';
 
 const need = (name) => {
   const value = process.env[name];
@@ -28,41 +29,7 @@ const ACCOUNT = need('ACCOUNT').toLowerCase();
 const SCREENSHOT = need('SCREENSHOT');
 const RECEIPT_SCREENSHOT = need('RECEIPT_SCREENSHOT');
 
-let rpcId = 0;
-async function rpc(method, params) {
-  const response = await fetch(RPC_URL, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: ++rpcId, method, params: params ?? [] }),
-  });
-  const body = await response.json();
-  return body.error ? { error: body.error } : { result: body.result ?? null };
-}
-
-/** One EIP-1193 wallet as window.ethereum; runs in the browser. */
-function installWallet({ account }) {
-  window.ethereum = {
-    isE2e: true,
-    on() {},
-    removeListener() {},
-    async request({ method, params }) {
-      if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [account];
-      if (method === 'wallet_switchEthereumChain' || method === 'wallet_addEthereumChain') return null;
-      if (method === 'personal_sign' && String(params?.[1]).toLowerCase() !== account) {
-        const error = new Error(`e2e wallet ${account} asked to sign for ${params?.[1]}`);
-        error.code = 4100;
-        throw error;
-      }
-      const answer = await window.__e2eRpc(method, params ?? []);
-      if (answer.error) {
-        const error = new Error(answer.error.message);
-        error.code = answer.error.code;
-        throw error;
-      }
-      return answer.result;
-    },
-  };
-}
+const rpc = rpcTo(RPC_URL);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
