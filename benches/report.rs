@@ -305,6 +305,27 @@ fn summary(benches: &BTreeMap<String, Bench>, link: Option<&str>) -> String {
             let _ = writeln!(md, "| {}{group} | {} {} ({}–{}) | {ratio_text} | {target} {mark} |", s.label, num(mid), s.unit, num(lo), num(hi));
         }
     }
+    // Beside the peers: Unlock's lock (gas) and ponder (indexing), with our figure each is
+    // read against.
+    let mut peers = String::new();
+    for name in ["gas", "watcher"] {
+        let Some(bench) = benches.get(name) else { continue };
+        for key in &bench.order {
+            let s = &bench.series[key];
+            let baseline = s.baseline.as_ref().and_then(|b| bench.series.get(b));
+            let unlock = name == "gas" && baseline.is_some_and(|b| b.label.starts_with("Unlock"));
+            let indexing = name == "watcher" && (key.starts_with("backfill.ponder_") || key == "backfill.postgres") && s.unit == "payments/s";
+            if !(unlock || indexing) {
+                continue;
+            }
+            let (Some((lo, mid, hi)), Some((a, b, c))) = (spread(&s.values), spread(&s.ratios)) else { continue };
+            let against = baseline.map_or(String::new(), |b| b.label.clone());
+            let _ = writeln!(peers, "| {} | {} {} ({}–{}) | {against} | {} ({}–{}) |", s.label, num(mid), s.unit, num(lo), num(hi), ratio(b), ratio(a), ratio(c));
+        }
+    }
+    if !peers.is_empty() {
+        let _ = writeln!(md, "\nBeside the peers (same run, same anvil):\n\n| figure | median (min–max) | read against | ratio, median (min–max) |\n|---|---:|---|---:|\n{peers}");
+    }
     if let Some(link) = link {
         let _ = writeln!(md, "\nEvery figure, its spread and the pictures: [{link}]({link}).");
     }
@@ -406,7 +427,7 @@ fn render(args: &Args, benches: &BTreeMap<String, Bench>, pictures: &[(String, S
 
 /// The latency histogram of one or more sample sets, share of requests per bin, with each
 /// set's p50, p95 and p99 drawn as lines.
-fn histogram(path: &Path, title: &str, unit: &str, sets: &[(&str, &[f64])]) -> Result<()> {
+fn histogram(path: &Path, title: &str, unit: &str, of: &str, sets: &[(&str, &[f64])]) -> Result<()> {
     let colours = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
     let mut all: Vec<f64> = sets.iter().flat_map(|(_, v)| v.iter().copied()).collect();
     if all.is_empty() {
@@ -414,9 +435,15 @@ fn histogram(path: &Path, title: &str, unit: &str, sets: &[(&str, &[f64])]) -> R
     }
     all.sort_by(f64::total_cmp);
     // The axis ends past the largest p99.9, so one outlier does not squash the picture.
-    let high = (quantile(&all, 0.999) * 1.15).max(1e-3);
-    let bins = 50;
-    let width = high / bins as f64;
+    let mut high = (quantile(&all, 0.999) * 1.15).max(1e-3);
+    let mut bins = 50;
+    let mut width = high / bins as f64;
+    // Whole-number samples (the webhook receiver's clock is in ms) get whole-number bins.
+    if all.iter().all(|v| v.fract() == 0.0) {
+        width = (high / 50.0).ceil().max(1.0);
+        bins = (high / width).ceil() as usize + 1;
+        high = bins as f64 * width;
+    }
     let mut shares = Vec::new();
     let mut top: f64 = 0.0;
     for (_, values) in sets {
@@ -436,7 +463,7 @@ fn histogram(path: &Path, title: &str, unit: &str, sets: &[(&str, &[f64])]) -> R
         .x_label_area_size(40)
         .y_label_area_size(56)
         .build_cartesian_2d(0.0..high, 0.0..top * 1.1)?;
-    chart.configure_mesh().x_desc(unit).y_desc("% of requests").light_line_style(WHITE.mix(0.0)).draw()?;
+    chart.configure_mesh().x_desc(unit).y_desc(format!("% of {of}")).light_line_style(WHITE.mix(0.0)).draw()?;
     for (i, ((name, values), share)) in sets.iter().zip(&shares).enumerate() {
         let colour = colours[i % colours.len()];
         chart
@@ -523,7 +550,7 @@ fn main() -> Result<()> {
     let sample = |bench: &str, key: &str| benches.get(bench).and_then(|b| b.samples.get(key)).map(|s| s.2.clone());
     if let Some(live) = sample("watcher", "live") {
         let file = "live-activation.svg";
-        histogram(&pictures_dir.join(file), "Confirming block → activation committed (SQLite, websocket heads)", "ms", &[("live", &live)])?;
+        histogram(&pictures_dir.join(file), "Confirming block → activation committed (SQLite, websocket heads)", "ms", "payments", &[("live", &live)])?;
         pictures.push(("Live activation latency".to_string(), format!("bench/{file}")));
     }
     let checkouts: Vec<(&str, Vec<f64>)> =
@@ -531,7 +558,7 @@ fn main() -> Result<()> {
     if !checkouts.is_empty() {
         let file = "checkout-latency.svg";
         let sets: Vec<(&str, &[f64])> = checkouts.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        histogram(&pictures_dir.join(file), "POST /v1/checkouts at half the maximum rate, open loop", "ms", &sets)?;
+        histogram(&pictures_dir.join(file), "POST /v1/checkouts at half the maximum rate, open loop", "ms", "requests", &sets)?;
         pictures.push(("Checkout latency".to_string(), format!("bench/{file}")));
     }
     let steady: Vec<(&str, Vec<f64>)> =
@@ -539,7 +566,7 @@ fn main() -> Result<()> {
     if !steady.is_empty() {
         let file = "webhook-latency.svg";
         let sets: Vec<(&str, &[f64])> = steady.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        histogram(&pictures_dir.join(file), "Webhook: commit → acknowledged, steady rate", "ms", &sets)?;
+        histogram(&pictures_dir.join(file), "Webhook: commit → acknowledged, steady rate (whole ms)", "ms", "deliveries", &sets)?;
         pictures.push(("Webhook delivery latency".to_string(), format!("bench/{file}")));
     }
     // Throughput ratios (higher is better) across benches.

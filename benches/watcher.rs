@@ -473,7 +473,7 @@ async fn main() -> Result<()> {
         rec.add(
             record::figure(
                 &format!("backfill.ponder_{key}"),
-                &format!("ponder 0.16.10 into {store} (start → ready less start-up)"),
+                &format!("ponder 0.16.10 into {store} (start → all stored, less start-up)"),
                 "payments/s",
                 rate(indexing),
             )
@@ -481,7 +481,7 @@ async fn main() -> Result<()> {
             .group("backfill"),
         );
         rec.add(
-            record::figure(&format!("backfill.ponder_{key}_ready"), &format!("ponder into {store}: start → ready"), "s", full.as_secs_f64())
+            record::figure(&format!("backfill.ponder_{key}_ready"), &format!("ponder into {store}: start → ready and all stored"), "s", full.as_secs_f64())
                 .lower()
                 .group("backfill"),
         );
