@@ -320,11 +320,15 @@ fn summary(benches: &BTreeMap<String, Bench>, link: Option<&str>) -> String {
             }
             let (Some((lo, mid, hi)), Some((a, b, c))) = (spread(&s.values), spread(&s.ratios)) else { continue };
             let against = baseline.map_or(String::new(), |b| b.label.clone());
-            let _ = writeln!(peers, "| {} | {} {} ({}–{}) | {against} | {} ({}–{}) |", s.label, num(mid), s.unit, num(lo), num(hi), ratio(b), ratio(a), ratio(c));
+            let _ =
+                writeln!(peers, "| {} | {} {} ({}–{}) | {against} | {} ({}–{}) |", s.label, num(mid), s.unit, num(lo), num(hi), ratio(b), ratio(a), ratio(c));
         }
     }
     if !peers.is_empty() {
-        let _ = writeln!(md, "\nBeside the peers (same run, same anvil):\n\n| figure | median (min–max) | read against | ratio, median (min–max) |\n|---|---:|---|---:|\n{peers}");
+        let _ = writeln!(
+            md,
+            "\nBeside the peers (same run, same anvil):\n\n| figure | median (min–max) | read against | ratio, median (min–max) |\n|---|---:|---|---:|\n{peers}"
+        );
     }
     if let Some(link) = link {
         let _ = writeln!(md, "\nEvery figure, its spread and the pictures: [{link}]({link}).");
