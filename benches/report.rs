@@ -175,7 +175,6 @@ fn quantile(sorted: &[f64], p: f64) -> f64 {
 /// A number as a person reads it: thousands separated, decimals only where they matter.
 fn num(v: f64) -> String {
     let decimals = match v.abs() {
-        a if a >= 1_000.0 => 0,
         a if a >= 100.0 => 0,
         a if a >= 10.0 => 1,
         _ => 2,
@@ -200,9 +199,9 @@ fn ratio(v: f64) -> String {
     format!("{v:.3}×")
 }
 
-/// Whether a target written as "≥ 0.35× …", "≤ 1.50×", "≤ 20 ms" or "≤ 30000 gas" is met by
-/// the median; `None` when the text is a direction the report cannot check.
-fn met(target: &str, value: f64, ratio: Option<f64>) -> Option<bool> {
+/// A target the report can check: "≥ 0.35× …", "≤ 1.50×", "≤ 20 ms", "≤ 30000 gas" as
+/// (at least?, bound, bound on the ratio?); `None` for a direction written in words.
+fn parse_target(target: &str) -> Option<(bool, f64, bool)> {
     let t = target.trim();
     let (ge, rest) = if let Some(r) = t.strip_prefix('≥') {
         (true, r)
@@ -214,8 +213,14 @@ fn met(target: &str, value: f64, ratio: Option<f64>) -> Option<bool> {
     let rest = rest.trim();
     let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ',')).unwrap_or(rest.len());
     let bound: f64 = rest[..end].replace(',', "").parse().ok()?;
-    let unit = rest[end..].trim_start();
-    let measured = if unit.starts_with('×') { ratio? } else { value };
+    Some((ge, bound, rest[end..].trim_start().starts_with('×')))
+}
+
+/// Whether the median meets `target`; `None` when the text is a direction the report
+/// cannot check.
+fn met(target: &str, value: f64, ratio: Option<f64>) -> Option<bool> {
+    let (ge, bound, on_ratio) = parse_target(target)?;
+    let measured = if on_ratio { ratio? } else { value };
     Some(if ge { measured >= bound } else { measured <= bound })
 }
 
@@ -535,11 +540,9 @@ fn ratio_chart(path: &Path, rows: &[RatioRow]) -> Result<()> {
     Ok(())
 }
 
-/// The ratio a "≥ 0.5× …" target names.
+/// The ratio a "≥ 0.5× …" target names (the ratio chart's marker).
 fn ratio_target(target: Option<&str>) -> Option<f64> {
-    let rest = target?.trim().strip_prefix('≥')?.trim();
-    let end = rest.find('×')?;
-    rest[..end].trim().parse().ok()
+    parse_target(target?).and_then(|(ge, bound, on_ratio)| (ge && on_ratio).then_some(bound))
 }
 
 fn main() -> Result<()> {
@@ -551,27 +554,40 @@ fn main() -> Result<()> {
     let pictures_dir = args.out.join("bench");
     std::fs::create_dir_all(&pictures_dir)?;
     let mut pictures = Vec::new();
-    let sample = |bench: &str, key: &str| benches.get(bench).and_then(|b| b.samples.get(key)).map(|s| s.2.clone());
-    if let Some(live) = sample("watcher", "live") {
-        let file = "live-activation.svg";
-        histogram(&pictures_dir.join(file), "Confirming block → activation committed (SQLite, websocket heads)", "ms", "payments", &[("live", &live)])?;
-        pictures.push(("Live activation latency".to_string(), format!("bench/{file}")));
-    }
-    let checkouts: Vec<(&str, Vec<f64>)> =
-        [("SQLite", "sqlite.checkout"), ("PostgreSQL", "postgresql.checkout")].into_iter().filter_map(|(n, k)| sample("api", k).map(|v| (n, v))).collect();
-    if !checkouts.is_empty() {
-        let file = "checkout-latency.svg";
-        let sets: Vec<(&str, &[f64])> = checkouts.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        histogram(&pictures_dir.join(file), "POST /v1/checkouts at half the maximum rate, open loop", "ms", "requests", &sets)?;
-        pictures.push(("Checkout latency".to_string(), format!("bench/{file}")));
-    }
-    let steady: Vec<(&str, Vec<f64>)> =
-        [("SQLite", "steady.sqlite"), ("PostgreSQL", "steady.postgresql")].into_iter().filter_map(|(n, k)| sample("webhooks", k).map(|v| (n, v))).collect();
-    if !steady.is_empty() {
-        let file = "webhook-latency.svg";
-        let sets: Vec<(&str, &[f64])> = steady.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        histogram(&pictures_dir.join(file), "Webhook: commit → acknowledged, steady rate (whole ms)", "ms", "deliveries", &sets)?;
-        pictures.push(("Webhook delivery latency".to_string(), format!("bench/{file}")));
+    // (bench, [(series name, sample key)], file, title, what is counted, picture name)
+    let histograms = [
+        (
+            "watcher",
+            &[("live", "live")][..],
+            "live-activation.svg",
+            "Confirming block → activation committed (SQLite, websocket heads)",
+            "payments",
+            "Live activation latency",
+        ),
+        (
+            "api",
+            &[("SQLite", "sqlite.checkout"), ("PostgreSQL", "postgresql.checkout")][..],
+            "checkout-latency.svg",
+            "POST /v1/checkouts at half the maximum rate, open loop",
+            "requests",
+            "Checkout latency",
+        ),
+        (
+            "webhooks",
+            &[("SQLite", "steady.sqlite"), ("PostgreSQL", "steady.postgresql")][..],
+            "webhook-latency.svg",
+            "Webhook: commit → acknowledged, steady rate (whole ms)",
+            "deliveries",
+            "Webhook delivery latency",
+        ),
+    ];
+    for (bench, series, file, title, of, name) in histograms {
+        let sets: Vec<(&str, &[f64])> =
+            series.iter().filter_map(|(n, k)| benches.get(bench).and_then(|b| b.samples.get(*k)).map(|s| (*n, s.2.as_slice()))).collect();
+        if !sets.is_empty() {
+            histogram(&pictures_dir.join(file), title, "ms", of, &sets)?;
+            pictures.push((name.to_string(), format!("bench/{file}")));
+        }
     }
     // Throughput ratios (higher is better) across benches.
     let mut rows = Vec::new();

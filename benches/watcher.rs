@@ -102,15 +102,29 @@ fn status_mib(field: &str) -> f64 {
     status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn postgres_db() -> Result<Db> {
+/// The PostgreSQL server the bench's databases live on.
+fn pg_server() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Runs `sql` on the server's `postgres` database (creating and dropping databases).
+async fn admin(sql: &str) -> Result<()> {
     sqlx::any::install_default_drivers();
-    let server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("tmai_bench_{}", std::process::id());
-    let admin = sqlx::AnyPool::connect(&format!("{server}/postgres")).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    let admin = sqlx::AnyPool::connect(&format!("{}/postgres", pg_server())).await?;
+    sqlx::query(sql).execute(&admin).await?;
     admin.close().await;
-    Ok(Db::connect(&format!("{server}/{name}")).await?)
+    Ok(())
+}
+
+/// Creates the database `name` empty (dropping what an earlier run left); returns its URL.
+async fn fresh_database(name: &str) -> Result<String> {
+    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    admin(&format!("CREATE DATABASE {name}")).await?;
+    Ok(format!("{}/{name}", pg_server()))
+}
+
+async fn postgres_db() -> Result<Db> {
+    Ok(Db::connect(&fresh_database(&format!("tmai_bench_{}", std::process::id())).await?).await?)
 }
 
 struct Bench {
@@ -417,32 +431,26 @@ async fn main() -> Result<()> {
     );
     rec.add(record::figure("backfill.postgres", "watcher backfill into PostgreSQL", "payments/s", rate(pg_time)).baseline("backfill.raw").group("backfill"));
     // The peer: ponder indexing the same logs from the same anvil, into PGlite and PostgreSQL.
-    let pg_server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let ponder_db = format!("tmai_ponder_{}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&format!("{pg_server}/postgres")).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {ponder_db}")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {ponder_db}")).execute(&admin).await?;
     // Ponder's start-up (build, migrations, server) measured apart: the same command over
     // the blocks before the first payment, so indexing = (start → ready) − (that).
     let before_first = b.deployment.deploy_block;
     let mut ponder_runs = Vec::new();
-    for (store, url) in [("PGlite", None), ("PostgreSQL", Some(format!("{pg_server}/{ponder_db}")))] {
+    for store in ["PGlite", "PostgreSQL"] {
+        let url = if store == "PostgreSQL" { Some(fresh_database(&ponder_db).await?) } else { None };
         let idle = ponder(&b, &toolchain, before_first, 0, url.as_deref()).await?;
         if url.is_some() {
             // A fresh database for the measured run: nothing of the idle run's sync store.
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {ponder_db} WITH (FORCE)")).execute(&admin).await?;
-            sqlx::query(&format!("CREATE DATABASE {ponder_db}")).execute(&admin).await?;
+            fresh_database(&ponder_db).await?;
         }
         let full = ponder(&b, &toolchain, head, payments, url.as_deref()).await?;
         if let (Some(idle), Some(full)) = (idle, full) {
             ponder_runs.push((store, idle, full));
         }
     }
-    let ponder_pg = ponder_runs.iter().any(|(s, ..)| *s == "PostgreSQL").then_some(());
-    if ponder_pg.is_some() {
+    if ponder_runs.iter().any(|(store, ..)| *store == "PostgreSQL") {
         // What ponder stored, counted: its tables and their rows.
-        let db = sqlx::AnyPool::connect(&format!("{pg_server}/{ponder_db}")).await?;
+        let db = sqlx::AnyPool::connect(&format!("{}/{ponder_db}", pg_server())).await?;
         let tables = sqlx::query("SELECT table_schema::text, table_name::text FROM information_schema.tables WHERE table_schema IN ('ponder_sync', 'bench') AND table_type = 'BASE TABLE' ORDER BY 1, 2")
             .fetch_all(&db)
             .await?;
@@ -457,8 +465,7 @@ async fn main() -> Result<()> {
         db.close().await;
         println!("ponder's PostgreSQL tables after indexing {payments} payments (rows): {}", held.join(", "));
     }
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {ponder_db} WITH (FORCE)")).execute(&admin).await?;
-    admin.close().await;
+    admin(&format!("DROP DATABASE IF EXISTS {ponder_db} WITH (FORCE)")).await?;
     for (store, idle, full) in &ponder_runs {
         let indexing = full.saturating_sub(*idle).max(Duration::from_millis(1));
         println!(
