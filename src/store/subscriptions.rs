@@ -179,13 +179,18 @@ pub fn load_many_sqlite(conn: &rusqlite::Connection, wallets: &[Address]) -> Res
 /// Returns the subscriptions whose scheduled downgrade is due at `now`, by wallet.
 pub async fn due_downgrades(conn: &mut AnyConnection, now: u64) -> Result<Vec<Subscription>, StoreError> {
     let rows = sqlx::query(&due_downgrades_sql()).bind(now as i64).fetch_all(conn).await?;
-    rows.iter().map(from_row).collect()
+    let mut due = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    due.sort_by_key(|s| s.wallet);
+    Ok(due)
 }
 
 /// The subscriptions whose scheduled plan takes over at `$1` (rusqlite binds `$n` by
-/// position as sqlx does, so both connections run the same text).
+/// position as sqlx does, so both connections run the same text). Unordered: SQLite read
+/// the whole table in wallet order rather than sort the few due rows the partial index
+/// `subscriptions_scheduled_expiry` finds (measured: 12 ms at 100,000 members with none
+/// due), so the callers sort by wallet.
 fn due_downgrades_sql() -> String {
-    format!("SELECT {COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1 ORDER BY wallet")
+    format!("SELECT {COLUMNS} FROM subscriptions WHERE next_plan_id IS NOT NULL AND expires_at <= $1")
 }
 
 /// [`due_downgrades`] on the process's SQLite connection.
@@ -196,6 +201,7 @@ pub fn due_downgrades_sqlite(conn: &rusqlite::Connection, now: u64) -> Result<Ve
     while let Some(row) = rows.next()? {
         out.push(from_sqlite_row(row)?);
     }
+    out.sort_by_key(|s| s.wallet);
     Ok(out)
 }
 
