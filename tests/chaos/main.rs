@@ -61,6 +61,9 @@ struct Plan {
     card_wallets: usize,
     /// Wallets that turn automatic renewal on and are charged after the traffic.
     renewal_wallets: usize,
+    /// Checkouts of the clean phase before the faults: the same traffic with no fault, kill
+    /// or reorg, for the activation rate the faulted phase is set beside.
+    clean_checkouts: u64,
     kills: usize,
     reorgs: usize,
     receiver_down: Duration,
@@ -86,6 +89,7 @@ fn plan_from_args() -> Plan {
             wallets: 120,
             card_wallets: 12,
             renewal_wallets: 12,
+            clean_checkouts: 240,
             kills: 20,
             reorgs: 50,
             receiver_down: Duration::from_secs(120),
@@ -103,6 +107,7 @@ fn plan_from_args() -> Plan {
             wallets: 24,
             card_wallets: 4,
             renewal_wallets: 4,
+            clean_checkouts: 24,
             kills: 3,
             reorgs: 6,
             receiver_down: Duration::from_secs(15),
@@ -376,31 +381,54 @@ resend_after_secs = 5
     }
     println!("chaos: {} members turned automatic renewal on", mandates.len());
 
-    // The traffic.
-    proxy.set_share(plan.fault_percent);
     let payer_addresses: std::collections::HashSet<alloy::primitives::Address> = wallets.iter().map(|w| w.key.address()).collect();
     let wallets = Arc::new(wallets);
-    let faults_started = Instant::now();
-    let mut workers = Vec::new();
-    for task in 0..plan.concurrency {
-        let (shared, wallets, card_wallets, plan) = (shared.clone(), wallets.clone(), card_wallets.clone(), plan.clone());
-        workers.push(tokio::spawn(async move {
-            let mut rng = traffic::rng_for(plan.seed, task as u64);
-            let mut n = task as u64;
-            while n < plan.checkouts {
-                // One in ten is a card subscription; the rest pay on chain.
-                if n % 10 == 9 && !card_wallets.is_empty() {
-                    shared.card(n, card_wallets[(n as usize / 10) % card_wallets.len()], &mut rng).await;
-                } else {
-                    let w = &wallets[(n as usize) % wallets.len()];
-                    // A wallet is driven by one task only (n ≡ task mod concurrency).
-                    shared.checkout(n, w, &mut rng).await;
-                }
-                shared.progress.done.fetch_add(1, Ordering::Relaxed);
-                n += plan.concurrency as u64;
-            }
-        }));
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query(sql).fetch_one(&pool).await.map(|r| r.try_get::<i64, _>(0).unwrap()).unwrap_or(-1) }
+    };
+    // The traffic's workers for checkouts `first..end` (`first` a multiple of the
+    // concurrency: wallet n mod wallets is driven by task n mod concurrency only).
+    let traffic = |first: u64, end: u64| -> Vec<tokio::task::JoinHandle<()>> {
+        (0..plan.concurrency)
+            .map(|task| {
+                let (shared, wallets, card_wallets, plan) = (shared.clone(), wallets.clone(), card_wallets.clone(), plan.clone());
+                tokio::spawn(async move {
+                    let mut rng = traffic::rng_for(plan.seed, first + task as u64);
+                    let mut n = first + task as u64;
+                    while n < end {
+                        // One in ten is a card subscription; the rest pay on chain.
+                        if n % 10 == 9 && !card_wallets.is_empty() {
+                            shared.card(n, card_wallets[(n as usize / 10) % card_wallets.len()], &mut rng).await;
+                        } else {
+                            let w = &wallets[(n as usize) % wallets.len()];
+                            shared.checkout(n, w, &mut rng).await;
+                        }
+                        shared.progress.done.fetch_add(1, Ordering::Relaxed);
+                        n += plan.concurrency as u64;
+                    }
+                })
+            })
+            .collect()
+    };
+
+    // The clean phase: the same traffic, after the faulted phase's checkouts in numbering,
+    // with no fault, kill or reorg.
+    let clean_first = plan.checkouts.div_ceil(plan.concurrency as u64) * plan.concurrency as u64;
+    let (clean_started, clean_before) = (Instant::now(), count("SELECT COUNT(*) FROM activations").await);
+    for w in traffic(clean_first, clean_first + plan.clean_checkouts) {
+        w.await.map_err(|e| e.to_string())?;
     }
+    let clean_secs = clean_started.elapsed().as_secs_f64();
+    let clean_activations = count("SELECT COUNT(*) FROM activations").await - clean_before;
+    let clean_done = progress.done.load(Ordering::Relaxed);
+    println!("chaos: clean phase: {} checkouts in {clean_secs:.1} s, {clean_activations} activations", plan.clean_checkouts);
+
+    // The traffic, under faults.
+    proxy.set_share(plan.fault_percent);
+    let faulted_before = count("SELECT COUNT(*) FROM activations").await;
+    let faults_started = Instant::now();
+    let workers = traffic(0, plan.checkouts);
     // Wallet i is paid from tasks i mod concurrency only when wallets is a multiple of it.
     assert_eq!(plan.wallets % plan.concurrency, 0, "wallets must be a multiple of the concurrency");
 
@@ -423,7 +451,7 @@ resend_after_secs = 5
     let tmai = deployment.token("TMAI").unwrap().address;
     let mut next = 0;
     loop {
-        let done = progress.done.load(Ordering::Relaxed);
+        let done = progress.done.load(Ordering::Relaxed) - clean_done;
         if let Some(at) = receiver_back_at
             && Instant::now() >= at
         {
@@ -538,11 +566,7 @@ resend_after_secs = 5
         w.await.map_err(|e| e.to_string())?;
     }
     let fault_secs = faults_started.elapsed().as_secs_f64();
-    let count = |sql: &'static str| {
-        let pool = pool.clone();
-        async move { sqlx::query(sql).fetch_one(&pool).await.map(|r| r.try_get::<i64, _>(0).unwrap()).unwrap_or(-1) }
-    };
-    let activations_under_faults = count("SELECT COUNT(*) FROM activations").await;
+    let activations_under_faults = count("SELECT COUNT(*) FROM activations").await - faulted_before;
     println!(
         "chaos: traffic done in {fault_secs:.0} s: {} checkouts, {} paid ({} by permit), {} failed or lost, {} card events; {activations_under_faults} activations",
         progress.done.load(Ordering::Relaxed),
@@ -644,6 +668,10 @@ resend_after_secs = 5
         "fault_phase_secs": fault_secs,
         "activations_under_faults": activations_under_faults,
         "activations_per_sec_under_faults": activations_under_faults as f64 / fault_secs,
+        "clean_phase_secs": clean_secs,
+        "clean_checkouts": plan.clean_checkouts,
+        "activations_clean": clean_activations,
+        "activations_per_sec_clean": clean_activations as f64 / clean_secs,
         "kills": kill_recoveries.len(),
         "kill_recovery_ms": kill_recoveries,
         "kill_recovery_ms_max": sorted.last(),
