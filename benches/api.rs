@@ -19,9 +19,11 @@
 #[path = "support/record.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod record;
+#[path = "support/wrk.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod wrk;
 
 use std::{
-    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -30,7 +32,7 @@ use alloy::{
     primitives::{Address, B256, U256},
     providers::{Provider, ProviderBuilder},
 };
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tmai_pay::{
     auth::{AuthService, tokens::generate_pem},
     billing::{
@@ -51,6 +53,7 @@ use tmai_pay::{
     toolchain::Toolchain,
 };
 use tokio_util::sync::CancellationToken;
+use wrk::{connections, wrk, wrk_with};
 
 /// The tests' real markets: Uniswap v3 from its npm artifacts, Chainlink's test aggregator.
 #[path = "../tests/it/markets.rs"]
@@ -105,20 +108,13 @@ async fn live_rates(anvil: &alloy::node_bindings::AnvilInstance, deployment: &De
     Ok(book)
 }
 
-struct Figures {
-    rps: f64,
-    p99_ms: f64,
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     // RUST_LOG=tmai_pay::orders=debug shows the order writer's batches (size and time).
     tmai_pay::telemetry::init_with_default(false, "warn");
     // ROUTE_SECONDS (SECONDS is also read, but bash keeps its own SECONDS counter).
     let seconds: u64 = std::env::var("ROUTE_SECONDS").or_else(|_| std::env::var("SECONDS")).ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    if Command::new("wrk").arg("--version").output().is_err() {
-        bail!("wrk is not installed: run scripts/bench-api (it installs Debian's wrk) or apt-get install wrk");
-    }
+    wrk::require()?;
     let toolchain = Toolchain::locate()?;
     let dir = toolchain.fixtures_dir();
     let deployment = Deployment::read(&dir.join(devnet::DEPLOYMENT_FILE))?;
@@ -418,58 +414,6 @@ async fn open_loop(url: &str, rate: f64, seconds: u64) -> Result<Vec<f64>> {
         out.push(done??);
     }
     Ok(out)
-}
-
-/// Connections wrk keeps open for the maximum-rate runs (`CONNECTIONS=…`). 64, not fewer:
-/// a checkout is answered only after its group commit, so with 16 connections the server
-/// sat ~25% idle waiting for commits while hello-world was already saturated (its rate is
-/// the same at 16 and 64); 64 saturates every route.
-fn connections() -> u64 {
-    std::env::var("CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
-}
-
-/// Runs wrk against `url` (with a Lua script for POSTs) and reads requests/s and p99.
-async fn wrk(url: &str, script: Option<&std::path::Path>, seconds: u64) -> Result<Figures> {
-    wrk_with(url, script, seconds, connections()).await
-}
-
-async fn wrk_with(url: &str, script: Option<&std::path::Path>, seconds: u64, connections: u64) -> Result<Figures> {
-    let mut command = tokio::process::Command::new("wrk");
-    command.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
-    if let Some(script) = script {
-        command.arg("-s").arg(script);
-    }
-    let output = command.arg(url).output().await?;
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    if text.contains("Non-2xx") {
-        bail!("wrk saw error answers from {url}:\n{text}");
-    }
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
-    let p99 = text
-        .lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("99%"))
-        .map(str::trim)
-        .and_then(parse_wrk_time)
-        .with_context(|| format!("no 99% line in wrk's output:\n{text}"))?;
-    Ok(Figures { rps, p99_ms: p99 })
-}
-
-fn parse_wrk_time(text: &str) -> Option<f64> {
-    let (number, factor) = if let Some(v) = text.strip_suffix("us") {
-        (v, 0.001)
-    } else if let Some(v) = text.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = text.strip_suffix('s') {
-        (v, 1000.0)
-    } else {
-        return None;
-    };
-    number.parse::<f64>().ok().map(|n| n * factor)
 }
 
 /// Runs wrk paced near `rate` requests/s: each connection waits 4 ms before each request

@@ -88,9 +88,10 @@ fn figures_of(doc: &Value) -> Result<(String, Vec<Value>, Value, Value)> {
                 figures.push(serde_json::json!({ "key": key, "label": label, "unit": unit, "value": value, "better": better }));
             }
         };
+        push("activations_clean", "activations/s, clean phase (same traffic, no faults)", "activations/s", n("activations_per_sec_clean"), "higher");
         push(
             "activations_faulted",
-            "activations/s while 20 % of RPC calls fail (paced by the traffic)",
+            "activations/s while 20 % of RPC calls fail, with kills and reorgs (paced by the traffic)",
             "activations/s",
             n("activations_per_sec_under_faults"),
             "higher",
@@ -100,6 +101,12 @@ fn figures_of(doc: &Value) -> Result<(String, Vec<Value>, Value, Value)> {
         push("takeover_max", "leader killed → another instance takes over, max", "ms", n("takeover_ms_max"), "lower");
         push("settle", "traffic stopped → everything settled", "s", n("settle_secs"), "lower");
         push("checks_failed", "checks failed", "checks", n("failed"), "lower");
+        // The faulted rate set beside the clean phase of the same run, when it had one.
+        if n("activations_per_sec_clean").is_some()
+            && let Some(faulted) = figures.iter_mut().find(|f| f["key"] == "activations_faulted")
+        {
+            faulted["baseline"] = "activations_clean".into();
+        }
         let params = serde_json::json!({ "mode": doc["mode"], "instances": doc["instances"], "fault_percent": doc["fault_percent"] });
         return Ok(("chaos".into(), figures, params, Value::Null));
     }
@@ -278,15 +285,19 @@ fn about(bench: &str) -> (&'static str, &'static str) {
             "Webhooks out",
             "Events fanned out to 3 local endpoints: a burst, beside raw POSTs with no database and no signing; then events written at a steady rate while the worker runs, timed from the commit to the receiver's acknowledgement.",
         ),
+        "growth" => (
+            "Growth: members already in the database",
+            "The same operations with 10,000, 100,000 and 1,000,000 members (1,000,000 in full mode only) seeded through the service's own paths (`benches/growth.rs` says how: each member a checkout, a confirmed payment and its activation, a year of reminders, every event fanned out and delivered, about 20 rows per member). The reminder pass is timed after an hour of the clock (median of 5); its notices are its work, which grows with members. Reads draw a member at random from all of them. Each figure at a larger size is also given against the same figure at the smallest size of the run.",
+        ),
         "chaos" => (
             "Chaos campaign (short)",
-            "The real binary under kills, reorgs, a faulty RPC and a dead receiver (`tests/chaos`); its figures, from `target/chaos/summary-short.json`. The debug build, as `scripts/test` runs it.",
+            "The real binary under kills, reorgs, a faulty RPC and a dead receiver (`tests/chaos`); its figures, from `target/chaos/summary-short.json`. The debug build, as `scripts/test` runs it. A clean phase (the same traffic, no fault, kill or reorg) runs first, and the faulted phase's activation rate is set beside it; both are paced by the campaign's own traffic (a fixed number of checkouts in flight), so the ratio is how much the faults slow a member's purchase, not the service's capacity under faults (that is the watcher's backlog, above).",
         ),
         _ => ("Other", ""),
     }
 }
 
-const ORDER: [&str; 7] = ["gas", "watcher", "watcher-faults", "minter", "api", "webhooks", "chaos"];
+const ORDER: [&str; 8] = ["gas", "watcher", "watcher-faults", "minter", "api", "webhooks", "growth", "chaos"];
 
 /// The figures that carry a target, one line each: what the README shows.
 fn summary(benches: &BTreeMap<String, Bench>, link: Option<&str>) -> String {
@@ -540,6 +551,69 @@ fn ratio_chart(path: &Path, rows: &[RatioRow]) -> Result<()> {
     Ok(())
 }
 
+/// Members, and a figure's (min, median, max) at that many.
+type GrowthPoint = (f64, (f64, f64, f64));
+
+/// The growth bench's figures against members (log scale): the reminder pass, the read's
+/// p99 and checkouts per second, one line per database with min–max whiskers. Returns
+/// whether there was anything to draw.
+fn growth_chart(path: &Path, growth: &Bench) -> Result<bool> {
+    // (what, title, unit) per panel; series keys are growth.<db>.<members>.<what>.
+    let panels =
+        [("pass_ms", "Reminder and expiry pass", "ms"), ("read_p99", "GET /v1/subscriptions/{wallet} p99", "ms"), ("checkout", "POST /v1/checkouts", "req/s")];
+    let colours = [("sqlite", "SQLite", RGBColor(31, 119, 180)), ("postgresql", "PostgreSQL", RGBColor(214, 39, 40))];
+    let point = |key: &str| -> Option<(String, f64, String)> {
+        let mut parts = key.splitn(4, '.');
+        (parts.next()? == "growth").then_some(())?;
+        let db = parts.next()?.to_string();
+        let members: f64 = parts.next()?.parse().ok()?;
+        Some((db, members, parts.next()?.to_string()))
+    };
+    let sizes: Vec<f64> = growth.order.iter().filter_map(|k| point(k).map(|p| p.1)).collect();
+    let (Some(low), Some(high)) = (sizes.iter().copied().reduce(f64::min), sizes.iter().copied().reduce(f64::max)) else { return Ok(false) };
+    let root = SVGBackend::new(path, (1200, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (area, (what, title, unit)) in root.split_evenly((1, panels.len())).iter().zip(panels) {
+        let mut lines: Vec<(&str, RGBColor, Vec<GrowthPoint>)> = Vec::new();
+        for (db, name, colour) in colours {
+            let mut pts: Vec<GrowthPoint> = growth
+                .order
+                .iter()
+                .filter_map(|k| {
+                    let (d, members, w) = point(k)?;
+                    (d == db && w == what).then_some(())?;
+                    Some((members, spread(&growth.series[k].values)?))
+                })
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if !pts.is_empty() {
+                lines.push((name, colour, pts));
+            }
+        }
+        let top = lines.iter().flat_map(|l| l.2.iter().map(|p| p.1.2)).fold(0.0f64, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((low * 0.7..high * 1.4).log_scale(), 0.0..top.max(1e-3))?;
+        chart.configure_mesh().x_desc("members (log scale)").y_desc(unit).x_label_formatter(&|v| num(*v)).light_line_style(WHITE.mix(0.0)).draw()?;
+        for (name, colour, pts) in lines {
+            chart
+                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1.1)), colour.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 12, y)], colour.stroke_width(2)));
+            chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1.1), 3, colour.filled())))?;
+            for p in &pts {
+                chart.draw_series(LineSeries::new([(p.0, p.1.0), (p.0, p.1.2)], colour.mix(0.6)))?;
+            }
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK.mix(0.3)).position(SeriesLabelPosition::UpperLeft).draw()?;
+    }
+    root.present()?;
+    Ok(true)
+}
+
 /// The ratio a "≥ 0.5× …" target names (the ratio chart's marker).
 fn ratio_target(target: Option<&str>) -> Option<f64> {
     parse_target(target?).and_then(|(ge, bound, on_ratio)| (ge && on_ratio).then_some(bound))
@@ -591,7 +665,7 @@ fn main() -> Result<()> {
     }
     // Throughput ratios (higher is better) across benches.
     let mut rows = Vec::new();
-    for name in ORDER {
+    for name in ORDER.into_iter().filter(|n| *n != "growth") {
         let Some(bench) = benches.get(name) else { continue };
         for key in &bench.order {
             let s = &bench.series[key];
@@ -608,6 +682,12 @@ fn main() -> Result<()> {
         let file = "ratios.svg";
         ratio_chart(&pictures_dir.join(file), &rows)?;
         pictures.push(("Throughput against the same run's baselines".to_string(), format!("bench/{file}")));
+    }
+    if let Some(growth) = benches.get("growth") {
+        let file = "growth.svg";
+        if growth_chart(&pictures_dir.join(file), growth)? {
+            pictures.push(("Cost against members already in the database".to_string(), format!("bench/{file}")));
+        }
     }
     let md = render(&args, &benches, &pictures);
     let path = args.out.join("benchmarks.md");

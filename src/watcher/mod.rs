@@ -34,6 +34,8 @@ use crate::{
 
 mod effects;
 mod reorgs;
+#[cfg(feature = "test-hooks")]
+mod seed;
 
 use crate::store::ledger::{self, BlockRow, PassTx, StoredPayment};
 
