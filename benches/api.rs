@@ -16,6 +16,9 @@
 //! Run: `scripts/bench-api` (installs wrk) or `cargo bench --bench api`; `ROUTE_SECONDS=…`,
 //! `ONLY=SQLite` or `ONLY=PostgreSQL` for one database.
 
+#[path = "support/fixture.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod fixture;
 #[path = "support/record.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod record;
@@ -28,10 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::{
-    primitives::{Address, B256, U256},
-    providers::{Provider, ProviderBuilder},
-};
+use alloy::primitives::{Address, B256, U256};
 use anyhow::{Context, Result};
 use tmai_pay::{
     auth::{AuthService, tokens::generate_pem},
@@ -44,13 +44,12 @@ use tmai_pay::{
     chain::{
         bindings::ISubscriptionCheckout::Quote,
         deployment::Deployment,
-        devnet::{self, AnvilOptions},
+        devnet,
         signing::{DigestSigner, quote_domain, sign_quote},
     },
     config::{AuthSettings, FeedConfig, HttpSettings, PlanConfig, PricingSettings, RateSourceConfig, SigningKeyConfig},
     http::{AppState, router, serve},
     store::{Db, auth_sessions, unix_now},
-    toolchain::Toolchain,
 };
 use tokio_util::sync::CancellationToken;
 use wrk::{connections, wrk, wrk_with};
@@ -112,14 +111,9 @@ async fn live_rates(anvil: &alloy::node_bindings::AnvilInstance, deployment: &De
 async fn main() -> Result<()> {
     // RUST_LOG=tmai_pay::orders=debug shows the order writer's batches (size and time).
     tmai_pay::telemetry::init_with_default(false, "warn");
-    // ROUTE_SECONDS (SECONDS is also read, but bash keeps its own SECONDS counter).
-    let seconds: u64 = std::env::var("ROUTE_SECONDS").or_else(|_| std::env::var("SECONDS")).ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let seconds = wrk::route_seconds();
     wrk::require()?;
-    let toolchain = Toolchain::locate()?;
-    let dir = toolchain.fixtures_dir();
-    let deployment = Deployment::read(&dir.join(devnet::DEPLOYMENT_FILE))?;
-    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions { load_state: Some(dir.join(devnet::STATE_FILE)), ..Default::default() })?;
-    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
+    let fixture::FixtureChain { deployment, anvil, provider } = fixture::start()?;
     let catalog = Arc::new(Catalog::new(&plans(), &deployment.tokens)?);
     let rates = live_rates(&anvil, &deployment, &provider).await?;
     let rates_cancel = CancellationToken::new();

@@ -33,6 +33,9 @@
 //! `ONLY=SQLite` or `ONLY=PostgreSQL`, `ROUTE_SECONDS=…` (default 5). `scripts/bench-report`
 //! runs it in each round (sizes 10k and 100k in its short mode).
 
+#[path = "support/fixture.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod fixture;
 #[path = "support/record.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod record;
@@ -44,7 +47,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use alloy::{
     primitives::{Address, keccak256},
-    providers::{DynProvider, Provider, ProviderBuilder},
+    providers::DynProvider,
 };
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
@@ -54,12 +57,7 @@ use tmai_pay::{
         quotes::{QuoteIssuer, QuoteRequest},
         reminders::Reminders,
     },
-    chain::{
-        bindings::SubscriptionCheckout::OrderPaid,
-        deployment::Deployment,
-        devnet::{self, AnvilOptions},
-        paid_log::PaidLog,
-    },
+    chain::{bindings::SubscriptionCheckout::OrderPaid, deployment::Deployment, devnet, paid_log::PaidLog},
     clock::Clock,
     config::{HttpSettings, PlanConfig, ReminderSettings, WebhookSettings},
     http::{AppState, router, serve},
@@ -68,7 +66,6 @@ use tmai_pay::{
         Db,
         webhooks::deliveries::{self, AttemptRecord, Outcome},
     },
-    toolchain::Toolchain,
     watcher::{Watcher, WatcherConfig},
 };
 use tokio_util::sync::CancellationToken;
@@ -122,18 +119,14 @@ struct Parts {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     tmai_pay::telemetry::init_with_default(false, "warn");
-    let seconds: u64 = std::env::var("ROUTE_SECONDS").or_else(|_| std::env::var("SECONDS")).ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let seconds = wrk::route_seconds();
     let sizes: Vec<u64> = std::env::var("GROWTH_MEMBERS")
         .unwrap_or_else(|_| "10000,100000,1000000".into())
         .split(',')
         .map(|s| s.trim().parse().context("GROWTH_MEMBERS: a comma-separated list of member counts"))
         .collect::<Result<_>>()?;
     wrk::require()?;
-    let toolchain = Toolchain::locate()?;
-    let dir = toolchain.fixtures_dir();
-    let deployment = Deployment::read(&dir.join(devnet::DEPLOYMENT_FILE))?;
-    let anvil = devnet::spawn_anvil(&toolchain, &AnvilOptions { load_state: Some(dir.join(devnet::STATE_FILE)), ..Default::default() })?;
-    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
+    let fixture::FixtureChain { deployment, anvil, provider } = fixture::start()?;
     let catalog = Arc::new(Catalog::new(&plans(), &deployment.tokens)?);
     let issuer = QuoteIssuer::new(devnet::key(&anvil, devnet::QUOTE_SIGNER), deployment.chain_id, deployment.checkout, 1_800);
     let parts = Parts { deployment, provider, catalog, issuer };
@@ -189,7 +182,7 @@ async fn main() -> Result<()> {
                             if let Some((db, _)) = other {
                                 db.close().await;
                             }
-                            let db = Db::connect(&seeds.restore(backend, previous.as_deref()).await?).await?;
+                            let db = Db::connect(&seeds.copy(backend, "work", previous.as_deref()).await?).await?;
                             if previous.is_none() {
                                 endpoints::create(&db, "https://merchant.example/hooks", "growth bench", None, at as i64).await?;
                             }
@@ -205,7 +198,7 @@ async fn main() -> Result<()> {
                 }
             }
             let end = present.context("a seeded present")? + step as u64 * DAY;
-            let db = Db::connect(&seeds.measure_copy(backend, &chain).await?).await?;
+            let db = Db::connect(&seeds.copy(backend, "measure", Some(&chain)).await?).await?;
             // The reminder pass: five at the configured interval (30 s: little or nothing
             // due, what every pass costs), then five each after an hour (work that grows
             // with members).
@@ -231,7 +224,7 @@ async fn main() -> Result<()> {
             let (pass_ms, notices) = passes(3_600).await?;
             let (hello, read, create) = serve_and_load(&db, &parts, size, seconds, &post, tmp.path()).await?;
             db.close().await;
-            seeds.drop_measure_copy(backend).await?;
+            seeds.remove(backend, "measure").await?;
             println!(
                 "  {:>9} {:>9} {:>10.2} {:>12.2} {:>10.1} {:>10.0} {:>10.2} {:>11.0} {:>10.2}",
                 size,
@@ -274,7 +267,7 @@ async fn main() -> Result<()> {
         if let Some((db, _)) = seeding {
             db.close().await;
         }
-        seeds.drop_working(backend).await?;
+        seeds.remove(backend, "work").await?;
     }
     rec.save()?;
     Ok(())
@@ -369,8 +362,8 @@ impl Seeds {
         Ok(kept.then(|| marker["present"].as_u64()).flatten())
     }
 
-    /// Makes `role`'s database a copy of the snapshot of `chain` (empty for None); returns
-    /// its URL.
+    /// Makes `role`'s database (`work`: the one seeding grows; `measure`: a run's copy) a copy
+    /// of the snapshot of `chain` (empty for None); returns its URL.
     async fn copy(&self, b: Backend, role: &str, chain: Option<&str>) -> Result<String> {
         self.remove(b, role).await?;
         match (b, chain) {
@@ -401,11 +394,6 @@ impl Seeds {
         Ok(())
     }
 
-    /// The working database for seeding, restored from `previous` (empty for None).
-    async fn restore(&self, b: Backend, previous: Option<&str>) -> Result<String> {
-        self.copy(b, "work", previous).await
-    }
-
     /// Keeps the working database `db` as the snapshot of `chain`; returns it open again.
     async fn snapshot(&self, b: Backend, db: Db, chain: &str, present: u64) -> Result<Db> {
         let db = match b {
@@ -426,19 +414,6 @@ impl Seeds {
         };
         std::fs::write(self.marker(b, chain), serde_json::to_vec(&serde_json::json!({ "version": self.version, "present": present }))?)?;
         Ok(db)
-    }
-
-    /// A fresh copy of the snapshot of `chain` to measure on; returns its URL.
-    async fn measure_copy(&self, b: Backend, chain: &str) -> Result<String> {
-        self.copy(b, "measure", Some(chain)).await
-    }
-
-    async fn drop_measure_copy(&self, b: Backend) -> Result<()> {
-        self.remove(b, "measure").await
-    }
-
-    async fn drop_working(&self, b: Backend) -> Result<()> {
-        self.remove(b, "work").await
     }
 }
 

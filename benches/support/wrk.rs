@@ -18,6 +18,12 @@ pub fn require() -> Result<()> {
     Ok(())
 }
 
+/// Seconds wrk drives each route: `ROUTE_SECONDS` (`SECONDS` is also read, but bash keeps
+/// its own `SECONDS` counter), 5 by default.
+pub fn route_seconds() -> u64 {
+    std::env::var("ROUTE_SECONDS").or_else(|_| std::env::var("SECONDS")).ok().and_then(|v| v.parse().ok()).unwrap_or(5)
+}
+
 /// Connections wrk keeps open for the maximum-rate runs (`CONNECTIONS=…`). 64, not fewer:
 /// a checkout is answered only after its group commit, so with 16 connections the server
 /// sat ~25% idle waiting for commits while hello-world was already saturated (its rate is
