@@ -121,8 +121,13 @@ impl Latency {
         let ms = took.as_secs_f64() * 1e3;
         let mut map = self.by_method.lock().expect("latency lock");
         for key in [method, ANY_METHOD] {
-            let average = map.entry(key.to_string()).or_insert(ms);
-            *average += Self::WEIGHT * (ms - *average);
+            // Every answered call passes here: allocate a key only for a method not seen yet.
+            match map.get_mut(key) {
+                Some(average) => *average += Self::WEIGHT * (ms - *average),
+                None => {
+                    map.insert(key.to_string(), ms);
+                }
+            }
         }
     }
 
