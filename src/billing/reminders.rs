@@ -39,6 +39,29 @@ pub struct Report {
     pub downgrades: u64,
 }
 
+/// How far before the last look a plan's write may be dated and still be read by the next
+/// narrowed look: a write transaction that took its `now` before the last pass began but
+/// committed after it, or an instance whose clock runs behind. Anything older is found by
+/// the next full look.
+pub const WRITE_MARGIN_SECS: u64 = 300;
+
+/// A full look (every plan in every window against its notice) at least this often, even
+/// when every pass in between was narrowed.
+pub const FULL_LOOK_SECS: u64 = 3_600;
+
+/// The `now` of the last look when this pass can narrow its reminder look to what changed
+/// since; `None` for a full look: no look yet, other offsets, a clock that went back, or
+/// the last full look an hour or more ago.
+///
+/// Why the narrowed look misses nothing: a plan due a reminder now and not at the last look
+/// either ended beyond the window's far edge then (its end crossed the edge since, and the
+/// edge half reads it) or had another end or state then (a write since, which the written
+/// half reads). A plan due then was given its notice by that committed pass.
+fn narrowed_since(last: Option<&notices::Look>, offsets: &str, now: u64) -> Option<u64> {
+    let last = last?;
+    (last.offsets == offsets && last.looked_at <= now && now < last.full_at.saturating_add(FULL_LOOK_SECS)).then_some(last.looked_at)
+}
+
 /// The reminder pass; runs on every instance (exactly once comes from the keys, not from
 /// leadership).
 #[derive(Debug, Clone)]
@@ -91,12 +114,24 @@ impl Reminders {
         let mut days = self.settings.expiring_days.clone();
         days.sort_unstable_by(|a, b| b.cmp(a));
         days.dedup();
+        let offsets = days.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let last = notices::last_look(&mut tx).await?;
+        let since = narrowed_since(last.as_ref(), &offsets, now);
         let mut payloads: Vec<(String, Payload)> = Vec::new();
         let mut candidates = Vec::new();
         for (i, d) in days.iter().enumerate() {
             let lower = days.get(i + 1).map_or(0, |next| u64::from(*next) * 86_400);
             let kind = NoticeKind::Expiring { days: *d };
-            let due = notices::ending_between(&mut tx, now + lower, now + u64::from(*d) * 86_400, kind).await?;
+            let (after, until) = (now + lower, now + u64::from(*d) * 86_400);
+            let due = match since {
+                // Ends that crossed the window's far edge since the last look, and plans
+                // written since (less the margin).
+                Some(last) => {
+                    let edge = (last + u64::from(*d) * 86_400).max(after);
+                    notices::ending_between_since(&mut tx, after, until, kind, edge, last.saturating_sub(WRITE_MARGIN_SECS)).await?
+                }
+                None => notices::ending_between(&mut tx, after, until, kind).await?,
+            };
             for s in due {
                 candidates.push(Notice { wallet: s.wallet, period_end: s.expires_at, kind });
                 payloads.push((
@@ -106,6 +141,11 @@ impl Reminders {
                 ));
             }
         }
+        let full_at = match (since, last) {
+            (Some(_), Some(look)) => look.full_at,
+            _ => now,
+        };
+        notices::save_look(&mut tx, &notices::Look { offsets, looked_at: now, full_at }).await?;
         for s in notices::ended_by(&mut tx, now, self.renewal_grace).await? {
             // An automatic renewal that failed says why the plan ended.
             let renewal_failure = if s.status == SubscriptionStatus::PastDue {

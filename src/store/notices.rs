@@ -86,7 +86,23 @@ pub(crate) const NOTIFIED: [SubscriptionStatus; 4] =
 /// Returns the subscriptions (without a scheduled plan) whose time ends after `after` and
 /// by `until` and that have no `kind` notice for that end, by end then wallet.
 pub async fn ending_between(conn: &mut AnyConnection, after: u64, until: u64, kind: NoticeKind) -> Result<Vec<Due>, StoreError> {
-    unnoticed(conn, after as i64, until as i64, kind, None).await
+    unnoticed(conn, after as i64, until as i64, kind, Narrowing::None).await
+}
+
+/// [`ending_between`] narrowed to the subscriptions that can be due since an earlier look:
+/// those whose end is after `edge` (it crossed into the range since) and those written at
+/// or after `written_since` (`updated_at`: a new plan, a renewal, a switch). Each half
+/// reads its own index (`subscriptions_status_expiry`, `subscriptions_updated`), so the
+/// cost follows what changed, not how many plans sit in the range.
+pub async fn ending_between_since(
+    conn: &mut AnyConnection,
+    after: u64,
+    until: u64,
+    kind: NoticeKind,
+    edge: u64,
+    written_since: u64,
+) -> Result<Vec<Due>, StoreError> {
+    unnoticed(conn, after as i64, until as i64, kind, Narrowing::Since { edge: edge as i64, written_since: written_since as i64 }).await
 }
 
 /// Returns the subscriptions (without a scheduled plan) whose time ended by `now` and that
@@ -95,29 +111,57 @@ pub async fn ending_between(conn: &mut AnyConnection, after: u64, until: u64, ki
 /// is left out until `grace` seconds after its end: it stays `past_due`, without access,
 /// while the renewer tries again.
 pub async fn ended_by(conn: &mut AnyConnection, now: u64, grace: u64) -> Result<Vec<Due>, StoreError> {
-    unnoticed(conn, i64::MIN, now as i64, NoticeKind::Expired, Some(now.saturating_sub(grace) as i64)).await
+    unnoticed(conn, i64::MIN, now as i64, NoticeKind::Expired, Narrowing::Grace { from: now.saturating_sub(grace) as i64 }).await
 }
 
-async fn unnoticed(conn: &mut AnyConnection, after: i64, until: i64, kind: NoticeKind, grace_from: Option<i64>) -> Result<Vec<Due>, StoreError> {
-    let in_grace = if grace_from.is_some() {
-        " AND NOT (s.status = $8 AND s.expires_at > $9 \
-         AND EXISTS (SELECT 1 FROM renewal_mandates m WHERE m.wallet = s.wallet AND m.status = 'active'))"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT s.wallet, s.plan_id, s.tier, s.status, s.expires_at FROM subscriptions s \
+/// What narrows an [`unnoticed`] look beyond its range of ends.
+enum Narrowing {
+    None,
+    /// Leave out `past_due` plans in their renewal grace (ended after `from`).
+    Grace {
+        from: i64,
+    },
+    /// Only ends after `edge` or rows written at or after `written_since`.
+    Since {
+        edge: i64,
+        written_since: i64,
+    },
+}
+
+async fn unnoticed(conn: &mut AnyConnection, after: i64, until: i64, kind: NoticeKind, narrowing: Narrowing) -> Result<Vec<Due>, StoreError> {
+    // $1–$4 the notified states, $5/$6 the range of ends, $7 the notice kind.
+    let base = "SELECT s.wallet, s.plan_id, s.tier, s.status, s.expires_at FROM subscriptions s \
          WHERE s.status IN ($1, $2, $3, $4) AND s.next_plan_id IS NULL AND s.expires_at > $5 AND s.expires_at <= $6 \
-         AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $7){in_grace} \
-         ORDER BY s.expires_at, s.wallet"
-    );
+         AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $7)";
+    let sql = match narrowing {
+        Narrowing::None => format!("{base} ORDER BY s.expires_at, s.wallet"),
+        Narrowing::Grace { .. } => format!(
+            "{base} AND NOT (s.status = $8 AND s.expires_at > $9 \
+             AND EXISTS (SELECT 1 FROM renewal_mandates m WHERE m.wallet = s.wallet AND m.status = 'active')) \
+             ORDER BY s.expires_at, s.wallet"
+        ),
+        // The written half reads `subscriptions_updated`; SQLite's planner would otherwise
+        // take the range of ends (the whole window) as the cheaper index, so that half
+        // hides its state and end columns from it (`|| ''`, unary `+`: the same values on
+        // both databases).
+        Narrowing::Since { .. } => format!(
+            "{base} AND s.expires_at > $8 UNION \
+             SELECT s.wallet, s.plan_id, s.tier, s.status, s.expires_at FROM subscriptions s \
+             WHERE s.updated_at >= $9 AND s.status || '' IN ($1, $2, $3, $4) AND s.next_plan_id IS NULL \
+             AND +s.expires_at > $5 AND +s.expires_at <= $6 \
+             AND NOT EXISTS (SELECT 1 FROM subscription_notices n WHERE n.wallet = s.wallet AND n.period_end = s.expires_at AND n.kind = $7) \
+             ORDER BY expires_at, wallet"
+        ),
+    };
     let mut query = sqlx::query(&sql);
     for status in NOTIFIED {
         query = query.bind(status.as_str());
     }
     query = query.bind(after).bind(until).bind(kind.to_string());
-    if let Some(from) = grace_from {
-        query = query.bind(SubscriptionStatus::PastDue.as_str()).bind(from);
+    match narrowing {
+        Narrowing::None => {}
+        Narrowing::Grace { from } => query = query.bind(SubscriptionStatus::PastDue.as_str()).bind(from),
+        Narrowing::Since { edge, written_since } => query = query.bind(edge).bind(written_since),
     }
     let rows = query.fetch_all(conn).await?;
     rows.iter()
@@ -131,6 +175,41 @@ async fn unnoticed(conn: &mut AnyConnection, after: i64, until: i64, kind: Notic
             })
         })
         .collect()
+}
+
+/// How far the reminder pass last looked (`reminder_looks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Look {
+    /// The offsets it looked with, largest first (`7,1`).
+    pub offsets: String,
+    /// The `now` of the last pass that committed.
+    pub looked_at: u64,
+    /// The `now` of the last full look.
+    pub full_at: u64,
+}
+
+/// Returns the last look, if a pass has committed one.
+pub async fn last_look(conn: &mut AnyConnection) -> Result<Option<Look>, StoreError> {
+    let row = sqlx::query("SELECT offsets, looked_at, full_at FROM reminder_looks WHERE id = 1").fetch_optional(conn).await?;
+    row.map(|r| {
+        Ok(Look { offsets: r.try_get("offsets")?, looked_at: r.try_get::<i64, _>("looked_at")? as u64, full_at: r.try_get::<i64, _>("full_at")? as u64 })
+    })
+    .transpose()
+}
+
+/// Records `look` as the last one. Two instances may overwrite each other's; a look that
+/// goes back only makes the next pass read more.
+pub async fn save_look(conn: &mut AnyConnection, look: &Look) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO reminder_looks (id, offsets, looked_at, full_at) VALUES (1, $1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET offsets = excluded.offsets, looked_at = excluded.looked_at, full_at = excluded.full_at",
+    )
+    .bind(&look.offsets)
+    .bind(look.looked_at as i64)
+    .bind(look.full_at as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Inserts `notices` at `now` where none with their key exists; returns those this call

@@ -114,7 +114,7 @@ on_both_databases!(reminders_fire_once_per_period);
 async fn two_instances_write_each_reminder_once() {
     let test_db = crate::db::fresh_db(DbKind::Postgres).await;
     let other = Db::connect(&test_db.url).await.unwrap();
-    let catalog = std::sync::Arc::new(tmai_pay::billing::plans::Catalog::new(&crate::harness::plan_configs(), &fixture_deployment().tokens).unwrap());
+    let catalog = catalog();
     let clock = Clock::system();
     let now = clock.now();
     // 300 subscriptions ending over the next 10 days, written by the service's own code.
@@ -176,4 +176,129 @@ async fn two_instances_write_each_reminder_once() {
         .unwrap();
     assert_eq!(canceled, 30);
     other.close().await;
+}
+
+/// A subscription for `reminder_looks_miss_nothing`, ending at `expires_at`.
+fn plan(i: u64, status: &str, expires_at: u64, next_plan: bool) -> Subscription {
+    Subscription {
+        wallet: Address::from_word(alloy::primitives::keccak256(i.to_be_bytes())),
+        plan_id: 1,
+        tier: 1,
+        status: status.parse().unwrap(),
+        started_at: expires_at.saturating_sub(30 * DAY),
+        expires_at,
+        next_plan_id: next_plan.then_some(2),
+        next_expires_at: next_plan.then_some(expires_at + 30 * DAY),
+        comp_seconds: 0,
+        paid_rate: None,
+    }
+}
+
+/// The reminder pass's last look.
+async fn last_look(db: &Db) -> tmai_pay::store::notices::Look {
+    let mut conn = db.pool().acquire().await.unwrap();
+    tmai_pay::store::notices::last_look(&mut conn).await.unwrap().unwrap()
+}
+
+/// The plans a full look still finds due a reminder (none after a pass, whatever happened).
+async fn still_due(db: &Db, now: u64) -> Vec<(Address, u64, u32)> {
+    let mut conn = db.pool().acquire().await.unwrap();
+    let mut due = Vec::new();
+    for (d, lower) in [(7u32, DAY), (1, 0)] {
+        let kind = tmai_pay::store::notices::NoticeKind::Expiring { days: d };
+        for s in tmai_pay::store::notices::ending_between(&mut conn, now + lower, now + u64::from(d) * DAY, kind).await.unwrap() {
+            due.push((s.wallet, s.expires_at, d));
+        }
+    }
+    due
+}
+
+/// The pass narrows its look to what changed since the last one (issue 30's growth bench:
+/// the full look re-read every plan ending 1–7 days ahead on every pass). A random run of
+/// passes, clock steps and writes nobody planned — new plans ending inside a window
+/// already looked at, renewals, cancellations, scheduled downgrades, writes committed late
+/// — and after every pass a full look finds nothing left due; each reminder once.
+pub(crate) async fn reminder_looks_miss_nothing(kind: DbKind) {
+    use rand::{Rng, SeedableRng};
+    let test_db = crate::db::fresh_db(kind).await;
+    let db = test_db.db.clone();
+    let clock = Clock::system();
+    let r = Reminders::new(db.clone(), catalog(), ReminderSettings::default(), clock.clone());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(30);
+    let mut conn = db.pool().acquire().await.unwrap();
+    let start = clock.now();
+    for i in 0..200u64 {
+        activation::save(&mut conn, &plan(i, "active", start + rng.random_range(0..12 * DAY), i % 17 == 0), start).await.unwrap();
+    }
+    let (mut narrowed, mut sent) = (0, 0);
+    let mut next = 200u64;
+    for step in 0..160 {
+        let report = r.tick().await.unwrap();
+        sent += report.expiring;
+        let l = last_look(&db).await;
+        assert_eq!(l.offsets, "7,1");
+        assert_eq!(still_due(&db, l.looked_at).await, vec![], "step {step}: a full look finds nothing the pass left");
+        if l.full_at < l.looked_at {
+            narrowed += 1;
+        }
+        // Between passes: the clock moves 30 s to 40 min, and a few plans are written,
+        // some dated up to the margin before the last pass (a write that committed late).
+        clock.advance(Duration::from_secs(rng.random_range(30..2_400)));
+        let now = clock.now();
+        for _ in 0..rng.random_range(0..4) {
+            let written_at = now - rng.random_range(0..tmai_pay::billing::reminders::WRITE_MARGIN_SECS.min(now - l.looked_at + 200));
+            let (i, end) = match rng.random_range(0..4) {
+                // A new plan ending anywhere in the next 8 days (inside windows already seen).
+                0 => {
+                    next += 1;
+                    (next, now + rng.random_range(60..8 * DAY))
+                }
+                // An existing one renewed, shortened by a refund, or moved within a window.
+                _ => (rng.random_range(0..next), now + rng.random_range(60..40 * DAY)),
+            };
+            let status = ["active", "canceled", "trialing", "past_due"][rng.random_range(0..4)];
+            activation::save(&mut conn, &plan(i, status, end, rng.random_range(0..10) == 0), written_at).await.unwrap();
+        }
+    }
+    assert!(narrowed > 100, "most passes narrowed their look ({narrowed} of 160)");
+    assert!(sent > 150, "the run sent reminders ({sent})");
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox_events WHERE event_type = 'subscription.expiring'").fetch_one(db.pool()).await.unwrap();
+    let claimed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscription_notices WHERE kind LIKE 'expiring%'").fetch_one(db.pool()).await.unwrap();
+    assert_eq!((events, claimed), (sent as i64, sent as i64), "one event per notice claimed, as reported");
+}
+on_both_databases!(reminder_looks_miss_nothing);
+
+/// A write dated further back than the margin (a transaction open for minutes, a clock far
+/// behind) is not read by the narrowed look; the hourly full look sends its reminder.
+pub(crate) async fn a_write_older_than_the_margin_waits_for_the_full_look(kind: DbKind) {
+    use tmai_pay::billing::reminders::{FULL_LOOK_SECS, WRITE_MARGIN_SECS};
+    let test_db = crate::db::fresh_db(kind).await;
+    let db = test_db.db.clone();
+    let clock = Clock::system();
+    let r = Reminders::new(db.clone(), catalog(), ReminderSettings::default(), clock.clone());
+    assert_eq!(r.tick().await.unwrap(), Report::default(), "the first, full look");
+    clock.advance(Duration::from_secs(30));
+    let now = clock.now();
+    let mut conn = db.pool().acquire().await.unwrap();
+    // Both end in three days (inside the 7-day window since before the last look).
+    activation::save(&mut conn, &plan(1, "active", now + 3 * DAY, false), now - 30 - WRITE_MARGIN_SECS).await.unwrap();
+    activation::save(&mut conn, &plan(2, "active", now + 3 * DAY, false), now - 30 - WRITE_MARGIN_SECS - 1).await.unwrap();
+    assert_eq!(r.tick().await.unwrap().expiring, 1, "the write at the margin is read");
+    assert_eq!(still_due(&db, last_look(&db).await.looked_at).await.len(), 1, "the one before it waits");
+    clock.advance(Duration::from_secs(FULL_LOOK_SECS - 31));
+    assert_eq!(r.tick().await.unwrap().expiring, 0, "still narrowed just under an hour after the full look");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(r.tick().await.unwrap().expiring, 1, "an hour after the full look: another one");
+    assert_eq!(still_due(&db, last_look(&db).await.looked_at).await, vec![]);
+    // Other offsets than the last look's: a full look at once.
+    let three = ReminderSettings { expiring_days: vec![3], ..ReminderSettings::default() };
+    activation::save(&mut conn, &plan(3, "active", clock.now() + 2 * DAY, false), 0).await.unwrap();
+    let r3 = Reminders::new(db.clone(), catalog(), three, clock.clone());
+    assert_eq!(r3.tick().await.unwrap().expiring, 3, "a 3-day reminder for all three, read by a full look");
+}
+on_both_databases!(a_write_older_than_the_margin_waits_for_the_full_look);
+
+/// The harness's plans.
+fn catalog() -> std::sync::Arc<tmai_pay::billing::plans::Catalog> {
+    std::sync::Arc::new(tmai_pay::billing::plans::Catalog::new(&crate::harness::plan_configs(), &fixture_deployment().tokens).unwrap())
 }
