@@ -16,8 +16,11 @@
 //! - **Hedging**: a read still unanswered after [`HEDGE_FACTOR`] times the node's usual
 //!   latency for that method (a moving average of its answers, at least [`HEDGE_MIN`]) is
 //!   sent once more beside the first, and the first good answer wins: one slow answer
-//!   costs a little more than the usual latency instead of its whole delay. Reads only;
-//!   the node's load grows by the share of calls that are that slow.
+//!   costs a little more than the usual latency instead of its whole delay. A spare that
+//!   fails transiently is followed by another (with the retry backoff, within [`RETRIES`])
+//!   while the first is still out, so a quick failure of the spare does not leave the call
+//!   waiting out the slow first attempt. Reads only; the node's load grows by the share of
+//!   calls that are that slow.
 //! - **Failover** ([`Failover`]): a request that still fails transiently on the node in
 //!   use goes to the next node, which becomes the node in use; after [`PRIMARY_RECHECK`] on
 //!   a fallback, the first node is tried again.
@@ -188,6 +191,38 @@ where
     }
 }
 
+/// Races `first`, already slower than usual, against spare attempts from `spare`: the
+/// first good answer wins. A spare that fails in a way a repeat can cure is followed by
+/// another (after the retry backoff, counted in `tries`) while `first` is still out: one
+/// quick failure of the spare must not leave the call waiting out the slow first attempt.
+/// When `first` fails, the spare out at that moment decides (the caller's loop retries
+/// after it).
+async fn hedged<F, G>(mut first: std::pin::Pin<&mut F>, spare: impl Fn() -> G, layer: RetryLayer, tries: &mut u32) -> Result<ResponsePacket, TransportError>
+where
+    F: std::future::Future<Output = Result<ResponsePacket, TransportError>>,
+    G: std::future::Future<Output = Result<ResponsePacket, TransportError>>,
+{
+    loop {
+        let second = spare();
+        tokio::pin!(second);
+        let error = tokio::select! {
+            result = &mut first => return match result { Ok(answer) => Ok(answer), Err(_) => second.await },
+            result = &mut second => match result { Ok(answer) => return Ok(answer), Err(error) => error },
+        };
+        if !is_transient(&error) || *tries >= layer.retries {
+            return first.await;
+        }
+        *tries += 1;
+        let wait = backoff(*tries, layer.base, layer.cap);
+        tracing::debug!(target: "tmai_pay::rpc", %error, attempt = *tries, wait_ms = wait.as_millis() as u64, "the spare attempt failed; asking again beside the first");
+        metrics::counter!("tmai_rpc_retries_total").increment(1);
+        tokio::select! {
+            result = &mut first => return result,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 impl<S> Service<RequestPacket> for RetryService<S>
 where
     S: Service<RequestPacket, Response = ResponsePacket, Error = TransportError, Future = TransportFut<'static>> + Clone + Send + Sync + 'static,
@@ -220,12 +255,7 @@ where
                             // the first good answer (not counted in the usual latency).
                             tracing::debug!(target: "tmai_pay::rpc", %method, after_ms = after.as_millis() as u64, "no answer yet; asking again beside it");
                             metrics::counter!("tmai_rpc_hedges_total").increment(1);
-                            let second = attempt(inner.clone(), request.clone(), layer.timeout);
-                            tokio::pin!(second);
-                            tokio::select! {
-                                result = &mut first => match result { Ok(answer) => Ok(answer), Err(_) => second.await },
-                                result = &mut second => match result { Ok(answer) => Ok(answer), Err(_) => first.await },
-                            }
+                            hedged(first.as_mut(), || attempt(inner.clone(), request.clone(), layer.timeout), layer, &mut tries).await
                         }
                     },
                 };
@@ -458,6 +488,56 @@ mod tests {
         // One slow answer moves the average by a tenth of the difference.
         latency.record("eth_getLogs", Duration::from_millis(110));
         assert_eq!(ms(latency.hedge_after("eth_getLogs")), Some(80));
+    }
+
+    fn answer(result: &str) -> ResponsePacket {
+        serde_json::from_str(&format!(r#"{{"jsonrpc":"2.0","id":1,"result":"{result}"}}"#)).unwrap()
+    }
+
+    fn result_of(packet: &ResponsePacket) -> String {
+        let raw = packet.as_single().and_then(|r| r.payload.as_success()).expect("a single success");
+        serde_json::from_str(raw.get()).unwrap()
+    }
+
+    /// A slow first attempt and spares that fail: `outcomes` are the spares' answers in
+    /// order (`None` a quick transient failure, `Some(false)` a failure on purpose).
+    async fn race(first_ms: u64, first_ok: bool, outcomes: Vec<Option<bool>>) -> (Result<String, String>, usize, u32) {
+        let spares = std::sync::atomic::AtomicUsize::new(0);
+        let first = async move {
+            tokio::time::sleep(Duration::from_millis(first_ms)).await;
+            if first_ok { Ok(answer("0xf1")) } else { Err(TransportErrorKind::custom_str("cut")) }
+        };
+        tokio::pin!(first);
+        let mut tries = 0;
+        let spare = || {
+            let n = spares.fetch_add(1, Ordering::SeqCst);
+            let outcome = outcomes.get(n).copied().unwrap_or(Some(true));
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                match outcome {
+                    Some(true) => Ok(answer(&format!("0x{n}"))),
+                    Some(false) => Err(RpcError::ErrorResp(alloy::rpc::json_rpc::ErrorPayload { code: 3, message: "reverted".into(), data: None })),
+                    None => Err(TransportErrorKind::custom_str("connection reset")),
+                }
+            }
+        };
+        let result = hedged(first.as_mut(), spare, RetryLayer::default(), &mut tries).await;
+        (result.map(|r| result_of(&r)).map_err(|e| e.to_string()), spares.load(Ordering::SeqCst), tries)
+    }
+
+    #[tokio::test]
+    async fn a_hedge_that_fails_quickly_is_followed_by_another_instead_of_waiting_for_the_slow_first() {
+        // Two quick failures of the spare, then an answer: the third spare's, long before the
+        // first's (5 s), two retries counted.
+        assert_eq!(race(5_000, true, vec![None, None]).await, (Ok("0x2".into()), 3, 2));
+        // A spare refused on purpose is not repeated: the first attempt decides.
+        assert_eq!(race(50, true, vec![Some(false)]).await, (Ok("0xf1".into()), 1, 0));
+        // The first fails while a spare is out: the spare's answer.
+        assert_eq!(race(0, false, vec![]).await.0, Ok("0x0".into()));
+        // Spares failing without end stop at the retry budget and wait for the first.
+        let (result, spares, tries) = race(300, true, vec![None; 20]).await;
+        // (the first answers while a spare is out, or during the wait before the next one).
+        assert!(result == Ok("0xf1".into()) && (2..=RETRIES).contains(&tries) && (tries..=tries + 1).contains(&(spares as u32)), "{result:?} {spares} {tries}");
     }
 
     #[test]
