@@ -404,11 +404,15 @@ impl Seeds {
                 db
             }
             Backend::Postgres => {
-                // A template must have no sessions: close, copy, open again.
+                // A template must have no sessions: close, copy, open again. A session the
+                // server has not yet seen go (a closed pool's last connection, the change
+                // listener's) would fail the copy after five seconds: end those first.
                 db.close().await;
                 let snapshot = Self::pg_snapshot(chain);
+                let work = self.name(b, "work");
+                self.admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{work}' AND pid <> pg_backend_pid()")).await?;
                 self.admin(&format!("DROP DATABASE IF EXISTS {snapshot} WITH (FORCE)")).await?;
-                self.admin(&format!("CREATE DATABASE {snapshot} TEMPLATE {}", self.name(b, "work"))).await?;
+                self.admin(&format!("CREATE DATABASE {snapshot} TEMPLATE {work}")).await?;
                 Db::connect(&self.url(b, "work")).await?
             }
         };
