@@ -19,6 +19,10 @@
 #[path = "support/fixture.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod fixture;
+#[path = "support/profile.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod profile;
+
 #[path = "support/record.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod record;
@@ -236,11 +240,29 @@ async fn main() -> Result<()> {
         let server = tokio::spawn(serve(listener, router(state), cancel.clone()));
 
         let hello = wrk(&format!("{base}/bench/hello"), None, seconds).await?;
-        let create = wrk(&format!("{base}/v1/checkouts"), Some(&post), seconds).await?;
+        // The profiles' names for this database (scripts/bench-profile).
+        let tag = if name == "SQLite" { "sqlite" } else { "postgres" };
+        let create = {
+            let _profiled = profile::Section::start(&format!("checkouts-{tag}"));
+            wrk(&format!("{base}/v1/checkouts"), Some(&post), seconds).await?
+        };
+        if profile::profiling() && !profile::profiled(&format!("refresh-{tag}")) {
+            cancel.cancel();
+            let _ = server.await;
+            continue;
+        }
         let create_usd = wrk(&format!("{base}/v1/checkouts"), Some(&post_usd), seconds).await?;
         let read = wrk(&format!("{base}/v1/subscriptions/{WALLET}"), Some(&get), seconds).await?;
         let me = wrk(&format!("{base}/v1/me"), Some(&me_lua), seconds).await?;
-        let refresh = wrk(&format!("{base}/v1/auth/refresh"), Some(&refresh_lua), seconds).await?;
+        let refresh = {
+            let _profiled = profile::Section::start(&format!("refresh-{tag}"));
+            wrk(&format!("{base}/v1/auth/refresh"), Some(&refresh_lua), seconds).await?
+        };
+        if profile::profiling() {
+            cancel.cancel();
+            let _ = server.await;
+            continue;
+        }
         // The bound on checkout creation: one secp256k1 signature per quote, measured alone
         // on one core, with the pure-Rust signer and with libsecp256k1 (which checkouts use).
         let signer = devnet::key(&anvil, devnet::QUOTE_SIGNER);

@@ -287,7 +287,7 @@ fn about(bench: &str) -> (&'static str, &'static str) {
         ),
         "growth" => (
             "Growth: members already in the database",
-            "The same operations with 10,000, 100,000 and 1,000,000 members (1,000,000 in full mode only) seeded through the service's own paths (`benches/growth.rs` says how: each member a checkout, a confirmed payment and its activation, a year of reminders, every event fanned out and delivered, about 20 rows per member). The reminder pass is timed five times 30 s apart (the configured interval: little or nothing due, so what every pass costs) and five times one hour apart (its notices are its work, which grows with members); medians. The pass 30 s apart still grows with members: the 7-day reminder's look checks every live plan ending 1–7 days ahead against its notice (the README's Growth section). Reads draw a member at random from all of them. Each figure at a larger size is also given against the same figure at the smallest size of the run.",
+            "The same operations with 10,000, 100,000 and 1,000,000 members (1,000,000 in full mode only) seeded through the service's own paths (`benches/growth.rs` says how: each member a checkout, a confirmed payment and its activation, a year of reminders, every event fanned out and delivered, about 20 rows per member). The reminder pass is timed five times 30 s apart (the configured interval: little or nothing due, so what every pass costs) and five times one hour apart (its notices are its work, which grows with members); medians. A pass 30 s after the last reads only the plans whose end crossed a window's edge since and the plans written since (the README's \"Reminders and expiry\"); a pass an hour after the last full look is a full look, every live plan in the windows against its notice. Reads draw a member at random from all of them. Each figure at a larger size is also given against the same figure at the smallest size of the run.",
         ),
         "chaos" => (
             "Chaos campaign (short)",
@@ -441,9 +441,19 @@ fn render(args: &Args, benches: &BTreeMap<String, Bench>, pictures: &[(String, S
         }
         let _ = writeln!(md);
     }
-    let _ = writeln!(md, "↓ marks figures where lower is better.");
+    let _ = writeln!(md, "↓ marks figures where lower is better.\n");
+    // The analysis of the figures below their direction: written by hand beside the
+    // profiles `scripts/bench-profile` makes, carried into every report.
+    if let Ok(text) = std::fs::read_to_string(WHERE_THE_TIME_GOES) {
+        // Its links are relative to docs/bench/, where it lives.
+        let text = text.replace("](profiles", "](bench/profiles");
+        let _ = writeln!(md, "## Where the time goes\n\n{}", text.trim_end());
+    }
     md
 }
+
+/// The hand-written analysis the report carries (see [`render`]).
+const WHERE_THE_TIME_GOES: &str = "docs/bench/where-the-time-goes.md";
 
 /// The latency histogram of one or more sample sets, share of requests per bin, with each
 /// set's p50, p95 and p99 drawn as lines.

@@ -59,6 +59,10 @@ use tmai_pay::{
     toolchain::Toolchain,
 };
 
+#[path = "support/profile.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod profile;
+
 #[path = "support/record.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod record;
@@ -397,8 +401,17 @@ async fn main() -> Result<()> {
         raw = raw.min(started.elapsed());
         anyhow::ensure!(n == payments, "raw read found {n} of {payments} payments");
     }
-    let (sqlite_time, sqlite_peak) = backfill(&b, &sqlite).await?;
-    let (pg_time, pg_peak) = backfill(&b, &postgres).await?;
+    let (sqlite_time, sqlite_peak) = {
+        let _profiled = profile::Section::start("backfill-sqlite");
+        backfill(&b, &sqlite).await?
+    };
+    let (pg_time, pg_peak) = {
+        let _profiled = profile::Section::start("backfill-postgres");
+        backfill(&b, &postgres).await?
+    };
+    if profile::profiling() {
+        return Ok(());
+    }
     for (name, db) in [("SQLite", &sqlite), ("PostgreSQL", &postgres)] {
         let confirmed = count(db, "SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await?;
         let activated = count(db, "SELECT COUNT(*) FROM activations").await?;

@@ -14,6 +14,10 @@
 //! Run: `cargo bench --bench webhooks` (`EVENTS=2000` for a quicker run, `RATE=…` events/s
 //! for the steady phase).
 
+#[path = "support/profile.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod profile;
+
 #[path = "support/record.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod record;
@@ -244,7 +248,12 @@ async fn main() -> Result<()> {
     rec.add(record::figure("burst.raw", "raw POSTs, no database, no signing (baseline)", "deliveries/s", raw_rate).group("burst"));
     let mut steady_rows = Vec::new();
     for kind in ["SQLite", "PostgreSQL"] {
-        let took = burst(kind, &base, &seen, n, dir.path()).await?;
+        // The profiles' names for this database (scripts/bench-profile).
+        let tag = if kind == "SQLite" { "sqlite" } else { "postgres" };
+        let took = {
+            let _profiled = profile::Section::start(&format!("fanout-{tag}"));
+            burst(kind, &base, &seen, n, dir.path()).await?
+        };
         let r = deliveries / took.as_secs_f64();
         println!("{:<44} {:>14.0} {:>8.3}×", format!("worker into {kind}, burst of {n}"), r, r / raw_rate);
         rec.add(
@@ -253,6 +262,7 @@ async fn main() -> Result<()> {
                 .target("≥ 0.5× raw")
                 .group("burst"),
         );
+        let _profiled = profile::Section::start(&format!("steady-{tag}"));
         steady_rows.push((kind, steady(kind, &base, &seen, n, rate, dir.path()).await?));
     }
     println!();
