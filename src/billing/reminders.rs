@@ -107,6 +107,7 @@ impl Reminders {
         let now = self.clock.now();
         let mut report = Report::default();
         let mut tx = self.db.begin_write().await?;
+        notices::lookups_only(&mut tx).await?;
         report.downgrades = activation::apply_due_downgrades(&mut tx, &self.catalog, now).await? as u64;
 
         // Offsets from the largest to the smallest: a subscription is in the window of an
