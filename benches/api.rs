@@ -240,8 +240,7 @@ async fn main() -> Result<()> {
         let server = tokio::spawn(serve(listener, router(state), cancel.clone()));
 
         let hello = wrk(&format!("{base}/bench/hello"), None, seconds).await?;
-        // The profiles' names for this database (scripts/bench-profile).
-        let tag = if name == "SQLite" { "sqlite" } else { "postgres" };
+        let tag = profile::database(name);
         let create = {
             let _profiled = profile::Section::start(&format!("checkouts-{tag}"));
             wrk(&format!("{base}/v1/checkouts"), Some(&post), seconds).await?

@@ -248,8 +248,7 @@ async fn main() -> Result<()> {
     rec.add(record::figure("burst.raw", "raw POSTs, no database, no signing (baseline)", "deliveries/s", raw_rate).group("burst"));
     let mut steady_rows = Vec::new();
     for kind in ["SQLite", "PostgreSQL"] {
-        // The profiles' names for this database (scripts/bench-profile).
-        let tag = if kind == "SQLite" { "sqlite" } else { "postgres" };
+        let tag = profile::database(kind);
         let took = {
             let _profiled = profile::Section::start(&format!("fanout-{tag}"));
             burst(kind, &base, &seen, n, dir.path()).await?

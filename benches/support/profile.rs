@@ -29,6 +29,11 @@ impl Drop for Section {
     }
 }
 
+/// A database's name in section names (`SQLite` → `sqlite`, `PostgreSQL` → `postgres`).
+pub fn database(kind: &str) -> &'static str {
+    if kind == "SQLite" { "sqlite" } else { "postgres" }
+}
+
 /// Whether `name` is the section being profiled: the benchmark may stop after it.
 pub fn profiled(name: &str) -> bool {
     std::env::var("PROFILE_SECTION").is_ok_and(|wanted| wanted == name)

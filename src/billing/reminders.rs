@@ -49,17 +49,16 @@ pub const WRITE_MARGIN_SECS: u64 = 300;
 /// when every pass in between was narrowed.
 pub const FULL_LOOK_SECS: u64 = 3_600;
 
-/// The `now` of the last look when this pass can narrow its reminder look to what changed
-/// since; `None` for a full look: no look yet, other offsets, a clock that went back, or
-/// the last full look an hour or more ago.
+/// The last look when this pass can narrow its reminder look to what changed since it;
+/// `None` for a full look: no look yet, other offsets, a clock that went back, or the last
+/// full look an hour or more ago.
 ///
 /// Why the narrowed look misses nothing: a plan due a reminder now and not at the last look
 /// either ended beyond the window's far edge then (its end crossed the edge since, and the
 /// edge half reads it) or had another end or state then (a write since, which the written
 /// half reads). A plan due then was given its notice by that committed pass.
-fn narrowed_since(last: Option<&notices::Look>, offsets: &str, now: u64) -> Option<u64> {
-    let last = last?;
-    (last.offsets == offsets && last.looked_at <= now && now < last.full_at.saturating_add(FULL_LOOK_SECS)).then_some(last.looked_at)
+fn narrowed_since(last: Option<notices::Look>, offsets: &str, now: u64) -> Option<notices::Look> {
+    last.filter(|last| last.offsets == offsets && last.looked_at <= now && now < last.full_at.saturating_add(FULL_LOOK_SECS))
 }
 
 /// The reminder pass; runs on every instance (exactly once comes from the keys, not from
@@ -116,20 +115,19 @@ impl Reminders {
         days.sort_unstable_by(|a, b| b.cmp(a));
         days.dedup();
         let offsets = days.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let last = notices::last_look(&mut tx).await?;
-        let since = narrowed_since(last.as_ref(), &offsets, now);
+        let since = narrowed_since(notices::last_look(&mut tx).await?, &offsets, now);
         let mut payloads: Vec<(String, Payload)> = Vec::new();
         let mut candidates = Vec::new();
         for (i, d) in days.iter().enumerate() {
             let lower = days.get(i + 1).map_or(0, |next| u64::from(*next) * 86_400);
             let kind = NoticeKind::Expiring { days: *d };
             let (after, until) = (now + lower, now + u64::from(*d) * 86_400);
-            let due = match since {
+            let due = match &since {
                 // Ends that crossed the window's far edge since the last look, and plans
                 // written since (less the margin).
                 Some(last) => {
-                    let edge = (last + u64::from(*d) * 86_400).max(after);
-                    notices::ending_between_since(&mut tx, after, until, kind, edge, last.saturating_sub(WRITE_MARGIN_SECS)).await?
+                    let edge = (last.looked_at + u64::from(*d) * 86_400).max(after);
+                    notices::ending_between_since(&mut tx, after, until, kind, edge, last.looked_at.saturating_sub(WRITE_MARGIN_SECS)).await?
                 }
                 None => notices::ending_between(&mut tx, after, until, kind).await?,
             };
@@ -142,10 +140,7 @@ impl Reminders {
                 ));
             }
         }
-        let full_at = match (since, last) {
-            (Some(_), Some(look)) => look.full_at,
-            _ => now,
-        };
+        let full_at = since.map_or(now, |last| last.full_at);
         notices::save_look(&mut tx, &notices::Look { offsets, looked_at: now, full_at }).await?;
         for s in notices::ended_by(&mut tx, now, self.renewal_grace).await? {
             // An automatic renewal that failed says why the plan ended.

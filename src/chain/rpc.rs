@@ -191,6 +191,16 @@ where
     }
 }
 
+/// Counts one more try after `error` and returns the backoff to wait before it, logged
+/// (`why`) and counted as a retry.
+fn retry_after(tries: &mut u32, layer: RetryLayer, error: &TransportError, why: &str) -> Duration {
+    *tries += 1;
+    let wait = backoff(*tries, layer.base, layer.cap);
+    tracing::debug!(target: "tmai_pay::rpc", %error, attempt = *tries, wait_ms = wait.as_millis() as u64, "{why}");
+    metrics::counter!("tmai_rpc_retries_total").increment(1);
+    wait
+}
+
 /// Races `first`, already slower than usual, against spare attempts from `spare`: the
 /// first good answer wins. A spare that fails in a way a repeat can cure is followed by
 /// another (after the retry backoff, counted in `tries`) while `first` is still out: one
@@ -212,10 +222,7 @@ where
         if !is_transient(&error) || *tries >= layer.retries {
             return first.await;
         }
-        *tries += 1;
-        let wait = backoff(*tries, layer.base, layer.cap);
-        tracing::debug!(target: "tmai_pay::rpc", %error, attempt = *tries, wait_ms = wait.as_millis() as u64, "the spare attempt failed; asking again beside the first");
-        metrics::counter!("tmai_rpc_retries_total").increment(1);
+        let wait = retry_after(tries, layer, &error, "the spare attempt failed; asking again beside the first");
         tokio::select! {
             result = &mut first => return result,
             _ = tokio::time::sleep(wait) => {}
@@ -263,14 +270,10 @@ where
                     Ok(answer) => return Ok(answer),
                     Err(error) => error,
                 };
-                tries += 1;
-                if !repeatable || tries > layer.retries || !is_transient(&error) {
+                if !repeatable || tries >= layer.retries || !is_transient(&error) {
                     return Err(error);
                 }
-                let wait = backoff(tries, layer.base, layer.cap);
-                tracing::debug!(target: "tmai_pay::rpc", %error, attempt = tries, wait_ms = wait.as_millis() as u64, "RPC call failed; retrying");
-                metrics::counter!("tmai_rpc_retries_total").increment(1);
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep(retry_after(&mut tries, layer, &error, "RPC call failed; retrying")).await;
             }
         })
     }

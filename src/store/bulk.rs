@@ -14,7 +14,7 @@ use super::StoreError;
 /// parameters slows down sharply with thousands per statement (measured: 2,000 rows × 15
 /// columns in one statement took 25× longer than in chunks), so it gets its classic 999.
 fn max_params(conn: &AnyConnection) -> usize {
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") { 999 } else { 30_000 }
+    if is_sqlite(conn) { 999 } else { 30_000 }
 }
 
 /// One bound value.
@@ -90,7 +90,8 @@ async fn run<'q>(conn: &mut AnyConnection, query: super::AnyQuery<'q>, returning
 /// Rows per SQLite statement on the JSON path.
 const JSON_CHUNK: usize = 5_000;
 
-fn is_sqlite(conn: &AnyConnection) -> bool {
+/// Whether `conn` is SQLite's (the store's statements differ by backend in a few places).
+pub(crate) fn is_sqlite(conn: &AnyConnection) -> bool {
     conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 

@@ -256,7 +256,7 @@ pub async fn issue_all(conn: &mut AnyConnection, batch: &[NewReceipt], now: u64)
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
+    if !super::bulk::is_sqlite(conn) {
         let mut numbers = std::collections::HashMap::new();
         for chunk in batch.chunks(PG_CHUNK) {
             numbers.extend(issue_chunk_pg(conn, chunk, now).await?);
