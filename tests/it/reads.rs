@@ -116,6 +116,57 @@ async fn another_instances_writes_reach_the_cache_through_notify() {
     other.close().await;
 }
 
+/// The read cache's listener on its own session: ended from outside (a failover, an
+/// administrator), it reconnects on a new session that sees later writes; and closing the
+/// database ends it, so nothing of a closed instance is left on the server (a database
+/// with a session left on it cannot be dropped or copied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_listener_reconnects_after_its_session_ends_and_closes_with_the_database() {
+    let test_db = crate::db::fresh_db(DbKind::Postgres).await;
+    let db = &test_db.db;
+    assert!(wait_until(|| db.cache_generation().is_some()).await, "the listener connects and caching turns on");
+    let name = test_db.url.rsplit('/').next().unwrap().to_string();
+    let admin = sqlx::PgPool::connect(&test_db.url.replace(&format!("/{name}"), "/postgres")).await.unwrap();
+    let listeners = |admin: sqlx::PgPool, name: String| async move {
+        sqlx::query_scalar::<_, i32>("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'").bind(name).fetch_all(&admin).await.unwrap()
+    };
+    let first = listeners(admin.clone(), name.clone()).await;
+    assert_eq!(first.len(), 1, "one listening session");
+
+    // Act 1: its session is ended from outside.
+    let before = db.cache_generation().unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(first[0]).execute(&admin).await.unwrap();
+    let mut again = Vec::new();
+    for _ in 0..200 {
+        again = listeners(admin.clone(), name.clone()).await;
+        if again.len() == 1 && again != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(again.len() == 1 && again != first, "a new listening session: {again:?} (was {first:?})");
+    assert!(wait_until(|| db.cache_generation().is_some_and(|g| g != before)).await, "caching is back on, in a new generation");
+    let reconnected = db.cache_generation().unwrap();
+    let other = Db::connect(&test_db.url).await.unwrap();
+    write(&other, &subscription(Address::repeat_byte(7), 2, "active")).await;
+    assert!(wait_until(|| db.cache_generation().is_some_and(|g| g != reconnected)).await, "a write after the reconnect is notified");
+    other.close().await;
+
+    // Act 2: closing the database ends every session it had, the listener's too.
+    db.close().await;
+    let mut left = -1;
+    for _ in 0..40 {
+        left = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_activity WHERE datname = $1").bind(&name).fetch_one(&admin).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(left, 0, "sessions left on the closed database");
+    sqlx::query(&format!("DROP DATABASE {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+}
+
 async fn wait_until(check: impl Fn() -> bool) -> bool {
     for _ in 0..200 {
         if check() {
