@@ -18,7 +18,7 @@ pub(crate) struct TestDb {
 }
 
 /// Returns the PostgreSQL server URL (override with TEST_POSTGRES_URL).
-fn postgres_server() -> String {
+pub(crate) fn postgres_server() -> String {
     std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 

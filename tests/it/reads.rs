@@ -126,7 +126,7 @@ async fn the_cache_listener_reconnects_after_its_session_ends_and_closes_with_th
     let db = &test_db.db;
     assert!(wait_until(|| db.cache_generation().is_some()).await, "the listener connects and caching turns on");
     let name = test_db.url.rsplit('/').next().unwrap().to_string();
-    let admin = sqlx::PgPool::connect(&test_db.url.replace(&format!("/{name}"), "/postgres")).await.unwrap();
+    let admin = sqlx::PgPool::connect(&format!("{}/postgres", crate::db::postgres_server())).await.unwrap();
     let listeners = |admin: sqlx::PgPool, name: String| async move {
         sqlx::query_scalar::<_, i32>("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'").bind(name).fetch_all(&admin).await.unwrap()
     };
