@@ -30,8 +30,10 @@
 //! smallest size of the run.
 //!
 //! Run: `cargo bench --bench growth`; `GROWTH_MEMBERS=10000,100000` for other sizes,
-//! `ONLY=SQLite` or `ONLY=PostgreSQL`, `ROUTE_SECONDS=…` (default 5). `scripts/bench-report`
-//! runs it in each round (sizes 10k and 100k in its short mode).
+//! `ONLY=SQLite` or `ONLY=PostgreSQL`, `ROUTE_SECONDS=…` (default 5), `GROWTH_SEED_ONLY=1`
+//! to seed (or find kept) and measure nothing. `scripts/bench-report` seeds both databases
+//! at once before its first round, then runs it in each round (sizes 10k and 100k in its
+//! short mode).
 
 #[path = "support/fixture.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -143,6 +145,9 @@ async fn main() -> Result<()> {
     let pg_server = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let backends = ["SQLite", "PostgreSQL"];
     let only = std::env::var("ONLY").ok();
+    // Seeding only: `scripts/bench-report` seeds both databases at once before its rounds
+    // (seeding is not measured, and SQLite's seeding leaves a core to PostgreSQL's).
+    let seed_only = std::env::var_os("GROWTH_SEED_ONLY").is_some_and(|v| v == "1");
     let mut rec = record::Record::new("growth");
     rec.param("members", sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "));
     rec.param("seconds", seconds);
@@ -196,6 +201,10 @@ async fn main() -> Result<()> {
                     seeding = Some((db, chain.clone()));
                     seed_secs = Some(started.elapsed().as_secs_f64());
                 }
+            }
+            if seed_only {
+                println!("  {size:>9} {:>9}", seed_secs.map_or("cached".to_string(), |s| format!("{s:.1}")));
+                continue;
             }
             let end = present.context("a seeded present")? + step as u64 * DAY;
             let db = Db::connect(&seeds.copy(backend, "measure", Some(&chain)).await?).await?;
@@ -269,7 +278,9 @@ async fn main() -> Result<()> {
         }
         seeds.remove(backend, "work").await?;
     }
-    rec.save()?;
+    if !seed_only {
+        rec.save()?;
+    }
     Ok(())
 }
 

@@ -254,16 +254,25 @@ pub async fn lock_for_delete(conn: &mut AnyConnection, ids: &[String], backend: 
     Ok(())
 }
 
-/// Returns whether some event is not yet fanned out into webhook deliveries (a read: an
-/// idle poll takes no write lock).
-pub async fn any_unfanned(db: &Db) -> Result<bool, StoreError> {
-    let waiting: Option<i64> = sqlx::query_scalar("SELECT seq FROM outbox_events WHERE fanned_out = 0 LIMIT 1").fetch_optional(db.pool()).await?;
+/// Returns whether some event after position `after` is not yet fanned out into webhook
+/// deliveries (a read: an idle poll takes no write lock).
+///
+/// `after` is a position every event up to which is known fanned out (0: nothing known).
+/// On PostgreSQL an event fanned out leaves its entry in the `fanned_out = 0` partial index
+/// until vacuum, and a scan from the start steps over all of them: after a burst of
+/// 400,000 events, 6.5 ms a scan instead of 0.07 ms from a bound (measured on a copy of the
+/// growth bench's 100,000-member seed), twice a batch.
+pub async fn any_unfanned(db: &Db, after: i64) -> Result<bool, StoreError> {
+    let waiting: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM outbox_events WHERE fanned_out = 0 AND seq > $1 LIMIT 1").bind(after).fetch_optional(db.pool()).await?;
     Ok(waiting.is_some())
 }
 
-/// Returns up to `limit` events not yet fanned out, up to position `settled`, in order.
-pub async fn unfanned(conn: &mut AnyConnection, settled: i64, limit: i64) -> Result<Vec<EventRef>, StoreError> {
-    let rows = sqlx::query("SELECT seq, id, event_type FROM outbox_events WHERE fanned_out = 0 AND seq <= $1 ORDER BY seq LIMIT $2")
+/// Returns up to `limit` events not yet fanned out, after position `after` (see
+/// [`any_unfanned`]) and up to position `settled`, in order.
+pub async fn unfanned(conn: &mut AnyConnection, after: i64, settled: i64, limit: i64) -> Result<Vec<EventRef>, StoreError> {
+    let rows = sqlx::query("SELECT seq, id, event_type FROM outbox_events WHERE fanned_out = 0 AND seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3")
+        .bind(after)
         .bind(settled)
         .bind(limit)
         .fetch_all(conn)

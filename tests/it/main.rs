@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod bounds;
 mod browser;
+mod bulk;
 mod card;
 mod card_localstripe;
 mod card_processor;

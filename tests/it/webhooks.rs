@@ -494,3 +494,45 @@ async fn an_event_that_commits_late_is_still_delivered_in_order() {
     let order: Vec<String> = sqlx::query_scalar("SELECT event_id FROM webhook_deliveries ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(order, ["evt_slow", "evt_fast"]);
 }
+
+/// The fan-out starts each scan after the last event it fanned out (on PostgreSQL the
+/// events it fanned stay in the unfanned index until vacuum): across batches, for events
+/// written after a fan-out, and beside a second instance that starts from the beginning,
+/// every event is fanned out once, in order.
+async fn every_event_is_fanned_out_once_across_batches_and_instances(kind: DbKind) {
+    // Arrange: an endpoint and more events than one fan-out batch (2,000) holds
+    let clock = Clock::system();
+    let app = app(kind, &clock, true).await;
+    register(&app, "http://127.0.0.1:9/once", None).await;
+    let db = app.h.test_db.db.clone();
+    let write = |from: u64, to: u64| {
+        let db = db.clone();
+        async move {
+            let mut tx = db.begin_write().await.unwrap();
+            for i in from..to {
+                tmai_pay::store::outbox::write(&mut tx, &format!("evt_once_{i:05}"), crate::event_schemas::sample(i, 0), 1).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    };
+    write(0, 4_500).await;
+    let first = Deliverer::new(db.clone(), settings(true), clock.clone()).unwrap();
+
+    // Act: fan out; write more; fan out again; a second instance fans out too; more events
+    // that the second instance finds first
+    let queued_first = first.fan_out().await.unwrap();
+    write(4_500, 4_503).await;
+    let queued_later = first.fan_out().await.unwrap();
+    let second = Deliverer::new(db.clone(), settings(true), clock.clone()).unwrap();
+    let queued_by_second = second.fan_out().await.unwrap();
+    write(4_503, 4_510).await;
+    let queued_by_second_after = second.fan_out().await.unwrap();
+    let queued_first_after = first.fan_out().await.unwrap();
+
+    // Assert: each event once, in the order written
+    assert_eq!((queued_first, queued_later, queued_by_second, queued_by_second_after, queued_first_after), (4_500, 3, 0, 7, 0));
+    let order: Vec<String> = sqlx::query_scalar("SELECT event_id FROM webhook_deliveries ORDER BY id").fetch_all(db.pool()).await.unwrap();
+    let expected: Vec<String> = (0..4_510).map(|i| format!("evt_once_{i:05}")).collect();
+    assert_eq!(order, expected);
+}
+on_both_databases!(every_event_is_fanned_out_once_across_batches_and_instances);

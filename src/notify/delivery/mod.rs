@@ -18,7 +18,10 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
@@ -90,13 +93,19 @@ struct Inner {
     settings: WebhookSettings,
     clock: Clock,
     busy: Mutex<HashSet<String>>,
+    /// A position every event up to which is fanned out: the last event of this process's
+    /// last batch. Once a batch up to `settled` is fanned out no event at or below its last
+    /// can appear unfanned (every writer holding a lower number has finished), so later
+    /// scans start after it. Another instance's fan-outs only leave it lower than it could
+    /// be; a new process starts from 0.
+    fanned_through: AtomicI64,
 }
 
 impl Deliverer {
     /// Returns a worker for `db` with `settings`, reading time from `clock`.
     pub fn new(db: Db, settings: WebhookSettings, clock: Clock) -> anyhow::Result<Self> {
         let sender = Sender::new(&settings)?;
-        Ok(Self { inner: Arc::new(Inner { db, sender, settings, clock, busy: Mutex::default() }) })
+        Ok(Self { inner: Arc::new(Inner { db, sender, settings, clock, busy: Mutex::default(), fanned_through: AtomicI64::new(0) }) })
     }
 
     /// Fans out every new event, then serves every endpoint with due deliveries until its
@@ -178,7 +187,8 @@ impl Deliverer {
         let mut queued = 0;
         loop {
             // A read first: an idle poll must not take the write lock.
-            if !outbox::any_unfanned(&self.inner.db).await? {
+            let after = self.inner.fanned_through.load(Ordering::Acquire);
+            if !outbox::any_unfanned(&self.inner.db, after).await? {
                 return Ok(queued);
             }
             // Deliveries go out in the order they are created: never pass an event whose
@@ -189,7 +199,7 @@ impl Deliverer {
             let now_ms = self.inner.clock.now_ms();
             let first_delay = self.inner.settings.schedule_secs[0] as i64 * 1000;
             let mut tx = self.inner.db.begin_write().await?;
-            let events = outbox::unfanned(&mut tx, settled, FAN_OUT_BATCH).await?;
+            let events = outbox::unfanned(&mut tx, after, settled, FAN_OUT_BATCH).await?;
             if events.is_empty() {
                 tx.commit().await?;
                 return Ok(queued);
@@ -213,6 +223,9 @@ impl Deliverer {
             deliveries::queue(&mut tx, &new).await?;
             outbox::mark_fanned_out(&mut tx, &events.iter().map(|e| e.seq).collect::<Vec<_>>()).await?;
             tx.commit().await?;
+            if let Some(last) = events.last() {
+                self.inner.fanned_through.fetch_max(last.seq, Ordering::AcqRel);
+            }
             queued += new.len() as u64;
             metrics::counter!("tmai_webhook_deliveries_queued_total").increment(new.len() as u64);
             if (events.len() as i64) < FAN_OUT_BATCH {
