@@ -291,7 +291,7 @@ fn about(bench: &str) -> (&'static str, &'static str) {
         ),
         "chaos" => (
             "Chaos campaign (short)",
-            "The real binary under kills, reorgs, a faulty RPC and a dead receiver (`tests/chaos`); its figures, from `target/chaos/summary-short.json`. The debug build, as `scripts/test` runs it. A clean phase (the same traffic, no fault, kill or reorg) runs first, and the faulted phase's activation rate is set beside it; both are paced by the campaign's own traffic (a fixed number of checkouts in flight), so the ratio is how much the faults slow a member's purchase, not the service's capacity under faults (that is the watcher's backlog, above).",
+            "The real binary under kills, reorgs, a faulty RPC and a dead receiver (`tests/chaos`); its figures, from `target/chaos/summary-short.json`. The release build the benches use (`scripts/test` runs the same campaign on the debug build). A clean phase (the same traffic, no fault, kill or reorg) runs first, and the faulted phase's activation rate is set beside it; both are paced by the campaign's own traffic (a fixed number of checkouts in flight), so the ratio is how much the faults slow a member's purchase, not the service's capacity under faults (that is the watcher's backlog, above).",
         ),
         _ => ("Other", ""),
     }
@@ -525,14 +525,14 @@ type RatioRow = (String, (f64, f64, f64), Option<f64>);
 fn ratio_chart(path: &Path, rows: &[RatioRow]) -> Result<()> {
     let high = rows.iter().map(|r| r.1.2).fold(1.0f64, f64::max) * 1.1;
     let n = rows.len();
-    let root = SVGBackend::new(path, (900, 60 + 34 * n as u32)).into_drawing_area();
+    let root = SVGBackend::new(path, (1050, 60 + 34 * n as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption("Ours over the baseline of the same run (median; whiskers min–max; ◆ target)", ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(30)
-        .y_label_area_size(330)
+        .y_label_area_size(480)
         .build_cartesian_2d(0.0..high, -0.5..(n as f64 - 0.5))?;
     chart
         .configure_mesh()
