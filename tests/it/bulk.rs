@@ -1,8 +1,8 @@
 //! The store's set-based statements (`store::bulk`) on both databases: every kind of value
-//! survives the trip through the one JSON parameter a chunk travels in (extreme integers,
-//! NULLs, text JSON must escape, bytes with zeros), rows keep the order they were given
-//! across chunk boundaries, an upsert tail still applies, and `IN` lists of integers, text
-//! and bytes find exactly their rows.
+//! survives the trip (SQLite's one JSON parameter per chunk, PostgreSQL's numbered
+//! placeholders: extreme integers, NULLs, text JSON must escape, bytes with zeros), rows
+//! keep the order they were given across chunk boundaries, an upsert tail still applies,
+//! and `IN` lists of integers, text and bytes find exactly their rows.
 
 use sqlx::Row;
 use tmai_pay::store::bulk::{Value, execute_in, fetch_in, insert};
